@@ -1,0 +1,230 @@
+"""Wiring: the database, one HTTP session per provider, the web server and the job service.
+
+:class:`Core` is everything except who listens to jobs; the Discord bot and the CLI each bring
+their own listener. Start order: database, provider sessions, web server, job service (which resumes
+unfinished jobs). Stop order is the reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import __version__
+from bot.config import Secrets, Settings
+from bot.errors import BotError, ConfigError, ProviderError
+from bot.jobs.service import JobListener, JobService
+from bot.providers.base import Provider
+from bot.providers.replicate import ModelRef, ReplicateClient
+from bot.storage.db import Database
+from bot.storage.jobs_repo import JobsRepo
+from bot.web.server import WebServer, create_app
+from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
+EXTENSIONS = ("cogs.music",)
+
+
+def _require(secret: Any, name: str) -> str:
+    if secret is None:
+        raise ConfigError(f"{name} is not set. Put it in the environment (it is never read from the config file).")
+    return str(secret.get_secret_value())
+
+
+class Core:
+    def __init__(self, settings: Settings, secrets: Secrets) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.db = Database(settings.storage.database_path, busy_timeout_ms=settings.storage.busy_timeout_ms)
+        self.repo = JobsRepo(self.db)
+        self._sessions: list[aiohttp.ClientSession] = []
+        self.providers: dict[str, Provider] = {}
+        self.replicate: ReplicateClient | None = None
+        self.web: WebServer | None = None
+        self.service: JobService | None = None
+
+    async def open(self) -> None:
+        replicate_token = _require(self.secrets.replicate_api_token, "REPLICATE_API_TOKEN")
+        for ref_name, ref in self.settings.models:
+            try:
+                ModelRef.parse(str(ref))
+            except ValueError as exc:
+                raise ConfigError(f"invalid configuration: models.{ref_name}: {exc}") from None
+        await self.db.open()
+        cfg = self.settings.replicate
+        session = self._session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
+        self.replicate = ReplicateClient(
+            session,
+            api_base=str(cfg.api_base),
+            token=replicate_token,
+            max_retries=cfg.max_retries,
+            prediction_deadline_s=cfg.prediction_deadline_s,
+            delivery_hosts=tuple(cfg.delivery_hosts),
+            download_timeout_s=self.settings.storage.download_timeout_s,
+        )
+        self.providers["replicate"] = self.replicate
+
+    def _session(self, *, connect_s: float, read_s: float) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
+        session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
+        self._sessions.append(session)
+        return session
+
+    async def _webhook_secret(self) -> str | None:
+        if self.secrets.replicate_webhook_secret is not None:
+            return self.secrets.replicate_webhook_secret.get_secret_value()
+        assert self.replicate is not None
+        try:
+            return await self.replicate.webhook_secret()
+        except ProviderError as exc:
+            log.error("could not fetch the Replicate webhook secret (%s); falling back to polling only", exc)
+            return None
+
+    async def start_service(self, listener: JobListener, *, resume: bool = True) -> JobService:
+        """Start the web server (when webhooks are configured) and the job service.
+
+        ``resume=False`` leaves other unfinished jobs alone (the CLI shares the bot's database).
+        """
+        hooks = self.settings.webhooks
+        webhook_url: str | None = None
+        verifier: WebhookVerifier | None = None
+        if hooks.public_url is not None:
+            secret = await self._webhook_secret()
+            if secret:
+                verifier = WebhookVerifier(secret)
+                webhook_url = str(hooks.public_url).rstrip("/") + hooks.path
+        service = JobService(
+            repo=self.repo,
+            providers=self.providers,
+            settings=self.settings,
+            listener=listener,
+            webhook_url=webhook_url,
+        )
+        self.service = service
+        if verifier is not None:
+            view = ReplicateWebhookView(verifier, service.accept_webhook)
+            app = create_app(webhook_path=hooks.path, replicate_webhook=view, max_body_bytes=hooks.max_body_bytes)
+            self.web = WebServer(app, host=hooks.host, port=hooks.port)
+            await self.web.start()
+        await service.start(resume=resume)
+        log.info("job service started (%s)", "webhooks + polling" if webhook_url else "polling only")
+        return service
+
+    async def close(self) -> None:
+        if self.service is not None:
+            await self.service.stop()
+        if self.web is not None:
+            await self.web.stop()
+        for session in self._sessions:
+            await session.close()
+        await self.db.close()
+
+    async def __aenter__(self) -> Core:
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class EncoreTree(app_commands.CommandTree["EncoreBot"]):
+    """One handler for every command's errors: a known error is one ephemeral line; others get an apology."""
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        cause: BaseException = error
+        if isinstance(error, app_commands.CommandInvokeError):
+            cause = error.original
+        if isinstance(cause, BotError):
+            message = cause.user_message
+        elif isinstance(cause, app_commands.CheckFailure):
+            message = "You can't use that command here."
+        elif isinstance(cause, app_commands.TransformerError):
+            message = f"I couldn't understand `{cause.value}` there."
+        else:
+            reference = secrets.token_hex(4)
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error(
+                "command %s failed (ref %s) for user %s in channel %s with options %s",
+                command,
+                reference,
+                interaction.user.id,
+                interaction.channel_id,
+                interaction.namespace,
+                exc_info=cause,
+            )
+            message = f"Sorry, something went wrong on my side (reference `{reference}`)."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(message, ephemeral=True)
+            else:
+                await interaction.response.send_message(message, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not report an error to user %s: %s", interaction.user.id, exc)
+
+
+class EncoreBot(commands.Bot):
+    """The Discord client. The core is built outside and passed in (discord.py's advanced startup)."""
+
+    def __init__(self, core: Core, **options: Any) -> None:
+        intents = discord.Intents.default()
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            tree_cls=EncoreTree,
+            **options,
+        )
+        self.core = core
+        self.settings = core.settings
+        # Set in setup_hook, once the client can talk to Discord.
+        self.delivery: Any = None
+
+    @property
+    def service(self) -> JobService:
+        assert self.core.service is not None, "the job service starts in setup_hook"
+        return self.core.service
+
+    async def setup_hook(self) -> None:
+        from bot.delivery import DiscordDelivery
+
+        self.delivery = DiscordDelivery(self, self.settings)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.core.start_service(self.delivery)
+        if self.settings.discord.sync_commands:
+            await self._sync_commands()
+
+    async def _sync_commands(self) -> None:
+        for guild_id in self.settings.discord.dev_guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to guild %s", len(synced), guild_id)
+        if not self.settings.discord.dev_guild_ids:
+            synced = await self.tree.sync()
+            log.info("synced %d global command(s)", len(synced))
+
+    async def close(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.close()
+        await super().close()
+
+
+async def run_bot(settings: Settings, secrets: Secrets, **client_options: Any) -> None:
+    token = _require(secrets.discord_token, "DISCORD_TOKEN")
+    async with Core(settings, secrets) as core:
+        bot = EncoreBot(core, **client_options)
+        async with bot:
+            await bot.start(token)

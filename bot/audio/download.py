@@ -1,0 +1,160 @@
+"""Fetching files from URLs we were handed: only allowed hosts, capped in size and time, off-loop writes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import fnmatch
+import mimetypes
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote_to_bytes
+
+import aiohttp
+from yarl import URL
+
+from bot.errors import OutputError
+from bot.providers.base import DownloadedFile
+
+_CHUNK = 256 * 1024
+
+
+def host_allowed(url: str, patterns: Iterable[str]) -> bool:
+    """True if the URL's host matches one of ``patterns`` (exact hosts or ``*.example.com``)."""
+    try:
+        host = URL(url).host
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+
+
+def guess_content_type(name: str, fallback: str = "application/octet-stream") -> str:
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or fallback
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def _decode_data_url(url: str) -> tuple[bytes, str]:
+    header, sep, payload = url.partition(",")
+    if not sep or not header.startswith("data:"):
+        raise OutputError(detail="malformed data URL")
+    meta = header[len("data:") :].split(";")
+    content_type = meta[0] or "text/plain"
+    try:
+        data = base64.b64decode(payload, validate=True) if "base64" in meta[1:] else unquote_to_bytes(payload)
+    except (binascii.Error, ValueError):
+        raise OutputError(detail="malformed data URL payload") from None
+    return data, content_type
+
+
+async def save_data_url(url: str, dest: Path, *, max_bytes: int) -> DownloadedFile:
+    """Store an inline ``data:`` URL output (as Cog servers return) like a download."""
+    # Base64 is 4/3 the size of its payload: refuse oversized payloads before decoding them.
+    if len(url) > max_bytes * 4 // 3 + 1024:
+        raise OutputError(detail=f"inline output exceeds {max_bytes} bytes")
+    data, content_type = await asyncio.to_thread(_decode_data_url, url)
+    if len(data) > max_bytes:
+        raise OutputError(detail=f"inline output exceeds {max_bytes} bytes")
+    await asyncio.to_thread(_write_atomically, dest, [data])
+    return DownloadedFile(path=dest, size=len(data), content_type=content_type)
+
+
+def _write_atomically(dest: Path, chunks: list[bytes]) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    with part.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+        handle.flush()
+        os.fsync(handle.fileno())
+    part.replace(dest)
+
+
+class _PartFile:
+    """A ``.part`` file written chunk by chunk off the event loop, renamed into place when complete."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.part = dest.with_name(dest.name + ".part")
+        self._handle: BinaryIO | None = None
+
+    async def __aenter__(self) -> _PartFile:
+        await asyncio.to_thread(self.dest.parent.mkdir, parents=True, exist_ok=True)
+        self._handle = await asyncio.to_thread(self.part.open, "wb")
+        return self
+
+    async def write(self, chunk: bytes) -> None:
+        handle = self._handle
+        assert handle is not None
+        await asyncio.to_thread(handle.write, chunk)
+
+    async def commit(self) -> None:
+        handle = self._handle
+        assert handle is not None
+
+        def finish() -> None:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            self.part.replace(self.dest)
+
+        await asyncio.to_thread(finish)
+        self._handle = None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:  # not committed: throw the partial file away
+
+            def discard() -> None:
+                handle.close()
+                with contextlib.suppress(FileNotFoundError):
+                    self.part.unlink()
+
+            await asyncio.to_thread(discard)
+
+
+async def fetch_to_file(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
+) -> DownloadedFile:
+    """Stream ``url`` into ``dest`` (atomically), refusing more than ``max_bytes`` or ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.get(url, headers=dict(headers or {}), allow_redirects=False) as response:
+                if response.status != 200:
+                    raise OutputError(detail=f"download answered HTTP {response.status}")
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise OutputError(detail=f"output is {response.content_length} bytes, over {max_bytes}")
+                content_type = response.content_type
+                if not content_type or content_type == "application/octet-stream":
+                    content_type = guess_content_type(URL(url).name)
+                size = 0
+                async with _PartFile(dest) as part:
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise OutputError(detail=f"output exceeds {max_bytes} bytes")
+                        await part.write(chunk)
+                    if response.content_length is not None and size != response.content_length:
+                        raise OutputError(detail="download ended early")
+                    await part.commit()
+    except TimeoutError:
+        raise OutputError(detail=f"download took longer than {timeout_s:g} s") from None
+    except aiohttp.ClientError as exc:
+        raise OutputError(detail=f"download failed: {type(exc).__name__}") from None
+    return DownloadedFile(path=dest, size=size, content_type=content_type)

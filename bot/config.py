@@ -1,0 +1,251 @@
+"""Settings: a TOML file, overridden by ``ENCORE_<SECTION>__<KEY>`` environment variables.
+
+Secrets never live in the file: they come only from the environment (``DISCORD_TOKEN``,
+``REPLICATE_API_TOKEN``, ``REPLICATE_WEBHOOK_SECRET``) and are held as ``SecretStr`` so that
+they never show up in ``repr``, logs or ``check-config`` output.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bot.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config.toml")
+ENV_PREFIX = "ENCORE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiscordSettings(_Section):
+    # Guild ids to sync commands to instantly on startup (empty: global sync only).
+    dev_guild_ids: list[int] = Field(default_factory=list)
+    sync_commands: bool = True
+    # The job card is edited at most this often per job.
+    card_edit_interval_s: float = Field(default=2.0, ge=0.0, le=60.0)
+
+
+class ReplicateSettings(_Section):
+    api_base: AnyHttpUrl = AnyHttpUrl("https://api.replicate.com/v1")
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    # Cancel a prediction on Replicate's side if it has not finished by then (Cancel-After).
+    prediction_deadline_s: int = Field(default=1200, ge=5, le=7200)
+    # Hosts allowed for output downloads besides api_base's own host.
+    delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
+
+
+class ModelSettings(_Section):
+    # Replicate model reference: "owner/name" (official model route) or "owner/name:<version id>".
+    musicgen: str = "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
+
+
+class WebhookSettings(_Section):
+    # Public HTTPS base URL that reaches the webhook server; empty disables webhooks (poll only).
+    public_url: AnyHttpUrl | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - the server is meant to be reachable behind a proxy
+    port: int = Field(default=8080, ge=0, le=65535)
+    path: str = "/webhooks/replicate"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class JobSettings(_Section):
+    # Poll backoff: first poll after poll_initial_s, growing by poll_factor up to poll_max_s.
+    poll_initial_s: float = Field(default=1.0, gt=0, le=60)
+    poll_max_s: float = Field(default=15.0, gt=0, le=300)
+    poll_factor: float = Field(default=1.5, ge=1.0, le=4.0)
+    # With webhooks on, a job is polled only after this grace period.
+    webhook_grace_s: float = Field(default=30.0, ge=0, le=600)
+    # A job that has not finished after this long is failed as timed out (and canceled upstream).
+    timeout_s: float = Field(default=1800.0, gt=0, le=86_400)
+    # Delivery to Discord is retried this many times before the job is failed.
+    delivery_attempts: int = Field(default=5, ge=1, le=50)
+    delivery_retry_s: float = Field(default=5.0, gt=0, le=600)
+    max_prompt_chars: int = Field(default=500, ge=1, le=4000)
+    min_duration_s: int = Field(default=1, ge=1)
+    max_duration_s: int = Field(default=30, ge=1, le=300)
+    default_duration_s: int = Field(default=8, ge=1)
+
+
+class StorageSettings(_Section):
+    dir: Path = Path("data")
+    # Output downloads are capped in size and time.
+    max_output_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    download_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+    @property
+    def database_path(self) -> Path:
+        return self.dir / "encore.sqlite3"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.dir / "outputs"
+
+
+class LoggingSettings(_Section):
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+
+class Secrets(BaseModel):
+    """Secrets from the environment only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    discord_token: SecretStr | None = None
+    replicate_api_token: SecretStr | None = None
+    replicate_webhook_secret: SecretStr | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Secrets:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> SecretStr | None:
+            value = env.get(name, "").strip()
+            return SecretStr(value) if value else None
+
+        return cls(
+            discord_token=get("DISCORD_TOKEN"),
+            replicate_api_token=get("REPLICATE_API_TOKEN"),
+            replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET"),
+        )
+
+
+class Settings(BaseSettings):
+    """Every setting, validated. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    discord: DiscordSettings = DiscordSettings()
+    replicate: ReplicateSettings = ReplicateSettings()
+    models: ModelSettings = ModelSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    jobs: JobSettings = JobSettings()
+    storage: StorageSettings = StorageSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    _toml_data: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which is passed as init kwargs.
+        return (env_settings, init_settings)
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        key = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else loc[0]
+        env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
+        lines.append(f"  {key}: {message} (env {env_name})")
+    return f"invalid configuration in {source}:\n" + "\n".join(lines)
+
+
+def resolve_config_path(path: Path | None) -> Path | None:
+    """``--config`` if given (it must exist), else ``config.toml`` when present, else none."""
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and validate settings; raise :class:`ConfigError` with one clear message."""
+    config_path = resolve_config_path(path)
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {config_path}: {exc.strerror}") from None
+    source = str(config_path) if config_path else "environment/defaults"
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def describe(settings: Settings, secrets: Secrets) -> str:
+    """The effective settings as TOML-like text, with secrets masked."""
+    lines: list[str] = []
+    for section_name, section in settings:
+        lines.append(f"[{section_name}]")
+        assert isinstance(section, BaseModel)
+        for key, value in section.model_dump(mode="json").items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    lines.append("# secrets (environment only)")
+    for name, value in secrets.model_dump().items():
+        state = "set (hidden)" if value is not None else "not set"
+        lines.append(f"# {name.upper()}: {state}")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,277 @@
+"""Discord delivery: the job card that follows a job, and the message that brings the audio.
+
+The job service reports through :class:`DiscordDelivery` (a ``JobListener``). Card edits are
+coalesced to at most one per ``card_edit_interval_s`` per job. While the interaction token lives,
+the card is edited and the audio sent through it; after that (long queues, restarts) the card is
+edited as a channel message and the audio arrives as a normal channel message replying to the card,
+with a fixed nonce so a retry after a crash cannot post it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.catalog import MODELS
+from bot.config import Settings
+from bot.errors import DeliveryError
+from bot.jobs.models import Job
+from bot.jobs.service import Phase
+
+if TYPE_CHECKING:
+    from discord.ext import commands
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+# Leave a margin so a call that starts just before expiry does not fail mid-flight.
+TOKEN_MARGIN_S = 60.0
+TERMINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.CANCELED})
+
+_COLOURS = {
+    Phase.QUEUED: discord.Colour.light_grey(),
+    Phase.STARTING: discord.Colour.blurple(),
+    Phase.GENERATING: discord.Colour.blurple(),
+    Phase.UPLOADING: discord.Colour.teal(),
+    Phase.DONE: discord.Colour.green(),
+    Phase.FAILED: discord.Colour.red(),
+    Phase.CANCELED: discord.Colour.dark_grey(),
+}
+_ICONS = {
+    Phase.QUEUED: "⏳",
+    Phase.STARTING: "🚀",
+    Phase.GENERATING: "🎛️",
+    Phase.UPLOADING: "📤",
+    Phase.DONE: "✅",
+    Phase.FAILED: "⚠️",
+    Phase.CANCELED: "🛑",
+}
+
+# Builds the card's buttons; set by the cog that owns them (cogs import bot, never the reverse).
+ViewFactory = Callable[[Job, Phase], discord.ui.View | None]
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_label(job: Job) -> str:
+    spec = MODELS.get(job.model)
+    name = spec.display_name if spec else job.model
+    version = job.request.get("params", {}).get("model_version")
+    return f"{name} ({version})" if version else name
+
+
+def build_card(job: Job, phase: Phase) -> discord.Embed:
+    """The job card: prompt, model, duration, and where the job stands."""
+    embed = discord.Embed(
+        title=_truncate(job.prompt or "Untitled", 256),
+        colour=_COLOURS[phase],
+    )
+    embed.add_field(name="Model", value=model_label(job), inline=True)
+    if job.duration_s is not None:
+        embed.add_field(name="Duration", value=f"{job.duration_s:g} s", inline=True)
+    status = f"{_ICONS[phase]} {phase.value}"
+    if phase == Phase.GENERATING and job.running_at:
+        status += f" · started <t:{int(job.running_at)}:R>"
+    elif phase in (Phase.FAILED, Phase.CANCELED) and job.error:
+        status += f" · {job.error}"
+    embed.add_field(name="Status", value=_truncate(status, 1024), inline=False)
+    if phase == Phase.DONE:
+        if job.seed is not None:
+            embed.add_field(name="Seed", value=str(job.seed), inline=True)
+        if job.predict_time_s is not None:
+            embed.add_field(name="Generation time", value=f"{job.predict_time_s:.1f} s", inline=True)
+    embed.set_footer(text=f"Job {job.id}")
+    return embed
+
+
+def audio_filename(job: Job) -> str:
+    """``<prompt-slug>-<job id>.<ext>``: readable, safe on every OS, unique per job."""
+    text = unicodedata.normalize("NFKD", job.prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or "encore"
+    suffix = Path(job.output_path or "").suffix or ".wav"
+    return f"{slug}-{job.id}{suffix}"
+
+
+def delivery_nonce(job: Job) -> str:
+    """A fixed nonce per job: Discord drops a repeat of the same send (enforce_nonce)."""
+    return f"encore-{job.id}"[:25]
+
+
+@dataclass
+class _CardState:
+    latest: tuple[Job, Phase] | None = None
+    version: int = 0
+    last_edit: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Live:
+    interaction: discord.Interaction[Any]
+    expires_at: float = field(default=0.0)
+
+
+class DiscordDelivery:
+    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+        self._bot = bot
+        self._interval_s = settings.discord.card_edit_interval_s
+        self._cards: dict[str, _CardState] = {}
+        self._live: dict[str, _Live] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.view_factory: ViewFactory = lambda _job, _phase: None
+
+    # -- registration ---------------------------------------------------------------------------
+
+    def register_interaction(self, job: Job, interaction: discord.Interaction[Any]) -> None:
+        """Remember the interaction whose original response is ``job``'s card, and show pending news."""
+        self._live[job.id] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
+        state = self._cards.get(job.id)
+        if state is not None and state.latest is not None:
+            self._kick(job.id, state)
+
+    def _live_interaction(self, job_id: str) -> discord.Interaction[Any] | None:
+        live = self._live.get(job_id)
+        if live is None:
+            return None
+        if time.time() >= live.expires_at - TOKEN_MARGIN_S:
+            del self._live[job_id]
+            return None
+        return live.interaction
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the card -------------------------------------------------------------------------------
+
+    async def job_updated(self, job: Job, phase: Phase) -> None:
+        state = self._cards.setdefault(job.id, _CardState())
+        state.latest = (job, phase)
+        state.version += 1
+        self._kick(job.id, state)
+
+    def _kick(self, job_id: str, state: _CardState) -> None:
+        if state.task is None or state.task.done():
+            task = asyncio.create_task(self._flush_card(job_id, state), name=f"card:{job_id}")
+            state.task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush_card(self, job_id: str, state: _CardState) -> None:
+        """Apply the newest card state, waiting out the edit interval; loop while news arrives."""
+        applied = -1
+        while state.version != applied and state.latest is not None:
+            wait = state.last_edit + self._interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            applied = state.version
+            job, phase = state.latest
+            if not await self._edit_card(job, phase):
+                return  # no card yet: register_interaction will kick again
+            state.last_edit = time.monotonic()
+        if state.latest is not None and state.latest[1] in TERMINAL_PHASES and state.version == applied:
+            self._cards.pop(job_id, None)
+            self._live.pop(job_id, None)
+
+    async def _edit_card(self, job: Job, phase: Phase) -> bool:
+        """Edit the card; False if there is no card to edit yet."""
+        embed = build_card(job, phase)
+        view = self.view_factory(job, phase)
+        kwargs: dict[str, Any] = {"embed": embed}
+        if view is not None:
+            kwargs["view"] = view
+        try:
+            interaction = self._live_interaction(job.id)
+            if interaction is not None:
+                await interaction.edit_original_response(**kwargs)
+                return True
+            if job.card_message_id is None or job.channel_id is None:
+                return job.id not in self._live and phase in TERMINAL_PHASES
+            channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            await channel.get_partial_message(job.card_message_id).edit(**kwargs)
+        except discord.HTTPException as exc:
+            log.warning("job %s: card edit failed: %s %s", job.id, exc.status, exc.code)
+        return True
+
+    # -- the audio ------------------------------------------------------------------------------
+
+    def _upload_limit(self, job: Job, interaction: discord.Interaction[Any] | None) -> int:
+        if interaction is not None:
+            return interaction.filesize_limit
+        guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    async def deliver(self, job: Job) -> int | None:
+        if not job.output_path:
+            raise DeliveryError(detail="job has no output file", permanent=True)
+        path = Path(job.output_path)
+        interaction = self._live_interaction(job.id)
+        limit = self._upload_limit(job, interaction)
+        size = job.output_size or 0
+        if size > limit:
+            raise DeliveryError(
+                f"The track is {_mib(size)}, over the {_mib(limit)} upload limit here.",
+                detail=f"output {size} bytes > limit {limit}",
+                permanent=True,
+            )
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise DeliveryError("The finished file went missing before it could be posted.", permanent=True) from None
+        file = discord.File(io.BytesIO(data), filename=audio_filename(job))
+        content = (
+            f"<@{job.user_id}> your track is ready: **{discord.utils.escape_markdown(_truncate(job.prompt, 150))}**"
+        )
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
+        try:
+            if interaction is not None:
+                message = await interaction.followup.send(content, file=file, allowed_mentions=mentions, wait=True)
+                return message.id
+            if job.channel_id is None:
+                raise DeliveryError(detail="job has no channel", permanent=True)
+            channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            kwargs: dict[str, Any] = {"file": file, "allowed_mentions": mentions, "nonce": delivery_nonce(job)}
+            if job.card_message_id is not None:
+                kwargs["reference"] = discord.MessageReference(
+                    message_id=job.card_message_id,
+                    channel_id=job.channel_id,
+                    guild_id=job.guild_id,
+                    fail_if_not_exists=False,
+                )
+            message = await channel.send(content, **kwargs)
+            return message.id
+        except discord.Forbidden as exc:
+            raise DeliveryError(
+                "I don't have permission to post files in that channel. "
+                "A server admin needs to give me Send Messages and Attach Files there.",
+                detail=f"forbidden: {exc.code}",
+                permanent=True,
+            ) from None
+        except discord.HTTPException as exc:
+            if exc.status == 413 or exc.code == 40005:
+                raise DeliveryError(
+                    f"The track is {_mib(size)}, too large to post here.", detail="413", permanent=True
+                ) from None
+            if exc.status == 404 and exc.code in (10003, 10062):
+                raise DeliveryError(
+                    "The channel for this job no longer exists.", detail=f"{exc.code}", permanent=True
+                ) from None
+            raise DeliveryError(detail=f"Discord HTTP {exc.status} ({exc.code})") from None

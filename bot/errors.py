@@ -1,0 +1,108 @@
+"""Errors that carry a short, user-safe message.
+
+Every expected failure is a :class:`BotError` subclass. ``user_message`` is safe to show in Discord
+(no secrets, no raw provider text, no tracebacks); ``str(exc)`` may hold more detail for logs, but
+never a secret either.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every expected failure."""
+
+    default_message = "Something went wrong."
+
+    def __init__(self, user_message: str | None = None, *, detail: str | None = None) -> None:
+        self.user_message = user_message or self.default_message
+        super().__init__(detail or self.user_message)
+
+
+class ConfigError(BotError):
+    """Configuration is invalid; startup stops with this message."""
+
+    default_message = "The configuration is invalid."
+
+
+class InvalidRequestError(BotError):
+    """A user's input was refused before anything was submitted or charged."""
+
+    default_message = "That request is not valid."
+
+
+class JobNotFoundError(BotError):
+    default_message = "I can't find that job."
+
+
+class NotAllowedError(BotError):
+    default_message = "You can't do that."
+
+
+class JobStateError(BotError):
+    """The job has moved on (e.g. canceling a finished job)."""
+
+    default_message = "That job can no longer be changed."
+
+
+class ProviderError(BotError):
+    """A provider call failed. Subclasses say whether retrying may help."""
+
+    default_message = "The music service had a problem. Please try again later."
+    retryable = False
+
+
+class ProviderAuthError(ProviderError):
+    default_message = "The music service rejected our credentials. An operator needs to fix the API token."
+
+
+class ProviderRateLimitError(ProviderError):
+    default_message = "The music service is busy right now. Please try again in a minute."
+    retryable = True
+
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        detail: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderUnavailableError(ProviderError):
+    default_message = "The music service is unavailable right now. Please try again later."
+    retryable = True
+
+
+class ProviderInputError(ProviderError):
+    """The provider refused the input (422)."""
+
+    default_message = "The music service refused those settings."
+
+
+class ProviderNotFoundError(ProviderError):
+    default_message = "The music service doesn't know that model or prediction."
+
+
+class SubmissionUncertainError(ProviderError):
+    """A create request may or may not have reached the provider (timeout, dropped connection)."""
+
+    default_message = "The music service didn't answer in time."
+    retryable = True
+
+
+class OutputError(BotError):
+    """The output could not be fetched or stored."""
+
+    default_message = "I couldn't fetch the finished audio."
+
+
+class DeliveryError(BotError):
+    """The finished audio could not be delivered to Discord."""
+
+    default_message = "I couldn't post the audio."
+
+    def __init__(self, user_message: str | None = None, *, detail: str | None = None, permanent: bool = False) -> None:
+        super().__init__(user_message, detail=detail)
+        self.permanent = permanent

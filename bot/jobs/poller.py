@@ -1,0 +1,144 @@
+"""The poller: the safety net that finds every job's outcome even when no webhook arrives.
+
+Each job at the provider is polled with backoff (``poll_initial_s`` growing by ``poll_factor`` up
+to ``poll_max_s``); with webhooks on, a job is first polled only after ``webhook_grace_s``. The
+schedule lives in memory and is rebuilt from the database at startup, so it is never the truth,
+only a reminder. A limit on polls per second keeps a large backlog under the provider's rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.config import JobSettings
+
+if TYPE_CHECKING:
+    from bot.jobs.service import JobService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    due: float
+    interval: float
+    generation: int
+
+
+class Poller:
+    def __init__(
+        self,
+        service: JobService,
+        settings: JobSettings,
+        *,
+        webhooks_on: bool,
+        clock: Callable[[], float],
+        max_polls_per_s: float = 40.0,
+        concurrency: int = 16,
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._webhooks_on = webhooks_on
+        self._clock = clock
+        self._min_gap_s = 1.0 / max_polls_per_s
+        self._concurrency = concurrency
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._generation = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def schedule(self, job_id: str, *, due: float | None = None) -> None:
+        """Poll ``job_id`` at ``due`` (default: after the first interval, or the webhook grace)."""
+        now = self._clock()
+        first = self._settings.webhook_grace_s if self._webhooks_on else self._settings.poll_initial_s
+        self._push(job_id, now + first if due is None else due, self._settings.poll_initial_s)
+
+    def unschedule(self, job_id: str) -> None:
+        self._entries.pop(job_id, None)  # its heap item goes stale and is skipped
+
+    def _push(self, job_id: str, due: float, interval: float) -> None:
+        self._generation += 1
+        self._entries[job_id] = _Entry(due=due, interval=interval, generation=self._generation)
+        heapq.heappush(self._heap, (due, self._generation, job_id))
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="poller")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        tasks = [t for t in (task, *self._inflight) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _pop_due(self, now: float) -> str | None:
+        while self._heap:
+            due, generation, job_id = self._heap[0]
+            entry = self._entries.get(job_id)
+            if entry is None or entry.generation != generation:
+                heapq.heappop(self._heap)  # stale
+                continue
+            if due > now:
+                return None
+            heapq.heappop(self._heap)
+            return job_id
+        return None
+
+    def _next_due(self) -> float | None:
+        while self._heap:
+            due, generation, job_id = self._heap[0]
+            entry = self._entries.get(job_id)
+            if entry is None or entry.generation != generation:
+                heapq.heappop(self._heap)
+                continue
+            return due
+        return None
+
+    async def _run(self) -> None:
+        slots = asyncio.Semaphore(self._concurrency)
+        while True:
+            self._wake.clear()
+            job_id = self._pop_due(self._clock())
+            if job_id is None:
+                next_due = self._next_due()
+                timeout = None if next_due is None else max(0.0, next_due - self._clock())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(self._poll_one(job_id, slots), name=f"poll:{job_id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            await asyncio.sleep(self._min_gap_s)  # rate limit: spread polls out
+
+    async def _poll_one(self, job_id: str, slots: asyncio.Semaphore) -> None:
+        entry = self._entries.get(job_id)
+        try:
+            again = await self._service.poll(job_id)
+        except Exception:
+            log.exception("poll of job %s crashed", job_id)
+            again = True
+        finally:
+            slots.release()
+        current = self._entries.get(job_id)
+        if current is None or entry is None or current.generation != entry.generation:
+            return  # unscheduled or rescheduled meanwhile
+        if again:
+            interval = min(self._settings.poll_max_s, entry.interval * self._settings.poll_factor)
+            self._push(job_id, self._clock() + entry.interval, interval)
+        else:
+            self._entries.pop(job_id, None)

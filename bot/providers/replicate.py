@@ -1,0 +1,316 @@
+"""Replicate's HTTP API: create, get, cancel and list predictions; the webhook secret; outputs.
+
+One ``aiohttp.ClientSession`` (made in ``app.py``) carries every call. Idempotent calls retry on
+429 and 5xx with capped, jittered exponential backoff that honours ``Retry-After``. A create is
+retried only when it provably never reached Replicate (connection refused, or a 429); a create that
+timed out is reported as :class:`SubmissionUncertainError` so the caller can look for it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
+
+from bot.audio.download import fetch_to_file, host_allowed, save_data_url
+from bot.errors import (
+    OutputError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderInputError,
+    ProviderNotFoundError,
+    ProviderRateLimitError,
+    ProviderUnavailableError,
+    SubmissionUncertainError,
+)
+from bot.providers.base import DownloadedFile, Prediction
+
+log = logging.getLogger(__name__)
+
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_MAX_LIST_PAGES = 5
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``owner/name``, ``owner/name:<version>`` or a bare ``<version>``."""
+
+    model: str | None
+    version: str | None
+
+    @classmethod
+    def parse(cls, ref: str) -> ModelRef:
+        model, sep, version = ref.strip().partition(":")
+        if not sep and _VERSION_ID.match(model):
+            return cls(model=None, version=model)
+        if not _MODEL_NAME.match(model):
+            raise ValueError(f"not a Replicate model reference: {ref!r}")
+        if sep and not _VERSION_ID.match(version):
+            raise ValueError(f"not a Replicate version id: {version!r}")
+        return cls(model=model, version=version or None)
+
+
+class _Problem(BaseModel):
+    """Replicate's ``application/problem+json`` error body (also the bare ``{"detail": ...}`` 429)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    title: str | None = None
+    detail: str | None = None
+    status: int | None = None
+    invalid_fields: list[dict[str, Any]] | None = None
+
+
+class _PredictionPage(BaseModel):
+    next: str | None = None
+    results: list[Prediction]
+
+
+class _WebhookSecret(BaseModel):
+    key: str
+
+
+def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error_for(status: int, problem: _Problem, retry_after_s: float | None) -> ProviderError:
+    """Translate an HTTP error once, here. Messages for users never carry Replicate's raw text."""
+    detail = f"Replicate HTTP {status}: {problem.title or ''} {problem.detail or ''}".strip()
+    if status in (401, 403):
+        return ProviderAuthError(detail=detail)
+    if status == 404:
+        return ProviderNotFoundError(detail=detail)
+    if status == 422:
+        fields = sorted({str(f.get("field", "")).removeprefix("input.") for f in problem.invalid_fields or []})
+        fields = [f for f in fields if f]
+        if problem.title and "version" in problem.title.lower():
+            return ProviderInputError(
+                "The configured model version isn't available on Replicate. An operator needs to fix it.",
+                detail=detail,
+            )
+        message = "The music service refused those settings"
+        message += f" ({', '.join(fields)})." if fields else "."
+        return ProviderInputError(message, detail=detail)
+    if status == 429:
+        return ProviderRateLimitError(detail=detail, retry_after_s=retry_after_s)
+    if status >= 500:
+        return ProviderUnavailableError(detail=detail)
+    return ProviderError(detail=detail)
+
+
+class ReplicateClient:
+    name = "replicate"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_base: str,
+        token: str,
+        max_retries: int = 4,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        prediction_deadline_s: int | None = None,
+        delivery_hosts: tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery"),
+        download_timeout_s: float = 120.0,
+    ) -> None:
+        self._session = session
+        self._base = URL(api_base.rstrip("/"))
+        self._token = token
+        self._max_retries = max_retries
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._deadline_s = prediction_deadline_s
+        api_host = self._base.host or ""
+        self._auth_hosts = (api_host, "replicate.delivery", "*.replicate.delivery")
+        self._download_hosts = (api_host, *delivery_hosts)
+        self._download_timeout_s = download_timeout_s
+
+    # -- HTTP plumbing -------------------------------------------------------------------------
+
+    def _url(self, path: str) -> URL:
+        return URL(str(self._base) + path)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One HTTP exchange; returns the parsed JSON or raises a typed ProviderError."""
+        async with self._session.request(
+            method, url, json=json, headers={**self._headers(), **(headers or {})}, allow_redirects=False
+        ) as response:
+            if 200 <= response.status < 300:
+                try:
+                    return await response.json(content_type=None)
+                except ValueError:
+                    raise ProviderUnavailableError(detail=f"Replicate sent a non-JSON {response.status}") from None
+            try:
+                problem = _Problem.model_validate(await response.json(content_type=None))
+            except (ValueError, ValidationError):
+                problem = _Problem()
+            raise _error_for(response.status, problem, _retry_after_s(response))
+
+    def _backoff_s(self, attempt: int, error: ProviderError | None) -> float:
+        if isinstance(error, ProviderRateLimitError) and error.retry_after_s is not None:
+            return min(error.retry_after_s, self._retry_max_s)
+        ceiling = min(self._retry_max_s, self._retry_base_s * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+
+    async def _idempotent(self, method: str, url: URL) -> Any:
+        """GET-like calls: retried on 429, 5xx, timeouts and connection errors."""
+        for attempt in range(self._max_retries + 1):
+            last = attempt == self._max_retries
+            try:
+                return await self._send(method, url)
+            except (ProviderRateLimitError, ProviderUnavailableError) as exc:
+                if last:
+                    raise
+                delay = self._backoff_s(attempt, exc)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if last:
+                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {type(exc).__name__}") from None
+                delay = self._backoff_s(attempt, None)
+            log.debug("retrying %s %s in %.2f s", method, url.path, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- predictions ---------------------------------------------------------------------------
+
+    async def submit(self, model_ref: str, input: dict[str, Any], *, webhook_url: str | None = None) -> Prediction:
+        ref = ModelRef.parse(model_ref)
+        body: dict[str, Any] = {"input": input}
+        if ref.version is not None:
+            url = self._url("/predictions")
+            body["version"] = f"{ref.model}:{ref.version}" if ref.model else ref.version
+        else:
+            url = self._url(f"/models/{ref.model}/predictions")
+        if webhook_url:
+            body["webhook"] = webhook_url
+            body["webhook_events_filter"] = ["start", "completed"]
+        headers = {"Cancel-After": f"{self._deadline_s}s"} if self._deadline_s else {}
+        for attempt in range(self._max_retries + 1):
+            last = attempt == self._max_retries
+            try:
+                data = await self._send("POST", url, json=body, headers=headers)
+                return self._parse(data)
+            except ProviderRateLimitError as exc:  # refused before creating anything: safe to retry
+                if last:
+                    raise
+                delay = self._backoff_s(attempt, exc)
+            except aiohttp.ClientConnectorError:  # never connected: nothing was created
+                if last:
+                    raise ProviderUnavailableError(detail="Replicate unreachable (connect)") from None
+                delay = self._backoff_s(attempt, None)
+            except ProviderUnavailableError as exc:
+                # A 5xx may come after the prediction was created: not provably safe to repeat.
+                raise SubmissionUncertainError(detail=str(exc)) from None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def get(self, prediction_id: str) -> Prediction:
+        return self._parse(await self._idempotent("GET", self._prediction_url(prediction_id)))
+
+    async def cancel(self, prediction_id: str) -> Prediction | None:
+        # Canceling twice is harmless, so the cancel call is retried like a GET.
+        data = await self._idempotent("POST", self._prediction_url(prediction_id) / "cancel")
+        return self._parse(data) if isinstance(data, dict) and data.get("id") else None
+
+    async def find_submitted(
+        self, model_ref: str, input: dict[str, Any], *, created_after: datetime
+    ) -> Prediction | None:
+        """The newest prediction since ``created_after`` with this model and exactly this input."""
+        ref = ModelRef.parse(model_ref)
+        url: URL | None = self._url("/predictions").with_query(
+            created_after=created_after.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        )
+        for _ in range(_MAX_LIST_PAGES):
+            if url is None:
+                break
+            try:
+                page = _PredictionPage.model_validate(await self._idempotent("GET", url))
+            except ValidationError:
+                raise ProviderUnavailableError(detail="Replicate sent a malformed prediction list") from None
+            for prediction in page.results:
+                same_model = ref.version in (None, prediction.version) or prediction.version == "hidden"
+                if ref.model and prediction.model and prediction.model != ref.model:
+                    same_model = False
+                if same_model and prediction.input == input:
+                    return prediction
+            url = URL(page.next) if page.next and self._is_api_url(page.next) else None
+        return None
+
+    async def webhook_secret(self) -> str:
+        data = await self._idempotent("GET", self._url("/webhooks/default/secret"))
+        try:
+            return _WebhookSecret.model_validate(data).key
+        except ValidationError:
+            raise ProviderUnavailableError(detail="Replicate sent a malformed webhook secret") from None
+
+    def _prediction_url(self, prediction_id: str) -> URL:
+        if not _PREDICTION_ID.match(prediction_id):
+            raise ProviderNotFoundError(detail=f"malformed prediction id {prediction_id!r}")
+        return self._url(f"/predictions/{prediction_id}")
+
+    def _is_api_url(self, url: str) -> bool:
+        parsed = URL(url)
+        return parsed.origin() == self._base.origin() and parsed.path.startswith(self._base.path)
+
+    @staticmethod
+    def _parse(data: Any) -> Prediction:
+        try:
+            return Prediction.model_validate(data)
+        except ValidationError:
+            raise ProviderUnavailableError(detail="Replicate sent a malformed prediction") from None
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> DownloadedFile:
+        """Fetch an output file; only from Replicate's hosts, with the token only for them."""
+        if url.startswith("data:"):
+            return await save_data_url(url, dest, max_bytes=max_bytes)
+        parsed = URL(url)
+        secure = parsed.scheme == "https" or (parsed.scheme == "http" and self._base.scheme == "http")
+        if not secure or not host_allowed(url, self._download_hosts):
+            raise OutputError(detail=f"refusing to download output from {parsed.scheme}://{parsed.host}")
+        headers = self._headers() if host_allowed(url, self._auth_hosts) else {}
+        return await fetch_to_file(
+            self._session,
+            url,
+            dest,
+            max_bytes=max_bytes,
+            timeout_s=self._download_timeout_s,
+            headers=headers,
+        )

@@ -1,0 +1,208 @@
+"""SQL for the ``jobs`` and ``webhook_events`` tables. Every state change is a conditional UPDATE."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiosqlite
+
+from bot.jobs.models import (
+    ALLOWED_FROM,
+    STATUS_TIME_COLUMN,
+    TERMINAL,
+    Job,
+    JobOrigin,
+    JobStatus,
+)
+from bot.storage.db import Database
+
+# Columns a transition may set besides status and its timestamp. Names are fixed here, never
+# taken from callers' strings, so the SQL below stays free of injected identifiers.
+_UPDATABLE = frozenset(
+    {
+        "prediction_id",
+        "attempts",
+        "error",
+        "output_path",
+        "output_size",
+        "output_content_type",
+        "delivery_message_id",
+        "seed",
+        "predict_time_s",
+        "total_time_s",
+        "card_message_id",
+        "token_expires_at",
+    }
+)
+
+_INSERT = """
+INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
+                  model_ref, request_json, input_json, status, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+"""
+
+
+def _row_to_job(row: aiosqlite.Row) -> Job:
+    data = dict(row)
+    data["request"] = json.loads(data.pop("request_json"))
+    data["input"] = json.loads(data.pop("input_json"))
+    return Job.model_validate(data)
+
+
+class JobsRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert(
+        self,
+        *,
+        job_id: str,
+        origin: JobOrigin,
+        provider: str,
+        model: str,
+        model_ref: str,
+        request: Mapping[str, Any],
+        input: Mapping[str, Any],
+        now: float | None = None,
+    ) -> Job:
+        now = time.time() if now is None else now
+        await self._db.conn.execute(
+            _INSERT,
+            (
+                job_id,
+                origin.user_id,
+                origin.guild_id,
+                origin.channel_id,
+                origin.interaction_id,
+                origin.token_expires_at,
+                provider,
+                model,
+                model_ref,
+                json.dumps(dict(request)),
+                json.dumps(dict(input)),
+                now,
+                now,
+            ),
+        )
+        job = await self.get(job_id)
+        assert job is not None
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._db.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
+            row = await cursor.fetchone()
+        return _row_to_job(row) if row else None
+
+    async def get_by_prediction(self, prediction_id: str) -> Job | None:
+        async with self._db.conn.execute("SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,)) as cursor:
+            row = await cursor.fetchone()
+        return _row_to_job(row) if row else None
+
+    async def list_active(self) -> list[Job]:
+        """Every job that has not reached a terminal state, oldest first."""
+        async with self._db.conn.execute(
+            "SELECT * FROM jobs WHERE status NOT IN ('delivered', 'failed', 'canceled') ORDER BY created_at"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    async def list_for_user(self, user_id: int, *, active_only: bool = False, limit: int = 25) -> list[Job]:
+        sql = "SELECT * FROM jobs WHERE user_id = ?"
+        if active_only:
+            sql += " AND status NOT IN ('delivered', 'failed', 'canceled')"
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        async with self._db.conn.execute(sql, (user_id, limit)) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        expect_from: Iterable[JobStatus] | None = None,
+        now: float | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a job to ``to`` if it is in an allowed state. True only if this call made the move.
+
+        ``expect_from`` narrows the allowed from-states further (never widens them).
+        """
+        allowed = ALLOWED_FROM[to]
+        if expect_from is not None:
+            allowed = allowed & frozenset(expect_from)
+        if not allowed:
+            return False
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        now = time.time() if now is None else now
+        assignments = ["status = ?", f"{STATUS_TIME_COLUMN[to]} = ?", "updated_at = ?"]
+        values: list[Any] = [to.value, now, now]
+        for column, value in fields.items():
+            assignments.append(f"{column} = ?")
+            values.append(value)
+        placeholders = ", ".join("?" for _ in allowed)
+        sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? AND status IN ({placeholders})"  # noqa: S608
+        cursor = await self._db.conn.execute(sql, (*values, job_id, *(s.value for s in allowed)))
+        return cursor.rowcount == 1
+
+    async def update_fields(self, job_id: str, *, when_status: Iterable[JobStatus], **fields: Any) -> bool:
+        """Set fields without changing status, only while the job is in one of ``when_status``."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        statuses = [s.value for s in when_status]
+        assignments = [f"{column} = ?" for column in fields] + ["updated_at = ?"]
+        placeholders = ", ".join("?" for _ in statuses)
+        sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? AND status IN ({placeholders})"  # noqa: S608
+        cursor = await self._db.conn.execute(sql, (*fields.values(), time.time(), job_id, *statuses))
+        return cursor.rowcount == 1
+
+    async def replace_prediction(self, job_id: str, *, old: str | None, new: str) -> bool:
+        """Swap the prediction id (a resubmission) if the job still holds ``old`` and is active."""
+        cursor = await self._db.conn.execute(
+            "UPDATE jobs SET prediction_id = ?, attempts = attempts + 1, updated_at = ? "
+            "WHERE id = ? AND prediction_id IS ? AND status IN ('submitted', 'running')",
+            (new, time.time(), job_id, old),
+        )
+        return cursor.rowcount == 1
+
+    async def count_delivery_attempt(self, job_id: str) -> int:
+        """Record one more delivery attempt for a succeeded job; returns the new count (0 if not succeeded)."""
+        async with self._db.conn.execute(
+            "UPDATE jobs SET delivery_attempts = delivery_attempts + 1, updated_at = ? "
+            "WHERE id = ? AND status = 'succeeded' RETURNING delivery_attempts",
+            (time.time(), job_id),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def counts_by_status(self) -> dict[JobStatus, int]:
+        async with self._db.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
+            rows = await cursor.fetchall()
+        return {JobStatus(row[0]): int(row[1]) for row in rows}
+
+    # -- webhook redelivery guard ------------------------------------------------------------
+
+    async def remember_webhook(self, webhook_id: str, *, now: float | None = None) -> bool:
+        """Record a webhook id; False if it was seen before (a redelivery)."""
+        now = time.time() if now is None else now
+        cursor = await self._db.conn.execute(
+            "INSERT OR IGNORE INTO webhook_events (webhook_id, received_at) VALUES (?, ?)", (webhook_id, now)
+        )
+        return cursor.rowcount == 1
+
+    async def forget_webhook(self, webhook_id: str) -> None:
+        """Undo :meth:`remember_webhook` when handling failed, so the provider's retry is not dropped."""
+        await self._db.conn.execute("DELETE FROM webhook_events WHERE webhook_id = ?", (webhook_id,))
+
+    async def prune_webhooks(self, older_than: float) -> int:
+        cursor = await self._db.conn.execute("DELETE FROM webhook_events WHERE received_at < ?", (older_than,))
+        return cursor.rowcount
+
+
+__all__ = ["TERMINAL", "JobsRepo"]

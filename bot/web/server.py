@@ -1,0 +1,46 @@
+"""The bot's one HTTP server: provider webhooks (and later health and metrics)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.web.webhooks import ReplicateWebhookView
+
+log = logging.getLogger(__name__)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def create_app(
+    *, webhook_path: str, replicate_webhook: ReplicateWebhookView | None, max_body_bytes: int
+) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
+    app.router.add_get("/healthz", _healthz)
+    if replicate_webhook is not None:
+        app.router.add_post(webhook_path, replicate_webhook)
+    return app
+
+
+class WebServer:
+    """Starts and stops the aiohttp app on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(self, app: web.Application, *, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host = host
+        self._port = port
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else self._port
+        log.info("web server listening on %s:%s", self._host, self.port)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,76 @@
+"""Replicate webhooks: verify the Standard Webhooks signature, drop redeliveries, hand the prediction on.
+
+The signature is checked on the raw body before anything is parsed (``standardwebhooks`` does the
+HMAC with a constant-time compare and a 5-minute timestamp window). A bad or missing signature gets
+401 and changes nothing. A webhook we already handled (same ``webhook-id``) gets 200 and is dropped.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import ValidationError
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from bot.providers.base import Prediction
+
+log = logging.getLogger(__name__)
+
+# (webhook id, prediction) -> handled; False when the webhook id was seen before.
+PredictionHandler = Callable[[str, Prediction], Awaitable[bool]]
+
+
+class SignatureError(Exception):
+    """The webhook is not provably from the provider."""
+
+
+class WebhookVerifier:
+    def __init__(self, secret: str) -> None:
+        self._webhook = Webhook(secret)
+
+    def verify(self, body: bytes, headers: dict[str, str]) -> None:
+        """Raise :class:`SignatureError` unless the body is signed with our secret, within 5 minutes."""
+        try:
+            self._webhook.verify(body, headers, json_parse=False)
+        except (WebhookVerificationError, ValueError, UnicodeDecodeError, binascii.Error) as exc:
+            # Malformed headers make the library raise ValueError/binascii.Error: all mean "not signed".
+            raise SignatureError(str(exc) or type(exc).__name__) from None
+
+
+class ReplicateWebhookView:
+    """The aiohttp handler for ``POST <webhooks.path>``."""
+
+    def __init__(self, verifier: WebhookVerifier, handler: PredictionHandler) -> None:
+        self._verifier = verifier
+        self._handler = handler
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("webhook refused: body over the size limit")
+            return web.json_response({"error": "body too large"}, status=413)
+        headers = {
+            name: request.headers.get(name, "") for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        }
+        try:
+            self._verifier.verify(body, headers)
+        except SignatureError as exc:
+            log.warning("webhook refused: %s", exc)
+            return web.json_response({"error": "invalid signature"}, status=401)
+        try:
+            prediction = Prediction.model_validate_json(body)
+        except ValidationError:
+            log.warning("webhook %s: signed but malformed body", headers["webhook-id"])
+            return web.json_response({"error": "malformed prediction"}, status=400)
+        try:
+            fresh = await self._handler(headers["webhook-id"], prediction)
+        except Exception:
+            log.exception("webhook %s for prediction %s failed", headers["webhook-id"], prediction.id)
+            # 5xx makes Replicate retry the final webhook; the poller is the safety net regardless.
+            return web.json_response({"error": "internal error"}, status=500)
+        return web.json_response({"ok": True, "duplicate": not fresh})
