@@ -66,6 +66,7 @@ class Core:
             api_base=str(cfg.api_base),
             token=replicate_token,
             max_retries=cfg.max_retries,
+            retry_base_s=cfg.retry_base_s,
             prediction_deadline_s=cfg.prediction_deadline_s,
             delivery_hosts=tuple(cfg.delivery_hosts),
             download_timeout_s=self.settings.storage.download_timeout_s,

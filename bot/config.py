@@ -50,6 +50,7 @@ class ReplicateSettings(_Section):
     connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     read_timeout_s: float = Field(default=30.0, gt=0, le=600)
     max_retries: int = Field(default=4, ge=0, le=10)
+    retry_base_s: float = Field(default=0.5, gt=0, le=60)
     # Cancel a prediction on Replicate's side if it has not finished by then (Cancel-After).
     prediction_deadline_s: int = Field(default=1200, ge=5, le=7200)
     # Hosts allowed for output downloads besides api_base's own host.
@@ -93,7 +94,7 @@ class JobSettings(_Section):
     timeout_s: float = Field(default=1800.0, gt=0, le=86_400)
     # Delivery to Discord is retried this many times before the job is failed.
     delivery_attempts: int = Field(default=5, ge=1, le=50)
-    delivery_retry_s: float = Field(default=5.0, gt=0, le=600)
+    retry_s: float = Field(default=5.0, gt=0, le=600)
     max_prompt_chars: int = Field(default=500, ge=1, le=4000)
     min_duration_s: int = Field(default=1, ge=1)
     max_duration_s: int = Field(default=30, ge=1, le=300)

@@ -93,9 +93,13 @@ class SubmissionUncertainError(ProviderError):
 
 
 class OutputError(BotError):
-    """The output could not be fetched or stored."""
+    """The output could not be fetched or stored. ``retryable`` when the network may be to blame."""
 
     default_message = "I couldn't fetch the finished audio."
+
+    def __init__(self, user_message: str | None = None, *, detail: str | None = None, retryable: bool = False) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retryable = retryable
 
 
 class DeliveryError(BotError):

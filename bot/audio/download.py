@@ -137,7 +137,8 @@ async def fetch_to_file(
         async with asyncio.timeout(timeout_s):
             async with session.get(url, headers=dict(headers or {}), allow_redirects=False) as response:
                 if response.status != 200:
-                    raise OutputError(detail=f"download answered HTTP {response.status}")
+                    retryable = response.status >= 500 or response.status in (408, 429)
+                    raise OutputError(detail=f"download answered HTTP {response.status}", retryable=retryable)
                 if response.content_length is not None and response.content_length > max_bytes:
                     raise OutputError(detail=f"output is {response.content_length} bytes, over {max_bytes}")
                 content_type = response.content_type
@@ -151,10 +152,10 @@ async def fetch_to_file(
                             raise OutputError(detail=f"output exceeds {max_bytes} bytes")
                         await part.write(chunk)
                     if response.content_length is not None and size != response.content_length:
-                        raise OutputError(detail="download ended early")
+                        raise OutputError(detail="download ended early", retryable=True)
                     await part.commit()
     except TimeoutError:
-        raise OutputError(detail=f"download took longer than {timeout_s:g} s") from None
+        raise OutputError(detail=f"download took longer than {timeout_s:g} s", retryable=True) from None
     except aiohttp.ClientError as exc:
-        raise OutputError(detail=f"download failed: {type(exc).__name__}") from None
+        raise OutputError(detail=f"download failed: {type(exc).__name__}", retryable=True) from None
     return DownloadedFile(path=dest, size=size, content_type=content_type)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 _SEED_IN_LOGS = re.compile(r"seed\W{0,3}(-?\d{1,12})", re.IGNORECASE)
 _OUTPUT_ATTEMPTS = 3
 _MAX_RESUBMITS = 1
+_MAX_SUBMIT_ATTEMPTS = 3
 
 
 class Phase(StrEnum):
@@ -261,16 +262,31 @@ class JobService:
 
     # -- submitting ----------------------------------------------------------------------------
 
-    async def _submit(self, job_id: str) -> None:
+    async def _submit(self, job_id: str, *, delay_s: float = 0.0) -> None:
+        if delay_s:
+            await asyncio.sleep(delay_s)
         job = await self.repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
         provider = self.providers[job.provider]
-        # A job that already tried may have reached the provider before a crash: look first.
+        if self.clock() - job.created_at > self.settings.jobs.timeout_s:
+            await self._fail(job.id, "The music service couldn't take the job in time. Please try again.")
+            return
+        # A job that already tried may have reached the provider (a lost answer, a crash): look first,
+        # and never create again unless the provider's own list shows the earlier try made nothing.
         if job.attempts > 0:
-            found = await self._find_submitted(job, provider)
+            since = datetime.fromtimestamp(job.created_at, UTC) - timedelta(minutes=2)
+            try:
+                found = await provider.find_submitted(job.model_ref, job.input, created_after=since)
+            except ProviderError as exc:
+                log.warning("job %s: can't check for an earlier submission yet: %s", job.id, exc)
+                self._spawn(self._submit(job.id, delay_s=self._retry_delay(job.attempts)), name=f"submit:{job.id}")
+                return
             if found is not None:
                 await self._record_submission(job, found)
+                return
+            if job.attempts >= _MAX_SUBMIT_ATTEMPTS:
+                await self._fail(job.id, SubmissionUncertainError.default_message + " Please try again.")
                 return
         if not await self.repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts + 1):
             return  # canceled meanwhile
@@ -279,26 +295,15 @@ class JobService:
             prediction = await provider.submit(job.model_ref, job.input, webhook_url=self.webhook_url)
         except SubmissionUncertainError as exc:
             log.warning("job %s: create uncertain (%s); checking the provider", job.id, exc)
-            found = await self._find_submitted(job, provider)
-            if found is None:
-                if job.attempts <= _MAX_RESUBMITS:
-                    self._spawn(self._submit(job.id), name=f"submit:{job.id}")
-                    return
-                await self._fail(job.id, exc.user_message, detail=str(exc))
-                return
-            prediction = found
+            self._spawn(self._submit(job.id), name=f"submit:{job.id}")
+            return
         except ProviderError as exc:
             await self._fail(job.id, exc.user_message, detail=str(exc))
             return
         await self._record_submission(job, prediction)
 
-    async def _find_submitted(self, job: Job, provider: Provider) -> Prediction | None:
-        since = datetime.fromtimestamp(job.created_at, UTC) - timedelta(minutes=2)
-        try:
-            return await provider.find_submitted(job.model_ref, job.input, created_after=since)
-        except ProviderError as exc:
-            log.warning("job %s: could not list predictions: %s", job.id, exc)
-            return None
+    def _retry_delay(self, attempt: int) -> float:
+        return min(self.settings.jobs.retry_s * 2 ** max(0, attempt - 1), 300.0)
 
     async def _record_submission(self, job: Job, prediction: Prediction) -> None:
         won = await self.repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self.clock())
@@ -391,19 +396,18 @@ class JobService:
         suffix = Path(URL(url).name).suffix.lower() if not url.startswith("data:") else ".wav"
         dest = self.outputs_dir / f"{job.id}{suffix or '.bin'}"
         provider = self.providers[job.provider]
-        last_error: OutputError | None = None
-        for attempt in range(_OUTPUT_ATTEMPTS):
+        attempt = 0
+        while True:
             try:
                 stored = await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
                 break
             except OutputError as exc:
-                last_error = exc
-                log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt + 1)
-                await asyncio.sleep(min(2.0**attempt, 10.0))
-        else:
-            assert last_error is not None
-            await self._fail(job.id, last_error.user_message, detail=str(last_error))
-            return
+                attempt += 1
+                if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
+                    await self._fail(job.id, exc.user_message, detail=str(exc))
+                    return
+                log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
+                await asyncio.sleep(self._retry_delay(attempt))
         content_type = stored.content_type
         if content_type in ("", "application/octet-stream"):
             content_type = guess_content_type(dest.name)
@@ -471,4 +475,4 @@ class JobService:
                     log.info("job %s delivered", job.id)
                     await self._notify(job.id)
                 return
-            await asyncio.sleep(jobs.delivery_retry_s * 2 ** (attempt - 1))
+            await asyncio.sleep(self._retry_delay(attempt))

@@ -21,7 +21,7 @@ def create_app(
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_get("/healthz", _healthz)
     if replicate_webhook is not None:
-        app.router.add_post(webhook_path, replicate_webhook)
+        app.router.add_post(webhook_path, replicate_webhook.handle)
     return app
 
 

@@ -48,7 +48,7 @@ class ReplicateWebhookView:
         self._verifier = verifier
         self._handler = handler
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:

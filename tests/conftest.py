@@ -1,0 +1,49 @@
+"""Shared fixtures: settings pointing at a temporary data directory, an open database, the repo."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.storage.db import Database
+from bot.storage.jobs_repo import JobsRepo
+
+
+def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings for tests: fast polling, no card throttle, data under ``data_dir``."""
+    base: dict[str, dict[str, Any]] = {
+        "storage": {"dir": str(data_dir)},
+        "jobs": {
+            "poll_initial_s": 0.01,
+            "poll_max_s": 0.05,
+            "webhook_grace_s": 0.5,
+            "retry_s": 0.01,
+        },
+        "discord": {"card_edit_interval_s": 0.0},
+        "webhooks": {"host": "127.0.0.1", "port": 0},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return Settings.model_validate(base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "test.sqlite3")
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def repo(db: Database) -> JobsRepo:
+    return JobsRepo(db)

@@ -1,0 +1,70 @@
+"""A job listener that records what a person would see: card phases and delivered files.
+
+It stands where Discord delivery stands (the ``JobListener`` boundary) for tests of the core
+without Discord. Deliveries can be made to fail, like a Discord outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import DeliveryError
+from bot.jobs.models import Job
+from bot.jobs.service import Phase
+
+FINAL = (Phase.DONE, Phase.FAILED, Phase.CANCELED)
+
+
+@dataclass
+class Delivered:
+    job_id: str
+    data: bytes
+    content_type: str | None
+
+
+@dataclass
+class RecordingListener:
+    phases: dict[str, list[Phase]] = field(default_factory=lambda: defaultdict(list))
+    delivered: list[Delivered] = field(default_factory=list)
+    # Each entry is raised by one delivery attempt before deliveries succeed.
+    delivery_failures: list[DeliveryError] = field(default_factory=list)
+    delivery_attempts: int = 0
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def job_updated(self, job: Job, phase: Phase) -> None:
+        async with self._changed:
+            self.phases[job.id].append(phase)
+            self._changed.notify_all()
+
+    async def deliver(self, job: Job) -> int | None:
+        async with self._changed:
+            self.delivery_attempts += 1
+            self._changed.notify_all()
+        if self.delivery_failures:
+            raise self.delivery_failures.pop(0)
+        assert job.output_path is not None
+        data = await asyncio.to_thread(Path(job.output_path).read_bytes)
+        async with self._changed:
+            self.delivered.append(Delivered(job.id, data, job.output_content_type))
+            self._changed.notify_all()
+        return 1000 + len(self.delivered)
+
+    async def wait_for_phase(self, job_id: str, *phases: Phase, timeout: float = 10.0) -> Phase:  # noqa: ASYNC109
+        """Wait until the job has reached one of ``phases`` (default: any final one)."""
+        wanted = phases or FINAL
+        async with asyncio.timeout(timeout), self._changed:
+            while True:
+                for phase in self.phases[job_id]:
+                    if phase in wanted:
+                        return phase
+                await self._changed.wait()
+
+    async def wait_for_delivery_attempts(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: self.delivery_attempts >= count)
+
+    def deliveries_of(self, job_id: str) -> list[Delivered]:
+        return [d for d in self.delivered if d.job_id == job_id]

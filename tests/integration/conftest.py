@@ -1,0 +1,101 @@
+"""A harness running the real core (database, Replicate client, web server, job service) on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bot.app import Core
+from bot.config import Secrets, Settings
+from bot.jobs.models import Job, JobOrigin, JobRequest
+from bot.jobs.service import JobService
+from tests.conftest import make_settings
+from tests.fakes.listener import RecordingListener
+from tests.fakes.replicate import FakeReplicate
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Harness:
+    def __init__(self, fake: FakeReplicate, data_dir: Path) -> None:
+        self.fake = fake
+        self.data_dir = data_dir
+        self.listener = RecordingListener()
+        self.core: Core | None = None
+        self.settings: Settings | None = None
+        self.token: str | None = None  # the API token the bot uses (default: the fake's)
+
+    def configure(self, *, webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
+        replicate = {
+            "api_base": self.fake.base_url,
+            "max_retries": 3,
+            "retry_base_s": 0.01,
+            **sections.pop("replicate", {}),
+        }
+        webhook_section = dict(sections.pop("webhooks", {}))
+        if webhooks:
+            port = free_port()
+            webhook_section |= {"public_url": f"http://127.0.0.1:{port}", "port": port}
+            jobs = {"webhook_grace_s": 60.0, **sections.pop("jobs", {})}
+            sections["jobs"] = jobs
+        self.settings = make_settings(self.data_dir, replicate=replicate, webhooks=webhook_section, **sections)
+        return self.settings
+
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets(replicate_api_token=SecretStr(self.token or self.fake.token))
+
+    async def start(self, *, webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
+        if self.settings is None or webhooks or sections:
+            self.configure(webhooks=webhooks, **sections)
+        assert self.settings is not None
+        core = Core(self.settings, self.secrets)
+        await core.open()
+        self.core = core
+        return await core.start_service(self.listener)
+
+    @property
+    def service(self) -> JobService:
+        assert self.core is not None
+        assert self.core.service is not None
+        return self.core.service
+
+    async def stop(self) -> None:
+        if self.core is not None:
+            await self.core.close()
+            self.core = None
+
+    async def restart(self) -> JobService:
+        """Stop the whole core and start a new one on the same database (a bot restart)."""
+        await self.stop()
+        return await self.start()
+
+    async def submit(self, prompt: str = "warm lofi beat", *, user_id: int = 42, **fields: Any) -> Job:
+        return await self.service.create(
+            JobRequest(prompt=prompt, **fields), JobOrigin(user_id=user_id, guild_id=1, channel_id=2)
+        )
+
+    async def job(self, job_id: str) -> Job:
+        return await self.service.get(job_id)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeReplicate]:
+    async with FakeReplicate() as server:
+        yield server
+
+
+@pytest.fixture
+async def harness(fake: FakeReplicate, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(fake, tmp_path / "data")
+    yield h
+    await h.stop()

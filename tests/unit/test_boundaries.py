@@ -1,0 +1,37 @@
+"""Dependency direction: the core never imports the cogs; only app, delivery and cli know Discord."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DISCORD_ALLOWED = {"bot/app.py", "bot/delivery.py", "bot/cli.py"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_cogs_and_only_edges_import_discord() -> None:
+    offenders = []
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        modules = imported_modules(path)
+        if any(m == "cogs" or m.startswith("cogs.") for m in modules):
+            offenders.append(f"{rel} imports cogs")
+        if rel not in DISCORD_ALLOWED and any(m == "discord" or m.startswith("discord.") for m in modules):
+            offenders.append(f"{rel} imports discord")
+    assert offenders == []
+
+
+def test_storage_and_providers_do_not_import_each_other() -> None:
+    for package, forbidden in (("storage", "bot.providers"), ("providers", "bot.storage")):
+        for path in (ROOT / "bot" / package).rglob("*.py"):
+            assert not any(m.startswith(forbidden) for m in imported_modules(path)), path

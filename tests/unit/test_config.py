@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.config import Secrets, Settings, describe, load_settings
+from bot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ENCORE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray ./config.toml
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_documents_exactly_the_defaults() -> None:
+    example = ROOT / "config.example.toml"
+    assert load_settings(example) == Settings()
+    sections = tomllib.loads(example.read_text(encoding="utf-8"))
+    for name, section in Settings():
+        assert set(sections[name]) == set(type(section).model_fields), f"[{name}] keys differ from the code"
+
+
+def test_defaults_without_any_file() -> None:
+    settings = load_settings(None)
+    assert str(settings.replicate.api_base) == "https://api.replicate.com/v1"
+    assert settings.webhooks.public_url is None
+
+
+def test_config_toml_in_working_directory_is_picked_up(tmp_path: Path) -> None:
+    write(tmp_path, "[jobs]\nmax_duration_s = 12\n")
+    assert load_settings(None).jobs.max_duration_s == 12
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[replicate]\napi_base = "https://file.example/v1"\nmax_retries = 2\n')
+    monkeypatch.setenv("ENCORE_REPLICATE__API_BASE", "http://127.0.0.1:9999/v1")
+    monkeypatch.setenv("ENCORE_WEBHOOKS__PUBLIC_URL", "https://hooks.example.com")
+    monkeypatch.setenv("ENCORE_WEBHOOKS__PORT", "8443")
+    monkeypatch.setenv("ENCORE_STORAGE__DIR", "/srv/encore")
+    settings = load_settings(path)
+    assert str(settings.replicate.api_base) == "http://127.0.0.1:9999/v1"
+    assert settings.replicate.max_retries == 2  # the file's other keys survive
+    assert str(settings.webhooks.public_url) == "https://hooks.example.com/"
+    assert settings.webhooks.port == 8443
+    assert settings.storage.dir == Path("/srv/encore")
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "named"),
+    [
+        ("[jobs]\nmax_duration_s = -1\n", {}, "[jobs] max_duration_s"),
+        ("[jobs]\nmax_duraton_s = 5\n", {}, "[jobs] max_duraton_s: unknown setting"),
+        ("[replicat]\napi_base = 'x'\n", {}, "replicat: unknown setting"),
+        ('[replicate]\napi_base = "not a url"\n', {}, "[replicate] api_base"),
+        ("", {"ENCORE_WEBHOOKS__PORT": "99999"}, "ENCORE_WEBHOOKS__PORT"),
+        ("", {"ENCORE_LOGGING__LEVEL": "loud"}, "[logging] level"),
+        ("", {"ENCORE_WEBHOOKS__PATH": "hooks"}, "[webhooks] path"),
+    ],
+)
+def test_invalid_config_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, env: dict[str, str], named: str
+) -> None:
+    path = write(tmp_path, text)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert named in caught.value.user_message
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[jobs\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_secrets_come_only_from_the_environment_and_are_masked(tmp_path: Path) -> None:
+    # A token in the file is an unknown key, not a secret source.
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(write(tmp_path, '[replicate]\napi_token = "r8_secret"\n'))
+    secrets = Secrets.from_env({"DISCORD_TOKEN": "discord-secret-token", "REPLICATE_API_TOKEN": "r8_abcdef"})
+    assert isinstance(secrets.replicate_api_token, SecretStr)
+    text = describe(Settings(), secrets) + repr(secrets) + str(secrets)
+    assert "discord-secret-token" not in text
+    assert "r8_abcdef" not in text
+    assert "DISCORD_TOKEN: set (hidden)" in text
+    assert "REPLICATE_WEBHOOK_SECRET: not set" in text
+    assert Secrets.from_env({"DISCORD_TOKEN": "  "}).discord_token is None
