@@ -34,7 +34,7 @@ class Harness:
         self.settings: Settings | None = None
         self.token: str | None = None  # the API token the bot uses (default: the fake's)
 
-    def configure(self, *, webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
+    def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
         replicate = {
             "api_base": self.fake.base_url,
             "max_retries": 3,
@@ -42,7 +42,7 @@ class Harness:
             **sections.pop("replicate", {}),
         }
         webhook_section = dict(sections.pop("webhooks", {}))
-        if webhooks:
+        if with_webhooks:
             port = free_port()
             webhook_section |= {"public_url": f"http://127.0.0.1:{port}", "port": port}
             jobs = {"webhook_grace_s": 60.0, **sections.pop("jobs", {})}
@@ -54,9 +54,9 @@ class Harness:
     def secrets(self) -> Secrets:
         return Secrets(replicate_api_token=SecretStr(self.token or self.fake.token))
 
-    async def start(self, *, webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
-        if self.settings is None or webhooks or sections:
-            self.configure(webhooks=webhooks, **sections)
+    async def start(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
+        if self.settings is None or with_webhooks or sections:
+            self.configure(with_webhooks=with_webhooks, **sections)
         assert self.settings is not None
         core = Core(self.settings, self.secrets)
         await core.open()

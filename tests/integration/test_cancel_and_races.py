@@ -63,7 +63,7 @@ async def test_cancel_while_the_create_is_in_flight_cancels_upstream(harness: Ha
 
 @pytest.mark.parametrize("rounds", [range(8)])
 async def test_cancel_racing_completion_has_one_outcome(harness: Harness, fake: FakeReplicate, rounds: range) -> None:
-    await harness.start(webhooks=True)
+    await harness.start(with_webhooks=True)
     for _ in rounds:
         job = await harness.submit()
         pid = await fake.wait_for_prediction()
@@ -89,7 +89,7 @@ async def test_cancel_racing_completion_has_one_outcome(harness: Harness, fake: 
 
 async def test_webhook_and_poller_racing_deliver_once(harness: Harness, fake: FakeReplicate) -> None:
     # Webhooks on and a tiny grace: both the webhook and the poller see every job finish.
-    await harness.start(webhooks=True, jobs={"webhook_grace_s": 0.0})
+    await harness.start(with_webhooks=True, jobs={"webhook_grace_s": 0.0})
     jobs = [await harness.submit(f"track {n}") for n in range(6)]
     pids = [await fake.wait_for_prediction() for _ in jobs]
     await asyncio.gather(*(fake.succeed(pid, duplicate_webhook=1) for pid in pids))

@@ -52,7 +52,7 @@ async def test_poll_mode_delivers_audio_of_the_requested_length(harness: Harness
 
 
 async def test_webhook_mode_needs_no_polling(harness: Harness, fake: FakeReplicate) -> None:
-    await harness.start(webhooks=True)  # grace 60 s: only a webhook can finish this job in time
+    await harness.start(with_webhooks=True)  # grace 60 s: only a webhook can finish this job in time
     job = await harness.submit(model="musicgen", duration_s=3, params={"model_version": "large"})
     pid = await fake.wait_for_prediction()
     body = fake.requests[-1].json
@@ -71,7 +71,7 @@ async def test_webhook_mode_needs_no_polling(harness: Harness, fake: FakeReplica
 
 async def test_duplicated_and_reordered_webhooks_deliver_once(harness: Harness, fake: FakeReplicate) -> None:
     fake.reorder_webhooks = True
-    await harness.start(webhooks=True)
+    await harness.start(with_webhooks=True)
     job = await harness.submit()
     pid = await fake.wait_for_prediction()
     await fake.succeed(pid, duplicate_webhook=3)
@@ -84,7 +84,7 @@ async def test_duplicated_and_reordered_webhooks_deliver_once(harness: Harness, 
 
 async def test_a_lost_webhook_is_caught_by_the_poller(harness: Harness, fake: FakeReplicate) -> None:
     fake.webhook_retries = 0
-    await harness.start(webhooks=True, jobs={"webhook_grace_s": 0.2})
+    await harness.start(with_webhooks=True, jobs={"webhook_grace_s": 0.2})
     job = await harness.submit()
     pid = await fake.wait_for_prediction()
     assert harness.core is not None
