@@ -52,7 +52,7 @@ class RecordingListener:
             self._changed.notify_all()
         return 1000 + len(self.delivered)
 
-    async def wait_for_phase(self, job_id: str, *phases: Phase, timeout: float = 10.0) -> Phase:  # noqa: ASYNC109
+    async def wait_for_phase(self, job_id: str, *phases: Phase, timeout: float = 10.0) -> Phase:
         """Wait until the job has reached one of ``phases`` (default: any final one)."""
         wanted = phases or FINAL
         async with asyncio.timeout(timeout), self._changed:
@@ -62,7 +62,7 @@ class RecordingListener:
                         return phase
                 await self._changed.wait()
 
-    async def wait_for_delivery_attempts(self, count: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_for_delivery_attempts(self, count: int, timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: self.delivery_attempts >= count)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: ASYNC109  (the awaitable test hooks take timeout= by design)
 """A strict fake of Replicate's HTTP API (``https://api.replicate.com/v1``) for tests.
 
 A real aiohttp server on ``127.0.0.1:<random port>``. Request bodies are validated against the official
