@@ -26,7 +26,7 @@ from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
 from bot.jobs.models import Job
-from bot.jobs.service import Phase
+from bot.jobs.service import Phase, phase_of
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -139,11 +139,23 @@ class DiscordDelivery:
     # -- registration ---------------------------------------------------------------------------
 
     def register_interaction(self, job: Job, interaction: discord.Interaction[Any]) -> None:
-        """Remember the interaction whose original response is ``job``'s card, and show pending news."""
+        """Remember the interaction whose original response is ``job``'s card, and bring the card up to date.
+
+        ``job`` must be read after the card was posted: news that arrived before it is applied now,
+        whichever of the two is newer.
+        """
         self._live[job.id] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
-        state = self._cards.get(job.id)
-        if state is not None and state.latest is not None:
+        state = self._cards.setdefault(job.id, _CardState())
+        if state.latest is None or state.latest[0].updated_at < job.updated_at:
+            state.latest = (job, phase_of(job.status))
+            state.version += 1
+        if state.latest[1] != Phase.QUEUED:  # the card was posted as Queued
             self._kick(job.id, state)
+
+    def forget(self, job_id: str) -> None:
+        """Drop what is known about a job's card (its card could not be posted)."""
+        self._cards.pop(job_id, None)
+        self._live.pop(job_id, None)
 
     def _live_interaction(self, job_id: str) -> discord.Interaction[Any] | None:
         live = self._live.get(job_id)
@@ -204,7 +216,9 @@ class DiscordDelivery:
                 await interaction.edit_original_response(**kwargs)
                 return True
             if job.card_message_id is None or job.channel_id is None:
-                return job.id not in self._live and phase in TERMINAL_PHASES
+                # A Discord job's card is still being posted: register_interaction will kick again.
+                # A job with no interaction (e.g. from the CLI) never gets a card.
+                return job.interaction_id is None
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             await channel.get_partial_message(job.card_message_id).edit(**kwargs)
         except discord.HTTPException as exc:

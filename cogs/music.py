@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -12,6 +13,7 @@ from discord.ext import commands
 from bot.app import EncoreBot
 from bot.catalog import MUSICGEN, SEED_MAX
 from bot.delivery import DiscordDelivery, build_card
+from bot.errors import BotError
 from bot.jobs.models import JobOrigin, JobRequest
 from bot.jobs.service import Phase, phase_of
 from cogs.views import CancelButton, card_view, is_moderator
@@ -78,7 +80,9 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             )
         except discord.HTTPException:
             # No card means nobody would see the result: don't spend money on it.
-            await self.bot.service.cancel(job.id, user_id=job.user_id)
+            self.delivery.forget(job.id)
+            with contextlib.suppress(BotError):  # it may have failed on its own already
+                await self.bot.service.cancel(job.id, user_id=job.user_id)
             raise
         if response.message_id is not None:
             await self.bot.service.set_card(job.id, response.message_id)
