@@ -1,0 +1,98 @@
+"""What the job card and the delivered file look like."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.delivery import audio_filename, build_card, delivery_nonce
+from bot.jobs.models import Job, JobStatus
+from bot.jobs.service import Phase
+from cogs.views import card_view
+
+
+def make_job(**fields: object) -> Job:
+    base: dict[str, object] = {
+        "id": "abc234defg",
+        "user_id": 42,
+        "guild_id": 1,
+        "channel_id": 2,
+        "interaction_id": 3,
+        "token_expires_at": 900.0,
+        "card_message_id": 4,
+        "provider": "replicate",
+        "model": "musicgen",
+        "model_ref": "meta/musicgen",
+        "request": {
+            "prompt": "Warm lo-fi beat, with rain!",
+            "duration_s": 8,
+            "params": {"model_version": "stereo-large"},
+        },
+        "input": {},
+        "prediction_id": "p1",
+        "status": JobStatus.RUNNING,
+        "created_at": 100.0,
+        "updated_at": 100.0,
+        "running_at": 1700000000.0,
+        "output_path": "/data/outputs/abc234defg.wav",
+    }
+    base.update(fields)
+    return Job.model_validate(base)
+
+
+def fields_of(embed: object) -> dict[str, str]:
+    return {field.name or "": field.value or "" for field in embed.fields}  # type: ignore[attr-defined]
+
+
+def test_queued_card_shows_prompt_model_duration_and_status() -> None:
+    embed = build_card(make_job(status=JobStatus.QUEUED), Phase.QUEUED)
+    assert embed.title == "Warm lo-fi beat, with rain!"
+    fields = fields_of(embed)
+    assert fields["Model"] == "MusicGen (stereo-large)"
+    assert fields["Duration"] == "8 s"
+    assert "Queued" in fields["Status"]
+    assert embed.footer.text == "Job abc234defg"
+
+
+def test_generating_card_shows_a_live_elapsed_time() -> None:
+    assert "started <t:1700000000:R>" in fields_of(build_card(make_job(), Phase.GENERATING))["Status"]
+
+
+def test_done_card_shows_seed_and_generation_time() -> None:
+    job = make_job(status=JobStatus.DELIVERED, seed=1234, predict_time_s=12.34)
+    fields = fields_of(build_card(job, Phase.DONE))
+    assert (fields["Seed"], fields["Generation time"]) == ("1234", "12.3 s")
+    assert "Done" in fields["Status"]
+
+
+@pytest.mark.parametrize("phase", [Phase.FAILED, Phase.CANCELED])
+def test_failed_and_canceled_cards_give_the_reason(phase: Phase) -> None:
+    job = make_job(status=JobStatus.FAILED, error="The model failed to make this track.")
+    assert "The model failed to make this track." in fields_of(build_card(job, phase))["Status"]
+
+
+def test_long_prompts_fit_discord_limits() -> None:
+    embed = build_card(make_job(request={"prompt": "x" * 1000}), Phase.QUEUED)
+    assert embed.title is not None
+    assert len(embed.title) == 256
+    assert len(embed) <= 6000
+
+
+def test_filename_is_readable_safe_and_unique() -> None:
+    assert audio_filename(make_job()) == "warm-lo-fi-beat-with-rain-abc234defg.wav"
+    assert audio_filename(make_job(request={"prompt": "🎵🎶"})) == "encore-abc234defg.wav"
+    assert audio_filename(make_job(request={"prompt": "../../etc/passwd"})) == "etc-passwd-abc234defg.wav"
+    assert len(audio_filename(make_job(request={"prompt": "a" * 500}))) < 80
+
+
+def test_nonce_fits_discord() -> None:
+    assert len(delivery_nonce(make_job())) <= 25
+
+
+async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
+    def custom_ids(phase: Phase) -> list[str]:
+        return [getattr(item, "custom_id", "") for item in card_view(make_job(), phase).children]
+
+    for phase in (Phase.QUEUED, Phase.STARTING, Phase.GENERATING):
+        assert custom_ids(phase) == ["encore:cancel:abc234defg"]
+    for phase in (Phase.UPLOADING, Phase.DONE, Phase.FAILED, Phase.CANCELED):
+        assert custom_ids(phase) == []
