@@ -1,0 +1,134 @@
+"""A Discord simulator for end-to-end tests: the real, unmodified discord.py client talks to it on 127.0.0.1.
+
+One aiohttp server provides the gateway websocket, the REST API under ``/api/v10`` and a CDN with signed,
+expiring attachment URLs. Request bodies are validated against the official OpenAPI spec
+(``tests/specs/discord-openapi.json``) plus the rules Discord enforces beyond it; errors come back with
+Discord's status codes and bodies. Rules that depend on time read a simulated clock that moves only when
+the test says so.
+
+Quick start::
+
+    from tests.fakes.discord import DiscordSimulator, SimFile
+
+    async def test_generate_sends_a_file() -> None:
+        async with DiscordSimulator() as sim:             # start + install (Route.BASE, DEFAULT_GATEWAY)
+            bot = make_bot(**sim.client_kwargs())          # any discord.Client / commands.Bot
+            async with sim.running(bot):                   # start(sim.token), wait for on_ready + guilds
+                await sim.wait_for_sync(sim.guild.id)      # if the bot syncs to a guild in setup_hook
+                alice = sim.user("alice")
+                handle = await alice.slash("music generate", prompt="calm piano", duration=10)
+                assert (await handle.wait_response()).type == 5          # deferred
+                audio = await handle.wait_file(lambda a: a.filename.endswith(".mp3"))
+                assert audio.content_type == "audio/mpeg" and audio.data
+            sim.assert_no_validation_failures()
+
+Construction: ``DiscordSimulator(guilds=[GuildConfig(...)], clock=SimClock(), ...)``; the default is one
+guild "Encore Test Server" (boost tier 0) with channel ``general`` and member ``alice``. ``GuildConfig``
+takes ``channels=[ChannelConfig(name, bot_permissions=...)]``, ``members=[MemberConfig(username, roles=...)]``,
+``roles=[RoleConfig(name, permissions)]``, ``premium_tier`` (upload limit 10/10/50/100 MiB) and
+``bot_permissions``. Permission bits: :class:`Permission`.
+
+Lifecycle: ``await sim.start()`` / ``await sim.close()``, or ``async with sim`` (which also installs);
+``sim.install()`` / ``sim.uninstall()`` point discord.py at the simulator and restore it. Identity:
+``sim.token``, ``sim.application_id``, ``sim.bot_id``, ``sim.api_url``.
+
+on_ready: discord.py fires it ``guild_ready_timeout`` (default 2 s) after the last GUILD_CREATE. Tests pass
+``**sim.client_kwargs()`` (``guild_ready_timeout=0.1``) to the client, or call ``sim.prepare_client(client)``
+for a client built by project code (``sim.running`` does that). ``await sim.wait_until_ready(client)`` /
+``sim.running(client)`` return once on_ready has fired and every guild is cached.
+
+Re-IDENTIFY (``drop_gateway(resume=False)``) costs 5 s with an unmodified client: discord.py's
+``Client.before_identify_hook`` sleeps before every IDENTIFY but the first; a test may override that hook
+in its own Client subclass.
+
+Users (``sim.user("alice")`` -> :class:`SimUser`): ``slash("music generate", prompt=..., duration=10,
+file=SimFile(...))`` (string, integer, number, boolean, attachment, user, channel, role options, checked
+against the synced command), ``autocomplete(command, focused, value)``, ``message_command(name, message)``,
+``user_command(name, target)``, ``click(message, custom_id | label=)``, ``select(message, custom_id, values)``,
+``submit_modal(handle, {custom_id_or_label: value})``, ``send_message(content, files=, reply_to=,
+mention_bot=, dm=)``. Invalid actions (unsynced command, wrong option type, disabled button) raise
+:class:`SimulatorError`. Like a human, a user acts only after the bot has taken in its last output: each
+action first waits until every REST response is on the wire and yields the event loop a few turns (so a
+client in the same loop has, e.g., registered the view of the message it just sent). No real time passes.
+
+Interactions return an :class:`InteractionHandle`: ``wait_response()`` (callback type/data),
+``wait_original(pred)``, ``wait_followup(pred, index=)``, ``wait_message(pred)``, ``wait_file(pred)``,
+``wait_modal()``, ``wait_choices()``, ``wait_error(code)``; ``original``, ``followups``, ``calls``.
+
+Observing the bot (all ``wait_*`` return past matches too; ``since=sim.mark()`` ignores them; each raises
+:class:`SimulatorTimeoutError` with what was seen instead): ``wait_for_message(channel_id, pred)``,
+``wait_for_edit(message_id, pred)``, ``wait_for_delete(message_id)``, ``wait_for_file(channel_id, pred)``,
+``wait_for_request(route, pred, status=)``, ``wait_for_sync(guild_id)``; logs ``sim.requests``
+(:class:`RestCall`: route template, body, files, status, response), ``sim.validation_failures``,
+``sim.take_validation_failures()`` (for failures provoked on purpose), ``sim.assert_no_validation_failures()``,
+``sim.messages``, ``sim.message(id)``, ``sim.read_attachment(att)``,
+``sim.commands_synced(guild_id)``, ``sim.command(name)``.
+
+Faults and time: ``sim.clock.advance(seconds)`` (3 s first-response deadline -> 10062, 15 min token ->
+50027, CDN URLs expire after ``cdn_url_lifetime_s``), ``sim.inject_rate_limit(route, retry_after_s=)``,
+``sim.inject_error(route, status=, code=)``, ``await sim.set_bot_permissions(channel_id, perms)``,
+``await sim.drop_gateway(resume=True|False)``, ``await sim.request_reconnect()``,
+``async with sim.gateway_outage(): ...`` (events queue and are replayed on RESUME).
+
+Content intent: without MESSAGE_CONTENT, MESSAGE_CREATE/UPDATE and REST fetches blank content, embeds,
+attachments and components except for the bot's own messages, DMs and messages that mention the bot.
+
+Known gaps: no voice gateway, threads, reactions, polls beyond storage, stickers or sharding beyond
+``GET /gateway/bot``; rate limits happen only when injected; discord.py's own ``Interaction.is_expired()``
+uses real time, not the simulated clock.
+"""
+
+from .clock import SimClock
+from .commands import SyncedCommand
+from .errors import ApiError, SimulatorError, SimulatorTimeoutError
+from .gateway import GatewayEvent
+from .handles import InteractionHandle
+from .interactions import CallbackRecord
+from .models import (
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    MIB,
+    ChannelConfig,
+    GuildConfig,
+    MemberConfig,
+    MessageEvent,
+    Permission,
+    RoleConfig,
+    SimAttachment,
+    SimChannel,
+    SimGuild,
+    SimMessage,
+)
+from .router import RestCall, ValidationFailure
+from .simulator import DiscordSimulator, Mark
+from .users import SimFile, SimUser
+
+__all__ = [
+    "DEFAULT_BOT_PERMISSIONS",
+    "DEFAULT_EVERYONE_PERMISSIONS",
+    "MIB",
+    "ApiError",
+    "CallbackRecord",
+    "ChannelConfig",
+    "DiscordSimulator",
+    "GatewayEvent",
+    "GuildConfig",
+    "InteractionHandle",
+    "Mark",
+    "MemberConfig",
+    "MessageEvent",
+    "Permission",
+    "RestCall",
+    "RoleConfig",
+    "SimAttachment",
+    "SimChannel",
+    "SimClock",
+    "SimFile",
+    "SimGuild",
+    "SimMessage",
+    "SimUser",
+    "SimulatorError",
+    "SimulatorTimeoutError",
+    "SyncedCommand",
+    "ValidationFailure",
+]
