@@ -61,6 +61,11 @@ _ICONS = {
 ViewFactory = Callable[[Job, Phase], discord.ui.View | None]
 
 
+def _token_dead(exc: discord.HTTPException) -> bool:
+    """Discord says the interaction token no longer works (expired: 401/50027; unknown webhook: 10015)."""
+    return exc.status == 401 or exc.code in (50027, 10015)
+
+
 def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
@@ -213,8 +218,13 @@ class DiscordDelivery:
         try:
             interaction = self._live_interaction(job.id)
             if interaction is not None:
-                await interaction.edit_original_response(**kwargs)
-                return True
+                try:
+                    await interaction.edit_original_response(**kwargs)
+                    return True
+                except discord.HTTPException as exc:
+                    if not _token_dead(exc):
+                        raise
+                    self._live.pop(job.id, None)  # Discord's clock wins: edit it as a channel message
             if job.card_message_id is None or job.channel_id is None:
                 # A Discord job's card is still being posted: register_interaction will kick again.
                 # A job with no interaction (e.g. from the CLI) never gets a card.
@@ -257,8 +267,15 @@ class DiscordDelivery:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
         try:
             if interaction is not None:
-                message = await interaction.followup.send(content, file=file, allowed_mentions=mentions, wait=True)
-                return message.id
+                try:
+                    message = await interaction.followup.send(content, file=file, allowed_mentions=mentions, wait=True)
+                    return message.id
+                except discord.HTTPException as exc:
+                    if not _token_dead(exc):
+                        raise
+                    log.info("job %s: interaction token expired early; posting in the channel", job.id)
+                    self._live.pop(job.id, None)
+                    file.reset()
             if job.channel_id is None:
                 raise DeliveryError(detail="job has no channel", permanent=True)
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)

@@ -1,0 +1,151 @@
+"""End to end: the real EncoreBot (unmodified discord.py) against the Discord simulator and the fake Replicate."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from bot.app import Core, EncoreBot
+from bot.config import Secrets, Settings
+from tests.conftest import make_settings
+from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord.models import (
+    ChannelConfig,
+    GuildConfig,
+    MemberConfig,
+    Permission,
+    RoleConfig,
+    SimMessage,
+)
+from tests.fakes.replicate import FakeReplicate
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def default_guild(**overrides: Any) -> GuildConfig:
+    config = GuildConfig(
+        name="Encore Test Server",
+        channels=[ChannelConfig("general"), ChannelConfig("quiet")],
+        members=[MemberConfig("alice"), MemberConfig("bob"), MemberConfig("mod", roles=["Moderators"])],
+        roles=[RoleConfig("Moderators", permissions=int(Permission.MANAGE_MESSAGES))],
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+class Encore:
+    """The bot under test: its core and its discord.py client, restartable on the same database."""
+
+    def __init__(self, sim: DiscordSimulator, fake: FakeReplicate, data_dir: Path) -> None:
+        self.sim = sim
+        self.fake = fake
+        self.data_dir = data_dir
+        self.settings: Settings = self.configure()
+        self.bot: EncoreBot | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
+        replicate = {"api_base": self.fake.base_url, "retry_base_s": 0.01, **sections.pop("replicate", {})}
+        discord = {"dev_guild_ids": [g.id for g in self.sim.guilds], **sections.pop("discord", {})}
+        webhooks = dict(sections.pop("webhooks", {}))
+        if with_webhooks:
+            port = free_port()
+            webhooks |= {"public_url": f"http://127.0.0.1:{port}", "port": port}
+            sections["jobs"] = {"webhook_grace_s": 60.0, **sections.get("jobs", {})}
+        self.settings = make_settings(
+            self.data_dir, replicate=replicate, discord=discord, webhooks=webhooks, **sections
+        )
+        return self.settings
+
+    async def start(self) -> EncoreBot:
+        stack = contextlib.AsyncExitStack()
+        core = Core(self.settings, Secrets(replicate_api_token=SecretStr(self.fake.token)))
+        await core.open()
+        stack.push_async_callback(core.close)
+        bot = EncoreBot(core, **self.sim.client_kwargs())
+        try:
+            await stack.enter_async_context(self.sim.running(bot))
+            for guild_id in self.settings.discord.dev_guild_ids or [None]:
+                await self.sim.wait_for_sync(guild_id)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.bot, self._stack = bot, stack
+        return bot
+
+    async def stop(self) -> None:
+        stack, self._stack, self.bot = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def restart(self) -> EncoreBot:
+        await self.stop()
+        return await self.start()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeReplicate]:
+    async with FakeReplicate() as server:
+        yield server
+
+
+@pytest.fixture
+def guilds() -> list[GuildConfig]:
+    return [default_guild()]
+
+
+@pytest.fixture
+async def sim(guilds: list[GuildConfig]) -> AsyncIterator[DiscordSimulator]:
+    async with DiscordSimulator(guilds) as simulator:
+        yield simulator
+        # Every REST body the bot sent must have passed the official schemas and Discord's rules.
+        simulator.assert_no_validation_failures()
+
+
+@pytest.fixture
+async def encore(sim: DiscordSimulator, fake: FakeReplicate, tmp_path: Path) -> AsyncIterator[Encore]:
+    harness = Encore(sim, fake, tmp_path / "data")
+    yield harness
+    await harness.stop()
+
+
+# -- reading what the bot posted -------------------------------------------------------------------
+
+
+def card_status(message: SimMessage) -> str:
+    """The Status field of the job card in ``message`` ("" if it has none)."""
+    for embed in message.embeds:
+        for field in embed.get("fields", []):
+            if field.get("name") == "Status":
+                return str(field.get("value", ""))
+    return ""
+
+
+def card_field(message: SimMessage, name: str) -> str | None:
+    for embed in message.embeds:
+        for field in embed.get("fields", []):
+            if field.get("name") == name:
+                return str(field.get("value"))
+    return None
+
+
+def status_is(word: str) -> Callable[[SimMessage], bool]:
+    return lambda message: word in card_status(message)
+
+
+def job_id_of(card: SimMessage) -> str:
+    footer = card.embeds[0]["footer"]["text"]
+    assert footer.startswith("Job ")
+    return footer.removeprefix("Job ")
+
+
+def dump(message: SimMessage) -> str:
+    return json.dumps({"content": message.content, "embeds": message.embeds, "components": message.components})
