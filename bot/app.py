@@ -119,11 +119,16 @@ class Core:
         log.info("job service started (%s)", "webhooks + polling" if webhook_url else "polling only")
         return service
 
-    async def close(self) -> None:
+    async def stop_service(self) -> None:
+        """Stop taking webhooks and jobs; unfinished jobs resume at the next start. Idempotent."""
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         if self.service is not None:
             await self.service.stop()
-        if self.web is not None:
-            await self.web.stop()
+
+    async def close(self) -> None:
+        await self.stop_service()
         for session in self._sessions:
             await session.close()
         await self.db.close()
@@ -218,6 +223,8 @@ class EncoreBot(commands.Bot):
             log.info("synced %d global command(s)", len(synced))
 
     async def close(self) -> None:
+        # The job service goes first, so nothing reaches for Discord while the client shuts down.
+        await self.core.stop_service()
         if self.delivery is not None:
             await self.delivery.close()
         await super().close()

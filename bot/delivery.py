@@ -139,6 +139,7 @@ class DiscordDelivery:
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.view_factory: ViewFactory = lambda _job, _phase: None
 
     # -- registration ---------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class DiscordDelivery:
         return live.interaction
 
     async def close(self) -> None:
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -180,6 +182,8 @@ class DiscordDelivery:
     # -- the card -------------------------------------------------------------------------------
 
     async def job_updated(self, job: Job, phase: Phase) -> None:
+        if self._closed:
+            return
         state = self._cards.setdefault(job.id, _CardState())
         state.latest = (job, phase)
         state.version += 1
@@ -201,8 +205,11 @@ class DiscordDelivery:
                 await asyncio.sleep(wait)
             applied = state.version
             job, phase = state.latest
-            if not await self._edit_card(job, phase):
-                return  # no card yet: register_interaction will kick again
+            try:
+                if not await self._edit_card(job, phase):
+                    return  # no card yet: register_interaction will kick again
+            except Exception:
+                log.exception("job %s: card edit crashed", job.id)
             state.last_edit = time.monotonic()
         if state.latest is not None and state.latest[1] in TERMINAL_PHASES and state.version == applied:
             self._cards.pop(job_id, None)
@@ -244,6 +251,8 @@ class DiscordDelivery:
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
     async def deliver(self, job: Job) -> int | None:
+        if self._closed:
+            raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
         if not job.output_path:
             raise DeliveryError(detail="job has no output file", permanent=True)
         path = Path(job.output_path)
@@ -264,7 +273,10 @@ class DiscordDelivery:
         content = (
             f"<@{job.user_id}> your track is ready: **{discord.utils.escape_markdown(_truncate(job.prompt, 150))}**"
         )
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
+        # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).
+        mentions = discord.AllowedMentions(
+            everyone=False, roles=False, users=[discord.Object(job.user_id)], replied_user=False
+        )
         try:
             if interaction is not None:
                 try:

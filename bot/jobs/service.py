@@ -119,6 +119,7 @@ class JobService:
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outcomes: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._accepting = False
 
@@ -135,14 +136,28 @@ class JobService:
             self._resume(job)
         self.poller.start()
 
-    async def stop(self) -> None:
-        """Stop taking jobs and cancel background work; unfinished jobs resume at the next start."""
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Stop taking jobs, give downloads and deliveries in flight ``grace_s`` to finish, cancel the rest.
+
+        Whatever is left resumes at the next start; recorded outcomes are never cut off half-written.
+        """
         self._accepting = False
         await self.poller.stop()
+        pipelines = [task for task in self._pipelines.values() if not task.done()]
+        if pipelines:
+            await asyncio.wait(pipelines, timeout=grace_s)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._outcomes, return_exceptions=True)
+
+    async def _record(self, coro: Coroutine[Any, Any, bool]) -> bool:
+        """Run a write that records an outcome to completion even if our caller is cancelled."""
+        task = asyncio.create_task(coro)
+        self._outcomes.add(task)
+        task.add_done_callback(self._outcomes.discard)
+        return await asyncio.shield(task)
 
     def _resume(self, job: Job) -> None:
         if job.status == JobStatus.QUEUED:
@@ -469,8 +484,8 @@ class JobService:
                     return
                 log.exception("job %s: delivery attempt %d crashed", job.id, attempt)
             else:
-                if await self.repo.transition(
-                    job.id, JobStatus.DELIVERED, delivery_message_id=message_id, now=self.clock()
+                if await self._record(
+                    self.repo.transition(job.id, JobStatus.DELIVERED, delivery_message_id=message_id, now=self.clock())
                 ):
                     log.info("job %s delivered", job.id)
                     await self._notify(job.id)

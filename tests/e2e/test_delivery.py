@@ -1,0 +1,129 @@
+"""Delivery when Discord makes it hard: expired tokens, upload limits, permissions, restarts, reconnects."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from bot.jobs.models import JobStatus
+from tests.e2e.conftest import Encore, card_status, default_guild, job_id_of, status_is
+from tests.fakes.audio import make_wav, wav_info
+from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord.models import DEFAULT_BOT_PERMISSIONS, Permission
+from tests.fakes.replicate import FakeReplicate, OutputFile
+
+
+async def test_delivery_after_the_token_expired_replies_to_the_card(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music generate", prompt="very long queue", duration=4)
+    card = await handle.wait_original()
+    pid = await fake.wait_for_prediction()
+    sim.clock.advance(16 * 60)  # a cold boot later: the interaction token is dead
+    mark = sim.mark()
+    await fake.succeed(pid)
+
+    channel_id = card.channel_id
+    delivery = await sim.wait_for_message(channel_id, lambda m: bool(m.attachments), since=mark)
+    assert delivery.interaction_id is None  # a normal channel message, not through the token
+    assert delivery.reply_to == card.id
+    assert delivery.mentions == [alice.id]
+    assert round(wav_info(delivery.attachments[0].data).duration_s) == 4
+    assert delivery.nonce == f"encore-{job_id_of(card)}"
+    done = await sim.wait_for_edit(card.id, status_is("Done"))
+    assert done.custom_ids() == []
+
+
+def _big_musicgen(fake: FakeReplicate) -> None:
+    """MusicGen answering with an 11.5 MB WAV (60 s of 48 kHz stereo), over a tier-0 guild's 10 MiB."""
+    model = fake.models["meta/musicgen"]
+
+    def run(inp: dict[str, Any]) -> tuple[Any, str]:
+        return OutputFile("out.wav", make_wav(60, sample_rate=48000, channels=2), "audio/wav"), "Using seed 7\n"
+
+    fake.add_model(dataclasses.replace(model, run=run))
+
+
+async def test_output_over_the_upload_limit_ends_with_a_clear_reason(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    _big_musicgen(fake)
+    fake.auto_advance = True
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="too big")
+    failed = await handle.wait_original(status_is("Failed"))
+    assert "over the 10.0 MiB upload limit" in card_status(failed)
+    assert all(not m.attachments for m in handle.followups)
+
+
+@pytest.mark.parametrize("guilds", [[default_guild(premium_tier=2)]])
+async def test_boosted_guild_takes_the_big_file(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    _big_musicgen(fake)
+    fake.auto_advance = True
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="big but fine")
+    audio = await handle.wait_file()
+    assert audio.size > 10 * 1024 * 1024
+
+
+async def test_missing_attach_files_tells_the_requester(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    channel = sim.channel("quiet")
+    await sim.set_bot_permissions(channel.id, DEFAULT_BOT_PERMISSIONS & ~Permission.ATTACH_FILES)
+    fake.auto_advance = True
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", channel_id=channel.id, prompt="no files here")
+    failed = await handle.wait_original(status_is("Failed"))
+    assert "permission to post files" in card_status(failed)
+    assert "Attach Files" in card_status(failed)
+
+
+async def test_restart_mid_job_delivers_exactly_once(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="survives restarts", duration=3)
+    card = await handle.wait_original()
+    pid = await fake.wait_for_prediction()
+    await fake.begin(pid)
+    await handle.wait_original(status_is("Generating"))
+    await encore.stop()
+    await fake.succeed(pid)  # finishes while the bot is down
+    await encore.start()
+
+    delivery = await sim.wait_for_message(card.channel_id, lambda m: bool(m.attachments))
+    assert delivery.reply_to == card.id
+    await sim.wait_for_edit(card.id, status_is("Done"))
+    files = [m for m in sim.messages if m.attachments and not m.deleted]
+    assert len(files) == 1
+    assert encore.bot is not None
+    assert (await encore.bot.service.get(job_id_of(card))).status == JobStatus.DELIVERED
+
+
+async def test_gateway_reconnect_mid_job(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="through a reconnect", duration=2)
+    pid = await fake.wait_for_prediction()
+    await sim.drop_gateway(resume=True)
+    await fake.succeed(pid)
+    audio = await handle.wait_file()
+    assert round(wav_info(audio.data).duration_s) == 2
+    # and the bot still answers commands after resuming
+    second = await sim.user("bob").slash("music generate", prompt="after the reconnect")
+    assert (await second.wait_response()).type == 4
+
+
+async def test_discord_outage_on_upload_is_retried(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    sim.inject_error("POST /webhooks/{application_id}/{interaction_token}", status=500, code=0, times=4)
+    encore.configure(jobs={"retry_s": 0.01})
+    fake.auto_advance = True
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="flaky discord", duration=2)
+    audio = await handle.wait_file(timeout_s=20)
+    assert round(wav_info(audio.data).duration_s) == 2
+    assert len([m for m in handle.followups if m.attachments]) == 1
