@@ -122,12 +122,14 @@ class JobService:
         self._outcomes: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._accepting = False
+        self._stopping = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, *, resume: bool = True) -> None:
         """Resume every unfinished job (unless ``resume`` is false), then start polling."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
+        self._stopping.clear()
         self._accepting = True
         jobs = await self.repo.list_active() if resume else []
         if jobs:
@@ -142,6 +144,7 @@ class JobService:
         Whatever is left resumes at the next start; recorded outcomes are never cut off half-written.
         """
         self._accepting = False
+        self._stopping.set()  # backoff naps end now; only work in flight gets the grace period
         await self.poller.stop()
         pipelines = [task for task in self._pipelines.values() if not task.done()]
         if pipelines:
@@ -151,6 +154,15 @@ class JobService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._outcomes, return_exceptions=True)
+
+    async def _nap(self, delay_s: float) -> bool:
+        """Sleep before a retry; False (at once) if the service is stopping, so the caller gives up."""
+        try:
+            async with asyncio.timeout(delay_s):
+                await self._stopping.wait()
+        except TimeoutError:
+            return True
+        return False
 
     async def _record(self, coro: Coroutine[Any, Any, bool]) -> bool:
         """Run a write that records an outcome to completion even if our caller is cancelled."""
@@ -278,8 +290,8 @@ class JobService:
     # -- submitting ----------------------------------------------------------------------------
 
     async def _submit(self, job_id: str, *, delay_s: float = 0.0) -> None:
-        if delay_s:
-            await asyncio.sleep(delay_s)
+        if delay_s and not await self._nap(delay_s):
+            return
         job = await self.repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
@@ -422,7 +434,8 @@ class JobService:
                     await self._fail(job.id, exc.user_message, detail=str(exc))
                     return
                 log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
-                await asyncio.sleep(self._retry_delay(attempt))
+                if not await self._nap(self._retry_delay(attempt)):
+                    return  # stopping: the next start downloads it again
         content_type = stored.content_type
         if content_type in ("", "application/octet-stream"):
             content_type = guess_content_type(dest.name)
@@ -490,4 +503,5 @@ class JobService:
                     log.info("job %s delivered", job.id)
                     await self._notify(job.id)
                 return
-            await asyncio.sleep(self._retry_delay(attempt))
+            if not await self._nap(self._retry_delay(attempt)):
+                return  # stopping: the next start delivers it from the stored file
