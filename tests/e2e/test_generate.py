@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bot.jobs.models import JobStatus
@@ -105,3 +107,21 @@ async def test_bad_input_gets_a_private_explanation_and_nothing_runs(
     assert fake.predictions == {}
     assert encore.bot is not None
     assert await encore.bot.service.repo.list_active() == []
+
+
+async def test_card_is_edited_at_most_once_per_interval(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    interval = 0.3
+    encore.configure(discord={"card_edit_interval_s": interval})
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="burst of news")
+    pid = await fake.wait_for_prediction()
+    await fake.begin(pid)
+    await fake.succeed(pid)  # Starting, Generating, Uploading and Done arrive within milliseconds
+    await handle.wait_original(status_is("Done"))
+    edits = [c for c in handle.calls if c.method == "PATCH" and c.path.endswith("/messages/@original")]
+    gaps = [later.wall_s - earlier.wall_s for earlier, later in itertools.pairwise(edits)]
+    assert edits
+    assert all(gap >= interval * 0.95 for gap in gaps), gaps
+    assert "Done" in card_status(await handle.wait_original())  # the last news is never lost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,8 @@ class RestCall:
     status: int
     response: Any
     authorized: bool
-    at: float
+    at: float  # simulated clock
+    wall_s: float = field(default_factory=time.monotonic)  # real time, for rate assertions
 
     @property
     def ok(self) -> bool:
