@@ -31,6 +31,13 @@ def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
     return Settings.model_validate(base)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/e2e carries the ``e2e`` marker, so ``-m "not e2e"`` runs the fast tests."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")

@@ -321,8 +321,9 @@ class JobService:
         try:
             prediction = await provider.submit(job.model_ref, job.input, webhook_url=self.webhook_url)
         except SubmissionUncertainError as exc:
-            log.warning("job %s: create uncertain (%s); checking the provider", job.id, exc)
-            self._spawn(self._submit(job.id), name=f"submit:{job.id}")
+            # The create may still be in flight: give it time to land before looking for it.
+            log.warning("job %s: create uncertain (%s); checking the provider shortly", job.id, exc)
+            self._spawn(self._submit(job.id, delay_s=self._retry_delay(1)), name=f"submit:{job.id}")
             return
         except ProviderError as exc:
             await self._fail(job.id, exc.user_message, detail=str(exc))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -60,6 +60,21 @@ class ModelRef:
         if sep and not _VERSION_ID.match(version):
             raise ValueError(f"not a Replicate version id: {version!r}")
         return cls(model=model, version=version or None)
+
+
+class PredictionRequest(BaseModel):
+    """The body of ``POST /predictions`` and ``POST /models/{owner}/{name}/predictions`` (official spec:
+    ``version`` and ``input`` required on the first, no other top-level keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = None
+    input: dict[str, Any]
+    webhook: str | None = None
+    webhook_events_filter: list[Literal["start", "output", "logs", "completed"]] | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
 
 
 class _Problem(BaseModel):
@@ -209,15 +224,17 @@ class ReplicateClient:
 
     async def submit(self, model_ref: str, input: dict[str, Any], *, webhook_url: str | None = None) -> Prediction:
         ref = ModelRef.parse(model_ref)
-        body: dict[str, Any] = {"input": input}
+        request = PredictionRequest(
+            input=input,
+            webhook=webhook_url or None,
+            webhook_events_filter=["start", "completed"] if webhook_url else None,
+        )
         if ref.version is not None:
             url = self._url("/predictions")
-            body["version"] = f"{ref.model}:{ref.version}" if ref.model else ref.version
+            request.version = f"{ref.model}:{ref.version}" if ref.model else ref.version
         else:
             url = self._url(f"/models/{ref.model}/predictions")
-        if webhook_url:
-            body["webhook"] = webhook_url
-            body["webhook_events_filter"] = ["start", "completed"]
+        body = request.body()
         headers = {"Cancel-After": f"{self._deadline_s}s"} if self._deadline_s else {}
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries

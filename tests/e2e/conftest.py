@@ -26,8 +26,6 @@ from tests.fakes.discord.models import (
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import free_port
 
-pytestmark = pytest.mark.e2e
-
 
 def default_guild(**overrides: Any) -> GuildConfig:
     config = GuildConfig(

@@ -233,3 +233,23 @@ async def test_oversized_output_is_refused(harness: Harness, fake: FakeReplicate
     assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
     assert (await harness.job(job.id)).error == "I couldn't fetch the finished audio."
     assert not list((harness.data_dir / "outputs").glob("*"))  # no partial file left behind
+
+
+async def test_create_that_times_out_is_looked_up_not_repeated(harness: Harness, fake: FakeReplicate) -> None:
+    # The create is slower than our read timeout: it reaches Replicate only after we gave up on it.
+    fake.inject(method="POST", path="^/v1/predictions$", status=None, delay_s=0.3)
+    await harness.start(replicate={"read_timeout_s": 0.1}, jobs={"retry_s": 2.0})
+    job = await harness.submit()
+    pid = await fake.wait_for_prediction()
+    await fake.succeed(pid)
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    assert list(fake.predictions) == [pid]
+    assert len([r for r in fake.requests if r.method == "POST"]) == 1  # found by listing, not created twice
+
+
+async def test_slow_polls_time_out_and_are_retried(harness: Harness, fake: FakeReplicate) -> None:
+    fake.inject(method="GET", path="^/v1/predictions/", status=None, delay_s=1.0, times=2)
+    fake.auto_advance = True
+    await harness.start(replicate={"read_timeout_s": 0.2})
+    job = await harness.submit()
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
