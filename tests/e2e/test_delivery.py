@@ -119,11 +119,33 @@ async def test_gateway_reconnect_mid_job(encore: Encore, sim: DiscordSimulator, 
 
 
 async def test_discord_outage_on_upload_is_retried(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
-    sim.inject_error("POST /webhooks/{application_id}/{interaction_token}", status=500, code=0, times=4)
+    # After the token expired, delivery is a channel message. discord.py raises on a 503 there at once
+    # (it retries only 500/502/504 itself), so Encore's own retry from the stored file must carry it.
+    route = "POST /channels/{channel_id}/messages"
+    sim.inject_error(route, status=503, code=0, times=3)
     encore.configure(jobs={"retry_s": 0.01})
-    fake.auto_advance = True
     await encore.start()
     handle = await sim.user("alice").slash("music generate", prompt="flaky discord", duration=2)
-    audio = await handle.wait_file(timeout_s=20)
+    card = await handle.wait_original()
+    pid = await fake.wait_for_prediction()
+    sim.clock.advance(16 * 60)
+    await fake.succeed(pid)
+    delivery = await sim.wait_for_message(card.channel_id, lambda m: bool(m.attachments))
+    assert round(wav_info(delivery.attachments[0].data).duration_s) == 2
+    attempts = sim.requests_to(route)
+    assert [c.status for c in attempts] == [503, 503, 503, 200]  # the outage really happened
+    assert len({c.body["nonce"] for c in attempts}) == 1  # every retry is the same message to Discord
+    assert len([m for m in sim.messages if m.attachments]) == 1
+
+
+async def test_rate_limited_upload_is_retried_by_the_client(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    route = "POST /webhooks/{webhook_id}/{webhook_token}"
+    sim.inject_rate_limit(route, times=2, retry_after_s=0.05)
+    fake.auto_advance = True
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="rate limited", duration=2)
+    audio = await handle.wait_file()
     assert round(wav_info(audio.data).duration_s) == 2
-    assert len([m for m in handle.followups if m.attachments]) == 1
+    assert [c.status for c in sim.requests_to(route)][:3] == [429, 429, 200]

@@ -137,6 +137,13 @@ class Router:
         regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
         self._routes.append(_Route(method, template, re.compile(f"^{regex}$"), handler, auth, rules))
 
+    def inject(self, injection: Injection) -> None:
+        """Queue a fault; a route the simulator does not serve is a test bug, so it is refused loudly."""
+        known = {f"{r.method} {r.template}" for r in self._routes}
+        if injection.route is not None and injection.route not in known:
+            raise ValueError(f"no such route {injection.route!r}; known routes: {sorted(known)}")
+        self.injections.append(injection)
+
     def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str], bool]:
         path_exists = False
         for route in self._routes:

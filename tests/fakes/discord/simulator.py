@@ -429,13 +429,13 @@ class DiscordSimulator:
         self, route: str | None = None, *, times: int = 1, retry_after_s: float = 0.05, is_global: bool = False
     ) -> None:
         """Answer the next ``times`` calls to ``route`` (None: any) with 429 (``Via`` + ``retry_after``)."""
-        self.router.injections.append(Injection(route, rate_limited(retry_after_s, is_global=is_global), times))
+        self.router.inject(Injection(route, rate_limited(retry_after_s, is_global=is_global), times))
 
     def inject_error(
         self, route: str | None, *, status: int, code: int = 0, message: str = "Injected error", times: int = 1
     ) -> None:
         """Answer the next ``times`` calls to ``route`` with ``status``/``code``."""
-        self.router.injections.append(Injection(route, ApiError(status, code, message), times))
+        self.router.inject(Injection(route, ApiError(status, code, message), times))
 
     async def _reconnected(self, mark: int, timeout_s: float, kinds: tuple[str, ...]) -> GatewayEvent:
         return await self.gateway.events.wait(
