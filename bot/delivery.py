@@ -254,7 +254,7 @@ class DiscordDelivery:
         if self._closed:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
         if not job.output_path:
-            raise DeliveryError(detail="job has no output file", permanent=True)
+            raise DeliveryError(detail="job has no output file", retryable=False)
         path = Path(job.output_path)
         interaction = self._live_interaction(job.id)
         limit = self._upload_limit(job, interaction)
@@ -263,12 +263,12 @@ class DiscordDelivery:
             raise DeliveryError(
                 f"The track is {_mib(size)}, over the {_mib(limit)} upload limit here.",
                 detail=f"output {size} bytes > limit {limit}",
-                permanent=True,
+                retryable=False,
             )
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise DeliveryError("The finished file went missing before it could be posted.", permanent=True) from None
+            raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
         file = discord.File(io.BytesIO(data), filename=audio_filename(job))
         content = (
             f"<@{job.user_id}> your track is ready: **{discord.utils.escape_markdown(_truncate(job.prompt, 150))}**"
@@ -289,7 +289,7 @@ class DiscordDelivery:
                     self._live.pop(job.id, None)
                     file.reset()
             if job.channel_id is None:
-                raise DeliveryError(detail="job has no channel", permanent=True)
+                raise DeliveryError(detail="job has no channel", retryable=False)
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             kwargs: dict[str, Any] = {"file": file, "allowed_mentions": mentions, "nonce": delivery_nonce(job)}
             if job.card_message_id is not None:
@@ -306,15 +306,15 @@ class DiscordDelivery:
                 "I don't have permission to post files in that channel. "
                 "A server admin needs to give me Send Messages and Attach Files there.",
                 detail=f"forbidden: {exc.code}",
-                permanent=True,
+                retryable=False,
             ) from None
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == 40005:
                 raise DeliveryError(
-                    f"The track is {_mib(size)}, too large to post here.", detail="413", permanent=True
+                    f"The track is {_mib(size)}, too large to post here.", detail="413", retryable=False
                 ) from None
             if exc.status == 404 and exc.code in (10003, 10062):
                 raise DeliveryError(
-                    "The channel for this job no longer exists.", detail=f"{exc.code}", permanent=True
+                    "The channel for this job no longer exists.", detail=f"{exc.code}", retryable=False
                 ) from None
             raise DeliveryError(detail=f"Discord HTTP {exc.status} ({exc.code})") from None

@@ -12,9 +12,15 @@ class BotError(Exception):
     """Base of every expected failure."""
 
     default_message = "Something went wrong."
+    # Whether trying the same thing again later may succeed (a network blip, not a bad input).
+    retryable = False
 
-    def __init__(self, user_message: str | None = None, *, detail: str | None = None) -> None:
+    def __init__(
+        self, user_message: str | None = None, *, detail: str | None = None, retryable: bool | None = None
+    ) -> None:
         self.user_message = user_message or self.default_message
+        if retryable is not None:
+            self.retryable = retryable
         super().__init__(detail or self.user_message)
 
 
@@ -48,7 +54,6 @@ class ProviderError(BotError):
     """A provider call failed. Subclasses say whether retrying may help."""
 
     default_message = "The music service had a problem. Please try again later."
-    retryable = False
 
 
 class ProviderAuthError(ProviderError):
@@ -97,16 +102,10 @@ class OutputError(BotError):
 
     default_message = "I couldn't fetch the finished audio."
 
-    def __init__(self, user_message: str | None = None, *, detail: str | None = None, retryable: bool = False) -> None:
-        super().__init__(user_message, detail=detail)
-        self.retryable = retryable
-
 
 class DeliveryError(BotError):
-    """The finished audio could not be delivered to Discord."""
+    """The finished audio could not be delivered to Discord. Retried from the stored file unless
+    ``retryable=False`` (e.g. a missing permission: trying again cannot help)."""
 
     default_message = "I couldn't post the audio."
-
-    def __init__(self, user_message: str | None = None, *, detail: str | None = None, permanent: bool = False) -> None:
-        super().__init__(user_message, detail=detail)
-        self.permanent = permanent
+    retryable = True

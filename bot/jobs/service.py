@@ -69,7 +69,7 @@ class JobListener(Protocol):
     async def deliver(self, job: Job) -> int | None:
         """Hand the finished file (``job.output_path``) to the user. Returns a message id if any.
 
-        Raise :class:`DeliveryError` (``permanent=True`` when retrying cannot help).
+        Raise :class:`DeliveryError` (``retryable=False`` when retrying cannot help).
         """
         ...
 
@@ -487,7 +487,7 @@ class JobService:
             try:
                 message_id = await self.listener.deliver(job)
             except DeliveryError as exc:
-                if exc.permanent or attempt >= jobs.delivery_attempts:
+                if not exc.retryable or attempt >= jobs.delivery_attempts:
                     await self._fail(job.id, exc.user_message, detail=str(exc))
                     return
                 log.warning("job %s: delivery attempt %d failed: %s", job.id, attempt, exc)

@@ -204,7 +204,7 @@ async def test_discord_outage_retries_delivery_from_the_stored_file(harness: Har
 
 
 async def test_permanent_delivery_failure_keeps_the_reason(harness: Harness, fake: FakeReplicate) -> None:
-    harness.listener.delivery_failures = [DeliveryError("No permission to attach files.", permanent=True)]
+    harness.listener.delivery_failures = [DeliveryError("No permission to attach files.", retryable=False)]
     fake.auto_advance = True
     await harness.start()
     job = await harness.submit()
