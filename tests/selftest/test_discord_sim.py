@@ -54,13 +54,6 @@ class Recorder(discord.Client):
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[DiscordSimulator]:
-    async with DiscordSimulator() as simulator:
-        yield simulator
-        simulator.assert_no_validation_failures()
-
-
-@pytest.fixture
 async def client(sim: DiscordSimulator, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Recorder]:
     bot = Recorder(intents=discord.Intents.default(), **sim.client_kwargs())
     async with sim.running(bot):

@@ -202,13 +202,6 @@ def make_probe_group(bot: SimBot) -> app_commands.Group:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[DiscordSimulator]:
-    async with DiscordSimulator() as simulator:
-        yield simulator
-        simulator.assert_no_validation_failures()
-
-
-@pytest.fixture
 async def bot(sim: DiscordSimulator, caplog: pytest.LogCaptureFixture) -> AsyncIterator[SimBot]:
     client = SimBot(sim.guild.id, **sim.client_kwargs())
     async with sim.running(client):
