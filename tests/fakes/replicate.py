@@ -7,22 +7,29 @@ explicitly (``begin``/``succeed``/``fail``/``abort``/``hit_deadline``) or set ``
 synchronise by awaiting hooks (``wait_for_prediction``, ``wait_for_status``, ``next_request``,
 ``next_webhook_delivery``), never by sleeping.
 
+Models live in tests/fakes/models.py (shared with the fake Cog server) and are re-exported here. File inputs
+(``format: uri``) are fetched when the prediction runs, as Cog does before ``predict()``: ``data:`` URLs are
+decoded, ``<base_url>/files/<id>`` (or ``.../download``) is read from this fake's files API, and any other
+http(s) URL is fetched with aiohttp; ``input_fetches`` records the URLs. A failed fetch fails the prediction.
+Models run in a worker thread, so a long encode never blocks the event loop.
+
 Deliberate differences from the real service (contract: /work/shared/reference/replicate.md):
 
 * ``webhook`` must be https, except ``http://`` to 127.0.0.1 / localhost / [::1], because tests run on
   plain-http loopback.
 * Output files are served by this server at ``/delivery/<prediction id>/<name>`` (stand-in for
   replicate.delivery, no auth needed); ``/v1/files/<id>/download`` does not check signed query params.
-* musicgen: ``output_format: "mp3"`` fails the prediction with "fake: mp3 output not supported yet";
-  ``duration`` outside 1..300 fails with a "fake: ..." error; input audio is never fetched, so rules that
-  depend on the clip's length are not applied.
-* Only ``start`` and ``completed`` webhooks are sent (musicgen's single output appears at completion), so
+* musicgen: ``duration`` outside 1..300 fails with a "fake: ..." error; an empty input segment and a
+  continuation segment exactly as long as ``duration`` fail with "fake: ..." errors (the real wording is
+  unknown). Input-fetch failures fail with "fake: ..." errors too.
+* Only ``start`` and ``completed`` webhooks are sent (single outputs appear at completion), so
   ``output``/``logs`` events never fire.
 * Unknown input keys are ignored, as Replicate does; ``null`` for a typed input is a type error.
 * Malformed ``Prefer``/``Cancel-After`` headers, JSON or multipart bodies get 400 (real codes unverified).
 * Creates answer 201, or 202 when ``Prefer: wait`` ran out before the prediction finished. With
   ``auto_advance``, ``Prefer: wait`` runs the prediction to the end at once; each GET advances one step.
-* musicgen logs say ``Using seed <N>`` (no colon), as cog-musicgen's predict.py prints it.
+* musicgen logs say ``Using seed <N>`` (no colon), as cog-musicgen's predict.py prints it. A failed run's
+  logs end with ``<ExceptionType>: <error>`` (no traceback).
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import random
 import re
 import secrets
 import string
@@ -46,7 +52,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -55,7 +61,22 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from tests.fakes.audio import make_wav
+from tests.fakes.models import (
+    MODELS,
+    FakeModel,
+    FetchError,
+    InputFile,
+    ModelError,
+    OutputFile,
+    fetch_url,
+    invalid_fields,
+    resolve_inputs,
+)
+from tests.fakes.models import MUSICGEN as MUSICGEN
+from tests.fakes.models import NONEXISTENT_MODELS as NONEXISTENT_MODELS
+from tests.fakes.models import RIFFUSION as RIFFUSION
+from tests.fakes.models import STABLE_AUDIO as STABLE_AUDIO
+from tests.fakes.models import run_musicgen as run_musicgen
 
 T = TypeVar("T")
 PROBLEM = "application/problem+json"
@@ -124,54 +145,6 @@ def spec_validator(schema_name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(root)
 
 
-_FORMATS = jsonschema.FormatChecker(formats=())
-
-
-@_FORMATS.checks("uri")
-def _is_uri(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    parts = urlsplit(value)
-    return (parts.scheme in ("http", "https") and bool(parts.netloc)) or (parts.scheme == "data" and "," in value)
-
-
-_KINDS = {
-    "type": "invalid_type",
-    "required": "required",
-    "minimum": "number_gte",
-    "maximum": "number_lte",
-    "additionalProperties": "additional_property_not_allowed",
-}
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
-
-
-def _invalid_fields(errors: Iterable[jsonschema.ValidationError], prefix: str) -> list[dict[str, str]]:
-    """jsonschema errors as Replicate's (gojsonschema-style) ``invalid_fields`` entries."""
-    out: list[dict[str, str]] = []
-    for err in errors:
-        name = ".".join([*([prefix] if prefix else []), *map(str, err.absolute_path)]) or "(root)"
-        kind, value = str(err.validator), cast(Any, err.validator_value)
-        if kind == "additionalProperties" and isinstance(err.instance, dict):
-            known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
-            descs = [f"Additional property {k} is not allowed" for k in err.instance if k not in known]
-        elif kind == "required":
-            found = re.match(r"'(.+)' is a required property", err.message)
-            descs = [f"{found.group(1) if found else err.message} is required"]
-        elif kind == "type":
-            given = _JSON_TYPES.get(type(err.instance), "null")
-            descs = [f"Invalid type. Expected: {value}, given: {given}"]
-        elif kind == "enum":
-            descs = [f"{name} must be one of the following: " + ", ".join(json.dumps(v) for v in value)]
-        elif kind == "minimum":
-            descs = [f"Must be greater than or equal to {value}"]
-        elif kind == "format":
-            descs = [f"Does not match format '{value}'"]
-        else:
-            descs = [err.message]
-        out += [{"type": _KINDS.get(kind, kind), "field": name, "description": d} for d in descs]
-    return out
-
-
 def _validation_problem(fields: list[dict[str, str]]) -> Problem:
     detail = "".join(f"- {f['field']}: {f['description']}\n" for f in fields)
     return Problem(422, "Input validation failed", detail, invalid_fields=fields)
@@ -212,128 +185,6 @@ def _webhook_url_ok(url: str) -> bool:
         return bool(parts.hostname)
     # Deliberate leniency: tests run their webhook receiver on plain-http loopback.
     return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
-
-
-# ---------------------------------------------------------------- models
-
-
-class ModelError(Exception):
-    """Raised by a fake model's ``run``: the prediction fails with ``str(exc)`` as its ``error``."""
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """A file in a model's output; the fake serves it and replaces it with its download URL."""
-
-    name: str
-    data: bytes
-    content_type: str
-
-
-@dataclass(frozen=True)
-class FakeModel:
-    """A registry entry. ``run(input) -> (output, logs)``; raise ModelError to fail the prediction."""
-
-    owner: str
-    name: str
-    versions: tuple[str, ...]  # newest first
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
-    run: Callable[[dict[str, Any]], tuple[Any, str]]
-    official: bool = False
-    description: str = ""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-    def input_errors(self, value: dict[str, Any]) -> list[dict[str, str]]:
-        validator = jsonschema.Draft202012Validator(self.input_schema, format_checker=_FORMATS)
-        return _invalid_fields(validator.iter_errors(value), "input")
-
-    def version_json(self, version_id: str) -> dict[str, Any]:
-        schemas = {"Input": self.input_schema, "Output": self.output_schema}
-        return {
-            "id": version_id,
-            "created_at": "2024-06-01T00:00:00.000000Z",
-            "cog_version": "0.9.6",
-            "openapi_schema": {"openapi": "3.0.2", "components": {"schemas": schemas}},
-        }
-
-
-def _enum(values: list[str], default: str) -> dict[str, Any]:
-    return {"type": "string", "enum": values, "default": default}
-
-
-MUSICGEN_INPUT: dict[str, Any] = {
-    "type": "object",
-    "title": "Input",
-    "properties": {
-        "model_version": _enum(["stereo-melody-large", "stereo-large", "melody-large", "large"], "stereo-melody-large"),
-        "prompt": {"type": "string"},
-        "input_audio": {"type": "string", "format": "uri"},
-        "duration": {"type": "integer", "default": 8},
-        "continuation": {"type": "boolean", "default": False},
-        "continuation_start": {"type": "integer", "minimum": 0, "default": 0},
-        "continuation_end": {"type": "integer", "minimum": 0},
-        "multi_band_diffusion": {"type": "boolean", "default": False},
-        "normalization_strategy": _enum(["loudness", "clip", "peak", "rms"], "loudness"),
-        "top_k": {"type": "integer", "default": 250},
-        "top_p": {"type": "number", "default": 0.0},
-        "temperature": {"type": "number", "default": 1.0},
-        "classifier_free_guidance": {"type": "integer", "default": 3},
-        "output_format": _enum(["wav", "mp3"], "wav"),
-        "seed": {"type": "integer"},
-    },
-}
-MUSICGEN_MAX_DURATION_S = 300
-
-
-def run_musicgen(inp: dict[str, Any]) -> tuple[Any, str]:
-    """meta/musicgen's checks and messages, from replicate/cog-musicgen predict.py; output is a WAV."""
-    version = inp.get("model_version", "stereo-melody-large")
-    prompt, audio, continuation = inp.get("prompt"), inp.get("input_audio"), inp.get("continuation", False)
-    if prompt is None and audio is None:
-        raise ModelError("Must provide either prompt or input_audio")
-    if continuation and not audio:
-        raise ModelError("Must provide `input_audio` if continuation is `True`.")
-    if version in ("stereo-large", "large") and audio and not continuation:
-        raise ModelError(
-            "`stereo-large` and `large` model does not support melody input. Set "
-            "`model_version='stereo-melody-large'` or `model_version='melody-large'` to condition on audio input."
-        )
-    if "stereo" in version and inp.get("multi_band_diffusion"):
-        raise ModelError("Multi-Band Diffusion is only available with non-stereo models.")
-    seed = inp.get("seed")
-    if not seed or seed == -1:
-        seed = random.randrange(2**32 - 1)
-    logs = f"Loading model {version}...\nModel {version} loaded successfully.\nUsing seed {seed}\n"
-    start, end = inp.get("continuation_start") or 0, inp.get("continuation_end")
-    if audio and end is not None and end != -1 and start > end:
-        raise ModelError("`continuation_start` must be less than or equal to `continuation_end`")
-    duration = inp.get("duration", 8)
-    if not 1 <= duration <= MUSICGEN_MAX_DURATION_S:
-        raise ModelError(f"fake: duration must be 1..{MUSICGEN_MAX_DURATION_S} s, got {duration}")
-    if inp.get("output_format", "wav") == "mp3":
-        raise ModelError("fake: mp3 output not supported yet")
-    wav = make_wav(duration, sample_rate=32000, channels=2 if "stereo" in version else 1)
-    return OutputFile("out.wav", wav, "audio/wav"), logs
-
-
-MUSICGEN = FakeModel(
-    owner="meta",
-    name="musicgen",
-    versions=(
-        "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb",
-        "b05b1dff1d8c6dc63d14b0cdb42135378dcb87f6373b0d3d341ede46e59e2b38",
-    ),
-    input_schema=MUSICGEN_INPUT,
-    output_schema={"type": "string", "format": "uri", "title": "Output"},
-    run=run_musicgen,
-    official=True,  # unverified for the real service; lets tests use the models route
-    description="Generate music from a prompt or melody",
-)
-MODELS: dict[str, FakeModel] = {m.ref: m for m in (MUSICGEN,)}
 
 
 # ---------------------------------------------------------------- state records
@@ -419,6 +270,7 @@ class Prediction:
     data_removed: bool = False
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    running: bool = False  # fetching inputs or running the model
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     held_webhooks: list[_Message] = field(default_factory=list, repr=False)
 
@@ -516,6 +368,7 @@ class FakeReplicate:
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, StoredFile] = {}
         self.requests: list[RecordedRequest] = []
+        self.input_fetches: list[str] = []  # file-input URLs fetched for predictions, in order
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.faults: list[Fault] = []
         self._outputs: dict[str, dict[str, OutputFile]] = {}
@@ -637,7 +490,7 @@ class FakeReplicate:
             body = json.loads(await request.read())
         except ValueError:
             raise _bad_request("Request body is not valid JSON") from None
-        if errors := _invalid_fields(spec_validator(schema_name).iter_errors(body), ""):
+        if errors := invalid_fields(spec_validator(schema_name).iter_errors(body), ""):
             raise _validation_problem(errors)
         return body
 
@@ -674,7 +527,7 @@ class FakeReplicate:
         self._notify()
         if wait_s is not None:
             if self.auto_advance:
-                self._step(pred, to_end=True)
+                await self._step(pred, to_end=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pred.done.wait(), wait_s * self.prefer_wait_scale)
         status = 202 if wait_s is not None and not pred.terminal else 201
@@ -683,7 +536,7 @@ class FakeReplicate:
     async def _h_get(self, request: web.Request) -> web.Response:
         pred = self._pred(request.match_info["pid"])
         if self.auto_advance:
-            self._step(pred)
+            await self._step(pred)
         return web.json_response(pred.to_json(self.base_url))
 
     async def _h_cancel(self, request: web.Request) -> web.Response:
@@ -848,14 +701,14 @@ class FakeReplicate:
         if pred.status not in statuses:
             raise RuntimeError(f"prediction {pred.id} is {pred.status}; expected one of {statuses}")
 
-    def _step(self, pred: Prediction, *, to_end: bool = False) -> None:
+    async def _step(self, pred: Prediction, *, to_end: bool = False) -> None:
         """auto_advance: one step (starting -> processing -> succeeded/failed), or all the way."""
         if pred.status == "starting":
             self._begin(pred)
             if not to_end:
                 return
-        if pred.status == "processing":
-            self._succeed(pred)
+        if pred.status == "processing" and not pred.running:
+            await self._succeed(pred)
 
     def _begin(self, pred: Prediction) -> None:
         self._require(pred, "starting")
@@ -863,17 +716,50 @@ class FakeReplicate:
         self._emit(pred, "start")
         self._notify()
 
-    def _succeed(self, pred: Prediction, duplicates: int = 0) -> None:
+    async def _fetch(self, url: str) -> InputFile:
+        """A file input: from this fake's files API if it is one of ours, else ``data:``/http(s) via aiohttp."""
+        self.input_fetches.append(url)
+        own = f"{self.base_url}/files/"
+        if url.startswith(own):
+            fid = url.removeprefix(own).split("?")[0].removesuffix("/download")
+            if (stored := self.files.get(fid)) is None:
+                raise FetchError(f"fake: fetching {url} failed: HTTP 404")
+            return InputFile(url, stored.content, stored.content_type)
+        if self._client is None:
+            raise RuntimeError("FakeReplicate is not started")
+        return await fetch_url(self._client, url)
+
+    async def _succeed(self, pred: Prediction, duplicates: int = 0) -> None:
+        """Fetch file inputs, run the model in a thread, publish the output (or fail by the model's rules).
+
+        If the prediction is canceled or failed meanwhile, the result is dropped.
+        """
         if pred.status == "starting":
             self._begin(pred)
         self._require(pred, "processing")
+        if pred.running:
+            raise RuntimeError(f"prediction {pred.id} is already running")
+        pred.running = True
         try:
-            output, pred.logs = pred.model.run(dict(pred.input))
-        except ModelError as exc:
-            pred.logs += f"ValueError: {exc}\n"
-            self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
+            try:
+                inp = await resolve_inputs(pred.model, dict(pred.input), self._fetch)
+                output, logs = await asyncio.to_thread(pred.model.run, inp)
+            except FetchError as exc:
+                if pred.status == "processing":
+                    pred.logs = f"{exc}\n"
+                    self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
+                return
+            except ModelError as exc:
+                if pred.status == "processing":
+                    pred.logs = f"{exc.logs}{exc.exc_type}: {exc}\n"
+                    self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
+                return
+        finally:
+            pred.running = False
+        if pred.status != "processing":
             return
         files: dict[str, OutputFile] = {}
+        pred.logs = logs
         pred.output = self._publish(pred.id, output, files)
         self._outputs[pred.id] = files
         self._finish(pred, "succeeded", duplicates=duplicates)
@@ -907,9 +793,11 @@ class FakeReplicate:
     async def succeed(self, prediction_id: str, *, duplicate_webhook: int = 0) -> None:
         """Run the model (beginning first if needed): succeeded with output, or failed by the model's rules.
 
+        File inputs are fetched first; a fetch failure fails the prediction. RuntimeError if already running.
+
         ``duplicate_webhook`` re-sends the ``completed`` webhook that many extra times with the same id.
         """
-        self._succeed(self.prediction(prediction_id), duplicate_webhook)
+        await self._succeed(self.prediction(prediction_id), duplicate_webhook)
 
     async def fail(self, prediction_id: str, error: str = "fake: prediction failed") -> None:
         pred = self.prediction(prediction_id)

@@ -1,8 +1,12 @@
-"""Self-tests for the Replicate fake (tests/fakes/replicate.py) and the WAV helpers (tests/fakes/audio.py)."""
+"""Self-tests for the Replicate fake (tests/fakes/replicate.py) and the WAV helpers (tests/fakes/audio.py).
+
+The models themselves (tests/fakes/models.py) and the PyAV helpers are tested in test_fake_models.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import hashlib
 import json
@@ -24,6 +28,7 @@ from tests.fakes.replicate import DEFAULT_WEBHOOK_SECRET, SPEC_PATH, FakeReplica
 V_NEW = "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
 V_OLD = "b05b1dff1d8c6dc63d14b0cdb42135378dcb87f6373b0d3d341ede46e59e2b38"
 SPEC = json.loads(SPEC_PATH.read_text())
+CLIP_URL = "data:audio/wav;base64," + base64.b64encode(make_wav(2.0, sample_rate=8000, channels=1)).decode()
 
 
 def _openapi_nullable(node: Any) -> Any:
@@ -367,7 +372,7 @@ async def test_output_is_wav(
         ({"duration": 2}, "Must provide either prompt or input_audio"),
         ({"prompt": "x", "continuation": True}, "Must provide `input_audio` if continuation is `True`."),
         (
-            {"prompt": "x", "model_version": "stereo-large", "input_audio": "https://cdn.example/a.wav"},
+            {"prompt": "x", "model_version": "stereo-large", "input_audio": CLIP_URL},
             "`stereo-large` and `large` model does not support melody input",
         ),
         (
@@ -376,14 +381,13 @@ async def test_output_is_wav(
         ),
         (
             {
-                "input_audio": "https://cdn.example/a.wav",
+                "input_audio": CLIP_URL,
                 "continuation": True,
                 "continuation_start": 9,
                 "continuation_end": 3,
             },
             "`continuation_start` must be less than or equal to `continuation_end`",
         ),
-        ({"prompt": "x", "output_format": "mp3"}, "fake: mp3 output not supported yet"),
     ],
 )
 async def test_model_failure_rules(
