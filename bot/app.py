@@ -21,9 +21,11 @@ from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, ProviderError
 from bot.jobs.service import JobListener, JobService
 from bot.providers.base import Provider
+from bot.providers.cog import CogClient, UploadStore
 from bot.providers.replicate import ModelRef, ReplicateClient
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
+from bot.web.cog import CogRoutes
 from bot.web.server import WebServer, create_app
 from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
@@ -50,28 +52,71 @@ class Core:
         self.replicate: ReplicateClient | None = None
         self.web: WebServer | None = None
         self.service: JobService | None = None
+        self.cog_uploads: UploadStore | None = None
 
     async def open(self) -> None:
-        replicate_token = _require(self.secrets.replicate_api_token, "REPLICATE_API_TOKEN")
-        for ref_name, ref in self.settings.models:
-            try:
-                ModelRef.parse(str(ref))
-            except ValueError as exc:
-                raise ConfigError(f"invalid configuration: models.{ref_name}: {exc}") from None
-        await self.db.open()
-        cfg = self.settings.replicate
-        session = self._session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
-        self.replicate = ReplicateClient(
-            session,
-            api_base=str(cfg.api_base),
-            token=replicate_token,
-            max_retries=cfg.max_retries,
-            retry_base_s=cfg.retry_base_s,
-            prediction_deadline_s=cfg.prediction_deadline_s,
-            delivery_hosts=tuple(cfg.delivery_hosts),
-            download_timeout_s=self.settings.storage.download_timeout_s,
+        routes = dict(self.settings.models)
+        uses = {route.provider for route in routes.values()}
+        for name, route in routes.items():
+            if route.provider == "replicate":
+                try:
+                    ModelRef.parse(route.ref)
+                except ValueError as exc:
+                    raise ConfigError(f"invalid configuration: [models.{name}] ref: {exc}") from None
+        if "cog" in uses:
+            cog_models = ", ".join(name for name, route in routes.items() if route.provider == "cog")
+            if self.settings.cog.base_url is None:
+                raise ConfigError(
+                    f"invalid configuration: {cog_models} run on a Cog server, but [cog] base_url is not set "
+                    "(ENCORE_COG__BASE_URL)"
+                )
+            if self.settings.webhooks.public_url is None:
+                raise ConfigError(
+                    f"invalid configuration: {cog_models} run on a Cog server, which can only report back by "
+                    "webhook: set [webhooks] public_url (ENCORE_WEBHOOKS__PUBLIC_URL) to a URL it can reach"
+                )
+        replicate_token = (
+            _require(self.secrets.replicate_api_token, "REPLICATE_API_TOKEN") if "replicate" in uses else None
         )
-        self.providers["replicate"] = self.replicate
+        await self.db.open()
+        if replicate_token is not None:
+            cfg = self.settings.replicate
+            session = self._session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
+            self.replicate = ReplicateClient(
+                session,
+                api_base=str(cfg.api_base),
+                token=replicate_token,
+                max_retries=cfg.max_retries,
+                retry_base_s=cfg.retry_base_s,
+                prediction_deadline_s=cfg.prediction_deadline_s,
+                delivery_hosts=tuple(cfg.delivery_hosts),
+                download_timeout_s=self.settings.storage.download_timeout_s,
+            )
+            self.providers["replicate"] = self.replicate
+        if "cog" in uses:
+            self._open_cog()
+
+    def _open_cog(self) -> None:
+        cfg = self.settings.cog
+        assert cfg.base_url is not None
+        assert self.settings.webhooks.public_url is not None
+        public = str(self.settings.webhooks.public_url).rstrip("/")
+        secret = cfg.upload_secret.get_secret_value() if cfg.upload_secret else None
+        self.cog_uploads = (
+            UploadStore(self.settings.storage.dir / "uploads", public_prefix=f"{public}/cog/uploads/{secret}/")
+            if secret
+            else None
+        )
+        if self.cog_uploads is None:
+            log.warning(
+                "ENCORE_COG__UPLOAD_SECRET is not set: the Cog server cannot hand output files back, "
+                "so its jobs will fail. See the README on --upload-url."
+            )
+        # Cog runs hold no connection open (async predictions), so ordinary timeouts apply.
+        session = self._session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
+        self.providers["cog"] = CogClient(
+            session, base_url=str(cfg.base_url), uploads=self.cog_uploads, lost_after_s=cfg.lost_after_s
+        )
 
     def _session(self, *, connect_s: float, read_s: float) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
@@ -82,7 +127,8 @@ class Core:
     async def _webhook_secret(self) -> str | None:
         if self.secrets.replicate_webhook_secret is not None:
             return self.secrets.replicate_webhook_secret.get_secret_value()
-        assert self.replicate is not None
+        if self.replicate is None:
+            return None
         try:
             return await self.replicate.webhook_secret()
         except ProviderError as exc:
@@ -95,28 +141,45 @@ class Core:
         ``resume=False`` leaves other unfinished jobs alone (the CLI shares the bot's database).
         """
         hooks = self.settings.webhooks
+        public = str(hooks.public_url).rstrip("/") if hooks.public_url is not None else None
         webhook_url: str | None = None
         verifier: WebhookVerifier | None = None
-        if hooks.public_url is not None:
+        if public is not None and "replicate" in self.providers:
             secret = await self._webhook_secret()
             if secret:
                 verifier = WebhookVerifier(secret)
-                webhook_url = str(hooks.public_url).rstrip("/") + hooks.path
+                webhook_url = public + hooks.path
+        uses_cog = "cog" in self.providers
         service = JobService(
             repo=self.repo,
             providers=self.providers,
             settings=self.settings,
             listener=listener,
             webhook_url=webhook_url,
+            cog_webhook_base=f"{public}/cog/webhooks" if uses_cog and public else None,
         )
         self.service = service
-        if verifier is not None:
-            view = ReplicateWebhookView(verifier, service.accept_webhook)
-            app = create_app(webhook_path=hooks.path, replicate_webhook=view, max_body_bytes=hooks.max_body_bytes)
+        if verifier is not None or uses_cog:
+            cog_routes = None
+            if uses_cog:
+                secret = self.settings.cog.upload_secret
+                cog_routes = CogRoutes(
+                    on_webhook=service.accept_cog_webhook,
+                    expects_upload=service.expects_upload,
+                    uploads=self.cog_uploads,
+                    upload_secret=secret.get_secret_value() if secret else None,
+                    max_upload_bytes=self.settings.storage.max_output_bytes,
+                )
+            app = create_app(
+                webhook_path=hooks.path,
+                replicate_webhook=ReplicateWebhookView(verifier, service.accept_webhook) if verifier else None,
+                max_body_bytes=hooks.max_body_bytes,
+                cog=cog_routes,
+            )
             self.web = WebServer(app, host=hooks.host, port=hooks.port)
             await self.web.start()
         await service.start(resume=resume)
-        log.info("job service started (%s)", "webhooks + polling" if webhook_url else "polling only")
+        log.info("job service started (%s)", "webhooks + polling" if webhook_url or uses_cog else "polling only")
         return service
 
     async def stop_service(self) -> None:

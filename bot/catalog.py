@@ -1,106 +1,439 @@
-"""The model catalog: what each model is, which parameters it takes, and how a request becomes its input.
+"""The model catalog: each model, what it can do, and every parameter it takes.
 
-Commands, validation and help read this; adding a model is an entry here, not new command code.
+Commands, validation, the CLI, help text and autocomplete all read this module; adding a model is a
+catalog entry, not new command code. A :class:`Param` knows its type, default, range and how to
+parse a value typed as text; a :class:`ModelSpec` knows how a validated request becomes the provider's
+input and how to read the provider's output.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from bot.config import Settings
+from bot.config import ModelRoute, Settings
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
 
 SEED_MAX = 2**31 - 1
+MAX_BATCH = 4
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class Capability(StrEnum):
+    TEXT = "text to music"
+    MELODY = "follows the melody of a clip"
+    CONTINUATION = "continues a clip"
+    INTERPOLATION = "blends two prompts"
+    SPECTROGRAM = "spectrogram image"
+    STEMS = "stem separation"
+
+
+class ParamType(StrEnum):
+    STRING = "text"
+    INTEGER = "whole number"
+    NUMBER = "number"
+    BOOLEAN = "true/false"
+    CHOICE = "choice"
 
 
 @dataclass(frozen=True)
-class Choice:
-    value: str
-    label: str
+class Param:
+    """One user-facing parameter. ``name`` is what people type; ``input_key`` what the model receives."""
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str
-    provider: str
-    display_name: str
+    name: str
+    type: ParamType
     description: str
-    min_duration_s: int
-    max_duration_s: int
-    default_duration_s: int
-    # User-facing choice parameters (name -> allowed values), with their defaults.
-    choices: dict[str, tuple[Choice, ...]] = field(default_factory=dict)
-    defaults: dict[str, str] = field(default_factory=dict)
-    supports_seed: bool = True
-    # Builds the provider input from a validated request.
-    build: Callable[[ValidatedRequest], dict[str, Any]] = lambda _: {}
-    # Where the model reference lives in settings.
-    ref_setting: str = ""
+    default: Any = None  # None: leave it out and let the model decide
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    input_key: str | None = None
+    # Shown in the common case (a slash option of its own); the rest are "advanced" (options:).
+    common: bool = False
+    max_length: int | None = None
 
-    def model_ref(self, settings: Settings) -> str:
-        return str(getattr(settings.models, self.ref_setting))
+    @property
+    def key(self) -> str:
+        return self.input_key or self.name
+
+    def range_text(self) -> str:
+        if self.type == ParamType.CHOICE:
+            return "one of " + ", ".join(self.choices)
+        if self.type == ParamType.BOOLEAN:
+            return "true or false"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        if self.minimum is not None:
+            return f"at least {_fmt(self.minimum)}"
+        if self.type == ParamType.STRING and self.max_length:
+            return f"up to {self.max_length} characters"
+        return self.type.value
+
+    def help_line(self) -> str:
+        default = "" if self.default is None else f"; default {_fmt(self.default)}"
+        return f"`{self.name}`: {self.description} ({self.range_text()}{default})"
+
+    def coerce(self, value: Any) -> Any:
+        """Parse (from text if needed) and check one value; InvalidRequestError names the parameter."""
+        bad = InvalidRequestError(f"`{self.name}` must be {self.range_text()} (you gave `{str(value)[:40]}`).")
+        if self.type == ParamType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise bad
+        if self.type == ParamType.CHOICE:
+            text = str(value).strip()
+            if text not in self.choices:
+                raise bad
+            return text
+        if self.type == ParamType.STRING:
+            text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", str(value))).split())
+            if self.max_length is not None and len(text) > self.max_length:
+                raise InvalidRequestError(
+                    f"`{self.name}` is {len(text)} characters long; the limit is {self.max_length}."
+                )
+            return text
+        number: float
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value) if not isinstance(value, int | float) else value
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(number):
+            raise bad
+        if self.type == ParamType.INTEGER:
+            if number != int(number):
+                raise bad
+            number = int(number)
+        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+            raise bad
+        return number
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a model's output holds: the audio file's URL, and an image's URL if it makes one."""
+
+    audio: str
+    image: str | None = None
 
 
 @dataclass(frozen=True)
 class ValidatedRequest:
     spec: ModelSpec
     prompt: str
-    duration_s: int
-    params: dict[str, str]
+    duration_s: float
+    params: dict[str, Any]
     seed: int | None
+    count: int = 1
 
     def as_record(self) -> dict[str, Any]:
-        """What the job stores as the user's request (for cards, Info and Regenerate)."""
+        """What a job stores as the user's request (cards, Info, Regenerate)."""
         return {
             "model": self.spec.key,
             "prompt": self.prompt,
             "duration_s": self.duration_s,
             "params": dict(self.params),
             "seed": self.seed,
+            "count": self.count,
         }
 
+    def with_seed(self, seed: int | None) -> ValidatedRequest:
+        return ValidatedRequest(self.spec, self.prompt, self.duration_s, self.params, seed, self.count)
 
-def _musicgen_input(request: ValidatedRequest) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "prompt": request.prompt,
-        "duration": request.duration_s,
-        "model_version": request.params["model_version"],
-        "output_format": "wav",
-        "normalization_strategy": "loudness",
-    }
-    if request.seed is not None:
-        data["seed"] = request.seed
-    return data
+
+def _single_url(output: Any) -> Outputs:
+    if isinstance(output, str):
+        return Outputs(audio=output)
+    if isinstance(output, list) and output and isinstance(output[0], str):
+        return Outputs(audio=output[0])
+    raise ValueError("no audio in the model's output")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    display_name: str
+    description: str
+    settings_field: str  # the [models.<field>] table that routes it
+    capabilities: frozenset[Capability]
+    params: tuple[Param, ...]
+    # Output length: settable between min and max (fixed_duration_s when the model decides).
+    min_duration_s: int = 1
+    max_duration_s: int = 30
+    default_duration_s: int = 8
+    fixed_duration_s: float | None = None
+    duration_key: str | None = "duration"
+    prompt_key: str | None = "prompt"
+    seed_key: str | None = "seed"
+    seed_random: Any = None  # the model's "random seed" value, sent when none is chosen (None: omit)
+    output_formats: tuple[str, ...] = ("wav",)
+    fixed_input: Mapping[str, Any] = field(default_factory=dict)
+    # Rough cost in US dollars: per run plus per second of output, for estimates before submitting.
+    cost_per_run_usd: float = 0.0
+    cost_per_output_s_usd: float = 0.0
+    check: Callable[[ValidatedRequest], None] = lambda _: None
+    read_output: Callable[[Any], Outputs] = _single_url
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        known = ", ".join(p.name for p in self.params)
+        raise InvalidRequestError(f"{self.display_name} has no parameter `{name[:40]}`. It takes: {known}.")
+
+    @property
+    def advanced_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if not p.common)
+
+    def route(self, settings: Settings) -> ModelRoute:
+        return getattr(settings.models, self.settings_field)
+
+    def estimate_cost_usd(self, request: ValidatedRequest) -> float:
+        return request.count * (self.cost_per_run_usd + self.cost_per_output_s_usd * request.duration_s)
+
+    def effective(self, request: ValidatedRequest, name: str) -> Any:
+        """The value a parameter takes: given, else what Encore sends by default, else the model's default."""
+        param = self.param(name)
+        if name in request.params:
+            return request.params[name]
+        return self.fixed_input.get(param.key, param.default)
+
+    def build_input(self, request: ValidatedRequest) -> dict[str, Any]:
+        """The provider input: Encore's fixed choices, the parameters given, prompt, length and seed.
+
+        Parameters left out are left to the model's own defaults (the catalog's are documentation).
+        """
+        data: dict[str, Any] = dict(self.fixed_input)
+        for name, value in request.params.items():
+            data[self.param(name).key] = value
+        if self.prompt_key is not None:
+            data[self.prompt_key] = request.prompt
+        if self.duration_key is not None:
+            data[self.duration_key] = int(request.duration_s)
+        if self.seed_key is not None:
+            seed = request.seed if request.seed is not None else self.seed_random
+            if seed is not None:
+                data[self.seed_key] = seed
+        return data
+
+    def help_text(self) -> str:
+        length = (
+            f"about {_fmt(self.fixed_duration_s)} s"
+            if self.fixed_duration_s
+            else f"{self.min_duration_s}-{self.max_duration_s} s (default {self.default_duration_s})"
+        )
+        lines = [
+            f"**{self.display_name}** (`{self.key}`): {self.description}",
+            f"Can: {', '.join(sorted(c.value for c in self.capabilities))}. Length: {length}. "
+            f"Formats: {', '.join(self.output_formats)}.",
+        ]
+        lines += [f"• {p.help_line()}" for p in self.params]
+        return "\n".join(lines)
+
+
+# -- MusicGen --------------------------------------------------------------------------------------
+
+MUSICGEN_VERSIONS = ("stereo-melody-large", "stereo-large", "melody-large", "large")
+MELODY_VERSIONS = ("stereo-melody-large", "melody-large")
+
+
+def _musicgen_check(request: ValidatedRequest) -> None:
+    version = request.spec.effective(request, "model_version")
+    if request.params.get("multi_band_diffusion") and "stereo" in version:
+        raise InvalidRequestError("`multi_band_diffusion` only works with the mono models (`melody-large` or `large`).")
+    start, end = request.params.get("continuation_start"), request.params.get("continuation_end")
+    if start is not None and end is not None and start > end:
+        raise InvalidRequestError("`continuation_start` must not be after `continuation_end`.")
 
 
 MUSICGEN = ModelSpec(
     key="musicgen",
-    provider="replicate",
     display_name="MusicGen",
-    description="Meta's MusicGen: instrumental music from a text description.",
+    description="Meta's MusicGen: instrumental music from a description, optionally following a melody.",
+    settings_field="musicgen",
+    capabilities=frozenset({Capability.TEXT, Capability.MELODY, Capability.CONTINUATION}),
     min_duration_s=1,
     max_duration_s=30,
     default_duration_s=8,
-    choices={
-        "model_version": (
-            Choice("stereo-melody-large", "Stereo melody (large)"),
-            Choice("stereo-large", "Stereo (large)"),
-            Choice("melody-large", "Mono melody (large)"),
-            Choice("large", "Mono (large)"),
-        )
-    },
-    defaults={"model_version": "stereo-melody-large"},
-    build=_musicgen_input,
-    ref_setting="musicgen",
+    output_formats=("wav", "mp3"),
+    fixed_input={"model_version": "stereo-melody-large", "output_format": "wav", "normalization_strategy": "loudness"},
+    cost_per_output_s_usd=0.0023,  # ~1.6 s of A100 time per output second at $0.0014/s
+    check=_musicgen_check,
+    params=(
+        Param(
+            "model_version",
+            ParamType.CHOICE,
+            "which MusicGen model",
+            "stereo-melody-large",
+            choices=MUSICGEN_VERSIONS,
+            common=True,
+        ),
+        Param("output_format", ParamType.CHOICE, "audio file format", "wav", choices=("wav", "mp3")),
+        Param(
+            "normalization_strategy",
+            ParamType.CHOICE,
+            "how loudness is normalised",
+            "loudness",
+            choices=("loudness", "clip", "peak", "rms"),
+        ),
+        Param("top_k", ParamType.INTEGER, "sample from the k most likely tokens", 250, minimum=0, maximum=2048),
+        Param("top_p", ParamType.NUMBER, "nucleus sampling; 0 uses top_k instead", 0.0, minimum=0.0, maximum=1.0),
+        Param("temperature", ParamType.NUMBER, "higher is more adventurous", 1.0, minimum=0.0, maximum=5.0),
+        Param(
+            "classifier_free_guidance", ParamType.INTEGER, "how closely to follow the prompt", 3, minimum=0, maximum=20
+        ),
+        Param("multi_band_diffusion", ParamType.BOOLEAN, "cleaner decoding (mono models only)", False),
+        Param(
+            "continuation_start",
+            ParamType.INTEGER,
+            "continue from this second of the clip",
+            None,
+            minimum=0,
+            maximum=600,
+        ),
+        Param(
+            "continuation_end",
+            ParamType.INTEGER,
+            "continue up to this second of the clip",
+            None,
+            minimum=0,
+            maximum=600,
+        ),
+    ),
 )
 
-MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (MUSICGEN,)}
+# -- Stable Audio Open -----------------------------------------------------------------------------
+
+STABLE_AUDIO = ModelSpec(
+    key="stable-audio",
+    display_name="Stable Audio Open",
+    description="Stability AI's Stable Audio Open 1.0: sound design, loops and textures up to 47 s.",
+    settings_field="stable_audio",
+    capabilities=frozenset({Capability.TEXT}),
+    min_duration_s=1,
+    max_duration_s=47,
+    default_duration_s=8,
+    duration_key="seconds_total",
+    seed_random=-1,
+    fixed_input={"seconds_start": 0, "batch_size": 1},
+    cost_per_run_usd=0.004,
+    cost_per_output_s_usd=0.0004,
+    params=(
+        Param("negative_prompt", ParamType.STRING, "what to avoid", None, max_length=500),
+        Param("steps", ParamType.INTEGER, "diffusion steps; more is slower and finer", 100, minimum=1, maximum=500),
+        Param("cfg_scale", ParamType.NUMBER, "how closely to follow the prompt", 6.0, minimum=0.0, maximum=25.0),
+        Param(
+            "sampler_type",
+            ParamType.CHOICE,
+            "diffusion sampler",
+            "dpmpp-3m-sde",
+            choices=(
+                "dpmpp-3m-sde",
+                "dpmpp-2m-sde",
+                "k-heun",
+                "k-lms",
+                "k-dpmpp-2s-ancestral",
+                "k-dpm-2",
+                "k-dpm-fast",
+            ),
+        ),
+        Param("sigma_min", ParamType.NUMBER, "lowest noise level", 0.03, minimum=0.0, maximum=1000.0),
+        Param("sigma_max", ParamType.NUMBER, "highest noise level", 500.0, minimum=0.0, maximum=1000.0),
+        Param("init_noise_level", ParamType.NUMBER, "starting noise level", 1.0, minimum=0.0, maximum=100.0),
+    ),
+)
+
+# -- Riffusion -------------------------------------------------------------------------------------
+
+RIFFUSION_SEED_IMAGES = (
+    "agile",
+    "marim",
+    "mask_beat_lines_80",
+    "mask_gradient_dark",
+    "mask_gradient_top_70",
+    "mask_gradient_top_fifth_75",
+    "mask_top_third_75",
+    "mask_top_third_95",
+    "motorway",
+    "og_beat",
+    "vibes",
+)
+
+
+def _riffusion_output(output: Any) -> Outputs:
+    if not isinstance(output, dict) or not isinstance(output.get("audio"), str):
+        raise ValueError("riffusion output has no audio")
+    image = output.get("spectrogram")
+    return Outputs(audio=output["audio"], image=image if isinstance(image, str) else None)
+
+
+RIFFUSION = ModelSpec(
+    key="riffusion",
+    display_name="Riffusion",
+    description="Riffusion: short riffs from a spectrogram diffusion model; blends between two prompts.",
+    settings_field="riffusion",
+    capabilities=frozenset({Capability.TEXT, Capability.INTERPOLATION, Capability.SPECTROGRAM}),
+    fixed_duration_s=5.0,
+    min_duration_s=5,
+    max_duration_s=5,
+    default_duration_s=5,
+    duration_key=None,
+    prompt_key="prompt_a",
+    seed_key=None,
+    cost_per_run_usd=0.002,
+    read_output=_riffusion_output,
+    params=(
+        Param("prompt_b", ParamType.STRING, "the second prompt to blend towards", None, max_length=500, common=True),
+        Param(
+            "alpha",
+            ParamType.NUMBER,
+            "0 is all the first prompt, 1 all the second",
+            0.5,
+            minimum=0.0,
+            maximum=1.0,
+            common=True,
+        ),
+        Param("denoising", ParamType.NUMBER, "how far to move from the seed image", 0.75, minimum=0.0, maximum=1.0),
+        Param("num_inference_steps", ParamType.INTEGER, "diffusion steps", 50, minimum=1, maximum=100),
+        Param(
+            "seed_image_id", ParamType.CHOICE, "the spectrogram to start from", "vibes", choices=RIFFUSION_SEED_IMAGES
+        ),
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (MUSICGEN, STABLE_AUDIO, RIFFUSION)}
+
+
+def all_params() -> dict[str, Param]:
+    """Every parameter name in the catalog (the CLI offers each as a flag)."""
+    params: dict[str, Param] = {}
+    for spec in MODELS.values():
+        for param in spec.params:
+            params.setdefault(param.name, param)
+    return params
+
+
+TEXT_MODELS = tuple(spec for spec in MODELS.values() if Capability.TEXT in spec.capabilities)
 
 
 def get_model(key: str) -> ModelSpec:
@@ -111,18 +444,31 @@ def get_model(key: str) -> ModelSpec:
         raise InvalidRequestError(f"I don't know the model `{key[:40]}`. Choose one of: {known}.") from None
 
 
-def clean_prompt(prompt: str, *, max_chars: int) -> str:
+def clean_prompt(prompt: str, *, max_chars: int, name: str = "prompt") -> str:
     """Normalise a prompt, refusing empty or over-long ones with a message that says why."""
-    text = unicodedata.normalize("NFC", prompt)
-    text = _CONTROL.sub(" ", text)
-    text = " ".join(text.split())
+    text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", prompt)).split())
     if not text:
-        raise InvalidRequestError("Please describe the music you want: the prompt is empty.")
+        raise InvalidRequestError(f"Please describe the music you want: the {name} is empty.")
     if len(text) > max_chars:
         raise InvalidRequestError(
-            f"That prompt is {len(text)} characters long; the limit is {max_chars}. Please shorten it."
+            f"That {name} is {len(text)} characters long; the limit is {max_chars}. Please shorten it."
         )
     return text
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``"temperature=1.2 top_k=200, output_format=mp3"`` -> a dict of raw values (advanced options)."""
+    options: dict[str, str] = {}
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name or not value:
+            raise InvalidRequestError(f"Write options as `name=value`, e.g. `temperature=1.2` (not `{part[:40]}`).")
+        if name in options:
+            raise InvalidRequestError(f"`{name[:40]}` is given twice.")
+        options[name] = value
+    return options
 
 
 def validate_request(request: JobRequest, settings: Settings) -> ValidatedRequest:
@@ -130,30 +476,35 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
     spec = get_model(request.model)
     prompt = clean_prompt(request.prompt, max_chars=settings.jobs.max_prompt_chars)
 
-    max_duration = min(spec.max_duration_s, settings.jobs.max_duration_s)
-    min_duration = max(spec.min_duration_s, settings.jobs.min_duration_s)
-    duration = request.duration_s
-    if duration is None:
-        duration = min(max(spec.default_duration_s, min_duration), max_duration)
-    if not min_duration <= duration <= max_duration:
-        raise InvalidRequestError(
-            f"`duration` must be between {min_duration} and {max_duration} seconds (you asked for {duration})."
-        )
+    if spec.fixed_duration_s is not None:
+        if request.duration_s is not None and request.duration_s != spec.fixed_duration_s:
+            raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
+        duration: float = spec.fixed_duration_s
+    else:
+        max_duration = min(spec.max_duration_s, settings.jobs.max_duration_s)
+        min_duration = max(spec.min_duration_s, settings.jobs.min_duration_s)
+        requested = request.duration_s
+        if requested is None:
+            requested = min(max(spec.default_duration_s, min_duration), max_duration)
+        if not min_duration <= requested <= max_duration:
+            raise InvalidRequestError(
+                f"`duration` must be between {min_duration} and {max_duration} seconds for {spec.display_name} "
+                f"(you asked for {_fmt(requested)})."
+            )
+        duration = requested
 
-    params: dict[str, str] = dict(spec.defaults)
-    for name, value in request.params.items():
-        allowed = spec.choices.get(name)
-        if allowed is None:
-            raise InvalidRequestError(f"{spec.display_name} has no parameter `{name[:40]}`.")
-        values = [choice.value for choice in allowed]
-        if value not in values:
-            raise InvalidRequestError(f"`{name}` must be one of: {', '.join(values)}.")
-        params[name] = str(value)
+    params = {name: spec.param(name).coerce(value) for name, value in request.params.items()}
 
     seed = request.seed
     if seed is not None:
-        if not spec.supports_seed:
-            raise InvalidRequestError(f"{spec.display_name} doesn't take a seed.")
+        if spec.seed_key is None:
+            raise InvalidRequestError(f"{spec.display_name} doesn't take a seed: every run is a surprise.")
         if not 1 <= seed <= SEED_MAX:
             raise InvalidRequestError(f"`seed` must be between 1 and {SEED_MAX}; leave it out for a random seed.")
-    return ValidatedRequest(spec=spec, prompt=prompt, duration_s=duration, params=params, seed=seed)
+    if not 1 <= request.count <= MAX_BATCH:
+        raise InvalidRequestError(f"`count` must be between 1 and {MAX_BATCH}.")
+    validated = ValidatedRequest(
+        spec=spec, prompt=prompt, duration_s=duration, params=params, seed=seed, count=request.count
+    )
+    spec.check(validated)
+    return validated

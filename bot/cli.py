@@ -8,11 +8,12 @@ import contextlib
 import logging
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.app import Core, run_bot
-from bot.catalog import MODELS
+from bot.catalog import MODELS, all_params, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
@@ -39,49 +40,70 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(commands.add_parser("run", help="run the Discord bot"))
     with_config(commands.add_parser("check-config", help="validate the config and print it, secrets masked"))
+    commands.add_parser("models", help="list the models and every parameter they take")
     generate = with_config(commands.add_parser("generate", help="make one track without Discord"))
     generate.add_argument("prompt", help="describe the music")
     generate.add_argument("--model", default="musicgen", choices=sorted(MODELS))
     generate.add_argument("--duration", type=int, default=None, help="seconds")
     generate.add_argument("--seed", type=int, default=None)
-    generate.add_argument("--model-version", default=None, help="e.g. stereo-large")
+    generate.add_argument("--count", type=int, default=1, help="variations to make at once (1-4)")
     generate.add_argument("--out", type=Path, default=None, help="output file (default: <prompt>-<job>.<ext>)")
+    model_params = generate.add_argument_group("model parameters (see `python -m bot models`)")
+    for param in all_params().values():
+        model_params.add_argument(
+            "--" + param.name.replace("_", "-"),
+            dest=f"param_{param.name}",
+            default=None,
+            metavar="VALUE",
+            help=f"{param.description} ({param.range_text()})",
+        )
+    generate.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any model parameter")
     generate.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     return parser
 
 
 class CliListener:
-    """Reports progress on stderr and writes the finished file."""
+    """Reports progress on stderr and writes the finished files."""
 
     def __init__(self, out: Path | None, stream: TextIO) -> None:
         self.out = out
         self.stream = stream
-        self.job_id: str | None = None
+        self.card: str | None = None  # the card key (job id, or batch id) this CLI run waits for
         self.finished = asyncio.Event()
-        self.final: Job | None = None
-        self.written: Path | None = None
+        self.final: list[Job] = []
+        self.written: list[Path] = []
         self._last: Phase | None = None
 
-    async def job_updated(self, job: Job, phase: Phase) -> None:
-        if job.id != self.job_id:
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
+        if job.card_key != self.card:
             return
         if phase != self._last:
             self._last = phase
-            line = f"[{job.id}] {phase.value}"
-            if phase in (Phase.FAILED, Phase.CANCELED) and job.error:
-                line += f": {job.error}"
+            line = f"[{job.card_key}] {phase.value}"
+            errors = {m.error for m in members if m.error}
+            if phase in (Phase.FAILED, Phase.CANCELED) and errors:
+                line += ": " + "; ".join(sorted(errors))
             print(line, file=self.stream, flush=True)
         if phase in (Phase.DONE, Phase.FAILED, Phase.CANCELED):
-            self.final = job
+            self.final = list(members)
             self.finished.set()
 
-    async def deliver(self, job: Job) -> int | None:
-        if job.id != self.job_id or not job.output_path:
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
+        if not jobs or jobs[0].card_key != self.card:
             raise DeliveryError(detail="not this CLI's job")
-        source = Path(job.output_path)
-        target = self.out or Path(_default_name(job, source.suffix))
-        await asyncio.to_thread(_copy, source, target)
-        self.written = target
+        for job in jobs:
+            assert job.output_path is not None
+            source = Path(job.output_path)
+            target = self.out or Path(_default_name(job, source.suffix))
+            if len(jobs) > 1 or job.batch_size > 1:
+                target = target.with_name(f"{target.stem}-v{job.batch_index + 1}-seed{job.seed}{target.suffix}")
+            await asyncio.to_thread(_copy, source, target)
+            self.written.append(target)
+            if job.image_path:
+                image = Path(job.image_path)
+                image_target = target.with_name(target.stem + "-spectrogram" + image.suffix)
+                await asyncio.to_thread(_copy, image, image_target)
+                self.written.append(image_target)
         return None
 
 
@@ -97,30 +119,47 @@ def _default_name(job: Job, suffix: str) -> str:
     return audio_filename(job) if suffix else f"{job.id}.wav"
 
 
+def _request_from(args: argparse.Namespace) -> JobRequest:
+    params: dict[str, Any] = {}
+    for name in all_params():
+        value = getattr(args, f"param_{name}")
+        if value is not None:
+            params[name] = value
+    for item in args.set:
+        params.update(parse_options(item))
+    return JobRequest(
+        model=args.model, prompt=args.prompt, duration_s=args.duration, seed=args.seed, params=params, count=args.count
+    )
+
+
 async def _generate(args: argparse.Namespace, settings: Settings, secrets: Secrets, stream: TextIO) -> int:
     listener = CliListener(args.out, stream)
-    params = {"model_version": args.model_version} if args.model_version else {}
-    request = JobRequest(model=args.model, prompt=args.prompt, duration_s=args.duration, seed=args.seed, params=params)
+    request = _request_from(args)
     async with Core(settings, secrets) as core:
         # Only this job: other unfinished jobs in the same database belong to the bot.
         service = await core.start_service(listener, resume=False)
-        job = await service.create(request, JobOrigin(user_id=CLI_USER_ID))
-        listener.job_id = job.id
-        print(f"[{job.id}] Queued: {job.prompt!r} on {job.model}", file=stream, flush=True)
+        jobs = await service.create(request, JobOrigin(user_id=CLI_USER_ID))
+        lead = jobs[0]
+        listener.card = lead.card_key
+        seeds = ", ".join(str(job.request.get("seed")) for job in jobs if job.request.get("seed") is not None)
+        print(
+            f"[{lead.card_key}] Queued: {lead.prompt!r} on {lead.model}" + (f" (seed {seeds})" if seeds else ""),
+            file=stream,
+            flush=True,
+        )
         try:
             async with asyncio.timeout(args.timeout):
                 await listener.finished.wait()
         except (TimeoutError, asyncio.CancelledError) as exc:
-            await asyncio.shield(_cancel_quietly(core, job.id))
+            await asyncio.shield(_cancel_quietly(core, lead.id))
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            print(f"[{job.id}] gave up after {args.timeout:g} s; the job was canceled", file=stream)
+            print(f"[{lead.card_key}] gave up after {args.timeout:g} s; the job was canceled", file=stream)
             return EXIT_JOB_FAILED
-    final = listener.final
-    if final is None or listener.written is None:
+    if not listener.written:
         return EXIT_JOB_FAILED
-    size = listener.written.stat().st_size
-    print(f"[{final.id}] wrote {listener.written} ({size} bytes)", file=stream, flush=True)
+    for path in listener.written:
+        print(f"[{lead.card_key}] wrote {path} ({path.stat().st_size} bytes)", file=stream, flush=True)
     return EXIT_OK
 
 
@@ -147,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
     secrets = Secrets.from_env()
+    if args.command == "models":
+        print("\n\n".join(spec.help_text().replace("**", "") for spec in MODELS.values()))
+        return EXIT_OK
     if args.command == "check-config":
         print(describe(settings, secrets))
         return EXIT_OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -57,9 +58,51 @@ class ReplicateSettings(_Section):
     delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
 
 
+ProviderName = Literal["replicate", "cog"]
+
+
+class ModelRoute(_Section):
+    """Where one catalog model runs: a provider, and for Replicate the model reference."""
+
+    provider: ProviderName = "replicate"
+    # Replicate: "owner/name:<64-hex version id>" (pinned) or "owner/name" (official-model route).
+    # Ignored by the cog provider, which serves one model per server.
+    ref: str
+
+
 class ModelSettings(_Section):
-    # Replicate model reference: "owner/name" (official model route) or "owner/name:<version id>".
-    musicgen: str = "meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
+    musicgen: ModelRoute = ModelRoute(
+        ref="meta/musicgen:671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
+    )
+    stable_audio: ModelRoute = ModelRoute(
+        ref="stackadoc/stable-audio-open-1.0:9aff84a639f96d0f7e6081cdea002d15133d0043727f849c40abdd166b7c75a8"
+    )
+    riffusion: ModelRoute = ModelRoute(
+        ref="riffusion/riffusion:8cf61ea6c56afd61d8f5b9ffd14d7c216c0a93844ce2d82ac1c9ecc9c7f24e05"
+    )
+
+
+class CogSettings(_Section):
+    """A self-hosted Cog model server (the container Replicate models run in)."""
+
+    # e.g. "http://gpu-box:5000"; empty: no cog provider.
+    base_url: AnyHttpUrl | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Predictions the server runs at once (cog.yaml concurrency.max); more wait in Encore's queue.
+    max_concurrency: int = Field(default=1, ge=1, le=64)
+    # How often to ask a busy or starting server again.
+    retry_s: float = Field(default=5.0, gt=0, le=600)
+    # With no webhook, a job is considered lost this long after the server went idle without reporting it.
+    lost_after_s: float = Field(default=360.0, gt=0, le=86_400)
+    # Secret path segment of the upload target Cog PUTs output files to. Environment only
+    # (ENCORE_COG__UPLOAD_SECRET), never in the file; at least 16 characters.
+    upload_secret: SecretStr | None = Field(default=None, min_length=16)
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class WebhookSettings(_Section):
@@ -97,8 +140,16 @@ class JobSettings(_Section):
     retry_s: float = Field(default=5.0, gt=0, le=600)
     max_prompt_chars: int = Field(default=500, ge=1, le=4000)
     min_duration_s: int = Field(default=1, ge=1)
-    max_duration_s: int = Field(default=30, ge=1, le=300)
+    max_duration_s: int = Field(default=60, ge=1, le=600)
     default_duration_s: int = Field(default=8, ge=1)
+
+
+class AudioSettings(_Section):
+    """Limits on audio people hand in (a melody to follow, a clip to continue)."""
+
+    max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_input_s: float = Field(default=300.0, gt=0, le=3600)
+    download_timeout_s: float = Field(default=60.0, gt=0, le=600)
 
 
 class StorageSettings(_Section):
@@ -115,6 +166,10 @@ class StorageSettings(_Section):
     @property
     def outputs_dir(self) -> Path:
         return self.dir / "outputs"
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.dir / "inputs"
 
 
 class LoggingSettings(_Section):
@@ -166,12 +221,23 @@ class Settings(BaseSettings):
     discord: DiscordSettings = DiscordSettings()
     replicate: ReplicateSettings = ReplicateSettings()
     models: ModelSettings = ModelSettings()
+    cog: CogSettings = CogSettings()
+    audio: AudioSettings = AudioSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()
     storage: StorageSettings = StorageSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _toml_data: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_model_routes(cls, data: Any) -> Any:
+        """Model routes are tables with defaults of their own: setting one key (from the file, or e.g.
+        ENCORE_MODELS__MUSICGEN__PROVIDER=cog) keeps the rest of the built-in route."""
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            data = {**data, "models": _deep_merge(ModelSettings().model_dump(), data["models"])}
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -197,6 +263,20 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return f"invalid configuration in {source}:\n" + "\n".join(lines)
 
 
+# Settings that are secrets: accepted from the environment, refused in the file.
+_SECRET_KEYS = {("cog", "upload_secret")}
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def resolve_config_path(path: Path | None) -> Path | None:
     """``--config`` if given (it must exist), else ``config.toml`` when present, else none."""
     if path is not None:
@@ -218,6 +298,13 @@ def load_settings(path: Path | None = None) -> Settings:
         except OSError as exc:
             raise ConfigError(f"cannot read {config_path}: {exc.strerror}") from None
     source = str(config_path) if config_path else "environment/defaults"
+    for section, key in _SECRET_KEYS:
+        if isinstance(data.get(section), dict) and key in data[section]:
+            env_name = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            raise ConfigError(
+                f"invalid configuration in {source}:\n  [{section}] {key}: secrets are never read from the "
+                f"config file; set {env_name} in the environment instead"
+            )
     try:
         return Settings(**data)
     except ValidationError as exc:
@@ -231,7 +318,15 @@ def describe(settings: Settings, secrets: Secrets) -> str:
         lines.append(f"[{section_name}]")
         assert isinstance(section, BaseModel)
         for key, value in section.model_dump(mode="json").items():
+            if isinstance(getattr(section, key), SecretStr):
+                value = "set (hidden)" if getattr(section, key) is not None else None
+            if isinstance(value, dict):
+                continue  # nested tables follow below
             lines.append(f"{key} = {_toml_value(value)}")
+        for key, value in section.model_dump(mode="json").items():
+            if isinstance(value, dict):
+                lines.append(f"[{section_name}.{key}]")
+                lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
         lines.append("")
     lines.append("# secrets (environment only)")
     for name, value in secrets.model_dump().items():

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,8 @@ import discord
 from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
-from bot.jobs.models import Job
-from bot.jobs.service import Phase, phase_of
+from bot.jobs.models import Job, JobStatus
+from bot.jobs.service import Phase
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -58,7 +58,7 @@ _ICONS = {
 }
 
 # Builds the card's buttons; set by the cog that owns them (cogs import bot, never the reverse).
-ViewFactory = Callable[[Job, Phase], discord.ui.View | None]
+ViewFactory = Callable[[Job, Phase, Sequence[Job]], discord.ui.View | None]
 
 
 def _token_dead(exc: discord.HTTPException) -> bool:
@@ -76,41 +76,74 @@ def _truncate(text: str, limit: int) -> str:
 
 def model_label(job: Job) -> str:
     spec = MODELS.get(job.model)
-    name = spec.display_name if spec else job.model
-    version = job.request.get("params", {}).get("model_version")
-    return f"{name} ({version})" if version else name
+    if spec is None:
+        return job.model
+    version = job.input.get("model_version") if any(p.name == "model_version" for p in spec.params) else None
+    return f"{spec.display_name} ({version})" if version else spec.display_name
 
 
-def build_card(job: Job, phase: Phase) -> discord.Embed:
-    """The job card: prompt, model, duration, and where the job stands."""
-    embed = discord.Embed(
-        title=_truncate(job.prompt or "Untitled", 256),
-        colour=_COLOURS[phase],
-    )
+def _seed_label(job: Job) -> str:
+    seed = job.seed if job.seed is not None else job.request.get("seed")
+    return f"seed {seed}" if seed is not None else f"variation {job.batch_index + 1}"
+
+
+def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.Embed:
+    """The job card: prompt, model, duration, and where the job (or every variation of its batch) stands."""
+    members = list(members) or [job]
+    embed = discord.Embed(title=_truncate(job.prompt or "Untitled", 256), colour=_COLOURS[phase])
     embed.add_field(name="Model", value=model_label(job), inline=True)
     if job.duration_s is not None:
         embed.add_field(name="Duration", value=f"{job.duration_s:g} s", inline=True)
+    prompt_b = job.request.get("params", {}).get("prompt_b")
+    if prompt_b:
+        alpha = job.request.get("params", {}).get("alpha", 0.5)
+        embed.add_field(name="Blended with", value=_truncate(f"{prompt_b} (alpha {alpha:g})", 1024), inline=False)
     status = f"{_ICONS[phase]} {phase.value}"
-    if phase == Phase.GENERATING and job.running_at:
-        status += f" · started <t:{int(job.running_at)}:R>"
-    elif phase in (Phase.FAILED, Phase.CANCELED) and job.error:
-        status += f" · {job.error}"
+    running_since = min((m.running_at for m in members if m.running_at), default=None)
+    if phase == Phase.GENERATING and running_since:
+        status += f" · started <t:{int(running_since)}:R>"
+    elif phase in (Phase.FAILED, Phase.CANCELED):
+        reasons = sorted({m.error for m in members if m.error})
+        if reasons:
+            status += " · " + " ".join(reasons)
+    if len(members) > 1 and phase not in (Phase.FAILED, Phase.CANCELED):
+        ready = sum(m.status in (JobStatus.SUCCEEDED, JobStatus.DELIVERED) for m in members)
+        status += f" · {ready} of {len(members)} ready"
     embed.add_field(name="Status", value=_truncate(status, 1024), inline=False)
     if phase == Phase.DONE:
-        if job.seed is not None:
+        if len(members) > 1:
+            lines = [
+                f"{m.batch_index + 1} · {_seed_label(m)}" + ("" if m.status == JobStatus.DELIVERED else " (failed)")
+                for m in members
+            ]
+            embed.add_field(name="Variations", value=_truncate("\n".join(lines), 1024), inline=False)
+        elif job.seed is not None:
             embed.add_field(name="Seed", value=str(job.seed), inline=True)
-        if job.predict_time_s is not None:
-            embed.add_field(name="Generation time", value=f"{job.predict_time_s:.1f} s", inline=True)
-    embed.set_footer(text=f"Job {job.id}")
+        times = [m.predict_time_s for m in members if m.predict_time_s is not None]
+        if times:
+            embed.add_field(name="Generation time", value=f"{max(times):.1f} s", inline=True)
+        if job.image_path:
+            embed.set_image(url=f"attachment://{image_filename(job)}")
+    embed.set_footer(text=f"Job {job.id}" + (f" · {len(members)} variations" if len(members) > 1 else ""))
     return embed
 
 
-def audio_filename(job: Job) -> str:
-    """``<prompt-slug>-<job id>.<ext>``: readable, safe on every OS, unique per job."""
+def _slug(job: Job) -> str:
     text = unicodedata.normalize("NFKD", job.prompt).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or "encore"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or "encore"
+
+
+def audio_filename(job: Job) -> str:
+    """``<prompt-slug>-<job id>.<ext>`` (variations add ``-v<n>-seed<seed>``): readable, safe, unique."""
     suffix = Path(job.output_path or "").suffix or ".wav"
-    return f"{slug}-{job.id}{suffix}"
+    if job.batch_size > 1:
+        return f"{_slug(job)}-{job.id}-v{job.batch_index + 1}-{_seed_label(job).replace(' ', '')}{suffix}"
+    return f"{_slug(job)}-{job.id}{suffix}"
+
+
+def image_filename(job: Job) -> str:
+    suffix = Path(job.image_path or "").suffix or ".jpg"
+    return f"{_slug(job)}-{job.id}-spectrogram{suffix}"
 
 
 def delivery_nonce(job: Job) -> str:
@@ -120,7 +153,7 @@ def delivery_nonce(job: Job) -> str:
 
 @dataclass
 class _CardState:
-    latest: tuple[Job, Phase] | None = None
+    latest: tuple[Job, Phase, Sequence[Job]] | None = None
     version: int = 0
     last_edit: float = 0.0
     task: asyncio.Task[None] | None = None
@@ -132,6 +165,19 @@ class _Live:
     expires_at: float = field(default=0.0)
 
 
+async def _read_files(jobs: Sequence[Job]) -> list[discord.File]:
+    """Every file to post for ``jobs``: each audio file, and each image (read off the event loop)."""
+    files = []
+    for job in jobs:
+        assert job.output_path is not None
+        try:
+            data = await asyncio.to_thread(Path(job.output_path).read_bytes)
+        except FileNotFoundError:
+            raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
+        files.append(discord.File(io.BytesIO(data), filename=audio_filename(job)))
+    return files
+
+
 class DiscordDelivery:
     def __init__(self, bot: commands.Bot, settings: Settings) -> None:
         self._bot = bot
@@ -140,35 +186,39 @@ class DiscordDelivery:
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.view_factory: ViewFactory = lambda _job, _phase: None
+        self.view_factory: ViewFactory = lambda _job, _phase, _members: None
 
     # -- registration ---------------------------------------------------------------------------
 
-    def register_interaction(self, job: Job, interaction: discord.Interaction[Any]) -> None:
-        """Remember the interaction whose original response is ``job``'s card, and bring the card up to date.
+    def register_interaction(
+        self, job: Job, phase: Phase, members: Sequence[Job], interaction: discord.Interaction[Any]
+    ) -> None:
+        """Remember the interaction whose original response is this card, and bring the card up to date.
 
-        ``job`` must be read after the card was posted: news that arrived before it is applied now,
-        whichever of the two is newer.
+        The card must be read after it was posted: news that arrived before is applied now, whichever
+        of the two is newer.
         """
-        self._live[job.id] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
-        state = self._cards.setdefault(job.id, _CardState())
-        if state.latest is None or state.latest[0].updated_at < job.updated_at:
-            state.latest = (job, phase_of(job.status))
+        key = job.card_key
+        self._live[key] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
+        state = self._cards.setdefault(key, _CardState())
+        newest = max(m.updated_at for m in members)
+        if state.latest is None or max(m.updated_at for m in state.latest[2]) < newest:
+            state.latest = (job, phase, members)
             state.version += 1
         if state.latest[1] != Phase.QUEUED:  # the card was posted as Queued
-            self._kick(job.id, state)
+            self._kick(key, state)
 
-    def forget(self, job_id: str) -> None:
-        """Drop what is known about a job's card (its card could not be posted)."""
-        self._cards.pop(job_id, None)
-        self._live.pop(job_id, None)
+    def forget(self, card_key: str) -> None:
+        """Drop what is known about a card (it could not be posted)."""
+        self._cards.pop(card_key, None)
+        self._live.pop(card_key, None)
 
-    def _live_interaction(self, job_id: str) -> discord.Interaction[Any] | None:
-        live = self._live.get(job_id)
+    def _live_interaction(self, card_key: str) -> discord.Interaction[Any] | None:
+        live = self._live.get(card_key)
         if live is None:
             return None
         if time.time() >= live.expires_at - TOKEN_MARGIN_S:
-            del self._live[job_id]
+            del self._live[card_key]
             return None
         return live.interaction
 
@@ -181,22 +231,22 @@ class DiscordDelivery:
 
     # -- the card -------------------------------------------------------------------------------
 
-    async def job_updated(self, job: Job, phase: Phase) -> None:
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         if self._closed:
             return
-        state = self._cards.setdefault(job.id, _CardState())
-        state.latest = (job, phase)
+        state = self._cards.setdefault(job.card_key, _CardState())
+        state.latest = (job, phase, members)
         state.version += 1
-        self._kick(job.id, state)
+        self._kick(job.card_key, state)
 
-    def _kick(self, job_id: str, state: _CardState) -> None:
+    def _kick(self, key: str, state: _CardState) -> None:
         if state.task is None or state.task.done():
-            task = asyncio.create_task(self._flush_card(job_id, state), name=f"card:{job_id}")
+            task = asyncio.create_task(self._flush_card(key, state), name=f"card:{key}")
             state.task = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _flush_card(self, job_id: str, state: _CardState) -> None:
+    async def _flush_card(self, key: str, state: _CardState) -> None:
         """Apply the newest card state, waiting out the edit interval; loop while news arrives."""
         applied = -1
         while state.version != applied and state.latest is not None:
@@ -204,26 +254,31 @@ class DiscordDelivery:
             if wait > 0:
                 await asyncio.sleep(wait)
             applied = state.version
-            job, phase = state.latest
+            job, phase, members = state.latest
             try:
-                if not await self._edit_card(job, phase):
+                if not await self._edit_card(job, phase, members):
                     return  # no card yet: register_interaction will kick again
             except Exception:
                 log.exception("job %s: card edit crashed", job.id)
             state.last_edit = time.monotonic()
         if state.latest is not None and state.latest[1] in TERMINAL_PHASES and state.version == applied:
-            self._cards.pop(job_id, None)
-            self._live.pop(job_id, None)
+            self._cards.pop(key, None)
+            self._live.pop(key, None)
 
-    async def _edit_card(self, job: Job, phase: Phase) -> bool:
+    async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
-        embed = build_card(job, phase)
-        view = self.view_factory(job, phase)
-        kwargs: dict[str, Any] = {"embed": embed}
+        kwargs: dict[str, Any] = {"embed": build_card(job, phase, members)}
+        view = self.view_factory(job, phase, members)
         if view is not None:
             kwargs["view"] = view
+        if phase == Phase.DONE and job.image_path:
+            try:
+                image = await asyncio.to_thread(Path(job.image_path).read_bytes)
+                kwargs["attachments"] = [discord.File(io.BytesIO(image), filename=image_filename(job))]
+            except FileNotFoundError:
+                log.warning("job %s: spectrogram missing", job.id)
         try:
-            interaction = self._live_interaction(job.id)
+            interaction = self._live_interaction(job.card_key)
             if interaction is not None:
                 try:
                     await interaction.edit_original_response(**kwargs)
@@ -231,10 +286,12 @@ class DiscordDelivery:
                 except discord.HTTPException as exc:
                     if not _token_dead(exc):
                         raise
-                    self._live.pop(job.id, None)  # Discord's clock wins: edit it as a channel message
+                    self._live.pop(job.card_key, None)  # Discord's clock wins: edit it as a channel message
+                    for file in kwargs.get("attachments", []):
+                        file.reset()
             if job.card_message_id is None or job.channel_id is None:
                 # A Discord job's card is still being posted: register_interaction will kick again.
-                # A job with no interaction (e.g. from the CLI) never gets a card.
+                # A job with no card (e.g. from the CLI) never gets one.
                 return job.interaction_id is None
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
             await channel.get_partial_message(job.card_message_id).edit(**kwargs)
@@ -250,53 +307,54 @@ class DiscordDelivery:
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
-    async def deliver(self, job: Job) -> int | None:
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
         if self._closed:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
-        if not job.output_path:
-            raise DeliveryError(detail="job has no output file", retryable=False)
-        path = Path(job.output_path)
-        interaction = self._live_interaction(job.id)
-        limit = self._upload_limit(job, interaction)
-        size = job.output_size or 0
-        if size > limit:
-            raise DeliveryError(
-                f"The track is {_mib(size)}, over the {_mib(limit)} upload limit here.",
-                detail=f"output {size} bytes > limit {limit}",
-                retryable=False,
-            )
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
-        file = discord.File(io.BytesIO(data), filename=audio_filename(job))
-        content = (
-            f"<@{job.user_id}> your track is ready: **{discord.utils.escape_markdown(_truncate(job.prompt, 150))}**"
-        )
+        lead = jobs[0]
+        interaction = self._live_interaction(lead.card_key)
+        limit = self._upload_limit(lead, interaction)
+        for job in jobs:
+            size = job.output_size or 0
+            if size > limit:
+                raise DeliveryError(
+                    f"The track is {_mib(size)}, over the {_mib(limit)} upload limit here.",
+                    detail=f"output {size} bytes > limit {limit}",
+                    retryable=False,
+                )
+        files = await _read_files(jobs)
+        prompt = discord.utils.escape_markdown(_truncate(lead.prompt, 150))
+        if len(jobs) > 1:
+            labels = ", ".join(f"{job.batch_index + 1} · {_seed_label(job)}" for job in jobs)
+            content = f"<@{lead.user_id}> your {len(jobs)} variations are ready: **{prompt}**\n{labels}"
+        else:
+            content = f"<@{lead.user_id}> your track is ready: **{prompt}**"
         # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).
         mentions = discord.AllowedMentions(
-            everyone=False, roles=False, users=[discord.Object(job.user_id)], replied_user=False
+            everyone=False, roles=False, users=[discord.Object(lead.user_id)], replied_user=False
         )
         try:
             if interaction is not None:
                 try:
-                    message = await interaction.followup.send(content, file=file, allowed_mentions=mentions, wait=True)
+                    message = await interaction.followup.send(
+                        content, files=files, allowed_mentions=mentions, wait=True
+                    )
                     return message.id
                 except discord.HTTPException as exc:
                     if not _token_dead(exc):
                         raise
-                    log.info("job %s: interaction token expired early; posting in the channel", job.id)
-                    self._live.pop(job.id, None)
-                    file.reset()
-            if job.channel_id is None:
+                    log.info("job %s: interaction token expired early; posting in the channel", lead.id)
+                    self._live.pop(lead.card_key, None)
+                    for file in files:
+                        file.reset()
+            if lead.channel_id is None:
                 raise DeliveryError(detail="job has no channel", retryable=False)
-            channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            kwargs: dict[str, Any] = {"file": file, "allowed_mentions": mentions, "nonce": delivery_nonce(job)}
-            if job.card_message_id is not None:
+            channel = self._bot.get_partial_messageable(lead.channel_id, guild_id=lead.guild_id)
+            kwargs: dict[str, Any] = {"files": files, "allowed_mentions": mentions, "nonce": delivery_nonce(lead)}
+            if lead.card_message_id is not None:
                 kwargs["reference"] = discord.MessageReference(
-                    message_id=job.card_message_id,
-                    channel_id=job.channel_id,
-                    guild_id=job.guild_id,
+                    message_id=lead.card_message_id,
+                    channel_id=lead.channel_id,
+                    guild_id=lead.guild_id,
                     fail_if_not_exists=False,
                 )
             message = await channel.send(content, **kwargs)
@@ -310,9 +368,7 @@ class DiscordDelivery:
             ) from None
         except discord.HTTPException as exc:
             if exc.status == 413 or exc.code == 40005:
-                raise DeliveryError(
-                    f"The track is {_mib(size)}, too large to post here.", detail="413", retryable=False
-                ) from None
+                raise DeliveryError("The audio is too large to post here.", detail="413", retryable=False) from None
             if exc.status == 404 and exc.code in (10003, 10062):
                 raise DeliveryError(
                     "The channel for this job no longer exists.", detail=f"{exc.code}", retryable=False

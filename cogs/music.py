@@ -1,9 +1,16 @@
-"""``/music``: generate and cancel. The cog only translates interactions into calls on the core."""
+"""``/music``: generate, melody, blend, models and cancel. The cog only translates interactions into core calls.
+
+Options, choices, help and autocomplete come from the catalog (``bot.catalog``); nothing here knows a
+model's parameters beyond the few common ones that get a slash option of their own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import secrets
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -11,18 +18,35 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import EncoreBot
-from bot.catalog import MUSICGEN, SEED_MAX
+from bot.audio.probe import probe
+from bot.catalog import (
+    MAX_BATCH,
+    MELODY_VERSIONS,
+    MODELS,
+    MUSICGEN,
+    MUSICGEN_VERSIONS,
+    RIFFUSION,
+    RIFFUSION_SEED_IMAGES,
+    SEED_MAX,
+    TEXT_MODELS,
+    ModelSpec,
+    ParamType,
+    get_model,
+    parse_options,
+)
 from bot.delivery import DiscordDelivery, build_card
-from bot.errors import BotError
+from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import JobOrigin, JobRequest
 from bot.jobs.service import Phase, phase_of
 from cogs.views import CancelButton, card_view, is_moderator
 
 log = logging.getLogger(__name__)
 
-_MODEL_VERSIONS = [
-    app_commands.Choice(name=choice.label, value=choice.value) for choice in MUSICGEN.choices["model_version"]
-]
+_MODEL_CHOICES = [app_commands.Choice(name=spec.display_name, value=spec.key) for spec in TEXT_MODELS]
+_VERSION_CHOICES = [app_commands.Choice(name=version, value=version) for version in MUSICGEN_VERSIONS]
+_MELODY_CHOICES = [app_commands.Choice(name=version, value=version) for version in MELODY_VERSIONS]
+_SEED_IMAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in RIFFUSION_SEED_IMAGES]
+_OPTIONS_HELP = "Advanced settings as name=value pairs, e.g. temperature=1.2 top_k=200 (see /music models)"
 
 
 def _origin(interaction: discord.Interaction[Any]) -> JobOrigin:
@@ -35,9 +59,54 @@ def _origin(interaction: discord.Interaction[Any]) -> JobOrigin:
     )
 
 
+def _params(options: str | None, **common: Any) -> dict[str, Any]:
+    """The advanced ``options`` text plus the common options that were given."""
+    params = parse_options(options) if options else {}
+    for name, value in common.items():
+        if value is not None:
+            if name in params:
+                raise InvalidRequestError(f"`{name}` is given twice (as an option and in `options`).")
+            params[name] = value
+    return params
+
+
+def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for ``options``: the text so far, completed with a parameter name or one of its values."""
+    head, _, last = current.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    used = {part.partition("=")[0] for part in head.split()}
+    name, has_value, value = last.partition("=")
+    choices: list[app_commands.Choice[str]] = []
+    if has_value:
+        try:
+            param = spec.param(name)
+        except InvalidRequestError:
+            return []
+        values = list(param.choices) if param.type == ParamType.CHOICE else []
+        if param.type == ParamType.BOOLEAN:
+            values = ["true", "false"]
+        for candidate in values:
+            if candidate.startswith(value):
+                text = f"{prefix}{name}={candidate}"
+                choices.append(app_commands.Choice(name=text[-100:], value=text[:100]))
+        if not choices:
+            text = current.strip() or f"{name}="
+            label = f"{text} — {param.name}: {param.range_text()}"
+            choices.append(app_commands.Choice(name=label[:100], value=text[:100]))
+        return choices[:25]
+    for param in spec.advanced_params:
+        if param.name in used or not param.name.startswith(name):
+            continue
+        default = "" if param.default is None else f"={param.default}"
+        text = f"{prefix}{param.name}{default}"
+        label = f"{prefix}{param.name}=… ({param.range_text()})"
+        choices.append(app_commands.Choice(name=label[-100:], value=text[:100]))
+    return choices[:25]
+
+
 @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
-class Music(commands.GroupCog, group_name="music", group_description="Make music from words."):
+class Music(commands.GroupCog, group_name="music", group_description="Make music from words and sounds."):
     def __init__(self, bot: EncoreBot) -> None:
         self.bot = bot
         super().__init__()
@@ -54,41 +123,163 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton)
 
+    async def _start(self, interaction: discord.Interaction[Any], request: JobRequest) -> None:
+        """Create the job(s) and answer with the card: the first response, or an edit after a defer."""
+        service = self.bot.service
+        # Validation errors raise BotError here, before anything is stored or submitted.
+        jobs = await service.create(request, _origin(interaction))
+        lead = jobs[0]
+        embed = build_card(lead, Phase.QUEUED, jobs)
+        view = card_view(lead, Phase.QUEUED, jobs)
+        try:
+            if interaction.response.is_done():
+                message = await interaction.edit_original_response(embed=embed, view=view)
+                message_id: int | None = message.id
+            else:
+                response = await interaction.response.send_message(embed=embed, view=view)
+                message_id = response.message_id
+        except discord.HTTPException:
+            # No card means nobody would see the result: don't spend money on it.
+            self.delivery.forget(lead.card_key)
+            with contextlib.suppress(BotError):  # it may have failed on its own already
+                await service.cancel(lead.id, user_id=lead.user_id)
+            raise
+        if message_id is not None:
+            await service.set_card(lead.id, message_id)
+        card_job, phase, members = await service.card(lead.id)
+        self.delivery.register_interaction(card_job, phase, members, interaction)
+        log.info("job %s card posted for user %s (%d job(s))", lead.id, lead.user_id, len(jobs))
+
+    # -- commands -------------------------------------------------------------------------------
+
     @app_commands.command(name="generate", description="Turn a description into music.")
     @app_commands.describe(
         prompt="Describe the music: genre, mood, instruments, tempo…",
+        model="Which model (default MusicGen); /music models tells them apart",
         duration="Length in seconds (default 8)",
         model_version="Which MusicGen model to use",
         seed="Same seed + same prompt = a similar track; leave empty for a surprise",
+        count=f"How many variations to make at once (1-{MAX_BATCH})",
+        options=_OPTIONS_HELP,
     )
-    @app_commands.choices(model_version=_MODEL_VERSIONS)
+    @app_commands.choices(model=_MODEL_CHOICES, model_version=_VERSION_CHOICES)
     async def music_generate(
         self,
         interaction: discord.Interaction[Any],
         prompt: app_commands.Range[str, 1, 1000],
+        model: app_commands.Choice[str] | None = None,
         duration: app_commands.Range[int, 1, 300] | None = None,
         model_version: app_commands.Choice[str] | None = None,
         seed: app_commands.Range[int, 1, SEED_MAX] | None = None,
+        count: app_commands.Range[int, 1, MAX_BATCH] | None = None,
+        options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
-        params = {"model_version": model_version.value} if model_version else {}
-        request = JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration, params=params, seed=seed)
-        # Validation errors raise BotError here, before anything is stored or submitted.
-        job = await self.bot.service.create(request, _origin(interaction))
+        spec = get_model(model.value) if model else MUSICGEN
+        version = model_version.value if model_version else None
+        if version is not None and spec is not MUSICGEN:
+            raise InvalidRequestError("`model_version` only applies to MusicGen.")
+        request = JobRequest(
+            model=spec.key,
+            prompt=prompt,
+            duration_s=duration,
+            seed=seed,
+            count=count or 1,
+            params=_params(options, model_version=version),
+        )
+        await self._start(interaction, request)
+
+    @app_commands.command(name="melody", description="Music that follows the melody of an audio clip.")
+    @app_commands.describe(
+        audio="A clip whose melody to follow: hum into a voice message, or any audio file",
+        prompt="How it should sound: instruments, genre, mood…",
+        duration="Length in seconds (default 8)",
+        model_version="Which melody model to use",
+        seed="Same seed + same prompt = a similar track",
+        options=_OPTIONS_HELP,
+    )
+    @app_commands.choices(model_version=_MELODY_CHOICES)
+    async def music_melody(
+        self,
+        interaction: discord.Interaction[Any],
+        audio: discord.Attachment,
+        prompt: app_commands.Range[str, 1, 1000],
+        duration: app_commands.Range[int, 1, 300] | None = None,
+        model_version: app_commands.Choice[str] | None = None,
+        seed: app_commands.Range[int, 1, SEED_MAX] | None = None,
+        options: app_commands.Range[str, 1, 500] | None = None,
+    ) -> None:
+        params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
+        if params["model_version"] not in MELODY_VERSIONS:
+            raise InvalidRequestError(f"Melody needs a melody model: {', '.join(MELODY_VERSIONS)}.")
+        self._check_attachment(audio)
+        # Check what we can before answering: downloading and decoding may take longer than 3 s.
+        JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params)
+        await interaction.response.defer(thinking=True)
+        path = await self._save_attachment(audio)
         try:
-            response = await interaction.response.send_message(
-                embed=build_card(job, Phase.QUEUED), view=card_view(job, Phase.QUEUED)
+            info = await probe(path)
+            limit_s = self.bot.settings.audio.max_input_s
+            if info.duration_s > limit_s:
+                raise InvalidRequestError(f"That clip is {info.duration_s:.0f} s long; the limit is {limit_s:g} s.")
+            request = JobRequest(
+                model=MUSICGEN.key,
+                prompt=prompt,
+                duration_s=duration,
+                seed=seed,
+                params=params,
+                files={"input_audio": str(path)},
             )
-        except discord.HTTPException:
-            # No card means nobody would see the result: don't spend money on it.
-            self.delivery.forget(job.id)
-            with contextlib.suppress(BotError):  # it may have failed on its own already
-                await self.bot.service.cancel(job.id, user_id=job.user_id)
+            await self._start(interaction, request)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
             raise
-        if response.message_id is not None:
-            await self.bot.service.set_card(job.id, response.message_id)
-        job = await self.bot.service.get(job.id)
-        self.delivery.register_interaction(job, interaction)
-        log.info("job %s card posted for user %s", job.id, job.user_id)
+
+    @app_commands.command(name="blend", description="A short riff that blends two prompts (Riffusion).")
+    @app_commands.describe(
+        prompt_a="Where it starts: e.g. 'church bells'",
+        prompt_b="Where it goes: e.g. 'electronic beats'",
+        alpha="0 is all the first prompt, 1 all the second (default 0.5)",
+        denoising="How far to move from the seed image, 0-1 (default 0.75)",
+        steps="Diffusion steps, 1-100 (default 50)",
+        seed_image="The spectrogram to start from (default vibes)",
+        count=f"How many variations to make at once (1-{MAX_BATCH})",
+    )
+    @app_commands.choices(seed_image=_SEED_IMAGE_CHOICES)
+    async def music_blend(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt_a: app_commands.Range[str, 1, 500],
+        prompt_b: app_commands.Range[str, 1, 500],
+        alpha: app_commands.Range[float, 0.0, 1.0] | None = None,
+        denoising: app_commands.Range[float, 0.0, 1.0] | None = None,
+        steps: app_commands.Range[int, 1, 100] | None = None,
+        seed_image: app_commands.Choice[str] | None = None,
+        count: app_commands.Range[int, 1, MAX_BATCH] | None = None,
+    ) -> None:
+        params = _params(
+            None,
+            prompt_b=prompt_b,
+            alpha=alpha,
+            denoising=denoising,
+            num_inference_steps=steps,
+            seed_image_id=seed_image.value if seed_image else None,
+        )
+        request = JobRequest(model=RIFFUSION.key, prompt=prompt_a, params=params, count=count or 1)
+        await self._start(interaction, request)
+
+    @app_commands.command(name="models", description="What each model can do, and every setting it takes.")
+    @app_commands.describe(model="Show only this model")
+    @app_commands.choices(model=[app_commands.Choice(name=s.display_name, value=s.key) for s in MODELS.values()])
+    async def music_models(
+        self, interaction: discord.Interaction[Any], model: app_commands.Choice[str] | None = None
+    ) -> None:
+        specs = [get_model(model.value)] if model else list(MODELS.values())
+        embeds = []
+        for spec in specs:
+            embed = discord.Embed(title=spec.display_name, description=spec.help_text()[:4096])
+            embed.set_footer(text="Use the settings in `options:`, e.g. options: temperature=1.2 top_k=200")
+            embeds.append(embed)
+        await interaction.response.send_message(embeds=embeds, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one of your jobs (your latest if none is given).")
     @app_commands.describe(job="The job id (shown on the card)")
@@ -107,6 +298,8 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             f"Canceled job `{canceled.id}` ({phase_of(canceled.status).value.lower()}).", ephemeral=True
         )
 
+    # -- autocomplete ---------------------------------------------------------------------------
+
     @music_cancel.autocomplete("job")
     async def _cancel_job_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
@@ -118,6 +311,52 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             if current.lower() in label.lower():
                 choices.append(app_commands.Choice(name=label[:100], value=job.id))
         return choices
+
+    @music_generate.autocomplete("options")
+    async def _generate_options_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        model = interaction.namespace.model
+        spec = MODELS.get(model) if isinstance(model, str) else None
+        return option_suggestions(spec or MUSICGEN, current)
+
+    @music_melody.autocomplete("options")
+    async def _melody_options_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return option_suggestions(MUSICGEN, current)
+
+    # -- audio in -------------------------------------------------------------------------------
+
+    def _check_attachment(self, attachment: discord.Attachment) -> None:
+        limit = self.bot.settings.audio.max_input_bytes
+        content_type = (attachment.content_type or "").split(";")[0]
+        if content_type and not content_type.startswith(("audio/", "video/")):
+            raise InvalidRequestError(f"`{attachment.filename[:60]}` isn't an audio file.")
+        if attachment.size > limit:
+            raise InvalidRequestError(
+                f"That file is {attachment.size / 1048576:.1f} MiB; the limit is {limit / 1048576:.0f} MiB."
+            )
+
+    async def _save_attachment(self, attachment: discord.Attachment) -> Path:
+        """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir."""
+        inputs = self.bot.settings.storage.inputs_dir
+        suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
+        path = inputs / f"{secrets.token_hex(8)}{suffix}"
+        try:
+            async with asyncio.timeout(self.bot.settings.audio.download_timeout_s):
+                data = await attachment.read()
+        except (discord.HTTPException, TimeoutError):
+            raise InvalidRequestError("I couldn't download that file from Discord. Please try again.") from None
+        if len(data) > self.bot.settings.audio.max_input_bytes:
+            raise InvalidRequestError("That file is too large.")
+
+        def write() -> None:
+            inputs.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        await asyncio.to_thread(write)
+        return path
 
 
 async def setup(bot: commands.Bot) -> None:

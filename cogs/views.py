@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -69,7 +70,7 @@ class CancelButton(
             await interaction.followup.send(exc.user_message, ephemeral=True)
 
 
-def card_view(job: Job, phase: Phase) -> discord.ui.View:
+def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui.View:
     """The buttons a card shows in each phase (an empty view clears them)."""
     view = discord.ui.View(timeout=None)
     if phase not in TERMINAL_PHASES and phase != Phase.UPLOADING:

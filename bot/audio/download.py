@@ -40,8 +40,11 @@ def guess_content_type(name: str, fallback: str = "application/octet-stream") ->
     return guessed or fallback
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
+async def data_url(path: Path, *, content_type: str | None = None) -> str:
+    """A ``data:<mime>;base64,...`` URL of a file (read off the event loop)."""
+    data = await asyncio.to_thread(path.read_bytes)
+    mime = content_type or guess_content_type(path.name)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _decode_data_url(url: str) -> tuple[bytes, str]:

@@ -107,6 +107,17 @@ class Job(BaseModel):
     seed: int | None = None
     predict_time_s: float | None = None
     total_time_s: float | None = None
+    batch_id: str | None = None
+    batch_index: int = 0
+    batch_size: int = 1
+    image_path: str | None = None
+    callback_token: str | None = None
+    input_files: dict[str, str] = {}
+
+    @property
+    def card_key(self) -> str:
+        """Jobs of one batch share one card."""
+        return self.batch_id or self.id
 
     @property
     def prompt(self) -> str:
@@ -129,6 +140,9 @@ class JobRequest(BaseModel):
 
     model: str = "musicgen"
     prompt: str
-    duration_s: int | None = None
+    duration_s: float | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+    count: int = 1
+    # Audio given by the user (a melody or a clip to continue): input key -> a file on our disk.
+    files: dict[str, str] = Field(default_factory=dict)

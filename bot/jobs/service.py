@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import mimetypes
 import re
+import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any, Protocol
 from yarl import URL
 
 from bot.audio.download import guess_content_type
-from bot.catalog import validate_request
+from bot.catalog import SEED_MAX, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -36,7 +39,8 @@ from bot.errors import (
 )
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.poller import Poller
-from bot.providers.base import Prediction, PredictionStatus, Provider, output_urls
+from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
+from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
@@ -62,16 +66,35 @@ class Phase(StrEnum):
 class JobListener(Protocol):
     """Implemented by Discord delivery and by the CLI."""
 
-    async def job_updated(self, job: Job, phase: Phase) -> None:
-        """The job moved; update whatever shows it. Must not raise."""
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
+        """A job moved; update whatever shows it. Must not raise.
+
+        ``job`` identifies the card (for a batch, its first variation) and ``phase`` is the card's phase;
+        ``members`` are all the jobs on that card (one, or every variation of a batch).
+        """
         ...
 
-    async def deliver(self, job: Job) -> int | None:
-        """Hand the finished file (``job.output_path``) to the user. Returns a message id if any.
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
+        """Hand finished files (``job.output_path`` of each) to the user, together. Returns a message id.
 
         Raise :class:`DeliveryError` (``retryable=False`` when retrying cannot help).
         """
         ...
+
+
+_PROGRESS = (Phase.QUEUED, Phase.STARTING, Phase.GENERATING, Phase.UPLOADING)
+
+
+def card_phase(members: Sequence[Job], *, uploading: frozenset[str] = frozenset()) -> Phase:
+    """The phase a card shows for its jobs: the least advanced while any runs, else the outcome."""
+    if all(m.status.is_terminal for m in members):
+        if any(m.status == JobStatus.DELIVERED for m in members):
+            return Phase.DONE
+        if all(m.status == JobStatus.CANCELED for m in members):
+            return Phase.CANCELED
+        return Phase.FAILED
+    active = [Phase.UPLOADING if m.id in uploading else phase_of(m.status) for m in members if not m.status.is_terminal]
+    return min(active, key=_PROGRESS.index)
 
 
 def phase_of(status: JobStatus) -> Phase:
@@ -92,6 +115,11 @@ def _friendly_failure(prediction: Prediction) -> str:
     return "The model failed to make this track. Try a different prompt or settings."
 
 
+def _data_url_suffix(url: str) -> str:
+    content_type = url[len("data:") :].split(";", 1)[0].split(",", 1)[0]
+    return mimetypes.guess_extension(content_type) or ".bin"
+
+
 def _seed_from(prediction: Prediction, job: Job) -> int | None:
     if isinstance(job.input.get("seed"), int):
         return int(job.input["seed"])
@@ -108,6 +136,7 @@ class JobService:
         settings: Settings,
         listener: JobListener,
         webhook_url: str | None = None,
+        cog_webhook_base: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -115,12 +144,17 @@ class JobService:
         self.settings = settings
         self.listener = listener
         self.webhook_url = webhook_url
+        # e.g. "https://encore.example.com/cog/webhooks": each Cog job gets /<job id>/<token> on it.
+        self.cog_webhook_base = cog_webhook_base
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outcomes: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, asyncio.Task[None]] = {}
+        self._uploading: set[str] = set()  # jobs whose output is being fetched
+        self._dirty: set[str] = set()  # delivery units with news since their last look
+        self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -177,7 +211,7 @@ class JobService:
         elif job.status.is_active_at_provider:
             self.poller.schedule(job.id, due=self.clock())
         elif job.status == JobStatus.SUCCEEDED:
-            self._start_pipeline(job.id, self._deliver(job.id))
+            self._kick_delivery(job)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -201,44 +235,72 @@ class JobService:
         task.add_done_callback(lambda _: self._pipelines.pop(job_id, None))
         return True
 
-    async def _notify(self, job_id: str) -> None:
+    async def _notify(self, job_id: str, *, uploading: bool = False) -> None:
+        """Tell the listener how the card of ``job_id`` (its job, or its whole batch) looks now."""
         job = await self.repo.get(job_id)
-        if job is not None:
-            await self._notify_job(job, phase_of(job.status))
-
-    async def _notify_job(self, job: Job, phase: Phase) -> None:
+        if job is None:
+            return
+        if uploading:
+            self._uploading.add(job.id)
+        else:
+            self._uploading.discard(job.id)
+        members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
+        phase = card_phase(members, uploading=frozenset(self._uploading))
         try:
-            await self.listener.job_updated(job, phase)
+            await self.listener.job_updated(members[0], phase, members)
         except Exception:
             log.exception("listener failed on job %s", job.id)
 
     # -- creating and canceling ----------------------------------------------------------------
 
-    async def create(self, request: JobRequest, origin: JobOrigin) -> Job:
-        """Validate and queue a job; it is submitted in the background. Raises InvalidRequestError."""
+    async def create(self, request: JobRequest, origin: JobOrigin) -> list[Job]:
+        """Validate and queue a request: one job, or ``count`` variations sharing a batch and a card.
+
+        Raises InvalidRequestError before anything is stored. Jobs are submitted in the background.
+        """
         if not self._accepting:
             raise BotError("Encore is restarting and not taking new jobs right now. Please try again shortly.")
         validated = validate_request(request, self.settings)
         spec = validated.spec
-        provider = self.providers.get(spec.provider)
-        if provider is None:
-            raise BotError(f"{spec.display_name} isn't available on this bot.")
-        job = await self.repo.insert(
-            job_id=new_job_id(),
-            origin=origin,
-            provider=spec.provider,
-            model=spec.key,
-            model_ref=spec.model_ref(self.settings),
-            request=validated.as_record(),
-            input=spec.build(validated),
-            now=self.clock(),
-        )
-        log.info("job %s queued: model=%s user=%s", job.id, job.model, job.user_id)
-        self._spawn(self._submit(job.id), name=f"submit:{job.id}")
-        return job
+        route = spec.route(self.settings)
+        if route.provider not in self.providers:
+            raise BotError(f"{spec.display_name} isn't available on this bot right now.")
+        seeds: list[int | None] = [validated.seed] * validated.count
+        if spec.seed_key is not None:
+            # Explicit seeds, so every variation can be labelled and made again.
+            first = validated.seed if validated.seed is not None else secrets.randbelow(SEED_MAX) + 1
+            seeds = [(first - 1 + i) % SEED_MAX + 1 for i in range(validated.count)]
+        batch_id = new_job_id() if validated.count > 1 else None
+        jobs = []
+        for index, seed in enumerate(seeds):
+            variant = validated.with_seed(seed)
+            job = await self.repo.insert(
+                job_id=new_job_id(),
+                origin=origin if index == 0 else origin.model_copy(update={"interaction_id": None}),
+                provider=route.provider,
+                model=spec.key,
+                model_ref=route.ref,
+                request=variant.as_record(),
+                input=spec.build_input(variant),
+                now=self.clock(),
+                batch=(batch_id, index, validated.count) if batch_id else None,
+                callback_token=secrets.token_urlsafe(24),
+                input_files=request.files,
+            )
+            jobs.append(job)
+        for job in jobs:
+            log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
+            self._spawn(self._submit(job.id), name=f"submit:{job.id}")
+        return jobs
 
     async def set_card(self, job_id: str, message_id: int) -> None:
         await self.repo.update_fields(job_id, when_status=list(JobStatus), card_message_id=message_id)
+
+    async def card(self, job_id: str) -> tuple[Job, Phase, list[Job]]:
+        """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
+        job = await self.get(job_id)
+        members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
+        return members[0], card_phase(members, uploading=frozenset(self._uploading)), members
 
     async def get(self, job_id: str) -> Job:
         job = await self.repo.get(job_id)
@@ -247,21 +309,34 @@ class JobService:
         return job
 
     async def cancel(self, job_id: str, *, user_id: int, moderator: bool = False) -> Job:
-        """Cancel a job for its requester (or a moderator). The provider's prediction is canceled too."""
+        """Cancel a job (every unfinished variation of its batch) for its requester or a moderator.
+
+        The provider's predictions are canceled too. Returns the job as it is afterwards.
+        """
         job = await self.get(job_id)
         if job.user_id != user_id and not moderator:
             raise NotAllowedError("Only the person who asked for this track (or a moderator) can cancel it.")
-        if job.status.is_terminal or job.status == JobStatus.SUCCEEDED:
-            raise JobStateError(f"That job is already {self._describe_status(job.status)}.")
+        members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
         reason = "Canceled by a moderator." if job.user_id != user_id else "Canceled by the requester."
-        if not await self.repo.transition(job.id, JobStatus.CANCELED, error=reason, now=self.clock()):
+        canceled = []
+        for member in members:
+            if member.status.is_terminal or member.status == JobStatus.SUCCEEDED:
+                continue
+            if await self.repo.transition(member.id, JobStatus.CANCELED, error=reason, now=self.clock()):
+                canceled.append(member)
+        if not canceled:
             job = await self.get(job_id)
             raise JobStateError(f"That job is already {self._describe_status(job.status)}.")
-        log.info("job %s canceled by %s", job.id, user_id)
-        self.poller.unschedule(job.id)
-        if job.prediction_id:
-            await self._cancel_upstream(job.provider, job.prediction_id)
+        log.info("job %s canceled by %s (%d job(s))", job.id, user_id, len(canceled))
+        for member in canceled:
+            self.poller.unschedule(member.id)
+            # Read it again: a submission may have been recorded between our read and our move.
+            current = await self.repo.get(member.id)
+            if current is not None and current.prediction_id:
+                await self._cancel_upstream(current.provider, current.prediction_id)
         await self._notify(job.id)
+        if job.batch_id:
+            self._kick_delivery(job)  # variations that did finish are still delivered
         return await self.get(job_id)
 
     @staticmethod
@@ -284,7 +359,11 @@ class JobService:
         if won:
             log.info("job %s failed: %s", job_id, detail or reason)
             self.poller.unschedule(job_id)
+            self._uploading.discard(job_id)
             await self._notify(job_id)
+            job = await self.repo.get(job_id)
+            if job is not None and job.batch_id:
+                self._kick_delivery(job)  # the other variations may all be done now
         return won
 
     # -- submitting ----------------------------------------------------------------------------
@@ -315,11 +394,24 @@ class JobService:
             if job.attempts >= _MAX_SUBMIT_ATTEMPTS:
                 await self._fail(job.id, SubmissionUncertainError.default_message + " Please try again.")
                 return
+        if job.attempts == 0 and job.input_files:
+            resolved = await self._resolve_files(job, provider)
+            if resolved is None:
+                return
+            job = resolved
         if not await self.repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts + 1):
             return  # canceled meanwhile
         job = job.model_copy(update={"attempts": job.attempts + 1})
         try:
-            prediction = await provider.submit(job.model_ref, job.input, webhook_url=self.webhook_url)
+            prediction = await provider.submit(
+                job.model_ref, job.input, webhook_url=self._webhook_for(job), prediction_id=f"{job.id}-{job.attempts}"
+            )
+        except CogBusyError as exc:
+            # Nothing was created: the job keeps its place and its attempts, and asks again later.
+            log.info("job %s: %s; waiting", job.id, exc)
+            await self.repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts - 1)
+            self._spawn(self._submit(job.id, delay_s=self.settings.cog.retry_s), name=f"submit:{job.id}")
+            return
         except SubmissionUncertainError as exc:
             # The create may still be in flight: give it time to land before looking for it.
             log.warning("job %s: create uncertain (%s); checking the provider shortly", job.id, exc)
@@ -329,6 +421,33 @@ class JobService:
             await self._fail(job.id, exc.user_message, detail=str(exc))
             return
         await self._record_submission(job, prediction)
+
+    async def _resolve_files(self, job: Job, provider: Provider) -> Job | None:
+        """Hand the job's input files to the provider and store the references in its input."""
+        data = dict(job.input)
+        try:
+            for key, path in job.input_files.items():
+                data[key] = await provider.upload(Path(path))
+        except ProviderError as exc:
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return None
+        except OSError as exc:
+            await self._fail(job.id, "Your audio file went missing before it could be sent.", detail=str(exc))
+            return None
+        if not await self.repo.set_input(job.id, data):
+            return None  # canceled meanwhile
+        return job.model_copy(update={"input": data})
+
+    def _webhook_for(self, job: Job) -> str | None:
+        if job.provider == "cog":
+            if self.cog_webhook_base is None or job.callback_token is None:
+                return None
+            return f"{self.cog_webhook_base}/{job.id}/{job.callback_token}"
+        return self.webhook_url
+
+    def _schedule_poll(self, job: Job) -> None:
+        grace = self.providers[job.provider].poll_grace_s
+        self.poller.schedule(job.id, due=None if grace is None else self.clock() + grace)
 
     def _retry_delay(self, attempt: int) -> float:
         return min(self.settings.jobs.retry_s * 2 ** max(0, attempt - 1), 300.0)
@@ -340,7 +459,7 @@ class JobService:
             return
         log.info("job %s submitted as prediction %s", job.id, prediction.id)
         await self._notify(job.id)
-        self.poller.schedule(job.id)
+        self._schedule_poll(job)
         if prediction.status != PredictionStatus.STARTING:
             await self.handle_prediction(prediction)
 
@@ -366,6 +485,22 @@ class JobService:
             await asyncio.shield(self.repo.forget_webhook(webhook_id))
             raise
         return True
+
+    async def accept_cog_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
+        """A Cog webhook for ``job_id``: True if the path's token is the job's (else it is refused)."""
+        job = await self.repo.get(job_id)
+        if job is None or job.callback_token is None or not hmac.compare_digest(job.callback_token, token):
+            return False
+        if job.provider == "cog" and prediction.id == job.prediction_id:
+            await self._apply(job, prediction)
+        else:
+            log.debug("job %s: ignoring a webhook for prediction %s", job.id, prediction.id)
+        return True
+
+    async def expects_upload(self, prediction_id: str) -> bool:
+        """Whether an active Cog job is waiting for this prediction's files."""
+        job = await self.repo.get_by_prediction(prediction_id)
+        return job is not None and job.provider == "cog" and job.status.is_active_at_provider
 
     async def _apply(self, job: Job, prediction: Prediction) -> None:
         if not job.status.is_active_at_provider:
@@ -397,12 +532,25 @@ class JobService:
             return False
         try:
             prediction = await self.providers[job.provider].get(job.prediction_id)
+        except PredictionLostError:
+            # An idle server that never reported the job: believe it on the second look in a row.
+            if job.id not in self._lost_once:
+                self._lost_once.add(job.id)
+                return True
+            self._lost_once.discard(job.id)
+            if job.attempts <= _MAX_RESUBMITS:
+                log.warning("job %s: the server lost prediction %s; running it again", job.id, job.prediction_id)
+                await self._resubmit(job)
+                return False
+            await self._fail(job.id, "The self-hosted model server lost this job twice. Please try again.")
+            return False
         except ProviderNotFoundError:
             await self._fail(job.id, "The music service lost track of this job. Please try again.")
             return False
         except ProviderError as exc:
             log.warning("job %s: poll failed: %s", job.id, exc)
             return True
+        self._lost_once.discard(job.id)
         await self._apply(job, prediction)
         return not prediction.status.is_terminal
 
@@ -412,34 +560,32 @@ class JobService:
         job = await self.repo.get(job_id)
         if job is None or not job.status.is_active_at_provider:
             return
-        await self._notify_job(job, Phase.UPLOADING)
-        urls = output_urls(prediction.output)
-        if not urls:
-            if prediction.data_removed and job.attempts <= _MAX_RESUBMITS:
-                await self._resubmit_expired(job)
+        await self._notify(job.id, uploading=True)
+        if prediction.output is None and prediction.data_removed:
+            if job.attempts <= _MAX_RESUBMITS:
+                log.warning("job %s: output of %s expired; running it again", job.id, job.prediction_id)
+                await self._resubmit(job)
             else:
-                await self._fail(job.id, "The model finished but returned no audio. Please try again.")
+                await self._fail(job.id, "The model's output expired before I could fetch it. Please try again.")
             return
-        url = urls[0]
-        suffix = Path(URL(url).name).suffix.lower() if not url.startswith("data:") else ".wav"
-        dest = self.outputs_dir / f"{job.id}{suffix or '.bin'}"
+        try:
+            outputs = get_model(job.model).read_output(prediction.output)
+        except (ValueError, BotError):
+            await self._fail(job.id, "The model finished but returned no audio. Please try again.")
+            return
         provider = self.providers[job.provider]
-        attempt = 0
-        while True:
-            try:
-                stored = await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
-                break
-            except OutputError as exc:
-                attempt += 1
-                if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
-                    await self._fail(job.id, exc.user_message, detail=str(exc))
-                    return
-                log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
-                if not await self._nap(self._retry_delay(attempt)):
-                    return  # stopping: the next start downloads it again
+        stored = await self._download(job, provider, outputs.audio, job.id)
+        if stored is None:
+            return
+        image_path = None
+        if outputs.image is not None:
+            image = await self._download(job, provider, outputs.image, f"{job.id}-image")
+            if image is None:
+                return
+            image_path = str(image.path)
         content_type = stored.content_type
         if content_type in ("", "application/octet-stream"):
-            content_type = guess_content_type(dest.name)
+            content_type = guess_content_type(stored.path.name)
         metrics = prediction.metrics
         won = await self.repo.transition(
             job.id,
@@ -451,58 +597,109 @@ class JobService:
             seed=_seed_from(prediction, job),
             predict_time_s=metrics.predict_time if metrics else None,
             total_time_s=metrics.total_time if metrics else None,
+            image_path=image_path,
         )
-        if not won:  # canceled while downloading: the file is nobody's
-            with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(stored.path.unlink)
+        if not won:  # canceled while downloading: the files are nobody's
+            for path in (stored.path, Path(image_path) if image_path else None):
+                if path is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        await asyncio.to_thread(path.unlink)
             return
         self.poller.unschedule(job.id)
         log.info("job %s output stored (%d bytes)", job.id, stored.size)
-        await self._deliver(job.id)
+        self._uploading.discard(job.id)
+        self._kick_delivery(job)
 
-    async def _resubmit_expired(self, job: Job) -> None:
-        """The provider already deleted the output (resumed too late): run the prediction again."""
-        log.warning("job %s: output of %s expired; running it again", job.id, job.prediction_id)
+    async def _download(self, job: Job, provider: Provider, url: str, stem: str) -> DownloadedFile | None:
+        """Fetch one output file into the outputs directory, retrying network trouble; None if it failed."""
+        suffix = Path(URL(url).name).suffix.lower() if not url.startswith("data:") else _data_url_suffix(url)
+        dest = self.outputs_dir / f"{stem}{suffix or '.bin'}"
+        attempt = 0
+        while True:
+            try:
+                return await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+            except OutputError as exc:
+                attempt += 1
+                if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
+                    await self._fail(job.id, exc.user_message, detail=str(exc))
+                    return None
+                log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
+                if not await self._nap(self._retry_delay(attempt)):
+                    return None  # stopping: the next start downloads it again
+
+    async def _resubmit(self, job: Job) -> None:
+        """Run a job's prediction again (its output expired, or the server lost it), under a new id."""
         try:
             prediction = await self.providers[job.provider].submit(
-                job.model_ref, job.input, webhook_url=self.webhook_url
+                job.model_ref,
+                job.input,
+                webhook_url=self._webhook_for(job),
+                prediction_id=f"{job.id}-{job.attempts + 1}",
             )
         except ProviderError as exc:
             await self._fail(job.id, exc.user_message, detail=str(exc))
             return
         if await self.repo.replace_prediction(job.id, old=job.prediction_id, new=prediction.id):
-            self.poller.schedule(job.id)
+            self._schedule_poll(job)
         else:
             await self._cancel_upstream(job.provider, prediction.id)
+
+    def _kick_delivery(self, job: Job) -> None:
+        """Deliver the job's card unit (the job, or its batch once every variation is done) soon.
+
+        One delivery loop per unit at a time; news that arrives while it runs makes it look again.
+        """
+        key = f"deliver:{job.card_key}"
+        self._dirty.add(key)
+        running = self._pipelines.get(key)
+        if running is None or running.done():
+            self._start_pipeline(key, self._delivery_loop(key, job.id))
+
+    async def _delivery_loop(self, key: str, job_id: str) -> None:
+        while key in self._dirty:
+            self._dirty.discard(key)
+            await self._deliver(job_id)
 
     async def _deliver(self, job_id: str) -> None:
         jobs = self.settings.jobs
         while True:
             job = await self.repo.get(job_id)
-            if job is None or job.status != JobStatus.SUCCEEDED:
+            if job is None:
                 return
-            attempt = await self.repo.count_delivery_attempt(job.id)
+            members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
+            if any(m.status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING) for m in members):
+                return  # variations still running: the last one to finish delivers them all
+            ready = [m for m in members if m.status == JobStatus.SUCCEEDED]
+            if not ready:
+                return
+            lead = ready[0]
+            attempt = await self.repo.count_delivery_attempt(lead.id)
             if attempt == 0:
                 return
             try:
-                message_id = await self.listener.deliver(job)
+                message_id = await self.listener.deliver(ready)
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= jobs.delivery_attempts:
-                    await self._fail(job.id, exc.user_message, detail=str(exc))
+                    for member in ready:
+                        await self._fail(member.id, exc.user_message, detail=str(exc))
                     return
-                log.warning("job %s: delivery attempt %d failed: %s", job.id, attempt, exc)
+                log.warning("job %s: delivery attempt %d failed: %s", lead.id, attempt, exc)
             except Exception:
                 if attempt >= jobs.delivery_attempts:
-                    log.exception("job %s: delivery failed for good", job.id)
-                    await self._fail(job.id, DeliveryError.default_message)
+                    log.exception("job %s: delivery failed for good", lead.id)
+                    for member in ready:
+                        await self._fail(member.id, DeliveryError.default_message)
                     return
-                log.exception("job %s: delivery attempt %d crashed", job.id, attempt)
+                log.exception("job %s: delivery attempt %d crashed", lead.id, attempt)
             else:
-                if await self._record(
-                    self.repo.transition(job.id, JobStatus.DELIVERED, delivery_message_id=message_id, now=self.clock())
-                ):
-                    log.info("job %s delivered", job.id)
-                    await self._notify(job.id)
+                for member in ready:
+                    await self._record(
+                        self.repo.transition(
+                            member.id, JobStatus.DELIVERED, delivery_message_id=message_id, now=self.clock()
+                        )
+                    )
+                log.info("job %s delivered (%d file(s))", lead.id, len(ready))
+                await self._notify(lead.id)
                 return
             if not await self._nap(self._retry_delay(attempt)):
                 return  # stopping: the next start delivers it from the stored file

@@ -67,8 +67,21 @@ class Provider(Protocol):
     """The small surface the job service needs from a hosted model API."""
 
     name: str
+    # False for providers with no GET of a prediction (Cog): polling then only detects lost jobs,
+    # first after ``poll_grace_s`` (None: the service's own schedule).
+    supports_get: bool
+    poll_grace_s: float | None
 
-    async def submit(self, model_ref: str, input: dict[str, Any], *, webhook_url: str | None = None) -> Prediction: ...
+    async def submit(
+        self,
+        model_ref: str,
+        input: dict[str, Any],
+        *,
+        webhook_url: str | None = None,
+        prediction_id: str | None = None,
+    ) -> Prediction:
+        """Start a prediction. ``prediction_id`` is ours to choose where the provider allows it (Cog)."""
+        ...
 
     async def get(self, prediction_id: str) -> Prediction: ...
 
@@ -82,13 +95,6 @@ class Provider(Protocol):
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> DownloadedFile: ...
 
-
-def output_urls(output: Any) -> list[str]:
-    """The file URLs in a model's output: a string, a list of them, or a dict of them."""
-    if isinstance(output, str):
-        return [output]
-    if isinstance(output, list):
-        return [item for item in output if isinstance(item, str)]
-    if isinstance(output, dict):
-        return [item for item in output.values() if isinstance(item, str)]
-    return []
+    async def upload(self, path: Path) -> str:
+        """Make a local file usable as a model input; returns the value to put in the input."""
+        ...

@@ -22,7 +22,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
-from bot.audio.download import fetch_to_file, host_allowed, save_data_url
+from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
 from bot.errors import (
     OutputError,
     ProviderAuthError,
@@ -41,6 +41,8 @@ _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_LIST_PAGES = 5
+# Replicate's guidance: inline files of 256 KB or less as data URLs; upload larger ones.
+DATA_URL_MAX_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class _WebhookSecret(BaseModel):
     key: str
 
 
+class _FileUrls(BaseModel):
+    get: str
+
+
+class _File(BaseModel):
+    id: str
+    urls: _FileUrls
+
+
 def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -139,6 +150,8 @@ def _error_for(status: int, problem: _Problem, retry_after_s: float | None) -> P
 
 class ReplicateClient:
     name = "replicate"
+    supports_get: bool = True
+    poll_grace_s: float | None = None  # the service's own schedule (webhook grace or poll interval) applies
 
     def __init__(
         self,
@@ -179,11 +192,17 @@ class ReplicateClient:
         url: URL,
         *,
         json: Any = None,
+        data: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """One HTTP exchange; returns the parsed JSON or raises a typed ProviderError."""
         async with self._session.request(
-            method, url, json=json, headers={**self._headers(), **(headers or {})}, allow_redirects=False
+            method,
+            url,
+            json=json,
+            data=data,
+            headers={**self._headers(), **(headers or {})},
+            allow_redirects=False,
         ) as response:
             if 200 <= response.status < 300:
                 try:
@@ -222,7 +241,15 @@ class ReplicateClient:
 
     # -- predictions ---------------------------------------------------------------------------
 
-    async def submit(self, model_ref: str, input: dict[str, Any], *, webhook_url: str | None = None) -> Prediction:
+    async def submit(
+        self,
+        model_ref: str,
+        input: dict[str, Any],
+        *,
+        webhook_url: str | None = None,
+        prediction_id: str | None = None,
+    ) -> Prediction:
+        """Create a prediction (Replicate picks its id: ``prediction_id`` is ignored)."""
         ref = ModelRef.parse(model_ref)
         request = PredictionRequest(
             input=input,
@@ -311,6 +338,38 @@ class ReplicateClient:
             return Prediction.model_validate(data)
         except ValidationError:
             raise ProviderUnavailableError(detail="Replicate sent a malformed prediction") from None
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def upload(self, path: Path) -> str:
+        """A data URL for a small file; a Replicate file (``POST /files``) for a larger one."""
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size <= DATA_URL_MAX_BYTES:
+            return await data_url(path)
+        data = await asyncio.to_thread(path.read_bytes)
+        form = aiohttp.FormData()
+        form.add_field("content", data, filename=path.name, content_type=guess_content_type(path.name))
+        # A file upload is not idempotent: like a create, it is retried only if it never arrived.
+        for attempt in range(self._max_retries + 1):
+            try:
+                body = await self._send("POST", self._url("/files"), data=form)
+                break
+            except ProviderRateLimitError as exc:
+                if attempt == self._max_retries:
+                    raise
+                await asyncio.sleep(self._backoff_s(attempt, exc))
+            except aiohttp.ClientConnectorError:
+                if attempt == self._max_retries:
+                    raise ProviderUnavailableError(detail="Replicate unreachable (connect)") from None
+                await asyncio.sleep(self._backoff_s(attempt, None))
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise ProviderUnavailableError(detail=f"file upload interrupted: {type(exc).__name__}") from None
+        else:
+            raise AssertionError("unreachable")
+        try:
+            return _File.model_validate(body).urls.get
+        except ValidationError:
+            raise ProviderUnavailableError(detail="Replicate sent a malformed file object") from None
 
     # -- outputs -------------------------------------------------------------------------------
 

@@ -35,13 +35,16 @@ _UPDATABLE = frozenset(
         "total_time_s",
         "card_message_id",
         "token_expires_at",
+        "image_path",
+        "callback_token",
     }
 )
 
 _INSERT = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
-                  model_ref, request_json, input_json, status, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                  model_ref, request_json, input_json, status, created_at, updated_at,
+                  batch_id, batch_index, batch_size, callback_token, input_files_json)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -49,6 +52,7 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
     data = dict(row)
     data["request"] = json.loads(data.pop("request_json"))
     data["input"] = json.loads(data.pop("input_json"))
+    data["input_files"] = json.loads(data.pop("input_files_json"))
     return Job.model_validate(data)
 
 
@@ -67,7 +71,11 @@ class JobsRepo:
         request: Mapping[str, Any],
         input: Mapping[str, Any],
         now: float | None = None,
+        batch: tuple[str, int, int] | None = None,
+        callback_token: str | None = None,
+        input_files: Mapping[str, str] | None = None,
     ) -> Job:
+        """Insert a queued job. ``batch`` is (batch id, index, size) for one of several variations."""
         now = time.time() if now is None else now
         await self._db.conn.execute(
             _INSERT,
@@ -85,6 +93,9 @@ class JobsRepo:
                 json.dumps(dict(input)),
                 now,
                 now,
+                *(batch or (None, 0, 1)),
+                callback_token,
+                json.dumps(dict(input_files or {})),
             ),
         )
         job = await self.get(job_id)
@@ -100,6 +111,21 @@ class JobsRepo:
         async with self._db.conn.execute("SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,)) as cursor:
             row = await cursor.fetchone()
         return _row_to_job(row) if row else None
+
+    async def list_batch(self, batch_id: str) -> list[Job]:
+        async with self._db.conn.execute(
+            "SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    async def set_input(self, job_id: str, input: Mapping[str, Any]) -> bool:
+        """Replace a queued job's provider input (after its files were uploaded)."""
+        cursor = await self._db.conn.execute(
+            "UPDATE jobs SET input_json = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+            (json.dumps(dict(input)), time.time(), job_id),
+        )
+        return cursor.rowcount == 1
 
     async def list_active(self) -> list[Job]:
         """Every job that has not reached a terminal state, oldest first."""

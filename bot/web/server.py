@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from bot.web.cog import CogRoutes
 from bot.web.webhooks import ReplicateWebhookView
 
 log = logging.getLogger(__name__)
@@ -16,12 +17,18 @@ async def _healthz(_: web.Request) -> web.Response:
 
 
 def create_app(
-    *, webhook_path: str, replicate_webhook: ReplicateWebhookView | None, max_body_bytes: int
+    *,
+    webhook_path: str,
+    replicate_webhook: ReplicateWebhookView | None,
+    max_body_bytes: int,
+    cog: CogRoutes | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     app.router.add_get("/healthz", _healthz)
     if replicate_webhook is not None:
         app.router.add_post(webhook_path, replicate_webhook.handle)
+    if cog is not None:
+        cog.add_to(app)
     return app
 
 

@@ -33,7 +33,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
     assert names == ["music"]
     leaves = leaf_commands(encore)
     assert len(leaves) == len(set(leaves))
-    assert sorted(leaves) == ["music cancel", "music generate"]
+    assert sorted(leaves) == ["music blend", "music cancel", "music generate", "music melody", "music models"]
 
 
 async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -> None:

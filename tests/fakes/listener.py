@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,37 +24,44 @@ class Delivered:
     job_id: str
     data: bytes
     content_type: str | None
+    image: bytes | None = None
+    message_id: int = 0
 
 
 @dataclass
 class RecordingListener:
     phases: dict[str, list[Phase]] = field(default_factory=lambda: defaultdict(list))
     delivered: list[Delivered] = field(default_factory=list)
+    messages: list[list[str]] = field(default_factory=list)  # job ids posted together, per message
     # Each entry is raised by one delivery attempt before deliveries succeed.
     delivery_failures: list[DeliveryError] = field(default_factory=list)
     delivery_attempts: int = 0
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def job_updated(self, job: Job, phase: Phase) -> None:
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         async with self._changed:
-            self.phases[job.id].append(phase)
+            self.phases[job.card_key].append(phase)
             self._changed.notify_all()
 
-    async def deliver(self, job: Job) -> int | None:
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
         async with self._changed:
             self.delivery_attempts += 1
             self._changed.notify_all()
         if self.delivery_failures:
             raise self.delivery_failures.pop(0)
-        assert job.output_path is not None
-        data = await asyncio.to_thread(Path(job.output_path).read_bytes)
+        message_id = 1001 + len(self.messages)
+        for job in jobs:
+            assert job.output_path is not None
+            data = await asyncio.to_thread(Path(job.output_path).read_bytes)
+            image = await asyncio.to_thread(Path(job.image_path).read_bytes) if job.image_path else None
+            self.delivered.append(Delivered(job.id, data, job.output_content_type, image, message_id))
         async with self._changed:
-            self.delivered.append(Delivered(job.id, data, job.output_content_type))
+            self.messages.append([job.id for job in jobs])
             self._changed.notify_all()
-        return 1000 + len(self.delivered)
+        return message_id
 
     async def wait_for_phase(self, job_id: str, *phases: Phase, timeout: float = 10.0) -> Phase:
-        """Wait until the job has reached one of ``phases`` (default: any final one)."""
+        """Wait until the job's card (``job.card_key``) has reached one of ``phases`` (default: any final one)."""
         wanted = phases or FINAL
         async with asyncio.timeout(timeout), self._changed:
             while True:

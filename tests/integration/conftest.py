@@ -80,6 +80,11 @@ class Harness:
         return await self.start()
 
     async def submit(self, prompt: str = "warm lofi beat", *, user_id: int = 42, **fields: Any) -> Job:
+        """One job (the first of a batch when ``count`` is given)."""
+        jobs = await self.submit_all(prompt, user_id=user_id, **fields)
+        return jobs[0]
+
+    async def submit_all(self, prompt: str = "warm lofi beat", *, user_id: int = 42, **fields: Any) -> list[Job]:
         return await self.service.create(
             JobRequest(prompt=prompt, **fields), JobOrigin(user_id=user_id, guild_id=1, channel_id=2)
         )

@@ -137,7 +137,7 @@ async def test_prediction_canceled_upstream_cancels_the_job(harness: Harness, fa
 async def test_bad_model_reference_fails_clearly(
     harness: Harness, fake: FakeReplicate, model_ref: str, message: str
 ) -> None:
-    await harness.start(models={"musicgen": model_ref})
+    await harness.start(models={"musicgen": {"ref": model_ref}})
     job = await harness.submit()
     assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
     assert message in ((await harness.job(job.id)).error or "")

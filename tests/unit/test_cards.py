@@ -27,7 +27,7 @@ def make_job(**fields: object) -> Job:
             "duration_s": 8,
             "params": {"model_version": "stereo-large"},
         },
-        "input": {},
+        "input": {"model_version": "stereo-large"},
         "prediction_id": "p1",
         "status": JobStatus.RUNNING,
         "created_at": 100.0,

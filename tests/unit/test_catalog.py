@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.catalog import SEED_MAX, ValidatedRequest, validate_request
+from bot.catalog import MODELS, SEED_MAX, ParamType, ValidatedRequest, parse_options, validate_request
 from bot.config import Settings
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
@@ -15,7 +15,7 @@ def validate(settings: Settings | None = None, **fields: object) -> ValidatedReq
 def test_defaults_build_the_musicgen_input() -> None:
     validated = validate()
     assert validated.duration_s == 8
-    assert validated.spec.build(validated) == {
+    assert validated.spec.build_input(validated) == {
         "prompt": "lofi beat",
         "duration": 8,
         "model_version": "stereo-melody-large",
@@ -24,10 +24,64 @@ def test_defaults_build_the_musicgen_input() -> None:
     }
 
 
-def test_all_options() -> None:
-    validated = validate(duration_s=30, seed=7, params={"model_version": "large"})
-    built = validated.spec.build(validated)
-    assert (built["duration"], built["seed"], built["model_version"]) == (30, 7, "large")
+def test_every_musicgen_parameter_reaches_the_input() -> None:
+    params = {
+        "model_version": "melody-large",
+        "output_format": "mp3",
+        "normalization_strategy": "peak",
+        "top_k": "200",
+        "top_p": "0.9",
+        "temperature": 1.5,
+        "classifier_free_guidance": 5,
+        "multi_band_diffusion": "true",
+        "continuation_start": 2,
+        "continuation_end": 7,
+    }
+    validated = validate(duration_s=30, seed=7, params=params)
+    built = validated.spec.build_input(validated)
+    assert built == {
+        "prompt": "lofi beat",
+        "duration": 30,
+        "seed": 7,
+        "model_version": "melody-large",
+        "output_format": "mp3",
+        "normalization_strategy": "peak",
+        "top_k": 200,
+        "top_p": 0.9,
+        "temperature": 1.5,
+        "classifier_free_guidance": 5,
+        "multi_band_diffusion": True,
+        "continuation_start": 2,
+        "continuation_end": 7,
+    }
+
+
+def test_stable_audio_input() -> None:
+    validated = validate(model="stable-audio", duration_s=47, seed=3, params={"steps": 50, "negative_prompt": "vocals"})
+    assert validated.spec.build_input(validated) == {
+        "prompt": "lofi beat",
+        "seconds_total": 47,
+        "seconds_start": 0,
+        "batch_size": 1,
+        "seed": 3,
+        "steps": 50,
+        "negative_prompt": "vocals",
+    }
+    random = validate(model="stable-audio")
+    assert random.spec.build_input(random)["seed"] == -1  # the model's "random"
+
+
+def test_riffusion_input() -> None:
+    params = {
+        "prompt_b": "jazz",
+        "alpha": 0.25,
+        "denoising": 0.6,
+        "num_inference_steps": 30,
+        "seed_image_id": "og_beat",
+    }
+    validated = validate(model="riffusion", params=params)
+    assert validated.duration_s == 5.0
+    assert validated.spec.build_input(validated) == {"prompt_a": "lofi beat", **params}
 
 
 def test_prompt_is_normalised() -> None:
@@ -40,13 +94,24 @@ def test_prompt_is_normalised() -> None:
         ({"prompt": ""}, "prompt is empty"),
         ({"prompt": " \n\t "}, "prompt is empty"),
         ({"prompt": "x" * 501}, "501 characters long; the limit is 500"),
-        ({"duration_s": 0}, "`duration` must be between 1 and 30"),
-        ({"duration_s": 31}, "`duration` must be between 1 and 30"),
-        ({"params": {"model_version": "huge"}}, "`model_version` must be one of: stereo-melody-large"),
-        ({"params": {"temperature": "2"}}, "has no parameter `temperature`"),
+        ({"duration_s": 0}, "`duration` must be between 1 and 30 seconds for MusicGen"),
+        ({"duration_s": 31}, "`duration` must be between 1 and 30 seconds for MusicGen"),
+        ({"model": "riffusion", "duration_s": 8}, "always makes about 5 s"),
+        ({"params": {"model_version": "huge"}}, "`model_version` must be one of stereo-melody-large"),
+        ({"params": {"steps": "2"}}, "MusicGen has no parameter `steps`. It takes: model_version"),
         ({"seed": 0}, "`seed` must be between 1 and"),
         ({"seed": SEED_MAX + 1}, "`seed` must be between 1 and"),
+        ({"model": "riffusion", "seed": 5}, "doesn't take a seed"),
         ({"model": "nope"}, "I don't know the model `nope`"),
+        ({"count": 5}, "`count` must be between 1 and 4"),
+        ({"count": 0}, "`count` must be between 1 and 4"),
+        ({"params": {"multi_band_diffusion": True}}, "only works with the mono models"),
+        ({"params": {"multi_band_diffusion": True, "model_version": "stereo-large"}}, "only works with the mono"),
+        ({"params": {"continuation_start": 5, "continuation_end": 2}}, "must not be after"),
+        ({"params": {"multi_band_diffusion": "maybe"}}, "`multi_band_diffusion` must be true or false"),
+        ({"params": {"top_k": "1.5"}}, "`top_k` must be 0 to 2048"),
+        ({"params": {"temperature": "nan"}}, "`temperature` must be 0 to 5"),
+        ({"params": {"temperature": "hot"}}, "`temperature` must be 0 to 5"),
     ],
 )
 def test_bad_input_gets_a_clear_message(fields: dict[str, object], message: str) -> None:
@@ -55,9 +120,77 @@ def test_bad_input_gets_a_clear_message(fields: dict[str, object], message: str)
     assert message in caught.value.user_message
 
 
+def bounds_cases() -> list[tuple[str, str, object, bool]]:
+    """For every numeric parameter of every model: its bounds are accepted, just outside is refused."""
+    cases = []
+    for spec in MODELS.values():
+        for param in spec.params:
+            if param.type not in (ParamType.INTEGER, ParamType.NUMBER):
+                continue
+            step = 1 if param.type == ParamType.INTEGER else 0.001
+            if param.minimum is not None:
+                cases += [
+                    (spec.key, param.name, param.minimum, True),
+                    (spec.key, param.name, param.minimum - step, False),
+                ]
+            if param.maximum is not None:
+                cases += [
+                    (spec.key, param.name, param.maximum, True),
+                    (spec.key, param.name, param.maximum + step, False),
+                ]
+        for param in spec.params:
+            if param.type == ParamType.CHOICE:
+                cases += [(spec.key, param.name, choice, True) for choice in param.choices]
+                cases.append((spec.key, param.name, "not-a-choice", False))
+    return cases
+
+
+@pytest.mark.parametrize(("model", "name", "value", "ok"), bounds_cases())
+def test_every_bound_of_every_parameter(model: str, name: str, value: object, ok: bool) -> None:
+    params = {name: value}
+    if name == "multi_band_diffusion":
+        params["model_version"] = "large"  # the only models it works with
+    request = JobRequest(model=model, prompt="x", params=params)
+    if ok:
+        validated = validate_request(request, Settings())
+        assert validated.spec.build_input(validated)[validated.spec.param(name).key] == value
+    else:
+        with pytest.raises(InvalidRequestError, match=f"`{name}` must be"):
+            validate_request(request, Settings())
+
+
+@pytest.mark.parametrize(("model", "low", "high"), [("musicgen", 1, 30), ("stable-audio", 1, 47)])
+def test_duration_bounds(model: str, low: int, high: int) -> None:
+    settings = Settings.model_validate({"jobs": {"max_duration_s": 300}})
+    for duration in (low, high):
+        assert validate(settings, model=model, duration_s=duration).duration_s == duration
+    for duration in (low - 1, high + 1):
+        with pytest.raises(InvalidRequestError, match="`duration` must be between"):
+            validate(settings, model=model, duration_s=duration)
+
+
 def test_settings_tighten_the_limits() -> None:
     settings = Settings.model_validate({"jobs": {"max_duration_s": 10, "max_prompt_chars": 20}})
     with pytest.raises(InvalidRequestError, match="between 1 and 10"):
         validate(settings, duration_s=11)
     with pytest.raises(InvalidRequestError, match="limit is 20"):
         validate(settings, prompt="y" * 21)
+
+
+def test_options_text() -> None:
+    assert parse_options(" temperature=1.2, top_k=200  output_format=mp3") == {
+        "temperature": "1.2",
+        "top_k": "200",
+        "output_format": "mp3",
+    }
+    for bad in ("temperature", "=3", "top_k=", "a=1 a=2"):
+        with pytest.raises(InvalidRequestError):
+            parse_options(bad)
+
+
+def test_help_lists_every_parameter_with_its_range() -> None:
+    for spec in MODELS.values():
+        text = spec.help_text()
+        for param in spec.params:
+            assert f"`{param.name}`" in text
+            assert param.range_text() in text

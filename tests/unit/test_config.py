@@ -33,7 +33,9 @@ def test_example_config_documents_exactly_the_defaults() -> None:
     assert load_settings(example) == Settings()
     sections = tomllib.loads(example.read_text(encoding="utf-8"))
     for name, section in Settings():
-        assert set(sections[name]) == set(type(section).model_fields), f"[{name}] keys differ from the code"
+        # Secrets are documented in comments only: they are refused in the file.
+        fields = {key for key, info in type(section).model_fields.items() if info.annotation != SecretStr | None}
+        assert set(sections[name]) == fields, f"[{name}] keys differ from the code"
 
 
 def test_defaults_without_any_file() -> None:
@@ -103,3 +105,32 @@ def test_secrets_come_only_from_the_environment_and_are_masked(tmp_path: Path) -
     assert "DISCORD_TOKEN: set (hidden)" in text
     assert "REPLICATE_WEBHOOK_SECRET: not set" in text
     assert Secrets.from_env({"DISCORD_TOKEN": "  "}).discord_token is None
+
+
+def test_cog_upload_secret_only_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    in_file = tmp_path / "with-secret.toml"
+    in_file.write_text('[cog]\nupload_secret = "0123456789abcdef"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="ENCORE_COG__UPLOAD_SECRET in the environment"):
+        load_settings(in_file)
+    monkeypatch.setenv("ENCORE_COG__UPLOAD_SECRET", "s3cret-s3cret-s3cret")
+    settings = load_settings(None)
+    assert settings.cog.upload_secret is not None
+    assert settings.cog.upload_secret.get_secret_value() == "s3cret-s3cret-s3cret"
+    text = describe(settings, Secrets())
+    assert "s3cret" not in text
+    assert 'upload_secret = "set (hidden)"' in text
+    monkeypatch.setenv("ENCORE_COG__UPLOAD_SECRET", "short")
+    with pytest.raises(ConfigError, match="upload_secret"):
+        load_settings(None)
+
+
+def test_models_route_to_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCORE_MODELS__MUSICGEN__PROVIDER", "cog")
+    monkeypatch.setenv("ENCORE_COG__BASE_URL", "http://gpu-box:5000")
+    settings = load_settings(None)
+    assert settings.models.musicgen.provider == "cog"
+    assert settings.models.riffusion.provider == "replicate"
+    assert settings.models.musicgen.ref.startswith("meta/musicgen:")  # the rest of the table is kept
+    monkeypatch.setenv("ENCORE_MODELS__MUSICGEN__PROVIDER", "elsewhere")
+    with pytest.raises(ConfigError, match=r"\[models\] musicgen.provider"):
+        load_settings(None)

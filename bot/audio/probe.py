@@ -1,0 +1,50 @@
+"""What is in an audio file, found by decoding it with PyAV (FFmpeg). Runs off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+
+from bot.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration_s: float
+    sample_rate: int
+    channels: int
+    codec: str
+
+
+def _probe(path: Path) -> AudioInfo:
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise InvalidRequestError("That file has no audio in it.")
+            stream = container.streams.audio[0]
+            samples = 0
+            rate = stream.rate or 0
+            loud = False
+            for frame in container.decode(stream):
+                samples += frame.samples
+                rate = frame.sample_rate or rate
+                if not loud:
+                    loud = any(bytes(plane).count(0) != plane.buffer_size for plane in frame.planes)
+            channels = stream.codec_context.channels
+            codec = stream.codec_context.name
+    except av.error.FFmpegError:
+        raise InvalidRequestError("I couldn't read that file as audio. Is it damaged, or not audio?") from None
+    if samples == 0 or rate == 0:
+        raise InvalidRequestError("That audio file is empty.")
+    if not loud:
+        raise InvalidRequestError("That audio is completely silent.")
+    return AudioInfo(duration_s=samples / rate, sample_rate=rate, channels=channels, codec=codec)
+
+
+async def probe(path: Path) -> AudioInfo:
+    """Decode ``path`` fully; InvalidRequestError with a clear message for non-audio, corrupt, empty or silent files."""
+    return await asyncio.to_thread(_probe, path)

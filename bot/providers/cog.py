@@ -1,0 +1,238 @@
+"""A self-hosted Cog model server (the open-source container Replicate models run in).
+
+Differences from Replicate that shape this client (see the project's Cog reference):
+- no auth, no ``/v1``, one model per server; predictions are created with an idempotent
+  ``PUT /predictions/{id}`` whose id we choose, asynchronously (``Prefer: respond-async``);
+- the server runs ``max_concurrency`` predictions at once and answers 409 beyond that, and while its
+  setup runs: those are "busy, try again later", never a failure;
+- there is no GET of a prediction: results arrive only by webhook (unsigned, so each job's webhook
+  URL carries an unguessable token), and files arrive through an upload target Encore serves
+  (``--upload-url``); as a safety net, an idle server that never reported a job means it was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, ValidationError
+from yarl import URL
+
+from bot.audio.download import data_url, guess_content_type, save_data_url
+from bot.errors import (
+    OutputError,
+    ProviderError,
+    ProviderInputError,
+    ProviderNotFoundError,
+    ProviderUnavailableError,
+    SubmissionUncertainError,
+)
+from bot.providers.base import DownloadedFile, Prediction, PredictionStatus
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NO_UPLOAD_TARGET = (
+    "The self-hosted model server isn't set up to send files back to Encore. An operator needs to start it "
+    "with --upload-url pointing at Encore (see the README)."
+)
+
+
+class CogBusyError(ProviderError):
+    """The server is busy or still setting up: the job waits and is tried again."""
+
+    default_message = "The self-hosted model server is busy. Your job is waiting its turn."
+    retryable = True
+
+
+class PredictionLostError(ProviderNotFoundError):
+    """The server is idle but never reported our prediction: it was lost (e.g. the server restarted)."""
+
+    default_message = "The self-hosted model server lost this job."
+
+
+class _Health(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
+class UploadStore:
+    """Files Cog PUT to Encore's upload target, by prediction id, under ``<data>/uploads``."""
+
+    def __init__(self, root: Path, *, public_prefix: str) -> None:
+        self.root = root
+        # e.g. "https://encore.example.com/cog/uploads/<secret>/": what Cog is told to upload to.
+        self.public_prefix = public_prefix if public_prefix.endswith("/") else public_prefix + "/"
+
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        return bool(_SAFE_NAME.match(name)) and ".." not in name
+
+    def path_for(self, prediction_id: str, filename: str) -> Path:
+        if not (self.valid_name(prediction_id) and self.valid_name(filename)):
+            raise OutputError(detail="unsafe upload name")
+        return self.root / prediction_id / filename
+
+    def public_url(self, prediction_id: str, filename: str) -> str:
+        return f"{self.public_prefix}{prediction_id}/{filename}"
+
+    def local_path(self, url: str) -> Path | None:
+        """The stored file behind one of our own upload URLs, or None if ``url`` is not ours."""
+        if not url.startswith(self.public_prefix):
+            return None
+        rest = URL(url).path.rsplit("/", 2)[-2:]
+        if len(rest) != 2:
+            return None
+        return self.path_for(rest[0], rest[1])
+
+
+def _parse(data: Any, prediction_id: str) -> Prediction:
+    """Cog's prediction object (no ``id`` unless given, no ``aborted``) as ours."""
+    if not isinstance(data, dict):
+        raise ProviderUnavailableError(detail="Cog sent a malformed prediction")
+    data = {key: value for key, value in data.items() if value is not None}
+    data["id"] = data.get("id") or prediction_id
+    data.setdefault("status", PredictionStatus.PROCESSING.value)
+    try:
+        return Prediction.model_validate(data)
+    except ValidationError:
+        raise ProviderUnavailableError(detail="Cog sent a malformed prediction") from None
+
+
+class CogClient:
+    name = "cog"
+    # Cog has no GET: the poller only checks, after this long, whether an idle server lost the job.
+    supports_get: bool = False
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        uploads: UploadStore | None,
+        lost_after_s: float = 360.0,
+    ) -> None:
+        self._session = session
+        self._base = URL(base_url.rstrip("/"))
+        self.uploads = uploads
+        self.poll_grace_s: float | None = lost_after_s
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self._session.request(method, self._base.with_path(path), allow_redirects=False, **kwargs) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+            return resp.status, body
+
+    async def health(self) -> str:
+        try:
+            status, body = await self._json("GET", "/health-check")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
+        if status != 200:
+            raise ProviderUnavailableError(detail=f"Cog health-check answered {status}")
+        try:
+            return _Health.model_validate(body).status
+        except ValidationError:
+            raise ProviderUnavailableError(detail="Cog sent a malformed health-check") from None
+
+    async def submit(
+        self,
+        model_ref: str,
+        input: dict[str, Any],
+        *,
+        webhook_url: str | None = None,
+        prediction_id: str | None = None,
+    ) -> Prediction:
+        if prediction_id is None or not UploadStore.valid_name(prediction_id):
+            raise ProviderError(detail="cog predictions need a safe id")
+        if webhook_url is None:
+            raise ProviderError(detail="cog predictions need a webhook")
+        state = await self.health()
+        if state in ("STARTING", "BUSY"):
+            raise CogBusyError(detail=f"server {state}")
+        if state != "READY":
+            raise ProviderUnavailableError(
+                "The self-hosted model server isn't working right now.", detail=f"server {state}"
+            )
+        body = {
+            "id": prediction_id,
+            "input": input,
+            "webhook": webhook_url,
+            "webhook_events_filter": ["start", "completed"],
+        }
+        try:
+            status, data = await self._json(
+                "PUT", f"/predictions/{prediction_id}", json=body, headers={"Prefer": "respond-async"}
+            )
+        except aiohttp.ClientConnectorError:
+            raise ProviderUnavailableError(detail="Cog unreachable (connect)") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # PUT is idempotent by id: trying the same id again is safe while it runs.
+            raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
+        if status == 409:
+            raise CogBusyError(detail="409 busy")
+        if status == 422:
+            fields = sorted(
+                {str(e.get("loc", ["", "", ""])[-1]) for e in (data or {}).get("detail", []) if isinstance(e, dict)}
+            )
+            message = "The self-hosted model refused those settings"
+            raise ProviderInputError(message + (f" ({', '.join(fields)})." if fields else "."), detail=str(data))
+        if status not in (200, 201, 202):
+            raise ProviderUnavailableError(detail=f"Cog answered {status}")
+        return _parse(data, prediction_id)
+
+    async def get(self, prediction_id: str) -> Prediction:
+        """No GET on Cog: a busy server may be running it; an idle one has lost it."""
+        state = await self.health()
+        if state in ("BUSY", "STARTING"):
+            return Prediction(id=prediction_id, status=PredictionStatus.PROCESSING)
+        raise PredictionLostError(detail=f"server {state} and no word of {prediction_id}")
+
+    async def cancel(self, prediction_id: str) -> Prediction | None:
+        try:
+            status, _ = await self._json("POST", f"/predictions/{prediction_id}/cancel")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
+        if status not in (200, 404):  # 404: not running (finished already)
+            raise ProviderUnavailableError(detail=f"Cog cancel answered {status}")
+        return None
+
+    async def find_submitted(
+        self, model_ref: str, input: dict[str, Any], *, created_after: datetime
+    ) -> Prediction | None:
+        return None  # Cog keeps no list; a repeated PUT with the same id is idempotent anyway
+
+    async def upload(self, path: Path) -> str:
+        """Inputs go to Cog inline: it downloads ``data:`` URLs itself, and keeps nothing."""
+        return await data_url(path, content_type=guess_content_type(path.name))
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> DownloadedFile:
+        """Take an output: a file Cog uploaded to us, or an inline data URL. A bare path is a setup error."""
+        if url.startswith("data:"):
+            return await save_data_url(url, dest, max_bytes=max_bytes)
+        local = self.uploads.local_path(url) if self.uploads is not None else None
+        if local is None:
+            raise OutputError(NO_UPLOAD_TARGET, detail=f"cog output is not an upload to us: {url[:80]!r}")
+
+        def move() -> int:
+            size = local.stat().st_size
+            if size > max_bytes:
+                raise OutputError(detail=f"upload is {size} bytes, over {max_bytes}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(local, dest)
+            return size
+
+        try:
+            size = await asyncio.to_thread(move)
+        except FileNotFoundError:
+            raise OutputError(detail="the uploaded output is missing") from None
+        return DownloadedFile(path=dest, size=size, content_type=guess_content_type(dest.name))

@@ -1,0 +1,103 @@
+"""Cog's way back to Encore: its (unsigned) webhooks and its output file uploads.
+
+- ``POST /cog/webhooks/{job_id}/{token}``: a prediction update; the token is the job's own unguessable
+  secret, so a forged or misdirected webhook is refused (401) and changes nothing.
+- ``PUT /cog/uploads/{secret}/{filename}``: Cog started with ``--upload-url <public>/cog/uploads/<secret>/``
+  PUTs each output file here with an ``X-Prediction-ID`` header. A wrong secret gets 403; the file is
+  stored under that prediction and our own URL for it is returned in ``Location``, which Cog reports as
+  the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import BinaryIO
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.providers.base import Prediction
+from bot.providers.cog import UploadStore
+
+log = logging.getLogger(__name__)
+
+# (job id, token, prediction) -> False if the token is not the job's
+CogWebhookHandler = Callable[[str, str, Prediction], Awaitable[bool]]
+# prediction id -> whether an active job is waiting for it
+PredictionCheck = Callable[[str], Awaitable[bool]]
+
+
+class CogRoutes:
+    def __init__(
+        self,
+        *,
+        on_webhook: CogWebhookHandler,
+        expects_upload: PredictionCheck,
+        uploads: UploadStore | None,
+        upload_secret: str | None,
+        max_upload_bytes: int,
+    ) -> None:
+        self._on_webhook = on_webhook
+        self._expects_upload = expects_upload
+        self._uploads = uploads
+        self._secret = upload_secret
+        self._max_upload_bytes = max_upload_bytes
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_post("/cog/webhooks/{job_id}/{token}", self.webhook)
+        app.router.add_put("/cog/uploads/{secret}/{filename:.+}", self.upload)
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        job_id, token = request.match_info["job_id"], request.match_info["token"]
+        body = await request.read()
+        try:
+            prediction = Prediction.model_validate_json(body)
+        except ValidationError:
+            return web.json_response({"error": "malformed prediction"}, status=400)
+        try:
+            known = await self._on_webhook(job_id, token, prediction)
+        except Exception:
+            log.exception("cog webhook for job %s failed", job_id)
+            return web.json_response({"error": "internal error"}, status=500)  # Cog retries the final one
+        if not known:
+            log.warning("cog webhook refused: bad token for job %s", job_id[:32])
+            return web.json_response({"error": "unknown job or token"}, status=401)
+        return web.json_response({"ok": True})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        secret = request.match_info["secret"]
+        if self._uploads is None or self._secret is None or not hmac.compare_digest(secret, self._secret):
+            log.warning("cog upload refused: wrong secret")
+            return web.json_response({"error": "forbidden"}, status=403)
+        filename = request.match_info["filename"].strip("/").rsplit("/", 1)[-1]
+        prediction_id = request.headers.get("X-Prediction-ID", "")
+        if not (UploadStore.valid_name(filename) and UploadStore.valid_name(prediction_id)):
+            return web.json_response({"error": "missing or unsafe X-Prediction-ID or file name"}, status=400)
+        if not await self._expects_upload(prediction_id):
+            return web.json_response({"error": "no job is waiting for that prediction"}, status=404)
+        if request.content_length is not None and request.content_length > self._max_upload_bytes:
+            return web.json_response({"error": "too large"}, status=413)
+        path = self._uploads.path_for(prediction_id, filename)
+        part = path.with_name(path.name + ".part")
+        size = 0
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        handle: BinaryIO = await asyncio.to_thread(part.open, "wb")
+        try:
+            async for chunk in request.content.iter_chunked(256 * 1024):
+                size += len(chunk)
+                if size > self._max_upload_bytes:
+                    return web.json_response({"error": "too large"}, status=413)
+                await asyncio.to_thread(handle.write, chunk)
+        finally:
+            await asyncio.to_thread(handle.close)
+            if size > self._max_upload_bytes or request.transport is None:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(part.unlink)
+        await asyncio.to_thread(part.replace, path)
+        location = self._uploads.public_url(prediction_id, filename)
+        log.info("stored cog upload %s for prediction %s (%d bytes)", filename, prediction_id, size)
+        return web.json_response({"ok": True}, status=201, headers={"Location": location})
