@@ -242,10 +242,12 @@ class ModelSpec:
             if self.fixed_duration_s
             else f"{self.min_duration_s}-{self.max_duration_s} s (default {self.default_duration_s})"
         )
+        seconds = self.fixed_duration_s or self.default_duration_s
+        cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
         lines = [
             f"**{self.display_name}** (`{self.key}`): {self.description}",
             f"Can: {', '.join(sorted(c.value for c in self.capabilities))}. Length: {length}. "
-            f"Formats: {', '.join(self.output_formats)}.",
+            f"Formats: {', '.join(self.output_formats)}. Roughly ${cost:.3f} for {_fmt(seconds)} s on Replicate.",
         ]
         lines += [f"• {p.help_line()}" for p in self.params]
         return "\n".join(lines)

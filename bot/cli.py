@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(commands.add_parser("run", help="run the Discord bot"))
     with_config(commands.add_parser("check-config", help="validate the config and print it, secrets masked"))
-    commands.add_parser("models", help="list the models and every parameter they take")
+    with_config(commands.add_parser("models", help="list the models and every parameter they take"))
     generate = with_config(commands.add_parser("generate", help="make one track without Discord"))
     generate.add_argument("prompt", help="describe the music")
     generate.add_argument("--model", default="musicgen", choices=sorted(MODELS))

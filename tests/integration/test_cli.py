@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.audio import wav_info
+from tests.fakes.audio import audio_info, image_info, wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import free_port
 
@@ -144,3 +144,82 @@ async def test_check_config_masks_secrets(tmp_path: Path) -> None:
     assert result.code == 0
     assert "very-secret" not in result.stdout + result.stderr
     assert "DISCORD_TOKEN: set (hidden)" in result.stdout
+
+
+async def test_generate_any_model_with_its_parameters(fake: FakeReplicate, tmp_path: Path) -> None:
+    fake.auto_advance = True
+    out = tmp_path / "rain.wav"
+    process = await run_cli(
+        tmp_path,
+        "generate",
+        "rain",
+        "--model",
+        "stable-audio",
+        "--duration",
+        "20",
+        "--steps",
+        "40",
+        "--sampler-type",
+        "k-heun",
+        "--set",
+        "cfg_scale=3.5",
+        "--count",
+        "2",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        env=fake_env(fake, tmp_path),
+    )
+    result = await finish(process)
+    assert result.code == 0, result.stderr
+    written = sorted(tmp_path.glob("rain-v*.wav"))
+    assert [p.name for p in written] == ["rain-v1-seed7.wav", "rain-v2-seed8.wav"]
+    assert all(round(audio_info(p.read_bytes()).duration_s) == 20 for p in written)
+    inputs = [prediction.input for prediction in fake.predictions.values()]
+    assert {(i["steps"], i["sampler_type"], i["cfg_scale"]) for i in inputs} == {(40, "k-heun", 3.5)}
+
+
+async def test_riffusion_from_the_cli_writes_the_spectrogram(fake: FakeReplicate, tmp_path: Path) -> None:
+    fake.auto_advance = True
+    process = await run_cli(
+        tmp_path,
+        "generate",
+        "bells",
+        "--model",
+        "riffusion",
+        "--prompt-b",
+        "drums",
+        "--alpha",
+        "0.7",
+        "--out",
+        str(tmp_path / "riff.wav"),
+        env=fake_env(fake, tmp_path),
+    )
+    result = await finish(process)
+    assert result.code == 0, result.stderr
+    assert round(audio_info((tmp_path / "riff.wav").read_bytes()).duration_s) == 5
+    assert image_info((tmp_path / "riff-spectrogram.jpg").read_bytes()).codec == "mjpeg"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "riffusion", "--seed", "3"], "doesn't take a seed"),
+        (["--model", "stable-audio", "--temperature", "1"], "Stable Audio Open has no parameter `temperature`"),
+        (["--steps", "0", "--model", "stable-audio"], "`steps` must be 1 to 500"),
+        (["--set", "top_k"], "Write options as `name=value`"),
+        (["--count", "9"], "`count` must be between 1 and 4"),
+    ],
+)
+async def test_cli_parameter_errors(fake: FakeReplicate, tmp_path: Path, args: list[str], message: str) -> None:
+    result = await finish(await run_cli(tmp_path, "generate", "x", *args, env=fake_env(fake, tmp_path)))
+    assert (result.code, message in result.stderr) == (2, True), result.stderr
+    assert fake.predictions == {}
+
+
+async def test_models_command_lists_everything(tmp_path: Path) -> None:
+    result = await finish(await run_cli(tmp_path, "models"))
+    assert result.code == 0
+    for text in ("MusicGen", "Stable Audio Open", "Riffusion", "`seed_image_id`", "0 to 1"):
+        assert text in result.stdout

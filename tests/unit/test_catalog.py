@@ -194,3 +194,24 @@ def test_help_lists_every_parameter_with_its_range() -> None:
         for param in spec.params:
             assert f"`{param.name}`" in text
             assert param.range_text() in text
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "value", "sent"),
+    [
+        ("musicgen", "multi_band_diffusion", "yes", True),
+        ("musicgen", "multi_band_diffusion", "off", False),
+        ("stable-audio", "negative_prompt", "  no\tvocals ", "no vocals"),
+        ("riffusion", "prompt_b", "electronic beats", "electronic beats"),
+    ],
+)
+def test_text_and_boolean_parameters_reach_the_input(model: str, name: str, value: str, sent: object) -> None:
+    params = {name: value, **({"model_version": "large"} if model == "musicgen" else {})}
+    validated = validate_request(JobRequest(model=model, prompt="x", params=params), Settings())
+    assert validated.spec.build_input(validated)[name] == sent
+
+
+def test_cost_estimates() -> None:
+    validated = validate(duration_s=10, count=2)
+    assert validated.spec.estimate_cost_usd(validated) == pytest.approx(2 * 10 * 0.0023)
+    assert "Roughly $" in validated.spec.help_text()
