@@ -145,6 +145,7 @@ class ValidatedRequest:
     params: dict[str, Any]
     seed: int | None
     count: int = 1
+    audio_s: float | None = None  # length of the clip handed in, if any
 
     def as_record(self) -> dict[str, Any]:
         """What a job stores as the user's request (cards, Info, Regenerate)."""
@@ -158,7 +159,7 @@ class ValidatedRequest:
         }
 
     def with_seed(self, seed: int | None) -> ValidatedRequest:
-        return ValidatedRequest(self.spec, self.prompt, self.duration_s, self.params, seed, self.count)
+        return ValidatedRequest(self.spec, self.prompt, self.duration_s, self.params, seed, self.count, self.audio_s)
 
 
 def _single_url(output: Any) -> Outputs:
@@ -256,6 +257,7 @@ class ModelSpec:
 # -- MusicGen --------------------------------------------------------------------------------------
 
 MUSICGEN_VERSIONS = ("stereo-melody-large", "stereo-large", "melody-large", "large")
+MUSICGEN_MAX_PROMPT_S = 30  # the longest clip segment MusicGen continues from
 MELODY_VERSIONS = ("stereo-melody-large", "melody-large")
 
 
@@ -266,6 +268,22 @@ def _musicgen_check(request: ValidatedRequest) -> None:
     start, end = request.params.get("continuation_start"), request.params.get("continuation_end")
     if start is not None and end is not None and start > end:
         raise InvalidRequestError("`continuation_start` must not be after `continuation_end`.")
+    if request.audio_s is None:
+        if request.params.get("continuation"):
+            raise InvalidRequestError("`continuation` needs an audio clip to continue: use `/music melody` with one.")
+        return
+    if version in ("stereo-large", "large") and not request.params.get("continuation"):
+        raise InvalidRequestError("Following a melody needs a melody model: `stereo-melody-large` or `melody-large`.")
+    if request.params.get("continuation"):
+        # The output includes the clip segment: its length counts towards the total duration.
+        segment = min(end if end is not None else request.audio_s, request.audio_s) - (start or 0)
+        if segment <= 0:
+            raise InvalidRequestError("`continuation_start` is past the end of the clip.")
+        if segment > MUSICGEN_MAX_PROMPT_S or segment >= request.duration_s:
+            raise InvalidRequestError(
+                f"The part of the clip to continue is {segment:.0f} s long: it must be under {MUSICGEN_MAX_PROMPT_S} s "
+                f"and shorter than `duration` ({_fmt(request.duration_s)} s, which includes it)."
+            )
 
 
 MUSICGEN = ModelSpec(
@@ -305,6 +323,7 @@ MUSICGEN = ModelSpec(
             "classifier_free_guidance", ParamType.INTEGER, "how closely to follow the prompt", 3, minimum=0, maximum=20
         ),
         Param("multi_band_diffusion", ParamType.BOOLEAN, "cleaner decoding (mono models only)", False),
+        Param("continuation", ParamType.BOOLEAN, "continue the clip instead of following its melody", False),
         Param(
             "continuation_start",
             ParamType.INTEGER,
@@ -506,7 +525,13 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
     if not 1 <= request.count <= MAX_BATCH:
         raise InvalidRequestError(f"`count` must be between 1 and {MAX_BATCH}.")
     validated = ValidatedRequest(
-        spec=spec, prompt=prompt, duration_s=duration, params=params, seed=seed, count=request.count
+        spec=spec,
+        prompt=prompt,
+        duration_s=duration,
+        params=params,
+        seed=seed,
+        count=request.count,
+        audio_s=request.audio_s,
     )
     spec.check(validated)
     return validated

@@ -21,7 +21,6 @@ from bot.app import EncoreBot
 from bot.audio.probe import probe
 from bot.catalog import (
     MAX_BATCH,
-    MELODY_VERSIONS,
     MODELS,
     MUSICGEN,
     MUSICGEN_VERSIONS,
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 
 _MODEL_CHOICES = [app_commands.Choice(name=spec.display_name, value=spec.key) for spec in TEXT_MODELS]
 _VERSION_CHOICES = [app_commands.Choice(name=version, value=version) for version in MUSICGEN_VERSIONS]
-_MELODY_CHOICES = [app_commands.Choice(name=version, value=version) for version in MELODY_VERSIONS]
 _SEED_IMAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in RIFFUSION_SEED_IMAGES]
 _OPTIONS_HELP = "Advanced settings as name=value pairs, e.g. temperature=1.2 top_k=200 (see /music models)"
 
@@ -188,16 +186,16 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         )
         await self._start(interaction, request)
 
-    @app_commands.command(name="melody", description="Music that follows the melody of an audio clip.")
+    @app_commands.command(name="melody", description="Music that follows the melody of a clip (or continues it).")
     @app_commands.describe(
         audio="A clip whose melody to follow: hum into a voice message, or any audio file",
         prompt="How it should sound: instruments, genre, mood…",
         duration="Length in seconds (default 8)",
         model_version="Which melody model to use",
         seed="Same seed + same prompt = a similar track",
-        options=_OPTIONS_HELP,
+        options="Advanced settings, e.g. continuation=true temperature=1.2 (see /music models)",
     )
-    @app_commands.choices(model_version=_MELODY_CHOICES)
+    @app_commands.choices(model_version=_VERSION_CHOICES)
     async def music_melody(
         self,
         interaction: discord.Interaction[Any],
@@ -209,8 +207,6 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
-        if params["model_version"] not in MELODY_VERSIONS:
-            raise InvalidRequestError(f"Melody needs a melody model: {', '.join(MELODY_VERSIONS)}.")
         self._check_attachment(audio)
         # Check what we can before answering: downloading and decoding may take longer than 3 s.
         JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params)
@@ -228,6 +224,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
                 seed=seed,
                 params=params,
                 files={"input_audio": str(path)},
+                audio_s=info.duration_s,
             )
             await self._start(interaction, request)
         except BaseException:

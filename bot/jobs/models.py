@@ -144,5 +144,7 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
     count: int = 1
-    # Audio given by the user (a melody or a clip to continue): input key -> a file on our disk.
+    # Audio given by the user (a melody or a clip to continue): input key -> a file on our disk,
+    # and that clip's length in seconds.
     files: dict[str, str] = Field(default_factory=dict)
+    audio_s: float | None = None

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.e2e.conftest import Encore, card_field, card_status, status_is
-from tests.fakes.audio import audio_info, image_info, make_wav
+from tests.fakes.audio import audio_info, decode_pcm, image_info, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.replicate import FakeReplicate
@@ -185,3 +185,31 @@ async def test_generate_on_a_self_hosted_cog_server(
     assert fake.count("POST") == 0
     assert len(cog.uploads) == 1
     assert "Done" in card_status(await handle.wait_original(status_is("Done")))
+
+
+async def test_melody_with_continuation_continues_the_clip(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    await encore.start()
+    clip = make_wav(3, sample_rate=32000, channels=2, freq_hz=330.0)
+    values = {
+        "audio": SimFile("riff.wav", clip, "audio/wav"),
+        "prompt": "keep going",
+        "duration": 8,
+        "options": "continuation=true",
+    }
+    handle = await sim.user("alice").slash("music melody", options=values)
+    audio = await handle.wait_file()
+    assert round(audio_info(audio.data).duration_s) == 8  # the total, clip included
+    assert decode_pcm(audio.data, sample_rate=32000, channels=2).data.startswith(
+        decode_pcm(clip, sample_rate=32000, channels=2).data
+    )  # the track starts with the clip itself
+
+
+async def test_melody_needs_a_melody_model(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    await encore.start()
+    values = {"audio": SimFile("hum.wav", make_wav(2), "audio/wav"), "prompt": "x", "model_version": "large"}
+    handle = await sim.user("alice").slash("music melody", options=values)
+    reply = await handle.wait_message(lambda m: "needs a melody model" in m.content)
+    assert "melody-large" in reply.content
+    assert fake.predictions == {}

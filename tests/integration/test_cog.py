@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from bot.providers.cog import NO_UPLOAD_TARGET
-from tests.fakes.audio import audio_info
+from tests.fakes.audio import audio_info, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
@@ -168,3 +169,15 @@ async def test_cog_requires_a_public_url(harness: Harness, cog: FakeCog, tmp_pat
     with pytest.raises(ConfigError, match="public_url"):
         await Core(settings, harness.secrets).open()
     await asyncio.sleep(0)
+
+
+async def test_inline_data_url_output_is_taken_too(harness: Harness, cog: FakeCog) -> None:
+    # Cog returns files inline as data URLs when it uploads nothing (sync runs, some server builds).
+    await start(harness, cog)
+    job = await harness.submit(duration_s=2)
+    key = await cog.wait_for_prediction()
+    wav = make_wav(2, sample_rate=32000, channels=2)
+    await cog.complete(key, output="data:audio/x-wav;base64," + base64.b64encode(wav).decode())
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    [delivered] = harness.listener.deliveries_of(job.id)
+    assert delivered.data == wav

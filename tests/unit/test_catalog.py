@@ -215,3 +215,26 @@ def test_cost_estimates() -> None:
     validated = validate(duration_s=10, count=2)
     assert validated.spec.estimate_cost_usd(validated) == pytest.approx(2 * 10 * 0.0023)
     assert "Roughly $" in validated.spec.help_text()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"params": {"continuation": True}}, "needs an audio clip to continue"),
+        ({"audio_s": 5.0, "params": {"model_version": "stereo-large"}}, "needs a melody model"),
+        ({"audio_s": 10.0, "duration_s": 8, "params": {"continuation": True}}, "shorter than `duration` (8 s"),
+        ({"audio_s": 40.0, "duration_s": 30, "params": {"continuation": True}}, "must be under 30 s"),
+        ({"audio_s": 5.0, "duration_s": 8, "params": {"continuation": True, "continuation_start": 6}}, "past the end"),
+    ],
+)
+def test_continuation_rules(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        validate(None, **fields)
+    assert message in caught.value.user_message
+
+
+def test_valid_continuation_and_melody() -> None:
+    long_clip = validate(audio_s=40.0, duration_s=30, params={"continuation": True, "continuation_start": 32})
+    assert long_clip.spec.build_input(long_clip)["continuation_start"] == 32  # only the last 8 s are continued
+    melody = validate(audio_s=120.0, duration_s=8, params={"model_version": "melody-large"})
+    assert melody.spec.build_input(melody)["model_version"] == "melody-large"
