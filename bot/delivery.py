@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import av.error
 import discord
 
+from bot.audio.fit import fit_audio
 from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MAX_FILES = 10  # attachments per message
 # Leave a margin so a call that starts just before expiry does not fail mid-flight.
 TOKEN_MARGIN_S = 60.0
 TERMINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.CANCELED})
@@ -165,23 +168,46 @@ class _Live:
     expires_at: float = field(default=0.0)
 
 
-async def _read_files(jobs: Sequence[Job]) -> list[discord.File]:
-    """Every file to post for ``jobs``: each audio file, and each image (read off the event loop)."""
-    files = []
+def _tags(job: Job) -> dict[str, str]:
+    """Metadata written into delivered files: title from the prompt, model, seed and job id."""
+    seed = job.seed if job.seed is not None else job.request.get("seed")
+    details = [f"model {model_label(job)}", f"job {job.id}"] + ([f"seed {seed}"] if seed is not None else [])
+    return {
+        "title": _truncate(job.prompt or "Untitled", 200),
+        "artist": "Encore",
+        "comment": "; ".join(details),
+        "description": "; ".join(details),
+    }
+
+
+async def _fit_files(jobs: Sequence[Job], *, limit: int, work_dir: Path) -> tuple[list[discord.File], bool]:
+    """Every file to post for ``jobs``, each fitted under ``limit`` (re-encoded or split if needed)."""
+    files: list[discord.File] = []
+    reencoded = False
     for job in jobs:
         assert job.output_path is not None
+        source = Path(job.output_path)
+        stem = Path(audio_filename(job)).stem
         try:
-            data = await asyncio.to_thread(Path(job.output_path).read_bytes)
+            fitted = await asyncio.to_thread(
+                fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
+            )
         except FileNotFoundError:
             raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
-        files.append(discord.File(io.BytesIO(data), filename=audio_filename(job)))
-    return files
+        except (av.error.FFmpegError, ValueError, IndexError) as exc:
+            raise DeliveryError("I couldn't prepare the audio for Discord.", detail=str(exc), retryable=False) from None
+        for item in fitted:
+            data = await asyncio.to_thread(item.path.read_bytes)
+            files.append(discord.File(io.BytesIO(data), filename=item.path.name))
+            reencoded = reencoded or item.reencoded
+    return files, reencoded
 
 
 class DiscordDelivery:
     def __init__(self, bot: commands.Bot, settings: Settings) -> None:
         self._bot = bot
         self._interval_s = settings.discord.card_edit_interval_s
+        self._work_dir = settings.storage.dir / "deliveries"
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -313,25 +339,36 @@ class DiscordDelivery:
         lead = jobs[0]
         interaction = self._live_interaction(lead.card_key)
         limit = self._upload_limit(lead, interaction)
-        for job in jobs:
-            size = job.output_size or 0
-            if size > limit:
-                raise DeliveryError(
-                    f"The track is {_mib(size)}, over the {_mib(limit)} upload limit here.",
-                    detail=f"output {size} bytes > limit {limit}",
-                    retryable=False,
-                )
-        files = await _read_files(jobs)
+        files, reencoded = await _fit_files(jobs, limit=limit, work_dir=self._work_dir)
         prompt = discord.utils.escape_markdown(_truncate(lead.prompt, 150))
         if len(jobs) > 1:
             labels = ", ".join(f"{job.batch_index + 1} · {_seed_label(job)}" for job in jobs)
             content = f"<@{lead.user_id}> your {len(jobs)} variations are ready: **{prompt}**\n{labels}"
         else:
             content = f"<@{lead.user_id}> your track is ready: **{prompt}**"
+        if reencoded:
+            content += f"\n(converted to Opus to fit the {_mib(limit)} upload limit here"
+            content += f", in {len(files)} parts)" if len(files) > len(jobs) else ")"
         # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(lead.user_id)], replied_user=False
         )
+        # Discord takes 10 attachments per message: the first message carries the text, the rest follow.
+        first, rest = files[:MAX_FILES], [files[i : i + MAX_FILES] for i in range(MAX_FILES, len(files), MAX_FILES)]
+        message_id = await self._send(lead, interaction, content, first, mentions)
+        for index, chunk in enumerate(rest, start=2):
+            await self._send(lead, self._live_interaction(lead.card_key), f"(part {index})", chunk, mentions, index)
+        return message_id
+
+    async def _send(
+        self,
+        lead: Job,
+        interaction: discord.Interaction[Any] | None,
+        content: str,
+        files: list[discord.File],
+        mentions: discord.AllowedMentions,
+        chunk: int = 1,
+    ) -> int:
         try:
             if interaction is not None:
                 try:
@@ -349,7 +386,8 @@ class DiscordDelivery:
             if lead.channel_id is None:
                 raise DeliveryError(detail="job has no channel", retryable=False)
             channel = self._bot.get_partial_messageable(lead.channel_id, guild_id=lead.guild_id)
-            kwargs: dict[str, Any] = {"files": files, "allowed_mentions": mentions, "nonce": delivery_nonce(lead)}
+            nonce = delivery_nonce(lead) if chunk == 1 else f"{delivery_nonce(lead)[:22]}-{chunk}"
+            kwargs: dict[str, Any] = {"files": files, "allowed_mentions": mentions, "nonce": nonce}
             if lead.card_message_id is not None:
                 kwargs["reference"] = discord.MessageReference(
                     message_id=lead.card_message_id,

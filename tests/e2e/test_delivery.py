@@ -9,7 +9,7 @@ import pytest
 
 from bot.jobs.models import JobStatus
 from tests.e2e.conftest import Encore, card_status, default_guild, job_id_of, status_is
-from tests.fakes.audio import make_wav, wav_info
+from tests.fakes.audio import audio_info, make_wav, wav_info
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.models import DEFAULT_BOT_PERMISSIONS, Permission
 from tests.fakes.replicate import FakeReplicate, OutputFile
@@ -48,16 +48,21 @@ def _big_musicgen(fake: FakeReplicate) -> None:
     fake.add_model(dataclasses.replace(model, run=run))
 
 
-async def test_output_over_the_upload_limit_ends_with_a_clear_reason(
+async def test_long_output_is_fitted_into_a_10_mib_guild(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
-    _big_musicgen(fake)
+    _big_musicgen(fake)  # an 11.5 MB WAV for a tier-0 guild (10 MiB)
     fake.auto_advance = True
     await encore.start()
-    handle = await sim.user("alice").slash("music generate", prompt="too big")
-    failed = await handle.wait_original(status_is("Failed"))
-    assert "over the 10.0 MiB upload limit" in card_status(failed)
-    assert all(not m.attachments for m in handle.followups)
+    handle = await sim.user("alice").slash("music generate", prompt="too big for wav")
+    audio = await handle.wait_file()
+    assert audio.filename.endswith(".ogg")
+    assert audio.size <= 10 * 1024 * 1024
+    info = audio_info(audio.data)
+    assert (info.codec, round(info.duration_s)) == ("opus", 60)  # the whole track, re-encoded
+    delivery = next(m for m in handle.followups if m.attachments)
+    assert "converted to Opus to fit the 10.0 MiB upload limit" in delivery.content
+    await handle.wait_original(status_is("Done"))
 
 
 @pytest.mark.parametrize("guilds", [[default_guild(premium_tier=2)]])
