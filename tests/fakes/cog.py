@@ -55,24 +55,25 @@ import itertools
 import json
 import mimetypes
 import posixpath
-import re
 import secrets
 import string
 from base64 import b64encode
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Self, TypeVar, cast
+from typing import Annotated, Any, cast
 from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from multidict import CIMultiDict
 from pydantic import AfterValidator, AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints, ValidationError, create_model
 
+from tests.fakes import _http
+from tests.fakes._http import FakeServer
+from tests.fakes._http import RecordedRequest as RecordedRequest
 from tests.fakes.models import (
     MUSICGEN,
     FakeModel,
@@ -84,7 +85,6 @@ from tests.fakes.models import (
     resolve_inputs,
 )
 
-T = TypeVar("T")
 EVENTS = ("start", "output", "logs", "completed")  # cog's default webhook_events_filter: all four
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 RETRY_WEBHOOK_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -263,16 +263,6 @@ class ParsedRequest:
 
 
 @dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    json: Any  # parsed JSON body, or None
-    body: bytes
-
-
-@dataclass(frozen=True)
 class WebhookDelivery:
     event: str  # start | output | logs | completed
     status_code: int | None  # None: connection error or timeout
@@ -308,25 +298,8 @@ class _Message:
 
 
 @dataclass
-class Fault:
+class Fault(_http.Fault):
     """An injected failure; see ``FakeCog.inject``. ``hits`` counts the requests it answered."""
-
-    method: str | None
-    path: str | None
-    status: int | None
-    body: Any
-    headers: dict[str, str]
-    times: int | None
-    delay_s: float
-    drop: bool
-    hits: int = 0
-
-    def matches(self, request: web.Request) -> bool:
-        return (
-            (self.times is None or self.hits < self.times)
-            and (self.method is None or self.method.upper() == request.method)
-            and (self.path is None or re.search(self.path, request.path) is not None)
-        )
 
     def response(self, status: int) -> web.Response:
         body = self.body
@@ -403,8 +376,10 @@ class _UploadFailed(Exception):
 # ---------------------------------------------------------------- the server
 
 
-class FakeCog:
+class FakeCog(FakeServer[Fault]):
     """The fake model server. ``async with FakeCog() as cog:`` then point the client at ``cog.base_url``."""
+
+    _label = "FakeCog"
 
     def __init__(
         self,
@@ -427,6 +402,7 @@ class FakeCog:
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
+        super().__init__()
         self.model = model
         self.upload_url = upload_url  # the --upload-url flag; may be set after start()
         self.max_concurrency = max_concurrency
@@ -446,13 +422,11 @@ class FakeCog:
         self.defunct = False
         self.shutdown_requested = False
         self._stopped = False
-        self.requests: list[RecordedRequest] = []
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.uploads: list[UploadAttempt] = []
         self.input_fetches: list[str] = []  # file-input URLs fetched, in order
         self.history: list[CogPrediction] = []  # every run, in creation order
         self.running: dict[str, CogPrediction] = {}  # by key
-        self.faults: list[Fault] = []
         self.input_type = input_model(model.input_schema)
         self.request_type = request_model(self.input_type)
         self._setup_started_at = _now()
@@ -461,15 +435,7 @@ class FakeCog:
         self._new_predictions: deque[str] = deque()
         self._new_deliveries: deque[WebhookDelivery] = deque()
         self._new_uploads: deque[UploadAttempt] = deque()
-        self._claimed_requests: set[int] = set()
-        self._tick = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._webhook_tasks: set[asyncio.Task[None]] = set()
-        self._webhook_tail: dict[str, asyncio.Task[None]] = {}
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self._client: aiohttp.ClientSession | None = None
-        self._port = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -482,22 +448,17 @@ class FakeCog:
         return f"cog-worker/{self.cog_version} {REQUESTS_UA}"
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        add = app.router.add_route
-        add("GET", "/", self._h_root)
-        add("GET", "/health-check", self._h_health)
-        add("GET", "/openapi.json", self._h_openapi)
-        add("GET", "/docs", self._h_docs)
-        add("POST", "/predictions", self._h_predict)
-        add("PUT", "/predictions/{prediction_id}", self._h_predict_idempotent)
-        add("POST", "/predictions/{prediction_id}/cancel", self._h_cancel)
-        add("POST", "/shutdown", self._h_shutdown)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.25, access_log=None, handler_cancellation=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await self._site.start()
-        self._port = self._runner.addresses[0][1]
-        self._client = aiohttp.ClientSession()
+        routes = [
+            ("GET", "/", self._h_root),
+            ("GET", "/health-check", self._h_health),
+            ("GET", "/openapi.json", self._h_openapi),
+            ("GET", "/docs", self._h_docs),
+            ("POST", "/predictions", self._h_predict),
+            ("PUT", "/predictions/{prediction_id}", self._h_predict_idempotent),
+            ("POST", "/predictions/{prediction_id}/cancel", self._h_cancel),
+            ("POST", "/shutdown", self._h_shutdown),
+        ]
+        await self._serve(routes, client_max_size=64 * 1024 * 1024, handler_cancellation=False)
 
     async def close(self) -> None:
         tasks = [*self._tasks, *self._webhook_tasks]
@@ -511,13 +472,6 @@ class FakeCog:
         if self._client is not None:
             await self._client.close()
         self._client = self._runner = self._site = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------ setup / health from tests
 
@@ -550,31 +504,9 @@ class FakeCog:
         self.defunct = True
         self._notify()
 
-    # ------------------------------------------------------------ middleware: record, faults
+    # ------------------------------------------------------------ errors and faults (the middleware is FakeServer's)
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        record = RecordedRequest(
-            request.method, request.path, dict(request.query), CIMultiDict(request.headers), parsed, body
-        )
-        self.requests.append(record)
-        self._notify()
-        fault = next((f for f in self.faults if f.matches(request)), None)
-        if fault is not None:
-            fault.hits += 1
-            if fault.delay_s:
-                await asyncio.sleep(fault.delay_s)
-            if fault.drop:
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response(status=500)  # never reaches the client
-            if fault.status is not None:
-                return fault.response(fault.status)
+    async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except _Reply as reply:
@@ -988,15 +920,7 @@ class FakeCog:
         return url
 
     def _record_upload(self, attempt: UploadAttempt) -> None:
-        self.uploads.append(attempt)
-        self._new_uploads.append(attempt)
-        self._notify()
-
-    @property
-    def _http(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            raise RuntimeError("FakeCog is not started")
-        return self._client
+        self._log(self.uploads, self._new_uploads, attempt)
 
     # ------------------------------------------------------------ running predictions
 
@@ -1132,57 +1056,26 @@ class FakeCog:
 
     def _schedule(self, msg: _Message) -> None:
         """Deliver in the background, after earlier messages for the same prediction."""
-        task = asyncio.create_task(self._deliver(msg, self._webhook_tail.get(msg.key)))
-        self._webhook_tail[msg.key] = task
-        self._webhook_tasks.add(task)
-        task.add_done_callback(self._webhook_tasks.discard)
+        self._chain(msg.key, lambda: self._deliver(msg))
 
-    async def _deliver(self, msg: _Message, after: asyncio.Task[None] | None) -> None:
-        if after is not None:
-            await asyncio.wait([after])
+    async def _deliver(self, msg: _Message) -> None:
         attempts = 1 + (self.webhook_retries if msg.terminal else 0)
-        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout_s)
         for attempt in range(1, attempts + 1):
-            status: int | None = None
-            try:
-                async with self._http.post(
-                    msg.url, data=msg.body, headers=msg.headers, timeout=timeout, allow_redirects=False
-                ) as resp:
-                    await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, TimeoutError):
-                status = None
+            status = await self._post(msg.url, msg.body, msg.headers, self.webhook_timeout_s)
             delivery = WebhookDelivery(
                 msg.event, status, json.loads(msg.body), msg.key, attempt, msg.url, dict(msg.headers)
             )
-            self.webhook_deliveries.append(delivery)
-            self._new_deliveries.append(delivery)
-            self._notify()
+            self._log(self.webhook_deliveries, self._new_deliveries, delivery)
             if status is not None and status not in RETRY_WEBHOOK_STATUSES:
                 return
             if attempt < attempts:
                 await asyncio.sleep(_backoff(attempt, self.webhook_backoff_s, self.webhook_backoff_max_s))
 
-    # ------------------------------------------------------------ awaitable hooks
-
-    def _notify(self) -> None:
-        self._tick.set()
-        self._tick = asyncio.Event()
-
-    async def _wait(self, check: Callable[[], T | None], timeout: float, what: str) -> T:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    if (found := check()) is not None:
-                        return found
-                    await self._tick.wait()
-        except TimeoutError:
-            raise TimeoutError(f"FakeCog: no {what} within {timeout} s") from None
+    # ------------------------------------------------------------ awaitable hooks (and FakeServer's)
 
     async def wait_for_prediction(self, timeout: float = 5.0) -> str:
         """The key of the next prediction started (each returned once, in order)."""
-        q = self._new_predictions
-        return await self._wait(lambda: q.popleft() if q else None, timeout, "new prediction")
+        return await self._next(self._new_predictions, timeout, "new prediction")
 
     async def wait_for_status(self, key: str, *statuses: str, timeout: float = 5.0) -> CogPrediction:
         """Wait until the latest run with ``key`` is in one of ``statuses`` (default: any terminal one)."""
@@ -1199,41 +1092,17 @@ class FakeCog:
 
     async def next_webhook_delivery(self, timeout: float = 5.0) -> WebhookDelivery:
         """The next webhook delivery attempt (each returned once, in order)."""
-        q = self._new_deliveries
-        return await self._wait(lambda: q.popleft() if q else None, timeout, "webhook delivery")
+        return await self._next(self._new_deliveries, timeout, "webhook delivery")
 
     async def next_upload(self, timeout: float = 5.0) -> UploadAttempt:
         """The next output upload attempt (each returned once, in order)."""
-        q = self._new_uploads
-        return await self._wait(lambda: q.popleft() if q else None, timeout, "upload")
+        return await self._next(self._new_uploads, timeout, "upload")
 
     async def drain_webhooks(self, timeout: float = 5.0) -> None:
         """Wait until every scheduled webhook delivery (with retries) has finished."""
         async with asyncio.timeout(timeout):
             while self._webhook_tasks:
                 await asyncio.gather(*list(self._webhook_tasks), return_exceptions=True)
-
-    async def next_request(
-        self, method: str | None = None, path_prefix: str | None = None, timeout: float = 5.0
-    ) -> RecordedRequest:
-        """The oldest recorded request matching the filters not yet returned by this method."""
-
-        def check() -> RecordedRequest | None:
-            for i, r in enumerate(self.requests):
-                if i in self._claimed_requests or (method is not None and r.method != method.upper()):
-                    continue
-                if path_prefix is None or r.path.startswith(path_prefix):
-                    self._claimed_requests.add(i)
-                    return r
-            return None
-
-        return await self._wait(check, timeout, f"request {method or '*'} {path_prefix or ''}")
-
-    def count(self, method: str | None = None, path_prefix: str = "") -> int:
-        """How many requests were recorded with this method and a path starting with ``path_prefix``."""
-        return sum(
-            (method is None or r.method == method.upper()) and r.path.startswith(path_prefix) for r in self.requests
-        )
 
 
 def _backoff(failures: int, base: float, cap: float) -> float:

@@ -46,21 +46,23 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import jsonschema
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from multidict import CIMultiDict
 
+from tests.fakes import _http
+from tests.fakes._http import FakeServer, drop_connection
+from tests.fakes._http import RecordedRequest as RecordedRequest
 from tests.fakes.models import (
     MODELS,
     FakeModel,
@@ -78,7 +80,6 @@ from tests.fakes.models import RIFFUSION as RIFFUSION
 from tests.fakes.models import STABLE_AUDIO as STABLE_AUDIO
 from tests.fakes.models import run_musicgen as run_musicgen
 
-T = TypeVar("T")
 PROBLEM = "application/problem+json"
 SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "replicate-openapi.json"
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
@@ -191,16 +192,6 @@ def _webhook_url_ok(url: str) -> bool:
 
 
 @dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    json: Any  # parsed JSON body, or None
-    body: bytes  # b"" for multipart uploads
-
-
-@dataclass(frozen=True)
 class WebhookDelivery:
     webhook_id: str
     event: str
@@ -221,26 +212,10 @@ class _Message:
 
 
 @dataclass
-class Fault:
+class Fault(_http.Fault):
     """An injected failure; see ``FakeReplicate.inject``. ``hits`` counts the requests it answered."""
 
-    method: str | None
-    path: str | None
-    status: int | None
-    body: Any
-    headers: dict[str, str]
-    times: int | None
-    delay_s: float
-    drop: bool
     drop_after_create: bool
-    hits: int = 0
-
-    def matches(self, request: web.Request) -> bool:
-        return (
-            (self.times is None or self.hits < self.times)
-            and (self.method is None or self.method.upper() == request.method)
-            and (self.path is None or re.search(self.path, request.path) is not None)
-        )
 
     def response(self, status: int) -> web.Response:
         body = self.body
@@ -339,8 +314,11 @@ def _cursor(kind: str, seq: int) -> str:
 # ---------------------------------------------------------------- the server
 
 
-class FakeReplicate:
+class FakeReplicate(FakeServer[Fault]):
     """The fake API server. Use ``async with FakeReplicate() as fake:`` and point the client at ``base_url``."""
+
+    _label = "FakeReplicate"
+    _record_multipart_bodies = False
 
     def __init__(
         self,
@@ -354,6 +332,7 @@ class FakeReplicate:
         max_file_bytes: int = 100 * 1024 * 1024,
         prefer_wait_scale: float = 1.0,
     ) -> None:
+        super().__init__()
         self.token = token
         self.webhook_secret = webhook_secret
         self.auto_advance = auto_advance
@@ -367,21 +346,12 @@ class FakeReplicate:
         self.models: dict[str, FakeModel] = dict(MODELS)
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, StoredFile] = {}
-        self.requests: list[RecordedRequest] = []
         self.input_fetches: list[str] = []  # file-input URLs fetched for predictions, in order
         self.webhook_deliveries: list[WebhookDelivery] = []
-        self.faults: list[Fault] = []
         self._outputs: dict[str, dict[str, OutputFile]] = {}
         self._seq = itertools.count(1)
         self._new_predictions: deque[str] = deque()
         self._new_deliveries: deque[WebhookDelivery] = deque()
-        self._claimed_requests: set[int] = set()
-        self._tick = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._webhook_tail: dict[str, asyncio.Task[None]] = {}
-        self._runner: web.AppRunner | None = None
-        self._client: aiohttp.ClientSession | None = None
-        self._port = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -394,70 +364,41 @@ class FakeReplicate:
         return f"{self.root_url}/v1"
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024 * 1024)
-        add = app.router.add_route
-        add("POST", "/v1/predictions", self._h_create)
-        add("GET", "/v1/predictions", self._h_list)
-        add("GET", "/v1/predictions/{pid}", self._h_get)
-        add("POST", "/v1/predictions/{pid}/cancel", self._h_cancel)
-        add("GET", "/v1/models/{owner}/{name}", self._h_model)
-        add("GET", "/v1/models/{owner}/{name}/versions/{vid}", self._h_version)
-        add("POST", "/v1/models/{owner}/{name}/predictions", self._h_model_create)
-        add("GET", "/v1/webhooks/default/secret", self._h_secret)
-        add("POST", "/v1/files", self._h_file_create)
-        add("GET", "/v1/files", self._h_file_list)
-        add("GET", "/v1/files/{fid}", self._h_file_get)
-        add("DELETE", "/v1/files/{fid}", self._h_file_delete)
-        add("GET", "/v1/files/{fid}/download", self._h_file_download)
-        add("GET", "/delivery/{pid}/{name}", self._h_delivery)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.25, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self._port = self._runner.addresses[0][1]
-        self._client = aiohttp.ClientSession()
+        routes = [
+            ("POST", "/v1/predictions", self._h_create),
+            ("GET", "/v1/predictions", self._h_list),
+            ("GET", "/v1/predictions/{pid}", self._h_get),
+            ("POST", "/v1/predictions/{pid}/cancel", self._h_cancel),
+            ("GET", "/v1/models/{owner}/{name}", self._h_model),
+            ("GET", "/v1/models/{owner}/{name}/versions/{vid}", self._h_version),
+            ("POST", "/v1/models/{owner}/{name}/predictions", self._h_model_create),
+            ("GET", "/v1/webhooks/default/secret", self._h_secret),
+            ("POST", "/v1/files", self._h_file_create),
+            ("GET", "/v1/files", self._h_file_list),
+            ("GET", "/v1/files/{fid}", self._h_file_get),
+            ("DELETE", "/v1/files/{fid}", self._h_file_delete),
+            ("GET", "/v1/files/{fid}/download", self._h_file_download),
+            ("GET", "/delivery/{pid}/{name}", self._h_delivery),
+        ]
+        await self._serve(routes, client_max_size=256 * 1024 * 1024)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        for task in list(self._webhook_tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        self._client = self._runner = None
+        self._client = self._runner = self._site = None
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
+    # ------------------------------------------------------------ faults and auth (the middleware is FakeServer's)
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # ------------------------------------------------------------ middleware: record, faults, auth
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        body = b"" if request.content_type.startswith("multipart/") else await request.read()
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        headers = CIMultiDict(request.headers)
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers, parsed, body))
-        self._notify()
-        fault = next((f for f in self.faults if f.matches(request)), None)
-        if fault is None:
-            return await self._dispatch(request, handler)
-        fault.hits += 1
-        if fault.delay_s:
-            await asyncio.sleep(fault.delay_s)
+    async def _answer_fault(self, fault: Fault, request: web.Request, handler: Handler) -> web.StreamResponse:
         if fault.drop_after_create:
             await self._dispatch(request, handler)
-        if fault.drop or fault.drop_after_create:
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response(status=500)  # never reaches the client
-        return fault.response(fault.status) if fault.status is not None else await self._dispatch(request, handler)
+            return drop_connection(request)
+        return await super()._answer_fault(fault, request, handler)
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -725,9 +666,7 @@ class FakeReplicate:
             if (stored := self.files.get(fid)) is None:
                 raise FetchError(f"fake: fetching {url} failed: HTTP 404")
             return InputFile(url, stored.content, stored.content_type)
-        if self._client is None:
-            raise RuntimeError("FakeReplicate is not started")
-        return await fetch_url(self._client, url)
+        return await fetch_url(self._http, url)
 
     async def _succeed(self, pred: Prediction, duplicates: int = 0) -> None:
         """Fetch file inputs, run the model in a thread, publish the output (or fail by the model's rules).
@@ -867,27 +806,20 @@ class FakeReplicate:
 
     def _schedule(self, msg: _Message) -> None:
         """Deliver in the background, after earlier messages for the same prediction."""
-        task = asyncio.create_task(self._deliver(msg, self._webhook_tail.get(msg.prediction_id)))
-        self._webhook_tail[msg.prediction_id] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._chain(msg.prediction_id, lambda: self._deliver(msg))
 
-    async def _deliver(self, msg: _Message, after: asyncio.Task[None] | None) -> None:
-        if after is not None:
-            await asyncio.wait([after])
+    async def _deliver(self, msg: _Message) -> None:
         attempts = 1 + (self.webhook_retries if msg.retry else 0)
         for attempt in range(1, attempts + 1):
-            status = await self._post(msg.url, msg.webhook_id, msg.body)
+            status = await self._post_signed(msg.url, msg.webhook_id, msg.body)
             delivery = WebhookDelivery(msg.webhook_id, msg.event, status, msg.prediction_id, attempt, msg.body)
-            self.webhook_deliveries.append(delivery)
-            self._new_deliveries.append(delivery)
-            self._notify()
+            self._log(self.webhook_deliveries, self._new_deliveries, delivery)
             if status is not None and 200 <= status < 300:
                 return
             if attempt < attempts:
                 await asyncio.sleep(self.webhook_retry_delay_s * 2 ** (attempt - 1))
 
-    async def _post(
+    async def _post_signed(
         self,
         url: str,
         webhook_id: str,
@@ -897,8 +829,6 @@ class FakeReplicate:
         signature: str | None = None,
         omit_headers: Iterable[str] = (),
     ) -> int | None:
-        if self._client is None:
-            raise RuntimeError("FakeReplicate is not started")
         ts = int(time.time()) if timestamp is None else timestamp
         headers = {
             "content-type": "application/json",
@@ -910,13 +840,7 @@ class FakeReplicate:
         }
         for name in omit_headers:
             headers.pop(name.lower(), None)
-        timeout = aiohttp.ClientTimeout(total=self.webhook_timeout_s)
-        try:
-            async with self._client.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as r:
-                await r.read()
-                return r.status
-        except (aiohttp.ClientError, TimeoutError):
-            return None
+        return await self._post(url, body, headers, self.webhook_timeout_s)
 
     async def send_webhook(
         self,
@@ -942,33 +866,18 @@ class FakeReplicate:
             raise ValueError(f"prediction {prediction_id} has no webhook URL; pass url=")
         data = body if body is not None else json.dumps(pred.to_json(self.base_url)).encode()
         wid = webhook_id or _webhook_id()
-        status = await self._post(
+        status = await self._post_signed(
             target, wid, data, timestamp=timestamp, signature=signature, omit_headers=omit_headers
         )
         if status is None:
             raise ConnectionError(f"webhook POST to {target} failed")
         return status
 
-    # ------------------------------------------------------------ awaitable hooks
-
-    def _notify(self) -> None:
-        self._tick.set()
-        self._tick = asyncio.Event()
-
-    async def _wait(self, check: Callable[[], T | None], timeout: float, what: str) -> T:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    if (found := check()) is not None:
-                        return found
-                    await self._tick.wait()
-        except TimeoutError:
-            raise TimeoutError(f"FakeReplicate: no {what} within {timeout} s") from None
+    # ------------------------------------------------------------ awaitable hooks (and FakeServer's)
 
     async def wait_for_prediction(self, timeout: float = 5.0) -> str:
         """The id of the next prediction created (each is returned once, in creation order)."""
-        q = self._new_predictions
-        return await self._wait(lambda: q.popleft() if q else None, timeout, "new prediction")
+        return await self._next(self._new_predictions, timeout, "new prediction")
 
     async def wait_for_status(self, prediction_id: str, *statuses: str, timeout: float = 5.0) -> Prediction:
         """Wait until the prediction is in one of ``statuses`` (default: any terminal status)."""
@@ -978,32 +887,9 @@ class FakeReplicate:
 
     async def next_webhook_delivery(self, timeout: float = 5.0) -> WebhookDelivery:
         """The next webhook delivery attempt (each returned once, in order)."""
-        q = self._new_deliveries
-        return await self._wait(lambda: q.popleft() if q else None, timeout, "webhook delivery")
+        return await self._next(self._new_deliveries, timeout, "webhook delivery")
 
     async def drain_webhooks(self, timeout: float = 5.0) -> None:
         """Wait until every scheduled webhook delivery (with retries) has finished."""
-        if self._tasks:
-            await asyncio.wait_for(asyncio.gather(*list(self._tasks), return_exceptions=True), timeout)
-
-    async def next_request(
-        self, method: str | None = None, path_prefix: str | None = None, timeout: float = 5.0
-    ) -> RecordedRequest:
-        """The oldest recorded request matching the filters not yet returned by this method."""
-
-        def check() -> RecordedRequest | None:
-            for i, r in enumerate(self.requests):
-                if i in self._claimed_requests or (method is not None and r.method != method.upper()):
-                    continue
-                if path_prefix is None or r.path.startswith(path_prefix):
-                    self._claimed_requests.add(i)
-                    return r
-            return None
-
-        return await self._wait(check, timeout, f"request {method or '*'} {path_prefix or ''}")
-
-    def count(self, method: str | None = None, path_prefix: str = "") -> int:
-        """How many requests were recorded with this method and a path starting with ``path_prefix``."""
-        return sum(
-            (method is None or r.method == method.upper()) and r.path.startswith(path_prefix) for r in self.requests
-        )
+        if self._webhook_tasks:
+            await asyncio.wait_for(asyncio.gather(*list(self._webhook_tasks), return_exceptions=True), timeout)

@@ -19,6 +19,7 @@ from aiohttp import web
 from tests.fakes.audio import make_wav, wav_info
 from tests.fakes.cog import NOID_PREFIX, UPLOAD_ERROR, FakeCog
 from tests.fakes.models import MUSICGEN, FakeModel, OutputFile
+from tests.selftest.conftest import serve
 
 ASYNC = {"Prefer": "respond-async"}
 ONLY_START_COMPLETED = ["start", "completed"]
@@ -71,20 +72,18 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rcv = Receiver()
-    app = web.Application()
-    app.router.add_route("POST", "/hook", rcv.handle)
-    app.router.add_route("PUT", "/upload/{name}", rcv.handle)
-    app.router.add_route("PUT", "/prefix/{name}", rcv.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    rcv.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield rcv
-    await runner.cleanup()
+    routes = [
+        web.post("/hook", rcv.handle),
+        web.put("/upload/{name}", rcv.handle),
+        web.put("/prefix/{name}", rcv.handle),
+    ]
+    async with serve(*routes) as url:
+        rcv.url = url
+        yield rcv
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:  # overrides conftest's, which is for FakeReplicate
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         yield session
 

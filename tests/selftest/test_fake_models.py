@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.fakes.audio import (
 )
 from tests.fakes.models import NONEXISTENT_MODELS, FakeModel, InputFile, decode_data_url
 from tests.fakes.replicate import MODELS, MUSICGEN, FakeReplicate
+from tests.selftest.conftest import call, serve
 
 MUSICGEN_V = MUSICGEN.versions[0]
 STABLE_V = "9aff84a639f96d0f7e6081cdea002d15133d0043727f849c40abdd166b7c75a8"
@@ -53,32 +53,9 @@ class ClipServer:
 @pytest.fixture
 async def clips() -> AsyncIterator[ClipServer]:
     server = ClipServer()
-    app = web.Application()
-    app.router.add_get("/{name}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    yield server
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeReplicate]:
-    async with FakeReplicate() as f:
-        yield f
-
-
-@pytest.fixture
-async def http(fake: FakeReplicate) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {fake.token}"}) as session:
-        yield session
-
-
-async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> tuple[int, Any, str]:
-    async with http.request(method, url, **kwargs) as resp:
-        raw = await resp.read()
-        return resp.status, (json.loads(raw) if raw and "json" in resp.content_type else raw), resp.content_type
+    async with serve(web.get("/{name}", server.handle)) as url:
+        server.url = url
+        yield server
 
 
 async def run(http: aiohttp.ClientSession, fake: FakeReplicate, version: str, inp: dict[str, Any]) -> dict[str, Any]:
@@ -92,9 +69,9 @@ async def run(http: aiohttp.ClientSession, fake: FakeReplicate, version: str, in
 
 
 async def download(http: aiohttp.ClientSession, url: str, content_type: str) -> bytes:
-    status, data, got_type = await call(http, "GET", url)
+    status, data, resp = await call(http, "GET", url)
     assert status == 200
-    assert got_type == content_type
+    assert resp.content_type == content_type
     return data
 
 
@@ -183,8 +160,8 @@ def test_registry() -> None:
 
 @pytest.mark.parametrize("ref", sorted(NONEXISTENT_MODELS))
 async def test_nonexistent_models(fake: FakeReplicate, http: aiohttp.ClientSession, ref: str) -> None:
-    status, body, content_type = await call(http, "GET", f"{fake.base_url}/models/{ref}")
-    assert (status, content_type) == (404, "application/problem+json")
+    status, body, resp = await call(http, "GET", f"{fake.base_url}/models/{ref}")
+    assert (status, resp.content_type) == (404, "application/problem+json")
     assert body["status"] == 404
     status, body, _ = await call(
         http, "POST", f"{fake.base_url}/predictions", json={"version": f"{ref}:{STABLE_V}", "input": {"prompt": "x"}}

@@ -24,6 +24,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.fakes.audio import make_wav, wav_info
 from tests.fakes.replicate import DEFAULT_WEBHOOK_SECRET, SPEC_PATH, FakeReplicate, sign_webhook
+from tests.selftest.conftest import call, serve
 
 V_NEW = "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
 V_OLD = "b05b1dff1d8c6dc63d14b0cdb42135378dcb87f6373b0d3d341ede46e59e2b38"
@@ -66,7 +67,6 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes, bool]] = []
         self.statuses: deque[int] = deque()  # answers to give before falling back to 200
-        self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -85,34 +85,9 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    rec.runner = web.AppRunner(app, access_log=None)
-    await rec.runner.setup()
-    await web.TCPSite(rec.runner, "127.0.0.1", 0).start()
-    rec.url = f"http://127.0.0.1:{rec.runner.addresses[0][1]}/hook"
-    yield rec
-    await rec.runner.cleanup()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeReplicate]:
-    async with FakeReplicate() as f:
-        yield f
-
-
-@pytest.fixture
-async def http(fake: FakeReplicate) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {fake.token}"}) as session:
-        yield session
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
-) -> tuple[int, Any, aiohttp.ClientResponse]:
-    async with http.request(method, url, **kwargs) as resp:
-        raw = await resp.read()
-        return resp.status, (json.loads(raw) if raw and "json" in resp.content_type else raw), resp
+    async with serve(web.post("/hook", rec.handle)) as url:
+        rec.url = f"{url}/hook"
+        yield rec
 
 
 async def create(http: aiohttp.ClientSession, fake: FakeReplicate, **body: Any) -> dict[str, Any]:
