@@ -24,6 +24,7 @@ import av.error
 import discord
 
 from bot.audio.fit import fit_audio
+from bot.audio.waveform import render_waveform
 from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
@@ -125,8 +126,6 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
         times = [m.predict_time_s for m in members if m.predict_time_s is not None]
         if times:
             embed.add_field(name="Generation time", value=f"{max(times):.1f} s", inline=True)
-        if job.image_path:
-            embed.set_image(url=f"attachment://{image_filename(job)}")
     embed.set_footer(text=f"Job {job.id}" + (f" · {len(members)} variations" if len(members) > 1 else ""))
     return embed
 
@@ -147,6 +146,10 @@ def audio_filename(job: Job) -> str:
 def image_filename(job: Job) -> str:
     suffix = Path(job.image_path or "").suffix or ".jpg"
     return f"{_slug(job)}-{job.id}-spectrogram{suffix}"
+
+
+def waveform_filename(job: Job) -> str:
+    return f"{_slug(job)}-{job.id}-waveform.png"
 
 
 def delivery_nonce(job: Job) -> str:
@@ -297,12 +300,8 @@ class DiscordDelivery:
         view = self.view_factory(job, phase, members)
         if view is not None:
             kwargs["view"] = view
-        if phase == Phase.DONE and job.image_path:
-            try:
-                image = await asyncio.to_thread(Path(job.image_path).read_bytes)
-                kwargs["attachments"] = [discord.File(io.BytesIO(image), filename=image_filename(job))]
-            except FileNotFoundError:
-                log.warning("job %s: spectrogram missing", job.id)
+        if phase == Phase.DONE:
+            kwargs["attachments"] = await self._card_images(job, kwargs["embed"])
         try:
             interaction = self._live_interaction(job.card_key)
             if interaction is not None:
@@ -324,6 +323,32 @@ class DiscordDelivery:
         except discord.HTTPException as exc:
             log.warning("job %s: card edit failed: %s %s", job.id, exc.status, exc.code)
         return True
+
+    async def _card_images(self, job: Job, embed: discord.Embed) -> list[discord.File]:
+        """The Done card's pictures: the waveform, and a model's own image (a spectrogram) if it made one."""
+        files: list[discord.File] = []
+        waveform = None
+        if job.output_path:
+            try:
+                waveform = await asyncio.to_thread(render_waveform, Path(job.output_path))
+            except (OSError, av.error.FFmpegError, IndexError) as exc:
+                log.warning("job %s: no waveform (%s)", job.id, exc)
+        if waveform is not None:
+            files.append(discord.File(io.BytesIO(waveform), filename=waveform_filename(job)))
+        image = None
+        if job.image_path:
+            try:
+                image = await asyncio.to_thread(Path(job.image_path).read_bytes)
+            except FileNotFoundError:
+                log.warning("job %s: its image is missing", job.id)
+        if image is not None:
+            files.append(discord.File(io.BytesIO(image), filename=image_filename(job)))
+            embed.set_image(url=f"attachment://{image_filename(job)}")
+            if waveform is not None:
+                embed.set_thumbnail(url=f"attachment://{waveform_filename(job)}")
+        elif waveform is not None:
+            embed.set_image(url=f"attachment://{waveform_filename(job)}")
+        return files
 
     # -- the audio ------------------------------------------------------------------------------
 

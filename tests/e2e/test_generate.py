@@ -8,7 +8,7 @@ import pytest
 
 from bot.jobs.models import JobStatus
 from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
-from tests.fakes.audio import wav_info
+from tests.fakes.audio import image_info, wav_info
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 
@@ -44,6 +44,10 @@ async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: Discord
     assert alice.mention in delivery.content
 
     done = await handle.wait_original(status_is("Done"))
+    [waveform] = done.attachments  # the card shows the track's shape
+    info = image_info(waveform.data)
+    assert (info.codec, info.width, info.height) == ("png", 800, 160)
+    assert done.embeds[0]["image"]["url"] == f"attachment://{waveform.filename}"
     assert card_field(done, "Seed") == "4242"
     assert card_field(done, "Generation time") is not None
     assert done.custom_ids() == []  # no Cancel on a finished job

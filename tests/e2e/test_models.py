@@ -112,9 +112,11 @@ async def test_blend_shows_the_spectrogram_on_the_card(
     audio = await handle.wait_file(lambda a: a.filename.endswith(".wav"))
     assert round(audio_info(audio.data).duration_s) == 5
     card = await handle.wait_original(status_is("Done"))
-    [image] = card.attachments
-    assert image_info(image.data).codec == "mjpeg"
-    assert card.embeds[0]["image"]["url"] == f"attachment://{image.filename}"
+    images = {a.filename.rsplit("-", 1)[-1]: a for a in card.attachments}
+    assert image_info(images["spectrogram.jpg"].data).codec == "mjpeg"
+    assert image_info(images["waveform.png"].data).codec == "png"
+    assert card.embeds[0]["image"]["url"] == f"attachment://{images['spectrogram.jpg'].filename}"
+    assert card.embeds[0]["thumbnail"]["url"] == f"attachment://{images['waveform.png'].filename}"
     assert "electronic beats (alpha 0.25)" in (card_field(card, "Blended with") or "")
     [prediction] = fake.predictions.values()
     assert (prediction.input["alpha"], prediction.input["seed_image_id"]) == (0.25, "og_beat")
