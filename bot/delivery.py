@@ -70,6 +70,11 @@ def _token_dead(exc: discord.HTTPException) -> bool:
     return exc.status == 401 or exc.code in (50027, 10015)
 
 
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
 def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
@@ -96,7 +101,12 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     members = list(members) or [job]
     embed = discord.Embed(title=_truncate(job.prompt or "Untitled", 256), colour=_COLOURS[phase])
     embed.add_field(name="Model", value=model_label(job), inline=True)
-    if job.duration_s is not None:
+    total_s = job.context.get("total_s")
+    if job.context.get("kind") == "continuation" and total_s is not None:
+        added = job.context.get("extra_s")
+        value = f"Part {job.part} · total {_clock(float(total_s))}" + (f" (+{added} s)" if added else "")
+        embed.add_field(name="Track", value=value, inline=True)
+    elif job.duration_s is not None:
         embed.add_field(name="Duration", value=f"{job.duration_s:g} s", inline=True)
     prompt_b = job.request.get("params", {}).get("prompt_b")
     if prompt_b:

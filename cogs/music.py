@@ -7,10 +7,7 @@ model's parameters beyond the few common ones that get a slash option of their o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -33,11 +30,12 @@ from bot.catalog import (
     get_model,
     parse_options,
 )
-from bot.delivery import DiscordDelivery, build_card
-from bot.errors import BotError, InvalidRequestError
-from bot.jobs.models import JobOrigin, JobRequest
-from bot.jobs.service import Phase, phase_of
-from cogs.views import CancelButton, card_view, is_moderator
+from bot.delivery import DiscordDelivery
+from bot.errors import InvalidRequestError
+from bot.jobs.models import JobRequest
+from bot.jobs.service import phase_of
+from cogs._common import check_attachment, delivery_of, origin, post_card, save_attachment
+from cogs.views import CancelButton, ResultButton, card_view, is_moderator
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +43,6 @@ _MODEL_CHOICES = [app_commands.Choice(name=spec.display_name, value=spec.key) fo
 _VERSION_CHOICES = [app_commands.Choice(name=version, value=version) for version in MUSICGEN_VERSIONS]
 _SEED_IMAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in RIFFUSION_SEED_IMAGES]
 _OPTIONS_HELP = "Advanced settings as name=value pairs, e.g. temperature=1.2 top_k=200 (see /music models)"
-
-
-def _origin(interaction: discord.Interaction[Any]) -> JobOrigin:
-    return JobOrigin(
-        user_id=interaction.user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        interaction_id=interaction.id,
-        token_expires_at=interaction.expires_at.timestamp(),
-    )
 
 
 def _params(options: str | None, **common: Any) -> dict[str, Any]:
@@ -111,42 +99,19 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
 
     @property
     def delivery(self) -> DiscordDelivery:
-        assert isinstance(self.bot.delivery, DiscordDelivery)
-        return self.bot.delivery
+        return delivery_of(self.bot)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, ResultButton)
         self.delivery.view_factory = card_view
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(CancelButton)
+        self.bot.remove_dynamic_items(CancelButton, ResultButton)
 
     async def _start(self, interaction: discord.Interaction[Any], request: JobRequest) -> None:
-        """Create the job(s) and answer with the card: the first response, or an edit after a defer."""
-        service = self.bot.service
-        # Validation errors raise BotError here, before anything is stored or submitted.
-        jobs = await service.create(request, _origin(interaction))
-        lead = jobs[0]
-        embed = build_card(lead, Phase.QUEUED, jobs)
-        view = card_view(lead, Phase.QUEUED, jobs)
-        try:
-            if interaction.response.is_done():
-                message = await interaction.edit_original_response(embed=embed, view=view)
-                message_id: int | None = message.id
-            else:
-                response = await interaction.response.send_message(embed=embed, view=view)
-                message_id = response.message_id
-        except discord.HTTPException:
-            # No card means nobody would see the result: don't spend money on it.
-            self.delivery.forget(lead.card_key)
-            with contextlib.suppress(BotError):  # it may have failed on its own already
-                await service.cancel(lead.id, user_id=lead.user_id)
-            raise
-        if message_id is not None:
-            await service.set_card(lead.id, message_id)
-        card_job, phase, members = await service.card(lead.id)
-        self.delivery.register_interaction(card_job, phase, members, interaction)
-        log.info("job %s card posted for user %s (%d job(s))", lead.id, lead.user_id, len(jobs))
+        """Create the job(s) and answer with their card. Validation errors raise before anything is stored."""
+        jobs = await self.bot.service.create(request, origin(interaction))
+        await post_card(self.bot, interaction, jobs)
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -207,11 +172,11 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
-        self._check_attachment(audio)
+        check_attachment(self.bot, audio)
         # Check what we can before answering: downloading and decoding may take longer than 3 s.
         JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params)
         await interaction.response.defer(thinking=True)
-        path = await self._save_attachment(audio)
+        path = await save_attachment(self.bot, audio)
         try:
             info = await probe(path)
             limit_s = self.bot.settings.audio.max_input_s
@@ -225,6 +190,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
                 params=params,
                 files={"input_audio": str(path)},
                 audio_s=info.duration_s,
+                context={"kind": "melody", "audio_s": info.duration_s},
             )
             await self._start(interaction, request)
         except BaseException:
@@ -324,36 +290,6 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         return option_suggestions(MUSICGEN, current)
 
     # -- audio in -------------------------------------------------------------------------------
-
-    def _check_attachment(self, attachment: discord.Attachment) -> None:
-        limit = self.bot.settings.audio.max_input_bytes
-        content_type = (attachment.content_type or "").split(";")[0]
-        if content_type and not content_type.startswith(("audio/", "video/")):
-            raise InvalidRequestError(f"`{attachment.filename[:60]}` isn't an audio file.")
-        if attachment.size > limit:
-            raise InvalidRequestError(
-                f"That file is {attachment.size / 1048576:.1f} MiB; the limit is {limit / 1048576:.0f} MiB."
-            )
-
-    async def _save_attachment(self, attachment: discord.Attachment) -> Path:
-        """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir."""
-        inputs = self.bot.settings.storage.inputs_dir
-        suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
-        path = inputs / f"{secrets.token_hex(8)}{suffix}"
-        try:
-            async with asyncio.timeout(self.bot.settings.audio.download_timeout_s):
-                data = await attachment.read()
-        except (discord.HTTPException, TimeoutError):
-            raise InvalidRequestError("I couldn't download that file from Discord. Please try again.") from None
-        if len(data) > self.bot.settings.audio.max_input_bytes:
-            raise InvalidRequestError("That file is too large.")
-
-        def write() -> None:
-            inputs.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-
-        await asyncio.to_thread(write)
-        return path
 
 
 async def setup(bot: commands.Bot) -> None:

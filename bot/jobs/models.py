@@ -68,6 +68,7 @@ class JobOrigin(BaseModel):
     channel_id: int | None = None
     interaction_id: int | None = None
     token_expires_at: float | None = None
+    card_message_id: int | None = None  # when the card was posted before the job existed
 
 
 class Job(BaseModel):
@@ -124,6 +125,14 @@ class Job(BaseModel):
         return str(self.request.get("prompt", ""))
 
     @property
+    def context(self) -> dict[str, Any]:
+        return dict(self.request.get("context") or {})
+
+    @property
+    def part(self) -> int:
+        return int(self.context.get("part", 1))
+
+    @property
     def duration_s(self) -> float | None:
         value = self.request.get("duration_s")
         return float(value) if value is not None else None
@@ -148,3 +157,6 @@ class JobRequest(BaseModel):
     # and that clip's length in seconds.
     files: dict[str, str] = Field(default_factory=dict)
     audio_s: float | None = None
+    # Stored with the job as is: lineage (parent job, source message, part number) and, for a
+    # continuation, the stitch plan (the source file and how much of it precedes the model's clip).
+    context: dict[str, Any] = Field(default_factory=dict)

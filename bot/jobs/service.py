@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import mimetypes
 import re
 import secrets
@@ -21,14 +22,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+import av.error
 from yarl import URL
 
 from bot.audio.download import guess_content_type
+from bot.audio.prepare import prepare_clip, stitch
+from bot.audio.probe import probe
 from bot.catalog import SEED_MAX, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
     BotError,
     DeliveryError,
+    InvalidRequestError,
     JobNotFoundError,
     JobStateError,
     NotAllowedError,
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 
 _SEED_IN_LOGS = re.compile(r"seed\W{0,3}(-?\d{1,12})", re.IGNORECASE)
 _OUTPUT_ATTEMPTS = 3
+MUSICGEN_WINDOW_S = 30  # MusicGen continues from at most this much (and its output includes it)
+MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
 _MAX_SUBMIT_ATTEMPTS = 3
 
@@ -280,7 +287,7 @@ class JobService:
                 provider=route.provider,
                 model=spec.key,
                 model_ref=route.ref,
-                request=variant.as_record(),
+                request={**variant.as_record(), "context": dict(request.context)},
                 input=spec.build_input(variant),
                 now=self.clock(),
                 batch=(batch_id, index, validated.count) if batch_id else None,
@@ -295,6 +302,79 @@ class JobService:
 
     async def set_card(self, job_id: str, message_id: int) -> None:
         await self.repo.update_fields(job_id, when_status=list(JobStatus), card_message_id=message_id)
+
+    async def continue_track(
+        self,
+        source: Path,
+        origin: JobOrigin,
+        *,
+        prompt: str | None = None,
+        extra_s: int = 10,
+        model_version: str | None = None,
+        parent: Job | None = None,
+        source_message_id: int | None = None,
+    ) -> Job:
+        """Continue ``source`` by ``extra_s`` seconds with MusicGen; the result is the whole track, longer.
+
+        The model continues from the last part of the track that fits its window; the rest is stitched
+        back on when the output arrives. Raises InvalidRequestError for unusable audio or settings.
+        """
+        if not 1 <= extra_s <= MAX_EXTEND_S:
+            raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
+        info = await probe(source)
+        if info.duration_s > self.settings.audio.max_input_s:
+            raise InvalidRequestError(
+                f"That track is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
+            )
+        window = min(info.duration_s, MUSICGEN_WINDOW_S - extra_s)
+        start = max(0.0, info.duration_s - window)
+        clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
+        window = await asyncio.to_thread(prepare_clip, source, clip, start_s=start)
+        context: dict[str, Any] = {
+            "kind": "continuation",
+            "part": (parent.part + 1) if parent else 2,
+            "total_s": round(start + window + extra_s, 2),
+            "extra_s": extra_s,
+            "audio_s": window,
+            "parent": parent.id if parent else None,
+            "source_message": source_message_id,
+        }
+        if start > 0:
+            context["stitch"] = {"source": str(source), "prefix_s": start}
+        params: dict[str, Any] = {"continuation": True}
+        if model_version:
+            params["model_version"] = model_version
+        request = JobRequest(
+            model="musicgen",
+            prompt=prompt or (parent.prompt if parent else "") or "Continue this track in the same style",
+            duration_s=math.ceil(window + extra_s),
+            params=params,
+            files={"input_audio": str(clip)},
+            audio_s=window,
+            context=context,
+        )
+        try:
+            [job] = await self.create(request, origin)
+        except BaseException:
+            await asyncio.to_thread(clip.unlink, missing_ok=True)
+            raise
+        return job
+
+    async def regenerate(self, job_id: str, origin: JobOrigin, *, count: int = 1) -> list[Job]:
+        """The same request again with new seeds (``count`` variations), on a new card."""
+        job = await self.get(job_id)
+        context = job.context
+        request = JobRequest(
+            model=job.model,
+            prompt=job.prompt,
+            duration_s=job.duration_s if get_model(job.model).fixed_duration_s is None else None,
+            params=dict(job.request.get("params") or {}),
+            count=count,
+            files=dict(job.input_files),
+            audio_s=context.get("audio_s"),
+            context={**context, "parent": job.id, "regenerated": True},
+        )
+        return await self.create(request, origin)
 
     async def card(self, job_id: str) -> tuple[Job, Phase, list[Job]]:
         """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
@@ -369,6 +449,14 @@ class JobService:
     # -- submitting ----------------------------------------------------------------------------
 
     async def _submit(self, job_id: str, *, delay_s: float = 0.0) -> None:
+        """Submit a queued job. Whatever goes wrong, the job ends with a reason: nobody waits forever."""
+        try:
+            await self._submit_once(job_id, delay_s=delay_s)
+        except Exception:
+            log.exception("job %s: submission crashed", job_id)
+            await self._fail(job_id, "Something went wrong on my side while starting this job. Please try again.")
+
+    async def _submit_once(self, job_id: str, *, delay_s: float) -> None:
         if delay_s and not await self._nap(delay_s):
             return
         job = await self.repo.get(job_id)
@@ -557,6 +645,14 @@ class JobService:
     # -- output and delivery -------------------------------------------------------------------
 
     async def _fetch_output(self, job_id: str, prediction: Prediction) -> None:
+        """Download (and stitch) a finished output, then deliver. Any crash ends the job with a reason."""
+        try:
+            await self._fetch_output_once(job_id, prediction)
+        except Exception:
+            log.exception("job %s: fetching the output crashed", job_id)
+            await self._fail(job_id, "Something went wrong on my side while fetching the audio. Please try again.")
+
+    async def _fetch_output_once(self, job_id: str, prediction: Prediction) -> None:
         job = await self.repo.get(job_id)
         if job is None or not job.status.is_active_at_provider:
             return
@@ -583,6 +679,12 @@ class JobService:
             if image is None:
                 return
             image_path = str(image.path)
+        stitch_plan = job.context.get("stitch")
+        if stitch_plan:
+            stitched = await self._stitch(job, stored, stitch_plan)
+            if stitched is None:
+                return
+            stored = stitched
         content_type = stored.content_type
         if content_type in ("", "application/octet-stream"):
             content_type = guess_content_type(stored.path.name)
@@ -609,6 +711,19 @@ class JobService:
         log.info("job %s output stored (%d bytes)", job.id, stored.size)
         self._uploading.discard(job.id)
         self._kick_delivery(job)
+
+    async def _stitch(self, job: Job, stored: DownloadedFile, plan: dict[str, Any]) -> DownloadedFile | None:
+        """Put back the part of the source the model never saw, so the result is the whole track."""
+        dest = self.outputs_dir / f"{job.id}-full.wav"
+        try:
+            await asyncio.to_thread(stitch, Path(plan["source"]), float(plan["prefix_s"]), stored.path, dest)
+            size = (await asyncio.to_thread(dest.stat)).st_size
+        except (OSError, ValueError, KeyError, av.error.FFmpegError) as exc:
+            await self._fail(job.id, "I couldn't join the continuation onto your track.", detail=str(exc))
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(stored.path.unlink)
+        return DownloadedFile(path=dest, size=size, content_type="audio/wav")
 
     async def _download(self, job: Job, provider: Provider, url: str, stem: str) -> DownloadedFile | None:
         """Fetch one output file into the outputs directory, retrying network trouble; None if it failed."""

@@ -9,6 +9,7 @@ timed out is reported as :class:`SubmissionUncertainError` so the caller can loo
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 import re
@@ -347,12 +348,16 @@ class ReplicateClient:
         if size <= DATA_URL_MAX_BYTES:
             return await data_url(path)
         data = await asyncio.to_thread(path.read_bytes)
-        form = aiohttp.FormData()
-        form.add_field("content", data, filename=path.name, content_type=guess_content_type(path.name))
+
+        def form() -> aiohttp.FormData:  # a fresh body per attempt: a sent form can't be sent again
+            body = aiohttp.FormData()
+            body.add_field("content", io.BytesIO(data), filename=path.name, content_type=guess_content_type(path.name))
+            return body
+
         # A file upload is not idempotent: like a create, it is retried only if it never arrived.
         for attempt in range(self._max_retries + 1):
             try:
-                body = await self._send("POST", self._url("/files"), data=form)
+                body = await self._send("POST", self._url("/files"), data=form())
                 break
             except ProviderRateLimitError as exc:
                 if attempt == self._max_retries:

@@ -43,8 +43,8 @@ _UPDATABLE = frozenset(
 _INSERT = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
                   model_ref, request_json, input_json, status, created_at, updated_at,
-                  batch_id, batch_index, batch_size, callback_token, input_files_json)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)
+                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -96,6 +96,7 @@ class JobsRepo:
                 *(batch or (None, 0, 1)),
                 callback_token,
                 json.dumps(dict(input_files or {})),
+                origin.card_message_id,
             ),
         )
         job = await self.get(job_id)

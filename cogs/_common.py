@@ -1,0 +1,106 @@
+"""What the Encore cogs share: where a job comes from, posting its card, and taking audio in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot.app import EncoreBot
+from bot.delivery import DiscordDelivery, build_card
+from bot.errors import BotError, InvalidRequestError
+from bot.jobs.models import Job, JobOrigin
+from bot.jobs.service import Phase
+
+log = logging.getLogger(__name__)
+
+AUDIO_TYPES = ("audio/", "video/")
+
+
+def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
+    return JobOrigin(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        interaction_id=interaction.id,
+        token_expires_at=interaction.expires_at.timestamp(),
+    )
+
+
+def delivery_of(bot: EncoreBot) -> DiscordDelivery:
+    assert isinstance(bot.delivery, DiscordDelivery)
+    return bot.delivery
+
+
+async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs: Sequence[Job]) -> None:
+    """Answer with the jobs' card: the first response, or an edit after a defer. No card, no job."""
+    service = bot.service
+    lead = jobs[0]
+    embed = build_card(lead, Phase.QUEUED, jobs)
+    view = delivery_of(bot).view_factory(lead, Phase.QUEUED, jobs) or discord.ui.View(timeout=None)
+    try:
+        if interaction.response.is_done():
+            message = await interaction.edit_original_response(embed=embed, view=view)
+            message_id: int | None = message.id
+        else:
+            response = await interaction.response.send_message(embed=embed, view=view)
+            message_id = response.message_id
+    except discord.HTTPException:
+        # No card means nobody would see the result: don't spend money on it.
+        delivery_of(bot).forget(lead.card_key)
+        with contextlib.suppress(BotError):  # it may have failed on its own already
+            await service.cancel(lead.id, user_id=lead.user_id)
+        raise
+    if message_id is not None:
+        await service.set_card(lead.id, message_id)
+    card_job, phase, members = await service.card(lead.id)
+    delivery_of(bot).register_interaction(card_job, phase, members, interaction)
+    log.info("job %s card posted for user %s (%d job(s))", lead.id, lead.user_id, len(jobs))
+
+
+def audio_attachment(message: discord.Message) -> discord.Attachment | None:
+    """The first audio (or video, for its sound) attachment of a message."""
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").split(";")[0]
+        if content_type.startswith(AUDIO_TYPES):
+            return attachment
+    return None
+
+
+def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
+    limit = bot.settings.audio.max_input_bytes
+    content_type = (attachment.content_type or "").split(";")[0]
+    if content_type and not content_type.startswith(AUDIO_TYPES):
+        raise InvalidRequestError(f"`{attachment.filename[:60]}` isn't an audio file.")
+    if attachment.size > limit:
+        raise InvalidRequestError(
+            f"That file is {attachment.size / 1048576:.1f} MiB; the limit is {limit / 1048576:.0f} MiB."
+        )
+
+
+async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Path:
+    """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir."""
+    check_attachment(bot, attachment)
+    inputs = bot.settings.storage.inputs_dir
+    suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
+    path = inputs / f"{secrets.token_hex(8)}{suffix}"
+    try:
+        async with asyncio.timeout(bot.settings.audio.download_timeout_s):
+            data = await attachment.read()
+    except (discord.HTTPException, TimeoutError):
+        raise InvalidRequestError("I couldn't download that file from Discord. Please try again.") from None
+    if len(data) > bot.settings.audio.max_input_bytes:
+        raise InvalidRequestError("That file is too large.")
+
+    def write() -> None:
+        inputs.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    await asyncio.to_thread(write)
+    return path
