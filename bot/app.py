@@ -32,7 +32,7 @@ from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
-EXTENSIONS = ("cogs.music",)
+EXTENSIONS = ("cogs.music", "cogs.audio_in")
 
 
 def _require(secret: Any, name: str) -> str:

@@ -230,21 +230,23 @@ class DiscordDelivery:
     # -- registration ---------------------------------------------------------------------------
 
     def register_interaction(
-        self, job: Job, phase: Phase, members: Sequence[Job], interaction: discord.Interaction[Any]
+        self, job: Job, phase: Phase, members: Sequence[Job], interaction: discord.Interaction[Any] | None
     ) -> None:
-        """Remember the interaction whose original response is this card, and bring the card up to date.
+        """Remember the interaction whose original response is this card (None: a plain channel message),
+        and bring the card up to date.
 
         The card must be read after it was posted: news that arrived before is applied now, whichever
         of the two is newer.
         """
         key = job.card_key
-        self._live[key] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
+        if interaction is not None:
+            self._live[key] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
         state = self._cards.setdefault(key, _CardState())
         newest = max(m.updated_at for m in members)
         if state.latest is None or max(m.updated_at for m in state.latest[2]) < newest:
             state.latest = (job, phase, members)
             state.version += 1
-        if state.latest[1] != Phase.QUEUED:  # the card was posted as Queued
+        if state.latest[1] != Phase.QUEUED or interaction is None:  # an interaction's card was posted as Queued
             self._kick(key, state)
 
     def forget(self, card_key: str) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import mimetypes
 import re
 import secrets
@@ -56,6 +55,11 @@ MUSICGEN_WINDOW_S = 30  # MusicGen continues from at most this much (and its out
 MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
 _MAX_SUBMIT_ATTEMPTS = 3
+
+
+def check_extend(extra_s: int) -> None:
+    if not 1 <= extra_s <= MAX_EXTEND_S:
+        raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
 
 
 class Phase(StrEnum):
@@ -319,8 +323,7 @@ class JobService:
         The model continues from the last part of the track that fits its window; the rest is stitched
         back on when the output arrives. Raises InvalidRequestError for unusable audio or settings.
         """
-        if not 1 <= extra_s <= MAX_EXTEND_S:
-            raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
+        check_extend(extra_s)
         info = await probe(source)
         if info.duration_s > self.settings.audio.max_input_s:
             raise InvalidRequestError(
@@ -330,10 +333,12 @@ class JobService:
         start = max(0.0, info.duration_s - window)
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
         window = await asyncio.to_thread(prepare_clip, source, clip, start_s=start)
+        # MusicGen takes whole seconds; its output includes the clip, so the total is start + duration.
+        duration = round(window + extra_s)
         context: dict[str, Any] = {
             "kind": "continuation",
             "part": (parent.part + 1) if parent else 2,
-            "total_s": round(start + window + extra_s, 2),
+            "total_s": round(start + duration, 2),
             "extra_s": extra_s,
             "audio_s": window,
             "parent": parent.id if parent else None,
@@ -347,7 +352,7 @@ class JobService:
         request = JobRequest(
             model="musicgen",
             prompt=prompt or (parent.prompt if parent else "") or "Continue this track in the same style",
-            duration_s=math.ceil(window + extra_s),
+            duration_s=duration,
             params=params,
             files={"input_audio": str(clip)},
             audio_s=window,

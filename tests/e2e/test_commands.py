@@ -30,10 +30,18 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
     synced = sim.commands_synced(sim.guild.id)
     names = [command.name for command in synced]
     assert len(names) == len(set(names)), "command names clash"
-    assert names == ["music"]
+    assert sorted(names) == ["Continue this track", "Use as melody", "music"]
     leaves = leaf_commands(encore)
     assert len(leaves) == len(set(leaves))
-    assert sorted(leaves) == ["music blend", "music cancel", "music generate", "music melody", "music models"]
+    assert sorted(leaves) == [
+        "Continue this track",
+        "Use as melody",
+        "music blend",
+        "music cancel",
+        "music generate",
+        "music melody",
+        "music models",
+    ]
 
 
 async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -> None:
@@ -42,8 +50,9 @@ async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -
         path.read_text(encoding="utf-8") for path in E2E.glob("test_*.py") if path.name != Path(__file__).name
     )
     invoked = set(re.findall(r'\.slash\(\s*"([^"]+)"', sources)) | set(
-        re.findall(r'\.message_command\(\s*"([^"]+)"', sources)
+        re.findall(r'(?:\.message_command|\bmenu)\((?:\s*sim,)?\s*"([^"]+)"', sources)
     )
     missing = [name for name in leaf_commands(encore) if name not in invoked]
     assert missing == []
-    assert "encore:cancel:" in sources  # the persistent Cancel button is clicked somewhere
+    for action in ("cancel", "regen", "vary", "extend", "info", "delete"):  # every persistent button is clicked
+        assert f"encore:{action}:" in sources, action

@@ -1,0 +1,242 @@
+"""Audio in: "Continue this track" and "Use as melody" on any message, and replies that mention Encore.
+
+Discord hides other people's attachments from a bot that lacks the privileged Message Content intent,
+except in the bot's own messages, messages that mention it, and context-menu targets. So the context
+menus work on any message; a reply that mentions Encore works on Encore's own tracks, or when the reply
+carries the audio itself, and otherwise points people to the menu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import EncoreBot
+from bot.audio.probe import probe
+from bot.catalog import validate_request
+from bot.errors import BotError, InvalidRequestError
+from bot.jobs.models import Job, JobOrigin, JobRequest
+from bot.jobs.service import MAX_EXTEND_S, check_extend
+from cogs._common import audio_attachment, delivery_of, origin, post_card, save_attachment
+from cogs.views import EXTEND_S
+
+log = logging.getLogger(__name__)
+
+_SECONDS = re.compile(r"(?<![\w.])\+?(\d{1,3})\s*(?:s|sec|secs|seconds)\b", re.IGNORECASE)
+NO_AUDIO = "That message has no audio or video attached."
+HIDDEN_AUDIO = (
+    "I can't see the audio in that message: Discord only shows bots attachments in their own messages. "
+    "Use the message's menu instead: **Apps → Continue this track**."
+)
+
+
+def parse_reply(text: str) -> tuple[str, int]:
+    """A reply's prompt and how many seconds to add ("+15s" anywhere in it; default 10)."""
+    text = re.sub(r"<@!?\d+>", " ", text)
+    seconds = EXTEND_S
+    match = _SECONDS.search(text)
+    if match:
+        seconds = int(match.group(1))
+        text = text[: match.start()] + text[match.end() :]
+    return " ".join(text.split()), seconds
+
+
+def _seconds(value: str, *, default: int) -> int:
+    text = value.strip().removeprefix("+").removesuffix("s").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not `{value[:20]}`).")
+    return int(text)
+
+
+class _AudioModal(discord.ui.Modal):
+    """Asks for a prompt (and a length) before taking a message's audio."""
+
+    def __init__(self, cog: AudioIn, message: discord.Message, *, title: str, continuing: bool) -> None:
+        super().__init__(title=title, timeout=600)
+        self.cog = cog
+        self.message = message
+        self.continuing = continuing
+        self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label="Prompt" + (" (optional)" if continuing else ""),
+            placeholder="e.g. add strings and a driving beat" if continuing else "e.g. orchestral, cinematic",
+            required=not continuing,
+            max_length=500,
+        )
+        self.seconds: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=f"Seconds to add (1-{MAX_EXTEND_S})" if continuing else "Length in seconds",
+            default=str(EXTEND_S if continuing else 8),
+            required=False,
+            max_length=3,
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.seconds)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        seconds = _seconds(self.seconds.value, default=EXTEND_S if self.continuing else 8)
+        await self.cog.take_audio(interaction, self.message, self.prompt.value, seconds, continuing=self.continuing)
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+        message = error.user_message if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        if not isinstance(error, BotError):
+            log.error("audio modal failed", exc_info=error)
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+
+
+class AudioIn(commands.Cog):
+    def __init__(self, bot: EncoreBot) -> None:
+        self.bot = bot
+        self._menus = [
+            app_commands.ContextMenu(name="Continue this track", callback=self.continue_menu),
+            app_commands.ContextMenu(name="Use as melody", callback=self.melody_menu),
+        ]
+        for menu in self._menus:
+            menu.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
+            menu.allowed_installs = app_commands.AppInstallationType(guild=True)
+
+    async def cog_load(self) -> None:
+        for menu in self._menus:
+            self.bot.tree.add_command(menu)
+
+    async def cog_unload(self) -> None:
+        for menu in self._menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
+
+    # -- context menus ------------------------------------------------------------------------
+
+    async def continue_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        self._require_audio(message)
+        await interaction.response.send_modal(_AudioModal(self, message, title="Continue this track", continuing=True))
+
+    async def melody_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        self._require_audio(message)
+        await interaction.response.send_modal(_AudioModal(self, message, title="Use as melody", continuing=False))
+
+    @staticmethod
+    def _require_audio(message: discord.Message) -> discord.Attachment:
+        attachment = audio_attachment(message)
+        if attachment is None:
+            raise InvalidRequestError(NO_AUDIO)
+        return attachment
+
+    async def take_audio(
+        self,
+        interaction: discord.Interaction[Any],
+        message: discord.Message,
+        prompt: str,
+        seconds: int,
+        *,
+        continuing: bool,
+    ) -> None:
+        attachment = self._require_audio(message)
+        # Check what we can before answering, so mistakes get a private reply.
+        if continuing:
+            check_extend(seconds)
+        else:
+            validate_request(JobRequest(model="musicgen", prompt=prompt, duration_s=seconds), self.bot.settings)
+        await interaction.response.defer(thinking=True)
+        path = await save_attachment(self.bot, attachment)
+        try:
+            if continuing:
+                job = await self.bot.service.continue_track(
+                    path, origin(interaction), prompt=prompt or None, extra_s=seconds, source_message_id=message.id
+                )
+                jobs = [job]
+            else:
+                jobs = await self._melody(path, prompt, seconds, origin(interaction), message.id)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+        await post_card(self.bot, interaction, jobs)
+
+    async def _melody(self, path: Path, prompt: str, seconds: int, job_origin: JobOrigin, message_id: int) -> list[Job]:
+        info = await probe(path)
+        request = JobRequest(
+            model="musicgen",
+            prompt=prompt,
+            duration_s=seconds,
+            files={"input_audio": str(path)},
+            audio_s=info.duration_s,
+            context={"kind": "melody", "audio_s": info.duration_s, "source_message": message_id},
+        )
+        return await self.bot.service.create(request, job_origin)
+
+    # -- replies that mention Encore ------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if message.author.bot or me is None or me not in message.mentions or message.reference is None:
+            return
+        source = await self._referenced(message)
+        attachment = audio_attachment(message) or (audio_attachment(source) if source else None)
+        if attachment is None:
+            hidden = source is not None and source.author.id != me.id and not source.attachments
+            await self._reply(message, HIDDEN_AUDIO if hidden else NO_AUDIO)
+            return
+        prompt, seconds = parse_reply(message.content)
+        card = await self._reply(
+            message, embed=discord.Embed(title=prompt or "Continuing your track", description="⏳ Preparing…")
+        )
+        if card is None:
+            return
+        job_origin = JobOrigin(
+            user_id=message.author.id,
+            guild_id=message.guild.id if message.guild else None,
+            channel_id=message.channel.id,
+            card_message_id=card.id,
+        )
+        path: Path | None = None
+        try:
+            path = await save_attachment(self.bot, attachment)
+            job = await self.bot.service.continue_track(
+                path, job_origin, prompt=prompt or None, extra_s=seconds, source_message_id=(source or message).id
+            )
+        except BotError as exc:
+            if path is not None:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            await card.edit(content=exc.user_message, embed=None)
+            return
+        card_job, phase, members = await self.bot.service.card(job.id)
+        delivery_of(self.bot).register_interaction(card_job, phase, members, None)
+
+    async def _referenced(self, message: discord.Message) -> discord.Message | None:
+        reference = message.reference
+        if reference is None:
+            return None
+        if isinstance(reference.resolved, discord.Message):
+            return reference.resolved
+        if reference.message_id is None:
+            return None
+        try:
+            return await message.channel.fetch_message(reference.message_id)
+        except discord.HTTPException:
+            return None
+
+    async def _reply(
+        self, message: discord.Message, content: str | None = None, *, embed: discord.Embed | None = None
+    ) -> discord.Message | None:
+        kwargs: dict[str, Any] = {"mention_author": False, "allowed_mentions": discord.AllowedMentions.none()}
+        if embed is not None:
+            kwargs["embed"] = embed
+        try:
+            return await message.reply(content, **kwargs)
+        except discord.HTTPException as exc:
+            log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+            return None
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, EncoreBot)
+    await bot.add_cog(AudioIn(bot))
