@@ -370,6 +370,11 @@ class DiscordDelivery:
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
 
+    async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:
+        """The files of finished jobs, each fitted under ``limit`` (for re-posting, e.g. a full track)."""
+        files, _ = await _fit_files(jobs, limit=limit, work_dir=self._work_dir)
+        return files
+
     async def deliver(self, jobs: Sequence[Job]) -> int | None:
         if self._closed:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart

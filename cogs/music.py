@@ -30,12 +30,12 @@ from bot.catalog import (
     get_model,
     parse_options,
 )
-from bot.delivery import DiscordDelivery
+from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
 from bot.jobs.service import phase_of
 from cogs._common import check_attachment, delivery_of, origin, post_card, save_attachment
-from cogs.views import CancelButton, ResultButton, card_view, is_moderator
+from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page, is_moderator
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,11 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         return delivery_of(self.bot)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton, ResultButton)
+        self.bot.add_dynamic_items(CancelButton, ResultButton, HistoryButton)
         self.delivery.view_factory = card_view
 
     async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(CancelButton, ResultButton)
+        self.bot.remove_dynamic_items(CancelButton, ResultButton, HistoryButton)
 
     async def _start(self, interaction: discord.Interaction[Any], request: JobRequest) -> None:
         """Create the job(s) and answer with their card. Validation errors raise before anything is stored."""
@@ -261,6 +261,22 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             f"Canceled job `{canceled.id}` ({phase_of(canceled.status).value.lower()}).", ephemeral=True
         )
 
+    @app_commands.command(name="show", description="Post a job's card again, with working buttons.")
+    @app_commands.describe(job="The job id (from the card or /music history)")
+    async def music_show(self, interaction: discord.Interaction[Any], job: str) -> None:
+        card_job, phase, members = await self.bot.service.card(job.strip().lower())
+        await interaction.response.send_message(
+            embed=build_card(card_job, phase, members), view=card_view(card_job, phase, members)
+        )
+
+    @app_commands.command(name="history", description="Your recent tracks.")
+    @app_commands.describe(page="Which page (1 is the newest)")
+    async def music_history(
+        self, interaction: discord.Interaction[Any], page: app_commands.Range[int, 1, 10000] = 1
+    ) -> None:
+        embed, view = await history_page(self.bot, interaction.user.id, page - 1)
+        await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
+
     # -- autocomplete ---------------------------------------------------------------------------
 
     @music_cancel.autocomplete("job")
@@ -274,6 +290,17 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             if current.lower() in label.lower():
                 choices.append(app_commands.Choice(name=label[:100], value=job.id))
         return choices
+
+    @music_show.autocomplete("job")
+    async def _show_job_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        jobs = await self.bot.service.repo.list_for_user(interaction.user.id, limit=25)
+        return [
+            app_commands.Choice(name=f"{job.id} · {job.prompt}"[:100], value=job.id)
+            for job in jobs
+            if current.lower() in f"{job.id} {job.prompt}".lower()
+        ]
 
     @music_generate.autocomplete("options")
     async def _generate_options_autocomplete(

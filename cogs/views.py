@@ -16,7 +16,7 @@ from bot.delivery import TERMINAL_PHASES
 from bot.errors import BotError, JobStateError, NotAllowedError
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
-from cogs._common import origin, post_card
+from cogs._common import delivery_of, origin, post_card
 
 EXTEND_S = 10
 
@@ -90,6 +90,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
             if spec is not None and Capability.CONTINUATION in spec.capabilities:
                 actions.append("extend")
         actions += ["info", "delete"]
+        if single and spec is not None and Capability.CONTINUATION in spec.capabilities:
+            actions.append("full")
         for action in actions:
             view.add_item(ResultButton(action, job.id))
     return view
@@ -103,13 +105,14 @@ RESULT_ACTIONS = {
     "extend": (f"Extend +{EXTEND_S}s", "⏩"),
     "info": ("Info", "📋"),
     "delete": ("Delete", "🗑️"),
+    "full": ("Full track", "🎼"),
 }
 VARIATIONS = 3
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"encore:(?P<action>regen|vary|extend|info|delete):(?P<job_id>[a-z0-9]{1,32})",
+    template=r"encore:(?P<action>regen|vary|extend|info|delete|full):(?P<job_id>[a-z0-9]{1,32})",
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
@@ -184,7 +187,24 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
     await interaction.followup.send("Deleted.", ephemeral=True)
 
 
-_ACTIONS = {"regen": _regenerate, "vary": _vary, "extend": _extend, "info": _info, "delete": _delete}
+async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
+    bot = _bot(interaction)
+    latest = await bot.service.full_track(job_id)
+    await interaction.response.defer(thinking=True)
+    files = await delivery_of(bot).files_for([latest], limit=interaction.filesize_limit)
+    total = latest.context.get("total_s")
+    length = f" · {int(float(total)) // 60}:{int(float(total)) % 60:02d}" if total else ""
+    await interaction.followup.send(f"The whole track: part {latest.part}{length}.", files=files)
+
+
+_ACTIONS = {
+    "regen": _regenerate,
+    "vary": _vary,
+    "extend": _extend,
+    "info": _info,
+    "delete": _delete,
+    "full": _full,
+}
 
 
 def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
@@ -221,3 +241,63 @@ def info_embed(job: Job) -> discord.Embed:
     if job.part > 1:
         embed.add_field(name="Lineage", value=f"part {job.part}, continuing `{job.context.get('parent') or 'a clip'}`")
     return embed
+
+
+# -- history ----------------------------------------------------------------------------------------
+
+HISTORY_PAGE = 10
+
+
+class HistoryButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"encore:history:(?P<user_id>[0-9]{1,20}):(?P<page>[0-9]{1,5})",
+):
+    """Turns the pages of someone's ``/music history`` (theirs only)."""
+
+    def __init__(self, user_id: int, page: int, *, label: str, disabled: bool = False) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"encore:history:{user_id}:{page}",
+                disabled=disabled,
+            )
+        )
+        self.user_id = user_id
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> HistoryButton:
+        return cls(int(match["user_id"]), int(match["page"]), label="")
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        if interaction.user.id != self.user_id:
+            await interaction.response.send_message("That's someone else's history.", ephemeral=True)
+            return False
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        embed, view = await history_page(_bot(interaction), self.user_id, self.page)
+        await interaction.response.edit_message(embed=embed, view=view)
+
+
+async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+    jobs, total = await bot.service.repo.page_for_user(user_id, page=page, per_page=HISTORY_PAGE)
+    pages = max(1, -(-total // HISTORY_PAGE))
+    embed = discord.Embed(title="Your tracks")
+    if not jobs:
+        embed.description = "Nothing yet. Try `/music generate`!" if total == 0 else "No more tracks."
+    lines = []
+    for job in jobs:
+        what = f"{job.batch_size} variations of " if job.batch_size > 1 else ""
+        prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…"
+        lines.append(f"`{job.id}` · {job.status.value} · {what}{prompt} · <t:{int(job.created_at)}:R>")
+    if lines:
+        embed.description = "\n".join(lines) + "\n\nRe-post any of them with `/music show job:<id>`."
+    embed.set_footer(text=f"Page {min(page, pages - 1) + 1} of {pages} · {total} in all")
+    view = discord.ui.View(timeout=None)
+    view.add_item(HistoryButton(user_id, max(page - 1, 0), label="◀ Newer", disabled=page <= 0))
+    view.add_item(HistoryButton(user_id, page + 1, label="Older ▶", disabled=page + 1 >= pages))
+    return embed, view

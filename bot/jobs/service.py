@@ -381,6 +381,20 @@ class JobService:
         )
         return await self.create(request, origin)
 
+    async def full_track(self, job_id: str) -> Job:
+        """The newest finished part of ``job_id``'s chain: each continuation holds everything before it."""
+        job = await self.get(job_id)
+        while True:
+            finished = [
+                c for c in await self.repo.children(job.id) if c.status == JobStatus.DELIVERED and c.output_path
+            ]
+            if not finished:
+                break
+            job = finished[-1]
+        if job.status != JobStatus.DELIVERED or not job.output_path:
+            raise JobStateError("That track isn't finished yet.")
+        return job
+
     async def card(self, job_id: str) -> tuple[Job, Phase, list[Job]]:
         """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
         job = await self.get(job_id)

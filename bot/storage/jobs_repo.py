@@ -208,6 +208,29 @@ class JobsRepo:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def page_for_user(self, user_id: int, *, page: int, per_page: int) -> tuple[list[Job], int]:
+        """One page of a user's jobs, newest first (one row per batch), and how many there are in all."""
+        where = "user_id = ? AND batch_index = 0"
+        async with self._db.conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", (user_id,)) as cursor:  # noqa: S608
+            row = await cursor.fetchone()
+        total = int(row[0]) if row else 0
+        async with self._db.conn.execute(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",  # noqa: S608
+            (user_id, per_page, page * per_page),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_job(r) for r in rows], total
+
+    async def children(self, job_id: str) -> list[Job]:
+        """Jobs that continued ``job_id`` (its lineage, read from each job's stored request), oldest first."""
+        async with self._db.conn.execute(
+            "SELECT * FROM jobs WHERE json_extract(request_json, '$.context.parent') = ? "
+            "AND json_extract(request_json, '$.context.kind') = 'continuation' ORDER BY created_at",
+            (job_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_job(r) for r in rows]
+
     async def counts_by_status(self) -> dict[JobStatus, int]:
         async with self._db.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
             rows = await cursor.fetchall()

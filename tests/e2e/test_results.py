@@ -107,3 +107,59 @@ async def test_buttons_work_after_a_restart(encore: Encore, sim: DiscordSimulato
     audio = await click.wait_file()
     assert round(audio_info(audio.data).duration_s) == 14
     assert "Done" in card_status(await click.wait_original(status_is("Done")))
+
+
+async def test_full_track_posts_the_newest_part_of_the_chain(encore: Encore, sim: DiscordSimulator) -> None:
+    card, original = await finished_card(encore, sim, duration=3)
+    alice = sim.user("alice")
+    extend = await alice.click(card, f"encore:extend:{job_id_of(card)}")
+    await extend.wait_file()
+    part2 = await extend.wait_original(status_is("Done"))
+    again = await alice.click(part2, f"encore:extend:{job_id_of(part2)}")
+    await again.wait_file()
+    await again.wait_original(status_is("Done"))
+    full = await alice.click(card, f"encore:full:{job_id_of(card)}")  # on the first part's card
+    message = await full.wait_message(lambda m: bool(m.attachments))
+    audio = message.attachments[0]
+    assert round(audio_info(audio.data).duration_s) == 23  # 3 + 10 + 10
+    assert "part 3" in message.content
+    start = decode_pcm(original, sample_rate=32000, channels=2).data
+    assert decode_pcm(audio.data, sample_rate=32000, channels=2).data.startswith(start)
+
+
+async def test_show_reposts_a_card_with_working_buttons(encore: Encore, sim: DiscordSimulator) -> None:
+    card, _ = await finished_card(encore, sim, duration=2)
+    job_id = job_id_of(card)
+    alice = sim.user("alice")
+    choices = await (await alice.autocomplete("music show", "job", "")).wait_choices()
+    assert [c["value"] for c in choices] == [job_id]
+    shown = await (await alice.slash("music show", job=job_id)).wait_original()
+    assert shown.id != card.id
+    assert "Done" in card_status(shown)
+    info = await (await alice.click(shown, f"encore:info:{job_id}")).wait_original()
+    assert info.is_ephemeral
+    missing = await (await alice.slash("music show", job="nosuchjob")).wait_original()
+    assert "can't find that job" in missing.content
+
+
+async def test_history_pages_through_your_jobs(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    for n in range(12):
+        handle = await alice.slash("music generate", prompt=f"track number {n}", duration=1)
+        await handle.wait_response()
+    first = await (await alice.slash("music history")).wait_original()
+    assert first.is_ephemeral
+    text = first.embeds[0]["description"]
+    assert "track number 11" in text  # newest first
+    assert "track number 1 " not in text
+    assert first.embeds[0]["footer"]["text"] == "Page 1 of 2 · 12 in all"
+    older = [f"encore:history:{alice.id}:1"]
+    assert older[0] in first.custom_ids()
+    refused = await (await sim.user("bob").click(first, older[0])).wait_original()
+    assert "someone else's history" in refused.content
+    await encore.restart()  # page buttons keep working in a new process
+    turned = await alice.click(first, older[0])
+    assert (await turned.wait_response()).type == 7  # the same message, updated
+    page2 = await turned.wait_original(lambda m: "Page 2 of 2" in m.embeds[0]["footer"]["text"])
+    assert "track number 0" in page2.embeds[0]["description"]
