@@ -73,15 +73,17 @@ def audio_attachment(message: discord.Message) -> discord.Attachment | None:
     return None
 
 
+def _size(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB" if size >= 1048576 else f"{size / 1024:.0f} KiB"
+
+
 def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
     limit = bot.settings.audio.max_input_bytes
     content_type = (attachment.content_type or "").split(";")[0]
     if content_type and not content_type.startswith(AUDIO_TYPES):
         raise InvalidRequestError(f"`{attachment.filename[:60]}` isn't an audio file.")
     if attachment.size > limit:
-        raise InvalidRequestError(
-            f"That file is {attachment.size / 1048576:.1f} MiB; the limit is {limit / 1048576:.0f} MiB."
-        )
+        raise InvalidRequestError(f"That file is {_size(attachment.size)}; the limit is {_size(limit)}.")
 
 
 async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Path:

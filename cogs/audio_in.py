@@ -19,7 +19,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import EncoreBot
-from bot.audio.probe import probe
 from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
@@ -161,16 +160,12 @@ class AudioIn(commands.Cog):
         await post_card(self.bot, interaction, jobs)
 
     async def _melody(self, path: Path, prompt: str, seconds: int, job_origin: JobOrigin, message_id: int) -> list[Job]:
-        info = await probe(path)
-        request = JobRequest(
-            model="musicgen",
-            prompt=prompt,
-            duration_s=seconds,
-            files={"input_audio": str(path)},
-            audio_s=info.duration_s,
-            context={"kind": "melody", "audio_s": info.duration_s, "source_message": message_id},
-        )
-        return await self.bot.service.create(request, job_origin)
+        try:
+            return await self.bot.service.follow_melody(
+                path, job_origin, prompt=prompt, duration_s=seconds, source_message_id=message_id
+            )
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)  # the prepared clip is what the job keeps
 
     # -- replies that mention Encore ------------------------------------------------------------
 

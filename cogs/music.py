@@ -15,7 +15,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import EncoreBot
-from bot.audio.probe import probe
 from bot.catalog import (
     MAX_BATCH,
     MODELS,
@@ -29,6 +28,7 @@ from bot.catalog import (
     ParamType,
     get_model,
     parse_options,
+    validate_request,
 )
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
@@ -173,29 +173,20 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     ) -> None:
         params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
         check_attachment(self.bot, audio)
-        # Check what we can before answering: downloading and decoding may take longer than 3 s.
-        JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params)
+        # Check what we can before answering (privately): downloading and decoding take longer than 3 s.
+        probe_request = JobRequest(
+            model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params, audio_s=0.5
+        )
+        validate_request(probe_request, self.bot.settings)
         await interaction.response.defer(thinking=True)
         path = await save_attachment(self.bot, audio)
         try:
-            info = await probe(path)
-            limit_s = self.bot.settings.audio.max_input_s
-            if info.duration_s > limit_s:
-                raise InvalidRequestError(f"That clip is {info.duration_s:.0f} s long; the limit is {limit_s:g} s.")
-            request = JobRequest(
-                model=MUSICGEN.key,
-                prompt=prompt,
-                duration_s=duration,
-                seed=seed,
-                params=params,
-                files={"input_audio": str(path)},
-                audio_s=info.duration_s,
-                context={"kind": "melody", "audio_s": info.duration_s},
+            jobs = await self.bot.service.follow_melody(
+                path, origin(interaction), prompt=prompt, duration_s=duration, params=params, seed=seed
             )
-            await self._start(interaction, request)
-        except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)  # the prepared clip is what the job keeps
+        await post_card(self.bot, interaction, jobs)
 
     @app_commands.command(name="blend", description="A short riff that blends two prompts (Riffusion).")
     @app_commands.describe(

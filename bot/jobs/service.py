@@ -365,6 +365,41 @@ class JobService:
             raise
         return job
 
+    async def follow_melody(
+        self,
+        source: Path,
+        origin: JobOrigin,
+        *,
+        prompt: str,
+        duration_s: int | None = None,
+        params: dict[str, Any] | None = None,
+        seed: int | None = None,
+        source_message_id: int | None = None,
+    ) -> list[Job]:
+        """MusicGen following the melody of ``source``: decoded, trimmed to the model's window, resampled."""
+        info = await probe(source)
+        if info.duration_s > self.settings.audio.max_input_s:
+            raise InvalidRequestError(
+                f"That clip is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
+            )
+        clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
+        length = await asyncio.to_thread(prepare_clip, source, clip, end_s=min(info.duration_s, MUSICGEN_WINDOW_S))
+        request = JobRequest(
+            model="musicgen",
+            prompt=prompt,
+            duration_s=duration_s,
+            seed=seed,
+            params={"model_version": "stereo-melody-large", **(params or {})},
+            files={"input_audio": str(clip)},
+            audio_s=length,
+            context={"kind": "melody", "audio_s": length, "source_message": source_message_id},
+        )
+        try:
+            return await self.create(request, origin)
+        except BaseException:
+            await asyncio.to_thread(clip.unlink, missing_ok=True)
+            raise
+
     async def regenerate(self, job_id: str, origin: JobOrigin, *, count: int = 1) -> list[Job]:
         """The same request again with new seeds (``count`` variations), on a new card."""
         job = await self.get(job_id)

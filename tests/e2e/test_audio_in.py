@@ -9,7 +9,7 @@ import av
 import pytest
 
 from tests.e2e.conftest import Encore, card_field, status_is
-from tests.fakes.audio import audio_info, decode_pcm, encode_pcm, make_wav, tone_pcm
+from tests.fakes.audio import audio_info, decode_pcm, encode_pcm, make_mp3, make_wav, tone_pcm
 from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.replicate import FakeReplicate
 
@@ -190,3 +190,24 @@ async def test_reply_to_someone_elses_audio_explains_the_menu(encore: Encore, si
     reply = await alice.send_message("continue this", reply_to=clip, mention_bot=True)
     hint = await sim.wait_for_message(reply.channel_id, lambda m: m.reply_to == reply.id, since=mark)
     assert "Continue this track" in hint.content
+
+
+async def test_too_long_and_too_large_clips_are_refused(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    encore.configure(audio={"max_input_s": 5.0, "max_input_bytes": 400_000})
+    await encore.start()
+    alice = sim.user("alice")
+    long_clip = SimFile("long.mp3", encoded_mp3(8), "audio/mpeg")  # small file, but 8 s
+    handle = await alice.slash("music melody", audio=long_clip, prompt="x")
+    reply = await handle.wait_message(lambda m: "limit is 5 s" in m.content)
+    assert "8 s long" in reply.content
+    big = SimFile("big.wav", make_wav(10), "audio/wav")  # 1.3 MB
+    refused = await (await alice.slash("music melody", audio=big, prompt="x")).wait_original()
+    assert refused.is_ephemeral  # refused before anything was downloaded
+    assert "That file is 1.2 MiB; the limit is 391 KiB." in refused.content
+    assert fake.predictions == {}
+
+
+def encoded_mp3(seconds: int) -> bytes:
+    return make_mp3(seconds, sample_rate=16000, channels=1)

@@ -130,7 +130,8 @@ async def test_melody_from_an_attached_clip(encore: Encore, sim: DiscordSimulato
     audio = await handle.wait_file()
     assert round(audio_info(audio.data).duration_s) == 6
     [prediction] = fake.predictions.values()
-    assert prediction.input["input_audio"].startswith("data:audio/")  # never a Discord CDN URL
+    sent = prediction.input["input_audio"]
+    assert sent.startswith(("data:audio/", fake.base_url + "/files/"))  # never a Discord CDN URL
     assert prediction.input["model_version"] == "stereo-melody-large"
     await handle.wait_original(status_is("Done"))
 
