@@ -127,9 +127,11 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     if phase == Phase.DONE:
         if len(members) > 1:
             lines = [
-                f"{m.batch_index + 1} · {_seed_label(m)}" + ("" if m.status == JobStatus.DELIVERED else " (failed)")
+                f"{m.batch_index + 1} · {_seed_label(m)} · `{m.id}`"
+                + ("" if m.status == JobStatus.DELIVERED else " (failed)")
                 for m in members
             ]
+            lines.append("Pick one to extend: `/music show job:<id>`")
             embed.add_field(name="Variations", value=_truncate("\n".join(lines), 1024), inline=False)
         elif job.seed is not None:
             embed.add_field(name="Seed", value=str(job.seed), inline=True)

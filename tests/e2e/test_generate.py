@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 
+import av
 import pytest
 
 from bot.jobs.models import JobStatus
@@ -39,6 +41,11 @@ async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: Discord
     assert audio.content_type.startswith("audio/")
     info = wav_info(audio.data)
     assert info.duration_s == pytest.approx(6.0, abs=0.01)
+    with av.open(io.BytesIO(audio.data), mode="r") as container:  # tagged: title, model, seed, job id
+        tags = dict(container.metadata)
+    assert tags["title"] == "calm piano with rain"
+    assert "seed 4242" in tags["comment"]
+    assert job_id in tags["comment"]
     delivery = next(m for m in handle.followups if m.attachments)
     assert delivery.mentions == [alice.id]
     assert alice.mention in delivery.content

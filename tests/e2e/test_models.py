@@ -98,7 +98,9 @@ async def test_batch_of_variations_in_one_message(encore: Encore, sim: DiscordSi
     assert all(round(audio_info(a.data).duration_s) == 2 for a in delivery.attachments)
     assert "1 · seed 500" in delivery.content
     card = await handle.wait_original(status_is("Done"))
-    assert "4 · seed 503" in (card_field(card, "Variations") or "")
+    variations = card_field(card, "Variations") or ""
+    assert "4 · seed 503 · `" in variations
+    assert "/music show job:" in variations
     assert len(fake.predictions) == 4
 
 
