@@ -22,6 +22,7 @@ from bot.errors import BotError, ConfigError, ProviderError
 from bot.jobs.service import JobListener, JobService
 from bot.providers.base import Provider
 from bot.providers.cog import CogClient, UploadStore
+from bot.providers.elevenlabs import ElevenLabsClient
 from bot.providers.replicate import ModelRef, ReplicateClient
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
@@ -53,6 +54,7 @@ class Core:
         self.web: WebServer | None = None
         self.service: JobService | None = None
         self.cog_uploads: UploadStore | None = None
+        self.elevenlabs: ElevenLabsClient | None = None
 
     async def open(self) -> None:
         routes = dict(self.settings.models)
@@ -95,6 +97,19 @@ class Core:
             self.providers["replicate"] = self.replicate
         if "cog" in uses:
             self._open_cog()
+        if self.secrets.elevenlabs_api_key is not None:
+            cfg11 = self.settings.elevenlabs
+            session = self._session(connect_s=cfg11.connect_timeout_s, read_s=cfg11.read_timeout_s)
+            self.elevenlabs = ElevenLabsClient(
+                session,
+                api_base=str(cfg11.api_base),
+                api_key=self.secrets.elevenlabs_api_key.get_secret_value(),
+                max_retries=cfg11.max_retries,
+                retry_base_s=cfg11.retry_base_s,
+                total_timeout_s=cfg11.total_timeout_s,
+            )
+        elif "elevenlabs" in uses:
+            log.info("ELEVENLABS_API_KEY is not set: /music song, plans and ElevenLabs stems are off")
 
     def _open_cog(self) -> None:
         cfg = self.settings.cog
@@ -157,6 +172,7 @@ class Core:
             listener=listener,
             webhook_url=webhook_url,
             cog_webhook_base=f"{public}/cog/webhooks" if uses_cog and public else None,
+            elevenlabs=self.elevenlabs,
         )
         self.service = service
         if verifier is not None or uses_cog:

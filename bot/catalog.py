@@ -29,6 +29,7 @@ _FALSE = {"false", "no", "off", "0"}
 
 class Capability(StrEnum):
     TEXT = "text to music"
+    VOCALS = "songs with vocals and lyrics"
     MELODY = "follows the melody of a clip"
     CONTINUATION = "continues a clip"
     INTERPOLATION = "blends two prompts"
@@ -184,9 +185,12 @@ class ModelSpec:
     default_duration_s: int = 8
     fixed_duration_s: float | None = None
     duration_key: str | None = "duration"
+    duration_unit: int = 1  # the model's length input per second (ElevenLabs takes milliseconds)
     prompt_key: str | None = "prompt"
     seed_key: str | None = "seed"
     seed_random: Any = None  # the model's "random seed" value, sent when none is chosen (None: omit)
+    max_prompt_chars: int | None = None  # the model's own limit; None: [jobs] max_prompt_chars
+    auto_seed: bool = True  # pick a seed when none is given, so every take can be labelled and redone
     output_formats: tuple[str, ...] = ("wav",)
     fixed_input: Mapping[str, Any] = field(default_factory=dict)
     # Rough cost in US dollars: per run plus per second of output, for estimates before submitting.
@@ -230,7 +234,7 @@ class ModelSpec:
         if self.prompt_key is not None:
             data[self.prompt_key] = request.prompt
         if self.duration_key is not None:
-            data[self.duration_key] = int(request.duration_s)
+            data[self.duration_key] = int(request.duration_s * self.duration_unit)
         if self.seed_key is not None:
             seed = request.seed if request.seed is not None else self.seed_random
             if seed is not None:
@@ -442,7 +446,48 @@ RIFFUSION = ModelSpec(
     ),
 )
 
-MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (MUSICGEN, STABLE_AUDIO, RIFFUSION)}
+# -- ElevenLabs Music ------------------------------------------------------------------------------
+
+SONG_FORMATS = (
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "mp3_48000_192",
+    "mp3_44100_64",
+    "opus_48000_128",
+    "opus_48000_192",
+    "pcm_44100",
+    "pcm_48000",
+)
+
+
+def _song_check(request: ValidatedRequest) -> None:
+    if request.params.get("output_format", "mp3_44100_128").startswith(("pcm_", "ulaw_", "alaw_")):
+        raise InvalidRequestError("Raw PCM formats can't be posted as files; choose an mp3 or opus `format`.")
+
+
+SONG = ModelSpec(
+    key="song",
+    display_name="ElevenLabs Music",
+    description="ElevenLabs Music: full songs with vocals and lyrics (or instrumentals), up to 10 minutes.",
+    settings_field="song",
+    capabilities=frozenset({Capability.TEXT, Capability.VOCALS}),
+    min_duration_s=3,
+    max_duration_s=600,
+    default_duration_s=30,
+    duration_key="music_length_ms",
+    duration_unit=1000,
+    max_prompt_chars=4100,  # ElevenLabs' limit: room for lyrics
+    auto_seed=False,  # a seed only works with a composition plan: send one only when asked
+    seed_key="seed",
+    output_formats=("mp3", "opus"),
+    cost_per_output_s_usd=0.0075,  # rough: about $0.45 a minute on a paid plan
+    params=(
+        Param("instrumental", ParamType.BOOLEAN, "no vocals", False, input_key="force_instrumental", common=True),
+        Param("output_format", ParamType.CHOICE, "audio format and quality", "mp3_44100_128", choices=SONG_FORMATS),
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (MUSICGEN, STABLE_AUDIO, RIFFUSION, SONG)}
 
 
 def all_params() -> dict[str, Param]:
@@ -454,7 +499,7 @@ def all_params() -> dict[str, Param]:
     return params
 
 
-TEXT_MODELS = tuple(spec for spec in MODELS.values() if Capability.TEXT in spec.capabilities)
+TEXT_MODELS = tuple(spec for spec in MODELS.values() if Capability.TEXT in spec.capabilities and spec.key != "song")
 
 
 def get_model(key: str) -> ModelSpec:
@@ -495,7 +540,7 @@ def parse_options(text: str) -> dict[str, str]:
 def validate_request(request: JobRequest, settings: Settings) -> ValidatedRequest:
     """Check every value against the catalog and settings. Raises InvalidRequestError naming the problem."""
     spec = get_model(request.model)
-    prompt = clean_prompt(request.prompt, max_chars=settings.jobs.max_prompt_chars)
+    prompt = clean_prompt(request.prompt, max_chars=spec.max_prompt_chars or settings.jobs.max_prompt_chars)
 
     if spec.fixed_duration_s is not None:
         if request.duration_s is not None and request.duration_s != spec.fixed_duration_s:

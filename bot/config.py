@@ -58,7 +58,7 @@ class ReplicateSettings(_Section):
     delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
 
 
-ProviderName = Literal["replicate", "cog"]
+ProviderName = Literal["replicate", "cog", "elevenlabs"]
 
 
 class ModelRoute(_Section):
@@ -80,6 +80,29 @@ class ModelSettings(_Section):
     riffusion: ModelRoute = ModelRoute(
         ref="riffusion/riffusion:8cf61ea6c56afd61d8f5b9ffd14d7c216c0a93844ce2d82ac1c9ecc9c7f24e05"
     )
+    # ElevenLabs Music; its model id is [elevenlabs] model_id.
+    song: ModelRoute = ModelRoute(provider="elevenlabs", ref="music")
+
+
+class ElevenLabsSettings(_Section):
+    """ElevenLabs Music: full songs with vocals, composition plans, song metadata and stems."""
+
+    api_base: AnyHttpUrl = AnyHttpUrl("https://api.elevenlabs.io")
+    # music_v1 takes composition plans as styles + sections; music_v2 as chunks. Plans follow this model.
+    model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
+    output_format: str = "mp3_44100_128"
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
+    read_timeout_s: float = Field(default=300.0, gt=0, le=3600)
+    total_timeout_s: float = Field(default=900.0, gt=0, le=7200)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_base_s: float = Field(default=2.0, gt=0, le=60)
+
+
+class StemsSettings(_Section):
+    # Who splits stems: "elevenlabs" (stem-separation) or "replicate" (the demucs model below).
+    provider: Literal["elevenlabs", "replicate"] = "elevenlabs"
+    demucs_ref: str = "ryan5453/demucs:0000000000000000000000000000000000000000000000000000000000000000"
 
 
 class CogSettings(_Section):
@@ -192,6 +215,7 @@ class Secrets(BaseModel):
     discord_token: SecretStr | None = None
     replicate_api_token: SecretStr | None = None
     replicate_webhook_secret: SecretStr | None = None
+    elevenlabs_api_key: SecretStr | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Secrets:
@@ -205,6 +229,7 @@ class Secrets(BaseModel):
             discord_token=get("DISCORD_TOKEN"),
             replicate_api_token=get("REPLICATE_API_TOKEN"),
             replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET"),
+            elevenlabs_api_key=get("ELEVENLABS_API_KEY"),
         )
 
 
@@ -222,6 +247,8 @@ class Settings(BaseSettings):
     replicate: ReplicateSettings = ReplicateSettings()
     models: ModelSettings = ModelSettings()
     cog: CogSettings = CogSettings()
+    elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
+    stems: StemsSettings = StemsSettings()
     audio: AudioSettings = AudioSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()

@@ -116,6 +116,9 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     running_since = min((m.running_at for m in members if m.running_at), default=None)
     if phase == Phase.GENERATING and running_since:
         status += f" · started <t:{int(running_since)}:R>"
+        received = job.result.get("received_bytes")
+        if received:
+            status += f" · {_mib(int(received))} received"
     elif phase in (Phase.FAILED, Phase.CANCELED):
         reasons = sorted({m.error for m in members if m.error})
         if reasons:
@@ -124,6 +127,24 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
         ready = sum(m.status in (JobStatus.SUCCEEDED, JobStatus.DELIVERED) for m in members)
         status += f" · {ready} of {len(members)} ready"
     embed.add_field(name="Status", value=_truncate(status, 1024), inline=False)
+    song = job.result.get("metadata") or {}
+    if phase == Phase.DONE and song:
+        if song.get("title"):
+            embed.title = _truncate(str(song["title"]), 256)
+            embed.description = _truncate(f"*{job.prompt}*", 4096)
+        if song.get("description"):
+            embed.add_field(name="About", value=_truncate(str(song["description"]), 1024), inline=False)
+        genres = ", ".join(str(g) for g in song.get("genres") or [])
+        if genres:
+            embed.add_field(name="Genres", value=_truncate(genres, 1024), inline=True)
+        languages = ", ".join(str(lang) for lang in song.get("languages") or [])
+        if languages:
+            embed.add_field(name="Languages", value=_truncate(languages, 1024), inline=True)
+        if song.get("is_explicit") is not None:
+            embed.add_field(name="Explicit", value="yes" if song["is_explicit"] else "no", inline=True)
+    suggestion = job.result.get("suggestion")
+    if phase == Phase.FAILED and isinstance(suggestion, str) and suggestion:
+        embed.add_field(name="Try this prompt", value=_truncate(suggestion, 1024), inline=False)
     if phase == Phase.DONE:
         if len(members) > 1:
             lines = [
@@ -143,7 +164,9 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
 
 
 def _slug(job: Job) -> str:
-    text = unicodedata.normalize("NFKD", job.prompt).encode("ascii", "ignore").decode()
+    """From the song's title when the model named it (ElevenLabs), else from the prompt."""
+    title = (job.result.get("metadata") or {}).get("title") or job.prompt
+    text = unicodedata.normalize("NFKD", str(title)).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or "encore"
 
 

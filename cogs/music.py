@@ -23,6 +23,8 @@ from bot.catalog import (
     RIFFUSION,
     RIFFUSION_SEED_IMAGES,
     SEED_MAX,
+    SONG,
+    SONG_FORMATS,
     TEXT_MODELS,
     ModelSpec,
     ParamType,
@@ -219,6 +221,28 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             seed_image_id=seed_image.value if seed_image else None,
         )
         request = JobRequest(model=RIFFUSION.key, prompt=prompt_a, params=params, count=count or 1)
+        await self._start(interaction, request)
+
+    @app_commands.command(name="song", description="A full song with vocals and lyrics (ElevenLabs Music).")
+    @app_commands.describe(
+        prompt="What the song is about and how it sounds: genre, mood, voice, story…",
+        length="Length in seconds, 3-600 (default 30)",
+        instrumental="No vocals",
+        seed="A seed for a similar song next time (uses a composition plan)",
+        format="Audio format and quality (default mp3 128 kb/s)",
+    )
+    @app_commands.choices(format=[app_commands.Choice(name=f, value=f) for f in SONG_FORMATS])
+    async def music_song(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: app_commands.Range[str, 1, 4100],
+        length: app_commands.Range[int, 3, 600] | None = None,
+        instrumental: bool | None = None,
+        seed: app_commands.Range[int, 1, SEED_MAX] | None = None,
+        format: app_commands.Choice[str] | None = None,
+    ) -> None:
+        params = _params(None, instrumental=instrumental, output_format=format.value if format else None)
+        request = JobRequest(model=SONG.key, prompt=prompt, duration_s=length, seed=seed, params=params)
         await self._start(interaction, request)
 
     @app_commands.command(name="models", description="What each model can do, and every setting it takes.")

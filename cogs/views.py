@@ -81,6 +81,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
     view = discord.ui.View(timeout=None)
     if phase not in TERMINAL_PHASES and phase != Phase.UPLOADING:
         view.add_item(CancelButton(job.id))
+    elif phase == Phase.FAILED and len(members) <= 1:
+        view.add_item(ResultButton("retry", job.id))
     elif phase == Phase.DONE:
         single = len(members) <= 1
         spec = MODELS.get(job.model)
@@ -106,13 +108,14 @@ RESULT_ACTIONS = {
     "info": ("Info", "📋"),
     "delete": ("Delete", "🗑️"),
     "full": ("Full track", "🎼"),
+    "retry": ("Retry", "🔄"),
 }
 VARIATIONS = 3
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"encore:(?P<action>regen|vary|extend|info|delete|full):(?P<job_id>[a-z0-9]{1,32})",
+    template=r"encore:(?P<action>regen|vary|extend|info|delete|full|retry):(?P<job_id>[a-z0-9]{1,32})",
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
@@ -144,6 +147,15 @@ class ResultButton(
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:
     bot = _bot(interaction)
     jobs = await bot.service.regenerate(job_id, origin(interaction), count=count)
+    await post_card(bot, interaction, jobs)
+
+
+async def _retry(interaction: discord.Interaction[Any], job_id: str) -> None:
+    bot = _bot(interaction)
+    job = await bot.service.get(job_id)
+    if job.user_id != interaction.user.id and not is_moderator(interaction):
+        raise NotAllowedError("Only the person who asked for this track (or a moderator) can retry it.")
+    jobs = await bot.service.regenerate(job_id, origin(interaction), same_seed=True)
     await post_card(bot, interaction, jobs)
 
 
@@ -204,6 +216,7 @@ _ACTIONS = {
     "info": _info,
     "delete": _delete,
     "full": _full,
+    "retry": _retry,
 }
 
 

@@ -114,6 +114,8 @@ class Job(BaseModel):
     image_path: str | None = None
     callback_token: str | None = None
     input_files: dict[str, str] = {}
+    # What the provider returned besides the audio (song metadata, stem files...).
+    result: dict[str, Any] = {}
 
     @property
     def card_key(self) -> str:

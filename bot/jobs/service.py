@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import mimetypes
 import re
@@ -45,12 +46,17 @@ from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.poller import Poller
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
+from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
 from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
 
 _SEED_IN_LOGS = re.compile(r"seed\W{0,3}(-?\d{1,12})", re.IGNORECASE)
 _OUTPUT_ATTEMPTS = 3
+INTERRUPTED = (
+    "Interrupted: Encore restarted while this was being made. It wasn't run again by itself because it costs "
+    "money; press Retry to make it again."
+)
 MUSICGEN_WINDOW_S = 30  # MusicGen continues from at most this much (and its output includes it)
 MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
@@ -148,6 +154,7 @@ class JobService:
         listener: JobListener,
         webhook_url: str | None = None,
         cog_webhook_base: str | None = None,
+        elevenlabs: ElevenLabsClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -157,6 +164,7 @@ class JobService:
         self.webhook_url = webhook_url
         # e.g. "https://encore.example.com/cog/webhooks": each Cog job gets /<job id>/<token> on it.
         self.cog_webhook_base = cog_webhook_base
+        self.elevenlabs = elevenlabs
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
@@ -166,6 +174,7 @@ class JobService:
         self._uploading: set[str] = set()  # jobs whose output is being fetched
         self._dirty: set[str] = set()  # delivery units with news since their last look
         self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
+        self._calls: dict[str, asyncio.Task[Any]] = {}  # synchronous provider calls in flight, by job
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -217,6 +226,10 @@ class JobService:
         return await asyncio.shield(task)
 
     def _resume(self, job: Job) -> None:
+        if job.provider == "elevenlabs" and job.status.is_active_at_provider:
+            # The call died with the process; running it again would cost money again: ask first.
+            self._spawn(self._fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
+            return
         if job.status == JobStatus.QUEUED:
             self._spawn(self._submit(job.id), name=f"submit:{job.id}")
         elif job.status.is_active_at_provider:
@@ -274,10 +287,11 @@ class JobService:
         validated = validate_request(request, self.settings)
         spec = validated.spec
         route = spec.route(self.settings)
-        if route.provider not in self.providers:
+        available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
+        if not available:
             raise BotError(f"{spec.display_name} isn't available on this bot right now.")
         seeds: list[int | None] = [validated.seed] * validated.count
-        if spec.seed_key is not None:
+        if spec.seed_key is not None and (spec.auto_seed or validated.seed is not None):
             # Explicit seeds, so every variation can be labelled and made again.
             first = validated.seed if validated.seed is not None else secrets.randbelow(SEED_MAX) + 1
             seeds = [(first - 1 + i) % SEED_MAX + 1 for i in range(validated.count)]
@@ -400,8 +414,8 @@ class JobService:
             await asyncio.to_thread(clip.unlink, missing_ok=True)
             raise
 
-    async def regenerate(self, job_id: str, origin: JobOrigin, *, count: int = 1) -> list[Job]:
-        """The same request again with new seeds (``count`` variations), on a new card."""
+    async def regenerate(self, job_id: str, origin: JobOrigin, *, count: int = 1, same_seed: bool = False) -> list[Job]:
+        """The same request again with new seeds (``count`` variations), or the same seed (a retry)."""
         job = await self.get(job_id)
         context = job.context
         request = JobRequest(
@@ -410,6 +424,7 @@ class JobService:
             duration_s=job.duration_s if get_model(job.model).fixed_duration_s is None else None,
             params=dict(job.request.get("params") or {}),
             count=count,
+            seed=job.request.get("seed") if same_seed else None,
             files=dict(job.input_files),
             audio_s=context.get("audio_s"),
             context={**context, "parent": job.id, "regenerated": True},
@@ -464,9 +479,12 @@ class JobService:
         log.info("job %s canceled by %s (%d job(s))", job.id, user_id, len(canceled))
         for member in canceled:
             self.poller.unschedule(member.id)
+            call = self._calls.pop(member.id, None)
+            if call is not None:
+                call.cancel()  # aborts the provider's request
             # Read it again: a submission may have been recorded between our read and our move.
             current = await self.repo.get(member.id)
-            if current is not None and current.prediction_id:
+            if current is not None and current.prediction_id and current.provider in self.providers:
                 await self._cancel_upstream(current.provider, current.prediction_id)
         await self._notify(job.id)
         if job.batch_id:
@@ -515,6 +533,9 @@ class JobService:
             return
         job = await self.repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
+            return
+        if job.provider == "elevenlabs":
+            await self._run_song(job)
             return
         provider = self.providers[job.provider]
         if self.clock() - job.created_at > self.settings.jobs.timeout_s:
@@ -579,6 +600,86 @@ class JobService:
         if not await self.repo.set_input(job.id, data):
             return None  # canceled meanwhile
         return job.model_copy(update={"input": data})
+
+    async def _run_song(self, job: Job) -> None:
+        """An ElevenLabs song: one long call, owned by this task (cancel aborts it), progress as bytes arrive."""
+        client = self.elevenlabs
+        if client is None:
+            await self._fail(job.id, "ElevenLabs isn't set up on this bot.")
+            return
+        if not await self.repo.transition(
+            job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1
+        ):
+            return
+        await self._notify(job.id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls[job.id] = task
+        settings = self.settings.elevenlabs
+        body = {key: value for key, value in job.input.items() if key != "output_format"}
+        output_format = str(job.input.get("output_format", settings.output_format))
+        body["model_id"] = settings.model_id
+
+        async def progress(received: int) -> None:
+            await self.repo.transition(job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED])
+            await self.repo.update_fields(
+                job.id,
+                when_status=[JobStatus.RUNNING],
+                result_json=json.dumps({"received_bytes": received}),
+            )
+            await self._notify(job.id)
+
+        try:
+            if "seed" in body and "prompt" in body:
+                body = await self._song_from_plan(client, body)
+            suffix = ".opus" if output_format.startswith("opus") else ".mp3"
+            song = await client.compose(
+                body, self.outputs_dir / f"{job.id}{suffix}", output_format=output_format, on_bytes=progress
+            )
+        except PromptRefusedError as exc:
+            await self.repo.update_fields(
+                job.id,
+                when_status=[JobStatus.SUBMITTED, JobStatus.RUNNING],
+                result_json=json.dumps({"suggestion": exc.suggestion}),
+            )
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return
+        except ProviderError as exc:
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return
+        finally:
+            self._calls.pop(job.id, None)
+        result = {"metadata": song.metadata, "plan": song.plan, "song_id": song.song_id}
+        won = await self._record(
+            self.repo.transition(
+                job.id,
+                JobStatus.SUCCEEDED,
+                now=self.clock(),
+                output_path=str(song.path),
+                output_size=song.size,
+                output_content_type=song.content_type,
+                seed=job.input.get("seed"),
+                result_json=json.dumps(result),
+            )
+        )
+        if won:
+            log.info("job %s song stored (%d bytes)", job.id, song.size)
+            self._kick_delivery(job)
+
+    async def _song_from_plan(self, client: ElevenLabsClient, body: dict[str, Any]) -> dict[str, Any]:
+        """ElevenLabs takes a seed only with a composition plan: plan the prompt first (free), then compose it."""
+        plan = await client.plan(
+            str(body["prompt"]), model_id=str(body["model_id"]), length_ms=body.get("music_length_ms")
+        )
+        if body.get("force_instrumental"):
+            for section in plan.get("sections", []):
+                section["lines"] = []
+        return {
+            "composition_plan": plan,
+            "model_id": body["model_id"],
+            "seed": body["seed"],
+            **({"respect_sections_durations": True} if body["model_id"] == "music_v1" else {}),
+        }
 
     def _webhook_for(self, job: Job) -> str | None:
         if job.provider == "cog":

@@ -37,6 +37,7 @@ _UPDATABLE = frozenset(
         "token_expires_at",
         "image_path",
         "callback_token",
+        "result_json",
     }
 )
 
@@ -53,6 +54,7 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
     data["request"] = json.loads(data.pop("request_json"))
     data["input"] = json.loads(data.pop("input_json"))
     data["input_files"] = json.loads(data.pop("input_files_json"))
+    data["result"] = json.loads(data.pop("result_json"))
     return Job.model_validate(data)
 
 

@@ -23,6 +23,7 @@ from tests.fakes.discord.models import (
     RoleConfig,
     SimMessage,
 )
+from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import free_port
 
@@ -46,11 +47,15 @@ class Encore:
         self.sim = sim
         self.fake = fake
         self.data_dir = data_dir
+        self.defaults: dict[str, dict[str, Any]] = {}  # settings sections fixtures add to every configure()
         self.settings: Settings = self.configure()
         self.bot: EncoreBot | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+        self.elevenlabs_key: str | None = None  # set to enable ElevenLabs (see the ``eleven`` fixture)
 
     def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
+        for name, values in self.defaults.items():
+            sections[name] = {**values, **sections.get(name, {})}
         replicate = {"api_base": self.fake.base_url, "retry_base_s": 0.01, **sections.pop("replicate", {})}
         discord = {"dev_guild_ids": [g.id for g in self.sim.guilds], **sections.pop("discord", {})}
         webhooks = dict(sections.pop("webhooks", {}))
@@ -65,7 +70,11 @@ class Encore:
 
     async def start(self) -> EncoreBot:
         stack = contextlib.AsyncExitStack()
-        core = Core(self.settings, Secrets(replicate_api_token=SecretStr(self.fake.token)))
+        secrets = Secrets(
+            replicate_api_token=SecretStr(self.fake.token),
+            elevenlabs_api_key=SecretStr(self.elevenlabs_key) if self.elevenlabs_key else None,
+        )
+        core = Core(self.settings, secrets)
         await core.open()
         stack.push_async_callback(core.close)
         bot = EncoreBot(core, **self.sim.client_kwargs())
@@ -92,6 +101,16 @@ class Encore:
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeReplicate]:
     async with FakeReplicate() as server:
+        yield server
+
+
+@pytest.fixture
+async def eleven(encore: Encore) -> AsyncIterator[FakeElevenLabs]:
+    """A fake ElevenLabs that ``encore`` is configured to use."""
+    async with FakeElevenLabs(default_length_ms=5000) as server:
+        encore.elevenlabs_key = server.api_key
+        encore.defaults["elevenlabs"] = {"api_base": server.base_url, "retry_base_s": 0.01}
+        encore.configure()
         yield server
 
 

@@ -32,6 +32,7 @@ import jsonschema
 from tests.fakes.audio import (
     Pcm,
     decode_pcm,
+    encode_pcm,
     make_jpeg,
     mp3_from_pcm,
     tone_pcm,
@@ -486,9 +487,98 @@ RIFFUSION = FakeModel(
 )
 
 
+# ---------------------------------------------------------------- ryan5453/demucs
+
+DEMUCS_MODELS = ["auto", "hdemucs_mmi", "htdemucs", "htdemucs_ft", "htdemucs_6s"]
+DEMUCS_STEMS = ("drums", "bass", "other", "vocals")
+DEMUCS_6_STEMS = (*DEMUCS_STEMS, "guitar", "piano")
+DEMUCS_INPUT: dict[str, Any] = {  # the Dec 2025 version
+    "type": "object",
+    "title": "Input",
+    "required": ["audio"],
+    "properties": {
+        "audio": {"type": "string", "format": "uri"},
+        "model": _enum(DEMUCS_MODELS, "auto"),
+        "format": {"type": "string", "default": "wav"},  # "any FFmpeg format"; the fake writes DEMUCS_FORMATS
+        "isolate_stem": _enum(["none", *DEMUCS_6_STEMS], "none"),
+        "shifts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 1},
+        "split": {"type": "boolean", "default": True},
+        # cog's Optional[int] (default None): the type list stands for OpenAPI's `nullable: true`
+        "split_size": {"type": ["integer", "null"], "minimum": 1},
+        "split_overlap": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.25},
+        "clip_mode": _enum(["rescale", "none", "clamp", "tanh"], "rescale"),
+    },
+}
+DEMUCS_OUTPUT: dict[str, Any] = {  # guess: a dict of stem name -> file URL
+    "type": "object",
+    "title": "Output",
+    "additionalProperties": {"type": "string", "format": "uri"},
+}
+DEMUCS_RATE = 44100  # the demucs models' sample rate; stems are stereo
+DEMUCS_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac"}
+DEMUCS_PITCH = {"drums": 110.0, "bass": 55.0, "other": 660.0, "vocals": 440.0, "guitar": 330.0, "piano": 262.0}
+
+
+def _demucs_file(stem: str, pcm: bytes, fmt: str) -> OutputFile:
+    if fmt == "mp3":
+        data = mp3_from_pcm(pcm, sample_rate=DEMUCS_RATE, channels=2, bit_rate=320_000)
+    elif fmt == "flac":
+        data = encode_pcm(pcm, sample_rate=DEMUCS_RATE, channels=2, container="flac", codec="flac", bit_rate=None)
+    else:
+        data = wav_from_pcm(pcm, sample_rate=DEMUCS_RATE, channels=2)
+    return OutputFile(f"{stem}.{fmt}", data, DEMUCS_FORMATS[fmt])
+
+
+def run_demucs(inp: dict[str, Any]) -> tuple[Any, str]:
+    """ryan5453/demucs: ``{stem: file}`` with each stem as long as the input (44.1 kHz stereo, ``format``).
+
+    Stems are drums, bass, other, vocals (plus guitar, piano for ``htdemucs_6s``); ``isolate_stem=X`` gives
+    ``{X, no_X}``. Each is a tone at its own pitch, not a real separation. Guesses: ``auto`` picks
+    ``htdemucs_6s`` to isolate guitar or piano and ``htdemucs`` otherwise; isolating a stem the chosen model
+    lacks, a format other than wav/mp3/flac and an empty input fail with "fake: ..." errors.
+    """
+    model, isolate = inp.get("model", "auto"), inp.get("isolate_stem", "none")
+    fmt = inp.get("format", "wav")
+    if model == "auto":
+        model = "htdemucs_6s" if isolate in ("guitar", "piano") else "htdemucs"
+    stems = DEMUCS_6_STEMS if model == "htdemucs_6s" else DEMUCS_STEMS
+    logs = f"fake: model={model} shifts={inp.get('shifts', 1)} split={inp.get('split', True)}\n"
+    if fmt not in DEMUCS_FORMATS:
+        raise ModelError(f"fake: unsupported format {fmt!r} (the fake writes {', '.join(DEMUCS_FORMATS)})", logs=logs)
+    if isolate != "none" and isolate not in stems:
+        raise ModelError(f"fake: model {model} has no {isolate} stem (its stems: {', '.join(stems)})", logs=logs)
+    audio = inp["audio"]
+    if not isinstance(audio, InputFile):
+        raise ModelError("fake: audio was not fetched", logs=logs)
+    clip = _decode_input(audio, sample_rate=DEMUCS_RATE, channels=2)
+    if clip.frames == 0:
+        raise ModelError("fake: the input audio is empty", logs=logs)
+    names = list(stems) if isolate == "none" else [isolate, f"no_{isolate}"]
+    logs += f"Separating {audio.name} ({clip.duration_s:g} s) into {', '.join(names)}\n100%|██████████|\n"
+    output: dict[str, OutputFile] = {}
+    for i, name in enumerate(names):
+        pitch = DEMUCS_PITCH.get(name, 220.0 + 20 * i)
+        output[name] = _demucs_file(
+            name, tone_pcm(clip.frames, sample_rate=DEMUCS_RATE, channels=2, freq_hz=pitch), fmt
+        )
+    return output, logs
+
+
+DEMUCS = FakeModel(
+    owner="ryan5453",
+    name="demucs",
+    # Placeholder: the reference gives no pinned version id for ryan5453/demucs (sha256 of a fixed string).
+    versions=("77955a1b12941aea9d8d47b9cba4936ff7dc6841a7e8b6cbe6e61a806eb6c939",),
+    input_schema=DEMUCS_INPUT,
+    output_schema=DEMUCS_OUTPUT,
+    run=run_demucs,
+    description="Demucs music source separation (stems)",
+)
+
+
 # ---------------------------------------------------------------- registry
 
-MODELS: dict[str, FakeModel] = {m.ref: m for m in (MUSICGEN, STABLE_AUDIO, RIFFUSION)}
+MODELS: dict[str, FakeModel] = {m.ref: m for m in (MUSICGEN, STABLE_AUDIO, RIFFUSION, DEMUCS)}
 
 # Names that look plausible but do not exist on Replicate (GET /v1/models/... is 404, creates are 422):
 # the Hugging Face weights repo name is not a Replicate model.

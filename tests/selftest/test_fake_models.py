@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.fakes.audio import (
     tone_pcm,
     wav_info,
 )
-from tests.fakes.models import NONEXISTENT_MODELS, FakeModel, InputFile, decode_data_url
+from tests.fakes.models import DEMUCS, NONEXISTENT_MODELS, FakeModel, InputFile, decode_data_url
 from tests.fakes.replicate import MODELS, MUSICGEN, FakeReplicate
 from tests.selftest.conftest import call, serve
 
@@ -152,9 +153,16 @@ def test_data_url_decoding() -> None:
 
 
 def test_registry() -> None:
-    assert set(MODELS) == {"meta/musicgen", "stackadoc/stable-audio-open-1.0", "riffusion/riffusion"}
+    assert set(MODELS) == {
+        "meta/musicgen",
+        "stackadoc/stable-audio-open-1.0",
+        "riffusion/riffusion",
+        "ryan5453/demucs",
+    }
     assert not NONEXISTENT_MODELS & set(MODELS)
     assert MUSICGEN.file_inputs == ("input_audio",)
+    assert DEMUCS.file_inputs == ("audio",)
+    assert re.fullmatch(r"[0-9a-f]{64}", DEMUCS.versions[0])
     assert all(isinstance(m, FakeModel) for m in MODELS.values())
 
 
@@ -413,3 +421,111 @@ async def test_riffusion_validation(
     assert [(f["field"], f["type"]) for f in data["invalid_fields"]] == [(field, kind)]
     if kind == "enum":
         assert "vibes" in data["invalid_fields"][0]["description"]
+
+
+# ---------------------------------------------------------------- ryan5453/demucs
+
+DEMUCS_V = DEMUCS.versions[0]
+
+
+@pytest.mark.parametrize(
+    ("inp", "stems", "ext", "content_type"),
+    [
+        ({}, ["drums", "bass", "other", "vocals"], "wav", "audio/wav"),
+        (
+            {"model": "htdemucs_6s", "format": "mp3"},
+            ["drums", "bass", "other", "vocals", "guitar", "piano"],
+            "mp3",
+            "audio/mpeg",
+        ),
+        ({"isolate_stem": "vocals"}, ["vocals", "no_vocals"], "wav", "audio/wav"),
+        ({"isolate_stem": "guitar", "format": "mp3"}, ["guitar", "no_guitar"], "mp3", "audio/mpeg"),  # auto: 6 stems
+        (
+            {"model": "htdemucs_ft", "format": "flac", "shifts": 2, "split": False, "split_size": None},
+            ["drums", "bass", "other", "vocals"],
+            "flac",
+            "audio/flac",
+        ),
+    ],
+)
+async def test_demucs_stems(
+    fake: FakeReplicate,
+    http: aiohttp.ClientSession,
+    inp: dict[str, Any],
+    stems: list[str],
+    ext: str,
+    content_type: str,
+) -> None:
+    clip = make_mp3(2.5, sample_rate=44100, channels=2)
+    done = await run(http, fake, f"ryan5453/demucs:{DEMUCS_V}", {"audio": data_url(clip, "audio/mpeg"), **inp})
+    assert done["status"] == "succeeded", done["error"]
+    assert list(done["output"]) == stems
+    for stem, url in done["output"].items():
+        assert url.endswith(f"/{stem}.{ext}")
+        info = audio_info(await download(http, url, content_type))
+        assert (info.duration_s, info.sample_rate, info.channels) == (2.5, 44100, 2)
+
+
+async def test_demucs_resamples_to_the_input_length(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    clip = make_wav(2.0, sample_rate=32000, channels=1)
+    done = await run(http, fake, DEMUCS_V, {"audio": data_url(clip), "isolate_stem": "drums"})
+    assert done["status"] == "succeeded", done["error"]
+    info = wav_info(await download(http, done["output"]["no_drums"], "audio/wav"))
+    assert (info.frames, info.sample_rate, info.channels) == (decode_pcm(clip, sample_rate=44100).frames, 44100, 2)
+
+
+@pytest.mark.parametrize(
+    ("inp", "error"),
+    [
+        ({"model": "htdemucs", "isolate_stem": "piano"}, "fake: model htdemucs has no piano stem"),
+        ({"format": "aiff"}, "fake: unsupported format 'aiff'"),
+        ({"audio": data_url(b"not audio" * 10)}, 'Failed to open the input "/tmp/file"'),
+    ],
+)
+async def test_demucs_failures(
+    fake: FakeReplicate, http: aiohttp.ClientSession, inp: dict[str, Any], error: str
+) -> None:
+    done = await run(http, fake, DEMUCS_V, {"audio": data_url(make_wav(1.0)), **inp})
+    assert done["status"] == "failed"
+    assert done["error"].startswith(error), done["error"]
+    assert done["output"] is None
+
+
+@pytest.mark.parametrize(
+    ("inp", "field", "kind"),
+    [
+        ({}, "input", "required"),
+        ({"model": "mdx_q"}, "input.model", "enum"),
+        ({"isolate_stem": "keys"}, "input.isolate_stem", "enum"),
+        ({"shifts": 0}, "input.shifts", "number_gte"),
+        ({"shifts": 21}, "input.shifts", "number_lte"),
+        ({"split_size": 0}, "input.split_size", "number_gte"),
+        ({"split_overlap": 1.5}, "input.split_overlap", "number_lte"),
+        ({"clip_mode": "soft"}, "input.clip_mode", "enum"),
+        ({"split": "yes"}, "input.split", "invalid_type"),
+        ({"audio": "not a url"}, "input.audio", "format"),
+    ],
+)
+async def test_demucs_validation(
+    fake: FakeReplicate, http: aiohttp.ClientSession, inp: dict[str, Any], field: str, kind: str
+) -> None:
+    full = {"audio": "https://example.com/a.wav", **inp} if "audio" not in inp and inp else inp
+    status, data, _ = await call(
+        http, "POST", f"{fake.base_url}/predictions", json={"version": DEMUCS_V, "input": full}
+    )
+    assert status == 422
+    assert [(f["field"], f["type"]) for f in data["invalid_fields"]] == [(field, kind)]
+    assert fake.predictions == {}
+
+
+async def test_demucs_model_endpoint(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    status, model, _ = await call(http, "GET", f"{fake.base_url}/models/ryan5453/demucs")
+    assert status == 200
+    assert model["latest_version"]["id"] == DEMUCS_V
+    props = model["latest_version"]["openapi_schema"]["components"]["schemas"]["Input"]["properties"]
+    assert (props["model"]["default"], props["format"]["default"], props["isolate_stem"]["default"]) == (
+        "auto",
+        "wav",
+        "none",
+    )
+    assert props["clip_mode"]["enum"] == ["rescale", "none", "clamp", "tanh"]

@@ -94,8 +94,9 @@ async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
 
     for phase in (Phase.QUEUED, Phase.STARTING, Phase.GENERATING):
         assert custom_ids(phase) == ["encore:cancel:abc234defg"]
-    for phase in (Phase.UPLOADING, Phase.FAILED, Phase.CANCELED):
+    for phase in (Phase.UPLOADING, Phase.CANCELED):
         assert custom_ids(phase) == []
+    assert custom_ids(Phase.FAILED) == ["encore:retry:abc234defg"]
     assert custom_ids(Phase.DONE) == [
         f"encore:{a}:abc234defg" for a in ("regen", "vary", "extend", "info", "delete", "full")
     ]

@@ -1,0 +1,275 @@
+"""ElevenLabs Music: songs with vocals (``/v1/music/detailed``), composition plans and stem separation.
+
+Unlike Replicate these are long synchronous calls: the request itself is the job. The job service runs
+them as tasks it owns (cancel = abort the request) and reports progress as bytes arrive. Errors are
+translated once, here, into messages people can act on: a refused prompt comes with ElevenLabs' own
+suggestion, quota and credit problems name who must fix them, rate limits back off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from bot.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderInputError,
+    ProviderRateLimitError,
+    ProviderUnavailableError,
+)
+from bot.providers import multipart
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], Awaitable[None]]
+_PROGRESS_EVERY = 256 * 1024
+
+
+class PromptRefusedError(ProviderInputError):
+    """ElevenLabs refused the prompt or plan (artist names, copyrighted lyrics); it may suggest another."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None, suggestion: Any = None) -> None:
+        super().__init__(user_message, detail=detail)
+        self.suggestion = suggestion
+
+
+class QuotaError(ProviderError):
+    default_message = "Encore's ElevenLabs credits are used up. An operator needs to top them up."
+
+
+@dataclass
+class Song:
+    path: Path
+    size: int
+    content_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None
+    song_id: str | None = None
+
+
+def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderError:
+    """One ElevenLabs error response as a typed error with a message for people."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    text = json.dumps(body)[:300] if body is not None else ""
+    if status == 422:
+        fields = []
+        if isinstance(detail, list):
+            fields = sorted({str(item.get("loc", ["", ""])[-1]) for item in detail if isinstance(item, dict)})
+        return ProviderInputError(
+            "ElevenLabs refused those settings" + (f" ({', '.join(fields)})." if fields else "."), detail=text
+        )
+    info: dict[str, Any] = detail if isinstance(detail, dict) else {}
+    code = str(info.get("code") or info.get("status") or "")
+    raw_data = info.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    if code == "bad_prompt":
+        suggestion = data.get("prompt_suggestion")
+        message = "ElevenLabs won't make that prompt (artist names and copyrighted lyrics aren't allowed)."
+        if suggestion:
+            message += f" Try: “{str(suggestion)[:300]}”"
+        return PromptRefusedError(message, detail=text, suggestion=suggestion)
+    if code == "bad_composition_plan":
+        return PromptRefusedError(
+            "ElevenLabs won't compose that plan (artist names and copyrighted lyrics aren't allowed). "
+            "I've kept its suggested plan for you.",
+            detail=text,
+            suggestion=data.get("composition_plan_suggestion"),
+        )
+    if code in ("quota_exceeded", "insufficient_credits") or status == 402:
+        return QuotaError(detail=text)
+    if status in (401, 403):
+        if code == "subscription_required":
+            return ProviderAuthError("The ElevenLabs plan Encore uses doesn't include music.", detail=text)
+        return ProviderAuthError("ElevenLabs rejected Encore's API key. An operator needs to fix it.", detail=text)
+    if status == 429:
+        message = {
+            "concurrent_limit_exceeded": "ElevenLabs is making as many songs as it allows. Please try again soon.",
+            "system_busy": "ElevenLabs is very busy right now. Please try again in a little while.",
+        }.get(code, "ElevenLabs is rate limiting Encore. Please try again in a minute.")
+        return ProviderRateLimitError(message, detail=text, retry_after_s=retry_after_s)
+    if status >= 500:
+        return ProviderUnavailableError("ElevenLabs had a problem. Please try again later.", detail=text)
+    return ProviderInputError("ElevenLabs couldn't do that.", detail=text)
+
+
+class ElevenLabsClient:
+    name = "elevenlabs"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_base: str,
+        api_key: str,
+        max_retries: int = 3,
+        retry_base_s: float = 2.0,
+        total_timeout_s: float = 900.0,
+    ) -> None:
+        self._session = session
+        self._base = URL(api_base.rstrip("/"))
+        self._key = api_key
+        self._max_retries = max_retries
+        self._retry_base_s = retry_base_s
+        self._total_timeout_s = total_timeout_s
+
+    async def _request(
+        self,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Callable[[], aiohttp.FormData] | None = None,
+        query: dict[str, str] | None = None,
+        on_bytes: ProgressCallback | None = None,
+    ) -> tuple[bytes, str, dict[str, str]]:
+        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers."""
+        url = self._base.with_path(path).with_query(query or {})
+        for attempt in range(self._max_retries + 1):
+            try:
+                async with asyncio.timeout(self._total_timeout_s):
+                    async with self._session.post(
+                        url,
+                        json=json_body,
+                        data=data() if data else None,
+                        headers={"xi-api-key": self._key},
+                        allow_redirects=False,
+                    ) as response:
+                        if response.status != 200:
+                            try:
+                                body = await response.json(content_type=None)
+                            except (ValueError, aiohttp.ClientError):
+                                body = None
+                            raise error_for(response.status, body, _retry_after_s(response))
+                        chunks: list[bytes] = []
+                        received = 0
+                        reported = 0
+                        async for chunk in response.content.iter_chunked(64 * 1024):
+                            chunks.append(chunk)
+                            received += len(chunk)
+                            if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
+                                reported = received
+                                await on_bytes(received)
+                        expected = response.content_length
+                        if expected is not None and received != expected:
+                            raise ProviderUnavailableError(
+                                "The song was cut off on its way from ElevenLabs. Please try again.",
+                                detail=f"{received} of {expected} bytes",
+                            )
+                        return b"".join(chunks), response.headers.get("Content-Type", ""), dict(response.headers)
+            except ProviderRateLimitError as exc:
+                if attempt == self._max_retries:
+                    raise
+                ceiling = min(60.0, self._retry_base_s * 2**attempt)
+                delay = exc.retry_after_s if exc.retry_after_s is not None else random.uniform(ceiling / 2, ceiling)  # noqa: S311
+                log.info("ElevenLabs %s: %s; retrying in %.1f s", path, exc, delay)
+                await asyncio.sleep(min(delay, 120.0))
+            except TimeoutError:
+                raise ProviderUnavailableError(
+                    "ElevenLabs took too long. Please try again.", detail=f"{path}: timed out"
+                ) from None
+            except aiohttp.ClientPayloadError:
+                raise ProviderUnavailableError(
+                    "The song was cut off on its way from ElevenLabs. Please try again.", detail=f"{path}: payload"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise ProviderUnavailableError(
+                    "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {type(exc).__name__}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    async def compose(
+        self, body: dict[str, Any], dest: Path, *, output_format: str, on_bytes: ProgressCallback | None = None
+    ) -> Song:
+        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``."""
+        raw, content_type, headers = await self._request(
+            "/v1/music/detailed", json_body=body, query={"output_format": output_format}, on_bytes=on_bytes
+        )
+        return await asyncio.to_thread(_store_song, raw, content_type, headers.get("song-id"), dest)
+
+    async def plan(
+        self, prompt: str, *, model_id: str, length_ms: int | None = None, source: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A composition plan for ``prompt`` (costs no credits)."""
+        body: dict[str, Any] = {"prompt": prompt, "model_id": model_id}
+        if length_ms is not None:
+            body["music_length_ms"] = length_ms
+        if source is not None:
+            body["source_composition_plan"] = source
+        raw, _, _ = await self._request("/v1/music/plan", json_body=body)
+        try:
+            plan = json.loads(raw)
+        except ValueError:
+            raise ProviderUnavailableError(detail="ElevenLabs sent a malformed plan") from None
+        if not isinstance(plan, dict):
+            raise ProviderUnavailableError(detail="ElevenLabs sent a malformed plan")
+        return plan
+
+    async def separate_stems(self, path: Path, *, variation: str, output_format: str) -> bytes:
+        """A ZIP of stems of the audio at ``path`` (two or six)."""
+        audio = await asyncio.to_thread(path.read_bytes)
+
+        def form() -> aiohttp.FormData:
+            body = aiohttp.FormData()
+            body.add_field("file", audio, filename=path.name, content_type="application/octet-stream")
+            body.add_field("stem_variation_id", variation)
+            return body
+
+        raw, content_type, _ = await self._request(
+            "/v1/music/stem-separation", data=form, query={"output_format": output_format}
+        )
+        if not content_type.startswith(("application/zip", "application/octet-stream")):
+            raise ProviderUnavailableError(detail=f"stem separation answered {content_type!r}")
+        return raw
+
+
+def _store_song(raw: bytes, content_type: str, song_id: str | None, dest: Path) -> Song:
+    try:
+        parts = multipart.parse(raw, multipart.boundary_of(content_type))
+    except multipart.MultipartError as exc:
+        raise ProviderUnavailableError(
+            "The song was cut off on its way from ElevenLabs. Please try again.", detail=str(exc)
+        ) from None
+    meta_part = next((p for p in parts if p.content_type == "application/json"), None)
+    audio_part = next((p for p in parts if p.content_type.startswith("audio/")), None)
+    if audio_part is None or not audio_part.content:
+        raise ProviderUnavailableError(detail="detailed response without audio")
+    info: dict[str, Any] = {}
+    if meta_part is not None:
+        try:
+            info = json.loads(meta_part.content)
+        except ValueError:
+            log.warning("ElevenLabs sent unreadable song metadata")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(audio_part.content)
+    return Song(
+        path=dest,
+        size=len(audio_part.content),
+        content_type=audio_part.content_type,
+        metadata=info.get("song_metadata") or {},
+        plan=info.get("composition_plan"),
+        song_id=song_id,
+    )

@@ -1,0 +1,117 @@
+"""ElevenLabs Music through Discord: songs with metadata, seeds via plans, errors, cancel and restarts."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
+from tests.fakes.audio import audio_info
+from tests.fakes.discord import DiscordSimulator
+from tests.fakes.elevenlabs import FakeElevenLabs
+
+
+async def test_song_with_metadata(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a sea shanty about debugging", length=6)
+    audio = await handle.wait_file()
+    info = audio_info(audio.data)
+    assert info.codec.startswith("mp3")
+    assert round(info.duration_s) == 6
+    [generation] = eleven.generations
+    assert (generation.endpoint, generation.music_length_ms, generation.model_id) == (
+        "detailed",
+        6000,
+        "music_v1",
+    )
+    title = generation.metadata["title"]
+    card = await handle.wait_original(status_is("Done"))
+    assert card.embeds[0]["title"] == title
+    assert card_field(card, "Genres") == ", ".join(generation.metadata["genres"])
+    assert card_field(card, "Explicit") in ("yes", "no")
+    slug = "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+    assert audio.filename.startswith(slug.split("-")[0])  # named after the song's title
+
+
+async def test_seed_and_instrumental_go_through_a_plan(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    handle = await sim.user("alice").slash(
+        "music song", prompt="lofi study beats", length=8, seed=77, instrumental=True
+    )
+    await handle.wait_file()
+    assert len(eleven.plans) == 1  # planned first (free), because a seed only goes with a plan
+    [generation] = eleven.generations
+    assert generation.seed == 77
+    assert generation.composition_plan is not None
+    assert all(section["lines"] == [] for section in generation.composition_plan["sections"])
+
+
+async def test_refused_prompt_shows_the_suggestion(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    eleven.inject("bad_prompt", suggestion="an upbeat pop song about summer")
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a song like a famous band")
+    card = await handle.wait_original(status_is("Failed"))
+    assert "won't make that prompt" in card_status(card)
+    assert card_field(card, "Try this prompt") == "an upbeat pop song about summer"
+    assert card.custom_ids() == [f"encore:retry:{job_id_of(card)}"]
+
+
+async def test_credits_and_quota_are_explained(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
+    await encore.start()
+    for error in (402, "quota_exceeded"):
+        eleven.inject(error)
+        handle = await sim.user("alice").slash("music song", prompt="anything")
+        card = await handle.wait_original(status_is("Failed"))
+        assert "credits are used up" in card_status(card)
+
+
+async def test_rate_limits_are_retried(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
+    eleven.inject("concurrent_limit_exceeded", retry_after=0, times=2)
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="patience", length=3)
+    await handle.wait_file()
+    assert eleven.count("POST", "/v1/music/detailed") == 3
+
+
+async def test_busy_for_too_long_fails_clearly(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
+    eleven.inject("system_busy", times=10)
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="patience")
+    card = await handle.wait_original(status_is("Failed"))
+    assert "very busy" in card_status(card)
+
+
+async def test_progress_then_cancel_aborts_the_call(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    hold = eleven.hold(path="/v1/music/detailed", after_chunks=2)
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a long ballad", length=60)
+    await hold.wait_held()
+    card = await handle.wait_original(lambda m: "received" in card_status(m))  # progress by bytes
+    assert "Generating" in card_status(card)
+    await sim.user("alice").click(card, f"encore:cancel:{job_id_of(card)}")
+    aborted = await eleven.next_abort()
+    assert aborted is eleven.generations[0]
+    assert aborted.aborted
+    assert not aborted.completed
+    assert "Canceled" in card_status(await handle.wait_original(status_is("Canceled")))
+
+
+async def test_restart_during_a_song_asks_before_paying_again(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    hold = eleven.hold(path="/v1/music/detailed")
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="an interrupted song", length=4)
+    card = await handle.wait_original()
+    await hold.wait_held()
+    await encore.restart()
+    failed = await sim.wait_for_edit(card.id, status_is("Failed"))
+    assert "Interrupted" in card_status(failed)
+    assert len(eleven.generations) == 1  # not run again by itself
+    retry = await sim.user("alice").click(failed, f"encore:retry:{job_id_of(card)}")
+    audio = await retry.wait_file()
+    assert round(audio_info(audio.data).duration_s) == 4
+    assert len(eleven.generations) == 2
