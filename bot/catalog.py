@@ -132,10 +132,12 @@ def _fmt(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Outputs:
-    """What a model's output holds: the audio file's URL, and an image's URL if it makes one."""
+    """What a model's output holds: the audio file's URL, an image's URL if it makes one, and named
+    extra audio files (stems)."""
 
     audio: str
     image: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ class ModelSpec:
     cost_per_output_s_usd: float = 0.0
     check: Callable[[ValidatedRequest], None] = lambda _: None
     read_output: Callable[[Any], Outputs] = _single_url
+    # Where it runs when not a [models.<field>] table (stems follow [stems]).
+    route_from: Callable[[Settings], ModelRoute] | None = None
 
     def param(self, name: str) -> Param:
         for param in self.params:
@@ -211,6 +215,8 @@ class ModelSpec:
         return tuple(p for p in self.params if not p.common)
 
     def route(self, settings: Settings) -> ModelRoute:
+        if self.route_from is not None:
+            return self.route_from(settings)
         return getattr(settings.models, self.settings_field)
 
     def estimate_cost_usd(self, request: ValidatedRequest) -> float:
@@ -242,11 +248,12 @@ class ModelSpec:
         return data
 
     def help_text(self) -> str:
-        length = (
-            f"about {_fmt(self.fixed_duration_s)} s"
-            if self.fixed_duration_s
-            else f"{self.min_duration_s}-{self.max_duration_s} s (default {self.default_duration_s})"
-        )
+        if self.fixed_duration_s == 0.0:
+            length = "as long as the track"
+        elif self.fixed_duration_s:
+            length = f"about {_fmt(self.fixed_duration_s)} s"
+        else:
+            length = f"{self.min_duration_s}-{self.max_duration_s} s (default {self.default_duration_s})"
         seconds = self.fixed_duration_s or self.default_duration_s
         cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
         lines = [
@@ -487,7 +494,66 @@ SONG = ModelSpec(
     ),
 )
 
-MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in (MUSICGEN, STABLE_AUDIO, RIFFUSION, SONG)}
+# -- stems -----------------------------------------------------------------------------------------
+
+
+def _stems_output(output: Any) -> Outputs:
+    if not isinstance(output, dict):
+        raise ValueError("stem separation output is not a dict")
+    files = {str(name): url for name, url in output.items() if isinstance(url, str)}
+    if not files:
+        raise ValueError("stem separation returned no files")
+    first = next(iter(files.values()))
+    return Outputs(audio=first, files=files)
+
+
+STEM_VARIATIONS = {"two": "two_stems_v1", "six": "six_stems_v1"}
+
+# Splitting a track: ElevenLabs' stem separation, or the demucs model on Replicate ([stems] provider).
+ELEVENLABS_STEMS = ModelSpec(
+    key="stems",
+    display_name="Stem separation (ElevenLabs)",
+    description="Splits a track into stems: vocals and accompaniment, or vocals, drums, bass, guitar, piano, other.",
+    settings_field="stems",
+    capabilities=frozenset({Capability.STEMS}),
+    fixed_duration_s=0.0,
+    duration_key=None,
+    prompt_key=None,
+    seed_key=None,
+    cost_per_run_usd=0.05,
+    route_from=lambda settings: ModelRoute(provider="elevenlabs", ref="stem-separation"),
+    params=(Param("stems", ParamType.CHOICE, "how many stems", "six", choices=tuple(STEM_VARIATIONS), common=True),),
+)
+
+DEMUCS = ModelSpec(
+    key="demucs",
+    display_name="Stem separation (Demucs)",
+    description="Meta's Demucs on Replicate: drums, bass, other and vocals (plus guitar and piano with six).",
+    settings_field="stems",
+    capabilities=frozenset({Capability.STEMS}),
+    fixed_duration_s=0.0,
+    duration_key=None,
+    prompt_key=None,
+    seed_key=None,
+    fixed_input={"format": "wav"},
+    route_from=lambda settings: ModelRoute(provider="replicate", ref=settings.stems.demucs_ref),
+    cost_per_run_usd=0.03,
+    read_output=_stems_output,
+    params=(
+        Param(
+            "model",
+            ParamType.CHOICE,
+            "which Demucs model",
+            "htdemucs",
+            choices=("htdemucs", "htdemucs_6s", "htdemucs_ft", "hdemucs_mmi"),
+        ),
+        Param("format", ParamType.CHOICE, "stem file format", "wav", choices=("wav", "mp3", "flac")),
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec for spec in (MUSICGEN, STABLE_AUDIO, RIFFUSION, SONG, ELEVENLABS_STEMS, DEMUCS)
+}
 
 
 def all_params() -> dict[str, Param]:
@@ -542,10 +608,12 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
     spec = get_model(request.model)
     prompt = clean_prompt(request.prompt, max_chars=spec.max_prompt_chars or settings.jobs.max_prompt_chars)
 
-    if spec.fixed_duration_s is not None:
+    if spec.fixed_duration_s == 0.0:  # the output is as long as the input (stems)
+        duration: float = request.audio_s or 0.0
+    elif spec.fixed_duration_s is not None:
         if request.duration_s is not None and request.duration_s != spec.fixed_duration_s:
             raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
-        duration: float = spec.fixed_duration_s
+        duration = spec.fixed_duration_s
     else:
         max_duration = min(spec.max_duration_s, settings.jobs.max_duration_s)
         min_duration = max(spec.min_duration_s, settings.jobs.min_duration_s)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.app import Core, run_bot
-from bot.catalog import MODELS, all_params, parse_options
+from bot.catalog import MODELS, Param, all_params, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--count", type=int, default=1, help="variations to make at once (1-4)")
     generate.add_argument("--out", type=Path, default=None, help="output file (default: <prompt>-<job>.<ext>)")
     model_params = generate.add_argument_group("model parameters (see `python -m bot models`)")
-    for param in all_params().values():
+    for param in _flag_params():
         model_params.add_argument(
             "--" + param.name.replace("_", "-"),
             dest=f"param_{param.name}",
@@ -119,9 +119,17 @@ def _default_name(job: Job, suffix: str) -> str:
     return audio_filename(job) if suffix else f"{job.id}.wav"
 
 
+# Flags of the CLI itself: a model parameter with one of these names is set with --set NAME=VALUE.
+_RESERVED = {"model", "duration", "seed", "count", "out", "timeout", "config", "set", "prompt"}
+
+
+def _flag_params() -> list[Param]:
+    return [param for name, param in all_params().items() if name not in _RESERVED]
+
+
 def _request_from(args: argparse.Namespace) -> JobRequest:
     params: dict[str, Any] = {}
-    for name in all_params():
+    for name in (param.name for param in _flag_params()):
         value = getattr(args, f"param_{name}")
         if value is not None:
             params[name] = value

@@ -142,6 +142,9 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
             embed.add_field(name="Languages", value=_truncate(languages, 1024), inline=True)
         if song.get("is_explicit") is not None:
             embed.add_field(name="Explicit", value="yes" if song["is_explicit"] else "no", inline=True)
+    stem_names = [str(f["name"]) for f in job.result.get("files") or []]
+    if phase == Phase.DONE and stem_names:
+        embed.add_field(name="Stems", value=_truncate(", ".join(stem_names), 1024), inline=False)
     suggestion = job.result.get("suggestion")
     if phase == Phase.FAILED and isinstance(suggestion, str) and suggestion:
         embed.add_field(name="Try this prompt", value=_truncate(suggestion, 1024), inline=False)
@@ -224,21 +227,30 @@ async def _fit_files(jobs: Sequence[Job], *, limit: int, work_dir: Path) -> tupl
     reencoded = False
     for job in jobs:
         assert job.output_path is not None
-        source = Path(job.output_path)
-        stem = Path(audio_filename(job)).stem
-        try:
-            fitted = await asyncio.to_thread(
-                fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
-            )
-        except FileNotFoundError:
-            raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
-        except (av.error.FFmpegError, ValueError, IndexError) as exc:
-            raise DeliveryError("I couldn't prepare the audio for Discord.", detail=str(exc), retryable=False) from None
-        for item in fitted:
-            data = await asyncio.to_thread(item.path.read_bytes)
-            files.append(discord.File(io.BytesIO(data), filename=item.path.name))
-            reencoded = reencoded or item.reencoded
+        sources = [(str(f["name"]), Path(f["path"])) for f in job.result.get("files") or []]
+        for name, source in sources or [("", Path(job.output_path))]:
+            files_out, changed = await _fit_one(job, source, name, limit=limit, work_dir=work_dir)
+            files.extend(files_out)
+            reencoded = reencoded or changed
     return files, reencoded
+
+
+async def _fit_one(job: Job, source: Path, name: str, *, limit: int, work_dir: Path) -> tuple[list[discord.File], bool]:
+    """One file of a job (its audio, or one stem), fitted under ``limit``: one or more files to post."""
+    stem = Path(audio_filename(job)).stem + (f"-{name}" if name else "")
+    try:
+        fitted = await asyncio.to_thread(
+            fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
+        )
+    except FileNotFoundError:
+        raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise DeliveryError("I couldn't prepare the audio for Discord.", detail=str(exc), retryable=False) from None
+    files = []
+    for item in fitted:
+        data = await asyncio.to_thread(item.path.read_bytes)
+        files.append(discord.File(io.BytesIO(data), filename=item.path.name))
+    return files, any(item.reencoded for item in fitted)
 
 
 class DiscordDelivery:
@@ -408,7 +420,10 @@ class DiscordDelivery:
         limit = self._upload_limit(lead, interaction)
         files, reencoded = await _fit_files(jobs, limit=limit, work_dir=self._work_dir)
         prompt = discord.utils.escape_markdown(_truncate(lead.prompt, 150))
-        if len(jobs) > 1:
+        stems = [str(f["name"]) for f in lead.result.get("files") or []]
+        if stems:
+            content = f"<@{lead.user_id}> your stems are ready: **{prompt}**\n{', '.join(stems)}"
+        elif len(jobs) > 1:
             labels = ", ".join(f"{job.batch_index + 1} · {_seed_label(job)}" for job in jobs)
             content = f"<@{lead.user_id}> your {len(jobs)} variations are ready: **{prompt}**\n{labels}"
         else:

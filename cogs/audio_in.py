@@ -23,7 +23,7 @@ from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import MAX_EXTEND_S, check_extend
-from cogs._common import audio_attachment, delivery_of, origin, post_card, save_attachment
+from cogs._common import audio_attachment, check_attachment, delivery_of, origin, post_card, save_attachment
 from cogs.views import EXTEND_S
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class AudioIn(commands.Cog):
         self._menus = [
             app_commands.ContextMenu(name="Continue this track", callback=self.continue_menu),
             app_commands.ContextMenu(name="Use as melody", callback=self.melody_menu),
+            app_commands.ContextMenu(name="Split stems", callback=self.stems_menu),
         ]
         for menu in self._menus:
             menu.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=True)
@@ -121,6 +122,20 @@ class AudioIn(commands.Cog):
     async def melody_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         self._require_audio(message)
         await interaction.response.send_modal(_AudioModal(self, message, title="Use as melody", continuing=False))
+
+    async def stems_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+        attachment = self._require_audio(message)
+        check_attachment(self.bot, attachment)
+        await interaction.response.defer(thinking=True)
+        path = await save_attachment(self.bot, attachment)
+        try:
+            job = await self.bot.service.split_stems(
+                path, origin(interaction), name=attachment.filename, source_message_id=message.id
+            )
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+        await post_card(self.bot, interaction, [job])
 
     @staticmethod
     def _require_audio(message: discord.Message) -> discord.Attachment:

@@ -245,6 +245,29 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         request = JobRequest(model=SONG.key, prompt=prompt, duration_s=length, seed=seed, params=params)
         await self._start(interaction, request)
 
+    @app_commands.command(name="stems", description="Split a track into stems (vocals, drums, bass…).")
+    @app_commands.describe(audio="The track to split", stems="Two (vocals + the rest) or six (default)")
+    @app_commands.choices(
+        stems=[app_commands.Choice(name="two", value="two"), app_commands.Choice(name="six", value="six")]
+    )
+    async def music_stems(
+        self,
+        interaction: discord.Interaction[Any],
+        audio: discord.Attachment,
+        stems: app_commands.Choice[str] | None = None,
+    ) -> None:
+        check_attachment(self.bot, audio)
+        await interaction.response.defer(thinking=True)
+        path = await save_attachment(self.bot, audio)
+        try:
+            job = await self.bot.service.split_stems(
+                path, origin(interaction), stems=stems.value if stems else "six", name=audio.filename
+            )
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
+        await post_card(self.bot, interaction, [job])
+
     @app_commands.command(name="models", description="What each model can do, and every setting it takes.")
     @app_commands.describe(model="Show only this model")
     @app_commands.choices(model=[app_commands.Choice(name=s.display_name, value=s.key) for s in MODELS.values()])

@@ -86,6 +86,10 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
     elif phase == Phase.DONE:
         single = len(members) <= 1
         spec = MODELS.get(job.model)
+        if spec is not None and Capability.STEMS in spec.capabilities:
+            for action in ("info", "delete"):
+                view.add_item(ResultButton(action, job.id))
+            return view
         actions = ["regen"]
         if single:
             actions.append("vary")
@@ -94,6 +98,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
         actions += ["info", "delete"]
         if single and spec is not None and Capability.CONTINUATION in spec.capabilities:
             actions.append("full")
+        if single:
+            actions.append("stems")
         for action in actions:
             view.add_item(ResultButton(action, job.id))
     return view
@@ -109,13 +115,14 @@ RESULT_ACTIONS = {
     "delete": ("Delete", "🗑️"),
     "full": ("Full track", "🎼"),
     "retry": ("Retry", "🔄"),
+    "stems": ("Stems", "🎚️"),
 }
 VARIATIONS = 3
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"encore:(?P<action>regen|vary|extend|info|delete|full|retry):(?P<job_id>[a-z0-9]{1,32})",
+    template=r"encore:(?P<action>regen|vary|extend|info|delete|full|retry|stems):(?P<job_id>[a-z0-9]{1,32})",
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
@@ -157,6 +164,16 @@ async def _retry(interaction: discord.Interaction[Any], job_id: str) -> None:
         raise NotAllowedError("Only the person who asked for this track (or a moderator) can retry it.")
     jobs = await bot.service.regenerate(job_id, origin(interaction), same_seed=True)
     await post_card(bot, interaction, jobs)
+
+
+async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
+    bot = _bot(interaction)
+    job = await bot.service.get(job_id)
+    if not job.output_path:
+        raise JobStateError("That track isn't finished, so there is nothing to split yet.")
+    await interaction.response.defer(thinking=True)
+    new = await bot.service.split_stems(Path(job.output_path), origin(interaction), name=job.prompt, parent=job)
+    await post_card(bot, interaction, [new])
 
 
 async def _vary(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -217,6 +234,7 @@ _ACTIONS = {
     "delete": _delete,
     "full": _full,
     "retry": _retry,
+    "stems": _stems,
 }
 
 

@@ -28,7 +28,8 @@ from yarl import URL
 from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
-from bot.catalog import SEED_MAX, get_model, validate_request
+from bot.audio.stems import StemsError, unpack_stems
+from bot.catalog import SEED_MAX, STEM_VARIATIONS, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -535,7 +536,7 @@ class JobService:
         if job is None or job.status != JobStatus.QUEUED:
             return
         if job.provider == "elevenlabs":
-            await self._run_song(job)
+            await (self._run_stems(job) if job.model == "stems" else self._run_song(job))
             return
         provider = self.providers[job.provider]
         if self.clock() - job.created_at > self.settings.jobs.timeout_s:
@@ -665,6 +666,100 @@ class JobService:
         if won:
             log.info("job %s song stored (%d bytes)", job.id, song.size)
             self._kick_delivery(job)
+
+    async def _run_stems(self, job: Job) -> None:
+        """ElevenLabs stem separation: one call returning a ZIP of stems, unpacked next to the outputs."""
+        client = self.elevenlabs
+        if client is None:
+            await self._fail(job.id, "ElevenLabs isn't set up on this bot.")
+            return
+        if not await self.repo.transition(
+            job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1
+        ):
+            return
+        await self._notify(job.id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls[job.id] = task
+        try:
+            archive = await client.separate_stems(
+                Path(job.input_files["file"]),
+                variation=STEM_VARIATIONS.get(str(job.input.get("stems")), "six_stems_v1"),
+                output_format=self.settings.elevenlabs.output_format,
+            )
+            files = await asyncio.to_thread(
+                unpack_stems, archive, self.outputs_dir / f"{job.id}-stems", self.settings.storage.max_output_bytes
+            )
+        except ProviderError as exc:
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return
+        except StemsError as exc:
+            await self._fail(job.id, "The stems came back damaged. Please try again.", detail=str(exc))
+            return
+        finally:
+            self._calls.pop(job.id, None)
+        await self._stems_done(job, files)
+
+    async def _stems_done(self, job: Job, files: dict[str, Path]) -> None:
+        first = next(iter(files.values()))
+        total = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files.values()))
+        won = await self._record(
+            self.repo.transition(
+                job.id,
+                JobStatus.SUCCEEDED,
+                now=self.clock(),
+                output_path=str(first),
+                output_size=total,
+                output_content_type=guess_content_type(first.name),
+                result_json=json.dumps({"files": [{"name": n, "path": str(p)} for n, p in files.items()]}),
+            )
+        )
+        if won:
+            self.poller.unschedule(job.id)
+            self._uploading.discard(job.id)
+            log.info("job %s: %d stems stored", job.id, len(files))
+            self._kick_delivery(job)
+
+    async def split_stems(
+        self,
+        source: Path,
+        origin: JobOrigin,
+        *,
+        stems: str = "six",
+        name: str = "your track",
+        parent: Job | None = None,
+        source_message_id: int | None = None,
+    ) -> Job:
+        """Split ``source`` into stems with the configured provider ([stems] provider)."""
+        if stems not in STEM_VARIATIONS:
+            raise InvalidRequestError("`stems` must be two or six.")
+        info = await probe(source)
+        if info.duration_s > self.settings.audio.max_input_s:
+            raise InvalidRequestError(
+                f"That track is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
+            )
+        context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
+        prompt = f"Stems of {name}"[:200]
+        if self.settings.stems.provider == "elevenlabs":
+            request = JobRequest(
+                model="stems",
+                prompt=prompt,
+                params={"stems": stems},
+                files={"file": str(source)},
+                audio_s=info.duration_s,
+                context=context,
+            )
+        else:
+            request = JobRequest(
+                model="demucs",
+                prompt=prompt,
+                params={"model": "htdemucs_6s" if stems == "six" else "htdemucs"},
+                files={"audio": str(source)},
+                audio_s=info.duration_s,
+                context=context,
+            )
+        [job] = await self.create(request, origin)
+        return job
 
     async def _song_from_plan(self, client: ElevenLabsClient, body: dict[str, Any]) -> dict[str, Any]:
         """ElevenLabs takes a seed only with a composition plan: plan the prompt first (free), then compose it."""
@@ -825,6 +920,16 @@ class JobService:
             await self._fail(job.id, "The model finished but returned no audio. Please try again.")
             return
         provider = self.providers[job.provider]
+        if outputs.files:
+            files: dict[str, Path] = {}
+            for name, url in outputs.files.items():
+                safe = "".join(c for c in name if c.isalnum() or c in "_-")[:40] or "stem"
+                got = await self._download(job, provider, url, f"{job.id}-{safe}")
+                if got is None:
+                    return
+                files[safe] = got.path
+            await self._stems_done(job, files)
+            return
         stored = await self._download(job, provider, outputs.audio, job.id)
         if stored is None:
             return

@@ -30,11 +30,12 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
     synced = sim.commands_synced(sim.guild.id)
     names = [command.name for command in synced]
     assert len(names) == len(set(names)), "command names clash"
-    assert sorted(names) == ["Continue this track", "Use as melody", "music"]
+    assert sorted(names) == ["Continue this track", "Split stems", "Use as melody", "music"]
     leaves = leaf_commands(encore)
     assert len(leaves) == len(set(leaves))
     assert sorted(leaves) == [
         "Continue this track",
+        "Split stems",
         "Use as melody",
         "music blend",
         "music cancel",
@@ -44,6 +45,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music models",
         "music show",
         "music song",
+        "music stems",
     ]
 
 
@@ -57,5 +59,5 @@ async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -
     )
     missing = [name for name in leaf_commands(encore) if name not in invoked]
     assert missing == []
-    for action in ("cancel", "regen", "vary", "extend", "info", "delete", "full", "history", "retry"):
+    for action in ("cancel", "regen", "vary", "extend", "info", "delete", "full", "history", "retry", "stems"):
         assert f"encore:{action}:" in sources, action

@@ -57,7 +57,9 @@ async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: Discord
     assert done.embeds[0]["image"]["url"] == f"attachment://{waveform.filename}"
     assert card_field(done, "Seed") == "4242"
     assert card_field(done, "Generation time") is not None
-    assert done.custom_ids() == [f"encore:{a}:{job_id}" for a in ("regen", "vary", "extend", "info", "delete", "full")]
+    assert done.custom_ids() == [
+        f"encore:{a}:{job_id}" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems")
+    ]
     assert encore.bot is not None
     job = await encore.bot.service.get(job_id)
     assert (job.status, job.delivery_message_id) == (JobStatus.DELIVERED, delivery.id)
