@@ -26,6 +26,7 @@ from bot.providers.elevenlabs import ElevenLabsClient
 from bot.providers.replicate import ModelRef, ReplicateClient
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.plans_repo import PlansRepo
 from bot.web.cog import CogRoutes
 from bot.web.server import WebServer, create_app
 from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
@@ -33,7 +34,7 @@ from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
-EXTENSIONS = ("cogs.music", "cogs.audio_in")
+EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans")
 
 
 def _require(secret: Any, name: str) -> str:
@@ -48,6 +49,7 @@ class Core:
         self.secrets = secrets
         self.db = Database(settings.storage.database_path, busy_timeout_ms=settings.storage.busy_timeout_ms)
         self.repo = JobsRepo(self.db)
+        self.plans = PlansRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers: dict[str, Provider] = {}
         self.replicate: ReplicateClient | None = None
@@ -173,6 +175,7 @@ class Core:
             webhook_url=webhook_url,
             cog_webhook_base=f"{public}/cog/webhooks" if uses_cog and public else None,
             elevenlabs=self.elevenlabs,
+            plans=self.plans,
         )
         self.service = service
         if verifier is not None or uses_cog:

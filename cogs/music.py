@@ -37,6 +37,7 @@ from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
 from bot.jobs.service import phase_of
 from cogs._common import check_attachment, delivery_of, origin, post_card, save_attachment
+from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page, is_moderator
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,18 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         params = _params(None, instrumental=instrumental, output_format=format.value if format else None)
         request = JobRequest(model=SONG.key, prompt=prompt, duration_s=length, seed=seed, params=params)
         await self._start(interaction, request)
+
+    @app_commands.command(name="plan", description="Plan a song (ElevenLabs): edit its sections, then compose.")
+    @app_commands.describe(prompt="What the song is about and how it sounds", length="Length in seconds, 3-600")
+    async def music_plan(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: app_commands.Range[str, 1, 4100],
+        length: app_commands.Range[int, 3, 600] | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)
+        record = await self.bot.service.make_plan(prompt, origin(interaction), length_s=length)
+        await post_plan(self.bot, interaction, record)
 
     @app_commands.command(name="stems", description="Split a track into stems (vocals, drums, bass…).")
     @app_commands.describe(audio="The track to split", stems="Two (vocals + the rest) or six (default)")

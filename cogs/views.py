@@ -17,6 +17,7 @@ from bot.errors import BotError, JobStateError, NotAllowedError
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
 from cogs._common import delivery_of, origin, post_card
+from cogs.plans import post_plan
 
 EXTEND_S = 10
 
@@ -100,6 +101,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
             actions.append("full")
         if single:
             actions.append("stems")
+        if single and spec is not None and Capability.VOCALS in spec.capabilities and job.result.get("plan"):
+            actions.append("plan")
         for action in actions:
             view.add_item(ResultButton(action, job.id))
     return view
@@ -116,13 +119,14 @@ RESULT_ACTIONS = {
     "full": ("Full track", "🎼"),
     "retry": ("Retry", "🔄"),
     "stems": ("Stems", "🎚️"),
+    "plan": ("Edit plan", "📝"),
 }
 VARIATIONS = 3
 
 
 class ResultButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"encore:(?P<action>regen|vary|extend|info|delete|full|retry|stems):(?P<job_id>[a-z0-9]{1,32})",
+    template=r"encore:(?P<action>regen|vary|extend|info|delete|full|retry|stems|plan):(?P<job_id>[a-z0-9]{1,32})",
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
@@ -174,6 +178,12 @@ async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     await interaction.response.defer(thinking=True)
     new = await bot.service.split_stems(Path(job.output_path), origin(interaction), name=job.prompt, parent=job)
     await post_card(bot, interaction, [new])
+
+
+async def _plan(interaction: discord.Interaction[Any], job_id: str) -> None:
+    bot = _bot(interaction)
+    record = await bot.service.plan_from_job(job_id, origin(interaction))
+    await post_plan(bot, interaction, record)
 
 
 async def _vary(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -235,6 +245,7 @@ _ACTIONS = {
     "full": _full,
     "retry": _retry,
     "stems": _stems,
+    "plan": _plan,
 }
 
 

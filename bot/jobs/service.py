@@ -29,7 +29,7 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
-from bot.catalog import SEED_MAX, STEM_VARIATIONS, get_model, validate_request
+from bot.catalog import SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -44,11 +44,13 @@ from bot.errors import (
     SubmissionUncertainError,
 )
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
+from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.plans_repo import PlanRecord, PlansRepo
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,14 @@ def _friendly_failure(prediction: Prediction) -> str:
     return "The model failed to make this track. Try a different prompt or settings."
 
 
+def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
+    """A song composed from a plan sends the plan (and a seed if any) instead of a prompt and length."""
+    plan = context.get("composition_plan")
+    if plan is None:
+        return None
+    return {"composition_plan": plan, **({"seed": request.seed} if request.seed is not None else {})}
+
+
 def _data_url_suffix(url: str) -> str:
     content_type = url[len("data:") :].split(";", 1)[0].split(",", 1)[0]
     return mimetypes.guess_extension(content_type) or ".bin"
@@ -156,6 +166,7 @@ class JobService:
         webhook_url: str | None = None,
         cog_webhook_base: str | None = None,
         elevenlabs: ElevenLabsClient | None = None,
+        plans: PlansRepo | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -166,6 +177,7 @@ class JobService:
         # e.g. "https://encore.example.com/cog/webhooks": each Cog job gets /<job id>/<token> on it.
         self.cog_webhook_base = cog_webhook_base
         self.elevenlabs = elevenlabs
+        self.plans = plans
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
@@ -307,7 +319,7 @@ class JobService:
                 model=spec.key,
                 model_ref=route.ref,
                 request={**variant.as_record(), "context": dict(request.context)},
-                input=spec.build_input(variant),
+                input=_plan_input(request.context, variant) or spec.build_input(variant),
                 now=self.clock(),
                 batch=(batch_id, index, validated.count) if batch_id else None,
                 callback_token=secrets.token_urlsafe(24),
@@ -620,6 +632,8 @@ class JobService:
         body = {key: value for key, value in job.input.items() if key != "output_format"}
         output_format = str(job.input.get("output_format", settings.output_format))
         body["model_id"] = settings.model_id
+        if "composition_plan" in body and settings.model_id == "music_v1":
+            body["respect_sections_durations"] = True  # later models always keep them
 
         async def progress(received: int) -> None:
             await self.repo.transition(job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED])
@@ -758,6 +772,82 @@ class JobService:
                 audio_s=info.duration_s,
                 context=context,
             )
+        [job] = await self.create(request, origin)
+        return job
+
+    # -- composition plans --------------------------------------------------------------------
+
+    def _plans(self) -> tuple[ElevenLabsClient, PlansRepo]:
+        if self.elevenlabs is None or self.plans is None:
+            raise BotError("ElevenLabs isn't set up on this bot, so there are no composition plans.")
+        return self.elevenlabs, self.plans
+
+    async def make_plan(self, prompt: str, origin: JobOrigin, *, length_s: int | None = None) -> PlanRecord:
+        """A composition plan for ``prompt`` (free at ElevenLabs), stored so it can be edited and composed."""
+        client, repo = self._plans()
+        text = clean_prompt(prompt, max_chars=SONG.max_prompt_chars or 4100)
+        if length_s is not None and not 3 <= length_s <= 600:
+            raise InvalidRequestError("`length` must be between 3 and 600 seconds.")
+        model_id = self.settings.elevenlabs.model_id
+        plan = await client.plan(text, model_id=model_id, length_ms=length_s * 1000 if length_s else None)
+        return await repo.insert(
+            plan_id=new_job_id(),
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            model_id=model_id,
+            prompt=text,
+            plan=plan,
+        )
+
+    async def plan_from_job(self, job_id: str, origin: JobOrigin) -> PlanRecord:
+        """The plan a finished song was made from, as a new plan to change and compose again."""
+        _, repo = self._plans()
+        job = await self.get(job_id)
+        plan = job.context.get("composition_plan") or job.result.get("plan")
+        if not isinstance(plan, dict):
+            raise JobStateError("That song has no composition plan to start from.")
+        return await repo.insert(
+            plan_id=new_job_id(),
+            user_id=origin.user_id,
+            guild_id=origin.guild_id,
+            channel_id=origin.channel_id,
+            model_id=self.settings.elevenlabs.model_id,
+            prompt=job.prompt,
+            plan=plan,
+        )
+
+    async def get_plan(self, plan_id: str) -> PlanRecord:
+        _, repo = self._plans()
+        record = await repo.get(plan_id)
+        if record is None:
+            raise BotError("I can't find that plan any more.")
+        return record
+
+    async def change_plan(
+        self, plan_id: str, user_id: int, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> PlanRecord:
+        """Apply ``change`` to a plan for its owner; a conditional update, so concurrent edits can't be lost."""
+        _, repo = self._plans()
+        record = await self.get_plan(plan_id)
+        if record.user_id != user_id:
+            raise NotAllowedError("Only the person who made this plan can change it.")
+        if not await repo.update_plan(plan_id, change(record.plan), expected_updated_at=record.updated_at):
+            raise JobStateError("Someone changed this plan at the same moment. Please try again.")
+        return await self.get_plan(plan_id)
+
+    async def compose_plan(self, plan_id: str, origin: JobOrigin, *, seed: int | None = None) -> Job:
+        record = await self.get_plan(plan_id)
+        if record.user_id != origin.user_id:
+            raise NotAllowedError("Only the person who made this plan can compose it.")
+        total_s = max(3, min(600, round(plan_total_ms(record.plan) / 1000)))
+        request = JobRequest(
+            model="song",
+            prompt=record.prompt,
+            duration_s=total_s,
+            seed=seed,
+            context={"kind": "plan", "plan_id": record.id, "composition_plan": record.plan},
+        )
         [job] = await self.create(request, origin)
         return job
 

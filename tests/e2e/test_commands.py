@@ -43,6 +43,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music history",
         "music melody",
         "music models",
+        "music plan",
         "music show",
         "music song",
         "music stems",
@@ -59,5 +60,6 @@ async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -
     )
     missing = [name for name in leaf_commands(encore) if name not in invoked]
     assert missing == []
-    for action in ("cancel", "regen", "vary", "extend", "info", "delete", "full", "history", "retry", "stems"):
+    actions = ("cancel", "regen", "vary", "extend", "info", "delete", "full", "history", "retry", "stems", "plan")
+    for action in (*actions, "planedit", "planremove", "planadd", "plancompose"):
         assert f"encore:{action}:" in sources, action

@@ -1,0 +1,142 @@
+"""Composition plans: fetched from ElevenLabs, edited section by section, composed into songs.
+
+A plan's shape follows the configured model: ``music_v1`` takes styles and sections
+(``positive_global_styles``, ``sections[{section_name, positive_local_styles, negative_local_styles,
+duration_ms, lines}]``); later models take ``chunks[{text, duration_ms, positive_styles,
+negative_styles}]`` where the text may start with ``[Section name]``. :class:`Section` is the common view
+people edit; edits are written back in the model's own format.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.errors import InvalidRequestError
+
+MIN_SECTION_MS, MAX_SECTION_MS, MAX_SECTIONS = 3000, 120_000, 30
+MAX_STYLES, MAX_LINES, MAX_LINE_CHARS = 50, 30, 200
+_HEADING = re.compile(r"^\s*\[([^\]\n]{1,100})\]\s*")
+
+
+@dataclass
+class Section:
+    name: str
+    duration_ms: int
+    styles: list[str] = field(default_factory=list)
+    avoid: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+def is_chunked(plan: dict[str, Any]) -> bool:
+    return "chunks" in plan
+
+
+def sections(plan: dict[str, Any]) -> list[Section]:
+    if is_chunked(plan):
+        out = []
+        for index, chunk in enumerate(plan.get("chunks") or []):
+            text = str(chunk.get("text") or "")
+            heading = _HEADING.match(text)
+            name = heading.group(1) if heading else f"Part {index + 1}"
+            body = text[heading.end() :] if heading else text
+            out.append(
+                Section(
+                    name=name,
+                    duration_ms=int(chunk.get("duration_ms") or MIN_SECTION_MS),
+                    styles=list(chunk.get("positive_styles") or []),
+                    avoid=list(chunk.get("negative_styles") or []),
+                    lines=[line for line in body.splitlines() if line.strip()],
+                )
+            )
+        return out
+    return [
+        Section(
+            name=str(s.get("section_name") or f"Section {i + 1}"),
+            duration_ms=int(s.get("duration_ms") or MIN_SECTION_MS),
+            styles=list(s.get("positive_local_styles") or []),
+            avoid=list(s.get("negative_local_styles") or []),
+            lines=list(s.get("lines") or []),
+        )
+        for i, s in enumerate(plan.get("sections") or [])
+    ]
+
+
+def global_styles(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return list(plan.get("positive_global_styles") or []), list(plan.get("negative_global_styles") or [])
+
+
+def _check(section: Section) -> None:
+    if not 1 <= len(section.name) <= 100:
+        raise InvalidRequestError("A section needs a name of 1 to 100 characters.")
+    if not MIN_SECTION_MS <= section.duration_ms <= MAX_SECTION_MS:
+        raise InvalidRequestError("A section lasts between 3 and 120 seconds.")
+    if len(section.styles) > MAX_STYLES or len(section.avoid) > MAX_STYLES:
+        raise InvalidRequestError(f"A section takes at most {MAX_STYLES} styles.")
+    if len(section.lines) > MAX_LINES or any(len(line) > MAX_LINE_CHARS for line in section.lines):
+        raise InvalidRequestError(f"A section takes at most {MAX_LINES} lyric lines of {MAX_LINE_CHARS} characters.")
+
+
+def _write(plan: dict[str, Any], items: list[Section]) -> dict[str, Any]:
+    new = copy.deepcopy(plan)
+    if is_chunked(plan):
+        old = plan.get("chunks") or []
+        new["chunks"] = [
+            {
+                **(old[i] if i < len(old) and "song_id" not in old[i] else {}),
+                "text": "\n".join([f"[{s.name}]", *s.lines]),
+                "duration_ms": s.duration_ms,
+                "positive_styles": s.styles,
+                "negative_styles": s.avoid,
+            }
+            for i, s in enumerate(items)
+        ]
+    else:
+        new["sections"] = [
+            {
+                "section_name": s.name,
+                "positive_local_styles": s.styles,
+                "negative_local_styles": s.avoid,
+                "duration_ms": s.duration_ms,
+                "lines": s.lines,
+            }
+            for s in items
+        ]
+    return new
+
+
+def edit_section(plan: dict[str, Any], index: int, section: Section) -> dict[str, Any]:
+    items = sections(plan)
+    if not 0 <= index < len(items):
+        raise InvalidRequestError("That section isn't in the plan any more.")
+    _check(section)
+    items[index] = section
+    return _write(plan, items)
+
+
+def add_section(plan: dict[str, Any], section: Section) -> dict[str, Any]:
+    items = sections(plan)
+    if len(items) >= MAX_SECTIONS:
+        raise InvalidRequestError(f"A plan takes at most {MAX_SECTIONS} sections.")
+    _check(section)
+    return _write(plan, [*items, section])
+
+
+def remove_section(plan: dict[str, Any], index: int) -> dict[str, Any]:
+    items = sections(plan)
+    if len(items) <= 1:
+        raise InvalidRequestError("A plan needs at least one section.")
+    if not 0 <= index < len(items):
+        raise InvalidRequestError("That section isn't in the plan any more.")
+    del items[index]
+    return _write(plan, items)
+
+
+def total_ms(plan: dict[str, Any]) -> int:
+    return sum(s.duration_ms for s in sections(plan))
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
