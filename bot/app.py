@@ -67,6 +67,17 @@ class Core:
                     ModelRef.parse(route.ref)
                 except ValueError as exc:
                     raise ConfigError(f"invalid configuration: [models.{name}] ref: {exc}") from None
+        if self.settings.stems.provider == "replicate":
+            try:
+                ref = ModelRef.parse(self.settings.stems.demucs_ref)
+            except ValueError as exc:
+                raise ConfigError(f"invalid configuration: [stems] demucs_ref: {exc}") from None
+            if ref.version is not None and set(ref.version) == {"0"}:
+                raise ConfigError(
+                    "invalid configuration: [stems] demucs_ref: set a pinned version id of the demucs model "
+                    '(replicate.com/ryan5453/demucs, Versions tab), or use [stems] provider = "elevenlabs"'
+                )
+            uses.add("replicate")
         if "cog" in uses:
             cog_models = ", ".join(name for name, route in routes.items() if route.provider == "cog")
             if self.settings.cog.base_url is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
@@ -115,3 +117,48 @@ async def test_restart_during_a_song_asks_before_paying_again(
     audio = await retry.wait_file()
     assert round(audio_info(audio.data).duration_s) == 4
     assert len(eleven.generations) == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (401, "rejected Encore's API key"),
+        (403, "doesn't include music"),
+        (500, "ElevenLabs had a problem"),
+        (503, "ElevenLabs had a problem"),
+        ("rate_limit_exceeded", "rate limiting Encore"),
+    ],
+)
+async def test_each_error_class_is_explained(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, error: object, message: str
+) -> None:
+    eleven.inject(error, times=10)  # type: ignore[arg-type]
+    await encore.start()
+    card = await (await sim.user("alice").slash("music song", prompt="anything")).wait_original(status_is("Failed"))
+    assert message in card_status(card)
+
+
+async def test_validation_errors_name_the_setting(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    eleven.inject(
+        422, body={"detail": [{"loc": ["body", "music_length_ms"], "msg": "too long", "type": "value_error"}]}
+    )
+    await encore.start()
+    card = await (await sim.user("alice").slash("music song", prompt="x")).wait_original(status_is("Failed"))
+    assert "ElevenLabs refused those settings (music_length_ms)." in card_status(card)
+
+
+async def test_refused_plan_is_kept_as_a_suggestion(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    plan_card = await (await alice.slash("music plan", prompt="a cover of a famous song")).wait_original(
+        lambda m: bool(m.embeds)
+    )
+    eleven.inject("bad_composition_plan", path="/v1/music/detailed")
+    plan_id = plan_card.embeds[0]["footer"]["text"].split()[1]
+    compose = await alice.click(plan_card, f"encore:plancompose:{plan_id}")
+    card = await compose.wait_original(status_is("Failed"))
+    assert "won't compose that plan" in card_status(card)

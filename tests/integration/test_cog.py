@@ -181,3 +181,12 @@ async def test_inline_data_url_output_is_taken_too(harness: Harness, cog: FakeCo
     assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
     [delivered] = harness.listener.deliveries_of(job.id)
     assert delivered.data == wav
+
+
+async def test_replicate_stems_need_a_pinned_demucs_version(harness: Harness) -> None:
+    from bot.app import Core
+    from bot.errors import ConfigError
+
+    settings = harness.configure(stems={"provider": "replicate"})
+    with pytest.raises(ConfigError, match=r"\[stems\] demucs_ref: set a pinned version id"):
+        await Core(settings, harness.secrets).open()
