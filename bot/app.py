@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import __version__
+from bot import __version__, logs
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, ProviderError
 from bot.jobs.service import JobListener, JobService
@@ -28,6 +29,7 @@ from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.web.cog import CogRoutes
+from bot.web.ops import OpsRoutes
 from bot.web.server import WebServer, create_app
 from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
@@ -158,15 +160,44 @@ class Core:
         if self.replicate is None:
             return None
         try:
-            return await self.replicate.webhook_secret()
+            secret = await self.replicate.webhook_secret()
         except ProviderError as exc:
             log.error("could not fetch the Replicate webhook secret (%s); falling back to polling only", exc)
             return None
+        logs.register_secret("REPLICATE_WEBHOOK_SECRET", secret)
+        return secret
 
-    async def start_service(self, listener: JobListener, *, resume: bool = True) -> JobService:
-        """Start the web server (when webhooks are configured) and the job service.
+    def _ops(self, gateway_ok: Callable[[], bool] | None) -> OpsRoutes:
+        async def oldest_active() -> float | None:
+            job = await self.repo.oldest_active()
+            return job.created_at if job else None
 
-        ``resume=False`` leaves other unfinished jobs alone (the CLI shares the bot's database).
+        return OpsRoutes(
+            ping_db=self.db.ping,
+            job_counts=self.repo.counts_by_model_and_status,
+            oldest_active=oldest_active,
+            providers={
+                "replicate": "replicate" in self.providers,
+                "cog": "cog" in self.providers,
+                "elevenlabs": self.elevenlabs is not None,
+            },
+            gateway_ok=gateway_ok,
+        )
+
+    async def start_service(
+        self,
+        listener: JobListener,
+        *,
+        resume: bool = True,
+        serve_web: bool = False,
+        gateway_ok: Callable[[], bool] | None = None,
+    ) -> JobService:
+        """Start the web server and the job service.
+
+        The web server (webhooks, Cog uploads, ``/healthz``, ``/metrics``) runs when ``serve_web`` is set
+        (the bot) or when providers need to reach us (webhooks or Cog configured). ``gateway_ok`` tells
+        ``/healthz`` whether the Discord gateway is connected. ``resume=False`` leaves other unfinished
+        jobs alone (the CLI shares the bot's database).
         """
         hooks = self.settings.webhooks
         public = str(hooks.public_url).rstrip("/") if hooks.public_url is not None else None
@@ -189,7 +220,7 @@ class Core:
             plans=self.plans,
         )
         self.service = service
-        if verifier is not None or uses_cog:
+        if serve_web or verifier is not None or uses_cog:
             cog_routes = None
             if uses_cog:
                 secret = self.settings.cog.upload_secret
@@ -205,9 +236,11 @@ class Core:
                 replicate_webhook=ReplicateWebhookView(verifier, service.accept_webhook) if verifier else None,
                 max_body_bytes=hooks.max_body_bytes,
                 cog=cog_routes,
+                ops=self._ops(gateway_ok),
             )
-            self.web = WebServer(app, host=hooks.host, port=hooks.port)
-            await self.web.start()
+            server = WebServer(app, host=hooks.host, port=hooks.port)
+            await server.start()
+            self.web = server
         await service.start(resume=resume)
         log.info("job service started (%s)", "webhooks + polling" if webhook_url or uses_cog else "polling only")
         return service
@@ -301,9 +334,14 @@ class EncoreBot(commands.Bot):
         self.delivery = DiscordDelivery(self, self.settings)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        await self.core.start_service(self.delivery)
+        await self.core.start_service(self.delivery, serve_web=True, gateway_ok=self.gateway_connected)
         if self.settings.discord.sync_commands:
             await self._sync_commands()
+
+    def gateway_connected(self) -> bool:
+        """Whether the Discord gateway is up: ready, not closed, and its websocket open (not reconnecting)."""
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
 
     async def _sync_commands(self) -> None:
         for guild_id in self.settings.discord.dev_guild_ids:

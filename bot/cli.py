@@ -1,23 +1,30 @@
-"""``python -m bot``: run the bot, generate one track from the terminal, or check the config."""
+"""``python -m bot``: run the bot, generate one track from the terminal, check the config, back up the database."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import shutil
+import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot import logs
 from bot.app import Core, run_bot
 from bot.catalog import MODELS, Param, all_params, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import Phase
+from bot.storage.db import Database, backup, files_size
+from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
         )
     generate.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any model parameter")
     generate.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    db = commands.add_parser("db", help="back up the database, or show what is in it")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_backup = with_config(db_commands.add_parser("backup", help="copy the database to PATH; safe while the bot runs"))
+    db_backup.add_argument("path", type=Path, help="the backup file to write")
+    db_backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    db_stats = with_config(
+        db_commands.add_parser("stats", help="jobs by status and model, the oldest unfinished job, disk use")
+    )
+    db_stats.add_argument("--json", action="store_true", help="print the stats as JSON")
     return parser
 
 
@@ -178,12 +194,122 @@ async def _cancel_quietly(core: Core, job_id: str) -> None:
         await core.service.cancel(job_id, user_id=CLI_USER_ID)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+# -- db backup / db stats ----------------------------------------------------------------------------
+
+
+async def _db_backup(args: argparse.Namespace, settings: Settings) -> int:
+    source = settings.storage.database_path
+    try:
+        result = await backup(source, args.path, force=args.force, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    except FileExistsError:
+        print(f"error: {args.path} exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: the backup failed: {exc}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    print(f"backed up {source} to {result.path} ({_size(result.size)}, schema version {result.user_version})")
+    return EXIT_OK
+
+
+def _dir_usage(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path``; (0, 0) if it does not exist."""
+    files = size = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                size += (Path(root) / name).stat().st_size
+                files += 1
+    return files, size
+
+
+def _size(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def _age(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
+
+
+async def _db_stats(args: argparse.Namespace, settings: Settings) -> int:
+    storage = settings.storage
+    path = storage.database_path
+    if not await asyncio.to_thread(path.is_file):
+        print(f"error: there is no database at {path}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    db = Database(path, busy_timeout_ms=storage.busy_timeout_ms)
+    try:
+        await db.open(migrate=False)  # the bot may be running: read, never change the schema under it
+        repo = JobsRepo(db)
+        version = await db.user_version()
+        counts = await repo.counts_by_model_and_status()
+        oldest = await repo.oldest_active()
+    except sqlite3.Error as exc:
+        print(f"error: can't read the database at {path}: {exc}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    finally:
+        await db.close()
+    by_status: dict[str, int] = {}
+    by_model: dict[str, int] = {}
+    for model, status, count in counts:
+        by_status[status.value] = by_status.get(status.value, 0) + count
+        by_model[model] = by_model.get(model, 0) + count
+    db_bytes = await asyncio.to_thread(files_size, path)
+    dirs = {name: storage.dir / name for name in ("outputs", "inputs", "uploads")}
+    usage = {name: await asyncio.to_thread(_dir_usage, where) for name, where in dirs.items()}
+    stats: dict[str, Any] = {
+        "database": {"path": str(path), "bytes": db_bytes, "schema_version": version},
+        "jobs": {"total": sum(by_status.values()), "by_status": by_status, "by_model": by_model},
+        "oldest_active_job": None,
+        "directories": {
+            name: {"path": str(dirs[name]), "files": files, "bytes": size} for name, (files, size) in usage.items()
+        },
+    }
+    if oldest is not None:
+        stats["oldest_active_job"] = {
+            "id": oldest.id,
+            "model": oldest.model,
+            "status": oldest.status.value,
+            "created_at": oldest.created_at,
+            "age_s": round(time.time() - oldest.created_at, 1),
+        }
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return EXIT_OK
+
+    def listing(counts: dict[str, int]) -> str:
+        return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
+
+    lines = [
+        f"database   {path} ({_size(db_bytes)}, schema version {version})",
+        f"jobs       {stats['jobs']['total']}",
+        f"  by status: {listing(by_status)}",
+        f"  by model:  {listing(by_model)}",
+    ]
+    if oldest is None:
+        lines.append("oldest unfinished job: none")
+    else:
+        lines.append(
+            f"oldest unfinished job: {oldest.id} ({oldest.model}, {oldest.status.value}), "
+            f"queued {_age(time.time() - oldest.created_at)} ago"
+        )
+    for name, (files, size) in usage.items():
+        lines.append(f"{name:<10} {dirs[name]}: {files} file(s), {_size(size)}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def configure_logging(level: str, *, json_lines: bool = False) -> None:
+    """Log to stderr with job ids, secrets from the environment masked; text, or JSON lines."""
+    logs.configure(level, json_lines=json_lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,11 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(describe(settings, secrets))
         return EXIT_OK
-    configure_logging(settings.logging.level if args.command == "run" else "WARNING")
+    # "json": one JSON object per line. Read with getattr until [logging] format exists in the settings.
+    json_lines = settings.logging.format == "json"
+    configure_logging(settings.logging.level if args.command == "run" else "WARNING", json_lines=json_lines)
     try:
         if args.command == "run":
             asyncio.run(run_bot(settings, secrets))
             return EXIT_OK
+        if args.command == "db":
+            command = _db_backup if args.db_command == "backup" else _db_stats
+            return asyncio.run(command(args, settings))
         return asyncio.run(_generate(args, settings, secrets, sys.stderr))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

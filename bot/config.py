@@ -8,6 +8,7 @@ they never show up in ``repr``, logs or ``check-config`` output.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -175,6 +176,44 @@ class AudioSettings(_Section):
     download_timeout_s: float = Field(default=60.0, gt=0, le=600)
 
 
+class LimitsSettings(_Section):
+    """Fairness and cost. 0 turns a limit off. Days are UTC days. Failed and canceled jobs don't count."""
+
+    user_jobs_in_flight: int = Field(default=3, ge=0, le=1000)
+    user_cooldown_s: float = Field(default=0.0, ge=0, le=86_400)
+    user_daily_jobs: int = Field(default=50, ge=0)
+    user_daily_audio_s: int = Field(default=1800, ge=0)
+    guild_daily_jobs: int = Field(default=500, ge=0)
+    guild_daily_audio_s: int = Field(default=18_000, ge=0)
+    guild_daily_budget_usd: float = Field(default=5.0, ge=0)
+    daily_budget_usd: float = Field(default=50.0, ge=0)
+    # What providers charge, for the actual cost of each job: Replicate GPU seconds, ElevenLabs audio seconds.
+    replicate_usd_per_s: float = Field(default=0.0014, ge=0)
+    elevenlabs_usd_per_s: float = Field(default=0.0075, ge=0)
+
+
+class SafetySettings(_Section):
+    """Prompt rules for every guild (admins can add their own words)."""
+
+    blocked_words: list[str] = Field(default_factory=list)
+    # Regular expressions, matched case-insensitively anywhere in the prompt.
+    blocked_patterns: list[str] = Field(default_factory=list)
+    # Refuse prompts naming these artists (models shouldn't imitate real artists).
+    refuse_artist_names: bool = False
+    artist_names: list[str] = Field(default_factory=list)
+    allow_dms: bool = True
+
+    @field_validator("blocked_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+
 class StorageSettings(_Section):
     dir: Path = Path("data")
     # Output downloads are capped in size and time.
@@ -197,6 +236,8 @@ class StorageSettings(_Section):
 
 class LoggingSettings(_Section):
     level: str = "INFO"
+    # "text" for people, "json" (one object per line) for log collectors. Either way lines carry job=<id>.
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level")
     @classmethod
@@ -249,6 +290,8 @@ class Settings(BaseSettings):
     cog: CogSettings = CogSettings()
     elevenlabs: ElevenLabsSettings = ElevenLabsSettings()
     stems: StemsSettings = StemsSettings()
+    limits: LimitsSettings = LimitsSettings()
+    safety: SafetySettings = SafetySettings()
     audio: AudioSettings = AudioSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()

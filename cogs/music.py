@@ -281,6 +281,51 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             raise
         await post_card(self.bot, interaction, [job])
 
+    @app_commands.command(name="usage", description="How much music you have left today.")
+    async def music_usage(self, interaction: discord.Interaction[Any]) -> None:
+        limits = self.bot.settings.limits
+        usage = await self.bot.service.usage(interaction.user.id, interaction.guild_id)
+
+        def of(used: float, limit: float, unit: str = "") -> str:
+            return f"{used:g}{unit} of {limit:g}{unit}" if limit else f"{used:g}{unit} (no limit)"
+
+        embed = discord.Embed(title="Your music today", colour=discord.Colour.blurple())
+        embed.add_field(name="Tracks", value=of(usage.user_jobs, limits.user_daily_jobs), inline=True)
+        embed.add_field(
+            name="Seconds", value=of(round(usage.user_audio_s), limits.user_daily_audio_s, " s"), inline=True
+        )
+        embed.add_field(name="In progress", value=of(usage.user_in_flight, limits.user_jobs_in_flight), inline=True)
+        permissions = interaction.permissions
+        if interaction.guild_id is not None and (permissions.manage_guild or permissions.administrator):
+            embed.add_field(name="Server tracks", value=of(usage.guild_jobs, limits.guild_daily_jobs), inline=True)
+            embed.add_field(
+                name="Server seconds",
+                value=of(round(usage.guild_audio_s), limits.guild_daily_audio_s, " s"),
+                inline=True,
+            )
+            spent = f"${usage.guild_cost_usd:.2f}" + (
+                f" of ${limits.guild_daily_budget_usd:.2f}" if limits.guild_daily_budget_usd else ""
+            )
+            embed.add_field(name="Server budget", value=spent, inline=True)
+        embed.set_footer(text="Failed and canceled tracks don't count. Limits reset at midnight UTC.")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="help", description="A short guide to Encore.")
+    async def music_help(self, interaction: discord.Interaction[Any]) -> None:
+        embed = discord.Embed(title="Encore: music from words and sounds", colour=discord.Colour.blurple())
+        embed.description = (
+            "**/music generate** a description → a track (MusicGen, Stable Audio, Riffusion; `count` for variations)\n"
+            "**/music song** a full song with vocals (ElevenLabs) · **/music plan** plan it section by section first\n"
+            "**/music melody** music that follows a clip you hum · **/music blend** mix two prompts\n"
+            "**/music stems** split a track into vocals, drums, bass…\n"
+            "Reply to a track with **@Encore +10s** to continue it, or use a message's **Apps** menu: "
+            "*Continue this track*, *Use as melody*, *Split stems*.\n"
+            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Cancel.\n"
+            "**/music history** your tracks · **/music show** post a card again\n"
+            "**/music usage** what you have left today · **/music models** every setting"
+        )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
     @app_commands.command(name="models", description="What each model can do, and every setting it takes.")
     @app_commands.describe(model="Show only this model")
     @app_commands.choices(model=[app_commands.Choice(name=s.display_name, value=s.key) for s in MODELS.values()])

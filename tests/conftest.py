@@ -25,6 +25,16 @@ def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
         },
         "discord": {"card_edit_interval_s": 0.0},
         "webhooks": {"host": "127.0.0.1", "port": 0},
+        # No quotas or budgets unless a test is about them.
+        "limits": {
+            "user_jobs_in_flight": 0,
+            "user_daily_jobs": 0,
+            "user_daily_audio_s": 0,
+            "guild_daily_jobs": 0,
+            "guild_daily_audio_s": 0,
+            "guild_daily_budget_usd": 0,
+            "daily_budget_usd": 0,
+        },
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

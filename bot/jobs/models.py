@@ -116,6 +116,7 @@ class Job(BaseModel):
     input_files: dict[str, str] = {}
     # What the provider returned besides the audio (song metadata, stem files...).
     result: dict[str, Any] = {}
+    cost_usd: float = 0.0  # estimated when queued, actual once run
 
     @property
     def card_key(self) -> str:

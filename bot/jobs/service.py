@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import av.error
 from yarl import URL
 
+from bot import metrics
 from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
@@ -43,13 +44,15 @@ from bot.errors import (
     ProviderNotFoundError,
     SubmissionUncertainError,
 )
+from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
+from bot.logs import job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
-from bot.storage.jobs_repo import JobsRepo
+from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
 
 log = logging.getLogger(__name__)
@@ -135,6 +138,9 @@ def _friendly_failure(prediction: Prediction) -> str:
     return "The model failed to make this track. Try a different prompt or settings."
 
 
+CLI_USER = 0  # jobs from `python -m bot generate`
+
+
 def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
     """A song composed from a plan sends the plan (and a seed if any) instead of a prompt and length."""
     plan = context.get("composition_plan")
@@ -188,6 +194,8 @@ class JobService:
         self._dirty: set[str] = set()  # delivery units with news since their last look
         self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
         self._calls: dict[str, asyncio.Task[Any]] = {}  # synchronous provider calls in flight, by job
+        # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
+        self._admission = asyncio.Lock()
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -251,7 +259,9 @@ class JobService:
             self._kick_delivery(job)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
+        # Task names are "<what>:<job id>": log lines from the task carry the job id.
+        job_id = name.rpartition(":")[2] or None
+        task = asyncio.create_task(coro, name=name, context=job_task_context(job_id))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -303,29 +313,46 @@ class JobService:
         available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
         if not available:
             raise BotError(f"{spec.display_name} isn't available on this bot right now.")
+        if origin.guild_id is None and not self.settings.safety.allow_dms and origin.user_id != CLI_USER:
+            raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
+        check_prompt(validated.prompt, self.settings.safety)
         seeds: list[int | None] = [validated.seed] * validated.count
         if spec.seed_key is not None and (spec.auto_seed or validated.seed is not None):
             # Explicit seeds, so every variation can be labelled and made again.
             first = validated.seed if validated.seed is not None else secrets.randbelow(SEED_MAX) + 1
             seeds = [(first - 1 + i) % SEED_MAX + 1 for i in range(validated.count)]
         batch_id = new_job_id() if validated.count > 1 else None
-        jobs = []
-        for index, seed in enumerate(seeds):
-            variant = validated.with_seed(seed)
-            job = await self.repo.insert(
-                job_id=new_job_id(),
-                origin=origin if index == 0 else origin.model_copy(update={"interaction_id": None}),
-                provider=route.provider,
-                model=spec.key,
-                model_ref=route.ref,
-                request={**variant.as_record(), "context": dict(request.context)},
-                input=_plan_input(request.context, variant) or spec.build_input(variant),
-                now=self.clock(),
-                batch=(batch_id, index, validated.count) if batch_id else None,
-                callback_token=secrets.token_urlsafe(24),
-                input_files=request.files,
+        cost_each = spec.estimate_cost_usd(validated) / validated.count
+        async with self._admission:
+            now = self.clock()
+            usage = await self.repo.usage(user_id=origin.user_id, guild_id=origin.guild_id, since=day_start(now))
+            check_usage(
+                usage,
+                self.settings.limits,
+                in_guild=origin.guild_id is not None,
+                count=validated.count,
+                audio_s=validated.duration_s * validated.count,
+                cost_usd=cost_each * validated.count,
+                now=now,
             )
-            jobs.append(job)
+            jobs = []
+            for index, seed in enumerate(seeds):
+                variant = validated.with_seed(seed)
+                job = await self.repo.insert(
+                    job_id=new_job_id(),
+                    origin=origin if index == 0 else origin.model_copy(update={"interaction_id": None}),
+                    provider=route.provider,
+                    model=spec.key,
+                    model_ref=route.ref,
+                    request={**variant.as_record(), "context": dict(request.context)},
+                    input=_plan_input(request.context, variant) or spec.build_input(variant),
+                    now=now,
+                    batch=(batch_id, index, validated.count) if batch_id else None,
+                    callback_token=secrets.token_urlsafe(24),
+                    input_files=request.files,
+                    cost_usd=cost_each,
+                )
+                jobs.append(job)
         for job in jobs:
             log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
             self._spawn(self._submit(job.id), name=f"submit:{job.id}")
@@ -458,6 +485,9 @@ class JobService:
             raise JobStateError("That track isn't finished yet.")
         return job
 
+    async def usage(self, user_id: int, guild_id: int | None) -> Usage:
+        return await self.repo.usage(user_id=user_id, guild_id=guild_id, since=day_start(self.clock()))
+
     async def card(self, job_id: str) -> tuple[Job, Phase, list[Job]]:
         """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
         job = await self.get(job_id)
@@ -491,6 +521,8 @@ class JobService:
             raise JobStateError(f"That job is already {self._describe_status(job.status)}.")
         log.info("job %s canceled by %s (%d job(s))", job.id, user_id, len(canceled))
         for member in canceled:
+            await self._count_outcome(member.id, "canceled")
+        for member in canceled:
             self.poller.unschedule(member.id)
             call = self._calls.pop(member.id, None)
             if call is not None:
@@ -523,6 +555,7 @@ class JobService:
         won = await self.repo.transition(job_id, JobStatus.FAILED, error=reason, now=self.clock())
         if won:
             log.info("job %s failed: %s", job_id, detail or reason)
+            await self._count_outcome(job_id, "failed")
             self.poller.unschedule(job_id)
             self._uploading.discard(job_id)
             await self._notify(job_id)
@@ -674,11 +707,13 @@ class JobService:
                 output_size=song.size,
                 output_content_type=song.content_type,
                 seed=job.input.get("seed"),
+                cost_usd=self._actual_cost(job, None),
                 result_json=json.dumps(result),
             )
         )
         if won:
             log.info("job %s song stored (%d bytes)", job.id, song.size)
+            await self._count_outcome(job.id, "succeeded")
             self._kick_delivery(job)
 
     async def _run_stems(self, job: Job) -> None:
@@ -714,6 +749,11 @@ class JobService:
             self._calls.pop(job.id, None)
         await self._stems_done(job, files)
 
+    async def _count_outcome(self, job_id: str, outcome: str) -> None:
+        job = await self.repo.get(job_id)
+        if job is not None:
+            metrics.record_job_finished(job.model, outcome, self.clock() - job.created_at)
+
     async def _stems_done(self, job: Job, files: dict[str, Path]) -> None:
         first = next(iter(files.values()))
         total = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files.values()))
@@ -732,6 +772,7 @@ class JobService:
             self.poller.unschedule(job.id)
             self._uploading.discard(job.id)
             log.info("job %s: %d stems stored", job.id, len(files))
+            await self._count_outcome(job.id, "succeeded")
             self._kick_delivery(job)
 
     async def split_stems(
@@ -866,6 +907,17 @@ class JobService:
             **({"respect_sections_durations": True} if body["model_id"] == "music_v1" else {}),
         }
 
+    def _actual_cost(self, job: Job, predict_time_s: float | None) -> float:
+        """What a finished job cost: GPU seconds on Replicate, audio seconds on ElevenLabs, nothing on own GPUs."""
+        limits = self.settings.limits
+        if job.provider == "cog":
+            return 0.0
+        if job.provider == "elevenlabs":
+            return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6)
+        if predict_time_s is not None:
+            return round(predict_time_s * limits.replicate_usd_per_s, 6)
+        return job.cost_usd  # the provider gave no figure: keep the estimate
+
     def _webhook_for(self, job: Job) -> str | None:
         if job.provider == "cog":
             if self.cog_webhook_base is None or job.callback_token is None:
@@ -931,6 +983,10 @@ class JobService:
         return job is not None and job.provider == "cog" and job.status.is_active_at_provider
 
     async def _apply(self, job: Job, prediction: Prediction) -> None:
+        with job_context(job.id):
+            await self._apply_bound(job, prediction)
+
+    async def _apply_bound(self, job: Job, prediction: Prediction) -> None:
         if not job.status.is_active_at_provider:
             return  # finished, or already being fetched and delivered
         status = prediction.status
@@ -946,11 +1002,16 @@ class JobService:
         elif status == PredictionStatus.CANCELED and await self.repo.transition(
             job.id, JobStatus.CANCELED, error="The job was canceled at the music service.", now=self.clock()
         ):
+            await self._count_outcome(job.id, "canceled")
             self.poller.unschedule(job.id)
             await self._notify(job.id)
 
     async def poll(self, job_id: str) -> bool:
         """Poll one job's prediction. Returns True while the job still needs polling."""
+        with job_context(job_id):
+            return await self._poll(job_id)
+
+    async def _poll(self, job_id: str) -> bool:
         job = await self.repo.get(job_id)
         if job is None or not job.status.is_active_at_provider or job.prediction_id is None:
             return False
@@ -1047,6 +1108,7 @@ class JobService:
             output_size=stored.size,
             output_content_type=content_type,
             seed=_seed_from(prediction, job),
+            cost_usd=self._actual_cost(job, metrics.predict_time if metrics else None),
             predict_time_s=metrics.predict_time if metrics else None,
             total_time_s=metrics.total_time if metrics else None,
             image_path=image_path,
@@ -1059,6 +1121,7 @@ class JobService:
             return
         self.poller.unschedule(job.id)
         log.info("job %s output stored (%d bytes)", job.id, stored.size)
+        await self._count_outcome(job.id, "succeeded")
         self._uploading.discard(job.id)
         self._kick_delivery(job)
 

@@ -24,6 +24,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
+from bot import metrics
 from bot.audio.download import data_url, guess_content_type, save_data_url
 from bot.errors import (
     OutputError,
@@ -93,6 +94,12 @@ class UploadStore:
         return self.path_for(rest[0], rest[1])
 
 
+def _status_kind(status: int) -> str:
+    """The metrics' error kind for an HTTP status Cog answered with."""
+    kinds = {401: "auth", 403: "auth", 404: "not_found", 409: "busy", 422: "input", 429: "rate_limited"}
+    return kinds.get(status, "unavailable" if status >= 500 else "error")
+
+
 def _parse(data: Any, prediction_id: str) -> Prediction:
     """Cog's prediction object (no ``id`` unless given, no ``aborted``) as ours."""
     if not isinstance(data, dict):
@@ -124,17 +131,26 @@ class CogClient:
         self.uploads = uploads
         self.poll_grace_s: float | None = lost_after_s
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self._session.request(method, self._base.with_path(path), allow_redirects=False, **kwargs) as resp:
-            try:
-                body = await resp.json(content_type=None)
-            except ValueError:
-                body = None
+    async def _json(
+        self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> tuple[int, Any]:
+        """One exchange: the status and the JSON body (None if it has none). Counted in the metrics as
+        ``operation``; a status outside ``ok`` is counted as an error of its kind."""
+        with metrics.provider_call(self.name, operation) as call:
+            async with self._session.request(
+                method, self._base.with_path(path), allow_redirects=False, **kwargs
+            ) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+            if resp.status not in ok:
+                call.fail(_status_kind(resp.status))
             return resp.status, body
 
     async def health(self) -> str:
         try:
-            status, body = await self._json("GET", "/health-check")
+            status, body = await self._json("GET", "/health-check", operation="health")
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
         if status != 200:
@@ -171,7 +187,12 @@ class CogClient:
         }
         try:
             status, data = await self._json(
-                "PUT", f"/predictions/{prediction_id}", json=body, headers={"Prefer": "respond-async"}
+                "PUT",
+                f"/predictions/{prediction_id}",
+                operation="create",
+                ok=(200, 201, 202),
+                json=body,
+                headers={"Prefer": "respond-async"},
             )
         except aiohttp.ClientConnectorError:
             raise ProviderUnavailableError(detail="Cog unreachable (connect)") from None
@@ -199,7 +220,9 @@ class CogClient:
 
     async def cancel(self, prediction_id: str) -> Prediction | None:
         try:
-            status, _ = await self._json("POST", f"/predictions/{prediction_id}/cancel")
+            status, _ = await self._json(
+                "POST", f"/predictions/{prediction_id}/cancel", operation="cancel", ok=(200, 404)
+            )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
         if status not in (200, 404):  # 404: not running (finished already)

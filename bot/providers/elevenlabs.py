@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot import metrics
 from bot.errors import (
     ProviderAuthError,
     ProviderError,
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int], Awaitable[None]]
 _PROGRESS_EVERY = 256 * 1024
+# How each endpoint is named in the metrics.
+_OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
 
 
 class PromptRefusedError(ProviderInputError):
@@ -148,38 +151,40 @@ class ElevenLabsClient:
     ) -> tuple[bytes, str, dict[str, str]]:
         """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers."""
         url = self._base.with_path(path).with_query(query or {})
+        operation = _OPERATIONS.get(path, path.rsplit("/", 1)[-1])
         for attempt in range(self._max_retries + 1):
             try:
-                async with asyncio.timeout(self._total_timeout_s):
-                    async with self._session.post(
-                        url,
-                        json=json_body,
-                        data=data() if data else None,
-                        headers={"xi-api-key": self._key},
-                        allow_redirects=False,
-                    ) as response:
-                        if response.status != 200:
-                            try:
-                                body = await response.json(content_type=None)
-                            except (ValueError, aiohttp.ClientError):
-                                body = None
-                            raise error_for(response.status, body, _retry_after_s(response))
-                        chunks: list[bytes] = []
-                        received = 0
-                        reported = 0
-                        async for chunk in response.content.iter_chunked(64 * 1024):
-                            chunks.append(chunk)
-                            received += len(chunk)
-                            if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
-                                reported = received
-                                await on_bytes(received)
-                        expected = response.content_length
-                        if expected is not None and received != expected:
-                            raise ProviderUnavailableError(
-                                "The song was cut off on its way from ElevenLabs. Please try again.",
-                                detail=f"{received} of {expected} bytes",
-                            )
-                        return b"".join(chunks), response.headers.get("Content-Type", ""), dict(response.headers)
+                with metrics.provider_call(self.name, operation):
+                    async with asyncio.timeout(self._total_timeout_s):
+                        async with self._session.post(
+                            url,
+                            json=json_body,
+                            data=data() if data else None,
+                            headers={"xi-api-key": self._key},
+                            allow_redirects=False,
+                        ) as response:
+                            if response.status != 200:
+                                try:
+                                    body = await response.json(content_type=None)
+                                except (ValueError, aiohttp.ClientError):
+                                    body = None
+                                raise error_for(response.status, body, _retry_after_s(response))
+                            chunks: list[bytes] = []
+                            received = 0
+                            reported = 0
+                            async for chunk in response.content.iter_chunked(64 * 1024):
+                                chunks.append(chunk)
+                                received += len(chunk)
+                                if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
+                                    reported = received
+                                    await on_bytes(received)
+                            expected = response.content_length
+                            if expected is not None and received != expected:
+                                raise ProviderUnavailableError(
+                                    "The song was cut off on its way from ElevenLabs. Please try again.",
+                                    detail=f"{received} of {expected} bytes",
+                                )
+                            return b"".join(chunks), response.headers.get("Content-Type", ""), dict(response.headers)
             except ProviderRateLimitError as exc:
                 if attempt == self._max_retries:
                     raise

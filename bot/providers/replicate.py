@@ -23,6 +23,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
+from bot import metrics
 from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
 from bot.errors import (
     OutputError,
@@ -192,11 +193,17 @@ class ReplicateClient:
         method: str,
         url: URL,
         *,
+        operation: str,
         json: Any = None,
         data: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """One HTTP exchange; returns the parsed JSON or raises a typed ProviderError."""
+        """One HTTP exchange; returns the parsed JSON or raises a typed ProviderError. Counted in the metrics
+        as ``operation``."""
+        with metrics.provider_call(self.name, operation):
+            return await self._exchange(method, url, json=json, data=data, headers=headers)
+
+    async def _exchange(self, method: str, url: URL, *, json: Any, data: Any, headers: dict[str, str] | None) -> Any:
         async with self._session.request(
             method,
             url,
@@ -222,12 +229,12 @@ class ReplicateClient:
         ceiling = min(self._retry_max_s, self._retry_base_s * 2**attempt)
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
 
-    async def _idempotent(self, method: str, url: URL) -> Any:
+    async def _idempotent(self, method: str, url: URL, *, operation: str) -> Any:
         """GET-like calls: retried on 429, 5xx, timeouts and connection errors."""
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries
             try:
-                return await self._send(method, url)
+                return await self._send(method, url, operation=operation)
             except (ProviderRateLimitError, ProviderUnavailableError) as exc:
                 if last:
                     raise
@@ -267,7 +274,7 @@ class ReplicateClient:
         for attempt in range(self._max_retries + 1):
             last = attempt == self._max_retries
             try:
-                data = await self._send("POST", url, json=body, headers=headers)
+                data = await self._send("POST", url, operation="create", json=body, headers=headers)
                 return self._parse(data)
             except ProviderRateLimitError as exc:  # refused before creating anything: safe to retry
                 if last:
@@ -286,11 +293,11 @@ class ReplicateClient:
         raise AssertionError("unreachable")
 
     async def get(self, prediction_id: str) -> Prediction:
-        return self._parse(await self._idempotent("GET", self._prediction_url(prediction_id)))
+        return self._parse(await self._idempotent("GET", self._prediction_url(prediction_id), operation="get"))
 
     async def cancel(self, prediction_id: str) -> Prediction | None:
         # Canceling twice is harmless, so the cancel call is retried like a GET.
-        data = await self._idempotent("POST", self._prediction_url(prediction_id) / "cancel")
+        data = await self._idempotent("POST", self._prediction_url(prediction_id) / "cancel", operation="cancel")
         return self._parse(data) if isinstance(data, dict) and data.get("id") else None
 
     async def find_submitted(
@@ -305,7 +312,7 @@ class ReplicateClient:
             if url is None:
                 break
             try:
-                page = _PredictionPage.model_validate(await self._idempotent("GET", url))
+                page = _PredictionPage.model_validate(await self._idempotent("GET", url, operation="list"))
             except ValidationError:
                 raise ProviderUnavailableError(detail="Replicate sent a malformed prediction list") from None
             for prediction in page.results:
@@ -318,7 +325,7 @@ class ReplicateClient:
         return None
 
     async def webhook_secret(self) -> str:
-        data = await self._idempotent("GET", self._url("/webhooks/default/secret"))
+        data = await self._idempotent("GET", self._url("/webhooks/default/secret"), operation="webhook_secret")
         try:
             return _WebhookSecret.model_validate(data).key
         except ValidationError:
@@ -357,7 +364,7 @@ class ReplicateClient:
         # A file upload is not idempotent: like a create, it is retried only if it never arrived.
         for attempt in range(self._max_retries + 1):
             try:
-                body = await self._send("POST", self._url("/files"), data=form())
+                body = await self._send("POST", self._url("/files"), operation="upload", data=form())
                 break
             except ProviderRateLimitError as exc:
                 if attempt == self._max_retries:
@@ -387,11 +394,12 @@ class ReplicateClient:
         if not secure or not host_allowed(url, self._download_hosts):
             raise OutputError(detail=f"refusing to download output from {parsed.scheme}://{parsed.host}")
         headers = self._headers() if host_allowed(url, self._auth_hosts) else {}
-        return await fetch_to_file(
-            self._session,
-            url,
-            dest,
-            max_bytes=max_bytes,
-            timeout_s=self._download_timeout_s,
-            headers=headers,
-        )
+        with metrics.provider_call(self.name, "download"):
+            return await fetch_to_file(
+                self._session,
+                url,
+                dest,
+                max_bytes=max_bytes,
+                timeout_s=self._download_timeout_s,
+                headers=headers,
+            )

@@ -7,13 +7,19 @@ thread, so the event loop never blocks on disk). Migrations are numbered SQL fil
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+
+from bot.errors import BotError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,9 @@ class Database:
             raise RuntimeError("database is not open")
         return self._conn
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect and apply pending migrations (``migrate=False``: leave the schema alone, e.g. to read
+        stats from a database a running bot owns)."""
         if self.path.parent != Path():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit; transactions are explicit (BEGIN ... COMMIT).
@@ -67,7 +75,8 @@ class Database:
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA synchronous = NORMAL")
             self._conn = conn
-            await self.migrate()
+            if migrate:
+                await self.migrate()
         except BaseException:
             await conn.close()
             self._conn = None
@@ -84,6 +93,11 @@ class Database:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    async def ping(self, *, timeout_s: float = 2.0) -> None:
+        """Raise unless the database answers ``SELECT 1`` within ``timeout_s`` (for health checks)."""
+        async with asyncio.timeout(timeout_s), self.conn.execute("SELECT 1") as cursor:
+            await cursor.fetchone()
 
     async def user_version(self) -> int:
         async with self.conn.execute("PRAGMA user_version") as cursor:
@@ -110,3 +124,79 @@ class Database:
                     await self.conn.rollback()
                 raise
         return await self.user_version()
+
+
+def files_size(path: Path) -> int:
+    """Bytes on disk of a database with its WAL and shared-memory files (blocking: run in a thread)."""
+    total = 0
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            total += candidate.stat().st_size
+    return total
+
+
+class BackupError(BotError):
+    default_message = "The backup failed."
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    size: int
+    user_version: int
+
+
+async def _pragma(conn: aiosqlite.Connection, name: str) -> Any:
+    async with conn.execute(f"PRAGMA {name}") as cursor:
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def backup(source: Path, target: Path, *, force: bool = False, busy_timeout_ms: int = 5000) -> Backup:
+    """Copy the database at ``source`` into ``target`` with SQLite's online backup API.
+
+    Safe while the bot is running: the copy is one consistent snapshot. It is written next to ``target``
+    first, switched to a single self-contained file (no WAL), checked (it opens, passes ``quick_check``
+    and has the source's ``user_version``), and only then moved into place; an existing ``target`` is
+    replaced only with ``force``.
+    """
+    partial = await asyncio.to_thread(_check_paths, source, target, force)
+    try:
+        async with aiosqlite.connect(source) as src:
+            await src.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            async with aiosqlite.connect(partial) as dest:
+                await src.backup(dest)
+                await dest.execute("PRAGMA journal_mode = DELETE")
+            version = int(await _pragma(src, "user_version") or 0)
+        async with aiosqlite.connect(partial.resolve().as_uri() + "?mode=ro", uri=True) as check:
+            verdict = await _pragma(check, "quick_check")
+            copied_version = int(await _pragma(check, "user_version") or 0)
+        if verdict != "ok":
+            raise BackupError(f"the copy failed its integrity check: {verdict}")
+        if copied_version != version:
+            raise BackupError(f"the copy is at schema version {copied_version}, the database at {version}")
+        await asyncio.to_thread(os.replace, partial, target)
+    except BaseException:
+        await asyncio.to_thread(_remove, partial)
+        raise
+    size = (await asyncio.to_thread(target.stat)).st_size
+    log.info("backed up %s to %s (%d bytes, schema %d)", source, target, size, version)
+    return Backup(path=target, size=size, user_version=version)
+
+
+def _check_paths(source: Path, target: Path, force: bool) -> Path:
+    """Refuse a backup that can't or mustn't be made; returns where to write the copy first."""
+    if not source.is_file():
+        raise BackupError(f"there is no database at {source}")
+    if target.exists() and not force:
+        raise FileExistsError(target)
+    if target.resolve() == source.resolve():
+        raise BackupError("the backup can't replace the database itself")
+    if not target.parent.is_dir():
+        raise BackupError(f"the directory {target.parent} does not exist")
+    return target.with_name(f".{target.name}.partial")
+
+
+def _remove(path: Path) -> None:
+    for candidate in (path, path.with_name(path.name + "-journal")):
+        candidate.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -38,15 +39,35 @@ _UPDATABLE = frozenset(
         "image_path",
         "callback_token",
         "result_json",
+        "cost_usd",
     }
 )
 
 _INSERT = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
                   model_ref, request_json, input_json, status, created_at, updated_at,
-                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)
+                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id, cost_usd)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+@dataclass(frozen=True)
+class Usage:
+    user_in_flight: int  # requests (a batch of variations is one)
+    user_jobs: int
+    user_audio_s: float
+    user_last_at: float | None
+    guild_jobs: int
+    guild_audio_s: float
+    guild_cost_usd: float
+    total_cost_usd: float
+
+
+class ActiveJob(NamedTuple):
+    id: str
+    model: str
+    status: JobStatus
+    created_at: float
 
 
 def _row_to_job(row: aiosqlite.Row) -> Job:
@@ -76,6 +97,7 @@ class JobsRepo:
         batch: tuple[str, int, int] | None = None,
         callback_token: str | None = None,
         input_files: Mapping[str, str] | None = None,
+        cost_usd: float = 0.0,
     ) -> Job:
         """Insert a queued job. ``batch`` is (batch id, index, size) for one of several variations."""
         now = time.time() if now is None else now
@@ -99,6 +121,7 @@ class JobsRepo:
                 callback_token,
                 json.dumps(dict(input_files or {})),
                 origin.card_message_id,
+                cost_usd,
             ),
         )
         job = await self.get(job_id)
@@ -233,10 +256,58 @@ class JobsRepo:
             rows = await cursor.fetchall()
         return [_row_to_job(r) for r in rows]
 
+    async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
+        """What a user, their guild and everyone have used since ``since`` (failed and canceled jobs don't count)."""
+        counted = "status NOT IN ('failed', 'canceled')"
+        seconds = "COALESCE(SUM(json_extract(request_json, '$.duration_s')), 0)"
+        sql = f"""
+            SELECT
+              (SELECT COUNT(DISTINCT COALESCE(batch_id, id)) FROM jobs WHERE user_id = :user
+                 AND status IN ('queued', 'submitted', 'running', 'succeeded')),
+              (SELECT COUNT(*) FROM jobs WHERE user_id = :user AND created_at >= :since AND {counted}),
+              (SELECT {seconds} FROM jobs WHERE user_id = :user AND created_at >= :since AND {counted}),
+              (SELECT MAX(created_at) FROM jobs WHERE user_id = :user),
+              (SELECT COUNT(*) FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
+              (SELECT {seconds} FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
+              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE guild_id = :guild
+                 AND created_at >= :since AND {counted}),
+              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {counted})
+        """  # noqa: S608 - only fixed fragments are spliced in
+        async with self._db.conn.execute(sql, {"user": user_id, "guild": guild_id, "since": since}) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return Usage(
+            user_in_flight=int(row[0]),
+            user_jobs=int(row[1]),
+            user_audio_s=float(row[2]),
+            user_last_at=float(row[3]) if row[3] is not None else None,
+            guild_jobs=int(row[4]),
+            guild_audio_s=float(row[5]),
+            guild_cost_usd=float(row[6]),
+            total_cost_usd=float(row[7]),
+        )
+
     async def counts_by_status(self) -> dict[JobStatus, int]:
         async with self._db.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
             rows = await cursor.fetchall()
         return {JobStatus(row[0]): int(row[1]) for row in rows}
+
+    async def counts_by_model_and_status(self) -> list[tuple[str, JobStatus, int]]:
+        """How many jobs there are of each (model, status), for metrics and ``db stats``."""
+        async with self._db.conn.execute(
+            "SELECT model, status, COUNT(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(row[0]), JobStatus(row[1]), int(row[2])) for row in rows]
+
+    async def oldest_active(self) -> ActiveJob | None:
+        """The unfinished job queued longest ago (few columns: this also reads databases of other versions)."""
+        async with self._db.conn.execute(
+            "SELECT id, model, status, created_at FROM jobs "
+            "WHERE status NOT IN ('delivered', 'failed', 'canceled') ORDER BY created_at LIMIT 1"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return ActiveJob(str(row[0]), str(row[1]), JobStatus(row[2]), float(row[3])) if row else None
 
     # -- webhook redelivery guard ------------------------------------------------------------
 

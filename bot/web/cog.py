@@ -20,6 +20,7 @@ from typing import BinaryIO
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot import metrics
 from bot.providers.base import Prediction
 from bot.providers.cog import UploadStore
 
@@ -52,34 +53,43 @@ class CogRoutes:
         app.router.add_put("/cog/uploads/{secret}/{filename:.+}", self.upload)
 
     async def webhook(self, request: web.Request) -> web.Response:
+        metrics.webhook_received("cog")
         job_id, token = request.match_info["job_id"], request.match_info["token"]
         body = await request.read()
         try:
             prediction = Prediction.model_validate_json(body)
         except ValidationError:
+            metrics.webhook_refused("cog", "malformed")
             return web.json_response({"error": "malformed prediction"}, status=400)
         try:
             known = await self._on_webhook(job_id, token, prediction)
         except Exception:
+            metrics.webhook_refused("cog", "error")
             log.exception("cog webhook for job %s failed", job_id)
             return web.json_response({"error": "internal error"}, status=500)  # Cog retries the final one
         if not known:
+            metrics.webhook_refused("cog", "token")
             log.warning("cog webhook refused: bad token for job %s", job_id[:32])
             return web.json_response({"error": "unknown job or token"}, status=401)
         return web.json_response({"ok": True})
 
     async def upload(self, request: web.Request) -> web.Response:
+        metrics.webhook_received("cog_upload")
         secret = request.match_info["secret"]
         if self._uploads is None or self._secret is None or not hmac.compare_digest(secret, self._secret):
+            metrics.webhook_refused("cog_upload", "secret")
             log.warning("cog upload refused: wrong secret")
             return web.json_response({"error": "forbidden"}, status=403)
         filename = request.match_info["filename"].strip("/").rsplit("/", 1)[-1]
         prediction_id = request.headers.get("X-Prediction-ID", "")
         if not (UploadStore.valid_name(filename) and UploadStore.valid_name(prediction_id)):
+            metrics.webhook_refused("cog_upload", "name")
             return web.json_response({"error": "missing or unsafe X-Prediction-ID or file name"}, status=400)
         if not await self._expects_upload(prediction_id):
+            metrics.webhook_refused("cog_upload", "unexpected")
             return web.json_response({"error": "no job is waiting for that prediction"}, status=404)
         if request.content_length is not None and request.content_length > self._max_upload_bytes:
+            metrics.webhook_refused("cog_upload", "too_large")
             return web.json_response({"error": "too large"}, status=413)
         path = self._uploads.path_for(prediction_id, filename)
         part = path.with_name(path.name + ".part")
@@ -90,6 +100,7 @@ class CogRoutes:
             async for chunk in request.content.iter_chunked(256 * 1024):
                 size += len(chunk)
                 if size > self._max_upload_bytes:
+                    metrics.webhook_refused("cog_upload", "too_large")
                     return web.json_response({"error": "too large"}, status=413)
                 await asyncio.to_thread(handle.write, chunk)
         finally:

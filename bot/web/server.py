@@ -1,4 +1,4 @@
-"""The bot's one HTTP server: provider webhooks (and later health and metrics)."""
+"""The bot's one HTTP server: provider webhooks, Cog uploads, ``/healthz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import logging
 
 from aiohttp import web
 
+from bot.errors import ConfigError
 from bot.web.cog import CogRoutes
+from bot.web.ops import OpsRoutes
 from bot.web.webhooks import ReplicateWebhookView
 
 log = logging.getLogger(__name__)
@@ -22,9 +24,13 @@ def create_app(
     replicate_webhook: ReplicateWebhookView | None,
     max_body_bytes: int,
     cog: CogRoutes | None = None,
+    ops: OpsRoutes | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
-    app.router.add_get("/healthz", _healthz)
+    if ops is not None:
+        ops.add_to(app)
+    else:
+        app.router.add_get("/healthz", _healthz)
     if replicate_webhook is not None:
         app.router.add_post(webhook_path, replicate_webhook.handle)
     if cog is not None:
@@ -44,7 +50,14 @@ class WebServer:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(
+                f"can't listen on {self._host}:{self._port} ({exc.strerror or exc}): set [webhooks] host/port "
+                "(ENCORE_WEBHOOKS__HOST, ENCORE_WEBHOOKS__PORT) to a free address"
+            ) from None
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else self._port
         log.info("web server listening on %s:%s", self._host, self.port)

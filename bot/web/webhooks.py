@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from bot import metrics
 from bot.providers.base import Prediction
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ class ReplicateWebhookView:
         self._handler = handler
 
     async def handle(self, request: web.Request) -> web.Response:
+        metrics.webhook_received("replicate")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
+            metrics.webhook_refused("replicate", "too_large")
             log.warning("webhook refused: body over the size limit")
             return web.json_response({"error": "body too large"}, status=413)
         headers = {
@@ -60,16 +63,19 @@ class ReplicateWebhookView:
         try:
             self._verifier.verify(body, headers)
         except SignatureError as exc:
+            metrics.webhook_refused("replicate", "signature")
             log.warning("webhook refused: %s", exc)
             return web.json_response({"error": "invalid signature"}, status=401)
         try:
             prediction = Prediction.model_validate_json(body)
         except ValidationError:
+            metrics.webhook_refused("replicate", "malformed")
             log.warning("webhook %s: signed but malformed body", headers["webhook-id"])
             return web.json_response({"error": "malformed prediction"}, status=400)
         try:
             fresh = await self._handler(headers["webhook-id"], prediction)
         except Exception:
+            metrics.webhook_refused("replicate", "error")
             log.exception("webhook %s for prediction %s failed", headers["webhook-id"], prediction.id)
             # 5xx makes Replicate retry the final webhook; the poller is the safety net regardless.
             return web.json_response({"error": "internal error"}, status=500)

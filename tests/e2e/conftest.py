@@ -32,8 +32,16 @@ def default_guild(**overrides: Any) -> GuildConfig:
     config = GuildConfig(
         name="Encore Test Server",
         channels=[ChannelConfig("general"), ChannelConfig("quiet")],
-        members=[MemberConfig("alice"), MemberConfig("bob"), MemberConfig("mod", roles=["Moderators"])],
-        roles=[RoleConfig("Moderators", permissions=int(Permission.MANAGE_MESSAGES))],
+        members=[
+            MemberConfig("alice"),
+            MemberConfig("bob"),
+            MemberConfig("mod", roles=["Moderators"]),
+            MemberConfig("boss", roles=["Admins"]),
+        ],
+        roles=[
+            RoleConfig("Moderators", permissions=int(Permission.MANAGE_MESSAGES)),
+            RoleConfig("Admins", permissions=int(Permission.ADMINISTRATOR)),
+        ],
     )
     for key, value in overrides.items():
         setattr(config, key, value)

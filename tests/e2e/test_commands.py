@@ -40,6 +40,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music blend",
         "music cancel",
         "music generate",
+        "music help",
         "music history",
         "music melody",
         "music models",
@@ -47,6 +48,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music show",
         "music song",
         "music stems",
+        "music usage",
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from bot.errors import DeliveryError
@@ -253,3 +255,22 @@ async def test_slow_polls_time_out_and_are_retried(harness: Harness, fake: FakeR
     await harness.start(replicate={"read_timeout_s": 0.2})
     job = await harness.submit()
     assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+
+
+async def test_outcomes_are_counted_and_logs_name_the_job(
+    harness: Harness, fake: FakeReplicate, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot import metrics
+    from bot.logs import JobFilter
+
+    caplog.set_level(logging.INFO, logger="bot")
+    caplog.handler.addFilter(JobFilter())
+    before = metrics.JOBS_FINISHED.value(model="musicgen", outcome="succeeded")
+    fake.auto_advance = True
+    await harness.start()
+    job = await harness.submit()
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    assert metrics.JOBS_FINISHED.value(model="musicgen", outcome="succeeded") == before + 1
+    stored = [r for r in caplog.records if "output stored" in r.getMessage()]
+    assert stored
+    assert all(getattr(r, "job", None) == job.id for r in stored)  # bound by the service, not by the message

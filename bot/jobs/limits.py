@@ -1,0 +1,88 @@
+"""The rules on who may ask for what: prompt safety, daily quotas, cooldowns and budgets.
+
+Every refusal names the limit and what to do, and nothing is stored or charged when one applies.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from bot.config import LimitsSettings, SafetySettings
+from bot.errors import BotError, InvalidRequestError
+from bot.storage.jobs_repo import Usage
+
+
+class LimitError(BotError):
+    """A quota, cooldown or budget applies."""
+
+    default_message = "You've reached a limit for now."
+
+
+def day_start(now: float | None = None) -> float:
+    """The start of the current UTC day, when daily quotas and budgets reset."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def _resets(now: float) -> str:
+    return f"<t:{int(day_start(now) + 86_400)}:R>"
+
+
+def check_prompt(prompt: str, safety: SafetySettings, extra_words: Sequence[str] = ()) -> None:
+    """Refuse prompts with blocked words or patterns (and, if set, artist names). Case-insensitive."""
+    lowered = prompt.casefold()
+    for word in [*safety.blocked_words, *extra_words]:
+        if word and re.search(rf"(?<!\w){re.escape(word.casefold())}(?!\w)", lowered):
+            raise InvalidRequestError("That prompt uses a word this server doesn't allow. Please rephrase it.")
+    for pattern in safety.blocked_patterns:
+        if re.search(pattern, prompt, re.IGNORECASE):
+            raise InvalidRequestError("That prompt isn't allowed here. Please rephrase it.")
+    if safety.refuse_artist_names:
+        for name in safety.artist_names:
+            if name and re.search(rf"(?<!\w){re.escape(name.casefold())}(?!\w)", lowered):
+                raise InvalidRequestError(
+                    "Please describe the style instead of naming an artist: models shouldn't imitate real people."
+                )
+
+
+def check_usage(
+    usage: Usage,
+    limits: LimitsSettings,
+    *,
+    in_guild: bool,
+    count: int,
+    audio_s: float,
+    cost_usd: float,
+    now: float,
+) -> None:
+    """Raise LimitError if these ``count`` jobs (``audio_s`` seconds, ``cost_usd``) would break a limit."""
+    if limits.user_jobs_in_flight and usage.user_in_flight >= limits.user_jobs_in_flight:
+        raise LimitError(
+            f"You already have {usage.user_in_flight} request(s) in progress (the limit is "
+            f"{limits.user_jobs_in_flight}). Please wait for one to finish."
+        )
+    if limits.user_cooldown_s and usage.user_last_at is not None:
+        wait = usage.user_last_at + limits.user_cooldown_s - now
+        if wait > 0:
+            raise LimitError(f"Please wait {wait:.0f} more second(s) before your next request.")
+    if limits.user_daily_jobs and usage.user_jobs + count > limits.user_daily_jobs:
+        raise LimitError(
+            f"You've made {usage.user_jobs} of your {limits.user_daily_jobs} tracks today. More {_resets(now)}."
+        )
+    if limits.user_daily_audio_s and usage.user_audio_s + audio_s > limits.user_daily_audio_s:
+        left = max(0, limits.user_daily_audio_s - usage.user_audio_s)
+        raise LimitError(f"That's more music than you have left today ({left:.0f} s). More {_resets(now)}.")
+    if in_guild:
+        if limits.guild_daily_jobs and usage.guild_jobs + count > limits.guild_daily_jobs:
+            raise LimitError(
+                f"This server has made its {limits.guild_daily_jobs} tracks for today. More {_resets(now)}."
+            )
+        if limits.guild_daily_audio_s and usage.guild_audio_s + audio_s > limits.guild_daily_audio_s:
+            raise LimitError(f"This server has used today's music time. More {_resets(now)}.")
+        if limits.guild_daily_budget_usd and usage.guild_cost_usd + cost_usd > limits.guild_daily_budget_usd:
+            raise LimitError(f"This server's budget for today is spent. More {_resets(now)}.")
+    if limits.daily_budget_usd and usage.total_cost_usd + cost_usd > limits.daily_budget_usd:
+        raise LimitError(f"Encore's budget for today is spent. More {_resets(now)}.")
