@@ -187,6 +187,9 @@ class LimitsSettings(_Section):
     guild_daily_audio_s: int = Field(default=18_000, ge=0)
     guild_daily_budget_usd: float = Field(default=5.0, ge=0)
     daily_budget_usd: float = Field(default=50.0, ge=0)
+    # Jobs at each provider at once; more wait their turn, taken round-robin between people. 0: no cap.
+    replicate_jobs_in_flight: int = Field(default=20, ge=0, le=1000)
+    elevenlabs_jobs_in_flight: int = Field(default=2, ge=0, le=100)
     # What providers charge, for the actual cost of each job: Replicate GPU seconds, ElevenLabs audio seconds.
     replicate_usd_per_s: float = Field(default=0.0014, ge=0)
     elevenlabs_usd_per_s: float = Field(default=0.0075, ge=0)

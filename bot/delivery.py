@@ -113,6 +113,12 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
         alpha = job.request.get("params", {}).get("alpha", 0.5)
         embed.add_field(name="Blended with", value=_truncate(f"{prompt_b} (alpha {alpha:g})", 1024), inline=False)
     status = f"{_ICONS[phase]} {phase.value}"
+    place = job.result.get("queue_position")
+    if phase == Phase.QUEUED and place:
+        status += f" · #{place} in line"
+        eta = job.result.get("eta_s")
+        if eta:
+            status += f" · about {_clock(float(eta))} to start"
     running_since = min((m.running_at for m in members if m.running_at), default=None)
     if phase == Phase.GENERATING and running_since:
         status += f" · started <t:{int(running_since)}:R>"

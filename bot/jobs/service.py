@@ -48,6 +48,7 @@ from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
+from bot.jobs.scheduler import Scheduler
 from bot.logs import job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
@@ -196,6 +197,16 @@ class JobService:
         self._calls: dict[str, asyncio.Task[Any]] = {}  # synchronous provider calls in flight, by job
         # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
         self._admission = asyncio.Lock()
+        limits = settings.limits
+        self.scheduler = Scheduler(
+            {
+                "replicate": limits.replicate_jobs_in_flight,
+                "elevenlabs": limits.elevenlabs_jobs_in_flight,
+                "cog": settings.cog.max_concurrency,
+            },
+            start=self._start_submit,
+            on_moved=self._queue_moved,
+        )
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -252,8 +263,9 @@ class JobService:
             self._spawn(self._fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
             return
         if job.status == JobStatus.QUEUED:
-            self._spawn(self._submit(job.id), name=f"submit:{job.id}")
+            self.scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
         elif job.status.is_active_at_provider:
+            self.scheduler.adopt(job.id, provider=job.provider, user_id=job.user_id)
             self.poller.schedule(job.id, due=self.clock())
         elif job.status == JobStatus.SUCCEEDED:
             self._kick_delivery(job)
@@ -293,6 +305,8 @@ class JobService:
             self._uploading.discard(job.id)
         members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
         phase = card_phase(members, uploading=frozenset(self._uploading))
+        if phase == Phase.QUEUED:
+            members = [await self._with_queue_place(m) for m in members]
         try:
             await self.listener.job_updated(members[0], phase, members)
         except Exception:
@@ -355,7 +369,9 @@ class JobService:
                 jobs.append(job)
         for job in jobs:
             log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
-            self._spawn(self._submit(job.id), name=f"submit:{job.id}")
+            self.scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
+            if self.scheduler.position(job.id) is not None:  # it has to wait: its card says where it is
+                self._spawn(self._notify(job.id), name=f"queued:{job.id}")
         return jobs
 
     async def set_card(self, job_id: str, message_id: int) -> None:
@@ -749,10 +765,29 @@ class JobService:
             self._calls.pop(job.id, None)
         await self._stems_done(job, files)
 
+    async def _with_queue_place(self, job: Job) -> Job:
+        """The job with its place in the queue and an estimate of the wait, for the card."""
+        place = self.scheduler.position(job.id)
+        if place is None:
+            return job
+        typical = await self.repo.typical_run_s(job.model)
+        capacity = self.scheduler.capacity(job.provider) or 1
+        eta = round(place * typical / capacity) if typical else None
+        return job.model_copy(update={"result": {**job.result, "queue_position": place, "eta_s": eta}})
+
     async def _count_outcome(self, job_id: str, outcome: str) -> None:
+        """A job stopped using its provider (succeeded, failed or canceled): count it, free its slot."""
+        self.scheduler.released(job_id)
         job = await self.repo.get(job_id)
         if job is not None:
             metrics.record_job_finished(job.model, outcome, self.clock() - job.created_at)
+
+    def _start_submit(self, job_id: str) -> None:
+        self._spawn(self._submit(job_id), name=f"submit:{job_id}")
+
+    def _queue_moved(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._spawn(self._notify(job_id), name=f"moved:{job_id}")
 
     async def _stems_done(self, job: Job, files: dict[str, Path]) -> None:
         first = next(iter(files.values()))

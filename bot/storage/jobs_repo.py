@@ -287,6 +287,17 @@ class JobsRepo:
             total_cost_usd=float(row[7]),
         )
 
+    async def typical_run_s(self, model: str) -> float | None:
+        """How long the model's recent jobs took from submission to their output (mean of the last 20)."""
+        async with self._db.conn.execute(
+            "SELECT AVG(succeeded_at - submitted_at) FROM (SELECT succeeded_at, submitted_at FROM jobs "
+            "WHERE model = ? AND succeeded_at IS NOT NULL AND submitted_at IS NOT NULL "
+            "ORDER BY succeeded_at DESC LIMIT 20)",
+            (model,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     async def counts_by_status(self) -> dict[JobStatus, int]:
         async with self._db.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
             rows = await cursor.fetchall()

@@ -33,6 +33,7 @@ class RecordingListener:
     phases: dict[str, list[Phase]] = field(default_factory=lambda: defaultdict(list))
     delivered: list[Delivered] = field(default_factory=list)
     messages: list[list[str]] = field(default_factory=list)  # job ids posted together, per message
+    places: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # queue places shown
     # Each entry is raised by one delivery attempt before deliveries succeed.
     delivery_failures: list[DeliveryError] = field(default_factory=list)
     delivery_attempts: int = 0
@@ -41,6 +42,9 @@ class RecordingListener:
     async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         async with self._changed:
             self.phases[job.card_key].append(phase)
+            for member in members:
+                if member.result.get("queue_position"):
+                    self.places[member.id].append(int(member.result["queue_position"]))
             self._changed.notify_all()
 
     async def deliver(self, jobs: Sequence[Job]) -> int | None:

@@ -122,3 +122,21 @@ async def test_prompt_rules_and_dms(harness: Harness, fake: FakeReplicate) -> No
     await fake.wait_for_prediction()
     sent = [r.json["input"]["prompt"] for r in fake.requests if r.method == "POST" and r.json]
     assert sent == ["forbiddenness is not the word"]  # nothing refused was ever submitted
+
+
+async def test_fair_turns_with_a_provider_cap(harness: Harness, fake: FakeReplicate) -> None:
+    await start(harness, replicate_jobs_in_flight=1)
+    a1 = await harness.submit("a1", user_id=1)
+    a2 = await harness.submit("a2", user_id=1)
+    a3 = await harness.submit("a3", user_id=1)
+    b1 = await harness.submit("b1", user_id=2)  # comes last, goes second
+    order = []
+    for _ in range(4):
+        pid = await fake.wait_for_prediction()
+        order.append(fake.prediction(pid).input["prompt"])
+        await fake.succeed(pid)
+    assert order == ["a1", "b1", "a2", "a3"]  # b waited least but had been served least
+    for job in (a1, a2, a3, b1):
+        assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    assert harness.listener.places[a3.id][0] == 2  # queued behind a2 (b1 hadn't come yet)
+    assert harness.listener.places[b1.id][0] == 1  # then b1 went to the front of the line

@@ -100,3 +100,8 @@ async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
     assert custom_ids(Phase.DONE) == [
         f"encore:{a}:abc234defg" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems")
     ]
+
+
+def test_a_waiting_card_shows_its_place_and_wait() -> None:
+    job = make_job(status=JobStatus.QUEUED, result={"queue_position": 3, "eta_s": 95})
+    assert "#3 in line · about 1:35 to start" in fields_of(build_card(job, Phase.QUEUED))["Status"]
