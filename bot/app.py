@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,7 @@ from bot.providers.cog import CogClient, UploadStore
 from bot.providers.elevenlabs import ElevenLabsClient
 from bot.providers.replicate import ModelRef, ReplicateClient
 from bot.storage.db import Database
+from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.web.cog import CogRoutes
@@ -36,7 +38,7 @@ from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
-EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans")
+EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin")
 
 
 def _require(secret: Any, name: str) -> str:
@@ -52,6 +54,7 @@ class Core:
         self.db = Database(settings.storage.database_path, busy_timeout_ms=settings.storage.busy_timeout_ms)
         self.repo = JobsRepo(self.db)
         self.plans = PlansRepo(self.db)
+        self.guilds = GuildRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers: dict[str, Provider] = {}
         self.replicate: ReplicateClient | None = None
@@ -218,6 +221,7 @@ class Core:
             cog_webhook_base=f"{public}/cog/webhooks" if uses_cog and public else None,
             elevenlabs=self.elevenlabs,
             plans=self.plans,
+            guilds=self.guilds,
         )
         self.service = service
         if serve_web or verifier is not None or uses_cog:
@@ -281,7 +285,7 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
         if isinstance(cause, BotError):
             message = cause.user_message
         elif isinstance(cause, app_commands.CheckFailure):
-            message = "You can't use that command here."
+            message = getattr(cause, "user_message", None) or "You can't use that command here."
         elif isinstance(cause, app_commands.TransformerError):
             message = f"I couldn't understand `{cause.value}` there."
         else:
@@ -309,7 +313,7 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
 class EncoreBot(commands.Bot):
     """The Discord client. The core is built outside and passed in (discord.py's advanced startup)."""
 
-    def __init__(self, core: Core, **options: Any) -> None:
+    def __init__(self, core: Core, *, config_path: Path | None = None, **options: Any) -> None:
         intents = discord.Intents.default()
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -320,6 +324,7 @@ class EncoreBot(commands.Bot):
         )
         self.core = core
         self.settings = core.settings
+        self.config_path = config_path  # what /encore reload reads again
         # Set in setup_hook, once the client can talk to Discord.
         self.delivery: Any = None
 
@@ -336,22 +341,27 @@ class EncoreBot(commands.Bot):
             await self.load_extension(extension)
         await self.core.start_service(self.delivery, serve_web=True, gateway_ok=self.gateway_connected)
         if self.settings.discord.sync_commands:
-            await self._sync_commands()
+            await self.sync_commands()
 
     def gateway_connected(self) -> bool:
         """Whether the Discord gateway is up: ready, not closed, and its websocket open (not reconnecting)."""
         ws = self.ws
         return self.is_ready() and not self.is_closed() and ws is not None and ws.open
 
-    async def _sync_commands(self) -> None:
+    async def sync_commands(self) -> int:
+        """Sync the command tree (to the dev guilds, or globally); returns how many commands were synced."""
+        count = 0
         for guild_id in self.settings.discord.dev_guild_ids:
             guild = discord.Object(id=guild_id)
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
+            count += len(synced)
             log.info("synced %d command(s) to guild %s", len(synced), guild_id)
         if not self.settings.discord.dev_guild_ids:
             synced = await self.tree.sync()
+            count += len(synced)
             log.info("synced %d global command(s)", len(synced))
+        return count
 
     async def close(self) -> None:
         # The job service goes first, so nothing reaches for Discord while the client shuts down.
@@ -361,9 +371,11 @@ class EncoreBot(commands.Bot):
         await super().close()
 
 
-async def run_bot(settings: Settings, secrets: Secrets, **client_options: Any) -> None:
+async def run_bot(
+    settings: Settings, secrets: Secrets, *, config_path: Path | None = None, **client_options: Any
+) -> None:
     token = _require(secrets.discord_token, "DISCORD_TOKEN")
     async with Core(settings, secrets) as core:
-        bot = EncoreBot(core, **client_options)
+        bot = EncoreBot(core, config_path=config_path, **client_options)
         async with bot:
             await bot.start(token)

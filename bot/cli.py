@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.logging.level if args.command == "run" else "WARNING", json_lines=json_lines)
     try:
         if args.command == "run":
-            asyncio.run(run_bot(settings, secrets))
+            asyncio.run(run_bot(settings, secrets, config_path=args.config))
             return EXIT_OK
         if args.command == "db":
             command = _db_backup if args.db_command == "backup" else _db_stats

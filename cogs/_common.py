@@ -24,12 +24,14 @@ AUDIO_TYPES = ("audio/", "video/")
 
 
 def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
+    roles = interaction.user.roles if isinstance(interaction.user, discord.Member) else []
     return JobOrigin(
         user_id=interaction.user.id,
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id,
         interaction_id=interaction.id,
         token_expires_at=interaction.expires_at.timestamp(),
+        role_ids=tuple(role.id for role in roles),
     )
 
 

@@ -140,7 +140,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         count: app_commands.Range[int, 1, MAX_BATCH] | None = None,
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
-        spec = get_model(model.value) if model else MUSICGEN
+        spec = get_model(model.value if model else await self.bot.service.default_model(interaction.guild_id))
         version = model_version.value if model_version else None
         if version is not None and spec is not MUSICGEN:
             raise InvalidRequestError("`model_version` only applies to MusicGen.")

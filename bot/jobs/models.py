@@ -69,6 +69,7 @@ class JobOrigin(BaseModel):
     interaction_id: int | None = None
     token_expires_at: float | None = None
     card_message_id: int | None = None  # when the card was posted before the job existed
+    role_ids: tuple[int, ...] = ()  # the requester's roles, for guild rules (not stored)
 
 
 class Job(BaseModel):

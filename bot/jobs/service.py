@@ -44,6 +44,7 @@ from bot.errors import (
     ProviderNotFoundError,
     SubmissionUncertainError,
 )
+from bot.guild_settings import GuildSettings
 from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import total_ms as plan_total_ms
@@ -53,6 +54,7 @@ from bot.logs import job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
+from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
 
@@ -142,6 +144,20 @@ def _friendly_failure(prediction: Prediction) -> str:
 CLI_USER = 0  # jobs from `python -m bot generate`
 
 
+def _check_guild_rules(rules: GuildSettings, origin: JobOrigin, model: str, duration_s: float) -> None:
+    """A guild's own rules: where, who, which models and how long."""
+    if rules.channels and origin.channel_id not in rules.channels:
+        places = ", ".join(f"<#{c}>" for c in rules.channels[:5])
+        raise NotAllowedError(f"Encore isn't used in this channel here. Try {places}.")
+    if rules.roles and not set(origin.role_ids) & set(rules.roles):
+        raise NotAllowedError("On this server, Encore is for members with certain roles. Ask an admin.")
+    if rules.allowed_models is not None and model not in rules.allowed_models:
+        allowed = ", ".join(rules.allowed_models) or "none"
+        raise NotAllowedError(f"That model isn't enabled on this server. Enabled: {allowed}.")
+    if rules.max_duration_s is not None and duration_s > rules.max_duration_s:
+        raise InvalidRequestError(f"On this server tracks are at most {rules.max_duration_s} seconds long.")
+
+
 def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
     """A song composed from a plan sends the plan (and a seed if any) instead of a prompt and length."""
     plan = context.get("composition_plan")
@@ -174,6 +190,7 @@ class JobService:
         cog_webhook_base: str | None = None,
         elevenlabs: ElevenLabsClient | None = None,
         plans: PlansRepo | None = None,
+        guilds: GuildRepo | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -185,6 +202,8 @@ class JobService:
         self.cog_webhook_base = cog_webhook_base
         self.elevenlabs = elevenlabs
         self.plans = plans
+        self.guilds = guilds
+        self.paused = False  # set by the bot's owner: no new jobs until resumed
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
@@ -327,9 +346,20 @@ class JobService:
         available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
         if not available:
             raise BotError(f"{spec.display_name} isn't available on this bot right now.")
+        if self.paused:
+            raise BotError("Encore is paused by its operator for now. Please try again later.")
         if origin.guild_id is None and not self.settings.safety.allow_dms and origin.user_id != CLI_USER:
             raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
-        check_prompt(validated.prompt, self.settings.safety)
+        rules = await self.guild_settings(origin.guild_id)
+        _check_guild_rules(rules, origin, spec.key, validated.duration_s)
+        check_prompt(validated.prompt, self.settings.safety, rules.blocked_words)
+        limits = self.settings.limits.model_copy(
+            update={
+                key: value
+                for key in ("user_daily_jobs", "guild_daily_jobs", "guild_daily_budget_usd")
+                if (value := getattr(rules, key)) is not None
+            }
+        )
         seeds: list[int | None] = [validated.seed] * validated.count
         if spec.seed_key is not None and (spec.auto_seed or validated.seed is not None):
             # Explicit seeds, so every variation can be labelled and made again.
@@ -342,7 +372,7 @@ class JobService:
             usage = await self.repo.usage(user_id=origin.user_id, guild_id=origin.guild_id, since=day_start(now))
             check_usage(
                 usage,
-                self.settings.limits,
+                limits,
                 in_guild=origin.guild_id is not None,
                 count=validated.count,
                 audio_s=validated.duration_s * validated.count,
@@ -500,6 +530,14 @@ class JobService:
         if job.status != JobStatus.DELIVERED or not job.output_path:
             raise JobStateError("That track isn't finished yet.")
         return job
+
+    async def guild_settings(self, guild_id: int | None) -> GuildSettings:
+        if guild_id is None or self.guilds is None:
+            return GuildSettings()
+        return await self.guilds.get(guild_id)
+
+    async def default_model(self, guild_id: int | None) -> str:
+        return (await self.guild_settings(guild_id)).default_model or "musicgen"
 
     async def usage(self, user_id: int, guild_id: int | None) -> Usage:
         return await self.repo.usage(user_id=user_id, guild_id=guild_id, since=day_start(self.clock()))

@@ -30,13 +30,17 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
     synced = sim.commands_synced(sim.guild.id)
     names = [command.name for command in synced]
     assert len(names) == len(set(names)), "command names clash"
-    assert sorted(names) == ["Continue this track", "Split stems", "Use as melody", "music"]
+    assert sorted(names) == ["Continue this track", "Split stems", "Use as melody", "encore", "music", "musicadmin"]
     leaves = leaf_commands(encore)
     assert len(leaves) == len(set(leaves))
     assert sorted(leaves) == [
         "Continue this track",
         "Split stems",
         "Use as melody",
+        "encore pause",
+        "encore reload",
+        "encore resume",
+        "encore sync",
         "music blend",
         "music cancel",
         "music generate",
@@ -49,6 +53,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music song",
         "music stems",
         "music usage",
+        "musicadmin settings",
     ]
 
 
@@ -63,5 +68,5 @@ async def test_every_command_and_button_has_an_end_to_end_test(encore: Encore) -
     missing = [name for name in leaf_commands(encore) if name not in invoked]
     assert missing == []
     actions = ("cancel", "regen", "vary", "extend", "info", "delete", "full", "history", "retry", "stems", "plan")
-    for action in (*actions, "planedit", "planremove", "planadd", "plancompose"):
+    for action in (*actions, "planedit", "planremove", "planadd", "plancompose", "admin"):
         assert f"encore:{action}:" in sources, action

@@ -238,3 +238,36 @@ def test_valid_continuation_and_melody() -> None:
     assert long_clip.spec.build_input(long_clip)["continuation_start"] == 32  # only the last 8 s are continued
     melody = validate(audio_s=120.0, duration_s=8, params={"model_version": "melody-large"})
     assert melody.spec.build_input(melody)["model_version"] == "melody-large"
+
+
+@pytest.mark.parametrize(
+    ("key", "typed", "message"),
+    [
+        ("max_duration_s", "lots", "isn't a number"),
+        ("max_duration_s", "0", "between 1 and 600"),
+        ("max_duration_s", "2.5", "whole number"),
+        ("guild_daily_budget_usd", "-1", "between 0 and"),
+        ("channels", "#general", "isn't a channel"),
+        ("roles", "admins", "isn't a role"),
+        ("allowed_models", "musicgen, nope", "Models are"),
+        ("default_model", "nope", "Models are"),
+        ("volume", "11", "Settings are"),
+    ],
+)
+def test_bad_admin_input_is_explained(key: str, typed: str, message: str) -> None:
+    from bot.guild_settings import GuildSettings, changed
+
+    with pytest.raises(InvalidRequestError, match=message):
+        changed(GuildSettings(), key, typed)
+
+
+def test_admin_input_parses_and_resets() -> None:
+    from bot.guild_settings import GuildSettings, changed, shown
+
+    settings = changed(GuildSettings(), "channels", "<#123456789012345678>, 223456789012345678")
+    assert settings.channels == [123456789012345678, 223456789012345678]
+    assert shown(settings, "channels") == "<#123456789012345678>, <#223456789012345678>"
+    settings = changed(settings, "guild_daily_budget_usd", "2.5")
+    assert settings.guild_daily_budget_usd == 2.5
+    assert changed(settings, "channels", "all").channels == []
+    assert changed(settings, "guild_daily_budget_usd", "default").guild_daily_budget_usd is None

@@ -1,0 +1,117 @@
+"""Per-guild settings admins change with /musicadmin: they narrow the config's rules for one server.
+
+Each key has one parser that turns what an admin typed into a value or a clear error; "default"
+(or "all"/"none" for lists) removes an override.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.catalog import MODELS
+from bot.errors import InvalidRequestError
+
+_ID = re.compile(r"^<[#@]&?(\d{15,21})>$|^(\d{15,21})$")
+
+
+class GuildSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_model: str | None = None
+    allowed_models: list[str] | None = None  # None: every model
+    max_duration_s: int | None = None
+    user_daily_jobs: int | None = None
+    guild_daily_jobs: int | None = None
+    guild_daily_budget_usd: float | None = None
+    channels: list[int] = []  # empty: every channel
+    roles: list[int] = []  # empty: everyone
+    blocked_words: list[str] = []
+
+
+def _ids(text: str, what: str) -> list[int]:
+    out = []
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        match = _ID.match(part)
+        if not match:
+            raise InvalidRequestError(f"`{part[:40]}` isn't a {what}: mention it or paste its id.")
+        out.append(int(match.group(1) or match.group(2)))
+    return out
+
+
+def _number(text: str, *, low: float, high: float, whole: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidRequestError(f"`{text[:20]}` isn't a number.") from None
+    if whole and value != int(value):
+        raise InvalidRequestError("That needs a whole number.")
+    if not low <= value <= high:
+        raise InvalidRequestError(f"That must be between {low:g} and {high:g}.")
+    return int(value) if whole else value
+
+
+def _models(text: str) -> list[str]:
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [key for key in keys if key not in MODELS]
+    if unknown or not keys:
+        raise InvalidRequestError(f"Models are: {', '.join(sorted(MODELS))} (comma-separated).")
+    return keys
+
+
+def _model(text: str) -> str:
+    key = text.strip()
+    if key not in MODELS:
+        raise InvalidRequestError(f"Models are: {', '.join(sorted(MODELS))}.")
+    return key
+
+
+# key -> (what it is, parser of the typed value); clearing words map to None (the default).
+KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "default_model": ("model used when /music generate names none", _model),
+    "allowed_models": ("models people may use here, comma-separated", _models),
+    "max_duration_s": ("longest track in seconds", lambda t: _number(t, low=1, high=600, whole=True)),
+    "user_daily_jobs": ("tracks per person per day", lambda t: _number(t, low=0, high=10_000, whole=True)),
+    "guild_daily_jobs": ("tracks for the whole server per day", lambda t: _number(t, low=0, high=100_000, whole=True)),
+    "guild_daily_budget_usd": (
+        "dollars the server may spend per day",
+        lambda t: _number(t, low=0, high=10_000, whole=False),
+    ),
+    "channels": ("channels Encore works in (mentions or ids)", lambda t: _ids(t, "channel")),
+    "roles": ("roles that may use Encore (mentions or ids)", lambda t: _ids(t, "role")),
+    "blocked_words": (
+        "extra words refused in prompts, comma-separated",
+        lambda t: [w.strip() for w in t.split(",") if w.strip()],
+    ),
+}
+_CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
+
+
+def changed(current: GuildSettings, key: str, text: str) -> GuildSettings:
+    """``current`` with ``key`` set from what an admin typed. Raises InvalidRequestError with a reason."""
+    if key not in KEYS:
+        raise InvalidRequestError(f"Settings are: {', '.join(KEYS)}.")
+    _, parse = KEYS[key]
+    if text.strip().lower() in _CLEAR:
+        value: Any = GuildSettings.model_fields[key].get_default()
+    else:
+        value = parse(text)
+    return current.model_copy(update={key: value})
+
+
+def shown(settings: GuildSettings, key: str) -> str:
+    value = getattr(settings, key)
+    if value is None or value == []:
+        return "default" if key not in ("channels", "roles", "allowed_models") else "all"
+    if key == "channels":
+        return ", ".join(f"<#{v}>" for v in value)
+    if key == "roles":
+        return ", ".join(f"<@&{v}>" for v in value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)

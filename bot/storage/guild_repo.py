@@ -1,0 +1,29 @@
+"""SQL for ``guild_settings``: what each guild's admins have set."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bot.guild_settings import GuildSettings
+from bot.storage.db import Database
+
+
+class GuildRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        async with self._db.conn.execute(
+            "SELECT settings_json FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return GuildSettings.model_validate(json.loads(row[0])) if row else GuildSettings()
+
+    async def save(self, guild_id: int, settings: GuildSettings, *, by: int) -> None:
+        await self._db.conn.execute(
+            "INSERT INTO guild_settings (guild_id, settings_json, updated_at, updated_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (guild_id) DO UPDATE SET settings_json = excluded.settings_json, "
+            "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (guild_id, settings.model_dump_json(), time.time(), by),
+        )

@@ -1,0 +1,191 @@
+"""Admin: ``/musicadmin settings`` for a server's admins, ``/encore ...`` for the bot's owner."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import EncoreBot
+from bot.config import load_settings
+from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
+from bot.guild_settings import KEYS, GuildSettings, changed, shown
+
+log = logging.getLogger(__name__)
+
+
+def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
+    client = interaction.client
+    assert isinstance(client, EncoreBot)
+    return client
+
+
+def _can_manage(interaction: discord.Interaction[Any]) -> bool:
+    permissions = interaction.permissions
+    return bool(permissions.manage_guild or permissions.administrator)
+
+
+def settings_embed(settings: GuildSettings) -> discord.Embed:
+    embed = discord.Embed(title="Encore on this server", colour=discord.Colour.dark_teal())
+    for key, (what, _) in KEYS.items():
+        embed.add_field(name=f"{key}: {shown(settings, key)}"[:256], value=what, inline=False)
+    embed.set_footer(text="Pick a setting below to change it. 'default' (or 'all') removes a setting.")
+    return embed
+
+
+def settings_view(guild_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(SettingSelect(guild_id))
+    return view
+
+
+class SettingModal(discord.ui.Modal):
+    def __init__(self, guild_id: int, key: str, current: str) -> None:
+        super().__init__(title=f"Change {key}"[:45], timeout=900)
+        self.guild_id = guild_id
+        self.key = key
+        self.value: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=KEYS[key][0][:45], default=current[:4000], required=False, max_length=4000
+        )
+        self.add_item(self.value)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        bot = _bot(interaction)
+        if not _can_manage(interaction):
+            raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
+        assert bot.core.guilds is not None
+        current = await bot.core.guilds.get(self.guild_id)
+        new = changed(current, self.key, self.value.value)
+        await bot.core.guilds.save(self.guild_id, new, by=interaction.user.id)
+        log.info("guild %s: %s set to %r by %s", self.guild_id, self.key, shown(new, self.key), interaction.user.id)
+        await interaction.response.send_message(
+            f"**{self.key}** is now {shown(new, self.key)}.",
+            embed=settings_embed(new),
+            view=settings_view(self.guild_id),
+            ephemeral=True,
+        )
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+        text = error.user_message if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        if not isinstance(error, BotError):
+            log.error("settings change failed", exc_info=error)
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+class SettingSelect(
+    discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"encore:admin:(?P<guild_id>[0-9]{15,21})"
+):
+    def __init__(self, guild_id: int) -> None:
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"encore:admin:{guild_id}",
+                placeholder="Change a setting…",
+                options=[discord.SelectOption(label=key, description=what[:100]) for key, (what, _) in KEYS.items()],
+            )
+        )
+        self.guild_id = guild_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> SettingSelect:
+        return cls(int(match["guild_id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        if interaction.guild_id != self.guild_id or not _can_manage(interaction):
+            await interaction.response.send_message(
+                "You need the Manage Server permission to change Encore's settings.", ephemeral=True
+            )
+            return
+        key = self.item.values[0]
+        bot = _bot(interaction)
+        assert bot.core.guilds is not None
+        current = await bot.core.guilds.get(self.guild_id)
+        shown_value = shown(current, key)
+        await interaction.response.send_modal(
+            SettingModal(self.guild_id, key, "" if shown_value in ("default", "all") else shown_value)
+        )
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="Encore's settings for this server."):
+    def __init__(self, bot: EncoreBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(SettingSelect)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(SettingSelect)
+
+    @app_commands.command(name="settings", description="See and change Encore's settings for this server.")
+    async def musicadmin_settings(self, interaction: discord.Interaction[Any]) -> None:
+        if interaction.guild_id is None or not _can_manage(interaction):
+            raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
+        assert self.bot.core.guilds is not None
+        current = await self.bot.core.guilds.get(interaction.guild_id)
+        await interaction.response.send_message(
+            embed=settings_embed(current), view=settings_view(interaction.guild_id), ephemeral=True
+        )
+
+
+class OperatorOnly(app_commands.CheckFailure):
+    user_message = "Only Encore's operator can do that."
+
+
+class Owner(commands.GroupCog, group_name="encore", group_description="For Encore's operator."):
+    """Commands only the bot's owner (the Discord application's owner) may use."""
+
+    def __init__(self, bot: EncoreBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        if not await self.bot.is_owner(interaction.user):
+            raise OperatorOnly()
+        return True
+
+    @app_commands.command(name="pause", description="Stop taking new jobs (jobs in progress finish).")
+    async def encore_pause(self, interaction: discord.Interaction[Any]) -> None:
+        self.bot.service.paused = True
+        log.warning("generation paused by %s", interaction.user.id)
+        await interaction.response.send_message("Paused: new jobs are refused until you resume.", ephemeral=True)
+
+    @app_commands.command(name="resume", description="Take new jobs again.")
+    async def encore_resume(self, interaction: discord.Interaction[Any]) -> None:
+        self.bot.service.paused = False
+        log.warning("generation resumed by %s", interaction.user.id)
+        await interaction.response.send_message("Resumed: new jobs are welcome again.", ephemeral=True)
+
+    @app_commands.command(name="reload", description="Read the config again (limits, safety and job rules).")
+    async def encore_reload(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            fresh = load_settings(self.bot.config_path)
+        except ConfigError as exc:
+            raise InvalidRequestError(f"The config wasn't reloaded: {exc.user_message}"[:1900]) from None
+        service = self.bot.service
+        service.settings = service.settings.model_copy(
+            update={"limits": fresh.limits, "safety": fresh.safety, "jobs": fresh.jobs}
+        )
+        log.warning("config reloaded by %s", interaction.user.id)
+        await interaction.response.send_message(
+            "Reloaded limits, safety and job rules. Other settings need a restart.", ephemeral=True
+        )
+
+    @app_commands.command(name="sync", description="Sync Encore's slash commands with Discord.")
+    async def encore_sync(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        count = await self.bot.sync_commands()
+        await interaction.followup.send(f"Synced {count} command(s).", ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    assert isinstance(bot, EncoreBot)
+    await bot.add_cog(MusicAdmin(bot))
+    await bot.add_cog(Owner(bot))

@@ -1,0 +1,85 @@
+"""Server admins' settings and the operator's commands, through Discord."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Encore
+from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord.errors import SimulatorError
+from tests.fakes.discord.models import SimMessage
+from tests.fakes.replicate import FakeReplicate
+
+
+async def settings_card(sim: DiscordSimulator, user: str = "boss") -> SimMessage:
+    return await (await sim.user(user).slash("musicadmin settings")).wait_original()
+
+
+async def test_admin_changes_and_members_feel_them(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    await encore.start()
+    guild_id = sim.guild.id
+    card = await settings_card(sim)
+    assert card.is_ephemeral
+    assert "max_duration_s: default" in str(card.embeds)
+
+    async def set_value(key: str, value: str) -> SimMessage:
+        picked = await sim.user("boss").select(card, f"encore:admin:{guild_id}", [key])
+        form = await picked.wait_modal()
+        field = form["components"][0]
+        inner = field.get("component") or field["components"][0]
+        return await (await sim.user("boss").submit_modal(picked, {inner["custom_id"]: value})).wait_original()
+
+    reply = await set_value("max_duration_s", "10")
+    assert "**max_duration_s** is now 10" in reply.content
+    refused = await (await sim.user("bob").slash("music generate", prompt="x", duration=12)).wait_original()
+    assert "at most 10 seconds" in refused.content
+
+    bad = await set_value("max_duration_s", "lots")
+    assert "isn't a number" in bad.content
+
+    quiet = sim.channel("quiet")
+    await set_value("channels", f"<#{quiet.id}>")
+    elsewhere = await (await sim.user("bob").slash("music generate", prompt="x")).wait_original()
+    assert "isn't used in this channel" in elsewhere.content
+    inside = await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="x", duration=5)
+    assert (await inside.wait_response()).type == 4
+
+    await set_value("blocked_words", "banana, kiwi")
+    fruit = await (
+        await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="banana song")
+    ).wait_original()
+    assert "doesn't allow" in fruit.content
+
+    await set_value("allowed_models", "riffusion")
+    model = await (await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="x")).wait_original()
+    assert "isn't enabled on this server" in model.content
+    await set_value("default_model", "riffusion")
+    ok = await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="riff")
+    assert (await ok.wait_response()).type == 4  # the server's default model is the allowed one
+
+    await set_value("channels", "all")
+    await set_value("allowed_models", "all")
+    assert len(fake.predictions) == 2
+
+
+async def test_only_admins_see_or_change_settings(encore: Encore, sim: DiscordSimulator) -> None:
+    await encore.start()
+    with pytest.raises(SimulatorError, match="lacks permissions"):  # Discord doesn't even offer it to bob
+        await sim.user("bob").slash("musicadmin settings")
+    card = await settings_card(sim)
+    picked = await sim.user("bob").select(card, f"encore:admin:{sim.guild.id}", ["roles"])
+    assert "Manage Server" in (await picked.wait_original()).content
+
+
+async def test_operator_pause_resume_reload_sync(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    await encore.start()
+    owner, member = sim.user("alice"), sim.user("bob")
+    assert "operator" in (await (await member.slash("encore pause")).wait_original()).content
+    assert "Paused" in (await (await owner.slash("encore pause")).wait_original()).content
+    paused = await (await member.slash("music generate", prompt="x")).wait_original()
+    assert "paused by its operator" in paused.content
+    assert "Resumed" in (await (await owner.slash("encore resume")).wait_original()).content
+    assert (await (await member.slash("music generate", prompt="x", duration=2)).wait_response()).type == 4
+    assert "Reloaded" in (await (await owner.slash("encore reload")).wait_original()).content
+    synced = await (await owner.slash("encore sync")).wait_message(lambda m: "Synced" in m.content)
+    assert "command(s)" in synced.content
