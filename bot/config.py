@@ -172,6 +172,8 @@ class AudioSettings(_Section):
     """Limits on audio people hand in (a melody to follow, a clip to continue)."""
 
     max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Hosts attachments may be downloaded from (Discord's CDN); the Discord API's own host is always allowed.
+    input_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     max_input_s: float = Field(default=300.0, gt=0, le=3600)
     download_timeout_s: float = Field(default=60.0, gt=0, le=600)
 

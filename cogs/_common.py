@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import discord
+from discord.http import Route
+from yarl import URL
 
 from bot.app import EncoreBot
+from bot.audio.download import host_allowed
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin
@@ -91,6 +94,10 @@ def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
 async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Path:
     """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir."""
     check_attachment(bot, attachment)
+    api_host = URL(Route.BASE).host or ""
+    if not host_allowed(attachment.url, [*bot.settings.audio.input_hosts, api_host]):
+        log.warning("refusing an attachment URL on %s", URL(attachment.url).host)
+        raise InvalidRequestError("That file isn't on Discord's CDN, so I won't download it.")
     inputs = bot.settings.storage.inputs_dir
     suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
     path = inputs / f"{secrets.token_hex(8)}{suffix}"

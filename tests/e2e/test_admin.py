@@ -59,7 +59,16 @@ async def test_admin_changes_and_members_feel_them(encore: Encore, sim: DiscordS
 
     await set_value("channels", "all")
     await set_value("allowed_models", "all")
-    assert len(fake.predictions) == 2
+    await set_value("default_model", "default")
+    moderators = next(r for r in sim.guild.roles if r.name == "Moderators")
+    await set_value("roles", f"<@&{moderators.id}>")
+    no_role = await (await sim.user("bob").slash("music generate", prompt="x", duration=2)).wait_original()
+    assert "members with certain roles" in no_role.content
+    with_role = await sim.user("mod").slash("music generate", prompt="x", duration=2)
+    assert (await with_role.wait_response()).type == 4
+    inputs = [fake.prediction(await fake.wait_for_prediction()).input for _ in range(3)]
+    prompts = [i.get("prompt") or i.get("prompt_a") for i in inputs]  # musicgen's prompt, riffusion's prompt_a
+    assert prompts == ["x", "riff", "x"]  # only the three allowed requests ever reached the provider
 
 
 async def test_only_admins_see_or_change_settings(encore: Encore, sim: DiscordSimulator) -> None:

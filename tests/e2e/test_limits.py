@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from tests.e2e.conftest import Encore, card_field, default_guild
@@ -36,3 +39,69 @@ async def test_help(encore: Encore, sim: DiscordSimulator) -> None:
     reply = await (await sim.user("alice").slash("music help")).wait_original()
     assert reply.is_ephemeral
     assert "/music generate" in reply.embeds[0]["description"]
+
+
+@pytest.mark.parametrize(
+    ("sections", "first", "second", "message"),
+    [
+        ({"limits": {"user_cooldown_s": 3600}}, {}, {}, "Please wait"),
+        ({"limits": {"user_daily_audio_s": 10}}, {"duration": 8}, {"duration": 8}, "more music than you have left"),
+        ({"limits": {"user_jobs_in_flight": 1}}, {}, {}, "request(s) in progress"),
+        ({"limits": {"guild_daily_budget_usd": 0.02}}, {"duration": 8}, {"duration": 8}, "budget for today is spent"),
+        ({"limits": {"daily_budget_usd": 0.02}}, {"duration": 8}, {"duration": 8}, "Encore's budget for today"),
+        ({"limits": {"guild_daily_jobs": 1}}, {}, {}, "This server has made its 1 tracks"),
+        ({"safety": {"blocked_patterns": [r"\bnope\b"]}}, None, {"prompt": "nope nope"}, "isn't allowed here"),
+        (
+            {"safety": {"refuse_artist_names": True, "artist_names": ["Big Star"]}},
+            None,
+            {"prompt": "like big star"},
+            "instead of naming an artist",
+        ),
+    ],
+)
+async def test_each_rule_through_discord(
+    encore: Encore,
+    sim: DiscordSimulator,
+    fake: FakeReplicate,
+    sections: dict[str, dict[str, Any]],
+    first: dict[str, object] | None,
+    second: dict[str, object],
+    message: str,
+) -> None:
+    encore.configure(limits=sections.get("limits", {}), safety=sections.get("safety", {}))
+    await encore.start()
+    bob = sim.user("bob")
+    if first is not None:
+        ok = await bob.slash("music generate", options={"prompt": "first", **first})  # type: ignore[dict-item]
+        assert (await ok.wait_response()).type == 4
+    refused = await (
+        await bob.slash("music generate", options={"prompt": "second", **second})  # type: ignore[dict-item]
+    ).wait_original()
+    assert refused.is_ephemeral
+    assert message in refused.content
+
+
+async def test_dms_can_be_turned_off(encore: Encore, sim: DiscordSimulator) -> None:
+    encore.configure(discord={"dev_guild_ids": []}, safety={"allow_dms": False})
+    await encore.start()
+    reply = await (await sim.user("bob").slash("music generate", dm=True, prompt="x")).wait_original()
+    assert "isn't available in direct messages" in reply.content
+
+
+async def test_two_members_racing_for_the_servers_last_track(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    encore.configure(limits={"guild_daily_jobs": 1})
+    await encore.start()
+    bob, mod = sim.user("bob"), sim.user("mod")
+    first, second = await asyncio.gather(
+        bob.slash("music generate", prompt="mine"), mod.slash("music generate", prompt="no, mine")
+    )
+    answers = [await first.wait_original(), await second.wait_original()]
+    cards = [a for a in answers if a.embeds]
+    refusals = [a for a in answers if not a.embeds]
+    assert len(cards) == 1
+    assert len(refusals) == 1
+    assert "This server has made its 1 tracks" in refusals[0].content
+    await fake.wait_for_prediction()
+    assert len(fake.predictions) == 1

@@ -274,3 +274,20 @@ async def test_outcomes_are_counted_and_logs_name_the_job(
     stored = [r for r in caplog.records if "output stored" in r.getMessage()]
     assert stored
     assert all(getattr(r, "job", None) == job.id for r in stored)  # bound by the service, not by the message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/latest/meta-data", "https://evil.example/out.wav", "file:///etc/passwd", "ftp://x/y.wav"],
+)
+async def test_outputs_only_come_from_the_providers_hosts(harness: Harness, fake: FakeReplicate, url: str) -> None:
+    import dataclasses
+
+    model = fake.models["meta/musicgen"]
+    fake.add_model(dataclasses.replace(model, run=lambda _input: (url, "Using seed 1\n")))
+    fake.auto_advance = True
+    await harness.start()
+    job = await harness.submit()
+    assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
+    assert (await harness.job(job.id)).error == "I couldn't fetch the finished audio."
+    assert not list((harness.data_dir / "outputs").glob(f"{job.id}*"))
