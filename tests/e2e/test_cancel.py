@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.jobs.models import JobStatus
 from tests.e2e.conftest import Encore, card_status, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
@@ -87,3 +89,24 @@ async def test_cancel_button_works_after_a_restart(encore: Encore, sim: DiscordS
     canceled = await sim.wait_for_edit(card.id, status_is("Canceled"))
     assert "Canceled by the requester." in card_status(canceled)
     assert (await fake.wait_for_status(pid)).status == "canceled"
+
+
+async def test_cancel_racing_completion_through_discord(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    handle, card, pid = await start_job(encore, sim, fake)
+    click, _ = await asyncio.gather(
+        sim.user("alice").click(card, f"encore:cancel:{job_id_of(card)}"), fake.succeed(pid)
+    )
+    await click.wait_response()
+    final = await handle.wait_original(lambda m: "Done" in card_status(m) or "Canceled" in card_status(m))
+    audio = [m for m in handle.followups if m.attachments]
+    if "Done" in card_status(final):
+        assert len(audio) == 1  # completion won: delivered once, the cancel was refused
+        refusal = await click.wait_message(lambda m: "already" in m.content)
+        assert refusal.is_ephemeral
+    else:
+        assert audio == []  # the cancel won: nothing is posted
+        assert encore.bot is not None
+        job = await encore.bot.service.get(job_id_of(card))
+        assert job.output_path is None
