@@ -10,6 +10,7 @@ Label values are free text but must stay few (model keys, statuses, error kinds)
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -87,7 +88,7 @@ def gauge(name: str, help: str, values: Iterable[tuple[Mapping[str, str], float]
     return Family(name, "gauge", help, [Sample(name, dict(labels), value) for labels, value in values])
 
 
-class _Metric:
+class _Metric(abc.ABC):
     type = "untyped"
 
     def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
@@ -103,8 +104,9 @@ class _Metric:
     def _labels(self, key: tuple[str, ...]) -> dict[str, str]:
         return dict(zip(self.label_names, key, strict=True))
 
+    @abc.abstractmethod
     def family(self) -> Family:
-        raise NotImplementedError
+        """This metric's samples, for exposition."""
 
 
 class Counter(_Metric):

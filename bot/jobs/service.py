@@ -701,20 +701,27 @@ class JobService:
             return None  # canceled meanwhile
         return job.model_copy(update={"input": data})
 
-    async def _run_song(self, job: Job) -> None:
-        """An ElevenLabs song: one long call, owned by this task (cancel aborts it), progress as bytes arrive."""
+    async def _begin_call(self, job: Job) -> ElevenLabsClient | None:
+        """Start a synchronous ElevenLabs call for ``job``: submitted now, owned by this task (cancel aborts it)."""
         client = self.elevenlabs
         if client is None:
             await self._fail(job.id, "ElevenLabs isn't set up on this bot.")
-            return
+            return None
         if not await self.repo.transition(
             job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1
         ):
-            return
+            return None
         await self._notify(job.id)
         task = asyncio.current_task()
         assert task is not None
         self._calls[job.id] = task
+        return client
+
+    async def _run_song(self, job: Job) -> None:
+        """An ElevenLabs song: one long call, owned by this task (cancel aborts it), progress as bytes arrive."""
+        client = await self._begin_call(job)
+        if client is None:
+            return
         settings = self.settings.elevenlabs
         body = {key: value for key, value in job.input.items() if key != "output_format"}
         output_format = str(job.input.get("output_format", settings.output_format))
@@ -772,18 +779,9 @@ class JobService:
 
     async def _run_stems(self, job: Job) -> None:
         """ElevenLabs stem separation: one call returning a ZIP of stems, unpacked next to the outputs."""
-        client = self.elevenlabs
+        client = await self._begin_call(job)
         if client is None:
-            await self._fail(job.id, "ElevenLabs isn't set up on this bot.")
             return
-        if not await self.repo.transition(
-            job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1
-        ):
-            return
-        await self._notify(job.id)
-        task = asyncio.current_task()
-        assert task is not None
-        self._calls[job.id] = task
         try:
             archive = await client.separate_stems(
                 Path(job.input_files["file"]),
