@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +115,30 @@ async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Pat
 
     await asyncio.to_thread(write)
     return path
+
+
+async def start_from_attachment(
+    bot: EncoreBot,
+    interaction: discord.Interaction[Any],
+    attachment: discord.Attachment,
+    make: Callable[[Path], Awaitable[Sequence[Job]]],
+    *,
+    keep_file: bool,
+) -> None:
+    """Check, download and hand an attachment to ``make``, then post the jobs' card.
+
+    The download is removed if ``make`` fails, and afterwards too unless the job needs the file itself
+    (``keep_file``; jobs that prepare their own clip don't).
+    """
+    check_attachment(bot, attachment)
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)  # downloading and decoding take longer than 3 s
+    path = await save_attachment(bot, attachment)
+    try:
+        jobs = await make(path)
+    except BaseException:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    if not keep_file:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    await post_card(bot, interaction, jobs)

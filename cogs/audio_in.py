@@ -23,7 +23,7 @@ from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import MAX_EXTEND_S, check_extend
-from cogs._common import audio_attachment, check_attachment, delivery_of, origin, post_card, save_attachment
+from cogs._common import audio_attachment, delivery_of, origin, save_attachment, start_from_attachment
 from cogs.views import EXTEND_S
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,14 @@ class AudioIn(commands.Cog):
 
     async def stems_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         attachment = self._require_audio(message)
-        check_attachment(self.bot, attachment)
-        await interaction.response.defer(thinking=True)
-        path = await save_attachment(self.bot, attachment)
-        try:
+
+        async def split(path: Path) -> list[Job]:
             job = await self.bot.service.split_stems(
                 path, origin(interaction), name=attachment.filename, source_message_id=message.id
             )
-        except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise
-        await post_card(self.bot, interaction, [job])
+            return [job]
+
+        await start_from_attachment(self.bot, interaction, attachment, split, keep_file=True)
 
     @staticmethod
     def _require_audio(message: discord.Message) -> discord.Attachment:
@@ -159,28 +156,19 @@ class AudioIn(commands.Cog):
             check_extend(seconds)
         else:
             validate_request(JobRequest(model="musicgen", prompt=prompt, duration_s=seconds), self.bot.settings)
-        await interaction.response.defer(thinking=True)
-        path = await save_attachment(self.bot, attachment)
-        try:
+
+        async def make(path: Path) -> list[Job]:
             if continuing:
                 job = await self.bot.service.continue_track(
                     path, origin(interaction), prompt=prompt or None, extra_s=seconds, source_message_id=message.id
                 )
-                jobs = [job]
-            else:
-                jobs = await self._melody(path, prompt, seconds, origin(interaction), message.id)
-        except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise
-        await post_card(self.bot, interaction, jobs)
-
-    async def _melody(self, path: Path, prompt: str, seconds: int, job_origin: JobOrigin, message_id: int) -> list[Job]:
-        try:
+                return [job]
             return await self.bot.service.follow_melody(
-                path, job_origin, prompt=prompt, duration_s=seconds, source_message_id=message_id
+                path, origin(interaction), prompt=prompt, duration_s=seconds, source_message_id=message.id
             )
-        finally:
-            await asyncio.to_thread(path.unlink, missing_ok=True)  # the prepared clip is what the job keeps
+
+        # A continuation stitches onto the original, so it keeps the file; a melody keeps its prepared clip.
+        await start_from_attachment(self.bot, interaction, attachment, make, keep_file=continuing)
 
     # -- replies that mention Encore ------------------------------------------------------------
 

@@ -6,8 +6,8 @@ model's parameters beyond the few common ones that get a slash option of their o
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -34,9 +34,9 @@ from bot.catalog import (
 )
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
-from bot.jobs.models import JobRequest
+from bot.jobs.models import Job, JobRequest
 from bot.jobs.service import phase_of
-from cogs._common import check_attachment, delivery_of, origin, post_card, save_attachment
+from cogs._common import check_attachment, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page, is_moderator
 
@@ -181,15 +181,15 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params, audio_s=0.5
         )
         validate_request(probe_request, self.bot.settings)
-        await interaction.response.defer(thinking=True)
-        path = await save_attachment(self.bot, audio)
-        try:
-            jobs = await self.bot.service.follow_melody(
+        await start_from_attachment(
+            self.bot,
+            interaction,
+            audio,
+            lambda path: self.bot.service.follow_melody(
                 path, origin(interaction), prompt=prompt, duration_s=duration, params=params, seed=seed
-            )
-        finally:
-            await asyncio.to_thread(path.unlink, missing_ok=True)  # the prepared clip is what the job keeps
-        await post_card(self.bot, interaction, jobs)
+            ),
+            keep_file=False,  # the job keeps its prepared clip
+        )
 
     @app_commands.command(name="blend", description="A short riff that blends two prompts (Riffusion).")
     @app_commands.describe(
@@ -269,17 +269,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         audio: discord.Attachment,
         stems: app_commands.Choice[str] | None = None,
     ) -> None:
-        check_attachment(self.bot, audio)
-        await interaction.response.defer(thinking=True)
-        path = await save_attachment(self.bot, audio)
-        try:
+        async def split(path: Path) -> list[Job]:
             job = await self.bot.service.split_stems(
                 path, origin(interaction), stems=stems.value if stems else "six", name=audio.filename
             )
-        except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise
-        await post_card(self.bot, interaction, [job])
+            return [job]
+
+        await start_from_attachment(self.bot, interaction, audio, split, keep_file=True)
 
     @app_commands.command(name="usage", description="How much music you have left today.")
     async def music_usage(self, interaction: discord.Interaction[Any]) -> None:
