@@ -7,10 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from bot.config import Settings
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
+
+# Property-based tests: derandomized and without an example database, so the suite stays deterministic and
+# leaves nothing behind; no deadline, since a loaded 2-core CI machine makes example timings meaningless.
+hypothesis_settings.register_profile(
+    "encore",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.load_profile("encore")
 
 
 def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:

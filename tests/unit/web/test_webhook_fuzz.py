@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.providers.base import Prediction
@@ -25,14 +25,7 @@ from tests.fakes.replicate import sign_webhook
 
 SECRET = "whsec_" + base64.b64encode(b"fuzz-key-fuzz-key-fuzz-key-0123").decode()
 STATUSES = ["starting", "processing", "succeeded", "failed", "canceled"]
-# Derandomized, no example database: the suite stays deterministic and leaves nothing behind.
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings(max_examples=150)  # the rest comes from the 'encore' profile in tests/conftest.py
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
