@@ -20,6 +20,8 @@ from pathlib import Path
 import av
 import av.error
 
+from bot.audio import open_input
+
 log = logging.getLogger(__name__)
 
 OPUS_RATE = 48000  # the only rate libopus encodes at
@@ -39,7 +41,7 @@ class FittedFile:
 
 def audio_duration_s(path: Path) -> float:
     """Decoded length of the first audio stream (frames counted, not the header's claim)."""
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = container.streams.audio[0]
         samples = 0
         rate = stream.rate or 0
@@ -52,7 +54,7 @@ def audio_duration_s(path: Path) -> float:
 def _remux_with_tags(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
     """Copy the audio stream untouched into the same container, adding tags. False if the format can't."""
     try:
-        with av.open(str(src)) as inp, av.open(str(dest), "w", format=inp.format.name.split(",")[0]) as out:
+        with open_input(src) as inp, av.open(str(dest), "w", format=inp.format.name.split(",")[0]) as out:
             in_stream = inp.streams.audio[0]
             out_stream = out.add_stream_from_template(in_stream)
             out.metadata.update(tags)
@@ -79,7 +81,7 @@ def _encode_opus(
     end_s: float | None = None,
 ) -> None:
     """Decode ``src`` (optionally only [start_s, end_s)) and encode it as Opus in Ogg."""
-    with av.open(str(src)) as inp, av.open(str(dest), "w", format="ogg") as out:
+    with open_input(src) as inp, av.open(str(dest), "w", format="ogg") as out:
         in_stream = inp.streams.audio[0]
         channels = min(max(in_stream.codec_context.channels, 1), 2)
         layout = "stereo" if channels == 2 else "mono"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import av
 
+from bot.audio import open_input
+
 MODEL_RATE = 32000  # MusicGen's sample rate
 
 
@@ -42,7 +44,7 @@ def decode(path: Path, *, rate: int, channels: int) -> Pcm:
     layout = "stereo" if channels == 2 else "mono"
     resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
     chunks: list[bytes] = []
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = container.streams.audio[0]
         for frame in container.decode(stream):
             frame.pts = None
@@ -76,7 +78,7 @@ def stitch(source: Path, prefix_s: float, continuation: Path, dest: Path) -> flo
 
     Written as WAV in the continuation's own rate and channel count. Returns the total length in seconds.
     """
-    with av.open(str(continuation)) as container:
+    with open_input(continuation) as container:
         stream = container.streams.audio[0]
         rate = stream.rate or MODEL_RATE
         channels = min(max(stream.codec_context.channels, 1), 2)

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import av.error
 
+from bot.audio import open_input
 from bot.errors import InvalidRequestError
 
 
@@ -22,12 +23,14 @@ class AudioInfo:
 
 def _probe(path: Path) -> AudioInfo:
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             if not container.streams.audio:
                 raise InvalidRequestError("That file has no audio in it.")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # FFmpeg found a stream but has no decoder for it
+                raise InvalidRequestError("I can't decode the audio in that file. WAV, MP3, OGG or FLAC work.")
             samples = 0
-            rate = stream.rate or 0
+            rate = stream.codec_context.sample_rate or 0
             loud = False
             for frame in container.decode(stream):
                 samples += frame.samples

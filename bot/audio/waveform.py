@@ -11,6 +11,8 @@ from pathlib import Path
 
 import av
 
+from bot.audio import open_input
+
 WIDTH = 800
 HEIGHT = 160
 _RATE = 8000  # enough to see the shape, cheap to decode
@@ -22,7 +24,7 @@ _MIDLINE = (0x4E, 0x50, 0x58)
 def _samples(path: Path) -> array:
     """Mono 16-bit samples at ``_RATE``."""
     samples = array("h")
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=_RATE)
         for frame in container.decode(stream):
