@@ -26,6 +26,18 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("encore")
 
 
+# No quotas or budgets unless a test is about them (a test sets just the ones it is about).
+NO_LIMITS: dict[str, Any] = {
+    "user_jobs_in_flight": 0,
+    "user_daily_jobs": 0,
+    "user_daily_audio_s": 0,
+    "guild_daily_jobs": 0,
+    "guild_daily_audio_s": 0,
+    "guild_daily_budget_usd": 0,
+    "daily_budget_usd": 0,
+}
+
+
 def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
     """Settings for tests: fast polling, no card throttle, data under ``data_dir``."""
     base: dict[str, dict[str, Any]] = {
@@ -38,16 +50,7 @@ def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
         },
         "discord": {"card_edit_interval_s": 0.0},
         "webhooks": {"host": "127.0.0.1", "port": 0},
-        # No quotas or budgets unless a test is about them.
-        "limits": {
-            "user_jobs_in_flight": 0,
-            "user_daily_jobs": 0,
-            "user_daily_audio_s": 0,
-            "guild_daily_jobs": 0,
-            "guild_daily_audio_s": 0,
-            "guild_daily_budget_usd": 0,
-            "daily_budget_usd": 0,
-        },
+        "limits": dict(NO_LIMITS),
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

@@ -13,19 +13,9 @@ from bot.jobs.service import Phase
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 
-NO_LIMITS = {
-    "user_jobs_in_flight": 0,
-    "user_daily_jobs": 0,
-    "user_daily_audio_s": 0,
-    "guild_daily_jobs": 0,
-    "guild_daily_audio_s": 0,
-    "guild_daily_budget_usd": 0,
-    "daily_budget_usd": 0,
-}
-
 
 async def start(harness: Harness, **limits: object) -> None:
-    await harness.start(limits={**NO_LIMITS, **limits})
+    await harness.start(limits=limits)  # the rest stay off (tests/conftest.py NO_LIMITS)
 
 
 async def test_two_requests_racing_for_the_last_slot(harness: Harness, fake: FakeReplicate) -> None:
