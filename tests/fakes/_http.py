@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -35,6 +36,7 @@ class RecordedRequest:
     headers: CIMultiDict[str]
     json: Any  # parsed JSON body, or None
     body: bytes  # FakeReplicate: b"" for multipart uploads
+    at: float = field(default_factory=time.perf_counter)  # when it arrived (perf_counter; for the benchmark)
 
 
 @dataclass
@@ -50,12 +52,16 @@ class Fault(ABC):
     delay_s: float
     drop: bool
     hits: int = field(default=0, kw_only=True)
+    # Picks which of the requests matching the other filters fail (e.g. a seeded random share); asked last,
+    # once per such request, with the request as recorded.
+    when: Callable[[RecordedRequest], bool] | None = field(default=None, kw_only=True)
 
-    def matches(self, request: web.Request) -> bool:
+    def matches(self, request: web.Request, recorded: RecordedRequest | None = None) -> bool:
         return (
             (self.times is None or self.hits < self.times)
             and (self.method is None or self.method.upper() == request.method)
             and (self.path is None or re.search(self.path, request.path) is not None)
+            and (self.when is None or (recorded is not None and self.when(recorded)))
         )
 
     @abstractmethod
@@ -130,8 +136,8 @@ class FakeServer(ABC, Generic[FaultT]):
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        await self._record(request)
-        fault = next((f for f in self.faults if f.matches(request)), None)
+        recorded = await self._record(request)
+        fault = next((f for f in self.faults if f.matches(request, recorded)), None)
         if fault is None:
             return await self._dispatch(request, handler)
         fault.hits += 1
@@ -139,7 +145,7 @@ class FakeServer(ABC, Generic[FaultT]):
             await asyncio.sleep(fault.delay_s)
         return await self._answer_fault(fault, request, handler)
 
-    async def _record(self, request: web.Request) -> None:
+    async def _record(self, request: web.Request) -> RecordedRequest:
         skip = not self._record_multipart_bodies and request.content_type.startswith("multipart/")
         body = b"" if skip else await request.read()
         try:
@@ -147,8 +153,10 @@ class FakeServer(ABC, Generic[FaultT]):
         except ValueError:
             parsed = None
         headers = CIMultiDict(request.headers)
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers, parsed, body))
+        recorded = RecordedRequest(request.method, request.path, dict(request.query), headers, parsed, body)
+        self.requests.append(recorded)
         self._notify()
+        return recorded
 
     async def _answer_fault(self, fault: FaultT, request: web.Request, handler: Handler) -> web.StreamResponse:
         """A matching fault's answer (after its delay): dropped, its status, or handled normally."""

@@ -5,7 +5,8 @@ OpenAPI spec (``tests/specs/replicate-openapi.json``) and model inputs against e
 schema; errors use Replicate's status codes and ``application/problem+json`` bodies. Tests drive predictions
 explicitly (``begin``/``succeed``/``fail``/``abort``/``hit_deadline``) or set ``auto_advance``, and they
 synchronise by awaiting hooks (``wait_for_prediction``, ``wait_for_status``, ``next_request``,
-``next_webhook_delivery``), never by sleeping.
+``next_webhook_delivery``, ``wait_for_webhook_deliveries``), never by sleeping. Faults: ``inject`` (statuses,
+hangs, drops, chosen per request with ``when=``); webhooks can be held back (``hold_webhooks``) to arrive late.
 
 Models live in tests/fakes/models.py (shared with the fake Cog server) and are re-exported here. File inputs
 (``format: uri``) are fetched when the prediction runs, as Cog does before ``predict()``: ``data:`` URLs are
@@ -46,7 +47,7 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -199,6 +200,7 @@ class WebhookDelivery:
     prediction_id: str
     attempt: int  # 1 for the first try; duplicates start again at 1
     body: bytes
+    at: float = field(default_factory=time.perf_counter)  # when the answer came (perf_counter)
 
 
 @dataclass
@@ -352,6 +354,7 @@ class FakeReplicate(FakeServer[Fault]):
         self._seq = itertools.count(1)
         self._new_predictions: deque[str] = deque()
         self._new_deliveries: deque[WebhookDelivery] = deque()
+        self._webhook_gates: dict[str, asyncio.Event] = {}  # predictions whose webhooks are held back
 
     # ------------------------------------------------------------ lifecycle
 
@@ -778,14 +781,20 @@ class FakeReplicate(FakeServer[Fault]):
         delay_s: float = 0.0,
         drop: bool = False,
         drop_after_create: bool = False,
+        when: Callable[[RecordedRequest], bool] | None = None,
     ) -> Fault:
         """Answer the next ``times`` matching requests (None: forever) with a failure.
 
         ``path`` is a regex searched in the request path. ``status=None`` with ``delay_s`` delays and then
-        answers normally. ``drop`` closes the connection unanswered; ``drop_after_create`` runs the real
-        handler (the prediction is created) and then closes the connection unanswered.
+        answers normally (a ``delay_s`` past the client's timeout is a hang: the client gives up, and a create
+        still lands when the delay ends). ``drop`` closes the connection unanswered; ``drop_after_create`` runs
+        the real handler (the prediction is created) and then closes the connection unanswered. ``when``, asked
+        with each request (as recorded) that matches the other filters, picks the ones that fail, e.g. a seeded
+        random share; faults are tried in the order they were injected and the first that matches answers.
         """
-        fault = Fault(method, path, status, body, dict(headers or {}), times, delay_s, drop, drop_after_create)
+        fault = Fault(
+            method, path, status, body, dict(headers or {}), times, delay_s, drop, drop_after_create, when=when
+        )
         self.faults.append(fault)
         return fault
 
@@ -809,6 +818,8 @@ class FakeReplicate(FakeServer[Fault]):
         self._chain(msg.prediction_id, lambda: self._deliver(msg))
 
     async def _deliver(self, msg: _Message) -> None:
+        if (gate := self._webhook_gates.get(msg.prediction_id)) is not None:
+            await gate.wait()
         attempts = 1 + (self.webhook_retries if msg.retry else 0)
         for attempt in range(1, attempts + 1):
             status = await self._post_signed(msg.url, msg.webhook_id, msg.body)
@@ -841,6 +852,20 @@ class FakeReplicate(FakeServer[Fault]):
         for name in omit_headers:
             headers.pop(name.lower(), None)
         return await self._post(url, body, headers, self.webhook_timeout_s)
+
+    def hold_webhooks(self, prediction_id: str) -> None:
+        """Delay every webhook of ``prediction_id`` (in order, with their retries) until ``release_webhooks``.
+
+        Replicate's webhooks can arrive late, e.g. after the poller has already found the outcome.
+        ``drain_webhooks`` waits for held webhooks too, so release them first.
+        """
+        self._webhook_gates.setdefault(prediction_id, asyncio.Event())
+
+    def release_webhooks(self, prediction_id: str) -> None:
+        """Send the held webhooks of ``prediction_id`` now (and later ones at once)."""
+        gate = self._webhook_gates.pop(prediction_id, None)
+        if gate is not None:
+            gate.set()
 
     async def send_webhook(
         self,
@@ -888,6 +913,20 @@ class FakeReplicate(FakeServer[Fault]):
     async def next_webhook_delivery(self, timeout: float = 5.0) -> WebhookDelivery:
         """The next webhook delivery attempt (each returned once, in order)."""
         return await self._next(self._new_deliveries, timeout, "webhook delivery")
+
+    async def wait_for_webhook_deliveries(
+        self, prediction_id: str, count: int, timeout: float = 5.0
+    ) -> list[WebhookDelivery]:
+        """The first ``count`` webhook delivery attempts for ``prediction_id`` (retries included), once made.
+
+        Unlike ``next_webhook_delivery`` it consumes nothing, so many tasks can wait on their own predictions.
+        """
+
+        def check() -> list[WebhookDelivery] | None:
+            sent = [d for d in self.webhook_deliveries if d.prediction_id == prediction_id]
+            return sent[:count] if len(sent) >= count else None
+
+        return await self._wait(check, timeout, f"{count} webhook deliveries for {prediction_id}")
 
     async def drain_webhooks(self, timeout: float = 5.0) -> None:
         """Wait until every scheduled webhook delivery (with retries) has finished."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -325,6 +326,48 @@ async def test_rate_limit_is_retried(sim: DiscordSimulator, client: Recorder) ->
     statuses = [c.status for c in sim.requests_to("POST /channels/{channel_id}/messages")]
     assert statuses == [429, 200]
     assert sim.message(sent.id).content == "eventually"
+
+
+async def test_rate_limit_answer_is_discords(sim: DiscordSimulator, client: Recorder) -> None:
+    route = "POST /channels/{channel_id}/messages"
+    injection = sim.inject_rate_limit(route, retry_after_s=0.01, is_global=True)
+    before = time.time()
+    await client.text_channel(sim.default_channel_id).send("throttled")
+    limited = sim.requests_to(route)[0]
+    assert (limited.status, limited.response) == (
+        429,
+        {"message": "You are being rate limited.", "retry_after": 0.01, "global": True},  # no "code"
+    )
+    assert injection.hits == 1
+    assert injection.error.status == 429
+    headers = injection.error.response_headers()
+    assert headers["Via"]
+    assert headers["X-RateLimit-Global"] == "true"
+    assert headers["X-RateLimit-Scope"] == "global"
+    sent_at = float(headers["X-RateLimit-Reset"]) - 0.01  # computed when sent, in real epoch seconds
+    assert before - 0.001 <= sent_at <= time.time() + 0.001
+    sim.inject_rate_limit("PATCH /channels/{channel_id}/messages/{message_id}")
+    buckets = {i.error.response_headers()["X-RateLimit-Bucket"] for i in sim.router.injections}
+    assert len(buckets) == 2  # one bucket per route, as Discord has
+
+
+async def test_injection_picks_calls_by_their_body(sim: DiscordSimulator, client: Recorder) -> None:
+    route = "POST /channels/{channel_id}/messages"
+    injection = sim.inject_error(
+        route, status=503, times=None, when=lambda ctx: str(ctx.payload.get("content", "")).startswith("fail")
+    )
+    channel = client.text_channel(sim.default_channel_id)
+    for _ in range(2):
+        with pytest.raises(discord.DiscordServerError):
+            await channel.send("fail me")
+    await channel.send("let me through")
+    assert [(c.body["content"], c.status) for c in sim.requests_to(route)] == [
+        ("fail me", 503),
+        ("fail me", 503),
+        ("let me through", 200),
+    ]
+    assert injection.hits == 2
+    assert injection.times is None  # still armed
 
 
 async def test_injected_server_error_surfaces(sim: DiscordSimulator, client: Recorder) -> None:

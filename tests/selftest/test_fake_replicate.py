@@ -23,7 +23,7 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.fakes.audio import make_wav, wav_info
-from tests.fakes.replicate import DEFAULT_WEBHOOK_SECRET, SPEC_PATH, FakeReplicate, sign_webhook
+from tests.fakes.replicate import DEFAULT_WEBHOOK_SECRET, SPEC_PATH, FakeReplicate, RecordedRequest, sign_webhook
 from tests.selftest.conftest import call, serve
 
 V_NEW = "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
@@ -539,6 +539,30 @@ async def test_final_webhook_retried(http: aiohttp.ClientSession, receiver: Rece
         assert [(d.status_code, d.attempt) for d in fake.webhook_deliveries] == [(None, 1), (None, 2), (None, 3)]
 
 
+async def test_held_webhooks_arrive_late_in_order(
+    fake: FakeReplicate, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    held = await create(http, fake, webhook=receiver.url, webhook_events_filter=["start", "completed"])
+    other = await create(http, fake, webhook=receiver.url, webhook_events_filter=["completed"])
+    fake.hold_webhooks(held["id"])
+    await fake.begin(held["id"])
+    await fake.succeed(held["id"], duplicate_webhook=1)
+    await fake.succeed(other["id"])
+    first = await fake.next_webhook_delivery()
+    assert first.prediction_id == other["id"]  # not held: it overtakes the held ones
+    assert [d.prediction_id for d in fake.webhook_deliveries] == [other["id"]]
+    fake.release_webhooks(held["id"])
+    late = await fake.wait_for_webhook_deliveries(held["id"], 3)
+    assert [(d.prediction_id, d.event, d.status_code) for d in late] == [
+        (held["id"], "start", 200),
+        (held["id"], "completed", 200),
+        (held["id"], "completed", 200),
+    ]
+    assert json.loads(late[1].body)["status"] == "succeeded"
+    fake.release_webhooks(held["id"])  # releasing twice is harmless
+    await fake.drain_webhooks()
+
+
 async def test_send_webhook_forgeries(fake: FakeReplicate, http: aiohttp.ClientSession, receiver: Receiver) -> None:
     pred = await create(http, fake, webhook=receiver.url)
     pid = pred["id"]
@@ -574,6 +598,25 @@ async def test_inject_429_and_500(fake: FakeReplicate, http: aiohttp.ClientSessi
         assert resp.content_type == "application/problem+json"
         assert body["status"] == 503
     assert (await call(http, "GET", f"{fake.base_url}/predictions/{pid}"))[0] == 200
+
+
+async def test_inject_when_picks_the_requests(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    def unlucky(request: RecordedRequest) -> bool:
+        return isinstance(request.json, dict) and request.json["input"]["prompt"].startswith("unlucky")
+
+    throttle = fake.inject(
+        method="POST", path=r"^/v1/predictions$", status=429, headers={"Retry-After": "1"}, times=None, when=unlucky
+    )
+    unavailable = fake.inject(method="POST", status=503, times=None, when=lambda r: r.json is not None)
+    body = {"version": f"meta/musicgen:{V_NEW}", "input": {"prompt": "unlucky one", "duration": 1}}
+    for _ in range(2):
+        status, _, resp = await call(http, "POST", f"{fake.base_url}/predictions", json=body)
+        assert (status, resp.headers["Retry-After"]) == (429, "1")
+    assert (await call(http, "POST", f"{fake.base_url}/predictions", json={**body, "input": {"prompt": "x"}}))[0] == 503
+    assert (throttle.hits, unavailable.hits) == (2, 1)  # the first matching fault answers
+    assert fake.predictions == {}
+    fake.faults.clear()
+    await create(http, fake)
 
 
 async def test_inject_delay_and_drops(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:

@@ -66,7 +66,9 @@ Observing the bot (all ``wait_*`` return past matches too; ``since=sim.mark()`` 
 
 Faults and time: ``sim.clock.advance(seconds)`` (3 s first-response deadline -> 10062, 15 min token ->
 50027, CDN URLs expire after ``cdn_url_lifetime_s``), ``sim.inject_rate_limit(route, retry_after_s=)``,
-``sim.inject_error(route, status=, code=)``, ``await sim.set_bot_permissions(channel_id, perms)``,
+``sim.inject_error(route, status=, code=)`` (both take ``times=`` (None: every call) and ``when=`` (called with
+the parsed call, route params and body, to pick which calls fail) and return the ``Injection``, whose ``hits``
+count what it answered), ``await sim.set_bot_permissions(channel_id, perms)``,
 ``await sim.drop_gateway(resume=True|False)``, ``await sim.request_reconnect()``,
 ``async with sim.gateway_outage(): ...`` (events queue and are replayed on RESUME).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -40,6 +41,10 @@ class ApiError(Exception):
             body["errors"] = self.errors
         body.update(self.extra)
         return body
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers to send with this error (computed when it is sent)."""
+        return self.headers
 
 
 # Codes from https://discord.com/developers/docs/topics/opcodes-and-status-codes#json
@@ -159,23 +164,40 @@ def merge_errors(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def rate_limited(retry_after_s: float, *, is_global: bool = False, scope: str = "user") -> ApiError:
+class RateLimitedError(ApiError):
+    """A 429: Discord's body has ``message``, ``retry_after`` and ``global``, and no ``code``.
+
+    ``X-RateLimit-Reset`` is set when the answer is sent, in real epoch seconds: discord.py compares it with
+    real time, as it waits in real time.
+    """
+
+    def __init__(self, retry_after_s: float, *, is_global: bool, scope: str, bucket: str) -> None:
+        headers = {
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, round(retry_after_s))),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": f"{retry_after_s:.3f}",
+            "X-RateLimit-Bucket": bucket,
+            "X-RateLimit-Scope": scope,
+        }
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        extra = {"retry_after": retry_after_s, "global": is_global}
+        super().__init__(429, 0, "You are being rate limited.", extra=extra, headers=headers)
+        self.retry_after_s = retry_after_s
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        del body["code"]
+        return body
+
+    def response_headers(self) -> dict[str, str]:
+        return {**self.headers, "X-RateLimit-Reset": f"{time.time() + self.retry_after_s:.3f}"}
+
+
+def rate_limited(
+    retry_after_s: float, *, is_global: bool = False, scope: str = "user", bucket: str = "simulated"
+) -> ApiError:
     """429 as Discord sends it: JSON body with ``retry_after`` and the rate-limit headers (incl. ``Via``)."""
-    headers = {
-        "Via": "1.1 google",
-        "Retry-After": str(max(1, round(retry_after_s))),
-        "X-RateLimit-Limit": "5",
-        "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset-After": f"{retry_after_s:.3f}",
-        "X-RateLimit-Bucket": "simulated",
-        "X-RateLimit-Scope": scope,
-    }
-    if is_global:
-        headers["X-RateLimit-Global"] = "true"
-    return ApiError(
-        429,
-        0,
-        "You are being rate limited.",
-        extra={"retry_after": retry_after_s, "global": is_global},
-        headers=headers,
-    )
+    return RateLimitedError(retry_after_s, is_global=is_global, scope=scope, bucket=bucket)

@@ -109,12 +109,18 @@ class _Route:
 
 @dataclass
 class Injection:
-    """A fault served instead of the real answer for the next ``times`` matching requests."""
+    """A fault served instead of the real answer for the next ``times`` matching requests (None: all).
+
+    ``predicate`` sees the raw request; ``when`` sees it parsed (route params and body, e.g. a nonce or a
+    webhook token) and picks which matching requests fail. ``hits`` counts the requests it answered.
+    """
 
     route: str | None
     error: ApiError
-    times: int
+    times: int | None
     predicate: Callable[[web.Request], bool] | None = field(default=None)
+    when: Callable[[Ctx], bool] | None = field(default=None)
+    hits: int = 0
 
 
 class Router:
@@ -155,10 +161,19 @@ class Router:
                 return route, m.groupdict(), True
         return None, {}, path_exists
 
-    def _injected(self, route: _Route, request: web.Request) -> ApiError | None:
+    def _injected(
+        self, route: _Route, request: web.Request, params: dict[str, str], body: RequestBody
+    ) -> ApiError | None:
         for inj in self.injections:
-            if inj.times > 0 and inj.route in (None, route.key) and (inj.predicate is None or inj.predicate(request)):
-                inj.times -= 1
+            if (
+                (inj.times is None or inj.times > 0)
+                and inj.route in (None, route.key)
+                and (inj.predicate is None or inj.predicate(request))
+                and (inj.when is None or inj.when(Ctx(request, params, body)))
+            ):
+                if inj.times is not None:
+                    inj.times -= 1
+                inj.hits += 1
                 return inj.error
         return None
 
@@ -192,7 +207,7 @@ class Router:
             if route.auth and not authorized:
                 raise errors.unauthorized()
             body = await read_body(request)
-            injected = self._injected(route, request)
+            injected = self._injected(route, request, params, body)
             if injected is not None:
                 raise injected
             self._validate(route, body)

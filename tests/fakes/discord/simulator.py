@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -36,7 +37,7 @@ from .models import (
     SimMessage,
 )
 from .rest import RestApi
-from .router import API_PREFIX, Injection, RestCall, Router, ValidationFailure
+from .router import API_PREFIX, Ctx, Injection, RestCall, Router, ValidationFailure
 from .state import SimState
 from .users import Services, SimUser
 
@@ -426,16 +427,39 @@ class DiscordSimulator:
     # ------------------------------------------------------------------ faults
 
     def inject_rate_limit(
-        self, route: str | None = None, *, times: int = 1, retry_after_s: float = 0.05, is_global: bool = False
-    ) -> None:
-        """Answer the next ``times`` calls to ``route`` (None: any) with 429 (``Via`` + ``retry_after``)."""
-        self.router.inject(Injection(route, rate_limited(retry_after_s, is_global=is_global), times))
+        self,
+        route: str | None = None,
+        *,
+        times: int | None = 1,
+        retry_after_s: float = 0.05,
+        is_global: bool = False,
+        when: Callable[[Ctx], bool] | None = None,
+    ) -> Injection:
+        """Answer the next ``times`` calls to ``route`` (None: any) with 429 (``Via`` + ``retry_after``).
+
+        ``times=None``: every matching call; ``when`` (given the parsed call) picks which calls match.
+        Each route gets its own ``X-RateLimit-Bucket``, as on Discord; a global limit has scope ``global``.
+        """
+        bucket = hashlib.sha256((route or "any").encode()).hexdigest()[:32]
+        error = rate_limited(retry_after_s, is_global=is_global, scope="global" if is_global else "user", bucket=bucket)
+        injection = Injection(route, error, times, when=when)
+        self.router.inject(injection)
+        return injection
 
     def inject_error(
-        self, route: str | None, *, status: int, code: int = 0, message: str = "Injected error", times: int = 1
-    ) -> None:
-        """Answer the next ``times`` calls to ``route`` with ``status``/``code``."""
-        self.router.inject(Injection(route, ApiError(status, code, message), times))
+        self,
+        route: str | None,
+        *,
+        status: int,
+        code: int = 0,
+        message: str = "Injected error",
+        times: int | None = 1,
+        when: Callable[[Ctx], bool] | None = None,
+    ) -> Injection:
+        """Answer the next ``times`` calls to ``route`` with ``status``/``code`` (see ``inject_rate_limit``)."""
+        injection = Injection(route, ApiError(status, code, message), times, when=when)
+        self.router.inject(injection)
+        return injection
 
     async def _reconnected(self, mark: int, timeout_s: float, kinds: tuple[str, ...]) -> GatewayEvent:
         return await self.gateway.events.wait(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -22,6 +23,7 @@ class Journal(Generic[T]):
         self._what = what
         self._describe = describe
         self._items: list[T] = []
+        self._times: list[float] = []  # time.perf_counter() at each append (for the benchmark)
         self._waiters: list[tuple[Callable[[T], bool], asyncio.Future[T]]] = []
 
     def __len__(self) -> int:
@@ -31,8 +33,13 @@ class Journal(Generic[T]):
     def items(self) -> Sequence[T]:
         return tuple(self._items)
 
+    def appended_at(self, index: int) -> float:
+        """When item ``index`` was appended (``time.perf_counter()``)."""
+        return self._times[index]
+
     def append(self, item: T) -> None:
         self._items.append(item)
+        self._times.append(time.perf_counter())
         keep: list[tuple[Callable[[T], bool], asyncio.Future[T]]] = []
         for predicate, future in self._waiters:
             if future.done():

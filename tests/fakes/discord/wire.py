@@ -42,7 +42,7 @@ def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body(), status=error.status, headers=error.headers)
+    return json_response(error.body(), status=error.status, headers=error.response_headers())
 
 
 async def read_body(request: web.Request) -> RequestBody:
