@@ -1,7 +1,8 @@
 """Discord delivery: the job card that follows a job, and the message that brings the audio.
 
 The job service reports through :class:`DiscordDelivery` (a ``JobListener``). Card edits are
-coalesced to at most one per ``card_edit_interval_s`` per job. While the interaction token lives,
+coalesced to at most one per ``card_edit_interval_s`` per job; one Discord could not take (5xx, 429) is
+tried again with backoff, so a card never stays behind its job. While the interaction token lives,
 the card is edited and the audio sent through it; after that (long queues, restarts) the card is
 edited as a channel message and the audio arrives as a normal channel message replying to the card,
 with a fixed nonce so a retry after a crash cannot post it twice.
@@ -23,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 import av.error
 import discord
 
+from bot.audio import off_loop
 from bot.audio.fit import fit_audio
 from bot.audio.waveform import render_waveform
 from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
 from bot.jobs.models import Job, JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.service import JobService, Phase
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -41,6 +43,8 @@ MAX_FILES = 10  # attachments per message
 # Leave a margin so a call that starts just before expiry does not fail mid-flight.
 TOKEN_MARGIN_S = 60.0
 TERMINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.CANCELED})
+# Messages looked through after a job's card for what an earlier process posted and never heard back about.
+HISTORY_LIMIT = 1000
 
 _COLOURS = {
     Phase.QUEUED: discord.Colour.light_grey(),
@@ -245,8 +249,8 @@ async def _fit_one(job: Job, source: Path, name: str, *, limit: int, work_dir: P
     """One file of a job (its audio, or one stem), fitted under ``limit``: one or more files to post."""
     stem = Path(audio_filename(job)).stem + (f"-{name}" if name else "")
     try:
-        fitted = await asyncio.to_thread(
-            fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
+        fitted = await off_loop(
+            "fit", fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
         )
     except FileNotFoundError:
         raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None
@@ -260,9 +264,15 @@ async def _fit_one(job: Job, source: Path, name: str, *, limit: int, work_dir: P
 
 
 class DiscordDelivery:
-    def __init__(self, bot: commands.Bot, settings: Settings) -> None:
+    def __init__(self, bot: commands.Bot, settings: Settings, service: Callable[[], JobService] | None = None) -> None:
         self._bot = bot
+        self._service = service  # the job service, once it runs: records what the cards show
+        self._started_at = time.time()  # cards of older jobs were posted by an earlier process
+        self._recovered: dict[str, int | None] = {}  # card key -> card an earlier process posted (None: none)
         self._interval_s = settings.discord.card_edit_interval_s
+        # A card edit Discord could not take (5xx, 429) is tried again like a delivery.
+        self._edit_attempts = settings.jobs.delivery_attempts
+        self._edit_retry_s = settings.jobs.retry_s
         self._work_dir = settings.storage.dir / "deliveries"
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
@@ -333,6 +343,7 @@ class DiscordDelivery:
     async def _flush_card(self, key: str, state: _CardState) -> None:
         """Apply the newest card state, waiting out the edit interval; loop while news arrives."""
         applied = -1
+        failures = 0
         while state.version != applied and state.latest is not None:
             wait = state.last_edit + self._interval_s - time.monotonic()
             if wait > 0:
@@ -342,6 +353,18 @@ class DiscordDelivery:
             try:
                 if not await self._edit_card(job, phase, members):
                     return  # no card yet: register_interaction will kick again
+                failures = 0
+                if phase in TERMINAL_PHASES and self._service is not None:
+                    await self._service().card_final(members)
+            except discord.HTTPException as exc:  # Discord's trouble (5xx, 429): the card would stay stale
+                failures += 1
+                if failures < self._edit_attempts:
+                    log.warning("job %s: card edit failed (%s), attempt %d", job.id, exc.status, failures)
+                    applied = -1  # not shown: apply the newest state again
+                    await asyncio.sleep(min(self._edit_retry_s * 2 ** (failures - 1), 300.0))
+                else:
+                    log.warning("job %s: card edit failed %d times (%s); giving up", job.id, failures, exc.status)
+                    failures = 0
             except Exception:
                 log.exception("job %s: card edit crashed", job.id)
             state.last_edit = time.monotonic()
@@ -369,15 +392,73 @@ class DiscordDelivery:
                     self._live.pop(job.card_key, None)  # Discord's clock wins: edit it as a channel message
                     for file in kwargs.get("attachments", []):
                         file.reset()
-            if job.card_message_id is None or job.channel_id is None:
+            card_id = job.card_message_id
+            if card_id is None and job.interaction_id is not None and job.created_at < self._started_at:
+                card_id = await self._recover_card(job)
+                if card_id is None:
+                    return True  # the process that took the command died before answering: no card, ever
+            if card_id is None or job.channel_id is None:
                 # A Discord job's card is still being posted: register_interaction will kick again.
                 # A job with no card (e.g. from the CLI) never gets one.
                 return job.interaction_id is None
             channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            await channel.get_partial_message(job.card_message_id).edit(**kwargs)
+            await channel.get_partial_message(card_id).edit(**kwargs)
         except discord.HTTPException as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise  # transient: _flush_card tries again
             log.warning("job %s: card edit failed: %s %s", job.id, exc.status, exc.code)
         return True
+
+    async def _recover_card(self, job: Job) -> int | None:
+        """The card an earlier process posted for ``job`` but died before storing (looked up once).
+
+        It is the original response to the job's command: the bot's message answering its interaction.
+        """
+        key = job.card_key
+        if key not in self._recovered:
+            me = self._bot.user
+
+            def is_card(message: discord.Message) -> bool:
+                meta = message.interaction_metadata
+                return (
+                    meta is not None and meta.id == job.interaction_id and me is not None and message.author.id == me.id
+                )
+
+            found = await self._find_message(job, job.interaction_id, is_card)
+            self._recovered[key] = found
+            if found is not None:
+                log.info("job %s: found its card %s, posted before a restart", job.id, found)
+                if self._service is not None:
+                    await self._service().set_card(job.id, found)
+        return self._recovered[key]
+
+    async def _find_message(self, job: Job, after: int | None, match: Callable[[discord.Message], bool]) -> int | None:
+        """The first message after ``after`` in the job's channel that ``match`` accepts, if Discord shows it."""
+        if job.channel_id is None or after is None:
+            return None
+        channel = self._bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            async for message in channel.history(limit=HISTORY_LIMIT, after=discord.Object(after), oldest_first=True):
+                if match(message):
+                    return message.id
+        except discord.HTTPException as exc:
+            log.warning("job %s: can't read the channel's history: %s %s", job.id, exc.status, exc.code)
+        return None
+
+    async def _earlier_delivery(self, lead: Job) -> int | None:
+        """A message an earlier attempt posted with the lead job's audio, whose answer never came back.
+
+        Discord drops a repeated channel message with the same nonce, but not a repeated interaction followup.
+        """
+        me = self._bot.user
+        own = (waveform_filename(lead), image_filename(lead))
+
+        def is_delivery(message: discord.Message) -> bool:
+            names = [a.filename for a in message.attachments if a.filename not in own]
+            return me is not None and message.author.id == me.id and any(lead.id in name for name in names)
+
+        card_id = lead.card_message_id or self._recovered.get(lead.card_key)
+        return await self._find_message(lead, card_id or lead.interaction_id, is_delivery)
 
     async def _card_images(self, job: Job, embed: discord.Embed) -> list[discord.File]:
         """The Done card's pictures: the waveform, and a model's own image (a spectrogram) if it made one."""
@@ -385,7 +466,7 @@ class DiscordDelivery:
         waveform = None
         if job.output_path:
             try:
-                waveform = await asyncio.to_thread(render_waveform, Path(job.output_path))
+                waveform = await off_loop("waveform", render_waveform, Path(job.output_path))
             except (OSError, av.error.FFmpegError, IndexError) as exc:
                 log.warning("job %s: no waveform (%s)", job.id, exc)
         if waveform is not None:
@@ -422,6 +503,11 @@ class DiscordDelivery:
         if self._closed:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
         lead = jobs[0]
+        if lead.card_message_id is None and lead.interaction_id is not None and lead.created_at < self._started_at:
+            await self._recover_card(lead)  # to reply to it
+        if lead.delivery_attempts > 0 and (posted := await self._earlier_delivery(lead)) is not None:
+            log.info("job %s: an earlier attempt posted it as message %s", lead.id, posted)
+            return posted
         interaction = self._live_interaction(lead.card_key)
         limit = self._upload_limit(lead, interaction)
         files, reencoded = await _fit_files(jobs, limit=limit, work_dir=self._work_dir)
@@ -476,9 +562,10 @@ class DiscordDelivery:
             channel = self._bot.get_partial_messageable(lead.channel_id, guild_id=lead.guild_id)
             nonce = delivery_nonce(lead) if chunk == 1 else f"{delivery_nonce(lead)[:22]}-{chunk}"
             kwargs: dict[str, Any] = {"files": files, "allowed_mentions": mentions, "nonce": nonce}
-            if lead.card_message_id is not None:
+            card_id = lead.card_message_id or self._recovered.get(lead.card_key)
+            if card_id is not None:
                 kwargs["reference"] = discord.MessageReference(
-                    message_id=lead.card_message_id,
+                    message_id=card_id,
                     channel_id=lead.channel_id,
                     guild_id=lead.guild_id,
                     fail_if_not_exists=False,

@@ -7,6 +7,8 @@ never a secret either.
 
 from __future__ import annotations
 
+import errno
+
 
 class BotError(Exception):
     """Base of every expected failure."""
@@ -109,3 +111,31 @@ class DeliveryError(BotError):
 
     default_message = "I couldn't post the audio."
     retryable = True
+
+
+class StorageError(BotError):
+    """Encore's own storage refused a write: the database stayed locked by another program past the busy
+    timeout, or the disk is full or failing. Nothing was half-written; unfinished jobs wait and try again."""
+
+    default_message = "Encore can't save anything right now; an operator has been told. Please try again later."
+    retryable = True
+    kind = "failing"  # what /healthz reports
+
+
+class StorageBusyError(StorageError):
+    default_message = "Encore's storage is busy right now. Please try again in a minute."
+    kind = "locked"
+
+
+class StorageFullError(StorageError):
+    default_message = "Encore's storage is full; an operator has been told. Please try again later."
+    kind = "full"
+
+
+# A full disk, a full quota, or a file size limit (RLIMIT_FSIZE): a write can't grow the file.
+_OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def out_of_space(exc: OSError) -> bool:
+    """Whether a failed file write means there is no room left for it."""
+    return exc.errno in _OUT_OF_SPACE

@@ -231,6 +231,11 @@ WEBHOOKS_REFUSED = REGISTRY.counter(
     "Webhook and upload requests refused, by reason (signature, malformed, too_large, token, secret, ...).",
     ("source", "reason"),
 )
+AUDIO_CPU = REGISTRY.counter(
+    "encore_audio_cpu_seconds_total",
+    "CPU time spent on audio work off the event loop (probe, fit, waveform, prepare, stitch).",
+    ("work",),
+)
 JOBS_FINISHED = REGISTRY.counter(
     "encore_jobs_finished_total", "Jobs that reached an outcome since the process started.", ("model", "outcome")
 )

@@ -1,4 +1,8 @@
-"""Fetching files from URLs we were handed: only allowed hosts, capped in size and time, off-loop writes."""
+"""Fetching files from URLs we were handed: only allowed hosts, capped in size and time, off-loop writes.
+
+A write the disk has no room for (full, over quota, over a file size limit) raises
+:class:`~bot.errors.StorageFullError` and leaves no partial file behind.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 import aiohttp
 from yarl import URL
 
+from bot.audio import no_room
 from bot.errors import OutputError
 from bot.providers.base import DownloadedFile
 
@@ -68,19 +73,29 @@ async def save_data_url(url: str, dest: Path, *, max_bytes: int) -> DownloadedFi
     data, content_type = await asyncio.to_thread(_decode_data_url, url)
     if len(data) > max_bytes:
         raise OutputError(detail=f"inline output exceeds {max_bytes} bytes")
-    await asyncio.to_thread(_write_atomically, dest, [data])
+    try:
+        await asyncio.to_thread(_write_atomically, dest, [data])
+    except OSError as exc:
+        full = no_room(exc, dest)
+        if full is None:
+            raise
+        raise full from None
     return DownloadedFile(path=dest, size=len(data), content_type=content_type)
 
 
 def _write_atomically(dest: Path, chunks: list[bytes]) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    with part.open("wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
-    part.replace(dest)
+    try:
+        with part.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        part.replace(dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 class _PartFile:
@@ -119,7 +134,8 @@ class _PartFile:
         if handle is not None:  # not committed: throw the partial file away
 
             def discard() -> None:
-                handle.close()
+                with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                    handle.close()
                 with contextlib.suppress(FileNotFoundError):
                     self.part.unlink()
 
@@ -161,4 +177,9 @@ async def fetch_to_file(
         raise OutputError(detail=f"download took longer than {timeout_s:g} s", retryable=True) from None
     except aiohttp.ClientError as exc:
         raise OutputError(detail=f"download failed: {type(exc).__name__}", retryable=True) from None
+    except OSError as exc:
+        full = no_room(exc, dest)
+        if full is None:
+            raise
+        raise full from None
     return DownloadedFile(path=dest, size=size, content_type=content_type)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from bot.audio import open_input
+from bot.audio import no_room, open_input
 
 MODEL_RATE = 32000  # MusicGen's sample rate
 
@@ -56,14 +56,22 @@ def decode(path: Path, *, rate: int, channels: int) -> Pcm:
 
 
 def write_wav(pcm: Pcm, dest: Path) -> None:
+    """Write ``pcm`` to ``dest`` whole or not at all (no room for it: StorageFullError)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    with wave.open(str(part), "wb") as out:
-        out.setnchannels(pcm.channels)
-        out.setsampwidth(2)
-        out.setframerate(pcm.rate)
-        out.writeframes(pcm.data)
-    part.replace(dest)
+    try:
+        with wave.open(str(part), "wb") as out:
+            out.setnchannels(pcm.channels)
+            out.setsampwidth(2)
+            out.setframerate(pcm.rate)
+            out.writeframes(pcm.data)
+        part.replace(dest)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        full = no_room(exc, dest)
+        if full is None:
+            raise
+        raise full from None
 
 
 def prepare_clip(src: Path, dest: Path, *, start_s: float = 0.0, end_s: float | None = None) -> float:

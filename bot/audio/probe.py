@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import av.error
 
-from bot.audio import open_input
+from bot.audio import off_loop, open_input
 from bot.errors import InvalidRequestError
 
 
@@ -50,4 +49,4 @@ def _probe(path: Path) -> AudioInfo:
 
 async def probe(path: Path) -> AudioInfo:
     """Decode ``path`` fully; InvalidRequestError with a clear message for non-audio, corrupt, empty or silent files."""
-    return await asyncio.to_thread(_probe, path)
+    return await off_loop("probe", _probe, path)

@@ -3,7 +3,8 @@
 Each job at the provider is polled with backoff (``poll_initial_s`` growing by ``poll_factor`` up
 to ``poll_max_s``); with webhooks on, a job is first polled only after ``webhook_grace_s``. The
 schedule lives in memory and is rebuilt from the database at startup, so it is never the truth,
-only a reminder. A limit on polls per second keeps a large backlog under the provider's rate limit.
+only a reminder. A limit on polls per second keeps a large backlog under the provider's rate limit,
+and a job whose poll was still throttled (429) when the client gave up waits out the ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.config import JobSettings
+from bot.errors import StorageError
 
 if TYPE_CHECKING:
     from bot.jobs.service import JobService
 
 log = logging.getLogger(__name__)
+
+_MAX_BACK_OFF_S = 300.0
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Poller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._not_before: dict[str, float] = {}  # the provider asked us to wait (429 Retry-After)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,6 +71,13 @@ class Poller:
 
     def unschedule(self, job_id: str) -> None:
         self._entries.pop(job_id, None)  # its heap item goes stale and is skipped
+        self._not_before.pop(job_id, None)
+
+    def back_off(self, job_id: str, delay_s: float) -> None:
+        """Poll ``job_id`` again no sooner than ``delay_s`` from now (the provider's ``Retry-After``, at most
+        ``_MAX_BACK_OFF_S``), whatever its own interval says."""
+        until = self._clock() + min(delay_s, _MAX_BACK_OFF_S)
+        self._not_before[job_id] = max(self._not_before.get(job_id, 0.0), until)
 
     def _push(self, job_id: str, due: float, interval: float) -> None:
         self._generation += 1
@@ -129,16 +141,20 @@ class Poller:
         entry = self._entries.get(job_id)
         try:
             again = await self._service.poll(job_id)
+        except StorageError as exc:  # the database refused the news: poll again later
+            log.warning("poll of job %s not recorded: %s", job_id, exc)
+            again = True
         except Exception:
             log.exception("poll of job %s crashed", job_id)
             again = True
         finally:
             slots.release()
+        not_before = self._not_before.pop(job_id, 0.0)
         current = self._entries.get(job_id)
         if current is None or entry is None or current.generation != entry.generation:
             return  # unscheduled or rescheduled meanwhile
         if again:
             interval = min(self._settings.poll_max_s, entry.interval * self._settings.poll_factor)
-            self._push(job_id, self._clock() + entry.interval, interval)
+            self._push(job_id, max(self._clock() + entry.interval, not_before), interval)
         else:
             self._entries.pop(job_id, None)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ import av.error
 from yarl import URL
 
 from bot import metrics
+from bot.audio import off_loop
 from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
@@ -42,6 +44,8 @@ from bot.errors import (
     OutputError,
     ProviderError,
     ProviderNotFoundError,
+    ProviderRateLimitError,
+    StorageError,
     SubmissionUncertainError,
 )
 from bot.guild_settings import GuildSettings
@@ -55,7 +59,7 @@ from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Pro
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
 from bot.storage.guild_repo import GuildRepo
-from bot.storage.jobs_repo import JobsRepo, Usage
+from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,7 @@ MUSICGEN_WINDOW_S = 30  # MusicGen continues from at most this much (and its out
 MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
 _MAX_SUBMIT_ATTEMPTS = 3
+_STORAGE_RETRY_MAX_S = 60.0  # storage refusing writes (locked, full): look again at least this often
 
 
 def check_extend(extra_s: int) -> None:
@@ -214,6 +219,7 @@ class JobService:
         self._dirty: set[str] = set()  # delivery units with news since their last look
         self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
         self._calls: dict[str, asyncio.Task[Any]] = {}  # synchronous provider calls in flight, by job
+        self._storage_waits: dict[str, int] = {}  # jobs whose writes storage refused: how often in a row
         # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
         self._admission = asyncio.Lock()
         limits = settings.limits
@@ -241,6 +247,10 @@ class JobService:
             log.info("resuming %d unfinished job(s)", len(jobs))
         for job in jobs:
             self._resume(job)
+        # Jobs that ended just before the last stop (a crash) may have cards that never showed it.
+        behind = await self.repo.list_cards_behind() if resume else []
+        for job in behind:
+            self._spawn(self._notify(job.id), name=f"card:{job.id}")
         self.poller.start()
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
@@ -269,12 +279,49 @@ class JobService:
             return True
         return False
 
-    async def _record(self, coro: Coroutine[Any, Any, bool]) -> bool:
-        """Run a write that records an outcome to completion even if our caller is cancelled."""
-        task = asyncio.create_task(coro)
+    async def _record(self, write: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
+        """Run a write that records an outcome to completion even if our caller is cancelled.
+
+        The outcome already happened (a file is stored, a message posted), so a write that storage refuses
+        (locked, full) is tried again until it is stored, rather than the work being done twice; only a stop
+        gives up, and the next start picks the job up from what the database says.
+        """
+        task = asyncio.create_task(self._write_until_stored(write))
         self._outcomes.add(task)
         task.add_done_callback(self._outcomes.discard)
         return await asyncio.shield(task)
+
+    async def _write_until_stored(self, write: Callable[[], Coroutine[Any, Any, bool]]) -> bool:
+        attempt = 0
+        while True:
+            try:
+                return await write()
+            except StorageError as exc:
+                attempt += 1
+                delay = min(self._retry_delay(attempt), _STORAGE_RETRY_MAX_S)
+                log.warning("recording an outcome failed (%s); trying again in %.1f s", exc, delay)
+                if not await self._nap(delay):
+                    raise
+
+    async def _wait_for_storage(self, job_id: str, exc: StorageError) -> bool:
+        """Storage refused a write for ``job_id``, so the step recorded nothing: back off before trying again.
+
+        False if the service is stopping (the next start picks the job up from the database).
+        """
+        attempt = self._storage_waits[job_id] = self._storage_waits.get(job_id, 0) + 1
+        delay = min(self._retry_delay(attempt), _STORAGE_RETRY_MAX_S)
+        log.warning("job %s: storage refused a write (%s); trying again in %.1f s", job_id, exc, delay)
+        return await self._nap(delay)
+
+    async def _pick_up(self, job_id: str) -> None:
+        """Take a job up again from what the database says, as a restart would (after storage trouble)."""
+        job = await self.repo.get(job_id)
+        if job is None or job.status.is_terminal:
+            self._storage_waits.pop(job_id, None)
+        elif job.status == JobStatus.QUEUED:
+            self._spawn(self._submit(job.id), name=f"submit:{job.id}")  # it keeps its scheduler slot
+        else:
+            self._resume(job)
 
     def _resume(self, job: Job) -> None:
         if job.provider == "elevenlabs" and job.status.is_active_at_provider:
@@ -379,24 +426,26 @@ class JobService:
                 cost_usd=cost_each * validated.count,
                 now=now,
             )
-            jobs = []
+            new_jobs = []
             for index, seed in enumerate(seeds):
                 variant = validated.with_seed(seed)
-                job = await self.repo.insert(
-                    job_id=new_job_id(),
-                    origin=origin if index == 0 else origin.model_copy(update={"interaction_id": None}),
-                    provider=route.provider,
-                    model=spec.key,
-                    model_ref=route.ref,
-                    request={**variant.as_record(), "context": dict(request.context)},
-                    input=_plan_input(request.context, variant) or spec.build_input(variant),
-                    now=now,
-                    batch=(batch_id, index, validated.count) if batch_id else None,
-                    callback_token=secrets.token_urlsafe(24),
-                    input_files=request.files,
-                    cost_usd=cost_each,
+                new_jobs.append(
+                    NewJob(
+                        job_id=new_job_id(),
+                        origin=origin if index == 0 else origin.model_copy(update={"interaction_id": None}),
+                        provider=route.provider,
+                        model=spec.key,
+                        model_ref=route.ref,
+                        request={**variant.as_record(), "context": dict(request.context)},
+                        input=_plan_input(request.context, variant) or spec.build_input(variant),
+                        batch=(batch_id, index, validated.count) if batch_id else None,
+                        callback_token=secrets.token_urlsafe(24),
+                        input_files=request.files,
+                        cost_usd=cost_each,
+                    )
                 )
-                jobs.append(job)
+            # One statement: a batch is stored whole or (storage refusing it) not at all.
+            jobs = await self.repo.insert_many(new_jobs, now=now)
         for job in jobs:
             log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
             self.scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
@@ -406,6 +455,10 @@ class JobService:
 
     async def set_card(self, job_id: str, message_id: int) -> None:
         await self.repo.update_fields(job_id, when_status=list(JobStatus), card_message_id=message_id)
+
+    async def card_final(self, jobs: Sequence[Job]) -> None:
+        """The card of these finished jobs shows how they ended: the next start leaves it alone."""
+        await self.repo.mark_card_final([job.id for job in jobs], now=self.clock())
 
     async def continue_track(
         self,
@@ -432,7 +485,7 @@ class JobService:
         window = min(info.duration_s, MUSICGEN_WINDOW_S - extra_s)
         start = max(0.0, info.duration_s - window)
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
-        window = await asyncio.to_thread(prepare_clip, source, clip, start_s=start)
+        window = await off_loop("prepare", prepare_clip, source, clip, start_s=start)
         # MusicGen takes whole seconds; its output includes the clip, so the total is start + duration.
         duration = round(window + extra_s)
         context: dict[str, Any] = {
@@ -483,7 +536,7 @@ class JobService:
                 f"That clip is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
             )
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
-        length = await asyncio.to_thread(prepare_clip, source, clip, end_s=min(info.duration_s, MUSICGEN_WINDOW_S))
+        length = await off_loop("prepare", prepare_clip, source, clip, end_s=min(info.duration_s, MUSICGEN_WINDOW_S))
         request = JobRequest(
             model="musicgen",
             prompt=prompt,
@@ -609,6 +662,7 @@ class JobService:
         won = await self.repo.transition(job_id, JobStatus.FAILED, error=reason, now=self.clock())
         if won:
             log.info("job %s failed: %s", job_id, detail or reason)
+            self._storage_waits.pop(job_id, None)
             await self._count_outcome(job_id, "failed")
             self.poller.unschedule(job_id)
             self._uploading.discard(job_id)
@@ -624,6 +678,9 @@ class JobService:
         """Submit a queued job. Whatever goes wrong, the job ends with a reason: nobody waits forever."""
         try:
             await self._submit_once(job_id, delay_s=delay_s)
+        except StorageError as exc:
+            if await self._wait_for_storage(job_id, exc):
+                await self._pick_up(job_id)
         except Exception:
             log.exception("job %s: submission crashed", job_id)
             await self._fail(job_id, "Something went wrong on my side while starting this job. Please try again.")
@@ -730,12 +787,16 @@ class JobService:
             body["respect_sections_durations"] = True  # later models always keep them
 
         async def progress(received: int) -> None:
-            await self.repo.transition(job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED])
-            await self.repo.update_fields(
-                job.id,
-                when_status=[JobStatus.RUNNING],
-                result_json=json.dumps({"received_bytes": received}),
-            )
+            try:
+                await self.repo.transition(job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED])
+                await self.repo.update_fields(
+                    job.id,
+                    when_status=[JobStatus.RUNNING],
+                    result_json=json.dumps({"received_bytes": received}),
+                )
+            except StorageError as exc:  # only the card's progress: the song goes on
+                log.warning("job %s: progress not recorded: %s", job.id, exc)
+                return
             await self._notify(job.id)
 
         try:
@@ -760,7 +821,8 @@ class JobService:
             self._calls.pop(job.id, None)
         result = {"metadata": song.metadata, "plan": song.plan, "song_id": song.song_id}
         won = await self._record(
-            self.repo.transition(
+            partial(
+                self.repo.transition,
                 job.id,
                 JobStatus.SUCCEEDED,
                 now=self.clock(),
@@ -829,7 +891,8 @@ class JobService:
         first = next(iter(files.values()))
         total = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files.values()))
         won = await self._record(
-            self.repo.transition(
+            partial(
+                self.repo.transition,
                 job.id,
                 JobStatus.SUCCEEDED,
                 now=self.clock(),
@@ -1062,7 +1125,8 @@ class JobService:
             return  # finished, or already being fetched and delivered
         status = prediction.status
         if status == PredictionStatus.PROCESSING:
-            if await self.repo.transition(
+            # Only a job read as submitted can move: every poll of a running job would otherwise take the write lock.
+            if job.status == JobStatus.SUBMITTED and await self.repo.transition(
                 job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED], now=self.clock()
             ):
                 await self._notify(job.id)
@@ -1109,6 +1173,8 @@ class JobService:
             return False
         except ProviderError as exc:
             log.warning("job %s: poll failed: %s", job.id, exc)
+            if isinstance(exc, ProviderRateLimitError) and exc.retry_after_s:
+                self.poller.back_off(job.id, exc.retry_after_s)  # still throttled when the client gave up
             return True
         self._lost_once.discard(job.id)
         await self._apply(job, prediction)
@@ -1120,6 +1186,9 @@ class JobService:
         """Download (and stitch) a finished output, then deliver. Any crash ends the job with a reason."""
         try:
             await self._fetch_output_once(job_id, prediction)
+        except StorageError as exc:  # the output is fetched again (the provider keeps it for a while)
+            if await self._wait_for_storage(job_id, exc):
+                await self._pick_up(job_id)
         except Exception:
             log.exception("job %s: fetching the output crashed", job_id)
             await self._fail(job_id, "Something went wrong on my side while fetching the audio. Please try again.")
@@ -1200,7 +1269,7 @@ class JobService:
         """Put back the part of the source the model never saw, so the result is the whole track."""
         dest = self.outputs_dir / f"{job.id}-full.wav"
         try:
-            await asyncio.to_thread(stitch, Path(plan["source"]), float(plan["prefix_s"]), stored.path, dest)
+            await off_loop("stitch", stitch, Path(plan["source"]), float(plan["prefix_s"]), stored.path, dest)
             size = (await asyncio.to_thread(dest.stat)).st_size
         except (OSError, ValueError, KeyError, av.error.FFmpegError) as exc:
             await self._fail(job.id, "I couldn't join the continuation onto your track.", detail=str(exc))
@@ -1257,7 +1326,11 @@ class JobService:
     async def _delivery_loop(self, key: str, job_id: str) -> None:
         while key in self._dirty:
             self._dirty.discard(key)
-            await self._deliver(job_id)
+            try:
+                await self._deliver(job_id)
+            except StorageError as exc:
+                if await self._wait_for_storage(job_id, exc):
+                    self._dirty.add(key)  # look again
 
     async def _deliver(self, job_id: str) -> None:
         jobs = self.settings.jobs
@@ -1293,10 +1366,15 @@ class JobService:
             else:
                 for member in ready:
                     await self._record(
-                        self.repo.transition(
-                            member.id, JobStatus.DELIVERED, delivery_message_id=message_id, now=self.clock()
+                        partial(
+                            self.repo.transition,
+                            member.id,
+                            JobStatus.DELIVERED,
+                            delivery_message_id=message_id,
+                            now=self.clock(),
                         )
                     )
+                    self._storage_waits.pop(member.id, None)
                 log.info("job %s delivered (%d file(s))", lead.id, len(ready))
                 await self._notify(lead.id)
                 return

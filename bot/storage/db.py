@@ -3,6 +3,13 @@
 One ``aiosqlite`` connection serves the whole process (aiosqlite runs every statement on its own
 thread, so the event loop never blocks on disk). Migrations are numbered SQL files in
 ``migrations/``; the applied version is SQLite's ``PRAGMA user_version``.
+
+Every statement runs whole in one call to aiosqlite's thread (:meth:`Database.read`, :meth:`Database.write`):
+a query left open across an ``await`` would hold a read snapshot while other coroutines write on the same
+connection, and SQLite refuses such a write at once (SQLITE_BUSY, no busy wait) when another program has
+committed meanwhile. :meth:`Database.write` turns storage trouble into a :class:`~bot.errors.StorageError`:
+the database locked by another program (a ``sqlite3`` shell in a transaction, a ``VACUUM``) for longer than
+the busy timeout, a full disk, a failing one. Reads don't wait for writers (WAL).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import contextlib
 import logging
 import os
 import re
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,11 +28,24 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import BotError
+from bot.errors import BotError, StorageBusyError, StorageError, StorageFullError
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def storage_error(exc: sqlite3.Error) -> StorageError | None:
+    """The storage trouble behind a failed statement (None: a bug, such as bad SQL or a broken constraint)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StorageBusyError(detail=str(exc))
+    if primary == sqlite3.SQLITE_FULL:
+        return StorageFullError(detail=str(exc))
+    if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY):
+        return StorageError(detail=str(exc))
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,8 @@ class Database:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
+        # Why the last write failed, until one works again (reported by ping, so by /healthz).
+        self.write_problem: StorageError | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -95,13 +119,49 @@ class Database:
         await self.close()
 
     async def ping(self, *, timeout_s: float = 2.0) -> None:
-        """Raise unless the database answers ``SELECT 1`` within ``timeout_s`` (for health checks)."""
-        async with asyncio.timeout(timeout_s), self.conn.execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        """Raise unless the database answers ``SELECT 1`` within ``timeout_s`` and takes writes (for health
+        checks): after a refused write it raises that :class:`StorageError` until a write works again."""
+        async with asyncio.timeout(timeout_s):
+            await self.read("SELECT 1")
+        problem = self.write_problem
+        if problem is not None:
+            raise type(problem)(detail=str(problem))
+
+    async def read(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> list[aiosqlite.Row]:
+        """Every row of a query, read in one go (so no statement stays open)."""
+        return list(await self.conn.execute_fetchall(sql, parameters))
+
+    async def read_one(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> aiosqlite.Row | None:
+        rows = await self.read(sql, parameters)
+        return rows[0] if rows else None
+
+    async def write(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        """Run one statement that changes data (no ``RETURNING``); it is stored whole or not at all
+        (autocommit). Returns how many rows it changed.
+
+        SQLite waits up to the busy timeout for another program's write lock. Storage trouble raises a
+        :class:`StorageError` (locked past the timeout, disk or database full, I/O failing) with a message
+        fit for users; the first one is logged as an error for the operator, and a later write that works
+        says so.
+        """
+        try:
+            async with self.conn.execute(sql, parameters) as cursor:  # runs to the end: one step
+                changed = cursor.rowcount
+        except sqlite3.OperationalError as exc:
+            problem = storage_error(exc)
+            if problem is None:
+                raise
+            if self.write_problem is None:
+                log.error("database writes are failing (%s): %s; unfinished jobs wait and try again", problem.kind, exc)
+            self.write_problem = problem
+            raise problem from exc
+        if self.write_problem is not None:
+            log.warning("database writes work again (after: %s)", self.write_problem)
+            self.write_problem = None
+        return changed
 
     async def user_version(self) -> int:
-        async with self.conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await self.read_one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
     async def migrate(self) -> int:

@@ -14,14 +14,11 @@ class GuildRepo:
         self._db = db
 
     async def get(self, guild_id: int) -> GuildSettings:
-        async with self._db.conn.execute(
-            "SELECT settings_json FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.read_one("SELECT settings_json FROM guild_settings WHERE guild_id = ?", (guild_id,))
         return GuildSettings.model_validate(json.loads(row[0])) if row else GuildSettings()
 
     async def save(self, guild_id: int, settings: GuildSettings, *, by: int) -> None:
-        await self._db.conn.execute(
+        await self._db.write(
             "INSERT INTO guild_settings (guild_id, settings_json, updated_at, updated_by) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (guild_id) DO UPDATE SET settings_json = excluded.settings_json, "
             "updated_at = excluded.updated_at, updated_by = excluded.updated_by",

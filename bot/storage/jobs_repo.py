@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -47,8 +47,48 @@ _INSERT = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
                   model_ref, request_json, input_json, status, created_at, updated_at,
                   batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id, cost_usd)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+VALUES """
+_INSERT_ROW = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert (queued). ``batch`` is (batch id, index, size) for one of several variations."""
+
+    job_id: str
+    origin: JobOrigin
+    provider: str
+    model: str
+    model_ref: str
+    request: Mapping[str, Any]
+    input: Mapping[str, Any]
+    batch: tuple[str, int, int] | None = None
+    callback_token: str | None = None
+    input_files: Mapping[str, str] | None = None
+    cost_usd: float = 0.0
+
+    def values(self, now: float) -> tuple[Any, ...]:
+        origin = self.origin
+        return (
+            self.job_id,
+            origin.user_id,
+            origin.guild_id,
+            origin.channel_id,
+            origin.interaction_id,
+            origin.token_expires_at,
+            self.provider,
+            self.model,
+            self.model_ref,
+            json.dumps(dict(self.request)),
+            json.dumps(dict(self.input)),
+            now,
+            now,
+            *(self.batch or (None, 0, 1)),
+            self.callback_token,
+            json.dumps(dict(self.input_files or {})),
+            origin.card_message_id,
+            self.cost_usd,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,74 +140,91 @@ class JobsRepo:
         cost_usd: float = 0.0,
     ) -> Job:
         """Insert a queued job. ``batch`` is (batch id, index, size) for one of several variations."""
-        now = time.time() if now is None else now
-        await self._db.conn.execute(
-            _INSERT,
-            (
-                job_id,
-                origin.user_id,
-                origin.guild_id,
-                origin.channel_id,
-                origin.interaction_id,
-                origin.token_expires_at,
-                provider,
-                model,
-                model_ref,
-                json.dumps(dict(request)),
-                json.dumps(dict(input)),
-                now,
-                now,
-                *(batch or (None, 0, 1)),
-                callback_token,
-                json.dumps(dict(input_files or {})),
-                origin.card_message_id,
-                cost_usd,
-            ),
+        [job] = await self.insert_many(
+            [
+                NewJob(
+                    job_id=job_id,
+                    origin=origin,
+                    provider=provider,
+                    model=model,
+                    model_ref=model_ref,
+                    request=request,
+                    input=input,
+                    batch=batch,
+                    callback_token=callback_token,
+                    input_files=input_files,
+                    cost_usd=cost_usd,
+                )
+            ],
+            now=now,
         )
-        job = await self.get(job_id)
-        assert job is not None
         return job
 
+    async def insert_many(self, jobs: Sequence[NewJob], *, now: float | None = None) -> list[Job]:
+        """Insert queued jobs in one statement: every variation of a batch is stored, or none is."""
+        now = time.time() if now is None else now
+        rows = ", ".join(f"({_INSERT_ROW})" for _ in jobs)
+        values = [value for job in jobs for value in job.values(now)]
+        await self._db.write(_INSERT + rows, values)  # only placeholders are spliced in
+        stored = []
+        for job in jobs:
+            found = await self.get(job.job_id)
+            assert found is not None
+            stored.append(found)
+        return stored
+
     async def get(self, job_id: str) -> Job | None:
-        async with self._db.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.read_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _row_to_job(row) if row else None
 
     async def get_by_prediction(self, prediction_id: str) -> Job | None:
-        async with self._db.conn.execute("SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.read_one("SELECT * FROM jobs WHERE prediction_id = ?", (prediction_id,))
         return _row_to_job(row) if row else None
 
     async def list_batch(self, batch_id: str) -> list[Job]:
-        async with self._db.conn.execute(
-            "SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.read("SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,))
         return [_row_to_job(row) for row in rows]
 
     async def set_input(self, job_id: str, input: Mapping[str, Any]) -> bool:
         """Replace a queued job's provider input (after its files were uploaded)."""
-        cursor = await self._db.conn.execute(
+        changed = await self._db.write(
             "UPDATE jobs SET input_json = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
             (json.dumps(dict(input)), time.time(), job_id),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def list_active(self) -> list[Job]:
         """Every job that has not reached a terminal state, oldest first."""
-        async with self._db.conn.execute(
+        rows = await self._db.read(
             "SELECT * FROM jobs WHERE status NOT IN ('delivered', 'failed', 'canceled') ORDER BY created_at"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_row_to_job(row) for row in rows]
+
+    async def list_cards_behind(self) -> list[Job]:
+        """Finished jobs from Discord whose card may not show how they ended yet, one job per card."""
+        rows = await self._db.read(
+            "SELECT * FROM jobs WHERE status IN ('delivered', 'failed', 'canceled') AND card_final_at IS NULL "
+            "AND batch_index = 0 AND (card_message_id IS NOT NULL OR interaction_id IS NOT NULL) ORDER BY created_at"
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def mark_card_final(self, job_ids: Sequence[str], *, now: float | None = None) -> None:
+        """The card of these finished jobs shows how they ended."""
+        if not job_ids:
+            return
+        placeholders = ", ".join("?" for _ in job_ids)
+        await self._db.write(
+            f"UPDATE jobs SET card_final_at = ? WHERE id IN ({placeholders}) "  # noqa: S608 - placeholders only
+            "AND status IN ('delivered', 'failed', 'canceled')",
+            (time.time() if now is None else now, *job_ids),
+        )
 
     async def list_for_user(self, user_id: int, *, active_only: bool = False, limit: int = 25) -> list[Job]:
         sql = "SELECT * FROM jobs WHERE user_id = ?"
         if active_only:
             sql += " AND status NOT IN ('delivered', 'failed', 'canceled')"
         sql += " ORDER BY created_at DESC LIMIT ?"
-        async with self._db.conn.execute(sql, (user_id, limit)) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.read(sql, (user_id, limit))
         return [_row_to_job(row) for row in rows]
 
     async def transition(
@@ -199,8 +256,8 @@ class JobsRepo:
             values.append(value)
         placeholders = ", ".join("?" for _ in allowed)
         sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? AND status IN ({placeholders})"  # noqa: S608
-        cursor = await self._db.conn.execute(sql, (*values, job_id, *(s.value for s in allowed)))
-        return cursor.rowcount == 1
+        changed = await self._db.write(sql, (*values, job_id, *(s.value for s in allowed)))
+        return changed == 1
 
     async def update_fields(self, job_id: str, *, when_status: Iterable[JobStatus], **fields: Any) -> bool:
         """Set fields without changing status, only while the job is in one of ``when_status``."""
@@ -211,49 +268,50 @@ class JobsRepo:
         assignments = [f"{column} = ?" for column in fields] + ["updated_at = ?"]
         placeholders = ", ".join("?" for _ in statuses)
         sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? AND status IN ({placeholders})"  # noqa: S608
-        cursor = await self._db.conn.execute(sql, (*fields.values(), time.time(), job_id, *statuses))
-        return cursor.rowcount == 1
+        changed = await self._db.write(sql, (*fields.values(), time.time(), job_id, *statuses))
+        return changed == 1
 
     async def replace_prediction(self, job_id: str, *, old: str | None, new: str) -> bool:
         """Swap the prediction id (a resubmission) if the job still holds ``old`` and is active."""
-        cursor = await self._db.conn.execute(
+        changed = await self._db.write(
             "UPDATE jobs SET prediction_id = ?, attempts = attempts + 1, updated_at = ? "
             "WHERE id = ? AND prediction_id IS ? AND status IN ('submitted', 'running')",
             (new, time.time(), job_id, old),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def count_delivery_attempt(self, job_id: str) -> int:
         """Record one more delivery attempt for a succeeded job; returns the new count (0 if not succeeded)."""
-        async with self._db.conn.execute(
+        # Two statements, not one with RETURNING, whose write would stay open until its row is read: one
+        # delivery loop per job runs at a time, so nobody counts in between.
+        changed = await self._db.write(
             "UPDATE jobs SET delivery_attempts = delivery_attempts + 1, updated_at = ? "
-            "WHERE id = ? AND status = 'succeeded' RETURNING delivery_attempts",
+            "WHERE id = ? AND status = 'succeeded'",
             (time.time(), job_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
+        if changed == 0:
+            return 0
+        row = await self._db.read_one("SELECT delivery_attempts FROM jobs WHERE id = ?", (job_id,))
         return int(row[0]) if row else 0
 
     async def page_for_user(self, user_id: int, *, page: int, per_page: int) -> tuple[list[Job], int]:
         """One page of a user's jobs, newest first (one row per batch), and how many there are in all."""
         where = "user_id = ? AND batch_index = 0"
-        async with self._db.conn.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", (user_id,)) as cursor:  # noqa: S608
-            row = await cursor.fetchone()
+        row = await self._db.read_one(f"SELECT COUNT(*) FROM jobs WHERE {where}", (user_id,))  # noqa: S608
         total = int(row[0]) if row else 0
-        async with self._db.conn.execute(
+        rows = await self._db.read(
             f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ? OFFSET ?",  # noqa: S608
             (user_id, per_page, page * per_page),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_row_to_job(r) for r in rows], total
 
     async def children(self, job_id: str) -> list[Job]:
         """Jobs that continued ``job_id`` (its lineage, read from each job's stored request), oldest first."""
-        async with self._db.conn.execute(
+        rows = await self._db.read(
             "SELECT * FROM jobs WHERE json_extract(request_json, '$.context.parent') = ? "
             "AND json_extract(request_json, '$.context.kind') = 'continuation' ORDER BY created_at",
             (job_id,),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_row_to_job(r) for r in rows]
 
     async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
@@ -273,8 +331,7 @@ class JobsRepo:
                  AND created_at >= :since AND {counted}),
               (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {counted})
         """  # noqa: S608 - only fixed fragments are spliced in
-        async with self._db.conn.execute(sql, {"user": user_id, "guild": guild_id, "since": since}) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.read_one(sql, {"user": user_id, "guild": guild_id, "since": since})
         assert row is not None
         return Usage(
             user_in_flight=int(row[0]),
@@ -289,35 +346,29 @@ class JobsRepo:
 
     async def typical_run_s(self, model: str) -> float | None:
         """How long the model's recent jobs took from submission to their output (mean of the last 20)."""
-        async with self._db.conn.execute(
+        row = await self._db.read_one(
             "SELECT AVG(succeeded_at - submitted_at) FROM (SELECT succeeded_at, submitted_at FROM jobs "
             "WHERE model = ? AND succeeded_at IS NOT NULL AND submitted_at IS NOT NULL "
             "ORDER BY succeeded_at DESC LIMIT 20)",
             (model,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return float(row[0]) if row and row[0] is not None else None
 
     async def counts_by_status(self) -> dict[JobStatus, int]:
-        async with self._db.conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.read("SELECT status, COUNT(*) FROM jobs GROUP BY status")
         return {JobStatus(row[0]): int(row[1]) for row in rows}
 
     async def counts_by_model_and_status(self) -> list[tuple[str, JobStatus, int]]:
         """How many jobs there are of each (model, status), for metrics and ``db stats``."""
-        async with self._db.conn.execute(
-            "SELECT model, status, COUNT(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2"
-        ) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self._db.read("SELECT model, status, COUNT(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
         return [(str(row[0]), JobStatus(row[1]), int(row[2])) for row in rows]
 
     async def oldest_active(self) -> ActiveJob | None:
         """The unfinished job queued longest ago (few columns: this also reads databases of other versions)."""
-        async with self._db.conn.execute(
+        row = await self._db.read_one(
             "SELECT id, model, status, created_at FROM jobs "
             "WHERE status NOT IN ('delivered', 'failed', 'canceled') ORDER BY created_at LIMIT 1"
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return ActiveJob(str(row[0]), str(row[1]), JobStatus(row[2]), float(row[3])) if row else None
 
     # -- webhook redelivery guard ------------------------------------------------------------
@@ -325,18 +376,17 @@ class JobsRepo:
     async def remember_webhook(self, webhook_id: str, *, now: float | None = None) -> bool:
         """Record a webhook id; False if it was seen before (a redelivery)."""
         now = time.time() if now is None else now
-        cursor = await self._db.conn.execute(
+        changed = await self._db.write(
             "INSERT OR IGNORE INTO webhook_events (webhook_id, received_at) VALUES (?, ?)", (webhook_id, now)
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def forget_webhook(self, webhook_id: str) -> None:
         """Undo :meth:`remember_webhook` when handling failed, so the provider's retry is not dropped."""
-        await self._db.conn.execute("DELETE FROM webhook_events WHERE webhook_id = ?", (webhook_id,))
+        await self._db.write("DELETE FROM webhook_events WHERE webhook_id = ?", (webhook_id,))
 
     async def prune_webhooks(self, older_than: float) -> int:
-        cursor = await self._db.conn.execute("DELETE FROM webhook_events WHERE received_at < ?", (older_than,))
-        return cursor.rowcount
+        return await self._db.write("DELETE FROM webhook_events WHERE received_at < ?", (older_than,))
 
 
 __all__ = ["TERMINAL", "JobsRepo"]

@@ -49,7 +49,7 @@ class PlansRepo:
         plan: dict[str, Any],
     ) -> PlanRecord:
         now = time.time()
-        await self._db.conn.execute(
+        await self._db.write(
             "INSERT INTO plans (id, user_id, guild_id, channel_id, model_id, prompt, plan_json, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (plan_id, user_id, guild_id, channel_id, model_id, prompt, json.dumps(plan), now, now),
@@ -59,17 +59,16 @@ class PlansRepo:
         return record
 
     async def get(self, plan_id: str) -> PlanRecord | None:
-        async with self._db.conn.execute("SELECT * FROM plans WHERE id = ?", (plan_id,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.read_one("SELECT * FROM plans WHERE id = ?", (plan_id,))
         return _row(row) if row else None
 
     async def update_plan(self, plan_id: str, plan: dict[str, Any], *, expected_updated_at: float) -> bool:
         """Replace the plan if nobody changed it since ``expected_updated_at`` (a conditional update)."""
-        cursor = await self._db.conn.execute(
+        changed = await self._db.write(
             "UPDATE plans SET plan_json = ?, updated_at = ? WHERE id = ? AND updated_at = ?",
             (json.dumps(plan), max(time.time(), expected_updated_at + 1e-6), plan_id, expected_updated_at),
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def set_message(self, plan_id: str, message_id: int) -> None:
-        await self._db.conn.execute("UPDATE plans SET message_id = ? WHERE id = ?", (message_id, plan_id))
+        await self._db.write("UPDATE plans SET message_id = ? WHERE id = ?", (message_id, plan_id))

@@ -1,9 +1,10 @@
 """Operations endpoints: ``GET /healthz`` (is the bot working?) and ``GET /metrics`` (Prometheus).
 
-``/healthz`` answers 200 when every required part works (the database answers ``SELECT 1`` in time;
-the Discord gateway is connected, when the bot runs one) and 503 otherwise, always with a JSON body
-that says which part is failing. Providers are reported (configured, last success, last error kind)
-but never make the bot unhealthy: restarting Encore does not fix an outage at Replicate.
+``/healthz`` answers 200 when every required part works (the database answers ``SELECT 1`` in time
+and its last write worked; the Discord gateway is connected, when the bot runs one) and 503
+otherwise, always with a JSON body that says which part is failing. Providers are reported
+(configured, last success, last error kind) but never make the bot unhealthy: restarting Encore
+does not fix an outage at Replicate.
 
 Both read what they report through callables handed in by ``app.py``, so this module knows no SQL.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import __version__
+from bot.errors import StorageError
 from bot.jobs.models import TERMINAL, JobStatus
 from bot.metrics import CONTENT_TYPE, REGISTRY, Family, Registry, gauge, provider_health
 
@@ -76,6 +78,9 @@ class OpsRoutes:
         except TimeoutError:
             log.warning("health: the database did not answer in time")
             return {"ok": False, "error": "timeout"}
+        except StorageError as exc:  # it answers, but refused the last write (full, locked): nothing can move
+            log.warning("health: the database refuses writes: %s", exc)
+            return {"ok": False, "error": exc.kind}
         except Exception as exc:
             log.warning("health: the database failed: %s: %s", type(exc).__name__, exc)
             return {"ok": False, "error": type(exc).__name__}
