@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import shutil
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,68 @@ def audio_duration_s(path: Path) -> float:
             samples += frame.samples
             rate = frame.sample_rate or rate
     return samples / rate if rate else 0.0
+
+
+# The RIFF INFO fields that FFmpeg (and most players) read back as these tags.
+_INFO_FIELDS = {"title": b"INAM", "artist": b"IART", "comment": b"ICMT", "genre": b"IGNR", "album": b"IPRD"}
+_COPY_BLOCK = 1024 * 1024
+
+
+def _info_chunk(tags: Mapping[str, str]) -> bytes:
+    """A ``LIST``/``INFO`` chunk holding ``tags`` (NUL-terminated UTF-8 strings, each padded to even length)."""
+    body = b"INFO"
+    for name, field_id in _INFO_FIELDS.items():
+        if value := tags.get(name):
+            text = value.encode() + b"\0"
+            body += struct.pack("<4sI", field_id, len(text)) + text + b"\0" * (len(text) & 1)
+    return struct.pack("<4sI", b"LIST", len(body)) + body
+
+
+def _tag_wav(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
+    """Copy a RIFF/WAVE file with ``tags`` in a LIST/INFO chunk before its samples, which are copied byte for
+    byte (no demuxing: a 30 s track takes a millisecond). False if ``src`` is not a plain, complete WAV."""
+    size = src.stat().st_size
+    with src.open("rb") as inp:
+        head = inp.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return False
+        chunks: list[tuple[bytes, int, int]] = []  # (id, where its payload starts, its length)
+        position = 12
+        while position + 8 <= size:
+            inp.seek(position)
+            chunk_id, length = struct.unpack("<4sI", inp.read(8))
+            if position + 8 + length > size:
+                return False  # truncated, or a streamed WAV whose lengths were never filled in
+            if chunk_id == b"LIST":
+                inp.seek(position + 8)
+                if inp.read(4) == b"INFO":  # old tags: ours replace them
+                    position += 8 + length + (length & 1)
+                    continue
+            chunks.append((chunk_id, position + 8, length))
+            position += 8 + length + (length & 1)
+        if [c for c, _, _ in chunks].count(b"data") != 1 or chunks[0][0] != b"fmt ":
+            return False
+        info = _info_chunk(tags)
+        riff_size = 4 + len(info) + sum(8 + length + (length & 1) for _, _, length in chunks)
+        if riff_size >= 2**32:
+            return False
+        with dest.open("wb") as out:
+            out.write(b"RIFF" + struct.pack("<I", riff_size) + b"WAVE")
+            for chunk_id, start, length in chunks:
+                if chunk_id == b"data":
+                    out.write(info)
+                out.write(struct.pack("<4sI", chunk_id, length))
+                inp.seek(start)
+                remaining = length
+                while remaining:
+                    block = inp.read(min(_COPY_BLOCK, remaining))
+                    if not block:
+                        raise ValueError(f"{src.name} ended early")
+                    out.write(block)
+                    remaining -= len(block)
+                if length & 1:
+                    out.write(b"\0")
+    return True
 
 
 def _remux_with_tags(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
@@ -136,7 +199,8 @@ def fit_audio(
     size = src.stat().st_size
     if size <= limit_bytes:
         dest = out_dir / f"{stem}{src.suffix}"
-        if not _remux_with_tags(src, dest, tags) or dest.stat().st_size > limit_bytes:
+        tagged = _tag_wav(src, dest, tags) or _remux_with_tags(src, dest, tags)
+        if not tagged or dest.stat().st_size > limit_bytes:
             shutil.copyfile(src, dest)
         return [FittedFile(dest, 1, 1, reencoded=False)]
 

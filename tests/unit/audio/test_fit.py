@@ -60,3 +60,30 @@ def test_far_too_big_is_split_into_parts_that_each_fit(tmp_path: Path) -> None:
     total = sum(audio_info(p.path.read_bytes()).duration_s for p in parts)
     assert total == pytest.approx(30.0, abs=0.05)  # nothing lost, nothing repeated
     assert tags_of(parts[1].path)["title"] == f"Warm lofi (part 2 of {len(parts)})"
+
+
+def test_wav_tags_are_written_without_touching_the_samples(tmp_path: Path) -> None:
+    src = tmp_path / "in.wav"
+    original = make_wav(2, sample_rate=32000, channels=2)
+    src.write_bytes(original)
+    [fitted] = fit_audio(
+        src, tmp_path / "out", stem="t", limit_bytes=10 * 1024 * 1024, tags={**TAGS, "title": "Ünïcode ☂"}
+    )
+    data = fitted.path.read_bytes()
+    assert data[:4] == b"RIFF"
+    assert int.from_bytes(data[4:8], "little") == len(data) - 8
+    samples = original[original.index(b"data") + 8 :]
+    assert data.endswith(samples)  # the samples, byte for byte, at the end
+    assert tags_of(fitted.path)["title"] == "Ünïcode ☂"
+    assert audio_info(data).duration_s == pytest.approx(2.0)
+    # Tagging the tagged file again replaces the tags instead of adding a second set.
+    [again] = fit_audio(fitted.path, tmp_path / "again", stem="t", limit_bytes=10 * 1024 * 1024, tags=TAGS)
+    assert again.path.read_bytes().count(b"INFO") == 1
+    assert tags_of(again.path)["title"] == "Warm lofi"
+
+
+def test_a_truncated_wav_is_still_delivered(tmp_path: Path) -> None:
+    src = tmp_path / "in.wav"
+    src.write_bytes(make_wav(2)[:-1000])  # the header claims more samples than there are
+    [fitted] = fit_audio(src, tmp_path / "out", stem="t", limit_bytes=10 * 1024 * 1024, tags=TAGS)
+    assert audio_info(fitted.path.read_bytes()).duration_s > 1.9
