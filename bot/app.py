@@ -111,6 +111,8 @@ class Core:
                 prediction_deadline_s=cfg.prediction_deadline_s,
                 delivery_hosts=tuple(cfg.delivery_hosts),
                 download_timeout_s=self.settings.storage.download_timeout_s,
+                creates_per_minute=cfg.creates_per_minute,
+                requests_per_minute=cfg.requests_per_minute,
             )
             self.providers["replicate"] = self.replicate
         if "cog" in uses:
@@ -336,7 +338,7 @@ class EncoreBot(commands.Bot):
     async def setup_hook(self) -> None:
         from bot.delivery import DiscordDelivery
 
-        self.delivery = DiscordDelivery(self, self.settings)
+        self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.core.start_service(self.delivery, serve_web=True, gateway_ok=self.gateway_connected)

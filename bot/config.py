@@ -57,6 +57,9 @@ class ReplicateSettings(_Section):
     prediction_deadline_s: int = Field(default=1200, ge=5, le=7200)
     # Hosts allowed for output downloads besides api_base's own host.
     delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
+    # Replicate's documented rate limits per account; Encore spreads its calls to stay under them.
+    creates_per_minute: int = Field(default=600, ge=10, le=100_000)
+    requests_per_minute: int = Field(default=3000, ge=10, le=100_000)
 
 
 ProviderName = Literal["replicate", "cog", "elevenlabs"]

@@ -36,6 +36,7 @@ from bot.errors import (
     SubmissionUncertainError,
 )
 from bot.providers.base import DownloadedFile, Prediction
+from bot.providers.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ class ReplicateClient:
         prediction_deadline_s: int | None = None,
         delivery_hosts: tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery"),
         download_timeout_s: float = 120.0,
+        creates_per_minute: int = 600,
+        requests_per_minute: int = 3000,
     ) -> None:
         self._session = session
         self._base = URL(api_base.rstrip("/"))
@@ -179,6 +182,9 @@ class ReplicateClient:
         self._auth_hosts = (api_host, "replicate.delivery", "*.replicate.delivery")
         self._download_hosts = (api_host, *delivery_hosts)
         self._download_timeout_s = download_timeout_s
+        # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused.
+        self._create_limit = RateLimit(creates_per_minute * 95 // 100, burst=max(1, creates_per_minute // 30))
+        self._api_limit = RateLimit(requests_per_minute * 95 // 100, burst=max(1, requests_per_minute // 30))
 
     # -- HTTP plumbing -------------------------------------------------------------------------
 
@@ -200,6 +206,7 @@ class ReplicateClient:
     ) -> Any:
         """One HTTP exchange; returns the parsed JSON or raises a typed ProviderError. Counted in the metrics
         as ``operation``."""
+        await (self._create_limit if operation == "create" else self._api_limit).acquire()
         with metrics.provider_call(self.name, operation):
             return await self._exchange(method, url, json=json, data=data, headers=headers)
 
