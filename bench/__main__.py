@@ -1,0 +1,135 @@
+"""Encore's benchmark: ``scripts/bench`` (or ``python -m bench``). See BENCHMARKS.md for what it measures.
+
+Prints each figure as it is measured and, at the end, a JSON document (``--json PATH`` writes it to a file).
+``--quick`` runs every scenario with fewer jobs, to check the benchmark itself works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import encoding, scenarios
+from bench.world import World
+
+TARGETS = {
+    "overhead_p99_ms_without_reencode": 50.0,
+    "provider_requests_per_job_webhook": 3.0,
+    "cpu_ms_per_job_without_encoding": 10.0,
+    "peak_rss_mb_10k_tracked": 200.0,
+    "encoding_times_real_time": 100.0,
+    "provider_requests_per_min": 3000,
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def show(title: str, figures: dict[str, Any]) -> None:
+    print(f"\n== {title}", flush=True)
+    for key, value in figures.items():
+        print(f"  {key}: {value}", flush=True)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    quick = args.quick
+    report: dict[str, Any] = {"machine": machine(), "quick": quick, "targets": TARGETS}
+    wanted = set(args.only or ["encoding", "overhead", "official", "throughput", "tracked"])
+
+    if "encoding" in wanted:
+        results = encoding.run(duration_s=60.0, runs=1 if quick else 5)
+        report["encoding"] = [
+            {"path": r.name, "cpu_ms_for_60s": round(r.cpu_s * 1000, 1), "times_real_time": round(r.times_real_time)}
+            for r in results
+        ]
+        show("encoding (60 s of 48 kHz stereo)", {r.name: f"{r.times_real_time:.0f}x real time" for r in results})
+
+    if "overhead" in wanted or "official" in wanted:
+        jobs = 20 if quick else 200
+        report["overhead"] = []
+        cases = [
+            ("wav-30s", "webhook", scenarios.WAV_30S, jobs, (0.2, 1.0)),
+            ("reencode-60s", "webhook", scenarios.WAV_60S_48K, max(10, jobs // 4), (0.2, 1.0)),
+            ("wav-30s", "poll", scenarios.WAV_30S, max(10, jobs // 4), (2.0, 20.0)),
+            ("reencode-60s", "poll", scenarios.WAV_60S_48K, max(10, jobs // 10), (2.0, 20.0)),
+        ]
+        for label, mode, output, count, run_s in cases if "overhead" in wanted else cases[:1]:
+            async with World.open(workdir / f"{label}-{mode}") as world:
+                concurrency = 4 if mode == "webhook" else 16
+                result = await scenarios.overhead(
+                    world, label=label, mode=mode, output=output, jobs=count, concurrency=concurrency, run_s=run_s
+                )
+            report["overhead"].append(result.summary())
+            show(f"overhead: {label}, {mode} mode", result.summary())
+
+    if "official" in wanted:
+        async with World.open(workdir / "official") as world:
+            result = await scenarios.official_client(world, jobs=20 if quick else 50, run_s=(2.0, 20.0))
+        report["official_client"] = result.summary()
+        show("official replicate client: predictions.create + wait()", result.summary())
+
+    if "throughput" in wanted:
+        async with World.open(workdir / "throughput", users=50) as world:
+            result = await scenarios.throughput(world, jobs=100 if quick else 1000)
+        report["throughput"] = result.summary()
+        show("throughput", result.summary())
+
+    if "tracked" in wanted:
+        empty = next((o["startup_s"] for o in report.get("overhead", []) if o["mode"] == "poll"), 0.0)
+        async with World.open(workdir / "empty") as world:
+            if not empty:
+                empty = await world.start_bot(world.bot_env(webhooks=False, data_dir=workdir / "data-empty"))
+                await world.stop_bot()
+        async with World.open(workdir / "tracked") as world:
+            result = await scenarios.tracked(
+                world, jobs=1000 if quick else 10_000, window_s=20.0 if quick else 90.0, empty_startup_s=empty
+            )
+        report["tracked"] = result.summary()
+        show("tracked jobs (poll mode, after a restart)", result.summary())
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer jobs: check that the benchmark works")
+    parser.add_argument(
+        "--only", action="append", choices=["encoding", "overhead", "official", "throughput", "tracked"]
+    )
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp:
+        report = asyncio.run(run(args, Path(tmp)))
+    text = json.dumps(report, indent=2)
+    print("\n" + text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""The measurements. Each scenario starts a fresh Encore process on a fresh data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.world import World, percentile
+from bot.config import Settings
+from bot.jobs.models import JobOrigin, JobRequest, JobStatus
+from bot.storage.db import Database
+from bot.storage.jobs_repo import JobsRepo
+from tests.fakes.audio import make_wav
+
+WAV_30S = make_wav(30, sample_rate=32000, channels=2)  # 3.8 MB: MusicGen's stereo output, fits 10 MiB
+WAV_60S_48K = make_wav(60, sample_rate=48000, channels=2)  # 11.5 MB: must be re-encoded for 10 MiB
+WAV_5S = make_wav(5, sample_rate=32000, channels=2)
+
+_PREDICTION_PATH = re.compile(r"^/v1/predictions/([a-z0-9]+)$")
+
+
+def musicgen_version() -> str:
+    return Settings().models.musicgen.ref.partition(":")[2]
+
+
+def classify(path: str, method: str) -> str:
+    if method == "POST" and path.endswith("/predictions"):
+        return "create"
+    if method == "GET" and _PREDICTION_PATH.match(path):
+        return "get"
+    if path.startswith("/delivery/") or path.endswith("/download"):
+        return "download"
+    if path.endswith("/cancel"):
+        return "cancel"
+    return "other"
+
+
+@dataclass
+class Overhead:
+    label: str
+    mode: str
+    jobs: int
+    overhead_ms: list[float] = field(default_factory=list)  # provider "succeeded" -> audio message in Discord
+    notice_ms: list[float] = field(default_factory=list)  # provider "succeeded" -> Encore learns of it
+    cpu_ms_per_job: float = 0.0
+    audio_cpu_ms_per_job: float = 0.0
+    idle_cpu_ms_per_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    requests: Counter[str] = field(default_factory=Counter)
+    startup_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "mode": self.mode,
+            "jobs": self.jobs,
+            "overhead_p50_ms": round(percentile(self.overhead_ms, 50), 1),
+            "overhead_p99_ms": round(percentile(self.overhead_ms, 99), 1),
+            "overhead_max_ms": round(max(self.overhead_ms), 1),
+            "notice_p50_ms": round(percentile(self.notice_ms, 50), 1),
+            "notice_p99_ms": round(percentile(self.notice_ms, 99), 1),
+            "cpu_ms_per_job": round(self.cpu_ms_per_job, 1),
+            "audio_cpu_ms_per_job": round(self.audio_cpu_ms_per_job, 1),
+            "cpu_ms_per_job_without_audio": round(self.cpu_ms_per_job - self.audio_cpu_ms_per_job, 1),
+            "idle_cpu_ms_per_s": round(self.idle_cpu_ms_per_s, 2),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "provider_requests_per_job": {k: round(v / self.jobs, 2) for k, v in sorted(self.requests.items())},
+            "provider_requests_per_job_total": round(sum(self.requests.values()) / self.jobs, 2),
+            "startup_s": round(self.startup_s, 2),
+        }
+
+
+def _notices(world: World, t0: dict[str, float], mode: str, since: int) -> list[float]:
+    """Per prediction: from "succeeded" to the first answer that told the client (webhook 2xx or GET)."""
+    notices: list[float] = []
+    for pid, start in t0.items():
+        if mode == "webhook":
+            times = [
+                d.at
+                for d in world.fake.webhook_deliveries
+                if d.prediction_id == pid
+                and d.status_code is not None
+                and 200 <= d.status_code < 300
+                and d.at >= start
+                and b'"succeeded"' in d.body
+            ]
+        else:
+            times = [r.at for r in world.fake.requests[since:] if r.path == f"/v1/predictions/{pid}" and r.at >= start]
+        if times:
+            notices.append((min(times) - start) * 1000)
+    return notices
+
+
+async def overhead(
+    world: World,
+    *,
+    label: str,
+    mode: str,
+    output: bytes,
+    jobs: int,
+    concurrency: int,
+    run_s: tuple[float, float],
+    seed: int = 1,
+) -> Overhead:
+    """Jobs through Discord: the model "runs" for a random time, then we mark it succeeded and time the rest."""
+    result = Overhead(label, mode, jobs)
+    world.use_output(output)
+    data_dir = world.workdir / f"data-{label}-{mode}"
+    result.startup_s = await world.start_bot(world.bot_env(webhooks=mode == "webhook", data_dir=data_dir))
+    bot = world.bot
+    assert bot is not None
+    idle_from, idle_cpu = time.perf_counter(), bot.cpu_s()
+    await asyncio.sleep(2.0)  # idle: what the bot costs when nothing happens
+    result.idle_cpu_ms_per_s = (bot.cpu_s() - idle_cpu) * 1000 / (time.perf_counter() - idle_from)
+
+    rng = random.Random(seed)
+    plan = [rng.uniform(*run_s) for _ in range(jobs)]
+    req_from, cpu_from, audio_from = len(world.fake.requests), bot.cpu_s(), await bot.audio_cpu_s()
+    t0: dict[str, float] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(jobs):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            prompt = f"{label} {mode} {i}"
+            handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=30)
+            pid = await world.prediction_for(prompt)
+            await asyncio.sleep(plan[i])  # the model runs
+            await world.fake.succeed(pid)
+            t0[pid] = start = time.perf_counter()
+            end = await world.file_time(handle, timeout_s=300)
+            result.overhead_ms.append((end - start) * 1000)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
+    result.audio_cpu_ms_per_job = (await bot.audio_cpu_s() - audio_from) * 1000 / jobs
+    result.peak_rss_mb = bot.peak_rss_mb()
+    result.requests = Counter(classify(r.path, r.method) for r in world.fake.requests[req_from:])
+    result.notice_ms = _notices(world, t0, mode, req_from)
+    await world.stop_bot()
+    return result
+
+
+@dataclass
+class Official:
+    jobs: int
+    poll_interval_s: float
+    notice_ms: list[float] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "jobs": self.jobs,
+            "poll_interval_s": self.poll_interval_s,
+            "notice_p50_ms": round(percentile(self.notice_ms, 50), 1),
+            "notice_p99_ms": round(percentile(self.notice_ms, 99), 1),
+            "provider_requests_per_job": {k: round(v / self.jobs, 2) for k, v in sorted(self.requests.items())},
+            "provider_requests_per_job_total": round(sum(self.requests.values()) / self.jobs, 2),
+        }
+
+
+async def official_client(world: World, *, jobs: int, run_s: tuple[float, float], seed: int = 1) -> Official:
+    """The same jobs through the official ``replicate`` client: ``predictions.create`` then ``wait()``."""
+    from replicate.client import Client  # the benchmark's own dependency (pyproject: the bench group)
+
+    client = Client(api_token=world.fake.token, base_url=world.fake.root_url)
+    result = Official(jobs, float(client.poll_interval))
+    rng = random.Random(seed)
+    plan = [rng.uniform(*run_s) for _ in range(jobs)]
+    version = musicgen_version()
+    req_from = len(world.fake.requests)
+    loop = asyncio.get_running_loop()
+    t0: dict[str, float] = {}
+    done: dict[str, float] = {}
+
+    def create(i: int) -> Any:
+        return client.predictions.create(version=version, input={"prompt": f"official {i}", "duration": 30})
+
+    def wait(prediction: Any) -> None:
+        prediction.wait()
+        done[prediction.id] = time.perf_counter()
+        assert prediction.status == "succeeded", prediction.status
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+
+        async def one(i: int) -> None:
+            prediction = await loop.run_in_executor(pool, create, i)
+            waiting = loop.run_in_executor(pool, wait, prediction)
+            await asyncio.sleep(plan[i])
+            await world.fake.succeed(prediction.id)
+            t0[prediction.id] = time.perf_counter()
+            await waiting
+
+        await asyncio.gather(*(one(i) for i in range(jobs)))
+    result.notice_ms = [(done[pid] - start) * 1000 for pid, start in t0.items()]
+    result.requests = Counter(classify(r.path, r.method) for r in world.fake.requests[req_from:])
+    return result
+
+
+@dataclass
+class Throughput:
+    jobs: int
+    submit_s: float = 0.0
+    drain_s: float = 0.0
+    cpu_ms_per_job: float = 0.0
+    peak_rss_mb: float = 0.0
+    requests: Counter[str] = field(default_factory=Counter)
+    max_requests_per_min: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "jobs_in_flight": self.jobs,
+            "submit_s": round(self.submit_s, 1),
+            "commands_per_s": round(self.jobs / self.submit_s, 1),
+            "drain_s": round(self.drain_s, 1),
+            "deliveries_per_s": round(self.jobs / self.drain_s, 1),
+            "cpu_ms_per_job": round(self.cpu_ms_per_job, 1),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "provider_requests_per_job_total": round(sum(self.requests.values()) / self.jobs, 2),
+            "max_provider_requests_per_min": self.max_requests_per_min,
+        }
+
+
+def max_per_minute(times: list[float]) -> int:
+    """The most requests in any 60 s window (of the times given, in seconds)."""
+    times = sorted(times)
+    best, left = 0, 0
+    for right, t in enumerate(times):
+        while t - times[left] > 60.0:
+            left += 1
+        best = max(best, right - left + 1)
+    return best
+
+
+async def throughput(world: World, *, jobs: int, submit_concurrency: int = 16) -> Throughput:
+    """``jobs`` commands until all are in flight at the provider, then all finish at once: deliveries per second."""
+    result = Throughput(jobs)
+    world.use_output(WAV_5S)
+    data_dir = world.workdir / "data-throughput"
+    env = world.bot_env(webhooks=True, data_dir=data_dir, limits={"replicate_jobs_in_flight": 0})
+    await world.start_bot(env)
+    bot = world.bot
+    assert bot is not None
+    req_from, cpu_from, files_from = len(world.fake.requests), bot.cpu_s(), len(world.files)
+    started = time.perf_counter()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(jobs):
+        queue.put_nowait(i)
+    pids: list[str] = []
+
+    async def submitter() -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            prompt = f"throughput {i}"
+            handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=5)
+            await handle.wait_response(timeout_s=30)
+            pids.append(await world.prediction_for(prompt))
+
+    await asyncio.gather(*(submitter() for _ in range(submit_concurrency)))
+    result.submit_s = time.perf_counter() - started
+    drain_from = time.perf_counter()
+    finishing: asyncio.Queue[str] = asyncio.Queue()
+    for pid in pids:
+        finishing.put_nowait(pid)
+
+    async def finisher() -> None:
+        while not finishing.empty():
+            await world.fake.succeed(finishing.get_nowait())
+
+    await asyncio.gather(*(finisher() for _ in range(32)))
+    await world.wait_for_files(files_from + jobs, timeout_s=900)
+    result.drain_s = time.perf_counter() - drain_from
+    result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
+    result.peak_rss_mb = bot.peak_rss_mb()
+    requests = world.fake.requests[req_from:]
+    result.requests = Counter(classify(r.path, r.method) for r in requests)
+    result.max_requests_per_min = max_per_minute([r.at for r in requests])
+    await world.stop_bot()
+    return result
+
+
+@dataclass
+class Tracked:
+    jobs: int
+    seed_s: float = 0.0
+    empty_startup_s: float = 0.0
+    startup_s: float = 0.0
+    first_poll_s: float = 0.0
+    window_s: float = 0.0
+    requests_in_window: int = 0
+    max_requests_per_min: int = 0
+    distinct_polled: int = 0
+    peak_rss_mb: float = 0.0
+    rss_mb: float = 0.0
+    cpu_ms_per_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tracked_jobs": self.jobs,
+            "startup_empty_s": round(self.empty_startup_s, 2),
+            "startup_with_jobs_s": round(self.startup_s, 2),
+            "first_poll_after_start_s": round(self.first_poll_s, 2),
+            "window_s": round(self.window_s, 1),
+            "provider_requests_per_min": round(self.requests_in_window * 60 / self.window_s),
+            "max_provider_requests_in_any_60s": self.max_requests_per_min,
+            "distinct_jobs_polled_in_window": self.distinct_polled,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "rss_mb_at_end": round(self.rss_mb, 1),
+            "cpu_ms_per_s": round(self.cpu_ms_per_s, 1),
+        }
+
+
+async def _seed_predictions(world: World, count: int) -> list[str]:
+    """``count`` predictions created at the fake through its real API, then started (processing)."""
+    version = musicgen_version()
+    headers = {"Authorization": f"Bearer {world.fake.token}"}
+    pids: list[str] = []
+    async with aiohttp.ClientSession(headers=headers) as session:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(count):
+            queue.put_nowait(i)
+
+        async def creator() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {"version": version, "input": {"prompt": f"tracked {i}", "duration": 8}}
+                async with session.post(f"{world.fake.base_url}/predictions", json=body) as response:
+                    response.raise_for_status()
+                    pid = str((await response.json())["id"])
+                await world.fake.begin(pid)
+                pids.append(pid)
+
+        await asyncio.gather(*(creator() for _ in range(32)))
+    return pids
+
+
+async def _seed_jobs(db_path: Path, pids: list[str], *, channel_id: int, guild_id: int, users: list[int]) -> None:
+    """One running job per prediction, as Encore leaves them in its database when it stops."""
+    db = Database(db_path)
+    await db.open()
+    repo = JobsRepo(db)
+    ref = Settings().models.musicgen.ref
+    try:
+        await db.conn.execute("BEGIN")
+        for i, pid in enumerate(pids):
+            job_id = f"trk{i:07d}"
+            request = JobRequest(prompt=f"tracked {i}", duration_s=8)
+            origin = JobOrigin(user_id=users[i % len(users)], guild_id=guild_id, channel_id=channel_id)
+            await repo.insert(
+                job_id=job_id,
+                origin=origin,
+                provider="replicate",
+                model="musicgen",
+                model_ref=ref,
+                request=json.loads(request.model_dump_json()),
+                input={"prompt": request.prompt, "duration": 8},
+            )
+            assert await repo.transition(job_id, JobStatus.SUBMITTED, prediction_id=pid)
+            assert await repo.transition(job_id, JobStatus.RUNNING)
+        await db.conn.execute("COMMIT")
+    finally:
+        await db.close()
+
+
+async def tracked(world: World, *, jobs: int, window_s: float, empty_startup_s: float) -> Tracked:
+    """Encore restarts with ``jobs`` unfinished jobs (poll mode): startup time, then polling load and memory."""
+    result = Tracked(jobs, empty_startup_s=empty_startup_s, window_s=window_s)
+    data_dir = world.workdir / "data-tracked"
+    started = time.perf_counter()
+    pids = await _seed_predictions(world, jobs)
+    await _seed_jobs(
+        data_dir / "encore.sqlite3",
+        pids,
+        channel_id=world.sim.default_channel_id,
+        guild_id=world.sim.guild.id,
+        users=[u.id for u in world.users],
+    )
+    result.seed_s = time.perf_counter() - started
+    req_from = len(world.fake.requests)
+    result.startup_s = await world.start_bot(world.bot_env(webhooks=False, data_dir=data_dir))
+    bot = world.bot
+    assert bot is not None
+    await world.fake.next_request("GET", "/v1/predictions/", timeout=120)  # (a fresh world: the first poll)
+    result.first_poll_s = time.perf_counter() - bot.started_at
+    window_from, cpu_from = time.perf_counter(), bot.cpu_s()
+    await asyncio.sleep(window_s)  # the load we measure is what the bot does in this window
+    window_to = time.perf_counter()
+    result.cpu_ms_per_s = (bot.cpu_s() - cpu_from) * 1000 / (window_to - window_from)
+    in_window = [r for r in world.fake.requests[req_from:] if window_from <= r.at < window_to]
+    result.requests_in_window = len(in_window)
+    result.max_requests_per_min = max_per_minute([r.at for r in world.fake.requests[req_from:]])
+    result.distinct_polled = len({r.path for r in in_window if r.method == "GET"})
+    result.peak_rss_mb = bot.peak_rss_mb()
+    result.rss_mb = bot.rss_mb()
+    await world.stop_bot()
+    return result
