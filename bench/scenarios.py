@@ -51,6 +51,7 @@ class Overhead:
     mode: str
     jobs: int
     overhead_ms: list[float] = field(default_factory=list)  # provider "succeeded" -> audio message in Discord
+    to_upload_ms: list[float] = field(default_factory=list)  # provider "succeeded" -> the upload starts arriving
     notice_ms: list[float] = field(default_factory=list)  # provider "succeeded" -> Encore learns of it
     cpu_ms_per_job: float = 0.0
     audio_cpu_ms_per_job: float = 0.0
@@ -67,6 +68,8 @@ class Overhead:
             "overhead_p50_ms": round(percentile(self.overhead_ms, 50), 1),
             "overhead_p99_ms": round(percentile(self.overhead_ms, 99), 1),
             "overhead_max_ms": round(max(self.overhead_ms), 1),
+            "to_upload_p50_ms": round(percentile(self.to_upload_ms, 50), 1),
+            "to_upload_p99_ms": round(percentile(self.to_upload_ms, 99), 1),
             "notice_p50_ms": round(percentile(self.notice_ms, 50), 1),
             "notice_p99_ms": round(percentile(self.notice_ms, 99), 1),
             "cpu_ms_per_job": round(self.cpu_ms_per_job, 1),
@@ -142,6 +145,7 @@ async def overhead(
             t0[pid] = start = time.perf_counter()
             end = await world.file_time(handle, timeout_s=300)
             result.overhead_ms.append((end - start) * 1000)
+            result.to_upload_ms.append((world.upload_started(handle) - start) * 1000)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs

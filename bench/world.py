@@ -35,6 +35,7 @@ from tests.faults import botproc
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parent.parent
+AUDIO_SUFFIXES = (".wav", ".ogg", ".mp3")
 
 
 def free_port() -> int:
@@ -243,7 +244,7 @@ class World:
         message = event.message
         if event.kind == "delete" or message.author_id != self.sim.bot_id or not message.attachments:
             return
-        if not any(a.filename.endswith((".wav", ".ogg", ".mp3")) for a in message.attachments):
+        if not any(a.filename.endswith(AUDIO_SUFFIXES) for a in message.attachments):
             return  # a card's waveform picture
         if message.id in self._seen_messages:
             return
@@ -272,9 +273,7 @@ class World:
 
     async def file_time(self, handle: InteractionHandle, *, timeout_s: float) -> float:
         """When the audio answering ``handle`` appeared in Discord (perf_counter)."""
-        attachment = await handle.wait_file(
-            lambda a: a.filename.endswith((".wav", ".ogg", ".mp3")), timeout_s=timeout_s
-        )
+        attachment = await handle.wait_file(lambda a: a.filename.endswith(AUDIO_SUFFIXES), timeout_s=timeout_s)
         for seen in self.files:
             if (
                 seen.filename == attachment.filename
@@ -282,6 +281,13 @@ class World:
             ):
                 return seen.at
         raise AssertionError(f"no record of {attachment.filename}")
+
+    def upload_started(self, handle: InteractionHandle) -> float:
+        """When the request carrying the audio answering ``handle`` began to reach Discord (perf_counter)."""
+        for call in handle.calls:
+            if any(f.filename.endswith(AUDIO_SUFFIXES) for f in call.files):
+                return call.received_s
+        raise AssertionError(f"no upload for interaction {handle.id}")
 
     def requests_since(self, index: int) -> list[Any]:
         return self.fake.requests[index:]

@@ -19,6 +19,7 @@ from .waiting import Journal
 from .wire import RequestBody, UploadedFile, error_response, json_response, read_body
 
 API_PREFIX = "/api/v10"
+_RECEIVED = web.RequestKey("received_s", float)
 _BODY_ERRORS = (errors.INVALID_FORM_BODY, errors.EMPTY_MESSAGE)
 
 
@@ -40,6 +41,7 @@ class RestCall:
     authorized: bool
     at: float  # simulated clock
     wall_s: float = field(default_factory=time.monotonic)  # real time, for rate assertions
+    received_s: float = 0.0  # time.perf_counter() when its headers arrived, before the body (the benchmark)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +181,7 @@ class Router:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request, writing the whole response before counting it as done (see :meth:`idle`)."""
+        request[_RECEIVED] = time.perf_counter()
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -260,5 +263,6 @@ class Router:
             response=response,
             authorized=authorized,
             at=self._clock.now(),
+            received_s=request.get(_RECEIVED, 0.0),
         )
         self.calls.append(call)
