@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 _SEED_IN_LOGS = re.compile(r"seed\W{0,3}(-?\d{1,12})", re.IGNORECASE)
 _OUTPUT_ATTEMPTS = 3
+_PARALLEL_TRANSFERS = 8
 INTERRUPTED = (
     "Interrupted: Encore restarted while this was being made. It wasn't run again by itself because it costs "
     "money; press Retry to make it again."
@@ -213,6 +214,9 @@ class JobService:
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in
+        # memory, a file being posted), so a thousand jobs finishing together must queue, not all go at once.
+        self._transfers = asyncio.Semaphore(_PARALLEL_TRANSFERS)
         self._outcomes: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, asyncio.Task[None]] = {}
         self._uploading: set[str] = set()  # jobs whose output is being fetched
@@ -1285,7 +1289,8 @@ class JobService:
         attempt = 0
         while True:
             try:
-                return await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+                async with self._transfers:
+                    return await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
             except OutputError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
@@ -1349,7 +1354,8 @@ class JobService:
             if attempt == 0:
                 return
             try:
-                message_id = await self.listener.deliver(ready)
+                async with self._transfers:
+                    message_id = await self.listener.deliver(ready)
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= jobs.delivery_attempts:
                     for member in ready:
