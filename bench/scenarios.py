@@ -7,11 +7,12 @@ import json
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -26,7 +27,19 @@ WAV_30S = make_wav(30, sample_rate=32000, channels=2)  # 3.8 MB: MusicGen's ster
 WAV_60S_48K = make_wav(60, sample_rate=48000, channels=2)  # 11.5 MB: must be re-encoded for 10 MiB
 WAV_5S = make_wav(5, sample_rate=32000, channels=2)
 
+T = TypeVar("T")
 _PREDICTION_PATH = re.compile(r"^/v1/predictions/([a-z0-9]+)$")
+
+
+async def for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]], *, workers: int) -> None:
+    """Run ``work`` on every item, ``workers`` at a time, in order of the items."""
+    waiting = deque(items)
+
+    async def worker() -> None:
+        while waiting:
+            await work(waiting.popleft())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
 
 
 def musicgen_version() -> str:
@@ -130,24 +143,19 @@ async def overhead(
     plan = [rng.uniform(*run_s) for _ in range(jobs)]
     req_from, cpu_from, audio_from = len(world.fake.requests), bot.cpu_s(), await bot.audio_cpu_s()
     t0: dict[str, float] = {}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(jobs):
-        queue.put_nowait(i)
 
-    async def worker() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            prompt = f"{label} {mode} {i}"
-            handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=30)
-            pid = await world.prediction_for(prompt)
-            await asyncio.sleep(plan[i])  # the model runs
-            await world.fake.succeed(pid)
-            t0[pid] = start = time.perf_counter()
-            end = await world.file_time(handle, timeout_s=300)
-            result.overhead_ms.append((end - start) * 1000)
-            result.to_upload_ms.append((world.upload_started(handle) - start) * 1000)
+    async def one(i: int) -> None:
+        prompt = f"{label} {mode} {i}"
+        handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=30)
+        pid = await world.prediction_for(prompt)
+        await asyncio.sleep(plan[i])  # the model runs
+        await world.fake.succeed(pid)
+        t0[pid] = start = time.perf_counter()
+        end = await world.file_time(handle, timeout_s=300)
+        result.overhead_ms.append((end - start) * 1000)
+        result.to_upload_ms.append((world.upload_started(handle) - start) * 1000)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await for_each(range(jobs), one, workers=concurrency)
     result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
     result.audio_cpu_ms_per_job = (await bot.audio_cpu_s() - audio_from) * 1000 / jobs
     result.peak_rss_mb = bot.peak_rss_mb()
@@ -266,31 +274,18 @@ async def throughput(world: World, *, jobs: int, submit_concurrency: int = 16) -
     assert bot is not None
     req_from, cpu_from, files_from = len(world.fake.requests), bot.cpu_s(), len(world.files)
     started = time.perf_counter()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(jobs):
-        queue.put_nowait(i)
     pids: list[str] = []
 
-    async def submitter() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            prompt = f"throughput {i}"
-            handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=5)
-            await handle.wait_response(timeout_s=30)
-            pids.append(await world.prediction_for(prompt))
+    async def submit(i: int) -> None:
+        prompt = f"throughput {i}"
+        handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=5)
+        await handle.wait_response(timeout_s=30)
+        pids.append(await world.prediction_for(prompt))
 
-    await asyncio.gather(*(submitter() for _ in range(submit_concurrency)))
+    await for_each(range(jobs), submit, workers=submit_concurrency)
     result.submit_s = time.perf_counter() - started
     drain_from = time.perf_counter()
-    finishing: asyncio.Queue[str] = asyncio.Queue()
-    for pid in pids:
-        finishing.put_nowait(pid)
-
-    async def finisher() -> None:
-        while not finishing.empty():
-            await world.fake.succeed(finishing.get_nowait())
-
-    await asyncio.gather(*(finisher() for _ in range(32)))
+    await for_each(pids, world.fake.succeed, workers=32)
     await world.wait_for_files(files_from + jobs, timeout_s=900)
     result.drain_s = time.perf_counter() - drain_from
     result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
@@ -341,21 +336,16 @@ async def _seed_predictions(world: World, count: int) -> list[str]:
     headers = {"Authorization": f"Bearer {world.fake.token}"}
     pids: list[str] = []
     async with aiohttp.ClientSession(headers=headers) as session:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(count):
-            queue.put_nowait(i)
 
-        async def creator() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                body = {"version": version, "input": {"prompt": f"tracked {i}", "duration": 8}}
-                async with session.post(f"{world.fake.base_url}/predictions", json=body) as response:
-                    response.raise_for_status()
-                    pid = str((await response.json())["id"])
-                await world.fake.begin(pid)
-                pids.append(pid)
+        async def create(i: int) -> None:
+            body = {"version": version, "input": {"prompt": f"tracked {i}", "duration": 8}}
+            async with session.post(f"{world.fake.base_url}/predictions", json=body) as response:
+                response.raise_for_status()
+                pid = str((await response.json())["id"])
+            await world.fake.begin(pid)
+            pids.append(pid)
 
-        await asyncio.gather(*(creator() for _ in range(32)))
+        await for_each(range(count), create, workers=32)
     return pids
 
 
