@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 
 import pytest
@@ -13,10 +14,15 @@ from bot.storage.jobs_repo import JobsRepo
 ALL = list(JobStatus)
 
 
+def interaction_id(job_id: str) -> int:
+    """A fixed interaction id per job id (``hash()`` of a str changes between runs, and 16 bits of it collided)."""
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:6], "big")
+
+
 async def insert(repo: JobsRepo, job_id: str = "job1", user_id: int = 42) -> None:
     await repo.insert(
         job_id=job_id,
-        origin=JobOrigin(user_id=user_id, guild_id=1, channel_id=2, interaction_id=hash(job_id) & 0xFFFF),
+        origin=JobOrigin(user_id=user_id, guild_id=1, channel_id=2, interaction_id=interaction_id(job_id)),
         provider="replicate",
         model="musicgen",
         model_ref="meta/musicgen",
