@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -32,16 +31,11 @@ from tests.fakes.discord.users import SimUser
 from tests.fakes.models import OutputFile
 from tests.fakes.replicate import FakeReplicate
 from tests.faults import botproc
+from tests.integration.conftest import free_port
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-ROOT = Path(__file__).resolve().parent.parent
+
 AUDIO_SUFFIXES = (".wav", ".ogg", ".mp3")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -67,7 +61,7 @@ class BotProcess:
         self.started_at = time.perf_counter()
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.faults.botproc", "run", cwd=ROOT, env=self.env, stdout=log, stderr=log
+            sys.executable, "-m", "tests.faults.botproc", "run", cwd=botproc.ROOT, env=self.env, stdout=log, stderr=log
         )
         log.close()
 
@@ -172,12 +166,7 @@ class World:
         port = free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
-            botproc.API_URL: self.sim.api_url,
-            botproc.GATEWAY_URL: self.sim.gateway.url,
-            botproc.CDN_URL: self.sim.base_url,
-            "DISCORD_TOKEN": self.sim.token,
-            "REPLICATE_API_TOKEN": self.fake.token,
+            **botproc.environment(self.sim, self.fake),
             "REPLICATE_WEBHOOK_SECRET": self.fake.webhook_secret,
             "ENCORE_STORAGE__DIR": str(data_dir),
             "ENCORE_REPLICATE__API_BASE": self.fake.base_url,

@@ -25,7 +25,6 @@ from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 from tests.faults import botproc
 
-ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0  # a Python start with discord.py and PyAV on a loaded 2-core machine
 
 
@@ -111,15 +110,7 @@ class BotProcess:
 
     def _env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_", "REPLICATE_", "DISCORD_"))}
-        return {
-            **base,
-            "PYTHONPATH": str(ROOT),
-            "DISCORD_TOKEN": self.sim.token,
-            "REPLICATE_API_TOKEN": self.fake.token,
-            botproc.API_URL: self.sim.api_url,
-            botproc.GATEWAY_URL: self.sim.gateway.url,
-            botproc.CDN_URL: self.sim.base_url,
-        }
+        return {**base, **botproc.environment(self.sim, self.fake)}
 
     async def start(self) -> None:
         """Start a new incarnation and wait until it has identified on the gateway (so it takes commands)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord.asset
 import discord.gateway
@@ -19,9 +21,29 @@ import yarl
 
 from bot.cli import main
 
+if TYPE_CHECKING:
+    from tests.fakes.discord import DiscordSimulator
+    from tests.fakes.replicate import FakeReplicate
+
 API_URL = "ENCORE_SIM_API_URL"
 GATEWAY_URL = "ENCORE_SIM_GATEWAY_URL"
 CDN_URL = "ENCORE_SIM_CDN_URL"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def environment(sim: DiscordSimulator, fake: FakeReplicate) -> dict[str, str]:
+    """What a bot process started through this module needs besides its settings: the import path, the
+    secrets (the simulator's bot token, the fake's API token) and the simulator's addresses."""
+    return {
+        "PYTHONPATH": str(ROOT),
+        "DISCORD_TOKEN": sim.token,
+        "REPLICATE_API_TOKEN": fake.token,
+        API_URL: sim.api_url,
+        GATEWAY_URL: sim.gateway.url,
+        CDN_URL: sim.base_url,
+    }
 
 
 def point_discord_at_simulator() -> None:
