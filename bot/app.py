@@ -21,6 +21,7 @@ from discord.ext import commands
 from bot import __version__, logs
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, ProviderError
+from bot.jobs.retention import Janitor
 from bot.jobs.service import JobListener, JobService
 from bot.providers.base import Provider
 from bot.providers.cog import CogClient, UploadStore
@@ -62,6 +63,7 @@ class Core:
         self.service: JobService | None = None
         self.cog_uploads: UploadStore | None = None
         self.elevenlabs: ElevenLabsClient | None = None
+        self.janitor: Janitor | None = None
 
     async def open(self) -> None:
         routes = dict(self.settings.models)
@@ -236,6 +238,7 @@ class Core:
                     uploads=self.cog_uploads,
                     upload_secret=secret.get_secret_value() if secret else None,
                     max_upload_bytes=self.settings.storage.max_output_bytes,
+                    max_uploads_per_prediction=self.settings.cog.max_uploads_per_prediction,
                 )
             app = create_app(
                 webhook_path=hooks.path,
@@ -248,11 +251,22 @@ class Core:
             await server.start()
             self.web = server
         await service.start(resume=resume)
+        if resume:  # the bot, not a CLI run sharing its database
+            self.janitor = Janitor(
+                self.repo,
+                self.settings.storage,
+                uploads_dir=self.cog_uploads.root if self.cog_uploads else None,
+                expects_upload=service.expects_upload,
+            )
+            self.janitor.start()
         log.info("job service started (%s)", "webhooks + polling" if webhook_url or uses_cog else "polling only")
         return service
 
     async def stop_service(self) -> None:
         """Stop taking webhooks and jobs; unfinished jobs resume at the next start. Idempotent."""
+        if self.janitor is not None:
+            janitor, self.janitor = self.janitor, None
+            await janitor.stop()
         if self.web is not None:
             web, self.web = self.web, None
             await web.stop()

@@ -125,6 +125,8 @@ class CogSettings(_Section):
     # Secret path segment of the upload target Cog PUTs output files to. Environment only
     # (ENCORE_COG__UPLOAD_SECRET), never in the file; at least 16 characters.
     upload_secret: SecretStr | None = Field(default=None, min_length=16)
+    # Output files one prediction may upload; more are refused (a model's outputs: audio, maybe an image).
+    max_uploads_per_prediction: int = Field(default=8, ge=1, le=256)
 
     @field_validator("base_url", mode="before")
     @classmethod
@@ -228,6 +230,13 @@ class StorageSettings(_Section):
     max_output_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # Retention: audio files (finished tracks, clips people handed in, stems) are deleted this many days
+    # after their job was made; Extend, Full track, Stems and Retry need them until then. 0 keeps them forever.
+    keep_files_days: float = Field(default=30.0, ge=0, le=36_500)
+    # Ids of handled webhooks are kept this long to drop redeliveries (Replicate signs a 5-minute window).
+    keep_webhook_ids_hours: float = Field(default=24.0, ge=1, le=24 * 365)
+    # How often the clean-up runs.
+    cleanup_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
 
     @property
     def database_path(self) -> Path:

@@ -388,5 +388,26 @@ class JobsRepo:
     async def prune_webhooks(self, older_than: float) -> int:
         return await self._db.write("DELETE FROM webhook_events WHERE received_at < ?", (older_than,))
 
+    # -- retention ---------------------------------------------------------------------------
+
+    async def paths_in_use(self, *, made_since: float) -> set[str]:
+        """Every file a job still needs: those of jobs made since ``made_since`` and of unfinished jobs
+        (including the track an unfinished continuation will be stitched onto)."""
+        rows = await self._db.read(
+            "SELECT status, output_path, image_path, input_files_json, result_json, request_json FROM jobs "
+            "WHERE created_at >= ? OR status NOT IN ('delivered', 'failed', 'canceled')",
+            (made_since,),
+        )
+        paths: set[str] = set()
+        for status, output_path, image_path, input_files_json, result_json, request_json in rows:
+            paths.update(p for p in (output_path, image_path) if p)
+            paths.update(str(p) for p in json.loads(input_files_json).values())
+            paths.update(str(f["path"]) for f in json.loads(result_json).get("files") or [] if f.get("path"))
+            if status not in TERMINAL:
+                source = (json.loads(request_json).get("context") or {}).get("stitch", {}).get("source")
+                if source:
+                    paths.add(str(source))
+        return paths
+
 
 __all__ = ["TERMINAL", "JobsRepo"]

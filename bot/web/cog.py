@@ -15,6 +15,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
@@ -41,12 +42,17 @@ class CogRoutes:
         uploads: UploadStore | None,
         upload_secret: str | None,
         max_upload_bytes: int,
+        max_uploads_per_prediction: int = 8,
     ) -> None:
         self._on_webhook = on_webhook
         self._expects_upload = expects_upload
         self._uploads = uploads
         self._secret = upload_secret
         self._max_upload_bytes = max_upload_bytes
+        self._max_files = max_uploads_per_prediction
+        # Counting a prediction's files and claiming a new one happen under this lock, so parallel
+        # uploads can't all slip under the cap.
+        self._claiming = asyncio.Lock()
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_post("/cog/webhooks/{job_id}/{token}", self.webhook)
@@ -94,8 +100,12 @@ class CogRoutes:
         path = self._uploads.path_for(prediction_id, filename)
         part = path.with_name(path.name + ".part")
         size = 0
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        handle: BinaryIO = await asyncio.to_thread(part.open, "wb")
+        async with self._claiming:
+            handle = await asyncio.to_thread(_claim, part, self._max_files)
+        if handle is None:
+            metrics.webhook_refused("cog_upload", "too_many")
+            log.warning("cog upload refused: prediction %s already has %d files", prediction_id, self._max_files)
+            return web.json_response({"error": f"at most {self._max_files} files per prediction"}, status=413)
         try:
             async for chunk in request.content.iter_chunked(256 * 1024):
                 size += len(chunk)
@@ -112,3 +122,14 @@ class CogRoutes:
         location = self._uploads.public_url(prediction_id, filename)
         log.info("stored cog upload %s for prediction %s (%d bytes)", filename, prediction_id, size)
         return web.json_response({"ok": True}, status=201, headers={"Location": location})
+
+
+def _claim(part: Path, max_files: int) -> BinaryIO | None:
+    """Open ``part`` for writing unless its prediction's folder already holds ``max_files`` files (finished
+    or being written; the same name again replaces its file and counts once)."""
+    folder = part.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {entry.name.removesuffix(".part") for entry in folder.iterdir()}
+    if part.name.removesuffix(".part") not in names and len(names) >= max_files:
+        return None
+    return part.open("wb")
