@@ -22,6 +22,7 @@ from tests.fakes.discord import (
     GuildConfig,
     MemberConfig,
     Permission,
+    RoleConfig,
     SimClock,
     SimFile,
     SimulatorError,
@@ -112,6 +113,43 @@ async def test_premium_tier_sets_upload_limit_and_bot_permissions_show_in_cache(
             general = bot.text_channel(sim.channel("general").id)
             sent = await general.send(file=audio_file(11 * MIB))
             assert sent.attachments[0].size == 11 * MIB
+
+
+async def test_channel_overwrites_reach_discord_py_and_bind_members() -> None:
+    view, manage = int(Permission.VIEW_CHANNEL), int(Permission.MANAGE_MESSAGES)
+    config = GuildConfig(
+        channels=[
+            ChannelConfig("general"),
+            ChannelConfig("staff", overwrites={"@everyone": (0, view), "Moderators": (view, 0)}),
+            ChannelConfig("stage", overwrites={"DJ": (manage, 0)}),
+        ],
+        members=[MemberConfig("alice"), MemberConfig("bob", roles=["DJ"]), MemberConfig("mod", roles=["Moderators"])],
+        roles=[RoleConfig("Moderators"), RoleConfig("DJ")],
+    )
+    async with DiscordSimulator(guilds=[config]) as sim:
+        bot = Recorder(intents=discord.Intents.default(), **sim.client_kwargs())
+        async with sim.running(bot):
+            guild = bot.get_guild(sim.guild.id)
+            assert guild is not None
+            staff, stage, general = (bot.text_channel(sim.channel(name).id) for name in ("staff", "stage", "general"))
+            assert staff.permissions_for(guild.me).value == sim.channel("staff").bot_permissions
+            for name in ("bob", "mod"):
+                user = sim.user(name)
+                member = await guild.fetch_member(user.id)
+                for channel in (staff, stage, general):
+                    # discord.py's own arithmetic over the overwrites agrees with what interactions carry
+                    # (discord.py drops voice permissions in text channels, so those aren't compared)
+                    expected = sim.guild.channel_permissions(user.id, sim.channel(channel.id))
+                    text_only = ~discord.Permissions.voice().value
+                    assert channel.permissions_for(member).value & text_only == expected & text_only, name
+            assert staff.permissions_for(await guild.fetch_member(sim.user("alice").id)).manage_messages  # the owner
+            bob = await guild.fetch_member(sim.user("bob").id)
+            assert stage.permissions_for(bob).manage_messages
+            assert not general.permissions_for(bob).manage_messages
+            assert not staff.permissions_for(bob).read_messages
+            assert staff.permissions_for(await guild.fetch_member(sim.user("mod").id)).read_messages
+            with pytest.raises(SimulatorError, match="can't see"):
+                await sim.user("bob").send_message("hello?", channel_id=staff.id)
 
 
 async def test_bad_token_is_a_login_failure(sim: DiscordSimulator) -> None:

@@ -24,9 +24,11 @@ Quick start::
 
 Construction: ``DiscordSimulator(guilds=[GuildConfig(...)], clock=SimClock(), ...)``; the default is one
 guild "Encore Test Server" (boost tier 0) with channel ``general`` and member ``alice``. ``GuildConfig``
-takes ``channels=[ChannelConfig(name, bot_permissions=...)]``, ``members=[MemberConfig(username, roles=...)]``,
-``roles=[RoleConfig(name, permissions)]``, ``premium_tier`` (upload limit 10/10/50/100 MiB) and
-``bot_permissions``. Permission bits: :class:`Permission`.
+takes ``channels=[ChannelConfig(name, bot_permissions=..., overwrites={role_name: (allow, deny)})]`` (role
+overwrites, ``"@everyone"`` included: interactions carry each member's permissions in the channel, and a user
+can't act in a channel they can't see), ``members=[MemberConfig(username, roles=...)]`` (the same ``id`` in
+several guilds makes one user a member of each), ``roles=[RoleConfig(name, permissions)]``, ``premium_tier``
+(upload limit 10/10/50/100 MiB) and ``bot_permissions``. Permission bits: :class:`Permission`.
 
 Lifecycle: ``await sim.start()`` / ``await sim.close()``, or ``async with sim`` (which also installs);
 ``sim.install()`` / ``sim.uninstall()`` point discord.py at the simulator and restore it. Identity:
@@ -62,7 +64,8 @@ Observing the bot (all ``wait_*`` return past matches too; ``since=sim.mark()`` 
 (:class:`RestCall`: route template, body, files, status, response), ``sim.validation_failures``,
 ``sim.take_validation_failures()`` (for failures provoked on purpose), ``sim.assert_no_validation_failures()``,
 ``sim.messages``, ``sim.message(id)``, ``sim.read_attachment(att)``,
-``sim.commands_synced(guild_id)``, ``sim.command(name)``.
+``sim.commands_synced(guild_id)``, ``sim.command(name)`` (a :class:`SyncedCommand`: ``payload`` as Discord stored
+it, ``default_member_permissions`` as the bot registered it; members lacking those bits aren't offered it).
 
 Faults and time: ``sim.clock.advance(seconds)`` (3 s first-response deadline -> 10062, 15 min token ->
 50027, CDN URLs expire after ``cdn_url_lifetime_s``), ``sim.inject_rate_limit(route, retry_after_s=)``,

@@ -30,6 +30,12 @@ class SyncedCommand:
     options: list[dict[str, Any]] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def default_member_permissions(self) -> int | None:
+        """The permissions a member needs to be offered the command in a guild, as the bot registered them."""
+        value = self.payload.get("default_member_permissions")
+        return None if value is None else int(value)
+
     def find_path(self, path: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """``(subcommand chain, leaf option definitions)`` for words after the command name."""
         chain: list[dict[str, Any]] = []

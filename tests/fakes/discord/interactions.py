@@ -160,7 +160,7 @@ class InteractionService:
         }
         if guild is not None:
             member = s.member_payload(guild, user_id)
-            member["permissions"] = str(guild.member_permissions(user_id))
+            member["permissions"] = str(guild.channel_permissions(user_id, channel))
             payload.update(
                 guild_id=str(guild.id),
                 guild={"id": str(guild.id), "locale": "en-US", "features": []},

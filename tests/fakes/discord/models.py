@@ -39,6 +39,7 @@ class Permission(enum.IntFlag):
 
 
 P = Permission
+ALL_PERMISSIONS = (1 << 53) - 1
 #: What the bot gets in every channel unless configured otherwise: everything the reference says it needs.
 DEFAULT_BOT_PERMISSIONS = int(
     P.VIEW_CHANNEL
@@ -88,7 +89,11 @@ PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESS
 
 @dataclass
 class ChannelConfig:
-    """A guild text channel. ``bot_permissions=None`` means the guild's ``bot_permissions``."""
+    """A guild text channel. ``bot_permissions=None`` means the guild's ``bot_permissions``.
+
+    ``overwrites`` maps a role name (``"@everyone"`` for everyone) to ``(allow, deny)`` bits in this channel,
+    as Discord's role permission overwrites (e.g. a private channel: ``{"@everyone": (0, VIEW_CHANNEL)}``).
+    """
 
     name: str = "general"
     id: int | None = None
@@ -96,6 +101,7 @@ class ChannelConfig:
     bot_permissions: int | None = None
     topic: str | None = None
     nsfw: bool = False
+    overwrites: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,6 +173,8 @@ class SimChannel:
     topic: str | None = None
     nsfw: bool = False
     recipient_id: int | None = None
+    #: role id -> (allow, deny) in this channel
+    role_overwrites: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def is_dm(self) -> bool:
@@ -200,8 +208,27 @@ class SimGuild:
             if role.id == self.id or role.id in self.member_roles.get(user_id, []):
                 perms |= role.permissions
         if user_id == self.owner_id or perms & Permission.ADMINISTRATOR:
-            perms = (1 << 53) - 1
+            perms = ALL_PERMISSIONS
         return perms
+
+    def role_overwritten(self, user_id: int, channel: SimChannel) -> int:
+        """A member's permissions in ``channel`` after its role overwrites (Discord's order: @everyone first,
+        then every role of the member at once). Member overwrites are not modelled for humans."""
+        perms = self.member_permissions(user_id)
+        if perms == ALL_PERMISSIONS:
+            return perms
+        allow, deny = channel.role_overwrites.get(self.id, (0, 0))
+        perms = (perms & ~deny) | allow
+        allow = deny = 0
+        for role_id in self.member_roles.get(user_id, []):
+            role_allow, role_deny = channel.role_overwrites.get(role_id, (0, 0))
+            allow, deny = allow | role_allow, deny | role_deny
+        return (perms & ~deny) | allow
+
+    def channel_permissions(self, user_id: int, channel: SimChannel) -> int:
+        """What a human member may do in ``channel`` (nothing at all without View Channel)."""
+        perms = self.role_overwritten(user_id, channel)
+        return perms if perms & Permission.VIEW_CHANNEL else 0
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ class SimState:
         for pos, cc in enumerate(config.channels):
             perms = int(config.bot_permissions if cc.bot_permissions is None else cc.bot_permissions)
             channel = SimChannel(cc.id or self.ids.next(), cc.name, cc.type, gid, pos, perms, cc.topic, cc.nsfw)
+            names = {"@everyone": gid, **by_name}
+            channel.role_overwrites = {names[name]: (int(a), int(d)) for name, (a, d) in cc.overwrites.items()}
             self.channels[channel.id] = channel
             guild.channel_ids.append(channel.id)
         self.guilds[gid] = guild
@@ -243,8 +245,12 @@ class SimState:
                 "recipients": [self.user_payload(self.accounts[channel.recipient_id])],
             }
         guild = self.guilds[channel.guild_id or 0]
-        base = guild.member_permissions(self.bot.id)
-        overwrites = []
+        overwrites: list[dict[str, Any]] = [
+            {"id": str(role_id), "type": 0, "allow": str(allow), "deny": str(deny)}
+            for role_id, (allow, deny) in channel.role_overwrites.items()
+        ]
+        # The bot's member overwrite takes it from what its roles give it here to its configured permissions.
+        base = guild.role_overwritten(self.bot.id, channel)
         if base != channel.bot_permissions:
             allow, deny = channel.bot_permissions & ~base, base & ~channel.bot_permissions
             overwrites.append({"id": str(self.bot.id), "type": 1, "allow": str(allow), "deny": str(deny)})

@@ -116,6 +116,8 @@ class SimUser:
         guild = state.guild_of(channel)
         if guild is not None and self.id not in guild.member_roles:
             raise SimulatorError(f"{self.username} is not a member of guild {guild.id}")
+        if guild is not None and not guild.channel_permissions(self.id, channel):
+            raise SimulatorError(f"{self.username} can't see channel {channel.name!r}")
         return channel
 
     def _command(self, name: str, type_: int, channel: SimChannel) -> SyncedCommand:
@@ -145,7 +147,7 @@ class SimUser:
         guild = state.guild_of(channel)
         if guild is not None and user_id in guild.member_roles:
             member = state.member_payload(guild, user_id, with_user=False)
-            member["permissions"] = str(guild.member_permissions(user_id))
+            member["permissions"] = str(guild.channel_permissions(user_id, channel))
             resolved.setdefault("members", {})[str(user_id)] = member
 
     def _option(self, defn: dict[str, Any], value: Any, resolved: dict[str, Any], channel: SimChannel) -> Any:
