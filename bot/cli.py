@@ -21,6 +21,7 @@ from bot.app import Core, run_bot
 from bot.catalog import MODELS, Param, all_params, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
+from bot.jobs.access import Person
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import Phase
 from bot.storage.db import Database, backup, files_size
@@ -191,7 +192,7 @@ async def _cancel_quietly(core: Core, job_id: str) -> None:
     if core.service is None:
         return
     with contextlib.suppress(BotError):
-        await core.service.cancel(job_id, user_id=CLI_USER_ID)
+        await core.service.cancel(job_id, Person(CLI_USER_ID))
 
 
 # -- db backup / db stats ----------------------------------------------------------------------------

@@ -18,12 +18,14 @@ from bot.app import EncoreBot
 from bot.audio.download import host_allowed
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import BotError, InvalidRequestError
+from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
 from bot.jobs.service import Phase
 
 log = logging.getLogger(__name__)
 
 AUDIO_TYPES = ("audio/", "video/")
+MEMBER_LOOKUP_TIMEOUT_S = 2.0  # looking a member up must leave time to answer within 3 s
 
 
 def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
@@ -36,6 +38,55 @@ def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
         token_expires_at=interaction.expires_at.timestamp(),
         role_ids=tuple(role.id for role in roles),
     )
+
+
+class DiscordActor:
+    """The person behind an interaction, as they stand in any server Encore is in (``bot.jobs.access``).
+
+    Their standing in a job's server is read from that server, for them as a member there: discord.py's
+    cache, or Discord itself when the member isn't cached. Someone who isn't a member there stands nowhere.
+    """
+
+    def __init__(self, interaction: discord.Interaction[Any]) -> None:
+        self._interaction = interaction
+        self._known: dict[tuple[int, int | None], Standing] = {}
+
+    @property
+    def user_id(self) -> int:
+        return self._interaction.user.id
+
+    @property
+    def guild_id(self) -> int | None:
+        return self._interaction.guild_id
+
+    async def standing(self, guild_id: int, channel_id: int | None) -> Standing:
+        key = (guild_id, channel_id)
+        if key not in self._known:
+            self._known[key] = await self._look_up(guild_id, channel_id)
+        return self._known[key]
+
+    async def _look_up(self, guild_id: int, channel_id: int | None) -> Standing:
+        guild = self._interaction.client.get_guild(guild_id)
+        if guild is None:
+            return NOBODY  # Encore isn't there (any more): nobody can be a moderator there for it
+        user = self._interaction.user
+        member = user if isinstance(user, discord.Member) and self.guild_id == guild_id else None
+        member = member or guild.get_member(user.id)
+        if member is None:
+            try:
+                async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT_S):
+                    member = await guild.fetch_member(user.id)
+            except discord.NotFound:
+                return NOBODY  # not a member of the job's server
+            except (discord.HTTPException, TimeoutError) as exc:
+                raise BotError(
+                    "I couldn't check what you may do in that server. Please try again.", detail=repr(exc)
+                ) from None
+        channel = guild.get_channel_or_thread(channel_id) if channel_id is not None else None
+        if channel is None:  # gone: only the server-wide permission can speak for it
+            return Standing(moderator=member.guild_permissions.manage_messages)
+        permissions = channel.permissions_for(member)
+        return Standing(can_view=permissions.view_channel, moderator=permissions.manage_messages)
 
 
 def delivery_of(bot: EncoreBot) -> DiscordDelivery:
@@ -60,7 +111,7 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
         # No card means nobody would see the result: don't spend money on it.
         delivery_of(bot).forget(lead.card_key)
         with contextlib.suppress(BotError):  # it may have failed on its own already
-            await service.cancel(lead.id, user_id=lead.user_id)
+            await service.cancel(lead.id, Person(lead.user_id))
         raise
     if message_id is not None:
         await service.set_card(lead.id, message_id)

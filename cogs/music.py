@@ -34,11 +34,12 @@ from bot.catalog import (
 )
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
+from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
 from bot.jobs.service import phase_of
-from cogs._common import check_attachment, delivery_of, origin, post_card, start_from_attachment
+from cogs._common import DiscordActor, check_attachment, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
-from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page, is_moderator
+from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
 
 log = logging.getLogger(__name__)
 
@@ -346,9 +347,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
                 await interaction.response.send_message("You have no jobs in progress.", ephemeral=True)
                 return
             job = active[0].id
-        canceled = await service.cancel(
-            job.strip().lower(), user_id=interaction.user.id, moderator=is_moderator(interaction)
-        )
+        canceled = await service.cancel(job.strip().lower(), DiscordActor(interaction))
         await interaction.response.send_message(
             f"Canceled job `{canceled.id}` ({phase_of(canceled.status).value.lower()}).", ephemeral=True
         )
@@ -356,7 +355,9 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     @app_commands.command(name="show", description="Post a job's card again, with working buttons.")
     @app_commands.describe(job="The job id (from the card or /music history)")
     async def music_show(self, interaction: discord.Interaction[Any], job: str) -> None:
-        card_job, phase, members = await self.bot.service.card(job.strip().lower())
+        job_id = job.strip().lower()
+        await self.bot.service.job_for(job_id, DiscordActor(interaction), Action.SHOW)
+        card_job, phase, members = await self.bot.service.card(job_id)
         await interaction.response.send_message(
             embed=build_card(card_job, phase, members), view=card_view(card_job, phase, members)
         )

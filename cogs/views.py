@@ -13,10 +13,11 @@ import discord
 from bot.app import EncoreBot
 from bot.catalog import MODELS, Capability
 from bot.delivery import TERMINAL_PHASES
-from bot.errors import BotError, JobStateError, NotAllowedError
+from bot.errors import BotError, JobStateError
+from bot.jobs.access import Action
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
-from cogs._common import delivery_of, origin, post_card
+from cogs._common import DiscordActor, delivery_of, origin, post_card
 from cogs.plans import post_plan
 
 EXTEND_S = 10
@@ -26,12 +27,6 @@ def service_of(interaction: discord.Interaction[Any]) -> JobService:
     client = interaction.client
     assert isinstance(client, EncoreBot)
     return client.service
-
-
-def is_moderator(interaction: discord.Interaction[Any]) -> bool:
-    """Manage Messages in the channel makes a member a moderator for Encore's purposes."""
-    permissions = interaction.permissions
-    return bool(permissions.manage_messages or permissions.administrator)
 
 
 class CancelButton(
@@ -54,25 +49,17 @@ class CancelButton(
     ) -> CancelButton:
         return cls(match["job_id"])
 
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        job = await service_of(interaction).repo.get(self.job_id)
-        if job is None:
-            await interaction.response.send_message("I can't find that job any more.", ephemeral=True)
-            return False
-        if job.user_id != interaction.user.id and not is_moderator(interaction):
-            await interaction.response.send_message(
-                "Only the person who asked for this track (or a moderator) can cancel it.", ephemeral=True
-            )
-            return False
-        return True
-
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        actor = DiscordActor(interaction)
+        try:
+            await service_of(interaction).job_for(self.job_id, actor, Action.CANCEL)
+        except BotError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
         # Acknowledge at once; the card update follows from the job service.
         await interaction.response.defer()
         try:
-            await service_of(interaction).cancel(
-                self.job_id, user_id=interaction.user.id, moderator=is_moderator(interaction)
-            )
+            await service_of(interaction).cancel(self.job_id, actor)
         except BotError as exc:
             await interaction.followup.send(exc.user_message, ephemeral=True)
 
@@ -157,22 +144,19 @@ class ResultButton(
 
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:
     bot = _bot(interaction)
-    jobs = await bot.service.regenerate(job_id, origin(interaction), count=count)
+    jobs = await bot.service.regenerate(job_id, origin(interaction), DiscordActor(interaction), count=count)
     await post_card(bot, interaction, jobs)
 
 
 async def _retry(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.get(job_id)
-    if job.user_id != interaction.user.id and not is_moderator(interaction):
-        raise NotAllowedError("Only the person who asked for this track (or a moderator) can retry it.")
-    jobs = await bot.service.regenerate(job_id, origin(interaction), same_seed=True)
+    jobs = await bot.service.regenerate(job_id, origin(interaction), DiscordActor(interaction), same_seed=True)
     await post_card(bot, interaction, jobs)
 
 
 async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.get(job_id)
+    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.STEMS)
     if not job.output_path:
         raise JobStateError("That track isn't finished, so there is nothing to split yet.")
     await interaction.response.defer(thinking=True)
@@ -182,7 +166,7 @@ async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 async def _plan(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    record = await bot.service.plan_from_job(job_id, origin(interaction))
+    record = await bot.service.plan_from_job(job_id, origin(interaction), DiscordActor(interaction))
     await post_plan(bot, interaction, record)
 
 
@@ -192,7 +176,7 @@ async def _vary(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.get(job_id)
+    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.EXTEND)
     if not job.output_path:
         raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
     await interaction.response.defer(thinking=True)
@@ -207,15 +191,13 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
-    job = await _bot(interaction).service.get(job_id)
+    job = await _bot(interaction).service.job_for(job_id, DiscordActor(interaction), Action.INFO)
     await interaction.response.send_message(embed=info_embed(job), ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.get(job_id)
-    if job.user_id != interaction.user.id and not is_moderator(interaction):
-        raise NotAllowedError("Only the person who asked for this track (or a moderator) can delete it.")
+    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.DELETE)
     await interaction.response.defer(ephemeral=True, thinking=True)
     if job.channel_id is not None:
         channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
@@ -228,7 +210,7 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    latest = await bot.service.full_track(job_id)
+    latest = await bot.service.full_track(job_id, DiscordActor(interaction))
     await interaction.response.defer(thinking=True)
     files = await delivery_of(bot).files_for([latest], limit=interaction.filesize_limit)
     total = latest.context.get("total_s")

@@ -49,6 +49,7 @@ from bot.errors import (
     SubmissionUncertainError,
 )
 from bot.guild_settings import GuildSettings
+from bot.jobs.access import Action, Actor, allowed, authorize
 from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import total_ms as plan_total_ms
@@ -557,9 +558,12 @@ class JobService:
             await asyncio.to_thread(clip.unlink, missing_ok=True)
             raise
 
-    async def regenerate(self, job_id: str, origin: JobOrigin, *, count: int = 1, same_seed: bool = False) -> list[Job]:
+    async def regenerate(
+        self, job_id: str, origin: JobOrigin, actor: Actor, *, count: int = 1, same_seed: bool = False
+    ) -> list[Job]:
         """The same request again with new seeds (``count`` variations), or the same seed (a retry)."""
-        job = await self.get(job_id)
+        action = Action.RETRY if same_seed else Action.VARY if count > 1 else Action.REGENERATE
+        job = await self.job_for(job_id, actor, action)
         context = job.context
         request = JobRequest(
             model=job.model,
@@ -574,12 +578,17 @@ class JobService:
         )
         return await self.create(request, origin)
 
-    async def full_track(self, job_id: str) -> Job:
-        """The newest finished part of ``job_id``'s chain: each continuation holds everything before it."""
-        job = await self.get(job_id)
+    async def full_track(self, job_id: str, actor: Actor) -> Job:
+        """The newest finished part of ``job_id``'s chain: each continuation holds everything before it.
+
+        Only parts ``actor`` may see count: a continuation made in another server stays there.
+        """
+        job = await self.job_for(job_id, actor, Action.FULL)
         while True:
             finished = [
-                c for c in await self.repo.children(job.id) if c.status == JobStatus.DELIVERED and c.output_path
+                c
+                for c in await self.repo.children(job.id)
+                if c.status == JobStatus.DELIVERED and c.output_path and await allowed(c, actor, Action.FULL)
             ]
             if not finished:
                 break
@@ -611,14 +620,19 @@ class JobService:
             raise JobNotFoundError()
         return job
 
-    async def cancel(self, job_id: str, *, user_id: int, moderator: bool = False) -> Job:
+    async def job_for(self, job_id: str, actor: Actor, action: Action) -> Job:
+        """The job, if ``actor`` may do ``action`` to it (see ``bot.jobs.access``); else NotAllowedError."""
+        job = await self.get(job_id)
+        await authorize(job, actor, action)
+        return job
+
+    async def cancel(self, job_id: str, actor: Actor) -> Job:
         """Cancel a job (every unfinished variation of its batch) for its requester or a moderator.
 
         The provider's predictions are canceled too. Returns the job as it is afterwards.
         """
-        job = await self.get(job_id)
-        if job.user_id != user_id and not moderator:
-            raise NotAllowedError("Only the person who asked for this track (or a moderator) can cancel it.")
+        job = await self.job_for(job_id, actor, Action.CANCEL)
+        user_id = actor.user_id
         members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
         reason = "Canceled by a moderator." if job.user_id != user_id else "Canceled by the requester."
         canceled = []
@@ -979,10 +993,10 @@ class JobService:
             plan=plan,
         )
 
-    async def plan_from_job(self, job_id: str, origin: JobOrigin) -> PlanRecord:
+    async def plan_from_job(self, job_id: str, origin: JobOrigin, actor: Actor) -> PlanRecord:
         """The plan a finished song was made from, as a new plan to change and compose again."""
         _, repo = self._plans()
-        job = await self.get(job_id)
+        job = await self.job_for(job_id, actor, Action.PLAN)
         plan = job.context.get("composition_plan") or job.result.get("plan")
         if not isinstance(plan, dict):
             raise JobStateError("That song has no composition plan to start from.")

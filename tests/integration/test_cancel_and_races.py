@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot.errors import JobNotFoundError, JobStateError, NotAllowedError
+from bot.jobs.access import MODERATOR, Person
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from tests.fakes.replicate import FakeReplicate
@@ -19,7 +20,7 @@ async def test_requester_cancels_a_running_job(harness: Harness, fake: FakeRepli
     pid = await fake.wait_for_prediction()
     await fake.begin(pid)
     await harness.listener.wait_for_phase(job.id, Phase.GENERATING)
-    canceled = await harness.service.cancel(job.id, user_id=42)
+    canceled = await harness.service.cancel(job.id, Person(42))
     assert canceled.status == JobStatus.CANCELED
     assert canceled.error == "Canceled by the requester."
     assert fake.prediction(pid).status == "canceled"
@@ -32,10 +33,10 @@ async def test_others_may_not_cancel_but_moderators_may(harness: Harness, fake: 
     job = await harness.submit(user_id=42)
     await fake.wait_for_prediction()
     with pytest.raises(NotAllowedError) as refused:
-        await harness.service.cancel(job.id, user_id=7)
+        await harness.service.cancel(job.id, Person(7))
     assert "Only the person who asked" in refused.value.user_message
     assert (await harness.job(job.id)).status != JobStatus.CANCELED
-    canceled = await harness.service.cancel(job.id, user_id=7, moderator=True)
+    canceled = await harness.service.cancel(job.id, Person(7, everywhere=MODERATOR))
     assert canceled.error == "Canceled by a moderator."
 
 
@@ -45,9 +46,9 @@ async def test_cancel_of_a_finished_or_unknown_job_is_refused(harness: Harness, 
     job = await harness.submit()
     await harness.listener.wait_for_phase(job.id, Phase.DONE)
     with pytest.raises(JobStateError, match="already finished"):
-        await harness.service.cancel(job.id, user_id=42)
+        await harness.service.cancel(job.id, Person(42))
     with pytest.raises(JobNotFoundError):
-        await harness.service.cancel("nosuchjob", user_id=42)
+        await harness.service.cancel("nosuchjob", Person(42))
 
 
 async def test_cancel_while_the_create_is_in_flight_cancels_upstream(harness: Harness, fake: FakeReplicate) -> None:
@@ -55,7 +56,7 @@ async def test_cancel_while_the_create_is_in_flight_cancels_upstream(harness: Ha
     await harness.start()
     job = await harness.submit()
     await fake.next_request("POST", "/v1/predictions")  # the create has reached the fake, not answered yet
-    await harness.service.cancel(job.id, user_id=42)
+    await harness.service.cancel(job.id, Person(42))
     pid = await fake.wait_for_prediction()
     assert (await fake.wait_for_status(pid)).status == "canceled"
     assert (await harness.job(job.id)).status == JobStatus.CANCELED
@@ -71,7 +72,7 @@ async def test_cancel_racing_completion_has_one_outcome(harness: Harness, fake: 
 
         async def cancel(job_id: str = job.id) -> str:
             try:
-                await harness.service.cancel(job_id, user_id=42)
+                await harness.service.cancel(job_id, Person(42))
             except JobStateError:
                 return "refused"
             return "canceled"

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from bot.providers.cog import NO_UPLOAD_TARGET
@@ -137,7 +138,7 @@ async def test_cancel_reaches_the_cog_server(harness: Harness, cog: FakeCog) -> 
     await start(harness, cog)
     job = await harness.submit()
     key = await cog.wait_for_prediction()
-    await harness.service.cancel(job.id, user_id=42)
+    await harness.service.cancel(job.id, Person(42))
     assert (await cog.wait_for_status(key, "canceled")).status == "canceled"
     assert await harness.listener.wait_for_phase(job.id) == Phase.CANCELED
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bot.errors import InvalidRequestError, NotAllowedError
+from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
 from bot.jobs.models import JobOrigin, JobRequest, JobStatus
 from bot.jobs.service import Phase
@@ -38,7 +39,7 @@ async def test_failed_and_canceled_jobs_give_their_quota_back(harness: Harness, 
     await fake.fail(pid)
     await harness.listener.wait_for_phase(job.id, Phase.FAILED)
     second = await harness.submit("again")  # the failed one didn't count
-    await harness.service.cancel(second.id, user_id=42)
+    await harness.service.cancel(second.id, Person(42))
     await harness.submit("third time")
 
 

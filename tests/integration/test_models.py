@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from bot.providers.replicate import DATA_URL_MAX_BYTES
@@ -92,7 +93,7 @@ async def test_canceling_a_batch_cancels_every_variation(harness: Harness, fake:
     await harness.start()
     jobs = await harness.submit_all("four takes", count=4)
     pids = [await fake.wait_for_prediction() for _ in jobs]
-    await harness.service.cancel(jobs[0].id, user_id=42)
+    await harness.service.cancel(jobs[0].id, Person(42))
     for pid in pids:
         assert (await fake.wait_for_status(pid)).status == "canceled"
     assert await harness.listener.wait_for_phase(jobs[0].card_key) == Phase.CANCELED

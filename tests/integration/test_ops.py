@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import Core
 from bot.errors import ConfigError
+from bot.jobs.access import Person
 from bot.jobs.models import JobOrigin, JobStatus
 from bot.jobs.service import Phase
 from tests.fakes.replicate import FakeReplicate
@@ -114,7 +115,7 @@ async def test_metrics_count_the_jobs_in_the_database(
     fake.auto_advance = False
     canceled = await harness.submit("canceled", model="stable-audio")
     await fake.wait_for_prediction()  # canceled's: created, then canceled
-    await harness.service.cancel(canceled.id, user_id=42)
+    await harness.service.cancel(canceled.id, Person(42))
     # A queued job the service has not picked up (as if it were waiting its turn).
     assert harness.core is not None
     queued_at = time.time() - 30
