@@ -139,8 +139,12 @@ class OperatorOnly(app_commands.CheckFailure):
     user_message = "Only Encore's operator can do that."
 
 
+@app_commands.default_permissions(administrator=True)  # hidden from members; the owner check still decides
 class Owner(commands.GroupCog, group_name="encore", group_description="For Encore's operator."):
-    """Commands only the bot's owner (the Discord application's owner) may use."""
+    """Commands only the bot's owner (the Discord application's owner) may use.
+
+    Discord offers them only to server admins (and in DMs), so members don't see them at all.
+    """
 
     def __init__(self, bot: EncoreBot) -> None:
         self.bot = bot

@@ -7,7 +7,7 @@ import pytest
 from tests.e2e.conftest import Encore
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.errors import SimulatorError
-from tests.fakes.discord.models import SimMessage
+from tests.fakes.discord.models import Permission, SimMessage
 from tests.fakes.replicate import FakeReplicate
 
 
@@ -83,7 +83,14 @@ async def test_only_admins_see_or_change_settings(encore: Encore, sim: DiscordSi
 async def test_operator_pause_resume_reload_sync(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
     await encore.start()
     owner, member = sim.user("alice"), sim.user("bob")
-    assert "operator" in (await (await member.slash("encore pause")).wait_original()).content
+    assert sim.command("encore", guild_id=sim.guild.id).default_member_permissions == Permission.ADMINISTRATOR
+    with pytest.raises(SimulatorError, match="lacks permissions"):  # Discord doesn't offer it to members
+        await member.slash("encore pause")
+    admin = await (await sim.user("boss").slash("encore pause")).wait_original()  # an admin, not the operator
+    assert admin.is_ephemeral
+    assert "operator" in admin.content
+    assert encore.bot is not None
+    assert not encore.bot.service.paused
     assert "Paused" in (await (await owner.slash("encore pause")).wait_original()).content
     paused = await (await member.slash("music generate", prompt="x")).wait_original()
     assert "paused by its operator" in paused.content
