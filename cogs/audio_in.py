@@ -23,7 +23,14 @@ from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import MAX_EXTEND_S, check_extend
-from cogs._common import audio_attachment, delivery_of, origin, save_attachment, start_from_attachment
+from cogs._common import (
+    audio_attachment,
+    delivery_of,
+    origin,
+    post_card,
+    save_attachment,
+    start_from_attachment,
+)
 from cogs.views import EXTEND_S
 
 log = logging.getLogger(__name__)
@@ -116,7 +123,8 @@ class AudioIn(commands.Cog):
     # -- context menus ------------------------------------------------------------------------
 
     async def continue_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
-        self._require_audio(message)
+        if await self._encore_track(message) is None:  # a card of Encore's has no audio, but its job does
+            self._require_audio(message)
         await interaction.response.send_modal(_AudioModal(self, message, title="Continue this track", continuing=True))
 
     async def melody_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
@@ -141,6 +149,17 @@ class AudioIn(commands.Cog):
             raise InvalidRequestError(NO_AUDIO)
         return attachment
 
+    async def _encore_track(self, message: discord.Message) -> Job | None:
+        """The job behind one of Encore's own messages (a delivered track, or its card): what continuing it
+        continues. None for anyone else's message."""
+        me = self.bot.user
+        if me is None or message.author.id != me.id:
+            return None
+        attachment = audio_attachment(message)
+        return await self.bot.service.track_of_message(
+            message.id, channel_id=message.channel.id, filename=attachment.filename if attachment else None
+        )
+
     async def take_audio(
         self,
         interaction: discord.Interaction[Any],
@@ -150,7 +169,10 @@ class AudioIn(commands.Cog):
         *,
         continuing: bool,
     ) -> None:
-        attachment = self._require_audio(message)
+        # One of Encore's own tracks is continued as the next part of its job, from the whole track we keep.
+        parent = await self._encore_track(message) if continuing else None
+        kept = await self.bot.service.kept_track(parent) if parent is not None else None
+        attachment = self._require_audio(message) if kept is None else None
         # Check what we can before answering, so mistakes get a private reply.
         if continuing:
             check_extend(seconds)
@@ -160,13 +182,23 @@ class AudioIn(commands.Cog):
         async def make(path: Path) -> list[Job]:
             if continuing:
                 job = await self.bot.service.continue_track(
-                    path, origin(interaction), prompt=prompt or None, extra_s=seconds, source_message_id=message.id
+                    path,
+                    origin(interaction),
+                    prompt=prompt or None,
+                    extra_s=seconds,
+                    parent=parent,
+                    source_message_id=message.id,
                 )
                 return [job]
             return await self.bot.service.follow_melody(
                 path, origin(interaction), prompt=prompt, duration_s=seconds, source_message_id=message.id
             )
 
+        if attachment is None:
+            assert kept is not None
+            await interaction.response.defer(thinking=True)
+            await post_card(self.bot, interaction, await make(kept))
+            return
         # A continuation stitches onto the original, so it keeps the file; a melody keeps its prepared clip.
         await start_from_attachment(self.bot, interaction, attachment, make, keep_file=continuing)
 
@@ -178,8 +210,14 @@ class AudioIn(commands.Cog):
         if message.author.bot or me is None or me not in message.mentions or message.reference is None:
             return
         source = await self._referenced(message)
-        attachment = audio_attachment(message) or (audio_attachment(source) if source else None)
-        if attachment is None:
+        attachment = audio_attachment(message)
+        # Replying to one of Encore's own tracks (or its card) continues that job; audio in the reply is new.
+        parent = None
+        if attachment is None and source is not None:
+            attachment = audio_attachment(source)
+            if source.channel.id == message.channel.id:
+                parent = await self._encore_track(source)
+        if attachment is None and parent is None:
             hidden = source is not None and source.author.id != me.id and not source.attachments
             await self._reply(message, HIDDEN_AUDIO if hidden else NO_AUDIO)
             return
@@ -195,15 +233,24 @@ class AudioIn(commands.Cog):
             channel_id=message.channel.id,
             card_message_id=card.id,
         )
-        path: Path | None = None
+        downloaded: Path | None = None
         try:
-            path = await save_attachment(self.bot, attachment)
+            path = await self.bot.service.kept_track(parent) if parent is not None else None
+            if path is None:
+                if attachment is None:
+                    raise InvalidRequestError(NO_AUDIO)
+                path = downloaded = await save_attachment(self.bot, attachment)
             job = await self.bot.service.continue_track(
-                path, job_origin, prompt=prompt or None, extra_s=seconds, source_message_id=(source or message).id
+                path,
+                job_origin,
+                prompt=prompt or None,
+                extra_s=seconds,
+                parent=parent,
+                source_message_id=(source or message).id,
             )
         except BotError as exc:
-            if path is not None:
-                await asyncio.to_thread(path.unlink, missing_ok=True)
+            if downloaded is not None:
+                await asyncio.to_thread(downloaded.unlink, missing_ok=True)
             await card.edit(content=exc.user_message, embed=None)
             return
         card_job, phase, members = await self.bot.service.card(job.id)

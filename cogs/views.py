@@ -180,13 +180,7 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     if not job.output_path:
         raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
     await interaction.response.defer(thinking=True)
-    new = await bot.service.continue_track(
-        Path(job.output_path),
-        origin(interaction),
-        extra_s=EXTEND_S,
-        parent=job,
-        model_version=job.input.get("model_version"),
-    )
+    new = await bot.service.continue_track(Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job)
     await post_card(bot, interaction, [new])
 
 

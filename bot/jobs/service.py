@@ -32,7 +32,7 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
-from bot.catalog import SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
+from bot.catalog import MUSICGEN, SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -480,8 +480,13 @@ class JobService:
 
         The model continues from the last part of the track that fits its window; the rest is stitched
         back on when the output arrives. Raises InvalidRequestError for unusable audio or settings.
+
+        ``parent`` is the job whose track ``source`` is (None: audio from elsewhere, which is part 1): the new
+        job is its next part, on the same MusicGen version, and takes its prompt when none is given.
         """
         check_extend(extra_s)
+        if parent is not None and model_version is None and parent.model == MUSICGEN.key:
+            model_version = parent.input.get("model_version")
         info = await probe(source)
         if info.duration_s > self.settings.audio.max_input_s:
             raise InvalidRequestError(
@@ -522,6 +527,25 @@ class JobService:
             await asyncio.to_thread(clip.unlink, missing_ok=True)
             raise
         return job
+
+    async def track_of_message(self, message_id: int, *, channel_id: int, filename: str | None = None) -> Job | None:
+        """The job whose track Encore delivered as message ``message_id`` in ``channel_id``, or whose card that is.
+
+        A batch delivers its variations in one message: ``filename`` (the attachment taken from it) names
+        the one meant. Stems are not a track to continue. None: not one of Encore's tracks.
+        """
+        jobs = [j for j in await self.repo.for_message(message_id, channel_id=channel_id) if not j.result.get("files")]
+        named = [j for j in jobs if filename is not None and j.id in filename]
+        if named:
+            return named[0]
+        return jobs[0] if len(jobs) == 1 else None
+
+    async def kept_track(self, job: Job) -> Path | None:
+        """``job``'s whole track on our disk, to continue it from (None: no longer kept)."""
+        if job.status not in (JobStatus.SUCCEEDED, JobStatus.DELIVERED) or not job.output_path:
+            raise JobStateError("That track isn't finished, so there is nothing to continue yet.")
+        path = Path(job.output_path)
+        return path if await asyncio.to_thread(path.is_file) else None
 
     async def follow_melody(
         self,

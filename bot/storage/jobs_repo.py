@@ -314,6 +314,15 @@ class JobsRepo:
         )
         return [_row_to_job(r) for r in rows]
 
+    async def for_message(self, message_id: int, *, channel_id: int) -> list[Job]:
+        """The jobs whose audio was delivered as, or whose card is, message ``message_id`` in ``channel_id``."""
+        rows = await self._db.read(
+            "SELECT * FROM jobs WHERE (delivery_message_id = ? OR card_message_id = ?) AND channel_id = ? "
+            "ORDER BY batch_index",
+            (message_id, message_id, channel_id),
+        )
+        return [_row_to_job(r) for r in rows]
+
     async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
         """What a user, their guild and everyone have used since ``since`` (failed and canceled jobs don't count)."""
         counted = "status NOT IN ('failed', 'canceled')"
