@@ -482,11 +482,13 @@ class JobService:
         back on when the output arrives. Raises InvalidRequestError for unusable audio or settings.
 
         ``parent`` is the job whose track ``source`` is (None: audio from elsewhere, which is part 1): the new
-        job is its next part, on the same MusicGen version, and takes its prompt when none is given.
+        job is its next part, on the same MusicGen version, and takes its prompt when none is given, unless
+        the parent was made in another server or DM (its prompt stays there).
         """
         check_extend(extra_s)
         if parent is not None and model_version is None and parent.model == MUSICGEN.key:
             model_version = parent.input.get("model_version")
+        inherited = parent.prompt if parent is not None and parent.guild_id == origin.guild_id else ""
         info = await probe(source)
         if info.duration_s > self.settings.audio.max_input_s:
             raise InvalidRequestError(
@@ -514,7 +516,7 @@ class JobService:
             params["model_version"] = model_version
         request = JobRequest(
             model="musicgen",
-            prompt=prompt or (parent.prompt if parent else "") or "Continue this track in the same style",
+            prompt=prompt or inherited or "Continue this track in the same style",
             duration_s=duration,
             params=params,
             files={"input_audio": str(clip)},

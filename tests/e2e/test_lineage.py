@@ -4,12 +4,15 @@ MusicGen version, and Full track posts the whole chain, measured by decoding it.
 
 from __future__ import annotations
 
+import io
+
+import av
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, job_id_of, status_is
+from tests.e2e.conftest import Encore, card_field, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info, decode_pcm, make_wav
 from tests.fakes.discord import DiscordSimulator, SimFile, SimUser
-from tests.fakes.discord.models import SimMessage
+from tests.fakes.discord.models import GuildConfig, MemberConfig, SimMessage
 from tests.fakes.replicate import FakeReplicate
 
 VERSION = "stereo-large"  # not the default (stereo-melody-large): a continuation must keep it
@@ -148,3 +151,33 @@ async def test_continuing_someone_elses_audio_starts_a_chain(encore: Encore, sim
     assert card_field(card3, "Track") == "Part 3 · total 0:12 (+4 s)"
 
     await full_track(alice, card2, part=3, total_s=3 + 5 + 4)
+
+
+def two_servers() -> list[GuildConfig]:
+    return [default_guild(), default_guild(name="Other Server", members=[MemberConfig("eve")])]
+
+
+@pytest.mark.parametrize("guilds", [two_servers()])
+async def test_a_continuation_in_another_server_leaves_the_prompt_behind(encore: Encore, sim: DiscordSimulator) -> None:
+    """A track continued in another server (its requester may: she re-posts its card there and extends it) is
+    still the next part of the chain, but its card, file name and tags there don't carry the prompt from the
+    server where the track was made. (Someone else can't continue it there at all: test_permissions.)"""
+    await encore.start()
+    home, other = sim.guilds
+    card1, _ = await generate(sim.user("alice", guild_id=home.id), "secret harbour plan", 3)
+    alice_there = sim.user("alice", guild_id=other.id)
+    shown = await (await alice_there.slash("music show", job=job_id_of(card1))).wait_original()
+    assert shown.guild_id == other.id
+
+    extend = await alice_there.click(shown, f"encore:extend:{job_id_of(card1)}")
+    delivered = await extend.wait_message(is_track)
+    card2 = await extend.wait_original(status_is("Done"))
+    assert card2.guild_id == other.id
+    assert "secret" not in card2.embeds[0]["title"]
+    assert "secret" not in delivered.content
+    [audio] = [a for a in delivered.attachments if a.filename.endswith(".wav")]
+    assert "secret" not in audio.filename
+    with av.open(io.BytesIO(audio.data)) as container:  # the file's tags: title from the prompt
+        assert "secret" not in str(container.metadata.get("title"))
+    text2, _ = await lineage(alice_there, card2)
+    assert text2 == f"part 2, continuing `{job_id_of(card1)}`"  # the lineage itself is kept
