@@ -587,10 +587,13 @@ class JobService:
     async def regenerate(
         self, job_id: str, origin: JobOrigin, actor: Actor, *, count: int = 1, same_seed: bool = False
     ) -> list[Job]:
-        """The same request again with new seeds (``count`` variations), or the same seed (a retry)."""
+        """The same request again with new seeds (``count`` variations), or the same seed (a retry).
+
+        It keeps the job's lineage: a part of a chain made again is another take of that part (same parent).
+        """
         action = Action.RETRY if same_seed else Action.VARY if count > 1 else Action.REGENERATE
         job = await self.job_for(job_id, actor, action)
-        context = job.context
+        context = {**job.context, "regenerated": True, "regenerated_from": job.id}
         request = JobRequest(
             model=job.model,
             prompt=job.prompt,
@@ -600,7 +603,7 @@ class JobService:
             seed=job.request.get("seed") if same_seed else None,
             files=dict(job.input_files),
             audio_s=context.get("audio_s"),
-            context={**context, "parent": job.id, "regenerated": True},
+            context=context,
         )
         return await self.create(request, origin)
 

@@ -153,6 +153,21 @@ async def test_continuing_someone_elses_audio_starts_a_chain(encore: Encore, sim
     await full_track(alice, card2, part=3, total_s=3 + 5 + 4)
 
 
+async def test_a_retake_of_a_part_continues_the_same_parent(encore: Encore, sim: DiscordSimulator) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    card1, _ = await generate(alice, "slow sunrise", 2)
+    extend = await alice.click(card1, f"encore:extend:{job_id_of(card1)}")
+    card2 = await extend.wait_original(status_is("Done"))
+    retake = await alice.click(card2, f"encore:regen:{job_id_of(card2)}")
+    await retake.wait_message(is_track)
+    card2b = await retake.wait_original(status_is("Done"))
+    text, settings = await lineage(alice, card2b)
+    assert text == f"part 2, continuing `{job_id_of(card1)}`"
+    assert f"`model_version` = {VERSION}" in settings
+    assert card_field(card2b, "Track") == "Part 2 · total 0:12 (+10 s)"
+
+
 def two_servers() -> list[GuildConfig]:
     return [default_guild(), default_guild(name="Other Server", members=[MemberConfig("eve")])]
 
