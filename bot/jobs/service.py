@@ -576,7 +576,13 @@ class JobService:
             params={"model_version": "stereo-melody-large", **(params or {})},
             files={"input_audio": str(clip)},
             audio_s=length,
-            context={"kind": "melody", "audio_s": length, "source_message": source_message_id},
+            # With ``continuation`` the output begins with the clip: it is the clip's part 2.
+            context={
+                "kind": "melody",
+                "audio_s": length,
+                "source_message": source_message_id,
+                "part": 2 if (params or {}).get("continuation") else 1,
+            },
         )
         try:
             return await self.create(request, origin)

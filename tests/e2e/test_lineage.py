@@ -168,6 +168,21 @@ async def test_a_retake_of_a_part_continues_the_same_parent(encore: Encore, sim:
     assert card_field(card2b, "Track") == "Part 2 · total 0:12 (+10 s)"
 
 
+async def test_melody_with_continuation_is_part_two(encore: Encore, sim: DiscordSimulator) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    clip = SimFile("hum.wav", make_wav(3), "audio/wav")
+    options = {"audio": clip, "prompt": "brass band", "duration": 6, "options": "continuation=true"}
+    handle = await alice.slash("music melody", options=options)
+    await handle.wait_message(is_track)
+    card1 = await handle.wait_original(status_is("Done"))
+    text1, _ = await lineage(alice, card1)
+    assert text1 == "part 2, continuing `a clip`"
+    extend = await alice.click(card1, f"encore:extend:{job_id_of(card1)}")
+    card2 = await extend.wait_original(status_is("Done"))
+    assert card_field(card2, "Track") == "Part 3 · total 0:16 (+10 s)"
+
+
 def two_servers() -> list[GuildConfig]:
     return [default_guild(), default_guild(name="Other Server", members=[MemberConfig("eve")])]
 
