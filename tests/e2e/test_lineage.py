@@ -5,6 +5,7 @@ MusicGen version, and Full track posts the whole chain, measured by decoding it.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import av
 import pytest
@@ -134,6 +135,21 @@ async def test_the_menu_on_a_card_continues_its_job(encore: Encore, sim: Discord
     text2, _ = await lineage(alice, card2)
     assert text2 == f"part 2, continuing `{job_id_of(card1)}`"
     assert seconds(track_of(track2)) == pytest.approx(5, abs=0.01)
+
+
+async def test_a_track_no_longer_kept_is_continued_from_its_message(encore: Encore, sim: DiscordSimulator) -> None:
+    """When the whole track isn't on disk any more, the delivered file is continued, still as the next part."""
+    bot = await encore.start()
+    alice = sim.user("alice")
+    card1, track1 = await generate(alice, "old tape", 3)
+    kept = await bot.service.get(job_id_of(card1))
+    assert kept.output_path is not None
+    Path(kept.output_path).unlink()
+    card2, track2 = await reply_continue(sim, alice, track1, "+4s")
+    text2, settings2 = await lineage(alice, card2)
+    assert text2 == f"part 2, continuing `{job_id_of(card1)}`"
+    assert f"`model_version` = {VERSION}" in settings2
+    assert seconds(track_of(track2)) == pytest.approx(3 + 4, abs=0.01)
 
 
 async def test_continuing_someone_elses_audio_starts_a_chain(encore: Encore, sim: DiscordSimulator) -> None:
