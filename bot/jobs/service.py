@@ -534,13 +534,14 @@ class JobService:
         """The job whose track Encore delivered as message ``message_id`` in ``channel_id``, or whose card that is.
 
         A batch delivers its variations in one message: ``filename`` (the attachment taken from it) names
-        the one meant. Stems are not a track to continue. None: not one of Encore's tracks.
+        the one meant; its card names none. Stems are not a track to continue. None: not one of Encore's
+        tracks, or not one track.
         """
         jobs = [j for j in await self.repo.for_message(message_id, channel_id=channel_id) if not j.result.get("files")]
         named = [j for j in jobs if filename is not None and j.id in filename]
         if named:
             return named[0]
-        return jobs[0] if len(jobs) == 1 else None
+        return jobs[0] if len(jobs) == 1 and jobs[0].batch_size == 1 else None
 
     async def kept_track(self, job: Job) -> Path | None:
         """``job``'s whole track on our disk, to continue it from (None: no longer kept)."""

@@ -137,6 +137,23 @@ async def test_the_menu_on_a_card_continues_its_job(encore: Encore, sim: Discord
     assert seconds(track_of(track2)) == pytest.approx(5, abs=0.01)
 
 
+async def test_the_menu_on_variations_continues_the_one_it_takes(encore: Encore, sim: DiscordSimulator) -> None:
+    """Variations arrive together in one message: the menu continues the first (whose audio it takes); on the
+    batch's card, which names no one variation, it continues none."""
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music generate", prompt="two takes", duration=2, count=2, model_version=VERSION)
+    delivered = await handle.wait_message(lambda m: sum(a.filename.endswith(".wav") for a in m.attachments) == 2)
+    batch_card = await handle.wait_original(status_is("Done"))
+    first = next(a.filename for a in delivered.attachments if a.filename.endswith(".wav"))  # two-takes-<id>-v1-…
+    card2, _ = await menu_continue(alice, delivered, 3)
+    text2, _ = await lineage(alice, card2)
+    assert text2 == f"part 2, continuing `{first.split('-v1-')[0].rsplit('-', 1)[1]}`"
+    refused = await (await alice.message_command("Continue this track", batch_card)).wait_original()
+    assert refused.is_ephemeral
+    assert "has no audio" in refused.content
+
+
 async def test_a_track_no_longer_kept_is_continued_from_its_message(encore: Encore, sim: DiscordSimulator) -> None:
     """When the whole track isn't on disk any more, the delivered file is continued, still as the next part."""
     bot = await encore.start()
