@@ -483,12 +483,16 @@ class JobService:
 
         ``parent`` is the job whose track ``source`` is (None: audio from elsewhere, which is part 1): the new
         job is its next part, on the same MusicGen version, and takes its prompt when none is given, unless
-        the parent was made in another server or DM (its prompt stays there).
+        the parent was made in another server or DM by someone else (its prompt stays there).
         """
         check_extend(extra_s)
         if parent is not None and model_version is None and parent.model == MUSICGEN.key:
             model_version = parent.input.get("model_version")
-        inherited = parent.prompt if parent is not None and parent.guild_id == origin.guild_id else ""
+        inherited = (
+            parent.prompt
+            if parent is not None and (parent.guild_id == origin.guild_id or parent.user_id == origin.user_id)
+            else ""
+        )
         info = await probe(source)
         if info.duration_s > self.settings.audio.max_input_s:
             raise InvalidRequestError(
