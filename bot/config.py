@@ -168,8 +168,9 @@ class JobSettings(_Section):
     delivery_attempts: int = Field(default=5, ge=1, le=50)
     retry_s: float = Field(default=5.0, gt=0, le=600)
     max_prompt_chars: int = Field(default=500, ge=1, le=4000)
+    # Bounds on every model's own length range (the catalog's); the defaults leave each model its full range.
     min_duration_s: int = Field(default=1, ge=1)
-    max_duration_s: int = Field(default=60, ge=1, le=600)
+    max_duration_s: int = Field(default=600, ge=1, le=600)
     default_duration_s: int = Field(default=8, ge=1)
 
 

@@ -32,7 +32,17 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
-from bot.catalog import MUSICGEN, SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
+from bot.catalog import (
+    MUSICGEN,
+    SEED_MAX,
+    SONG,
+    STEM_VARIATIONS,
+    check_duration,
+    clean_prompt,
+    duration_range,
+    get_model,
+    validate_request,
+)
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -1015,8 +1025,8 @@ class JobService:
         """A composition plan for ``prompt`` (free at ElevenLabs), stored so it can be edited and composed."""
         client, repo = self._plans()
         text = clean_prompt(prompt, max_chars=SONG.max_prompt_chars or 4100)
-        if length_s is not None and not 3 <= length_s <= 600:
-            raise InvalidRequestError("`length` must be between 3 and 600 seconds.")
+        if length_s is not None:
+            check_duration(SONG, self.settings, length_s, name="length")
         model_id = self.settings.elevenlabs.model_id
         plan = await client.plan(text, model_id=model_id, length_ms=length_s * 1000 if length_s else None)
         return await repo.insert(
@@ -1069,7 +1079,13 @@ class JobService:
         record = await self.get_plan(plan_id)
         if record.user_id != origin.user_id:
             raise NotAllowedError("Only the person who made this plan can compose it.")
-        total_s = max(3, min(600, round(plan_total_ms(record.plan) / 1000)))
+        total_s = round(plan_total_ms(record.plan) / 1000)
+        low, high = duration_range(SONG, self.settings)
+        if not low <= total_s <= high:
+            raise InvalidRequestError(
+                f"This plan lasts {total_s} seconds; songs here are {low} to {high} seconds. "
+                "Shorten or remove a section, or add one."
+            )
         request = JobRequest(
             model="song",
             prompt=record.prompt,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from tests.fakes.discord.models import (
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import free_port
+
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def shipped_config(*names: str) -> dict[str, dict[str, Any]]:
+    """Sections of the shipped config.example.toml (the defaults), to run a test as Encore ships."""
+    sections = tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8"))
+    return {name: dict(sections[name]) for name in names}
+
+
+def configure_as_shipped(encore: Encore) -> Settings:
+    """``encore`` with the shipped [jobs], [limits] and [elevenlabs] settings (the fake's address aside)."""
+    shipped = shipped_config("jobs", "limits", "elevenlabs")
+    del shipped["elevenlabs"]["api_base"]
+    return encore.configure(jobs=shipped["jobs"], limits=shipped["limits"], elevenlabs=shipped["elevenlabs"])
 
 
 def default_guild(**overrides: Any) -> GuildConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
+from tests.e2e.conftest import Encore, card_field, card_status, configure_as_shipped, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.elevenlabs import FakeElevenLabs
@@ -30,6 +30,32 @@ async def test_song_with_metadata(encore: Encore, sim: DiscordSimulator, eleven:
     assert card_field(card, "Explicit") in ("yes", "no")
     slug = "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
     assert audio.filename.startswith(slug.split("-")[0])  # named after the song's title
+
+
+async def test_a_two_minute_song_with_the_shipped_config(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    configure_as_shipped(encore)
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a slow ballad about the sea", length=120)
+    card = await handle.wait_original(lambda m: bool(m.embeds))  # a job card, not a refusal
+    assert job_id_of(card)
+    # Two minutes of audio is real work for the fake and for fitting: a generous bound, not a sleep.
+    audio = await handle.wait_file(timeout_s=60)
+    assert round(audio_info(audio.data).duration_s) == 120
+    [generation] = eleven.generations
+    assert (generation.music_length_ms, generation.length_ms) == (120_000, 120_000)
+
+
+async def test_an_operator_cap_on_length_is_explained(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(jobs={"max_duration_s": 60})
+    await encore.start()
+    refusal = await (await sim.user("alice").slash("music song", prompt="a long one", length=120)).wait_original()
+    assert "between 3 and 60 seconds" in refusal.content
+    assert "this bot's limit" in refusal.content
+    assert eleven.requests == []
 
 
 async def test_seed_and_instrumental_go_through_a_plan(
