@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.config import ModelRoute, Settings
+from bot.config import ModelRoute, Settings, SongOutputFormat
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
 
@@ -459,7 +459,8 @@ RIFFUSION = ModelSpec(
 
 # -- ElevenLabs Music ------------------------------------------------------------------------------
 
-SONG_FORMATS = (
+# The `format:` choices of /music song; raw PCM arrives without a header and is delivered as WAV.
+SONG_FORMATS: tuple[SongOutputFormat, ...] = (
     "mp3_44100_128",
     "mp3_44100_192",
     "mp3_48000_192",
@@ -469,11 +470,6 @@ SONG_FORMATS = (
     "pcm_44100",
     "pcm_48000",
 )
-
-
-def _song_check(request: ValidatedRequest) -> None:
-    if request.params.get("output_format", "mp3_44100_128").startswith(("pcm_", "ulaw_", "alaw_")):
-        raise InvalidRequestError("Raw PCM formats can't be posted as files; choose an mp3 or opus `format`.")
 
 
 SONG = ModelSpec(
@@ -490,7 +486,7 @@ SONG = ModelSpec(
     max_prompt_chars=4100,  # ElevenLabs' limit: room for lyrics
     auto_seed=False,  # a seed only works with a composition plan: send one only when asked
     seed_key="seed",
-    output_formats=("mp3", "opus"),
+    output_formats=("mp3", "opus", "wav"),
     cost_per_output_s_usd=0.0075,  # rough: about $0.45 a minute on a paid plan
     params=(
         Param("instrumental", ParamType.BOOLEAN, "no vocals", False, input_key="force_instrumental", common=True),

@@ -34,6 +34,36 @@ from bot.errors import ConfigError
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "ENCORE_"
 
+# ElevenLabs output formats (codec_samplerate_bitrate) Encore can deliver: MP3, Ogg Opus, and raw PCM, which it
+# wraps as WAV. "auto" is mp3_44100_128 on music_v1 and mp3_48000_192 on later models. (u-law and A-law, for
+# telephony, are left out.)
+SongOutputFormat = Literal[
+    "auto",
+    "mp3_22050_32",
+    "mp3_24000_48",
+    "mp3_44100_32",
+    "mp3_44100_64",
+    "mp3_44100_96",
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "mp3_48000_128",
+    "mp3_48000_192",
+    "mp3_48000_240",
+    "mp3_48000_320",
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_32000",
+    "pcm_44100",
+    "pcm_48000",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,7 +124,8 @@ class ElevenLabsSettings(_Section):
     api_base: AnyHttpUrl = AnyHttpUrl("https://api.elevenlabs.io")
     # music_v1 takes composition plans as styles + sections; music_v2 as chunks. Plans follow this model.
     model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
-    output_format: str = "mp3_44100_128"
+    # Songs' format when /music song is given no `format:` (see SongOutputFormat).
+    output_format: SongOutputFormat = "mp3_44100_128"
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
     read_timeout_s: float = Field(default=300.0, gt=0, le=3600)

@@ -68,7 +68,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.logs import job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
-from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
+from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_suffix
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
@@ -866,9 +866,12 @@ class JobService:
         try:
             if "seed" in body and "prompt" in body:
                 body = await self._song_from_plan(client, body)
-            suffix = ".opus" if output_format.startswith("opus") else ".mp3"
             song = await client.compose(
-                body, self.outputs_dir / f"{job.id}{suffix}", output_format=output_format, on_bytes=progress
+                body,
+                self.outputs_dir / f"{job.id}{song_suffix(output_format)}",
+                output_format=output_format,
+                length_s=job.duration_s or 0.0,
+                on_bytes=progress,
             )
         except PromptRefusedError as exc:
             await self.repo.update_fields(

@@ -9,9 +9,11 @@ suggestion, quota and credit problems name who must fix them, rate limits back o
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import random
+import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -207,13 +209,26 @@ class ElevenLabsClient:
         raise AssertionError("unreachable")
 
     async def compose(
-        self, body: dict[str, Any], dest: Path, *, output_format: str, on_bytes: ProgressCallback | None = None
+        self,
+        body: dict[str, Any],
+        dest: Path,
+        *,
+        output_format: str,
+        length_s: float,
+        on_bytes: ProgressCallback | None = None,
     ) -> Song:
-        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``."""
+        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``.
+
+        ``dest`` should end in :func:`song_suffix`: raw PCM is stored as WAV, its channel count read from its
+        size against ``length_s`` (the length asked for), since ElevenLabs doesn't document it.
+        """
         raw, content_type, headers = await self._request(
             "/v1/music/detailed", json_body=body, query={"output_format": output_format}, on_bytes=on_bytes
         )
-        return await asyncio.to_thread(_store_song, raw, content_type, headers.get("song-id"), dest)
+        pcm_rate = _pcm_rate(output_format)
+        return await asyncio.to_thread(
+            _store_song, raw, content_type, headers.get("song-id"), dest, pcm_rate=pcm_rate, length_s=length_s
+        )
 
     async def plan(
         self, prompt: str, *, model_id: str, length_ms: int | None = None, source: dict[str, Any] | None = None
@@ -251,7 +266,34 @@ class ElevenLabsClient:
         return raw
 
 
-def _store_song(raw: bytes, content_type: str, song_id: str | None, dest: Path) -> Song:
+def song_suffix(output_format: str) -> str:
+    """The file extension of a song in ``output_format`` as stored (raw PCM is wrapped as WAV)."""
+    return {"opus": ".opus", "pcm": ".wav"}.get(output_format.split("_", 1)[0], ".mp3")
+
+
+def _pcm_rate(output_format: str) -> int | None:
+    """The sample rate of a raw PCM format (``pcm_44100``), None for the others."""
+    codec, _, rest = output_format.partition("_")
+    return int(rest) if codec == "pcm" and rest.isdigit() else None
+
+
+def _wav(pcm: bytes, *, rate: int, length_s: float) -> bytes:
+    """Raw 16-bit little-endian PCM as a WAV file. ElevenLabs doesn't say how many channels it sends: a stereo
+    song has twice the bytes of a mono one of the same length, so the size against ``length_s`` tells."""
+    mono_s = len(pcm) / (2 * rate)
+    channels = 2 if length_s > 0 and mono_s / length_s > 1.5 else 1
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm[: len(pcm) - len(pcm) % (2 * channels)])
+    return out.getvalue()
+
+
+def _store_song(
+    raw: bytes, content_type: str, song_id: str | None, dest: Path, *, pcm_rate: int | None, length_s: float
+) -> Song:
     try:
         parts = multipart.parse(raw, multipart.boundary_of(content_type))
     except multipart.MultipartError as exc:
@@ -268,12 +310,15 @@ def _store_song(raw: bytes, content_type: str, song_id: str | None, dest: Path) 
             info = json.loads(meta_part.content)
         except ValueError:
             log.warning("ElevenLabs sent unreadable song metadata")
+    audio, audio_type = audio_part.content, audio_part.content_type
+    if pcm_rate is not None:
+        audio, audio_type = _wav(audio, rate=pcm_rate, length_s=length_s), "audio/wav"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(audio_part.content)
+    dest.write_bytes(audio)
     return Song(
         path=dest,
-        size=len(audio_part.content),
-        content_type=audio_part.content_type,
+        size=len(audio),
+        content_type=audio_type,
         metadata=info.get("song_metadata") or {},
         plan=info.get("composition_plan"),
         song_id=song_id,

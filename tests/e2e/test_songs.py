@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.catalog import SONG_FORMATS
 from tests.e2e.conftest import Encore, card_field, card_status, configure_as_shipped, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
@@ -115,7 +116,8 @@ async def test_progress_then_cancel_aborts_the_call(
 ) -> None:
     hold = eleven.hold(path="/v1/music/detailed", after_chunks=2)
     await encore.start()
-    handle = await sim.user("alice").slash("music song", prompt="a long ballad", length=60)
+    # Raw PCM costs the fake no encoding (60 s of MP3 takes seconds on a loaded machine): 2 MB, in 4 pieces.
+    handle = await sim.user("alice").slash("music song", prompt="a long ballad", length=24, format="pcm_44100")
     await hold.wait_held()
     card = await handle.wait_original(lambda m: "received" in card_status(m))  # progress by bytes
     assert "Generating" in card_status(card)
@@ -188,3 +190,39 @@ async def test_refused_plan_is_kept_as_a_suggestion(
     compose = await alice.click(plan_card, f"encore:plancompose:{plan_id}")
     card = await compose.wait_original(status_is("Failed"))
     assert "won't compose that plan" in card_status(card)
+
+
+def offered_formats(sim: DiscordSimulator) -> list[str]:
+    """The `format:` choices /music song shows people, as synced to Discord."""
+    _, options = sim.command("music", guild_id=sim.guilds[0].id).find_path(["song"])
+    return [choice["value"] for choice in next(o for o in options if o["name"] == "format")["choices"]]
+
+
+@pytest.mark.parametrize(("fmt", "pcm_channels"), [*((f, 1) for f in SONG_FORMATS), ("pcm_44100", 2)])
+async def test_every_offered_format_delivers_playable_audio(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, fmt: str, pcm_channels: int
+) -> None:
+    eleven.pcm_channels = pcm_channels  # ElevenLabs doesn't document PCM's channel count: both must work
+    await encore.start()
+    assert offered_formats(sim) == list(SONG_FORMATS)
+    handle = await sim.user("alice").slash("music song", prompt="a bright little waltz", length=4, format=fmt)
+    audio = await handle.wait_file()
+    info = audio_info(audio.data)  # decodes, every frame
+    assert round(info.duration_s, 1) == 4.0
+    [generation] = eleven.generations
+    assert generation.output_format == fmt
+    if fmt.startswith("pcm_"):
+        assert audio.filename.endswith(".wav")
+        assert (info.codec, info.sample_rate, info.channels) == ("pcm_s16le", int(fmt.split("_")[1]), pcm_channels)
+    await handle.wait_original(status_is("Done"))
+
+
+async def test_a_pcm_default_format_is_delivered_as_wav(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(elevenlabs={"output_format": "pcm_24000"})
+    await encore.start()
+    audio = await (await sim.user("alice").slash("music song", prompt="a lullaby", length=3)).wait_file()
+    info = audio_info(audio.data)
+    assert (audio.filename[-4:], info.sample_rate, info.channels, round(info.duration_s, 1)) == (".wav", 24000, 1, 3.0)
+    assert eleven.generations[0].output_format == "pcm_24000"
