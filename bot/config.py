@@ -34,11 +34,9 @@ from bot.errors import ConfigError
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "ENCORE_"
 
-# ElevenLabs output formats (codec_samplerate_bitrate) Encore can deliver: MP3, Ogg Opus, and raw PCM, which it
-# wraps as WAV. "auto" is mp3_44100_128 on music_v1 and mp3_48000_192 on later models. (u-law and A-law, for
-# telephony, are left out.)
-SongOutputFormat = Literal[
-    "auto",
+# ElevenLabs output formats (codec_samplerate_bitrate). Stem separation takes MP3 and Opus ones below (and PCM
+# and telephony formats, which its stems can't be delivered in); not "auto" or mp3_48000_* (a 422).
+StemsOutputFormat = Literal[
     "mp3_22050_32",
     "mp3_24000_48",
     "mp3_44100_32",
@@ -46,6 +44,17 @@ SongOutputFormat = Literal[
     "mp3_44100_96",
     "mp3_44100_128",
     "mp3_44100_192",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+]
+# Songs take those, "auto" (mp3_44100_128 on music_v1, mp3_48000_192 on later models), mp3_48000_*, and raw PCM,
+# which Encore delivers as WAV. (u-law and A-law, for telephony, are left out.)
+SongOutputFormat = Literal[
+    StemsOutputFormat,
+    "auto",
     "mp3_48000_128",
     "mp3_48000_192",
     "mp3_48000_240",
@@ -57,11 +66,6 @@ SongOutputFormat = Literal[
     "pcm_32000",
     "pcm_44100",
     "pcm_48000",
-    "opus_48000_32",
-    "opus_48000_64",
-    "opus_48000_96",
-    "opus_48000_128",
-    "opus_48000_192",
 ]
 
 
@@ -126,6 +130,8 @@ class ElevenLabsSettings(_Section):
     model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
     # Songs' format when /music song is given no `format:` (see SongOutputFormat).
     output_format: SongOutputFormat = "mp3_44100_128"
+    # Stem separation's format: not the songs' (stems take no "auto" and no mp3_48000_*).
+    stems_output_format: StemsOutputFormat = "mp3_44100_128"
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
     read_timeout_s: float = Field(default=300.0, gt=0, le=3600)

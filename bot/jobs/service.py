@@ -915,7 +915,7 @@ class JobService:
             archive = await client.separate_stems(
                 Path(job.input_files["file"]),
                 variation=STEM_VARIATIONS.get(str(job.input.get("stems")), "six_stems_v1"),
-                output_format=self.settings.elevenlabs.output_format,
+                output_format=self.settings.elevenlabs.stems_output_format,
             )
             files = await asyncio.to_thread(
                 unpack_stems, archive, self.outputs_dir / f"{job.id}-stems", self.settings.storage.max_output_bytes

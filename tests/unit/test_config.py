@@ -75,6 +75,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("", {"ENCORE_WEBHOOKS__PATH": "hooks"}, "[webhooks] path"),
         ('[elevenlabs]\noutput_format = "wav"\n', {}, "[elevenlabs] output_format"),
         ('[elevenlabs]\noutput_format = "ulaw_8000"\n', {}, "[elevenlabs] output_format"),
+        ('[elevenlabs]\nstems_output_format = "mp3_48000_192"\n', {}, "[elevenlabs] stems_output_format"),
     ],
 )
 def test_invalid_config_names_the_key(
