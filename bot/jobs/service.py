@@ -62,6 +62,7 @@ from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
 from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
+from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
@@ -1105,8 +1106,7 @@ class JobService:
             str(body["prompt"]), model_id=str(body["model_id"]), length_ms=body.get("music_length_ms")
         )
         if body.get("force_instrumental"):
-            for section in plan.get("sections", []):
-                section["lines"] = []
+            plan = plan_instrumental(plan)
         return {
             "composition_plan": plan,
             "model_id": body["model_id"],

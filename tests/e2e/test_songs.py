@@ -8,7 +8,7 @@ from bot.catalog import SONG_FORMATS
 from tests.e2e.conftest import Encore, card_field, card_status, configure_as_shipped, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
-from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs import MODEL_IDS, FakeElevenLabs, plan_length_ms, plan_lyrics, plan_negative_styles
 
 
 async def test_song_with_metadata(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
@@ -59,19 +59,34 @@ async def test_an_operator_cap_on_length_is_explained(
     assert eleven.requests == []
 
 
+@pytest.mark.parametrize("model_id", MODEL_IDS)
 async def test_seed_and_instrumental_go_through_a_plan(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, model_id: str
+) -> None:
+    encore.configure(elevenlabs={"model_id": model_id})
+    await encore.start()
+    handle = await sim.user("alice").slash(
+        "music song", prompt="lofi study beats", length=24, seed=77, instrumental=True
+    )
+    await handle.wait_file()
+    [planned] = eleven.plans  # planned first (free), because a seed only goes with a plan
+    assert plan_lyrics(planned.plan)  # the plan came with lyrics...
+    [generation] = eleven.generations
+    assert (generation.seed, generation.model_id) == (77, model_id)
+    assert generation.composition_plan is not None
+    assert plan_lyrics(generation.composition_plan) == []  # ...and the song was composed without any
+    assert plan_length_ms(generation.composition_plan) == 24_000
+    assert "vocals" in plan_negative_styles(generation.composition_plan)
+
+
+async def test_instrumental_without_a_seed_is_forced(
     encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
 ) -> None:
     await encore.start()
-    handle = await sim.user("alice").slash(
-        "music song", prompt="lofi study beats", length=8, seed=77, instrumental=True
-    )
-    await handle.wait_file()
-    assert len(eleven.plans) == 1  # planned first (free), because a seed only goes with a plan
+    await (await sim.user("alice").slash("music song", prompt="a jazzy tune", length=24, instrumental=True)).wait_file()
     [generation] = eleven.generations
-    assert generation.seed == 77
-    assert generation.composition_plan is not None
-    assert all(section["lines"] == [] for section in generation.composition_plan["sections"])
+    assert (generation.prompt, generation.force_instrumental) == ("a jazzy tune", True)
+    assert plan_lyrics(generation.plan) == []
 
 
 async def test_refused_prompt_shows_the_suggestion(

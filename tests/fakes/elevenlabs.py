@@ -535,6 +535,19 @@ def _plan_lines(plan: Mapping[str, Any]) -> list[tuple[int, int, list[str]]]:
     return out
 
 
+def plan_lyrics(plan: Mapping[str, Any]) -> list[str]:
+    """Every lyric line of a plan (a v1 section's ``lines``; a v2 chunk's text without heading and directions)."""
+    return [line for _, _, lines in _plan_lines(plan) for line in lines]
+
+
+def plan_negative_styles(plan: Mapping[str, Any]) -> set[str]:
+    """Every negative style of a plan: global and per section (v1), per chunk (v2)."""
+    styles = set(plan.get("negative_global_styles") or [])
+    for part in plan.get("sections") or plan.get("chunks") or []:
+        styles |= set(part.get("negative_local_styles") or part.get("negative_styles") or [])
+    return styles
+
+
 def word_timestamps(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``{word, start_ms, end_ms}`` for every lyric word, spread evenly over its section."""
     out: list[dict[str, Any]] = []
