@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -150,9 +150,10 @@ class ElevenLabsClient:
         data: Callable[[], aiohttp.FormData] | None = None,
         query: dict[str, str] | None = None,
         on_bytes: ProgressCallback | None = None,
-    ) -> tuple[bytes, str, dict[str, str]]:
-        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers."""
-        url = self._base.with_path(path).with_query(query or {})
+    ) -> tuple[bytes, str, Mapping[str, str]]:
+        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers
+        (case-insensitive, as HTTP header names are)."""
+        url = (self._base / path.lstrip("/")).with_query(query or {})  # keeps a base path (a proxy's prefix)
         operation = _OPERATIONS.get(path, path.rsplit("/", 1)[-1])
         for attempt in range(self._max_retries + 1):
             try:
@@ -186,7 +187,8 @@ class ElevenLabsClient:
                                     "The song was cut off on its way from ElevenLabs. Please try again.",
                                     detail=f"{received} of {expected} bytes",
                                 )
-                            return b"".join(chunks), response.headers.get("Content-Type", ""), dict(response.headers)
+                            content_type = response.headers.get("Content-Type", "")
+                            return b"".join(chunks), content_type, response.headers.copy()
             except ProviderRateLimitError as exc:
                 if attempt == self._max_retries:
                     raise

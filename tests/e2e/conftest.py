@@ -128,13 +128,18 @@ async def fake() -> AsyncIterator[FakeReplicate]:
         yield server
 
 
+def use_elevenlabs(encore: Encore, server: FakeElevenLabs) -> None:
+    """Configure ``encore`` to use the fake ElevenLabs ``server`` (before ``encore.start()``)."""
+    encore.elevenlabs_key = server.api_key
+    encore.defaults["elevenlabs"] = {"api_base": server.base_url, "retry_base_s": 0.01}
+    encore.configure()
+
+
 @pytest.fixture
 async def eleven(encore: Encore) -> AsyncIterator[FakeElevenLabs]:
     """A fake ElevenLabs that ``encore`` is configured to use."""
     async with FakeElevenLabs(default_length_ms=5000) as server:
-        encore.elevenlabs_key = server.api_key
-        encore.defaults["elevenlabs"] = {"api_base": server.base_url, "retry_base_s": 0.01}
-        encore.configure()
+        use_elevenlabs(encore, server)
         yield server
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 from bot.catalog import SONG_FORMATS
-from tests.e2e.conftest import Encore, card_field, card_status, configure_as_shipped, job_id_of, status_is
-from tests.fakes.audio import audio_info
-from tests.fakes.discord import DiscordSimulator
+from tests.e2e.conftest import (
+    Encore,
+    card_field,
+    card_status,
+    configure_as_shipped,
+    job_id_of,
+    status_is,
+    use_elevenlabs,
+)
+from tests.fakes.audio import audio_info, make_wav
+from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.elevenlabs import MODEL_IDS, FakeElevenLabs, plan_length_ms, plan_lyrics, plan_negative_styles
 
 
@@ -241,3 +249,39 @@ async def test_a_pcm_default_format_is_delivered_as_wav(
     info = audio_info(audio.data)
     assert (audio.filename[-4:], info.sample_rate, info.channels, round(info.duration_s, 1)) == (".wav", 24000, 1, 3.0)
     assert eleven.generations[0].output_format == "pcm_24000"
+
+
+async def test_the_song_id_header_is_read_in_any_case(encore: Encore, sim: DiscordSimulator) -> None:
+    async with FakeElevenLabs(default_length_ms=5000, song_id_header="Song-ID") as eleven:
+        use_elevenlabs(encore, eleven)
+        await encore.start()
+        handle = await sim.user("alice").slash("music song", prompt="a song to keep", length=3)
+        await handle.wait_file()
+        card = await handle.wait_original(status_is("Done"))
+        [generation] = eleven.generations
+        assert eleven.requests[-1].path == "/v1/music/detailed"
+        assert encore.bot is not None
+        job = await encore.bot.service.get(job_id_of(card))
+        assert job.result["song_id"] == generation.song_id  # kept for editing and inpainting later
+        await encore.stop()
+
+
+async def test_an_api_base_with_a_path_keeps_it(encore: Encore, sim: DiscordSimulator) -> None:
+    """ElevenLabs behind a proxy at http://proxy/elevenlabs: songs, plans and stems all go under that path."""
+    async with FakeElevenLabs(default_length_ms=5000, prefix="/elevenlabs") as eleven:
+        use_elevenlabs(encore, eleven)
+        assert encore.settings.elevenlabs.api_base.path == "/elevenlabs"
+        await encore.start()
+        alice = sim.user("alice")
+        song = await alice.slash("music song", prompt="a song through a proxy", length=3)
+        assert round(audio_info((await song.wait_file()).data).duration_s) == 3
+        plan = await alice.slash("music plan", prompt="a plan through a proxy", length=6)
+        await plan.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("Plan:"))
+        stems = await alice.slash("music stems", audio=SimFile("band.wav", make_wav(3), "audio/wav"), stems="two")
+        await stems.wait_message(lambda m: len(m.attachments) == 2)
+        assert sorted(r.path for r in eleven.requests) == [
+            "/elevenlabs/v1/music/detailed",
+            "/elevenlabs/v1/music/plan",
+            "/elevenlabs/v1/music/stem-separation",
+        ]
+        await encore.stop()

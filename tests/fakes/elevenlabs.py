@@ -56,6 +56,9 @@ Contract: /work/shared/reference/elevenlabs-music.md. Guesses and deliberate dif
   ``invalid_audio`` (guess).
 * Error messages for injected errors are the fake's own wording; codes, types, statuses and shapes follow the
   contract. Unknown routes are 404 ``{"detail":"Not Found"}`` (FastAPI's).
+* ``prefix="/elevenlabs"`` serves every route under that path (ElevenLabs behind a proxy; ``base_url`` includes
+  it); ``song_id_header`` spells the ``song-id`` response header another way (header names are
+  case-insensitive).
 """
 
 from __future__ import annotations
@@ -865,6 +868,8 @@ class FakeElevenLabs(FakeServer[Fault]):
         sse_noise: bool = False,
         pcm_channels: int = 1,
         allow_seed_with_prompt: bool = False,
+        prefix: str = "",
+        song_id_header: str = "song-id",
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -876,6 +881,8 @@ class FakeElevenLabs(FakeServer[Fault]):
         self.sse_noise = sse_noise  # detailed stream: a comment, an unknown event, a non-JSON line
         self.pcm_channels = pcm_channels
         self.allow_seed_with_prompt = allow_seed_with_prompt
+        self.prefix = prefix.rstrip("/")  # served under this path, as behind a proxy (e.g. "/elevenlabs")
+        self.song_id_header = song_id_header  # the song-id header's spelling (names are case-insensitive)
         self.on_chunk: ChunkHook | None = None  # awaited before each body piece is written
         self.generations: list[Generation] = []
         self.separations: list[Separation] = []
@@ -893,13 +900,13 @@ class FakeElevenLabs(FakeServer[Fault]):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self._port}{self.prefix}"
 
     async def start(self) -> None:
         routes = [
-            *(("POST", path, self._h_generate) for path in ENDPOINTS),
-            ("POST", "/v1/music/plan", self._h_plan),
-            ("POST", "/v1/music/stem-separation", self._h_stems),
+            *(("POST", self.prefix + path, self._h_generate) for path in ENDPOINTS),
+            ("POST", f"{self.prefix}/v1/music/plan", self._h_plan),
+            ("POST", f"{self.prefix}/v1/music/stem-separation", self._h_stems),
         ]
         # handler_cancellation: a client that disconnects cancels its handler, which records the abort.
         await self._serve(routes, client_max_size=256 * 1024 * 1024, handler_cancellation=True)
@@ -1062,7 +1069,7 @@ class FakeElevenLabs(FakeServer[Fault]):
             raise api_error("song_not_found", f"fake: no stored song {song_id!r}", param="song_id")
 
     async def _h_generate(self, request: web.Request) -> web.StreamResponse:
-        endpoint = ENDPOINTS[request.path]
+        endpoint = ENDPOINTS[request.path.removeprefix(self.prefix)]
         body = await self._json(request)
         requested = request.query.get("output_format", "auto")
         errors: list[dict[str, Any]] = []
@@ -1114,7 +1121,7 @@ class FakeElevenLabs(FakeServer[Fault]):
         )
         self.songs[gen.song_id] = gen
         self._log(self.generations, self._new_generations, gen)
-        headers = {"song-id": gen.song_id}
+        headers = {self.song_id_header: gen.song_id}
         try:
             channels = fmt.channels(self.pcm_channels)
             audio = await asyncio.to_thread(render_tone, fmt.name, fmt.frames(gen.length_ms), channels)
