@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.config import ModelRoute, Settings
+from bot.config import ModelRoute, Settings, SongOutputFormat
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
 
@@ -247,13 +247,17 @@ class ModelSpec:
                 data[self.seed_key] = seed
         return data
 
-    def help_text(self) -> str:
+    def help_text(self, settings: Settings | None = None) -> str:
+        """What the model does and takes; with ``settings``, the lengths this bot allows (see ``duration_range``)."""
         if self.fixed_duration_s == 0.0:
             length = "as long as the track"
         elif self.fixed_duration_s:
             length = f"about {_fmt(self.fixed_duration_s)} s"
         else:
-            length = f"{self.min_duration_s}-{self.max_duration_s} s (default {self.default_duration_s})"
+            low, high = (
+                (self.min_duration_s, self.max_duration_s) if settings is None else duration_range(self, settings)
+            )
+            length = f"{low}-{high} s (default {min(max(self.default_duration_s, low), high)})"
         seconds = self.fixed_duration_s or self.default_duration_s
         cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
         lines = [
@@ -455,7 +459,8 @@ RIFFUSION = ModelSpec(
 
 # -- ElevenLabs Music ------------------------------------------------------------------------------
 
-SONG_FORMATS = (
+# The `format:` choices of /music song; raw PCM arrives without a header and is delivered as WAV.
+SONG_FORMATS: tuple[SongOutputFormat, ...] = (
     "mp3_44100_128",
     "mp3_44100_192",
     "mp3_48000_192",
@@ -465,11 +470,6 @@ SONG_FORMATS = (
     "pcm_44100",
     "pcm_48000",
 )
-
-
-def _song_check(request: ValidatedRequest) -> None:
-    if request.params.get("output_format", "mp3_44100_128").startswith(("pcm_", "ulaw_", "alaw_")):
-        raise InvalidRequestError("Raw PCM formats can't be posted as files; choose an mp3 or opus `format`.")
 
 
 SONG = ModelSpec(
@@ -486,7 +486,7 @@ SONG = ModelSpec(
     max_prompt_chars=4100,  # ElevenLabs' limit: room for lyrics
     auto_seed=False,  # a seed only works with a composition plan: send one only when asked
     seed_key="seed",
-    output_formats=("mp3", "opus"),
+    output_formats=("mp3", "opus", "wav"),
     cost_per_output_s_usd=0.0075,  # rough: about $0.45 a minute on a paid plan
     params=(
         Param("instrumental", ParamType.BOOLEAN, "no vocals", False, input_key="force_instrumental", common=True),
@@ -603,6 +603,27 @@ def parse_options(text: str) -> dict[str, str]:
     return options
 
 
+def duration_range(spec: ModelSpec, settings: Settings) -> tuple[int, int]:
+    """The lengths ``spec`` may make here: its own range, narrowed by ``[jobs] min/max_duration_s`` if they do."""
+    return (
+        max(spec.min_duration_s, settings.jobs.min_duration_s),
+        min(spec.max_duration_s, settings.jobs.max_duration_s),
+    )
+
+
+def check_duration(spec: ModelSpec, settings: Settings, seconds: float, *, name: str = "duration") -> None:
+    """Refuse a length outside :func:`duration_range`, saying when it is this bot's limit, not the model's."""
+    low, high = duration_range(spec, settings)
+    if low <= seconds <= high:
+        return
+    narrowed = (low, high) != (spec.min_duration_s, spec.max_duration_s)
+    why = f"; this bot's limit, the model makes {spec.min_duration_s}-{spec.max_duration_s} s" if narrowed else ""
+    raise InvalidRequestError(
+        f"`{name}` must be between {low} and {high} seconds for {spec.display_name} "
+        f"(you asked for {_fmt(seconds)}{why})."
+    )
+
+
 def validate_request(request: JobRequest, settings: Settings) -> ValidatedRequest:
     """Check every value against the catalog and settings. Raises InvalidRequestError naming the problem."""
     spec = get_model(request.model)
@@ -615,16 +636,11 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
             raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
         duration = spec.fixed_duration_s
     else:
-        max_duration = min(spec.max_duration_s, settings.jobs.max_duration_s)
-        min_duration = max(spec.min_duration_s, settings.jobs.min_duration_s)
+        min_duration, max_duration = duration_range(spec, settings)
         requested = request.duration_s
         if requested is None:
             requested = min(max(spec.default_duration_s, min_duration), max_duration)
-        if not min_duration <= requested <= max_duration:
-            raise InvalidRequestError(
-                f"`duration` must be between {min_duration} and {max_duration} seconds for {spec.display_name} "
-                f"(you asked for {_fmt(requested)})."
-            )
+        check_duration(spec, settings, requested)
         duration = requested
 
     params = {name: spec.param(name).coerce(value) for name, value in request.params.items()}

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     secrets = Secrets.from_env()
     if args.command == "models":
-        print("\n\n".join(spec.help_text().replace("**", "") for spec in MODELS.values()))
+        print("\n\n".join(spec.help_text(settings).replace("**", "") for spec in MODELS.values()))
         return EXIT_OK
     if args.command == "check-config":
         print(describe(settings, secrets))

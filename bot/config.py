@@ -34,6 +34,40 @@ from bot.errors import ConfigError
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "ENCORE_"
 
+# ElevenLabs output formats (codec_samplerate_bitrate). Stem separation takes MP3 and Opus ones below (and PCM
+# and telephony formats, which its stems can't be delivered in); not "auto" or mp3_48000_* (a 422).
+StemsOutputFormat = Literal[
+    "mp3_22050_32",
+    "mp3_24000_48",
+    "mp3_44100_32",
+    "mp3_44100_64",
+    "mp3_44100_96",
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+]
+# Songs take those, "auto" (mp3_44100_128 on music_v1, mp3_48000_192 on later models), mp3_48000_*, and raw PCM,
+# which Encore delivers as WAV. (u-law and A-law, for telephony, are left out.)
+SongOutputFormat = Literal[
+    StemsOutputFormat,
+    "auto",
+    "mp3_48000_128",
+    "mp3_48000_192",
+    "mp3_48000_240",
+    "mp3_48000_320",
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_32000",
+    "pcm_44100",
+    "pcm_48000",
+]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,7 +128,10 @@ class ElevenLabsSettings(_Section):
     api_base: AnyHttpUrl = AnyHttpUrl("https://api.elevenlabs.io")
     # music_v1 takes composition plans as styles + sections; music_v2 as chunks. Plans follow this model.
     model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
-    output_format: str = "mp3_44100_128"
+    # Songs' format when /music song is given no `format:` (see SongOutputFormat).
+    output_format: SongOutputFormat = "mp3_44100_128"
+    # Stem separation's format: not the songs' (stems take no "auto" and no mp3_48000_*).
+    stems_output_format: StemsOutputFormat = "mp3_44100_128"
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
     read_timeout_s: float = Field(default=300.0, gt=0, le=3600)
@@ -168,8 +205,9 @@ class JobSettings(_Section):
     delivery_attempts: int = Field(default=5, ge=1, le=50)
     retry_s: float = Field(default=5.0, gt=0, le=600)
     max_prompt_chars: int = Field(default=500, ge=1, le=4000)
+    # Bounds on every model's own length range (the catalog's); the defaults leave each model its full range.
     min_duration_s: int = Field(default=1, ge=1)
-    max_duration_s: int = Field(default=60, ge=1, le=600)
+    max_duration_s: int = Field(default=600, ge=1, le=600)
     default_duration_s: int = Field(default=8, ge=1)
 
 

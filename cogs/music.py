@@ -332,7 +332,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         specs = [get_model(model.value)] if model else list(MODELS.values())
         embeds = []
         for spec in specs:
-            embed = discord.Embed(title=spec.display_name, description=spec.help_text()[:4096])
+            embed = discord.Embed(title=spec.display_name, description=spec.help_text(self.bot.settings)[:4096])
             embed.set_footer(text="Use the settings in `options:`, e.g. options: temperature=1.2 top_k=200")
             embeds.append(embed)
         await interaction.response.send_message(embeds=embeds, ephemeral=True)

@@ -19,6 +19,7 @@ from bot.errors import InvalidRequestError
 MIN_SECTION_MS, MAX_SECTION_MS, MAX_SECTIONS = 3000, 120_000, 30
 MAX_STYLES, MAX_LINES, MAX_LINE_CHARS = 50, 30, 200
 _HEADING = re.compile(r"^\s*\[([^\]\n]{1,100})\]\s*")
+_DIRECTIONS = re.compile(r"(\{[^{}\n]*\}\s*)+")
 
 
 @dataclass
@@ -132,6 +133,39 @@ def remove_section(plan: dict[str, Any], index: int) -> dict[str, Any]:
         raise InvalidRequestError("That section isn't in the plan any more.")
     del items[index]
     return _write(plan, items)
+
+
+def instrumental(plan: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``plan`` with no lyrics and "vocals" among the styles to avoid, in the model's own format.
+
+    ``music_v1`` sections lose their ``lines``; a chunk (later models) keeps only its ``[Section]`` heading and
+    lines that are nothing but ``{directions}``, since its lyrics live in its text. A plan can't carry
+    ``force_instrumental`` (ElevenLabs takes that only with a prompt), so this is how a plan says it.
+    """
+    new = copy.deepcopy(plan)
+    if is_chunked(new):
+        for chunk in new.get("chunks") or []:
+            if "text" not in chunk:  # a reference to a stored song's audio
+                continue
+            kept = [
+                line
+                for i, line in enumerate(str(chunk["text"]).splitlines())
+                if (i == 0 and _HEADING.fullmatch(line.strip())) or _DIRECTIONS.fullmatch(line.strip())
+            ]
+            chunk["text"] = "\n".join(kept)
+            chunk["negative_styles"] = _avoid_vocals(chunk.get("negative_styles"))
+    else:
+        for section in new.get("sections") or []:
+            section["lines"] = []
+        new["negative_global_styles"] = _avoid_vocals(new.get("negative_global_styles"))
+    return new
+
+
+def _avoid_vocals(styles: list[str] | None) -> list[str]:
+    styles = list(styles or [])
+    if len(styles) < MAX_STYLES and not any(style.strip().lower() == "vocals" for style in styles):
+        styles.append("vocals")
+    return styles
 
 
 def total_ms(plan: dict[str, Any]) -> int:

@@ -32,7 +32,17 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
-from bot.catalog import MUSICGEN, SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
+from bot.catalog import (
+    MUSICGEN,
+    SEED_MAX,
+    SONG,
+    STEM_VARIATIONS,
+    check_duration,
+    clean_prompt,
+    duration_range,
+    get_model,
+    validate_request,
+)
 from bot.config import Settings
 from bot.errors import (
     BotError,
@@ -52,13 +62,14 @@ from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
 from bot.jobs.limits import check_prompt, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
+from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.logs import job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
-from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
+from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_suffix
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
@@ -860,9 +871,12 @@ class JobService:
         try:
             if "seed" in body and "prompt" in body:
                 body = await self._song_from_plan(client, body)
-            suffix = ".opus" if output_format.startswith("opus") else ".mp3"
             song = await client.compose(
-                body, self.outputs_dir / f"{job.id}{suffix}", output_format=output_format, on_bytes=progress
+                body,
+                self.outputs_dir / f"{job.id}{song_suffix(output_format)}",
+                output_format=output_format,
+                length_s=job.duration_s or 0.0,
+                on_bytes=progress,
             )
         except PromptRefusedError as exc:
             await self.repo.update_fields(
@@ -906,7 +920,7 @@ class JobService:
             archive = await client.separate_stems(
                 Path(job.input_files["file"]),
                 variation=STEM_VARIATIONS.get(str(job.input.get("stems")), "six_stems_v1"),
-                output_format=self.settings.elevenlabs.output_format,
+                output_format=self.settings.elevenlabs.stems_output_format,
             )
             files = await asyncio.to_thread(
                 unpack_stems, archive, self.outputs_dir / f"{job.id}-stems", self.settings.storage.max_output_bytes
@@ -1019,8 +1033,8 @@ class JobService:
         """A composition plan for ``prompt`` (free at ElevenLabs), stored so it can be edited and composed."""
         client, repo = self._plans()
         text = clean_prompt(prompt, max_chars=SONG.max_prompt_chars or 4100)
-        if length_s is not None and not 3 <= length_s <= 600:
-            raise InvalidRequestError("`length` must be between 3 and 600 seconds.")
+        if length_s is not None:
+            check_duration(SONG, self.settings, length_s, name="length")
         model_id = self.settings.elevenlabs.model_id
         plan = await client.plan(text, model_id=model_id, length_ms=length_s * 1000 if length_s else None)
         return await repo.insert(
@@ -1073,7 +1087,13 @@ class JobService:
         record = await self.get_plan(plan_id)
         if record.user_id != origin.user_id:
             raise NotAllowedError("Only the person who made this plan can compose it.")
-        total_s = max(3, min(600, round(plan_total_ms(record.plan) / 1000)))
+        total_s = round(plan_total_ms(record.plan) / 1000)
+        low, high = duration_range(SONG, self.settings)
+        if not low <= total_s <= high:
+            raise InvalidRequestError(
+                f"This plan lasts {total_s} seconds; songs here are {low} to {high} seconds. "
+                "Shorten or remove a section, or add one."
+            )
         request = JobRequest(
             model="song",
             prompt=record.prompt,
@@ -1090,8 +1110,7 @@ class JobService:
             str(body["prompt"]), model_id=str(body["model_id"]), length_ms=body.get("music_length_ms")
         )
         if body.get("force_instrumental"):
-            for section in plan.get("sections", []):
-                section["lines"] = []
+            plan = plan_instrumental(plan)
         return {
             "composition_plan": plan,
             "model_id": body["model_id"],

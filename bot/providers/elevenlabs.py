@@ -9,10 +9,12 @@ suggestion, quota and credit problems name who must fix them, rate limits back o
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import wave
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -148,9 +150,10 @@ class ElevenLabsClient:
         data: Callable[[], aiohttp.FormData] | None = None,
         query: dict[str, str] | None = None,
         on_bytes: ProgressCallback | None = None,
-    ) -> tuple[bytes, str, dict[str, str]]:
-        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers."""
-        url = self._base.with_path(path).with_query(query or {})
+    ) -> tuple[bytes, str, Mapping[str, str]]:
+        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers
+        (case-insensitive, as HTTP header names are)."""
+        url = (self._base / path.lstrip("/")).with_query(query or {})  # keeps a base path (a proxy's prefix)
         operation = _OPERATIONS.get(path, path.rsplit("/", 1)[-1])
         for attempt in range(self._max_retries + 1):
             try:
@@ -184,7 +187,8 @@ class ElevenLabsClient:
                                     "The song was cut off on its way from ElevenLabs. Please try again.",
                                     detail=f"{received} of {expected} bytes",
                                 )
-                            return b"".join(chunks), response.headers.get("Content-Type", ""), dict(response.headers)
+                            content_type = response.headers.get("Content-Type", "")
+                            return b"".join(chunks), content_type, response.headers.copy()
             except ProviderRateLimitError as exc:
                 if attempt == self._max_retries:
                     raise
@@ -207,13 +211,26 @@ class ElevenLabsClient:
         raise AssertionError("unreachable")
 
     async def compose(
-        self, body: dict[str, Any], dest: Path, *, output_format: str, on_bytes: ProgressCallback | None = None
+        self,
+        body: dict[str, Any],
+        dest: Path,
+        *,
+        output_format: str,
+        length_s: float,
+        on_bytes: ProgressCallback | None = None,
     ) -> Song:
-        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``."""
+        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``.
+
+        ``dest`` should end in :func:`song_suffix`: raw PCM is stored as WAV, its channel count read from its
+        size against ``length_s`` (the length asked for), since ElevenLabs doesn't document it.
+        """
         raw, content_type, headers = await self._request(
             "/v1/music/detailed", json_body=body, query={"output_format": output_format}, on_bytes=on_bytes
         )
-        return await asyncio.to_thread(_store_song, raw, content_type, headers.get("song-id"), dest)
+        pcm_rate = _pcm_rate(output_format)
+        return await asyncio.to_thread(
+            _store_song, raw, content_type, headers.get("song-id"), dest, pcm_rate=pcm_rate, length_s=length_s
+        )
 
     async def plan(
         self, prompt: str, *, model_id: str, length_ms: int | None = None, source: dict[str, Any] | None = None
@@ -251,7 +268,34 @@ class ElevenLabsClient:
         return raw
 
 
-def _store_song(raw: bytes, content_type: str, song_id: str | None, dest: Path) -> Song:
+def song_suffix(output_format: str) -> str:
+    """The file extension of a song in ``output_format`` as stored (raw PCM is wrapped as WAV)."""
+    return {"opus": ".opus", "pcm": ".wav"}.get(output_format.split("_", 1)[0], ".mp3")
+
+
+def _pcm_rate(output_format: str) -> int | None:
+    """The sample rate of a raw PCM format (``pcm_44100``), None for the others."""
+    codec, _, rest = output_format.partition("_")
+    return int(rest) if codec == "pcm" and rest.isdigit() else None
+
+
+def _wav(pcm: bytes, *, rate: int, length_s: float) -> bytes:
+    """Raw 16-bit little-endian PCM as a WAV file. ElevenLabs doesn't say how many channels it sends: a stereo
+    song has twice the bytes of a mono one of the same length, so the size against ``length_s`` tells."""
+    mono_s = len(pcm) / (2 * rate)
+    channels = 2 if length_s > 0 and mono_s / length_s > 1.5 else 1
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm[: len(pcm) - len(pcm) % (2 * channels)])
+    return out.getvalue()
+
+
+def _store_song(
+    raw: bytes, content_type: str, song_id: str | None, dest: Path, *, pcm_rate: int | None, length_s: float
+) -> Song:
     try:
         parts = multipart.parse(raw, multipart.boundary_of(content_type))
     except multipart.MultipartError as exc:
@@ -268,12 +312,15 @@ def _store_song(raw: bytes, content_type: str, song_id: str | None, dest: Path) 
             info = json.loads(meta_part.content)
         except ValueError:
             log.warning("ElevenLabs sent unreadable song metadata")
+    audio, audio_type = audio_part.content, audio_part.content_type
+    if pcm_rate is not None:
+        audio, audio_type = _wav(audio, rate=pcm_rate, length_s=length_s), "audio/wav"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(audio_part.content)
+    dest.write_bytes(audio)
     return Song(
         path=dest,
-        size=len(audio_part.content),
-        content_type=audio_part.content_type,
+        size=len(audio),
+        content_type=audio_type,
         metadata=info.get("song_metadata") or {},
         plan=info.get("composition_plan"),
         song_id=song_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from tests.fakes.discord.models import (
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import free_port
+
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def shipped_config(*names: str) -> dict[str, dict[str, Any]]:
+    """Sections of the shipped config.example.toml (the defaults), to run a test as Encore ships."""
+    sections = tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8"))
+    return {name: dict(sections[name]) for name in names}
+
+
+def configure_as_shipped(encore: Encore) -> Settings:
+    """``encore`` with the shipped [jobs], [limits] and [elevenlabs] settings (the fake's address aside)."""
+    shipped = shipped_config("jobs", "limits", "elevenlabs")
+    del shipped["elevenlabs"]["api_base"]
+    return encore.configure(jobs=shipped["jobs"], limits=shipped["limits"], elevenlabs=shipped["elevenlabs"])
 
 
 def default_guild(**overrides: Any) -> GuildConfig:
@@ -112,13 +128,18 @@ async def fake() -> AsyncIterator[FakeReplicate]:
         yield server
 
 
+def use_elevenlabs(encore: Encore, server: FakeElevenLabs) -> None:
+    """Configure ``encore`` to use the fake ElevenLabs ``server`` (before ``encore.start()``)."""
+    encore.elevenlabs_key = server.api_key
+    encore.defaults["elevenlabs"] = {"api_base": server.base_url, "retry_base_s": 0.01}
+    encore.configure()
+
+
 @pytest.fixture
 async def eleven(encore: Encore) -> AsyncIterator[FakeElevenLabs]:
     """A fake ElevenLabs that ``encore`` is configured to use."""
     async with FakeElevenLabs(default_length_ms=5000) as server:
-        encore.elevenlabs_key = server.api_key
-        encore.defaults["elevenlabs"] = {"api_base": server.base_url, "retry_base_s": 0.01}
-        encore.configure()
+        use_elevenlabs(encore, server)
         yield server
 
 

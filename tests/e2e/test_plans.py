@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, job_id_of, status_is
+from tests.e2e.conftest import Encore, card_field, configure_as_shipped, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.models import SimMessage
-from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs import FakeElevenLabs, plan_length_ms
 
 
 def plan_id_of(card: SimMessage) -> str:
@@ -113,3 +113,52 @@ async def test_bad_plan_lengths_are_refused(encore: Encore, sim: DiscordSimulato
     await opened.wait_modal()
     done = await alice.submit_modal(opened, {"Name": "Too long", "Seconds (3-120)": "500"})
     assert "between 3 and 120 seconds" in (await done.wait_original()).content
+
+
+async def test_a_two_minute_plan_composes_with_the_shipped_config(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    configure_as_shipped(encore)
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music plan", prompt="a slow build from piano to full band", length=120)
+    card = await handle.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("Plan:"))
+    [planned] = eleven.plans
+    assert plan_length_ms(planned.plan) == 120_000
+    compose = await alice.click(card, f"encore:plancompose:{plan_id_of(card)}")
+    song_card = await compose.wait_original(lambda m: bool(m.embeds))  # a job card, not a refusal
+    assert job_id_of(song_card)
+    audio = await compose.wait_file(timeout_s=60)  # two minutes of audio: real work, a generous bound
+    assert round(audio_info(audio.data).duration_s) == 120
+    [generation] = eleven.generations
+    assert generation.composition_plan == planned.plan
+
+
+async def test_a_plan_longer_than_the_cap_is_refused_before_planning(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(jobs={"max_duration_s": 60})
+    await encore.start()
+    handle = await sim.user("alice").slash("music plan", prompt="an epic", length=120)
+    refusal = await handle.wait_message(lambda m: bool(m.content))
+    assert "between 3 and 60 seconds" in refusal.content
+    assert "this bot's limit" in refusal.content
+    assert eleven.plans == []
+
+
+async def test_a_plan_grown_past_ten_minutes_is_refused_at_compose(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music plan", prompt="a suite in many movements", length=600)
+    card = await handle.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("Plan:"))
+    plan_id = plan_id_of(card)
+    mark = sim.mark()
+    adding = await alice.click(card, f"encore:planadd:{plan_id}")
+    await adding.wait_modal()
+    await alice.submit_modal(adding, {"Name": "Coda", "Seconds (3-120)": "120"})
+    card = await sim.wait_for_edit(card.id, lambda m: "Coda" in str(m.embeds), since=mark)
+    refusal = await (await alice.click(card, f"encore:plancompose:{plan_id}")).wait_original()
+    assert "This plan lasts 720 seconds" in refusal.content
+    assert eleven.generations == []

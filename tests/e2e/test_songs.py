@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
-from tests.fakes.audio import audio_info
-from tests.fakes.discord import DiscordSimulator
-from tests.fakes.elevenlabs import FakeElevenLabs
+from bot.catalog import SONG_FORMATS
+from tests.e2e.conftest import (
+    Encore,
+    card_field,
+    card_status,
+    configure_as_shipped,
+    job_id_of,
+    status_is,
+    use_elevenlabs,
+)
+from tests.fakes.audio import audio_info, make_wav
+from tests.fakes.discord import DiscordSimulator, SimFile
+from tests.fakes.elevenlabs import MODEL_IDS, FakeElevenLabs, plan_length_ms, plan_lyrics, plan_negative_styles
 
 
 async def test_song_with_metadata(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
@@ -32,19 +41,60 @@ async def test_song_with_metadata(encore: Encore, sim: DiscordSimulator, eleven:
     assert audio.filename.startswith(slug.split("-")[0])  # named after the song's title
 
 
+async def test_a_two_minute_song_with_the_shipped_config(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    configure_as_shipped(encore)
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a slow ballad about the sea", length=120)
+    card = await handle.wait_original(lambda m: bool(m.embeds))  # a job card, not a refusal
+    assert job_id_of(card)
+    # Two minutes of audio is real work for the fake and for fitting: a generous bound, not a sleep.
+    audio = await handle.wait_file(timeout_s=60)
+    assert round(audio_info(audio.data).duration_s) == 120
+    [generation] = eleven.generations
+    assert (generation.music_length_ms, generation.length_ms) == (120_000, 120_000)
+
+
+async def test_an_operator_cap_on_length_is_explained(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(jobs={"max_duration_s": 60})
+    await encore.start()
+    refusal = await (await sim.user("alice").slash("music song", prompt="a long one", length=120)).wait_original()
+    assert "between 3 and 60 seconds" in refusal.content
+    assert "this bot's limit" in refusal.content
+    assert eleven.requests == []
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
 async def test_seed_and_instrumental_go_through_a_plan(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, model_id: str
+) -> None:
+    encore.configure(elevenlabs={"model_id": model_id})
+    await encore.start()
+    handle = await sim.user("alice").slash(
+        "music song", prompt="lofi study beats", length=24, seed=77, instrumental=True
+    )
+    await handle.wait_file()
+    [planned] = eleven.plans  # planned first (free), because a seed only goes with a plan
+    assert plan_lyrics(planned.plan)  # the plan came with lyrics...
+    [generation] = eleven.generations
+    assert (generation.seed, generation.model_id) == (77, model_id)
+    assert generation.composition_plan is not None
+    assert plan_lyrics(generation.composition_plan) == []  # ...and the song was composed without any
+    assert plan_length_ms(generation.composition_plan) == 24_000
+    assert "vocals" in plan_negative_styles(generation.composition_plan)
+
+
+async def test_instrumental_without_a_seed_is_forced(
     encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
 ) -> None:
     await encore.start()
-    handle = await sim.user("alice").slash(
-        "music song", prompt="lofi study beats", length=8, seed=77, instrumental=True
-    )
-    await handle.wait_file()
-    assert len(eleven.plans) == 1  # planned first (free), because a seed only goes with a plan
+    await (await sim.user("alice").slash("music song", prompt="a jazzy tune", length=24, instrumental=True)).wait_file()
     [generation] = eleven.generations
-    assert generation.seed == 77
-    assert generation.composition_plan is not None
-    assert all(section["lines"] == [] for section in generation.composition_plan["sections"])
+    assert (generation.prompt, generation.force_instrumental) == ("a jazzy tune", True)
+    assert plan_lyrics(generation.plan) == []
 
 
 async def test_refused_prompt_shows_the_suggestion(
@@ -89,7 +139,8 @@ async def test_progress_then_cancel_aborts_the_call(
 ) -> None:
     hold = eleven.hold(path="/v1/music/detailed", after_chunks=2)
     await encore.start()
-    handle = await sim.user("alice").slash("music song", prompt="a long ballad", length=60)
+    # Raw PCM costs the fake no encoding (60 s of MP3 takes seconds on a loaded machine): 2 MB, in 4 pieces.
+    handle = await sim.user("alice").slash("music song", prompt="a long ballad", length=24, format="pcm_44100")
     await hold.wait_held()
     card = await handle.wait_original(lambda m: "received" in card_status(m))  # progress by bytes
     assert "Generating" in card_status(card)
@@ -162,3 +213,75 @@ async def test_refused_plan_is_kept_as_a_suggestion(
     compose = await alice.click(plan_card, f"encore:plancompose:{plan_id}")
     card = await compose.wait_original(status_is("Failed"))
     assert "won't compose that plan" in card_status(card)
+
+
+def offered_formats(sim: DiscordSimulator) -> list[str]:
+    """The `format:` choices /music song shows people, as synced to Discord."""
+    _, options = sim.command("music", guild_id=sim.guilds[0].id).find_path(["song"])
+    return [choice["value"] for choice in next(o for o in options if o["name"] == "format")["choices"]]
+
+
+@pytest.mark.parametrize(("fmt", "pcm_channels"), [*((f, 1) for f in SONG_FORMATS), ("pcm_44100", 2)])
+async def test_every_offered_format_delivers_playable_audio(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, fmt: str, pcm_channels: int
+) -> None:
+    eleven.pcm_channels = pcm_channels  # ElevenLabs doesn't document PCM's channel count: both must work
+    await encore.start()
+    assert offered_formats(sim) == list(SONG_FORMATS)
+    handle = await sim.user("alice").slash("music song", prompt="a bright little waltz", length=4, format=fmt)
+    audio = await handle.wait_file()
+    info = audio_info(audio.data)  # decodes, every frame
+    assert round(info.duration_s, 1) == 4.0
+    [generation] = eleven.generations
+    assert generation.output_format == fmt
+    if fmt.startswith("pcm_"):
+        assert audio.filename.endswith(".wav")
+        assert (info.codec, info.sample_rate, info.channels) == ("pcm_s16le", int(fmt.split("_")[1]), pcm_channels)
+    await handle.wait_original(status_is("Done"))
+
+
+async def test_a_pcm_default_format_is_delivered_as_wav(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(elevenlabs={"output_format": "pcm_24000"})
+    await encore.start()
+    audio = await (await sim.user("alice").slash("music song", prompt="a lullaby", length=3)).wait_file()
+    info = audio_info(audio.data)
+    assert (audio.filename[-4:], info.sample_rate, info.channels, round(info.duration_s, 1)) == (".wav", 24000, 1, 3.0)
+    assert eleven.generations[0].output_format == "pcm_24000"
+
+
+async def test_the_song_id_header_is_read_in_any_case(encore: Encore, sim: DiscordSimulator) -> None:
+    async with FakeElevenLabs(default_length_ms=5000, song_id_header="Song-ID") as eleven:
+        use_elevenlabs(encore, eleven)
+        await encore.start()
+        handle = await sim.user("alice").slash("music song", prompt="a song to keep", length=3)
+        await handle.wait_file()
+        card = await handle.wait_original(status_is("Done"))
+        [generation] = eleven.generations
+        assert eleven.requests[-1].path == "/v1/music/detailed"
+        assert encore.bot is not None
+        job = await encore.bot.service.get(job_id_of(card))
+        assert job.result["song_id"] == generation.song_id  # kept for editing and inpainting later
+        await encore.stop()
+
+
+async def test_an_api_base_with_a_path_keeps_it(encore: Encore, sim: DiscordSimulator) -> None:
+    """ElevenLabs behind a proxy at http://proxy/elevenlabs: songs, plans and stems all go under that path."""
+    async with FakeElevenLabs(default_length_ms=5000, prefix="/elevenlabs") as eleven:
+        use_elevenlabs(encore, eleven)
+        assert encore.settings.elevenlabs.api_base.path == "/elevenlabs"
+        await encore.start()
+        alice = sim.user("alice")
+        song = await alice.slash("music song", prompt="a song through a proxy", length=3)
+        assert round(audio_info((await song.wait_file()).data).duration_s) == 3
+        plan = await alice.slash("music plan", prompt="a plan through a proxy", length=6)
+        await plan.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("Plan:"))
+        stems = await alice.slash("music stems", audio=SimFile("band.wav", make_wav(3), "audio/wav"), stems="two")
+        await stems.wait_message(lambda m: len(m.attachments) == 2)
+        assert sorted(r.path for r in eleven.requests) == [
+            "/elevenlabs/v1/music/detailed",
+            "/elevenlabs/v1/music/plan",
+            "/elevenlabs/v1/music/stem-separation",
+        ]
+        await encore.stop()

@@ -73,3 +73,23 @@ async def test_stems_with_demucs_on_replicate(
     [prediction] = fake.predictions.values()
     assert prediction.input["model"] == ("htdemucs_6s" if stems == "six" else "htdemucs")
     assert not prediction.input["audio"].startswith("http://127.0.0.1") or "/files/" in prediction.input["audio"]
+
+
+@pytest.mark.parametrize(
+    ("elevenlabs", "expected"),
+    [
+        ({"output_format": "mp3_48000_192"}, "mp3_44100_128"),  # a songs-only format: stems keep their own
+        ({"output_format": "auto", "stems_output_format": "opus_48000_128"}, "opus_48000_128"),
+    ],
+)
+async def test_stems_use_their_own_format(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, elevenlabs: dict[str, str], expected: str
+) -> None:
+    encore.configure(elevenlabs=elevenlabs)
+    await encore.start()
+    handle = await sim.user("alice").slash("music stems", audio=TRACK, stems="two")
+    message = await handle.wait_message(lambda m: len(m.attachments) == 2)
+    assert stem_names(message) == {"vocals", "accompaniment"}
+    assert all(round(audio_info(a.data).duration_s) == 4 for a in message.attachments)
+    [separation] = eleven.separations
+    assert separation.output_format == expected

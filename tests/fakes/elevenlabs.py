@@ -20,16 +20,25 @@ Contract: /work/shared/reference/elevenlabs-music.md. Guesses and deliberate dif
 
 * Stricter than FastAPI: JSON types are checked strictly (``"30000"`` or ``30000.0`` for an int is a 422),
   and unknown body keys are 422 ``extra_forbidden`` (the real API would ignore them silently), including a
-  field on an endpoint whose schema lacks it (``with_timestamps`` on compose/stream, ``sign_with_c2pa`` and
-  ``respect_sections_durations`` on the stream endpoints) and ``output_format`` in the body instead of the
-  query. Stem separation likewise rejects unknown form fields and a ``stem_variation_id`` sent as a query.
+  field on an endpoint whose schema lacks it (``with_timestamps`` and ``with_waveform_visual`` on
+  compose/stream, ``sign_with_c2pa`` and ``respect_sections_durations`` on the stream endpoints) and
+  ``output_format`` in the body instead of the query. Stem separation likewise rejects unknown form fields and
+  a ``stem_variation_id`` sent as a query.
 * Cross-field rules (live status undocumented; messages start with ``fake:``): both or neither of
   ``prompt``/``composition_plan``; prompt-only fields (``music_length_ms``, ``force_instrumental``) with a
-  plan; plan-only ``respect_sections_durations`` with a prompt or a v2 model; ``seed`` with a prompt (the docs
+  plan; plan-only ``respect_sections_durations`` with a prompt (on v2 models it is accepted and ignored, as the
+  SDK documents); ``seed`` with a prompt (the docs
   say so; ``allow_seed_with_prompt`` turns it off); ``finetune_strength`` without ``finetune_id``;
   ``sign_with_c2pa`` with a non-MP3 format; a plan whose format does not match the model. Guesses: an empty
   prompt, a plan with no sections/chunks and a plan longer than 600 000 ms in total are 422 too.
 * ``music_v2_5`` takes a CompositionPlan like ``music_v2``, and ``auto`` is ``mp3_48000_192`` for it.
+* Fields and enums follow the official Python SDK (``elevenlabs`` 2.78.0, its ``music`` client and types):
+  ``with_waveform_visual`` on the detailed endpoints (the detailed JSON then carries ``waveform_visual``, 4
+  values a second from -1000 to 1000; where the detailed stream would carry it is undocumented, so it sends
+  none); ``enable_logging`` (query) must parse as a bool; a chunk's ``conditioning_ref`` is an audio reference
+  to a stored song; a chunk's text may start with a ``[Section name]`` of 1-100 characters, then at most 30
+  lines of at most 200 characters (the heading line not counted: guess). Other unknown query keys are ignored,
+  as FastAPI does.
 * A plan's ``source_from``/audio-reference ``song_id`` must name a song this fake generated with
   ``store_for_inpainting``; otherwise 404 ``song_not_found`` (guess). Finetune ids are not checked.
 * When the model "picks" the length (a prompt without ``music_length_ms``) the song is ``default_length_ms``.
@@ -56,10 +65,14 @@ Contract: /work/shared/reference/elevenlabs-music.md. Guesses and deliberate dif
   ``invalid_audio`` (guess).
 * Error messages for injected errors are the fake's own wording; codes, types, statuses and shapes follow the
   contract. Unknown routes are 404 ``{"detail":"Not Found"}`` (FastAPI's).
+* ``prefix="/elevenlabs"`` serves every route under that path (ElevenLabs behind a proxy; ``base_url`` includes
+  it); ``song_id_header`` spells the ``song-id`` response header another way (header names are
+  case-insensitive).
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import io
@@ -79,7 +92,7 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from tests.fakes import _http
 from tests.fakes._http import FakeServer, drop_connection
@@ -272,19 +285,19 @@ class MusicPrompt(_Strict):
     sections: Annotated[list[SongSection], Field(min_length=1, max_length=30)]  # min_length: guess
 
 
+class AudioReferenceChunk(_Strict):
+    song_id: SongId
+    range: TimeRange
+
+
 class GenerationChunk(_Strict):
     text: Annotated[str, Field(max_length=6000)]
     duration_ms: SectionMs
     positive_styles: Styles
     negative_styles: Styles | None = None
     context_adherence: Literal["low", "medium", "high"] | None = None
-    conditioning_ref: Any = None  # type undocumented
+    conditioning_ref: AudioReferenceChunk | None = None
     condition_strength: Literal["low", "medium", "high", "xhigh"] | None = None
-
-
-class AudioReferenceChunk(_Strict):
-    song_id: SongId
-    range: TimeRange
 
 
 class CompositionPlan(_Strict):
@@ -309,6 +322,7 @@ class GenerationBody(_Strict):
     finetune_strength: Annotated[float, Field(gt=0, le=2)] | None = None
     store_for_inpainting: Bool = None
     with_timestamps: Bool = None
+    with_waveform_visual: Bool = None  # detailed endpoints (SDK 2.78)
     sign_with_c2pa: Bool = None
     # hidden/legacy fields the server accepts
     generation_mode: Literal["track", "loop", "ambience", "video_to_music"] | None = None
@@ -326,9 +340,9 @@ class PlanBody(_Strict):
 
 _ALL_FIELDS = frozenset(GenerationBody.model_fields)
 ENDPOINT_FIELDS: dict[str, frozenset[str]] = {
-    "compose": _ALL_FIELDS - {"with_timestamps"},
+    "compose": _ALL_FIELDS - {"with_timestamps", "with_waveform_visual"},
     "detailed": _ALL_FIELDS,
-    "stream": _ALL_FIELDS - {"with_timestamps", "respect_sections_durations", "sign_with_c2pa"},
+    "stream": _ALL_FIELDS - {"with_timestamps", "with_waveform_visual", "respect_sections_durations", "sign_with_c2pa"},
     "detailed_stream": _ALL_FIELDS - {"respect_sections_durations", "sign_with_c2pa"},
 }
 ENDPOINTS = {
@@ -354,8 +368,30 @@ def _plan_errors(plan: Any, model_id: str, loc: list[str | int]) -> list[dict[st
         return errors
     for i, chunk in enumerate(plan["chunks"]):
         kind = AudioReferenceChunk if isinstance(chunk, dict) and "song_id" in chunk else GenerationChunk
-        errors += _pydantic_errors(kind, chunk, [*loc, "chunks", i])
+        chunk_errors = _pydantic_errors(kind, chunk, [*loc, "chunks", i])
+        if not chunk_errors and kind is GenerationChunk:
+            chunk_errors = _chunk_text_errors(chunk["text"], [*loc, "chunks", i, "text"])
+        errors += chunk_errors
     return errors
+
+
+_CHUNK_HEADING = re.compile(r"\[([^\]\n]*)\]")
+
+
+def _chunk_text_errors(text: str, loc: list[str | int]) -> list[dict[str, Any]]:
+    """A chunk's text: an optional ``[Section name]`` of 1-100 characters first, then at most 30 lines of at
+    most 200 characters (the SDK's GenerationChunkInput; the heading line is not counted: guess)."""
+    lines = text.splitlines()
+    heading = _CHUNK_HEADING.match(lines[0].strip()) if lines else None
+    if heading is not None:
+        if not 1 <= len(heading[1]) <= 100:
+            return [_err(loc, "fake: a section name must be between 1 and 100 characters")]
+        lines = lines[1:]
+    if len(lines) > 30:
+        return [_err(loc, f"fake: at most 30 lines are allowed, not {len(lines)}")]
+    if any(len(line) > 200 for line in lines):
+        return [_err(loc, "fake: a line is at most 200 characters")]
+    return []
 
 
 def _plan_total_error(plan: dict[str, Any], loc: list[str | int]) -> list[dict[str, Any]]:
@@ -392,12 +428,9 @@ def validate_generation(body: Any, endpoint: str, *, allow_seed_with_prompt: boo
                 errors.append(_err(["body", name], f"fake: {name} only goes with a prompt, not a composition_plan"))
         plan_errors = _plan_errors(plan, model_id, ["body", plan_key])
         errors += plan_errors or _plan_total_error(plan, ["body", plan_key])
-    if parsed.respect_sections_durations is not None:
-        if parsed.prompt is not None:
-            errors.append(_err(["body", "respect_sections_durations"], "fake: only with a composition_plan"))
-        elif model_id not in V1_MODELS:
-            msg = f"fake: respect_sections_durations is for music_v1 only ({model_id} keeps durations)"
-            errors.append(_err(["body", "respect_sections_durations"], msg))
+    # On v2 models respect_sections_durations is ignored (they always keep durations): the SDK says so.
+    if parsed.respect_sections_durations is not None and parsed.prompt is not None:
+        errors.append(_err(["body", "respect_sections_durations"], "fake: only with a composition_plan"))
     if parsed.seed is not None and parsed.prompt is not None and not allow_seed_with_prompt:
         errors.append(_err(["body", "seed"], "fake: seed cannot be used with a prompt"))
     if parsed.finetune_strength is not None and parsed.finetune_id is None:
@@ -412,6 +445,20 @@ def validate_format(query: Mapping[str, str], allowed: tuple[str, ...], default:
     if fmt not in allowed:
         raise Invalid([_err(["query", "output_format"], _one_of(allowed), "enum")])
     return fmt
+
+
+_QUERY_BOOL = TypeAdapter(bool)
+
+
+def query_errors(query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``enable_logging`` (every music endpoint) must parse as a bool; other unknown query keys are ignored."""
+    if "enable_logging" not in query:
+        return []
+    try:
+        _QUERY_BOOL.validate_python(query["enable_logging"])
+    except ValidationError as exc:
+        return [_err(["query", "enable_logging"], exc.errors()[0]["msg"], exc.errors()[0]["type"])]
+    return []
 
 
 # ---------------------------------------------------------------- plans, metadata, lyrics (deterministic)
@@ -535,6 +582,19 @@ def _plan_lines(plan: Mapping[str, Any]) -> list[tuple[int, int, list[str]]]:
     return out
 
 
+def plan_lyrics(plan: Mapping[str, Any]) -> list[str]:
+    """Every lyric line of a plan (a v1 section's ``lines``; a v2 chunk's text without heading and directions)."""
+    return [line for _, _, lines in _plan_lines(plan) for line in lines]
+
+
+def plan_negative_styles(plan: Mapping[str, Any]) -> set[str]:
+    """Every negative style of a plan: global and per section (v1), per chunk (v2)."""
+    styles = set(plan.get("negative_global_styles") or [])
+    for part in plan.get("sections") or plan.get("chunks") or []:
+        styles |= set(part.get("negative_local_styles") or part.get("negative_styles") or [])
+    return styles
+
+
 def word_timestamps(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     """``{word, start_ms, end_ms}`` for every lyric word, spread evenly over its section."""
     out: list[dict[str, Any]] = []
@@ -544,6 +604,18 @@ def word_timestamps(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
         for i, word in enumerate(words):
             begin = start + round(i * slot)
             out.append({"word": word, "start_ms": begin, "end_ms": begin + max(1, round(slot * 0.8))})
+    return out
+
+
+def waveform_visual(sample_rate: int, frames: int) -> list[int]:
+    """The detailed answer's ``waveform_visual``: 4 values a second, -1000..1000, of the (mono) tone sent."""
+    samples = array.array("h", tone_pcm(frames, sample_rate=sample_rate, channels=1))
+    window = sample_rate // 4
+    out = []
+    for start in range(0, len(samples), window):
+        part = samples[start : start + window]
+        high, low = max(part), min(part)
+        out.append(round((high if high >= -low else low) * 1000 / 32768))
     return out
 
 
@@ -716,6 +788,7 @@ class Generation(Transfer):
     finetune_id: str | None
     metadata: dict[str, Any]
     words_timestamps: list[dict[str, Any]] | None
+    waveform_visual: list[int] | None = None  # detailed, with with_waveform_visual
     audio: bytes = b""  # the audio bytes sent (for detailed: the audio part)
     boundary: str | None = None  # detailed only
 
@@ -852,6 +925,8 @@ class FakeElevenLabs(FakeServer[Fault]):
         sse_noise: bool = False,
         pcm_channels: int = 1,
         allow_seed_with_prompt: bool = False,
+        prefix: str = "",
+        song_id_header: str = "song-id",
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -863,6 +938,8 @@ class FakeElevenLabs(FakeServer[Fault]):
         self.sse_noise = sse_noise  # detailed stream: a comment, an unknown event, a non-JSON line
         self.pcm_channels = pcm_channels
         self.allow_seed_with_prompt = allow_seed_with_prompt
+        self.prefix = prefix.rstrip("/")  # served under this path, as behind a proxy (e.g. "/elevenlabs")
+        self.song_id_header = song_id_header  # the song-id header's spelling (names are case-insensitive)
         self.on_chunk: ChunkHook | None = None  # awaited before each body piece is written
         self.generations: list[Generation] = []
         self.separations: list[Separation] = []
@@ -880,13 +957,13 @@ class FakeElevenLabs(FakeServer[Fault]):
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self._port}{self.prefix}"
 
     async def start(self) -> None:
         routes = [
-            *(("POST", path, self._h_generate) for path in ENDPOINTS),
-            ("POST", "/v1/music/plan", self._h_plan),
-            ("POST", "/v1/music/stem-separation", self._h_stems),
+            *(("POST", self.prefix + path, self._h_generate) for path in ENDPOINTS),
+            ("POST", f"{self.prefix}/v1/music/plan", self._h_plan),
+            ("POST", f"{self.prefix}/v1/music/stem-separation", self._h_stems),
         ]
         # handler_cancellation: a client that disconnects cancels its handler, which records the abort.
         await self._serve(routes, client_max_size=256 * 1024 * 1024, handler_cancellation=True)
@@ -1049,10 +1126,10 @@ class FakeElevenLabs(FakeServer[Fault]):
             raise api_error("song_not_found", f"fake: no stored song {song_id!r}", param="song_id")
 
     async def _h_generate(self, request: web.Request) -> web.StreamResponse:
-        endpoint = ENDPOINTS[request.path]
+        endpoint = ENDPOINTS[request.path.removeprefix(self.prefix)]
         body = await self._json(request)
         requested = request.query.get("output_format", "auto")
-        errors: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = query_errors(request.query)
         try:
             validate_format(request.query, GENERATION_FORMATS, "auto")
         except Invalid as exc:
@@ -1072,8 +1149,9 @@ class FakeElevenLabs(FakeServer[Fault]):
         sent_plan = parsed.music_prompt if parsed.music_prompt is not None else parsed.composition_plan
         if sent_plan is not None:
             for part in sent_plan.get("sections") or sent_plan.get("chunks") or []:
-                if (ref := (part.get("source_from") or part).get("song_id")) is not None:
-                    self._check_song(ref)
+                for source in (part.get("source_from") or part, part.get("conditioning_ref") or {}):
+                    if (ref := source.get("song_id")) is not None:
+                        self._check_song(ref)
             plan = sent_plan
         else:
             assert parsed.prompt is not None
@@ -1101,7 +1179,7 @@ class FakeElevenLabs(FakeServer[Fault]):
         )
         self.songs[gen.song_id] = gen
         self._log(self.generations, self._new_generations, gen)
-        headers = {"song-id": gen.song_id}
+        headers = {self.song_id_header: gen.song_id}
         try:
             channels = fmt.channels(self.pcm_channels)
             audio = await asyncio.to_thread(render_tone, fmt.name, fmt.frames(gen.length_ms), channels)
@@ -1147,7 +1225,14 @@ class FakeElevenLabs(FakeServer[Fault]):
             audio = trap_mp3(audio, boundary)
         gen.audio, gen.boundary = audio, boundary
         nl, delim = self.multipart_newline.encode(), b"--" + boundary.encode()
-        meta = {"composition_plan": gen.plan, "song_metadata": gen.metadata, "words_timestamps": gen.words_timestamps}
+        meta: dict[str, Any] = {
+            "composition_plan": gen.plan,
+            "song_metadata": gen.metadata,
+            "words_timestamps": gen.words_timestamps,
+        }
+        if gen.body.get("with_waveform_visual"):
+            gen.waveform_visual = await asyncio.to_thread(waveform_visual, fmt.sample_rate, fmt.frames(gen.length_ms))
+            meta["waveform_visual"] = gen.waveform_visual
         filename = _filename(gen.metadata["title"], fmt.extension)
         body = b"".join(
             [
@@ -1222,7 +1307,7 @@ class FakeElevenLabs(FakeServer[Fault]):
         if not isinstance(body, dict):
             msg = "Input should be a valid dictionary or object to extract fields from"
             raise Invalid([_err(["body"], msg, "model_attributes_type")])
-        errors = _pydantic_errors(PlanBody, body, ["body"])
+        errors = query_errors(request.query) + _pydantic_errors(PlanBody, body, ["body"])
         if errors:
             raise Invalid(errors)
         parsed = PlanBody.model_validate(body, strict=True)
@@ -1242,7 +1327,7 @@ class FakeElevenLabs(FakeServer[Fault]):
     # ------------------------------------------------------------ stem separation
 
     async def _h_stems(self, request: web.Request) -> web.StreamResponse:
-        errors: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = query_errors(request.query)
         try:
             fmt = AudioFormat.parse(validate_format(request.query, STEM_FORMATS, "mp3_44100_128"))
         except Invalid as exc:

@@ -393,13 +393,6 @@ LONG = "x" * 4101
             ["body", "respect_sections_durations"],
             "value_error",
         ),
-        (
-            "/v1/music",
-            {"composition_plan": V2_PLAN, "model_id": "music_v2", "respect_sections_durations": False},
-            {},
-            ["body", "respect_sections_durations"],
-            "value_error",
-        ),
         ("/v1/music", {"prompt": "a", "with_timestamps": True}, {}, ["body", "with_timestamps"], "extra_forbidden"),
         (
             "/v1/music/stream",
@@ -455,6 +448,72 @@ LONG = "x" * 4101
             ["body", "with_timestamps"],
             "extra_forbidden",
         ),
+        # with_waveform_visual: detailed and detailed stream only (SDK 2.78), and a real bool
+        (
+            "/v1/music",
+            {"prompt": "a", "with_waveform_visual": True},
+            {},
+            ["body", "with_waveform_visual"],
+            "extra_forbidden",
+        ),
+        (
+            "/v1/music/stream",
+            {"prompt": "a", "with_waveform_visual": True},
+            {},
+            ["body", "with_waveform_visual"],
+            "extra_forbidden",
+        ),
+        (
+            "/v1/music/detailed",
+            {"prompt": "a", "with_waveform_visual": "yes"},
+            {},
+            ["body", "with_waveform_visual"],
+            "bool_type",
+        ),
+        ("/v1/music/plan", {"prompt": "a"}, {"enable_logging": "maybe"}, ["query", "enable_logging"], "bool_parsing"),
+        ("/v1/music/detailed", {"prompt": "a"}, {"enable_logging": "2"}, ["query", "enable_logging"], "bool_parsing"),
+        # a chunk's text: section name 1-100 characters, at most 30 lines of at most 200 (SDK GenerationChunkInput)
+        (
+            "/v1/music",
+            {"model_id": "music_v2", "composition_plan": with_plan(V2_PLAN, ["chunks", 0, "text"], "[]\nla")},
+            {},
+            ["body", "composition_plan", "chunks", 0, "text"],
+            "value_error",
+        ),
+        (
+            "/v1/music",
+            {"model_id": "music_v2", "composition_plan": with_plan(V2_PLAN, ["chunks", 0, "text"], f"[{'n' * 101}]")},
+            {},
+            ["body", "composition_plan", "chunks", 0, "text"],
+            "value_error",
+        ),
+        (
+            "/v1/music",
+            {
+                "model_id": "music_v2",
+                "composition_plan": with_plan(V2_PLAN, ["chunks", 1, "text"], "[V]\n" + "la\n" * 31),
+            },
+            {},
+            ["body", "composition_plan", "chunks", 1, "text"],
+            "value_error",
+        ),
+        (
+            "/v1/music",
+            {"model_id": "music_v2", "composition_plan": with_plan(V2_PLAN, ["chunks", 1, "text"], "l" * 201)},
+            {},
+            ["body", "composition_plan", "chunks", 1, "text"],
+            "value_error",
+        ),
+        (
+            "/v1/music",
+            {
+                "model_id": "music_v2",
+                "composition_plan": with_plan(V2_PLAN, ["chunks", 0, "conditioning_ref"], {"song_id": "s"}),
+            },
+            {},
+            ["body", "composition_plan", "chunks", 0, "conditioning_ref", "range"],
+            "missing",
+        ),
     ],
 )
 async def test_validation(
@@ -489,6 +548,51 @@ async def test_validation_reports_every_violation(el: FakeElevenLabs, http: aioh
         http, "POST", f"{el.base_url}/v1/music", data=b"{nope", headers={"Content-Type": "application/json"}
     )
     assert (status, data["detail"][0]["type"]) == (422, "json_invalid")
+
+
+# What the official SDK (elevenlabs 2.78.0, music client) can send on each endpoint; the fake takes all of it.
+SDK_PROMPT_FIELDS: dict[str, dict[str, Any]] = {
+    "/v1/music": {"sign_with_c2pa": True},
+    "/v1/music/detailed": {"sign_with_c2pa": True, "with_timestamps": True, "with_waveform_visual": True},
+    "/v1/music/stream": {},
+    "/v1/music/detailed/stream": {"with_timestamps": True, "with_waveform_visual": True},
+}
+SDK_PLAN_FIELDS: dict[str, dict[str, Any]] = {
+    "/v1/music": {"respect_sections_durations": False},
+    "/v1/music/detailed": {"respect_sections_durations": False},
+    "/v1/music/stream": {},
+    "/v1/music/detailed/stream": {},
+}
+
+
+@pytest.mark.parametrize("path", list(SDK_PROMPT_FIELDS))
+async def test_every_field_the_sdk_sends_is_accepted(
+    el: FakeElevenLabs, http: aiohttp.ClientSession, path: str
+) -> None:
+    common = {"model_id": "music_v1", "finetune_id": "ft_1", "store_for_inpainting": True}
+    prompt = {"prompt": "a", "music_length_ms": 3000, "force_instrumental": True, **common, **SDK_PROMPT_FIELDS[path]}
+    status, data, _ = await post(http, el, path, prompt, output_format="mp3_44100_128", enable_logging="true")
+    assert status == 200, data
+    plan = {"composition_plan": V1_PLAN, "seed": 7, **common, **SDK_PLAN_FIELDS[path]}
+    status, data, _ = await post(http, el, path, plan, output_format="auto", enable_logging="false")
+    assert status == 200, data
+    chunks = with_plan(V2_PLAN, ["chunks", 0, "condition_strength"], "xhigh")
+    body = {"composition_plan": chunks, "model_id": "music_v2_5", "seed": 0, **SDK_PLAN_FIELDS[path]}  # ignored on v2
+    status, data, _ = await post(http, el, path, body, output_format="opus_48000_32")
+    assert status == 200, data
+    assert len(el.generations) == 3
+
+
+async def test_detailed_waveform_visual(el: FakeElevenLabs, http: aiohttp.ClientSession) -> None:
+    body = {"prompt": "jazz trio", "music_length_ms": 3500, "with_waveform_visual": True}
+    raw, content_type, gen = await detailed(el, http, body)
+    meta = json.loads(parse_multipart(raw, content_type)[0][1])
+    assert list(meta) == ["composition_plan", "song_metadata", "words_timestamps", "waveform_visual"]
+    waveform = meta["waveform_visual"]
+    assert waveform == gen.waveform_visual
+    assert len(waveform) == 14  # 4 values a second
+    assert all(isinstance(v, int) and -1000 <= v <= 1000 for v in waveform)
+    assert max(map(abs, waveform)) > 100  # a tone, not silence
 
 
 async def test_seed_with_prompt_knob(el: FakeElevenLabs, http: aiohttp.ClientSession) -> None:
@@ -815,6 +919,7 @@ async def test_stems_formats_and_errors(el: FakeElevenLabs, http: aiohttp.Client
         (None, {}, {}, ["body", "file"]),
         (wav, {"output_format": "mp3_44100_128"}, {}, ["body", "output_format"]),
         (wav, {}, {"stem_variation_id": "two_stems_v1"}, ["query", "stem_variation_id"]),
+        (wav, {}, {"enable_logging": "sometimes"}, ["query", "enable_logging"]),
     ]
     for file, fields, query, loc in cases:
         status, data, _ = await separate(el, http, file, fields, **query)

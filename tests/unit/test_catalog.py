@@ -159,9 +159,11 @@ def test_every_bound_of_every_parameter(model: str, name: str, value: object, ok
             validate_request(request, Settings())
 
 
-@pytest.mark.parametrize(("model", "low", "high"), [("musicgen", 1, 30), ("stable-audio", 1, 47)])
+@pytest.mark.parametrize(("model", "low", "high"), [("musicgen", 1, 30), ("stable-audio", 1, 47), ("song", 3, 600)])
 def test_duration_bounds(model: str, low: int, high: int) -> None:
-    settings = Settings.model_validate({"jobs": {"max_duration_s": 300}})
+    """With the shipped settings each model has exactly its own range (the [jobs] bounds narrow nothing)."""
+    settings = Settings()
+    assert MODELS[model].help_text(settings).count(f"Length: {low}-{high} s") == 1
     for duration in (low, high):
         assert validate(settings, model=model, duration_s=duration).duration_s == duration
     for duration in (low - 1, high + 1):
@@ -171,8 +173,11 @@ def test_duration_bounds(model: str, low: int, high: int) -> None:
 
 def test_settings_tighten_the_limits() -> None:
     settings = Settings.model_validate({"jobs": {"max_duration_s": 10, "max_prompt_chars": 20}})
-    with pytest.raises(InvalidRequestError, match="between 1 and 10"):
+    with pytest.raises(InvalidRequestError, match="between 1 and 10") as refused:
         validate(settings, duration_s=11)
+    assert "this bot's limit, the model makes 1-30 s" in str(refused.value)
+    assert "Length: 3-10 s (default 10)" in MODELS["song"].help_text(settings)
+    assert validate(settings, model="song").duration_s == 10  # the default, narrowed too
     with pytest.raises(InvalidRequestError, match="limit is 20"):
         validate(settings, prompt="y" * 21)
 

@@ -73,6 +73,9 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("", {"ENCORE_WEBHOOKS__PORT": "99999"}, "ENCORE_WEBHOOKS__PORT"),
         ("", {"ENCORE_LOGGING__LEVEL": "loud"}, "[logging] level"),
         ("", {"ENCORE_WEBHOOKS__PATH": "hooks"}, "[webhooks] path"),
+        ('[elevenlabs]\noutput_format = "wav"\n', {}, "[elevenlabs] output_format"),
+        ('[elevenlabs]\noutput_format = "ulaw_8000"\n', {}, "[elevenlabs] output_format"),
+        ('[elevenlabs]\nstems_output_format = "mp3_48000_192"\n', {}, "[elevenlabs] stems_output_format"),
     ],
 )
 def test_invalid_config_names_the_key(
