@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import mimetypes
@@ -62,6 +61,7 @@ from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
+from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -1161,7 +1161,7 @@ class JobService:
     async def accept_cog_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
         """A Cog webhook for ``job_id``: True if the path's token is the job's (else it is refused)."""
         job = await self.repo.get(job_id)
-        if job is None or job.callback_token is None or not hmac.compare_digest(job.callback_token, token):
+        if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
             return False
         if job.provider == "cog" and prediction.id == job.prediction_id:
             await self._apply(job, prediction)

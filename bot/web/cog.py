@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 from bot import metrics
 from bot.providers.base import Prediction
 from bot.providers.cog import UploadStore
+from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,18 @@ class CogRoutes:
             known = await self._on_webhook(job_id, token, prediction)
         except Exception:
             metrics.webhook_refused("cog", "error")
-            log.exception("cog webhook for job %s failed", job_id)
+            log.exception("cog webhook for job %r failed", job_id[:32])
             return web.json_response({"error": "internal error"}, status=500)  # Cog retries the final one
         if not known:
             metrics.webhook_refused("cog", "token")
-            log.warning("cog webhook refused: bad token for job %s", job_id[:32])
+            log.warning("cog webhook refused: bad token for job %r", job_id[:32])
             return web.json_response({"error": "unknown job or token"}, status=401)
         return web.json_response({"ok": True})
 
     async def upload(self, request: web.Request) -> web.Response:
         metrics.webhook_received("cog_upload")
         secret = request.match_info["secret"]
-        if self._uploads is None or self._secret is None or not hmac.compare_digest(secret, self._secret):
+        if self._uploads is None or self._secret is None or not same_secret(secret, self._secret):
             metrics.webhook_refused("cog_upload", "secret")
             log.warning("cog upload refused: wrong secret")
             return web.json_response({"error": "forbidden"}, status=403)

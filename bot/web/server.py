@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import ConfigError
 from bot.web.cog import CogRoutes
@@ -12,6 +13,28 @@ from bot.web.ops import OpsRoutes
 from bot.web.webhooks import ReplicateWebhookView
 
 log = logging.getLogger(__name__)
+# aiohttp's own log of each connection (requests it could not parse, handlers that crashed).
+http_log = logging.getLogger("bot.web.http")
+
+
+class _OneLineBadRequests(logging.Filter):
+    """A request aiohttp can't parse (raw bytes in the path, an oversized header, garbage on the port) is the
+    client's fault: one warning line, not an error with a traceback that quotes the bytes it sent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.msg, record.args = (
+                "refused a malformed request from %s: HTTP %s (%s)",
+                (remote, exc.code, type(exc).__name__),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+http_log.addFilter(_OneLineBadRequests())
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -42,7 +65,7 @@ class WebServer:
     """Starts and stops the aiohttp app on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(self, app: web.Application, *, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, logger=http_log)
         self._host = host
         self._port = port
         self.port: int | None = None
