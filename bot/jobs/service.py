@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import mimetypes
 import re
 import secrets
 import time
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import av.error
-from yarl import URL
 
 from bot import metrics
 from bot.audio import off_loop
@@ -31,6 +29,7 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
+from bot.audio.verify import OutputKind, OutputRejectedError, verify_output
 from bot.catalog import MUSICGEN, SEED_MAX, SONG, STEM_VARIATIONS, clean_prompt, get_model, validate_request
 from bot.config import Settings
 from bot.errors import (
@@ -171,11 +170,6 @@ def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
     if plan is None:
         return None
     return {"composition_plan": plan, **({"seed": request.seed} if request.seed is not None else {})}
-
-
-def _data_url_suffix(url: str) -> str:
-    content_type = url[len("data:") :].split(";", 1)[0].split(",", 1)[0]
-    return mimetypes.guess_extension(content_type) or ".bin"
 
 
 def _seed_from(prediction: Prediction, job: Job) -> int | None:
@@ -877,6 +871,11 @@ class JobService:
             return
         finally:
             self._calls.pop(job.id, None)
+        try:
+            audio = await self._verified(DownloadedFile(song.path, song.size, song.content_type), OutputKind.AUDIO)
+        except OutputRejectedError as exc:
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return
         result = {"metadata": song.metadata, "plan": song.plan, "song_id": song.song_id}
         won = await self._record(
             partial(
@@ -884,16 +883,16 @@ class JobService:
                 job.id,
                 JobStatus.SUCCEEDED,
                 now=self.clock(),
-                output_path=str(song.path),
-                output_size=song.size,
-                output_content_type=song.content_type,
+                output_path=str(audio.path),
+                output_size=audio.size,
+                output_content_type=audio.content_type,
                 seed=job.input.get("seed"),
                 cost_usd=self._actual_cost(job, None),
                 result_json=json.dumps(result),
             )
         )
         if won:
-            log.info("job %s song stored (%d bytes)", job.id, song.size)
+            log.info("job %s song stored (%d bytes)", job.id, audio.size)
             await self._count_outcome(job.id, "succeeded")
             self._kick_delivery(job)
 
@@ -911,7 +910,10 @@ class JobService:
             files = await asyncio.to_thread(
                 unpack_stems, archive, self.outputs_dir / f"{job.id}-stems", self.settings.storage.max_output_bytes
             )
-        except ProviderError as exc:
+            for name, path in files.items():
+                stem = DownloadedFile(path, 0, "")
+                files[name] = (await self._verified(stem, OutputKind.AUDIO)).path
+        except (ProviderError, OutputRejectedError) as exc:
             await self._fail(job.id, exc.user_message, detail=str(exc))
             return
         except StemsError as exc:
@@ -1284,7 +1286,7 @@ class JobService:
             return
         image_path = None
         if outputs.image is not None:
-            image = await self._download(job, provider, outputs.image, f"{job.id}-image")
+            image = await self._download(job, provider, outputs.image, f"{job.id}-image", OutputKind.IMAGE)
             if image is None:
                 return
             image_path = str(image.path)
@@ -1294,9 +1296,6 @@ class JobService:
             if stitched is None:
                 return
             stored = stitched
-        content_type = stored.content_type
-        if content_type in ("", "application/octet-stream"):
-            content_type = guess_content_type(stored.path.name)
         metrics = prediction.metrics
         won = await self.repo.transition(
             job.id,
@@ -1304,7 +1303,7 @@ class JobService:
             now=self.clock(),
             output_path=str(stored.path),
             output_size=stored.size,
-            output_content_type=content_type,
+            output_content_type=stored.content_type,
             seed=_seed_from(prediction, job),
             cost_usd=self._actual_cost(job, metrics.predict_time if metrics else None),
             predict_time_s=metrics.predict_time if metrics else None,
@@ -1336,15 +1335,19 @@ class JobService:
             await asyncio.to_thread(stored.path.unlink)
         return DownloadedFile(path=dest, size=size, content_type="audio/wav")
 
-    async def _download(self, job: Job, provider: Provider, url: str, stem: str) -> DownloadedFile | None:
-        """Fetch one output file into the outputs directory, retrying network trouble; None if it failed."""
-        suffix = Path(URL(url).name).suffix.lower() if not url.startswith("data:") else _data_url_suffix(url)
-        dest = self.outputs_dir / f"{stem}{suffix or '.bin'}"
+    async def _download(
+        self, job: Job, provider: Provider, url: str, stem: str, kind: OutputKind = OutputKind.AUDIO
+    ) -> DownloadedFile | None:
+        """Fetch one output file into the outputs directory, retrying network trouble, and make sure it is
+        ``kind`` (named for what it really is); None if it failed (the job has failed)."""
+        # A neutral name until the file is known: the URL's extension must not steer FFmpeg's guess.
+        dest = self.outputs_dir / f"{stem}.download"
         attempt = 0
         while True:
             try:
                 async with self._transfers:
-                    return await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+                    got = await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+                return await self._verified(got, kind)
             except OutputError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
@@ -1353,6 +1356,18 @@ class JobService:
                 log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
                 if not await self._nap(self._retry_delay(attempt)):
                     return None  # stopping: the next start downloads it again
+
+    async def _verified(self, got: DownloadedFile, kind: OutputKind) -> DownloadedFile:
+        """``got`` renamed after what it really is; OutputRejectedError (and the file gone) if it isn't ``kind``."""
+        try:
+            found = await verify_output(got.path, kind)
+        except OutputRejectedError:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(got.path.unlink)
+            raise
+        path = got.path.with_suffix(found.extension)
+        await asyncio.to_thread(got.path.replace, path)
+        return DownloadedFile(path=path, size=got.size, content_type=found.content_type)
 
     async def _resubmit(self, job: Job) -> None:
         """Run a job's prediction again (its output expired, or the server lost it), under a new id."""
