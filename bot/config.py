@@ -237,6 +237,8 @@ class StorageSettings(_Section):
     keep_webhook_ids_hours: float = Field(default=24.0, ge=1, le=24 * 365)
     # How often the clean-up runs.
     cleanup_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
+    # SQLite's quick integrity check of the database file: at startup, then at most this often (0: never).
+    integrity_check_s: float = Field(default=3600.0, ge=0, le=86_400 * 7)
 
     @property
     def database_path(self) -> Path:
