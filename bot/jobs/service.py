@@ -53,7 +53,7 @@ from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
-from bot.logs import job_context, job_task_context
+from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError
@@ -438,7 +438,7 @@ class JobService:
                         request={**variant.as_record(), "context": dict(request.context)},
                         input=_plan_input(request.context, variant) or spec.build_input(variant),
                         batch=(batch_id, index, validated.count) if batch_id else None,
-                        callback_token=secrets.token_urlsafe(24),
+                        callback_token=COG_TOKEN_PREFIX + secrets.token_urlsafe(24),
                         input_files=request.files,
                         cost_usd=cost_each,
                     )
