@@ -251,8 +251,9 @@ class Core:
                 max_body_bytes=hooks.max_body_bytes,
                 cog=cog_routes,
                 ops=self._ops(gateway_ok),
+                body_timeout_s=hooks.body_timeout_s,
             )
-            server = WebServer(app, host=hooks.host, port=hooks.port)
+            server = WebServer(app, host=hooks.host, port=hooks.port, header_timeout_s=hooks.header_timeout_s)
             await server.start()
             self.web = server
         await service.start(resume=resume)

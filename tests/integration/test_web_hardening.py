@@ -84,3 +84,85 @@ async def test_non_ascii_tokens_and_secrets_are_refused_not_crashed(
     refused = [r.getMessage() for r in web_records if "refused" in r.getMessage() or "malformed" in r.getMessage()]
     assert len(refused) >= 12
     assert SECRET not in caplog.text
+
+
+# -- slow clients --------------------------------------------------------------------------------------------
+
+HEADER_TIMEOUT_S = 0.4
+BODY_TIMEOUT_S = 0.4
+MARGIN_S = 3.0  # a loaded 2-core machine; the point is that the connection does close, not how fast
+
+
+async def drip(writer: asyncio.StreamWriter, data: bytes, *, every_s: float = 0.05) -> None:
+    """The slow client: ``data`` one byte at a time (the pause is the client's pace, not a synchronisation)."""
+    for byte in data:
+        if writer.is_closing():
+            return
+        writer.write(bytes([byte]))
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return
+        await asyncio.sleep(every_s)
+
+
+async def answer_then_close(port: int, head: bytes, slow: bytes, *, within_s: float) -> tuple[bytes, float]:
+    """Send ``head`` at once and ``slow`` byte by byte; the server's whole answer once it closes the
+    connection, and how long that took. Fails unless it closes within ``within_s``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    writer.write(head)
+    client = asyncio.create_task(drip(writer, slow))
+    try:
+        async with asyncio.timeout(within_s):
+            answer = await reader.read()  # b"" ... until the server closes
+    finally:
+        client.cancel()
+        writer.close()
+    return answer, time.monotonic() - started
+
+
+@pytest.fixture
+async def slow_bounds(harness: Harness, cog: FakeCog) -> Harness:
+    await start(harness, cog, webhooks={"header_timeout_s": HEADER_TIMEOUT_S, "body_timeout_s": BODY_TIMEOUT_S})
+    return harness
+
+
+async def test_headers_sent_slowly_are_cut_off(slow_bounds: Harness) -> None:
+    port = web_port(slow_bounds)
+    # A slowloris: a request line, then one header byte at a time, never finishing.
+    answer, took = await answer_then_close(
+        port, b"GET /healthz HTTP/1.1\r\n", b"X-Slow: " + b"a" * 4000, within_s=HEADER_TIMEOUT_S + MARGIN_S
+    )
+    assert answer == b""  # closed without an answer
+    assert took >= HEADER_TIMEOUT_S * 0.9
+    # Silence after connecting is cut off too.
+    answer, _ = await answer_then_close(port, b"", b"", within_s=HEADER_TIMEOUT_S + MARGIN_S)
+    assert answer == b""
+
+
+async def test_an_idle_keep_alive_connection_is_closed(slow_bounds: Harness) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer, _ = await answer_then_close(web_port(slow_bounds), head, b"", within_s=HEADER_TIMEOUT_S + MARGIN_S)
+    assert answer.startswith(b"HTTP/1.1 200 OK")  # answered, then closed once idle for the timeout
+
+
+@pytest.mark.parametrize("route", ["replicate", "cog webhook", "cog upload"])
+async def test_bodies_sent_slowly_are_cut_off(slow_bounds: Harness, cog: FakeCog, route: str) -> None:
+    job = await slow_bounds.submit()
+    key = await cog.wait_for_prediction()
+    token = (await slow_bounds.job(job.id)).callback_token
+    head = {
+        "replicate": b"POST /webhooks/replicate HTTP/1.1\r\n",
+        "cog webhook": f"POST /cog/webhooks/{job.id}/{token} HTTP/1.1\r\n".encode(),
+        "cog upload": f"PUT /cog/uploads/{SECRET}/out.wav HTTP/1.1\r\nX-Prediction-ID: {key}\r\n".encode(),
+    }[route]
+    head += b"Host: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    answer, took = await answer_then_close(
+        web_port(slow_bounds), head, b"{" + b" " * 99_999, within_s=2 * BODY_TIMEOUT_S + MARGIN_S
+    )
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"request body too slow" in answer
+    assert took >= BODY_TIMEOUT_S * 0.9
+    assert (await slow_bounds.job(job.id)).status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
+    assert not [p for p in (slow_bounds.data_dir / "uploads").rglob("*") if p.is_file()]  # no partial upload kept
