@@ -52,7 +52,11 @@ class Core:
     def __init__(self, settings: Settings, secrets: Secrets) -> None:
         self.settings = settings
         self.secrets = secrets
-        self.db = Database(settings.storage.database_path, busy_timeout_ms=settings.storage.busy_timeout_ms)
+        self.db = Database(
+            settings.storage.database_path,
+            busy_timeout_ms=settings.storage.busy_timeout_ms,
+            integrity_check_s=settings.storage.integrity_check_s,
+        )
         self.repo = JobsRepo(self.db)
         self.plans = PlansRepo(self.db)
         self.guilds = GuildRepo(self.db)
@@ -181,6 +185,7 @@ class Core:
 
         return OpsRoutes(
             ping_db=self.db.ping,
+            db_corrupt=lambda: self.db.corruption is not None,
             job_counts=self.repo.counts_by_model_and_status,
             oldest_active=oldest_active,
             providers={
@@ -246,8 +251,9 @@ class Core:
                 max_body_bytes=hooks.max_body_bytes,
                 cog=cog_routes,
                 ops=self._ops(gateway_ok),
+                body_timeout_s=hooks.body_timeout_s,
             )
-            server = WebServer(app, host=hooks.host, port=hooks.port)
+            server = WebServer(app, host=hooks.host, port=hooks.port, header_timeout_s=hooks.header_timeout_s)
             await server.start()
             self.web = server
         await service.start(resume=resume)

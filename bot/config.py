@@ -178,6 +178,10 @@ class WebhookSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     path: str = "/webhooks/replicate"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A client must send a request's headers within header_timeout_s (also how long an idle keep-alive
+    # connection stays open) and its body within body_timeout_s (a Cog upload too), else it is cut off.
+    header_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
     @field_validator("public_url", mode="before")
     @classmethod
@@ -275,6 +279,8 @@ class StorageSettings(_Section):
     keep_webhook_ids_hours: float = Field(default=24.0, ge=1, le=24 * 365)
     # How often the clean-up runs.
     cleanup_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
+    # SQLite's quick integrity check of the database file: at startup, then at most this often (0: never).
+    integrity_check_s: float = Field(default=3600.0, ge=0, le=86_400 * 7)
 
     @property
     def database_path(self) -> Path:

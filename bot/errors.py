@@ -132,6 +132,14 @@ class StorageFullError(StorageError):
     kind = "full"
 
 
+class StorageCorruptError(StorageError):
+    """The database file is damaged ("database disk image is malformed", "file is not a database"): it won't
+    heal by waiting; an operator restores it from a backup."""
+
+    default_message = "Encore's storage is damaged; an operator has been told. Please try again later."
+    kind = "corrupt"
+
+
 # A full disk, a full quota, or a file size limit (RLIMIT_FSIZE): a write can't grow the file.
 _OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 

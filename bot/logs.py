@@ -11,7 +11,10 @@ leaks into another). :func:`job_task_context` gives a task its job id without bi
 
 Secrets: :class:`SecretMasker` replaces the values of the secret environment variables (read at
 startup) wherever they appear in a record: its message, its arguments, its traceback. It is a handler
-filter, so it sees records from every logger, discord.py's and aiohttp's included.
+filter, so it sees records from every logger, discord.py's and aiohttp's included. Tokens made per
+interaction or per job are recognised by their shape instead (:data:`TOKEN_PATTERNS`): Discord's interaction
+tokens (in discord.py's DEBUG lines of webhook and callback URLs and of gateway events) and Cog webhook tokens
+(in their URLs, and in the SQL parameters aiosqlite logs at DEBUG).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -37,6 +41,21 @@ SECRET_ENV_VARS = (
 # Shorter values are not masked: they would mangle ordinary words and are no secret anyway.
 MIN_SECRET_CHARS = 6
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(job_tag)s: %(message)s"
+# Every Cog webhook token starts with this, so it is masked wherever it appears (see TOKEN_PATTERNS).
+COG_TOKEN_PREFIX = "cogwh_"  # noqa: S105 - a prefix, not a secret
+_SEGMENT = r"[^/\s?#'\"]+"  # one URL path segment
+# Secrets recognised by their shape: (pattern, replacement).
+TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Discord's interaction tokens are base64 of "interaction:...".
+    (re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_.=-]+"), "***INTERACTION_TOKEN***"),
+    # ... and whatever their shape, the token segment of interaction webhooks and callbacks.
+    (re.compile(rf"(/(?:webhooks|interactions)/\d+/){_SEGMENT}"), r"\1***INTERACTION_TOKEN***"),
+    # A gateway event's or payload's "token" field.
+    (re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+"""), r"\1***TOKEN***"),
+    # Cog webhook URLs carry their job's token; the token alone (an SQL parameter) has the prefix.
+    (re.compile(rf"(/cog/webhooks/{_SEGMENT}/){_SEGMENT}"), r"\1***COG_WEBHOOK_TOKEN***"),
+    (re.compile(rf"{COG_TOKEN_PREFIX}[A-Za-z0-9_-]+"), "***COG_WEBHOOK_TOKEN***"),
+)
 
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("encore_job_id", default=None)
 
@@ -144,11 +163,11 @@ class SecretMasker(logging.Filter):
         for value in sorted(self._secrets, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, f"***{self._secrets[value]}***")
+        for pattern, replacement in TOKEN_PATTERNS:
+            text = pattern.sub(replacement, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         try:
             message = record.getMessage()
             masked = self.mask(message)

@@ -233,7 +233,7 @@ WEBHOOKS_REFUSED = REGISTRY.counter(
 )
 AUDIO_CPU = REGISTRY.counter(
     "encore_audio_cpu_seconds_total",
-    "CPU time spent on audio work off the event loop (probe, fit, waveform, prepare, stitch).",
+    "CPU time spent on audio work off the event loop (probe, verify, fit, waveform, prepare, stitch).",
     ("work",),
 )
 JOBS_FINISHED = REGISTRY.counter(

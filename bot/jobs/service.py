@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
-import mimetypes
 import re
 import secrets
 import time
@@ -24,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import av.error
-from yarl import URL
 
 from bot import metrics
 from bot.audio import off_loop
@@ -32,6 +29,7 @@ from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
 from bot.audio.stems import StemsError, unpack_stems
+from bot.audio.verify import OutputKind, OutputRejectedError, verify_output
 from bot.catalog import (
     MUSICGEN,
     SEED_MAX,
@@ -66,13 +64,14 @@ from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
-from bot.logs import job_context, job_task_context
+from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
 from bot.providers.cog import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_suffix
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
+from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +181,6 @@ def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
     if plan is None:
         return None
     return {"composition_plan": plan, **({"seed": request.seed} if request.seed is not None else {})}
-
-
-def _data_url_suffix(url: str) -> str:
-    content_type = url[len("data:") :].split(";", 1)[0].split(",", 1)[0]
-    return mimetypes.guess_extension(content_type) or ".bin"
 
 
 def _seed_from(prediction: Prediction, job: Job) -> int | None:
@@ -455,7 +449,7 @@ class JobService:
                         request={**variant.as_record(), "context": dict(request.context)},
                         input=_plan_input(request.context, variant) or spec.build_input(variant),
                         batch=(batch_id, index, validated.count) if batch_id else None,
-                        callback_token=secrets.token_urlsafe(24),
+                        callback_token=COG_TOKEN_PREFIX + secrets.token_urlsafe(24),
                         input_files=request.files,
                         cost_usd=cost_each,
                     )
@@ -891,6 +885,11 @@ class JobService:
             return
         finally:
             self._calls.pop(job.id, None)
+        try:
+            audio = await self._verified(DownloadedFile(song.path, song.size, song.content_type), OutputKind.AUDIO)
+        except OutputRejectedError as exc:
+            await self._fail(job.id, exc.user_message, detail=str(exc))
+            return
         result = {"metadata": song.metadata, "plan": song.plan, "song_id": song.song_id}
         won = await self._record(
             partial(
@@ -898,16 +897,16 @@ class JobService:
                 job.id,
                 JobStatus.SUCCEEDED,
                 now=self.clock(),
-                output_path=str(song.path),
-                output_size=song.size,
-                output_content_type=song.content_type,
+                output_path=str(audio.path),
+                output_size=audio.size,
+                output_content_type=audio.content_type,
                 seed=job.input.get("seed"),
                 cost_usd=self._actual_cost(job, None),
                 result_json=json.dumps(result),
             )
         )
         if won:
-            log.info("job %s song stored (%d bytes)", job.id, song.size)
+            log.info("job %s song stored (%d bytes)", job.id, audio.size)
             await self._count_outcome(job.id, "succeeded")
             self._kick_delivery(job)
 
@@ -925,7 +924,10 @@ class JobService:
             files = await asyncio.to_thread(
                 unpack_stems, archive, self.outputs_dir / f"{job.id}-stems", self.settings.storage.max_output_bytes
             )
-        except ProviderError as exc:
+            for name, path in files.items():
+                stem = DownloadedFile(path, 0, "")
+                files[name] = (await self._verified(stem, OutputKind.AUDIO)).path
+        except (ProviderError, OutputRejectedError) as exc:
             await self._fail(job.id, exc.user_message, detail=str(exc))
             return
         except StemsError as exc:
@@ -1180,7 +1182,7 @@ class JobService:
     async def accept_cog_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
         """A Cog webhook for ``job_id``: True if the path's token is the job's (else it is refused)."""
         job = await self.repo.get(job_id)
-        if job is None or job.callback_token is None or not hmac.compare_digest(job.callback_token, token):
+        if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
             return False
         if job.provider == "cog" and prediction.id == job.prediction_id:
             await self._apply(job, prediction)
@@ -1303,7 +1305,7 @@ class JobService:
             return
         image_path = None
         if outputs.image is not None:
-            image = await self._download(job, provider, outputs.image, f"{job.id}-image")
+            image = await self._download(job, provider, outputs.image, f"{job.id}-image", OutputKind.IMAGE)
             if image is None:
                 return
             image_path = str(image.path)
@@ -1313,9 +1315,6 @@ class JobService:
             if stitched is None:
                 return
             stored = stitched
-        content_type = stored.content_type
-        if content_type in ("", "application/octet-stream"):
-            content_type = guess_content_type(stored.path.name)
         metrics = prediction.metrics
         won = await self.repo.transition(
             job.id,
@@ -1323,7 +1322,7 @@ class JobService:
             now=self.clock(),
             output_path=str(stored.path),
             output_size=stored.size,
-            output_content_type=content_type,
+            output_content_type=stored.content_type,
             seed=_seed_from(prediction, job),
             cost_usd=self._actual_cost(job, metrics.predict_time if metrics else None),
             predict_time_s=metrics.predict_time if metrics else None,
@@ -1355,15 +1354,19 @@ class JobService:
             await asyncio.to_thread(stored.path.unlink)
         return DownloadedFile(path=dest, size=size, content_type="audio/wav")
 
-    async def _download(self, job: Job, provider: Provider, url: str, stem: str) -> DownloadedFile | None:
-        """Fetch one output file into the outputs directory, retrying network trouble; None if it failed."""
-        suffix = Path(URL(url).name).suffix.lower() if not url.startswith("data:") else _data_url_suffix(url)
-        dest = self.outputs_dir / f"{stem}{suffix or '.bin'}"
+    async def _download(
+        self, job: Job, provider: Provider, url: str, stem: str, kind: OutputKind = OutputKind.AUDIO
+    ) -> DownloadedFile | None:
+        """Fetch one output file into the outputs directory, retrying network trouble, and make sure it is
+        ``kind`` (named for what it really is); None if it failed (the job has failed)."""
+        # A neutral name until the file is known: the URL's extension must not steer FFmpeg's guess.
+        dest = self.outputs_dir / f"{stem}.download"
         attempt = 0
         while True:
             try:
                 async with self._transfers:
-                    return await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+                    got = await provider.download(url, dest, max_bytes=self.settings.storage.max_output_bytes)
+                return await self._verified(got, kind)
             except OutputError as exc:
                 attempt += 1
                 if not exc.retryable or attempt >= _OUTPUT_ATTEMPTS:
@@ -1372,6 +1375,18 @@ class JobService:
                 log.warning("job %s: output download failed (%s), attempt %d", job.id, exc, attempt)
                 if not await self._nap(self._retry_delay(attempt)):
                     return None  # stopping: the next start downloads it again
+
+    async def _verified(self, got: DownloadedFile, kind: OutputKind) -> DownloadedFile:
+        """``got`` renamed after what it really is; OutputRejectedError (and the file gone) if it isn't ``kind``."""
+        try:
+            found = await verify_output(got.path, kind)
+        except OutputRejectedError:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(got.path.unlink)
+            raise
+        path = got.path.with_suffix(found.extension)
+        await asyncio.to_thread(got.path.replace, path)
+        return DownloadedFile(path=path, size=got.size, content_type=found.content_type)
 
     async def _resubmit(self, job: Job) -> None:
         """Run a job's prediction again (its output expired, or the server lost it), under a new id."""

@@ -10,6 +10,11 @@ connection, and SQLite refuses such a write at once (SQLITE_BUSY, no busy wait) 
 committed meanwhile. :meth:`Database.write` turns storage trouble into a :class:`~bot.errors.StorageError`:
 the database locked by another program (a ``sqlite3`` shell in a transaction, a ``VACUUM``) for longer than
 the busy timeout, a full disk, a failing one. Reads don't wait for writers (WAL).
+
+A damaged file ("database disk image is malformed") can answer ``SELECT 1`` while the pages a write needs are
+broken. Any statement that meets the damage, and SQLite's ``PRAGMA quick_check`` (at open, then every
+``integrity_check_s`` when :meth:`Database.ping` runs), mark the database corrupt; ``ping`` (so ``/healthz``)
+reports it until a later check passes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import BotError, StorageBusyError, StorageError, StorageFullError
+from bot.errors import BotError, StorageBusyError, StorageCorruptError, StorageError, StorageFullError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ def storage_error(exc: sqlite3.Error) -> StorageError | None:
         return StorageBusyError(detail=str(exc))
     if primary == sqlite3.SQLITE_FULL:
         return StorageFullError(detail=str(exc))
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "disk image is malformed" in str(exc):
+        return StorageCorruptError(detail=str(exc))
     if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY):
         return StorageError(detail=str(exc))
     return None
@@ -72,12 +79,18 @@ def load_migrations() -> list[Migration]:
 class Database:
     """Owns the connection. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, integrity_check_s: float = 0.0) -> None:
+        """``integrity_check_s``: run ``PRAGMA quick_check`` at open and, from :meth:`ping`, again once this
+        long has passed (0: never)."""
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.integrity_check_s = integrity_check_s
         self._conn: aiosqlite.Connection | None = None
         # Why the last write failed, until one works again (reported by ping, so by /healthz).
         self.write_problem: StorageError | None = None
+        # The file is damaged (a statement or an integrity check said so), until a check passes.
+        self.corruption: StorageCorruptError | None = None
+        self._checked_at: float | None = None  # event-loop time of the last integrity check
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -99,6 +112,8 @@ class Database:
             await conn.execute("PRAGMA foreign_keys = ON")
             await conn.execute("PRAGMA synchronous = NORMAL")
             self._conn = conn
+            if self.integrity_check_s > 0:
+                await self.check_integrity()
             if migrate:
                 await self.migrate()
         except BaseException:
@@ -119,17 +134,58 @@ class Database:
         await self.close()
 
     async def ping(self, *, timeout_s: float = 2.0) -> None:
-        """Raise unless the database answers ``SELECT 1`` within ``timeout_s`` and takes writes (for health
-        checks): after a refused write it raises that :class:`StorageError` until a write works again."""
+        """Raise unless the database answers ``SELECT 1`` within ``timeout_s``, is not damaged and takes writes
+        (for health checks): a damaged file raises :class:`StorageCorruptError` until an integrity check
+        passes; after a refused write it raises that :class:`StorageError` until a write works again."""
         async with asyncio.timeout(timeout_s):
             await self.read("SELECT 1")
-        problem = self.write_problem
+        loop = asyncio.get_running_loop()
+        if self.integrity_check_s > 0 and (
+            self._checked_at is None or loop.time() - self._checked_at >= self.integrity_check_s
+        ):
+            await self.check_integrity()
+        problem = self.corruption or self.write_problem
         if problem is not None:
             raise type(problem)(detail=str(problem))
 
+    async def check_integrity(self) -> bool:
+        """SQLite's ``PRAGMA quick_check`` (every page, no index contents: milliseconds for a few MB): False
+        and :attr:`corruption` set if the file is damaged; a pass clears an earlier finding."""
+        self._checked_at = asyncio.get_running_loop().time()
+        try:
+            rows = await self.read("PRAGMA quick_check(1)")
+        except StorageCorruptError:
+            return False
+        verdict = str(rows[0][0]) if rows else "no answer"
+        if verdict != "ok":
+            self._found_corruption(StorageCorruptError(detail=f"quick_check: {verdict}"))
+            return False
+        if self.corruption is not None:
+            log.warning("the database passes its integrity check again (after: %s)", self.corruption)
+            self.corruption = None
+        return True
+
+    def _found_corruption(self, problem: StorageCorruptError) -> None:
+        if self.corruption is None:
+            log.error(
+                "the database file %s is damaged (%s): restore it from a backup (python -m bot db backup) "
+                "or recover it with sqlite3's .recover",
+                self.path,
+                problem,
+            )
+        self.corruption = problem
+
     async def read(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> list[aiosqlite.Row]:
-        """Every row of a query, read in one go (so no statement stays open)."""
-        return list(await self.conn.execute_fetchall(sql, parameters))
+        """Every row of a query, read in one go (so no statement stays open). A damaged file raises
+        :class:`StorageCorruptError`."""
+        try:
+            return list(await self.conn.execute_fetchall(sql, parameters))
+        except sqlite3.DatabaseError as exc:
+            problem = storage_error(exc)
+            if not isinstance(problem, StorageCorruptError):
+                raise
+            self._found_corruption(problem)
+            raise problem from exc
 
     async def read_one(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> aiosqlite.Row | None:
         rows = await self.read(sql, parameters)
@@ -147,10 +203,12 @@ class Database:
         try:
             async with self.conn.execute(sql, parameters) as cursor:  # runs to the end: one step
                 changed = cursor.rowcount
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # OperationalError, and DatabaseError for a damaged file
             problem = storage_error(exc)
             if problem is None:
                 raise
+            if isinstance(problem, StorageCorruptError):
+                self._found_corruption(problem)
             if self.write_problem is None:
                 log.error("database writes are failing (%s): %s; unfinished jobs wait and try again", problem.kind, exc)
             self.write_problem = problem

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +23,8 @@ from pydantic import ValidationError
 from bot import metrics
 from bot.providers.base import Prediction
 from bot.providers.cog import UploadStore
+from bot.tokens import same_secret
+from bot.web.limits import body_deadline, too_slow
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,11 @@ class CogRoutes:
     async def webhook(self, request: web.Request) -> web.Response:
         metrics.webhook_received("cog")
         job_id, token = request.match_info["job_id"], request.match_info["token"]
-        body = await request.read()
+        try:
+            async with body_deadline(request):
+                body = await request.read()
+        except TimeoutError:
+            return too_slow(request, "cog")
         try:
             prediction = Prediction.model_validate_json(body)
         except ValidationError:
@@ -71,18 +76,18 @@ class CogRoutes:
             known = await self._on_webhook(job_id, token, prediction)
         except Exception:
             metrics.webhook_refused("cog", "error")
-            log.exception("cog webhook for job %s failed", job_id)
+            log.exception("cog webhook for job %r failed", job_id[:32])
             return web.json_response({"error": "internal error"}, status=500)  # Cog retries the final one
         if not known:
             metrics.webhook_refused("cog", "token")
-            log.warning("cog webhook refused: bad token for job %s", job_id[:32])
+            log.warning("cog webhook refused: bad token for job %r", job_id[:32])
             return web.json_response({"error": "unknown job or token"}, status=401)
         return web.json_response({"ok": True})
 
     async def upload(self, request: web.Request) -> web.Response:
         metrics.webhook_received("cog_upload")
         secret = request.match_info["secret"]
-        if self._uploads is None or self._secret is None or not hmac.compare_digest(secret, self._secret):
+        if self._uploads is None or self._secret is None or not same_secret(secret, self._secret):
             metrics.webhook_refused("cog_upload", "secret")
             log.warning("cog upload refused: wrong secret")
             return web.json_response({"error": "forbidden"}, status=403)
@@ -107,15 +112,19 @@ class CogRoutes:
             log.warning("cog upload refused: prediction %s already has %d files", prediction_id, self._max_files)
             return web.json_response({"error": f"at most {self._max_files} files per prediction"}, status=413)
         try:
-            async for chunk in request.content.iter_chunked(256 * 1024):
-                size += len(chunk)
-                if size > self._max_upload_bytes:
-                    metrics.webhook_refused("cog_upload", "too_large")
-                    return web.json_response({"error": "too large"}, status=413)
-                await asyncio.to_thread(handle.write, chunk)
+            async with body_deadline(request):
+                async for chunk in request.content.iter_chunked(256 * 1024):
+                    size += len(chunk)
+                    if size > self._max_upload_bytes:
+                        metrics.webhook_refused("cog_upload", "too_large")
+                        return web.json_response({"error": "too large"}, status=413)
+                    await asyncio.to_thread(handle.write, chunk)
+        except TimeoutError:
+            size = -1  # incomplete: the part file is thrown away below
+            return too_slow(request, "cog_upload")
         finally:
             await asyncio.to_thread(handle.close)
-            if size > self._max_upload_bytes or request.transport is None:
+            if size < 0 or size > self._max_upload_bytes or request.transport is None:
                 with contextlib.suppress(FileNotFoundError):
                     await asyncio.to_thread(part.unlink)
         await asyncio.to_thread(part.replace, path)

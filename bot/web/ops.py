@@ -1,7 +1,7 @@
 """Operations endpoints: ``GET /healthz`` (is the bot working?) and ``GET /metrics`` (Prometheus).
 
-``/healthz`` answers 200 when every required part works (the database answers ``SELECT 1`` in time
-and its last write worked; the Discord gateway is connected, when the bot runs one) and 503
+``/healthz`` answers 200 when every required part works (the database answers ``SELECT 1`` in time,
+is not damaged and its last write worked; the Discord gateway is connected, when the bot runs one) and 503
 otherwise, always with a JSON body that says which part is failing. Providers are reported
 (configured, last success, last error kind) but never make the bot unhealthy: restarting Encore
 does not fix an outage at Replicate.
@@ -45,16 +45,19 @@ class OpsRoutes:
         oldest_active: OldestActive,
         providers: Mapping[str, bool],
         gateway_ok: Callable[[], bool] | None = None,
+        db_corrupt: Callable[[], bool] | None = None,
         registry: Registry = REGISTRY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``providers``: each provider Encore knows and whether it is configured. ``gateway_ok``: whether
-        the Discord gateway is connected (None: no gateway, e.g. the CLI)."""
+        the Discord gateway is connected (None: no gateway, e.g. the CLI). ``db_corrupt``: whether the database
+        file was found damaged."""
         self._ping_db = ping_db
         self._job_counts = job_counts
         self._oldest_active = oldest_active
         self._providers = dict(providers)
         self._gateway_ok = gateway_ok
+        self._db_corrupt = db_corrupt
         self._registry = registry
         self._clock = clock
 
@@ -149,6 +152,15 @@ class OpsRoutes:
         families.append(
             gauge("encore_database_up", "Whether the last read of the database worked.", [({}, database_up)])
         )
+        if self._db_corrupt is not None:
+            corrupt = float(self._db_corrupt())
+            families.append(
+                gauge(
+                    "encore_database_corrupt",
+                    "Whether the database file was found damaged (a statement or SQLite's quick_check).",
+                    [({}, corrupt)],
+                )
+            )
         gateway = self._gateway()
         if gateway is not None:
             families.append(

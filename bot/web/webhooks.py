@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from bot import metrics
 from bot.providers.base import Prediction
+from bot.web.limits import body_deadline, too_slow
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,10 @@ class ReplicateWebhookView:
     async def handle(self, request: web.Request) -> web.Response:
         metrics.webhook_received("replicate")
         try:
-            body = await request.read()
+            async with body_deadline(request):
+                body = await request.read()
+        except TimeoutError:
+            return too_slow(request, "replicate")
         except web.HTTPRequestEntityTooLarge:
             metrics.webhook_refused("replicate", "too_large")
             log.warning("webhook refused: body over the size limit")

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from bot.app import Core, EncoreBot
 from bot.config import Secrets, Settings
 from tests.conftest import make_settings
+from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.models import (
     ChannelConfig,
@@ -120,6 +121,20 @@ class Encore:
     async def restart(self) -> EncoreBot:
         await self.stop()
         return await self.start()
+
+
+COG_UPLOAD_SECRET = "e2e-upload-secret-000000"
+
+
+def use_cog(encore: Encore, cog: FakeCog, *, upload_secret: str = COG_UPLOAD_SECRET) -> Settings:
+    """Route MusicGen to the fake Cog server (webhooks on), which hands its files back to Encore's uploads."""
+    settings = encore.configure(
+        with_webhooks=True,
+        models={"musicgen": {"provider": "cog"}},
+        cog={"base_url": cog.base_url, "upload_secret": upload_secret},
+    )
+    cog.upload_url = f"{settings.webhooks.public_url}cog/uploads/{upload_secret}/"
+    return settings
 
 
 @pytest.fixture

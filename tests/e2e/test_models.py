@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, card_status, status_is
+from tests.e2e.conftest import Encore, card_field, card_status, status_is, use_cog
 from tests.fakes.audio import audio_info, decode_pcm, image_info, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, SimFile
@@ -176,13 +176,7 @@ async def cog() -> AsyncIterator[FakeCog]:
 async def test_generate_on_a_self_hosted_cog_server(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate, cog: FakeCog
 ) -> None:
-    secret = "e2e-upload-secret-000000"
-    settings = encore.configure(
-        with_webhooks=True,
-        models={"musicgen": {"provider": "cog"}},
-        cog={"base_url": cog.base_url, "upload_secret": secret},
-    )
-    cog.upload_url = f"{settings.webhooks.public_url}cog/uploads/{secret}/"
+    use_cog(encore, cog)
     await encore.start()
     handle = await sim.user("alice").slash("music generate", prompt="my own gpu", duration=2)
     audio = await handle.wait_file()

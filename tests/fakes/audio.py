@@ -277,6 +277,21 @@ def make_jpeg(width: int = 512, height: int = 512) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
+def make_png(width: int = 64, height: int = 64) -> bytes:
+    """A real PNG (FFmpeg's png encoder) of a grey gradient."""
+    if width <= 0 or height <= 0:
+        raise ValueError("width and height must be positive")
+    frame = av.VideoFrame(width, height, "gray")
+    plane = frame.planes[0]
+    plane.update(
+        b"".join(bytes(255 * x // width for x in range(width)).ljust(plane.line_size, b"\0") for _ in range(height))
+    )
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, "gray", Fraction(1, 25)
+    packets = ctx.encode(frame) + ctx.encode(None)
+    return b"".join(bytes(p) for p in packets)
+
+
 def image_info(data: bytes) -> ImageInfo:
     """Decode the first video frame of an image (JPEG, PNG...); ValueError if it does not decode."""
     with _open(data) as container:

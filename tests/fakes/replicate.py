@@ -7,6 +7,8 @@ explicitly (``begin``/``succeed``/``fail``/``abort``/``hit_deadline``) or set ``
 synchronise by awaiting hooks (``wait_for_prediction``, ``wait_for_status``, ``next_request``,
 ``next_webhook_delivery``, ``wait_for_webhook_deliveries``), never by sleeping. Faults: ``inject`` (statuses,
 hangs, drops, chosen per request with ``when=``); webhooks can be held back (``hold_webhooks``) to arrive late.
+A broken or hostile model server: ``swap_outputs`` serves something else as each output file (an HTML page,
+an executable, audio under another name).
 
 Models live in tests/fakes/models.py (shared with the fake Cog server) and are re-exported here. File inputs
 (``format: uri``) are fetched when the prediction runs, as Cog does before ``predict()``: ``data:`` URLs are
@@ -355,6 +357,7 @@ class FakeReplicate(FakeServer[Fault]):
         self._new_predictions: deque[str] = deque()
         self._new_deliveries: deque[WebhookDelivery] = deque()
         self._webhook_gates: dict[str, asyncio.Event] = {}  # predictions whose webhooks are held back
+        self._output_swap: Callable[[OutputFile], OutputFile] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -709,6 +712,8 @@ class FakeReplicate(FakeServer[Fault]):
     def _publish(self, pid: str, value: Any, files: dict[str, OutputFile]) -> Any:
         """Replace OutputFile values (at any depth) with their download URLs."""
         if isinstance(value, OutputFile):
+            if self._output_swap is not None:
+                value = self._output_swap(value)
             files[value.name] = value
             return f"{self.root_url}/delivery/{pid}/{value.name}"
         if isinstance(value, dict):
@@ -763,6 +768,11 @@ class FakeReplicate(FakeServer[Fault]):
         pred = self.prediction(prediction_id)
         pred.input, pred.output, pred.logs, pred.data_removed = {}, None, "", True
         self._outputs.pop(prediction_id, None)
+
+    def swap_outputs(self, swap: Callable[[OutputFile], OutputFile] | None) -> None:
+        """Serve ``swap(file)`` in place of each output file the models make from now on (None: stop):
+        its name is the URL's last segment, its content type the ``Content-Type`` it is served with."""
+        self._output_swap = swap
 
     def add_model(self, model: FakeModel) -> None:
         self.models[model.ref] = model

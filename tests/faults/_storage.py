@@ -9,6 +9,9 @@
   kernel's EFBIG (CPython ignores SIGXFSZ). Needs no privileges.
 * :func:`limit_database_pages`: SQLite's ``PRAGMA max_page_count`` on the bot's connection, so a write that
   needs a new page fails with SQLITE_FULL, "database or disk is full", the error a full disk gives.
+* :func:`damage_page`: garbage over the pages of one table or index of a database file no one has open, as a
+  failing disk or a stray write leaves it: ``SELECT 1`` still works, statements that need those pages fail
+  with SQLITE_CORRUPT, "database disk image is malformed".
 
 The watchers let a test wait for what the bot does without sleeping: :class:`StatementWatch` hears the
 statements the bot's connection starts (SQLite's own trace hook), :class:`LogWatch` the bot's log records.
@@ -222,6 +225,19 @@ def check_database(path: Path) -> tuple[str, list[str], dict[str, int]]:
         changes = [r[0] for r in conn.execute("SELECT webhook_id FROM webhook_events WHERE webhook_id LIKE 'op%'")]
         statuses = dict(conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
     return str(verdict), changes, statuses
+
+
+def damage_page(path: Path, name: str) -> None:
+    """Overwrite the root page of the table or index ``name`` in the (closed) database at ``path`` with garbage."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        row = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert row is not None, f"no table or index {name}"
+    assert not path.with_name(path.name + "-wal").exists() or not path.with_name(path.name + "-wal").stat().st_size
+    with path.open("r+b") as handle:
+        handle.seek((int(row[0]) - 1) * page_size)
+        handle.write(bytes([0xEE]) * page_size)
 
 
 def leftovers(data_dir: Path) -> list[Path]:

@@ -16,6 +16,9 @@ against the fake Replicate, on real SQLite files. What is real and what is simul
   SQLITE_FULL, the same error a full disk gives, but only to writes that need a new page (a real full disk
   also refuses writes that only append to the WAL), so which in-place updates fail depends on how full the
   pages are: that test asserts only what holds either way.
+* Damaged database file: real. Garbage over the pages of one index of the (closed) database file, as a
+  failing disk leaves it (:func:`damage_page`); SQLite answers ``SELECT 1`` but SQLITE_CORRUPT "database disk
+  image is malformed" to statements that need those pages, and ``PRAGMA quick_check`` finds it.
 * Output files without mounting: ``RLIMIT_FSIZE`` lowered for this process, so writing the downloaded audio
   past the limit fails with the kernel's EFBIG ("File too large", not ENOSPC); the database stays under it.
 """
@@ -29,9 +32,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from bot.errors import StorageBusyError, StorageError, StorageFullError
+from bot.errors import StorageBusyError, StorageCorruptError, StorageError, StorageFullError
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from tests.fakes.audio import wav_info
@@ -41,6 +45,7 @@ from tests.faults._storage import (
     StatementWatch,
     WriteLock,
     check_database,
+    damage_page,
     file_size_limit,
     health,
     leftovers,
@@ -52,9 +57,11 @@ from tests.faults._storage import (
 )
 from tests.faults.conftest import Reliability
 from tests.integration.conftest import Harness
+from tests.promparse import parse
 
 BUSY = "Encore's storage is busy right now. Please try again in a minute."
 FULL = "Encore's storage is full; an operator has been told. Please try again later."
+DAMAGED = "Encore's storage is damaged; an operator has been told. Please try again later."
 
 
 @pytest.fixture
@@ -356,3 +363,53 @@ async def test_output_past_a_file_size_limit_waits_for_room(
         faults=f"RLIMIT_FSIZE {limit // 1024} KiB while a 1.25 MiB output arrived (EFBIG, {refusals} refused writes)",
         outcomes=Counter({"delivered once": 1}),
     )
+
+
+# -- a damaged database file ---------------------------------------------------------------------------------
+
+
+async def a_database_with_a_delivered_job(harness: Harness, fake: FakeReplicate) -> None:
+    """A database with real rows in it, then the bot stopped (its WAL checkpointed into the file)."""
+    fake.auto_advance = True
+    await start_core(harness)
+    job = await harness.submit(duration_s=2)
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    assert len(harness.listener.deliveries_of(job.id)) == 1
+    await harness.stop()
+
+
+async def test_a_damaged_database_is_found_at_startup_and_reported(
+    harness: Harness, fake: FakeReplicate, reliability: Reliability
+) -> None:
+    await a_database_with_a_delivered_job(harness, fake)
+    damage_page(database(harness), "jobs_user_created")
+    async with watching_logs() as logs:
+        base = await start_core(harness)
+        status, body = await health(base)
+    assert (status, body["checks"]["database"]) == (503, {"ok": False, "error": "corrupt"})
+    assert [r for r in logs.containing("is damaged") if r.levelname == "ERROR"]
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        http.get(f"{base}/metrics") as response,
+    ):
+        exposition = parse(await response.text())
+    assert exposition.value("encore_database_corrupt") == 1
+    with pytest.raises(StorageCorruptError) as refused:
+        await harness.submit(duration_s=2)
+    assert refused.value.user_message == DAMAGED
+    reliability.record(
+        jobs=2,
+        faults="garbage over an index's root page of the closed database file, then a restart",
+        outcomes=Counter({"delivered once": 1, "refused at create": 1}),
+    )
+
+
+async def test_writes_that_meet_damaged_pages_make_healthz_say_corrupt(harness: Harness, fake: FakeReplicate) -> None:
+    await a_database_with_a_delivered_job(harness, fake)
+    damage_page(database(harness), "jobs_user_created")
+    base = await start_core(harness, storage={"integrity_check_s": 0})  # no quick_check: only statements tell
+    assert (await health(base))[0] == 200  # SELECT 1 works on a damaged file
+    with pytest.raises(StorageCorruptError):
+        await harness.submit(duration_s=2)  # the insert needs the damaged index
+    status, body = await health(base)
+    assert (status, body["checks"]["database"]) == (503, {"ok": False, "error": "corrupt"})

@@ -14,8 +14,9 @@ from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
 from bot.jobs.service import Phase
 from bot.providers.cog import NO_UPLOAD_TARGET
-from tests.fakes.audio import audio_info, make_wav
+from tests.fakes.audio import audio_info, make_mp3, make_wav
 from tests.fakes.cog import FakeCog
+from tests.fakes.models import OutputFile
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 
@@ -191,3 +192,43 @@ async def test_replicate_stems_need_a_pinned_demucs_version(harness: Harness) ->
     settings = harness.configure(stems={"provider": "replicate"})
     with pytest.raises(ConfigError, match=r"\[stems\] demucs_ref: set a pinned version id"):
         await Core(settings, harness.secrets).open()
+
+
+async def test_inline_output_that_is_not_audio_fails_the_job(harness: Harness, cog: FakeCog) -> None:
+    await start(harness, cog)
+    job = await harness.submit(duration_s=2)
+    key = await cog.wait_for_prediction()
+    page = b"<html><body>Internal Server Error</body></html>"
+    await cog.complete(key, output="data:audio/wav;base64," + base64.b64encode(page).decode())
+    assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
+    failed = await harness.job(job.id)
+    assert failed.error is not None
+    assert "isn't audio" in failed.error
+    assert harness.listener.delivered == []
+    assert not list(harness.service.outputs_dir.glob(f"{job.id}*"))  # nothing of it is kept
+
+
+async def test_uploaded_output_is_named_for_what_it_is(harness: Harness, cog: FakeCog) -> None:
+    await start(harness, cog)
+    job = await harness.submit(duration_s=2)
+    key = await cog.wait_for_prediction()
+    mp3 = make_mp3(2)
+    await cog.complete(key, output=OutputFile("output.wav", mp3, "audio/wav"))  # an MP3 that says it is a WAV
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
+    done = await harness.job(job.id)
+    assert done.output_path is not None
+    assert done.output_path.endswith(".mp3")
+    assert done.output_content_type == "audio/mpeg"
+    [delivered] = harness.listener.deliveries_of(job.id)
+    assert delivered.data == mp3
+
+
+async def test_uploaded_executable_fails_the_job(harness: Harness, cog: FakeCog) -> None:
+    await start(harness, cog)
+    job = await harness.submit(duration_s=2)
+    key = await cog.wait_for_prediction()
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(2000)
+    await cog.complete(key, output=OutputFile("output.mp3", elf, "audio/mpeg"))
+    assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
+    assert "isn't audio" in ((await harness.job(job.id)).error or "")
+    assert harness.listener.delivered == []

@@ -12,8 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
+from yarl import URL
 
 from tests.fakes.discord import (
     MIB,
@@ -436,6 +438,19 @@ async def test_cdn_urls_expire_on_the_simulated_clock() -> None:
             refreshed = await channel.fetch_message(seen.id)
             assert await refreshed.attachments[0].read() == b"RIFF"
             assert sim.read_attachment(sim.message(seen.id).attachments[0]) == b"RIFF"
+
+
+async def test_cdn_signatures_that_are_not_ascii_are_refused_not_crashed() -> None:
+    async with DiscordSimulator() as sim:
+        bot = Recorder(intents=discord.Intents.default(), **sim.client_kwargs())
+        async with sim.running(bot):
+            await sim.user("alice").send_message("here", mention_bot=True, files=[SimFile("take.wav", b"RIFF")])
+            url = URL((await bot.next_message()).attachments[0].url)
+            async with aiohttp.ClientSession() as http:
+                for signature in ("%C3%A9t%C3%A9", "%ED%A0%80", "%FF"):
+                    forged = url.with_query({**url.query, "hm": "x"}).human_repr().replace("hm=x", f"hm={signature}")
+                    async with http.get(URL(forged, encoded=True)) as response:
+                        assert response.status == 404, signature
 
 
 async def test_unsynced_command_is_refused(sim: DiscordSimulator, client: Recorder) -> None:

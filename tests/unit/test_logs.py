@@ -160,3 +160,28 @@ def test_configure_sets_up_the_root_logger_from_the_environment() -> None:
         root.handlers[:] = handlers
         root.setLevel(level)
     assert out.getvalue().endswith("encore.test.configure: token ***DISCORD_TOKEN***\n")
+
+
+def test_interaction_and_cog_webhook_tokens_are_masked_by_shape() -> None:
+    masker = logs.SecretMasker()  # no secrets from the environment: these are recognised by their shape
+    interaction = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OnNlY3JldA.x-y_z"
+    odd = "not-base64-but-still-a-token-1234567890"
+    cog = logs.COG_TOKEN_PREFIX + "Zm9vYmFyLWJhei1xdXV4LTEyMzQ1Njc4"
+    lines = [
+        f"POST https://discord.com/api/v10/interactions/1234/{odd}/callback with None has returned 204",
+        f"PATCH https://discord.com/api/v10/webhooks/5678/{odd}/messages/@original has returned 200",
+        f"For Shard ID None: WebSocket Event: {{'t': 'INTERACTION_CREATE', 'd': {{'token': '{interaction}'}}}}",
+        f"executing functools.partial(<execute>, 'INSERT INTO jobs ...', ('ab12', '{cog}', 1.0))",
+        f"webhook to http://encore.example/cog/webhooks/ab12cd34ef/{odd[:20]} answered 200",
+    ]
+    masked = [masker.mask(line) for line in lines]
+    for line in masked:
+        for token in (interaction, odd, odd[:20], cog):
+            assert token not in line
+    assert "/interactions/1234/***INTERACTION_TOKEN***/callback" in masked[0]
+    assert "/webhooks/5678/***INTERACTION_TOKEN***/messages/@original" in masked[1]
+    assert "'token': '***" in masked[2]
+    assert "('ab12', '***COG_WEBHOOK_TOKEN***', 1.0)" in masked[3]
+    assert "/cog/webhooks/ab12cd34ef/***COG_WEBHOOK_TOKEN***" in masked[4]
+    # Ordinary paths are left alone.
+    assert masker.mask("POST /webhooks/replicate took 3 ms") == "POST /webhooks/replicate took 3 ms"
