@@ -5,7 +5,7 @@ an executable, an MP3 named ``.png``. Nothing reaches Discord unless it is what 
 
 - audio: the file starts with the signature of a container Discord plays (WAV, MP3, Ogg, FLAC, MP4/M4A,
   WebM/Matroska, ADTS AAC, AIFF), FFmpeg finds that same container, it holds an audio stream and nothing
-  else (cover art aside), and the stream decodes to at least one sample;
+  else (cover art aside), and its first seconds decode to at least one sample;
 - an image: a PNG, JPEG or WebP signature, and FFmpeg decodes a picture from it.
 
 The file's extension and content type come from what was found, never from the URL or the server's
@@ -107,6 +107,9 @@ def _describe(head: bytes) -> str:
     return f"unrecognised bytes {head[:8].hex()}"
 
 
+_DECODE_S = 2  # seconds of audio decoded to prove a file is what it says
+
+
 def _verify_audio(path: Path) -> VerifiedOutput:
     head, body = _head(path)
     try:
@@ -129,7 +132,13 @@ def _verify_audio(path: Path) -> VerifiedOutput:
             if stream.codec_context is None:
                 raise OutputRejectedError(detail=f"output ({name}) has audio FFmpeg can't decode")
             codec = stream.codec_context.name
-            samples = sum(frame.samples for frame in container.decode(stream))
+            # Proof that it is audio needs a little of it, not all: a ten-minute song would cost a second.
+            enough = (stream.codec_context.sample_rate or 48_000) * _DECODE_S
+            samples = 0
+            for frame in container.decode(stream):
+                samples += frame.samples
+                if samples >= enough:
+                    break
     except av.error.FFmpegError as exc:
         raise OutputRejectedError(detail=f"output is not audio ({_describe(head)}; {exc.strerror})") from None
     if samples == 0:
