@@ -254,10 +254,11 @@ class ModelSpec:
         elif self.fixed_duration_s:
             length = f"about {_fmt(self.fixed_duration_s)} s"
         else:
-            low, high = (
-                (self.min_duration_s, self.max_duration_s) if settings is None else duration_range(self, settings)
-            )
-            length = f"{low}-{high} s (default {min(max(self.default_duration_s, low), high)})"
+            if settings is None:
+                low, high, default = self.min_duration_s, self.max_duration_s, self.default_duration_s
+            else:
+                (low, high), default = duration_range(self, settings), default_duration(self, settings)
+            length = f"{low}-{high} s (default {default})"
         seconds = self.fixed_duration_s or self.default_duration_s
         cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
         lines = [
@@ -611,6 +612,13 @@ def duration_range(spec: ModelSpec, settings: Settings) -> tuple[int, int]:
     )
 
 
+def default_duration(spec: ModelSpec, settings: Settings) -> int:
+    """The length made when none is asked for: ``[jobs] default_duration_s`` if set (not 0), else the model's
+    own default, within :func:`duration_range`."""
+    low, high = duration_range(spec, settings)
+    return min(max(settings.jobs.default_duration_s or spec.default_duration_s, low), high)
+
+
 def check_duration(spec: ModelSpec, settings: Settings, seconds: float, *, name: str = "duration") -> None:
     """Refuse a length outside :func:`duration_range`, saying when it is this bot's limit, not the model's."""
     low, high = duration_range(spec, settings)
@@ -636,10 +644,9 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
             raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
         duration = spec.fixed_duration_s
     else:
-        min_duration, max_duration = duration_range(spec, settings)
         requested = request.duration_s
         if requested is None:
-            requested = min(max(spec.default_duration_s, min_duration), max_duration)
+            requested = default_duration(spec, settings)
         check_duration(spec, settings, requested)
         duration = requested
 

@@ -212,7 +212,9 @@ class JobSettings(_Section):
     # Bounds on every model's own length range (the catalog's); the defaults leave each model its full range.
     min_duration_s: int = Field(default=1, ge=1)
     max_duration_s: int = Field(default=600, ge=1, le=600)
-    default_duration_s: int = Field(default=8, ge=1)
+    # The length made when a command gives none, on every model (within its range); 0: each model's own
+    # default (MusicGen and Stable Audio 8 s, songs 30 s; `python -m bot models` lists them).
+    default_duration_s: int = Field(default=0, ge=0, le=600)
 
 
 class AudioSettings(_Section):

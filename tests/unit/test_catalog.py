@@ -182,6 +182,17 @@ def test_settings_tighten_the_limits() -> None:
         validate(settings, prompt="y" * 21)
 
 
+def test_a_default_length_setting_applies_to_every_model_within_its_range() -> None:
+    shipped = Settings()
+    assert validate(shipped).duration_s == 8  # MusicGen's own default
+    assert validate(shipped, model="song").duration_s == 30
+    settings = Settings.model_validate({"jobs": {"default_duration_s": 45}})
+    assert validate(settings, model="song").duration_s == 45
+    assert validate(settings, model="stable-audio").duration_s == 45
+    assert validate(settings).duration_s == 30  # MusicGen makes at most 30 s
+    assert "Length: 1-30 s (default 30)" in MODELS["musicgen"].help_text(settings)
+
+
 def test_options_text() -> None:
     assert parse_options(" temperature=1.2, top_k=200  output_format=mp3") == {
         "temperature": "1.2",
