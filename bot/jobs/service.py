@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -35,6 +35,7 @@ from bot.catalog import (
     SEED_MAX,
     SONG,
     STEM_VARIATIONS,
+    ValidatedRequest,
     check_duration,
     clean_prompt,
     duration_range,
@@ -58,9 +59,10 @@ from bot.errors import (
 )
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
-from bot.jobs.limits import check_prompt, check_usage, day_start
+from bot.jobs.limits import check_texts, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import instrumental as plan_instrumental
+from bot.jobs.plans import texts as plan_texts
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
@@ -173,6 +175,17 @@ def _check_guild_rules(rules: GuildSettings, origin: JobOrigin, model: str, dura
         raise NotAllowedError(f"That model isn't enabled on this server. Enabled: {allowed}.")
     if rules.max_duration_s is not None and duration_s > rules.max_duration_s:
         raise InvalidRequestError(f"On this server tracks are at most {rules.max_duration_s} seconds long.")
+
+
+def request_texts(validated: ValidatedRequest, context: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Every text of a request that reaches the provider or the card, as (what it is, the text) pairs:
+    the prompt, text options (``prompt_b``, ``negative_prompt``…) and a composition plan's texts."""
+    texts = [("prompt", validated.prompt)]
+    texts += [(f"`{name}`", value) for name, value in validated.params.items() if isinstance(value, str)]
+    plan = (context or {}).get("composition_plan")
+    if isinstance(plan, dict):
+        texts += plan_texts(plan)
+    return texts
 
 
 def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
@@ -409,7 +422,7 @@ class JobService:
             raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
         rules = await self.guild_settings(origin.guild_id)
         _check_guild_rules(rules, origin, spec.key, validated.duration_s)
-        check_prompt(validated.prompt, self.settings.safety, rules.blocked_words)
+        check_texts(request_texts(validated, request.context), self.settings.safety, rules.blocked_words)
         limits = self.settings.limits.model_copy(
             update={
                 key: value
@@ -641,6 +654,12 @@ class JobService:
         if job.status != JobStatus.DELIVERED or not job.output_path:
             raise JobStateError("That track isn't finished yet.")
         return job
+
+    async def check_text(self, texts: Iterable[tuple[str, str]], guild_id: int | None) -> None:
+        """Refuse blocked words and patterns in ``texts`` ((what, text) pairs) under the config's and the
+        server's rules. :meth:`create` checks every text of a request; this is for the other ways in."""
+        rules = await self.guild_settings(guild_id)
+        check_texts(texts, self.settings.safety, rules.blocked_words)
 
     async def guild_settings(self, guild_id: int | None) -> GuildSettings:
         if guild_id is None or self.guilds is None:
@@ -1037,6 +1056,7 @@ class JobService:
         text = clean_prompt(prompt, max_chars=SONG.max_prompt_chars or 4100)
         if length_s is not None:
             check_duration(SONG, self.settings, length_s, name="length")
+        await self.check_text([("prompt", text)], origin.guild_id)
         model_id = self.settings.elevenlabs.model_id
         plan = await client.plan(text, model_id=model_id, length_ms=length_s * 1000 if length_s else None)
         return await repo.insert(
@@ -1081,7 +1101,10 @@ class JobService:
         record = await self.get_plan(plan_id)
         if record.user_id != user_id:
             raise NotAllowedError("Only the person who made this plan can change it.")
-        if not await repo.update_plan(plan_id, change(record.plan), expected_updated_at=record.updated_at):
+        plan = change(record.plan)
+        before = set(plan_texts(record.plan))
+        await self.check_text([text for text in plan_texts(plan) if text not in before], record.guild_id)
+        if not await repo.update_plan(plan_id, plan, expected_updated_at=record.updated_at):
             raise JobStateError("Someone changed this plan at the same moment. Please try again.")
         return await self.get_plan(plan_id)
 
