@@ -1,12 +1,14 @@
-"""People's text: how the prompt rules read it.
+"""People's text: how the prompt rules read it, and how to show it on Discord without it acting as markup.
 
 :func:`normalise` is what blocked words and patterns are matched against, so that the same word written
 with invisible characters, full-width or mathematical letters, other cases or accents over Latin letters
-still matches.
+still matches. :func:`inert` escapes text for Discord markdown so that a masked link (``[click](url)``),
+headings, quotes or spoilers in a prompt show as the characters typed.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 _MARKS = frozenset({"Mn", "Me"})
@@ -45,3 +47,37 @@ def normalise(text: str) -> str:
     text = _strip_accents(unicodedata.normalize("NFKD", text.casefold()))
     text = unicodedata.normalize("NFKC", text.casefold())
     return " ".join(text.split())
+
+
+# One pass over the text: a bare URL is left as typed (escapes would break it) and stops at anything that
+# could open or close a link or a code span around it; markdown characters are escaped anywhere, and
+# quote, heading and list markers at the start of a line.
+_TOKENS = re.compile(
+    r"(?P<url>https?://[^\s<>()\[\]\\`]+)|(?P<char>[\\*_~`|\[\]])|^(?P<indent>[ \t]*)(?P<marker>[>#-])",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def inert(text: str, *, previews: bool = True) -> str:
+    """``text`` escaped so Discord shows it as typed: no masked links, formatting, headings or quotes.
+
+    Bare URLs stay readable and clickable (the address is in plain sight). In message content, pass
+    ``previews=False`` so they don't unfurl into link previews (``<url>``); embeds never unfurl them.
+    Mentions are left alone: messages choose whom they ping with allowed mentions.
+    """
+
+    def escaped(match: re.Match[str]) -> str:
+        url = match["url"]
+        if url is not None:
+            wrapped = text[match.start() - 1 : match.start()] == "<" and text[match.end() : match.end() + 1] == ">"
+            return url if previews or wrapped else f"<{url}>"
+        if match["char"] is not None:
+            return "\\" + match["char"]
+        return f"{match['indent']}\\{match['marker']}"
+
+    return _TOKENS.sub(escaped, text)
+
+
+def quoted(text: str, limit: int = 40) -> str:
+    """A short piece of someone's text in inline code, for error messages (``you gave `…` ``)."""
+    return "`" + text[:limit].replace("`", "'") + "`"

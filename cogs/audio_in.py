@@ -23,6 +23,7 @@ from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import MAX_EXTEND_S, check_extend, request_texts
+from bot.text import inert, quoted
 from cogs._common import (
     audio_attachment,
     delivery_of,
@@ -59,7 +60,7 @@ def _seconds(value: str, *, default: int) -> int:
     if not text:
         return default
     if not text.isdigit():
-        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not `{value[:20]}`).")
+        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not {quoted(value, 20)}).")
     return int(text)
 
 
@@ -231,7 +232,7 @@ class AudioIn(commands.Cog):
         except BotError as exc:
             await self._reply(message, exc.user_message)
             return
-        title = prompt or "Continuing your track"
+        title = inert(prompt) if prompt else "Continuing your track"
         card = await self._reply(message, embed=discord.Embed(title=title[:256], description="⏳ Preparing…"))
         if card is None:
             return

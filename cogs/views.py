@@ -17,6 +17,7 @@ from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
+from bot.text import inert
 from cogs._common import DiscordActor, delivery_of, origin, post_card
 from cogs.plans import post_plan
 
@@ -234,12 +235,12 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
 def info_embed(job: Job) -> discord.Embed:
     """Every parameter, the seed, timings and cost of a job (shown privately)."""
     spec = MODELS.get(job.model)
-    embed = discord.Embed(title=f"Job {job.id}", description=job.prompt[:4000] or None)
+    embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
     embed.add_field(name="Model", value=f"{spec.display_name if spec else job.model} (`{job.model_ref}`)", inline=False)
     settings = {k: v for k, v in job.input.items() if k not in ("prompt", "prompt_a", "input_audio")}
     if "input_audio" in job.input:
         settings["input_audio"] = "(your clip)"
-    lines = [f"`{key}` = {value}" for key, value in sorted(settings.items())]
+    lines = [f"`{key}` = {inert(str(value))}" for key, value in sorted(settings.items())]
     embed.add_field(name="Settings", value="\n".join(lines)[:1024] or "defaults", inline=False)
     if job.seed is not None:
         embed.add_field(name="Seed", value=str(job.seed), inline=True)
@@ -310,7 +311,7 @@ async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord
     lines = []
     for job in jobs:
         what = f"{job.batch_size} variations of " if job.batch_size > 1 else ""
-        prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…"
+        prompt = inert(job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…")
         lines.append(f"`{job.id}` · {job.status.value} · {what}{prompt} · <t:{int(job.created_at)}:R>")
     if lines:
         embed.description = "\n".join(lines) + "\n\nRe-post any of them with `/music show job:<id>`."

@@ -1,5 +1,5 @@
 """People's text through Discord: blocked words on every text that reaches a provider or a card, however it
-is disguised."""
+is disguised; links in people's text shown as typed, never as masked links."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 import pytest
 
 from bot.text import normalise
-from tests.e2e.conftest import Encore
+from tests.e2e.conftest import Encore, card_field, job_id_of, status_is
 from tests.e2e.test_audio_in import voice_message
 from tests.e2e.test_plans import plan_id_of
 from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord.markdown import live_links
 from tests.fakes.discord.models import SimMessage
 from tests.fakes.discord.users import SimUser
 from tests.fakes.elevenlabs import FakeElevenLabs
@@ -221,3 +222,46 @@ async def test_a_continuation_prompt_is_refused_privately(
     assert reply.is_ephemeral
     assert REFUSED in reply.content
     assert fake.predictions == {}
+
+
+# -- links in people's text -----------------------------------------------------------------------
+
+
+async def test_a_masked_link_in_a_prompt_shows_as_typed(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    fake.auto_advance = True
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music generate", prompt=f"lofi {EVIL} beat", duration=2)
+    await handle.wait_file()
+    card = await handle.wait_original(status_is("Done"))
+    assert card.embeds[0]["title"] == r"lofi \[click me\](https://evil.example/login) beat"
+    info = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    history = await (await alice.slash("music history")).wait_original()
+    blend = await alice.slash("music blend", prompt_a=f"bells {EVIL}", prompt_b=f"beats {EVIL}")
+    await blend.wait_file()
+    blend_card = await blend.wait_original(status_is("Done"))
+    assert "evil.example" in (card_field(blend_card, "Blended with") or "")
+    assert "evil.example" in json.dumps(info.embeds) + json.dumps(history.embeds)
+    delivered = [m for m in everything_the_bot_posted(sim) if m.attachments and m.content]
+    assert delivered
+    assert "<https://evil.example/login>" in delivered[0].content  # readable, but no link preview
+    for message in everything_the_bot_posted(sim):
+        assert live_links(message.content, message.embeds) == [], message
+
+
+async def test_a_masked_link_in_a_plan_shows_as_typed(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    card = await plan_card(alice, f"a song {EVIL}")
+    mark = sim.mark()
+    values = {"Name": f"Verse {EVIL}", "Seconds (3-120)": "6", "Styles (comma-separated)": EVIL, LYRICS: EVIL}
+    done = await edit_first_section(alice, card, values)
+    assert "evil.example" in done.content
+    card = await sim.wait_for_edit(card.id, lambda m: "Verse" in json.dumps(m.embeds), since=mark)
+    assert "evil.example" in json.dumps(card.embeds)
+    for message in everything_the_bot_posted(sim):
+        assert live_links(message.content, message.embeds) == [], message

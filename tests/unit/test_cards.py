@@ -7,7 +7,7 @@ import pytest
 from bot.delivery import audio_filename, build_card, delivery_nonce
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.service import Phase
-from cogs.views import card_view
+from cogs.views import card_view, info_embed
 
 
 def make_job(**fields: object) -> Job:
@@ -105,3 +105,13 @@ async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
 def test_a_waiting_card_shows_its_place_and_wait() -> None:
     job = make_job(status=JobStatus.QUEUED, result={"queue_position": 3, "eta_s": 95})
     assert "#3 in line · about 1:35 to start" in fields_of(build_card(job, Phase.QUEUED))["Status"]
+
+
+def test_info_shows_peoples_text_inertly() -> None:
+    job = make_job(
+        request={"prompt": "[x](https://evil.example)", "params": {"prompt_b": "**b**"}},
+        input={"prompt_b": "[y](https://evil.example)"},
+    )
+    embed = info_embed(job)
+    assert embed.description == r"\[x\](https://evil.example)"
+    assert fields_of(embed)["Settings"] == r"`prompt_b` = \[y\](https://evil.example)"

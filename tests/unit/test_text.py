@@ -1,13 +1,18 @@
-"""People's text: the normaliser the prompt rules read it through, and the rules."""
+"""People's text: the normaliser the prompt rules read it through, the rules, and showing it inertly."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.config import SafetySettings
 from bot.errors import InvalidRequestError
 from bot.jobs.limits import check_texts
-from bot.text import normalise
+from bot.text import inert, normalise, quoted
+from tests.fakes.discord.markdown import links, live_links
 
 
 def full_width(text: str) -> str:
@@ -163,3 +168,54 @@ def test_artist_names_are_normalised_too() -> None:
     rules = SafetySettings(refuse_artist_names=True, artist_names=["Big Star"])
     assert refused("like " + full_width("BIG") + " " + full_width("STAR"), rules) is not None
     assert refused("like big stars", rules) is None
+
+
+# -- showing text inertly -------------------------------------------------------------------------
+
+
+def test_a_masked_link_shows_as_typed() -> None:
+    shown = inert("[click](https://evil.example) beat")
+    assert links(shown).masked == []
+    assert links(shown).bare == ["https://evil.example"]  # the real address, in plain sight
+    assert live_links(inert("[click](https://evil.example)", previews=False), []) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[a](<https://evil.example>)",
+        r"\[a](https://evil.example)",
+        r"\\[a](https://evil.example)",
+        "https://ok.example/[a](https://evil.example)",
+        "`x`[a](https://evil.example)`",
+        "[a]\n(https://evil.example)",
+    ],
+)
+def test_tricks_around_the_escapes_show_no_link(text: str) -> None:
+    assert live_links(inert(text, previews=False), []) == []
+    assert links(inert(text)).masked == []
+
+
+def test_markdown_is_escaped_and_plain_text_untouched() -> None:
+    assert inert("Warm lo-fi beat, with rain!") == "Warm lo-fi beat, with rain!"
+    assert inert("**bold** __under__ ||spoiler|| ~~gone~~ `code`") == (
+        r"\*\*bold\*\* \_\_under\_\_ \|\|spoiler\|\| \~\~gone\~\~ \`code\`"
+    )
+    assert inert("# big\n> quote\n - item") == "\\# big\n\\> quote\n \\- item"
+    assert inert("see https://example.com/a_b", previews=False) == "see <https://example.com/a_b>"
+    assert inert("<@123> hi") == "<@123> hi"  # mentions: allowed mentions decide who is pinged
+
+
+_UNESCAPE = re.compile(r"\\([^0-9A-Za-z\s])")
+
+
+@given(st.text(max_size=80) | st.text(alphabet="[]()<>\\`*_~|#-> \nhttps:/.ae", max_size=60))
+def test_any_text_shows_no_link_and_reads_as_typed(text: str) -> None:
+    shown = inert(text)
+    assert links(shown).masked == []
+    assert _UNESCAPE.sub(r"\1", shown) == text  # Discord shows exactly what was typed
+
+
+def test_quoted_cannot_break_out_of_its_code_span() -> None:
+    assert quoted("x`[a](https://evil.example)`") == "`x'[a](https://evil.example)'`"
+    assert links(quoted("x`[a](https://evil.example)`")).masked == []
