@@ -12,9 +12,11 @@ import discord
 
 from bot.app import EncoreBot
 from bot.catalog import MODELS, Capability
+from bot.config import LimitsSettings
 from bot.delivery import TERMINAL_PHASES
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
+from bot.jobs.limits import cost_is_actual
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
 from bot.text import inert
@@ -186,8 +188,9 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
-    job = await _bot(interaction).service.job_for(job_id, DiscordActor(interaction), Action.INFO)
-    await interaction.response.send_message(embed=info_embed(job), ephemeral=True)
+    bot = _bot(interaction)
+    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.INFO)
+    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits), ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -232,7 +235,7 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
     return client
 
 
-def info_embed(job: Job) -> discord.Embed:
+def info_embed(job: Job, limits: LimitsSettings) -> discord.Embed:
     """Every parameter, the seed, timings and cost of a job (shown privately)."""
     spec = MODELS.get(job.model)
     embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
@@ -254,9 +257,10 @@ def info_embed(job: Job) -> discord.Embed:
         timings.append(f"{job.finished_at - job.created_at:.1f} s in all")
     if timings:
         embed.add_field(name="Timings", value=", ".join(timings), inline=False)
-    if spec is not None and job.duration_s is not None:
-        estimate = spec.cost_per_run_usd + spec.cost_per_output_s_usd * job.duration_s
-        embed.add_field(name="Cost (estimate)", value=f"about ${estimate:.3f}", inline=True)
+    if cost_is_actual(job, limits):
+        embed.add_field(name="Cost", value=f"${job.cost_usd:.4f} (actual)", inline=True)
+    else:
+        embed.add_field(name="Cost", value=f"about ${job.cost_usd:.3f} (estimated)", inline=True)
     if job.part > 1:
         embed.add_field(name="Lineage", value=f"part {job.part}, continuing `{job.context.get('parent') or 'a clip'}`")
     return embed

@@ -10,8 +10,10 @@ import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from bot.catalog import SONG
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
+from bot.jobs.models import Job
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
 
@@ -102,3 +104,20 @@ def check_usage(
             raise LimitError(f"This server's budget for today is spent. More {_resets(now)}.")
     if limits.daily_budget_usd and usage.total_cost_usd + cost_usd > limits.daily_budget_usd:
         raise LimitError(f"Encore's budget for today is spent. More {_resets(now)}.")
+
+
+def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
+    """What running ``job`` cost, from what its provider reports: Replicate's GPU seconds, a song's length
+    on ElevenLabs, nothing on your own GPUs (Cog). None when there is no such figure: the estimate stands."""
+    if job.provider == "cog":
+        return 0.0
+    if job.provider == "elevenlabs":
+        return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6) if job.model == SONG.key else None
+    if predict_time_s is not None:
+        return round(predict_time_s * limits.replicate_usd_per_s, 6)
+    return None
+
+
+def cost_is_actual(job: Job, limits: LimitsSettings) -> bool:
+    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider gave a figure), not the estimate."""
+    return job.succeeded_at is not None and run_cost_usd(job, job.predict_time_s, limits) is not None

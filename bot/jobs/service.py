@@ -59,7 +59,7 @@ from bot.errors import (
 )
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
-from bot.jobs.limits import check_texts, check_usage, day_start
+from bot.jobs.limits import check_texts, check_usage, day_start, run_cost_usd
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import texts as plan_texts
@@ -980,7 +980,7 @@ class JobService:
         for job_id in job_ids:
             self._spawn(self._notify(job_id), name=f"moved:{job_id}")
 
-    async def _stems_done(self, job: Job, files: dict[str, Path]) -> None:
+    async def _stems_done(self, job: Job, files: dict[str, Path], *, predict_time_s: float | None = None) -> None:
         first = next(iter(files.values()))
         total = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files.values()))
         won = await self._record(
@@ -992,6 +992,8 @@ class JobService:
                 output_path=str(first),
                 output_size=total,
                 output_content_type=guess_content_type(first.name),
+                cost_usd=self._actual_cost(job, predict_time_s),
+                predict_time_s=predict_time_s,
                 result_json=json.dumps({"files": [{"name": n, "path": str(p)} for n, p in files.items()]}),
             )
         )
@@ -1144,15 +1146,9 @@ class JobService:
         }
 
     def _actual_cost(self, job: Job, predict_time_s: float | None) -> float:
-        """What a finished job cost: GPU seconds on Replicate, audio seconds on ElevenLabs, nothing on own GPUs."""
-        limits = self.settings.limits
-        if job.provider == "cog":
-            return 0.0
-        if job.provider == "elevenlabs":
-            return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6)
-        if predict_time_s is not None:
-            return round(predict_time_s * limits.replicate_usd_per_s, 6)
-        return job.cost_usd  # the provider gave no figure: keep the estimate
+        """What a finished job cost (see :func:`run_cost_usd`); the estimate if the provider gave no figure."""
+        cost = run_cost_usd(job, predict_time_s, self.settings.limits)
+        return job.cost_usd if cost is None else cost
 
     def _webhook_for(self, job: Job) -> str | None:
         if job.provider == "cog":
@@ -1321,7 +1317,8 @@ class JobService:
                 if got is None:
                     return
                 files[safe] = got.path
-            await self._stems_done(job, files)
+            metrics = prediction.metrics
+            await self._stems_done(job, files, predict_time_s=metrics.predict_time if metrics else None)
             return
         stored = await self._download(job, provider, outputs.audio, job.id)
         if stored is None:

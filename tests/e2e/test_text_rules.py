@@ -1,5 +1,5 @@
 """People's text through Discord: blocked words on every text that reaches a provider or a card, however it
-is disguised; links in people's text shown as typed, never as masked links."""
+is disguised; links in people's text shown as typed, never as masked links; and what Info says a job cost."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import json
 
 import pytest
 
+from bot.catalog import ELEVENLABS_STEMS
 from bot.text import normalise
 from tests.e2e.conftest import Encore, card_field, job_id_of, status_is
 from tests.e2e.test_audio_in import voice_message
 from tests.e2e.test_plans import plan_id_of
+from tests.e2e.test_stems import TRACK
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.markdown import live_links
 from tests.fakes.discord.models import SimMessage
 from tests.fakes.discord.users import SimUser
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.models import DEMUCS
 from tests.fakes.replicate import FakeReplicate
 from tests.unit.test_text import full_width, math_bold
 
@@ -265,3 +268,54 @@ async def test_a_masked_link_in_a_plan_shows_as_typed(
     assert "evil.example" in json.dumps(card.embeds)
     for message in everything_the_bot_posted(sim):
         assert live_links(message.content, message.embeds) == [], message
+
+
+# -- Info: what a job cost --------------------------------------------------------------------------
+
+
+async def test_info_shows_the_actual_cost_once_the_job_ran(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    fake.auto_advance = True
+    encore.configure(limits={"replicate_usd_per_s": 100.0})  # so a fake's split second costs cents
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music generate", prompt="lofi", duration=2)
+    await handle.wait_file()
+    card = await handle.wait_original(status_is("Done"))
+    [prediction] = fake.predictions.values()
+    predict_time = prediction.to_json(fake.base_url)["metrics"]["predict_time"]
+    info = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    assert info.is_ephemeral
+    assert card_field(info, "Cost") == f"${round(predict_time * 100.0, 6):.4f} (actual)"
+
+
+async def test_info_on_stems_from_demucs_shows_replicates_figure(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    fake.auto_advance = True
+    encore.configure(
+        stems={"provider": "replicate", "demucs_ref": f"{DEMUCS.ref}:{DEMUCS.versions[0]}"},
+        limits={"replicate_usd_per_s": 100.0},
+    )
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music stems", audio=TRACK, stems="two")
+    await handle.wait_message(lambda m: len(m.attachments) == 4)
+    card = await handle.wait_original(status_is("Done"))
+    [prediction] = fake.predictions.values()
+    predict_time = prediction.to_json(fake.base_url)["metrics"]["predict_time"]
+    info = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    assert card_field(info, "Cost") == f"${round(predict_time * 100.0, 6):.4f} (actual)"
+
+
+async def test_info_on_elevenlabs_stems_says_the_cost_is_estimated(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    alice = sim.user("alice")
+    handle = await alice.slash("music stems", audio=TRACK, stems="two")
+    await handle.wait_message(lambda m: len(m.attachments) == 2)
+    card = await handle.wait_original(status_is("Done"))
+    info = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    assert card_field(info, "Cost") == f"about ${ELEVENLABS_STEMS.cost_per_run_usd:.3f} (estimated)"
