@@ -12,23 +12,8 @@ from bot.config import SafetySettings
 from bot.errors import InvalidRequestError
 from bot.jobs.limits import check_texts
 from bot.text import inert, normalise, quoted
+from tests.disguises import fraktur, full_width, math_bold
 from tests.fakes.discord.markdown import links, live_links
-
-
-def full_width(text: str) -> str:
-    """``text`` in full-width letters, as people type to slip past word filters."""
-    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in text)
-
-
-def math_bold(text: str) -> str:
-    """Lowercase ``text`` in mathematical bold letters."""
-    return "".join(chr(0x1D41A + ord(c) - ord("a")) for c in text)
-
-
-def fraktur(text: str) -> str:
-    """Lowercase ``text`` in mathematical fraktur letters."""
-    return "".join(chr(0x1D51E + ord(c) - ord("a")) for c in text)
-
 
 # -- the normaliser -------------------------------------------------------------------------------
 
