@@ -31,6 +31,7 @@ from bot.storage.db import Database
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
+from bot.text import quoted
 from bot.web.cog import CogRoutes
 from bot.web.ops import OpsRoutes
 from bot.web.server import WebServer, create_app
@@ -309,7 +310,7 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
         elif isinstance(cause, app_commands.CheckFailure):
             message = getattr(cause, "user_message", None) or "You can't use that command here."
         elif isinstance(cause, app_commands.TransformerError):
-            message = f"I couldn't understand `{cause.value}` there."
+            message = f"I couldn't understand {quoted(str(cause.value))} there."
         else:
             reference = secrets.token_hex(4)
             command = interaction.command.qualified_name if interaction.command else "?"

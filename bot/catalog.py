@@ -19,6 +19,7 @@ from typing import Any
 from bot.config import ModelRoute, Settings, SongOutputFormat
 from bot.errors import InvalidRequestError
 from bot.jobs.models import JobRequest
+from bot.text import quoted
 
 SEED_MAX = 2**31 - 1
 MAX_BATCH = 4
@@ -84,7 +85,7 @@ class Param:
 
     def coerce(self, value: Any) -> Any:
         """Parse (from text if needed) and check one value; InvalidRequestError names the parameter."""
-        bad = InvalidRequestError(f"`{self.name}` must be {self.range_text()} (you gave `{str(value)[:40]}`).")
+        bad = InvalidRequestError(f"`{self.name}` must be {self.range_text()} (you gave {quoted(str(value))}).")
         if self.type == ParamType.BOOLEAN:
             if isinstance(value, bool):
                 return value
@@ -208,7 +209,7 @@ class ModelSpec:
             if param.name == name:
                 return param
         known = ", ".join(p.name for p in self.params)
-        raise InvalidRequestError(f"{self.display_name} has no parameter `{name[:40]}`. It takes: {known}.")
+        raise InvalidRequestError(f"{self.display_name} has no parameter {quoted(name)}. It takes: {known}.")
 
     @property
     def advanced_params(self) -> tuple[Param, ...]:
@@ -574,7 +575,7 @@ def get_model(key: str) -> ModelSpec:
         return MODELS[key]
     except KeyError:
         known = ", ".join(sorted(MODELS))
-        raise InvalidRequestError(f"I don't know the model `{key[:40]}`. Choose one of: {known}.") from None
+        raise InvalidRequestError(f"I don't know the model {quoted(key)}. Choose one of: {known}.") from None
 
 
 def clean_prompt(prompt: str, *, max_chars: int, name: str = "prompt") -> str:
@@ -597,9 +598,9 @@ def parse_options(text: str) -> dict[str, str]:
             continue
         name, sep, value = part.partition("=")
         if not sep or not name or not value:
-            raise InvalidRequestError(f"Write options as `name=value`, e.g. `temperature=1.2` (not `{part[:40]}`).")
+            raise InvalidRequestError(f"Write options as `name=value`, e.g. `temperature=1.2` (not {quoted(part)}).")
         if name in options:
-            raise InvalidRequestError(f"`{name[:40]}` is given twice.")
+            raise InvalidRequestError(f"{quoted(name)} is given twice.")
         options[name] = value
     return options
 

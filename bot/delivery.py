@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.errors import DeliveryError
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.service import JobService, Phase
+from bot.text import inert
 
 if TYPE_CHECKING:
     from discord.ext import commands
@@ -103,7 +104,7 @@ def _seed_label(job: Job) -> str:
 def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.Embed:
     """The job card: prompt, model, duration, and where the job (or every variation of its batch) stands."""
     members = list(members) or [job]
-    embed = discord.Embed(title=_truncate(job.prompt or "Untitled", 256), colour=_COLOURS[phase])
+    embed = discord.Embed(title=_truncate(inert(job.prompt) or "Untitled", 256), colour=_COLOURS[phase])
     embed.add_field(name="Model", value=model_label(job), inline=True)
     total_s = job.context.get("total_s")
     if job.context.get("kind") == "continuation" and total_s is not None:
@@ -115,7 +116,9 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     prompt_b = job.request.get("params", {}).get("prompt_b")
     if prompt_b:
         alpha = job.request.get("params", {}).get("alpha", 0.5)
-        embed.add_field(name="Blended with", value=_truncate(f"{prompt_b} (alpha {alpha:g})", 1024), inline=False)
+        embed.add_field(
+            name="Blended with", value=_truncate(f"{inert(prompt_b)} (alpha {alpha:g})", 1024), inline=False
+        )
     status = f"{_ICONS[phase]} {phase.value}"
     place = job.result.get("queue_position")
     if phase == Phase.QUEUED and place:
@@ -140,24 +143,24 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     song = job.result.get("metadata") or {}
     if phase == Phase.DONE and song:
         if song.get("title"):
-            embed.title = _truncate(str(song["title"]), 256)
-            embed.description = _truncate(f"*{job.prompt}*", 4096)
+            embed.title = _truncate(inert(str(song["title"])), 256)
+            embed.description = _truncate(f"*{inert(job.prompt)}*", 4096)
         if song.get("description"):
-            embed.add_field(name="About", value=_truncate(str(song["description"]), 1024), inline=False)
-        genres = ", ".join(str(g) for g in song.get("genres") or [])
+            embed.add_field(name="About", value=_truncate(inert(str(song["description"])), 1024), inline=False)
+        genres = inert(", ".join(str(g) for g in song.get("genres") or []))
         if genres:
             embed.add_field(name="Genres", value=_truncate(genres, 1024), inline=True)
-        languages = ", ".join(str(lang) for lang in song.get("languages") or [])
+        languages = inert(", ".join(str(lang) for lang in song.get("languages") or []))
         if languages:
             embed.add_field(name="Languages", value=_truncate(languages, 1024), inline=True)
         if song.get("is_explicit") is not None:
             embed.add_field(name="Explicit", value="yes" if song["is_explicit"] else "no", inline=True)
     stem_names = [str(f["name"]) for f in job.result.get("files") or []]
     if phase == Phase.DONE and stem_names:
-        embed.add_field(name="Stems", value=_truncate(", ".join(stem_names), 1024), inline=False)
+        embed.add_field(name="Stems", value=_truncate(inert(", ".join(stem_names)), 1024), inline=False)
     suggestion = job.result.get("suggestion")
     if phase == Phase.FAILED and isinstance(suggestion, str) and suggestion:
-        embed.add_field(name="Try this prompt", value=_truncate(suggestion, 1024), inline=False)
+        embed.add_field(name="Try this prompt", value=_truncate(inert(suggestion), 1024), inline=False)
     if phase == Phase.DONE:
         if len(members) > 1:
             lines = [
@@ -511,10 +514,10 @@ class DiscordDelivery:
         interaction = self._live_interaction(lead.card_key)
         limit = self._upload_limit(lead, interaction)
         files, reencoded = await _fit_files(jobs, limit=limit, work_dir=self._work_dir)
-        prompt = discord.utils.escape_markdown(_truncate(lead.prompt, 150))
+        prompt = inert(_truncate(lead.prompt, 150), previews=False)
         stems = [str(f["name"]) for f in lead.result.get("files") or []]
         if stems:
-            content = f"<@{lead.user_id}> your stems are ready: **{prompt}**\n{', '.join(stems)}"
+            content = f"<@{lead.user_id}> your stems are ready: **{prompt}**\n{inert(', '.join(stems))}"
         elif len(jobs) > 1:
             labels = ", ".join(f"{job.batch_index + 1} · {_seed_label(job)}" for job in jobs)
             content = f"<@{lead.user_id}> your {len(jobs)} variations are ready: **{prompt}**\n{labels}"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.catalog import MODELS
 from bot.errors import InvalidRequestError
+from bot.text import quoted
 
 _ID = re.compile(r"^<[#@]&?(\d{15,21})>$|^(\d{15,21})$")
 
@@ -39,7 +40,7 @@ def _ids(text: str, what: str) -> list[int]:
             continue
         match = _ID.match(part)
         if not match:
-            raise InvalidRequestError(f"`{part[:40]}` isn't a {what}: mention it or paste its id.")
+            raise InvalidRequestError(f"{quoted(part)} isn't a {what}: mention it or paste its id.")
         out.append(int(match.group(1) or match.group(2)))
     return out
 
@@ -48,7 +49,7 @@ def _number(text: str, *, low: float, high: float, whole: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidRequestError(f"`{text[:20]}` isn't a number.") from None
+        raise InvalidRequestError(f"{quoted(text, 20)} isn't a number.") from None
     if whole and value != int(value):
         raise InvalidRequestError("That needs a whole number.")
     if not low <= value <= high:

@@ -21,6 +21,7 @@ from bot.errors import BotError, InvalidRequestError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
 from bot.jobs.service import Phase
+from bot.text import quoted
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
     limit = bot.settings.audio.max_input_bytes
     content_type = (attachment.content_type or "").split(";")[0]
     if content_type and not content_type.startswith(AUDIO_TYPES):
-        raise InvalidRequestError(f"`{attachment.filename[:60]}` isn't an audio file.")
+        raise InvalidRequestError(f"{quoted(attachment.filename, 60)} isn't an audio file.")
     if attachment.size > limit:
         raise InvalidRequestError(f"That file is {_size(attachment.size)}; the limit is {_size(limit)}.")
 

@@ -22,7 +22,8 @@ from bot.app import EncoreBot
 from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin, JobRequest
-from bot.jobs.service import MAX_EXTEND_S, check_extend
+from bot.jobs.service import MAX_EXTEND_S, check_extend, request_texts
+from bot.text import inert, quoted
 from cogs._common import (
     audio_attachment,
     delivery_of,
@@ -59,7 +60,7 @@ def _seconds(value: str, *, default: int) -> int:
     if not text:
         return default
     if not text.isdigit():
-        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not `{value[:20]}`).")
+        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not {quoted(value, 20)}).")
     return int(text)
 
 
@@ -176,8 +177,11 @@ class AudioIn(commands.Cog):
         # Check what we can before answering, so mistakes get a private reply.
         if continuing:
             check_extend(seconds)
+            await self.bot.service.check_text([("prompt", prompt)], interaction.guild_id)
         else:
-            validate_request(JobRequest(model="musicgen", prompt=prompt, duration_s=seconds), self.bot.settings)
+            request = JobRequest(model="musicgen", prompt=prompt, duration_s=seconds)
+            validated = validate_request(request, self.bot.settings)
+            await self.bot.service.check_text(request_texts(validated), interaction.guild_id)
 
         async def make(path: Path) -> list[Job]:
             if continuing:
@@ -222,14 +226,19 @@ class AudioIn(commands.Cog):
             await self._reply(message, HIDDEN_AUDIO if hidden else NO_AUDIO)
             return
         prompt, seconds = parse_reply(message.content)
-        card = await self._reply(
-            message, embed=discord.Embed(title=prompt or "Continuing your track", description="⏳ Preparing…")
-        )
+        guild_id = message.guild.id if message.guild else None
+        try:
+            await self.bot.service.check_text([("prompt", prompt)], guild_id)  # before the card shows it
+        except BotError as exc:
+            await self._reply(message, exc.user_message)
+            return
+        title = inert(prompt) if prompt else "Continuing your track"
+        card = await self._reply(message, embed=discord.Embed(title=title[:256], description="⏳ Preparing…"))
         if card is None:
             return
         job_origin = JobOrigin(
             user_id=message.author.id,
-            guild_id=message.guild.id if message.guild else None,
+            guild_id=guild_id,
             channel_id=message.channel.id,
             card_message_id=card.id,
         )

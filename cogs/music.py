@@ -36,7 +36,7 @@ from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
-from bot.jobs.service import phase_of
+from bot.jobs.service import phase_of, request_texts
 from cogs._common import DiscordActor, check_attachment, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
@@ -181,7 +181,8 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         probe_request = JobRequest(
             model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params, audio_s=0.5
         )
-        validate_request(probe_request, self.bot.settings)
+        validated = validate_request(probe_request, self.bot.settings)
+        await self.bot.service.check_text(request_texts(validated), interaction.guild_id)
         await start_from_attachment(
             self.bot,
             interaction,
@@ -255,6 +256,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         prompt: app_commands.Range[str, 1, 4100],
         length: app_commands.Range[int, 3, 600] | None = None,
     ) -> None:
+        await self.bot.service.check_text([("prompt", prompt)], interaction.guild_id)  # privately, before the defer
         await interaction.response.defer(thinking=True)
         record = await self.bot.service.make_plan(prompt, origin(interaction), length_s=length)
         await post_plan(self.bot, interaction, record)

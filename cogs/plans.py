@@ -16,6 +16,7 @@ from bot.app import EncoreBot
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs import plans
 from bot.storage.plans_repo import PlanRecord
+from bot.text import inert
 from cogs._common import origin, post_card
 
 _ID = r"(?P<plan_id>[a-z0-9]{1,32})"
@@ -29,25 +30,25 @@ def _clock(ms: int) -> str:
 def plan_embed(record: PlanRecord) -> discord.Embed:
     """A composition plan people can read: global styles, then each section with its lines."""
     items = plans.sections(record.plan)
-    embed = discord.Embed(title=f"Plan: {record.prompt}"[:256], colour=discord.Colour.purple())
+    embed = discord.Embed(title=f"Plan: {inert(record.prompt)}"[:256], colour=discord.Colour.purple())
     liked, avoided = plans.global_styles(record.plan)
     summary = [f"{len(items)} sections · total {_clock(plans.total_ms(record.plan))} · {record.model_id}"]
     if liked:
-        summary.append("Styles: " + ", ".join(liked))
+        summary.append("Styles: " + inert(", ".join(liked)))
     if avoided:
-        summary.append("Avoid: " + ", ".join(avoided))
+        summary.append("Avoid: " + inert(", ".join(avoided)))
     embed.description = "\n".join(summary)[:4096]
     for number, section in enumerate(items[:25], start=1):
         parts = []
         if section.styles:
-            parts.append("*" + ", ".join(section.styles) + "*")
+            parts.append("*" + inert(", ".join(section.styles)) + "*")
         if section.avoid:
-            parts.append("avoid: " + ", ".join(section.avoid))
-        parts.extend(section.lines[:4] or ["(instrumental)"])
+            parts.append("avoid: " + inert(", ".join(section.avoid)))
+        parts.extend([inert(line) for line in section.lines[:4]] or ["(instrumental)"])
         if len(section.lines) > 4:
             parts.append(f"… {len(section.lines) - 4} more lines")
         embed.add_field(
-            name=f"{number}. {section.name} · {section.duration_ms / 1000:g} s"[:256],
+            name=f"{number}. {inert(section.name)} · {section.duration_ms / 1000:g} s"[:256],
             value="\n".join(parts)[:1024],
             inline=False,
         )
@@ -140,7 +141,8 @@ class SectionModal(discord.ui.Modal):
 
         record = await _bot(interaction).service.change_plan(self.plan_id, interaction.user.id, change)
         await interaction.response.send_message(
-            f"Section **{section.name}** {'added' if index is None else 'updated'}.", ephemeral=True
+            f"Section **{inert(section.name, previews=False)}** {'added' if index is None else 'updated'}.",
+            ephemeral=True,
         )
         await _refresh_card(interaction, record)
 

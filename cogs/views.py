@@ -12,11 +12,14 @@ import discord
 
 from bot.app import EncoreBot
 from bot.catalog import MODELS, Capability
+from bot.config import LimitsSettings
 from bot.delivery import TERMINAL_PHASES
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
+from bot.jobs.limits import cost_is_actual
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
+from bot.text import inert
 from cogs._common import DiscordActor, delivery_of, origin, post_card
 from cogs.plans import post_plan
 
@@ -185,8 +188,9 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
-    job = await _bot(interaction).service.job_for(job_id, DiscordActor(interaction), Action.INFO)
-    await interaction.response.send_message(embed=info_embed(job), ephemeral=True)
+    bot = _bot(interaction)
+    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.INFO)
+    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits), ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -231,15 +235,15 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
     return client
 
 
-def info_embed(job: Job) -> discord.Embed:
+def info_embed(job: Job, limits: LimitsSettings) -> discord.Embed:
     """Every parameter, the seed, timings and cost of a job (shown privately)."""
     spec = MODELS.get(job.model)
-    embed = discord.Embed(title=f"Job {job.id}", description=job.prompt[:4000] or None)
+    embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
     embed.add_field(name="Model", value=f"{spec.display_name if spec else job.model} (`{job.model_ref}`)", inline=False)
     settings = {k: v for k, v in job.input.items() if k not in ("prompt", "prompt_a", "input_audio")}
     if "input_audio" in job.input:
         settings["input_audio"] = "(your clip)"
-    lines = [f"`{key}` = {value}" for key, value in sorted(settings.items())]
+    lines = [f"`{key}` = {inert(str(value))}" for key, value in sorted(settings.items())]
     embed.add_field(name="Settings", value="\n".join(lines)[:1024] or "defaults", inline=False)
     if job.seed is not None:
         embed.add_field(name="Seed", value=str(job.seed), inline=True)
@@ -253,9 +257,10 @@ def info_embed(job: Job) -> discord.Embed:
         timings.append(f"{job.finished_at - job.created_at:.1f} s in all")
     if timings:
         embed.add_field(name="Timings", value=", ".join(timings), inline=False)
-    if spec is not None and job.duration_s is not None:
-        estimate = spec.cost_per_run_usd + spec.cost_per_output_s_usd * job.duration_s
-        embed.add_field(name="Cost (estimate)", value=f"about ${estimate:.3f}", inline=True)
+    if cost_is_actual(job, limits):
+        embed.add_field(name="Cost", value=f"${job.cost_usd:.4f} (actual)", inline=True)
+    else:
+        embed.add_field(name="Cost", value=f"about ${job.cost_usd:.3f} (estimated)", inline=True)
     if job.part > 1:
         embed.add_field(name="Lineage", value=f"part {job.part}, continuing `{job.context.get('parent') or 'a clip'}`")
     return embed
@@ -310,7 +315,7 @@ async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord
     lines = []
     for job in jobs:
         what = f"{job.batch_size} variations of " if job.batch_size > 1 else ""
-        prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…"
+        prompt = inert(job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…")
         lines.append(f"`{job.id}` · {job.status.value} · {what}{prompt} · <t:{int(job.created_at)}:R>")
     if lines:
         embed.description = "\n".join(lines) + "\n\nRe-post any of them with `/music show job:<id>`."

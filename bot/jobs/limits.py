@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from bot.catalog import SONG
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
+from bot.jobs.models import Job
 from bot.storage.jobs_repo import Usage
+from bot.text import normalise
 
 
 class LimitError(BotError):
@@ -31,21 +34,36 @@ def _resets(now: float) -> str:
     return f"<t:{int(day_start(now) + 86_400)}:R>"
 
 
-def check_prompt(prompt: str, safety: SafetySettings, extra_words: Sequence[str] = ()) -> None:
-    """Refuse prompts with blocked words or patterns (and, if set, artist names). Case-insensitive."""
-    lowered = prompt.casefold()
-    for word in [*safety.blocked_words, *extra_words]:
-        if word and re.search(rf"(?<!\w){re.escape(word.casefold())}(?!\w)", lowered):
-            raise InvalidRequestError("That prompt uses a word this server doesn't allow. Please rephrase it.")
-    for pattern in safety.blocked_patterns:
-        if re.search(pattern, prompt, re.IGNORECASE):
-            raise InvalidRequestError("That prompt isn't allowed here. Please rephrase it.")
-    if safety.refuse_artist_names:
-        for name in safety.artist_names:
-            if name and re.search(rf"(?<!\w){re.escape(name.casefold())}(?!\w)", lowered):
-                raise InvalidRequestError(
-                    "Please describe the style instead of naming an artist: models shouldn't imitate real people."
-                )
+def _whole_words(words: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern matching any of ``words`` (normalised) as a whole word in normalised text."""
+    alternatives = sorted({plain for word in words if (plain := normalise(word))}, key=len, reverse=True)
+    if not alternatives:
+        return None
+    return re.compile("|".join(rf"(?<!\w){re.escape(plain)}(?!\w)" for plain in alternatives))
+
+
+def check_texts(texts: Iterable[tuple[str, str]], safety: SafetySettings, extra_words: Sequence[str] = ()) -> None:
+    """Refuse blocked words and patterns (and, if set, artist names) in any text a person gave.
+
+    ``texts`` are (what it is, the text) pairs: every text of one request that reaches a provider or a
+    card (the prompt, ``prompt_b`` and other options, a plan's styles, section names and lyrics).
+    Words and names match whole words after :func:`~bot.text.normalise`, so zero-width characters,
+    full-width letters, case and accents don't hide them; patterns are tried on the text as given and
+    normalised, case-insensitively. ``extra_words`` are the server's own (``/musicadmin settings``).
+    """
+    words = _whole_words([*safety.blocked_words, *extra_words])
+    artists = _whole_words(safety.artist_names) if safety.refuse_artist_names else None
+    patterns = [re.compile(pattern, re.IGNORECASE) for pattern in safety.blocked_patterns]
+    for what, text in texts:
+        plain = normalise(text)
+        if words is not None and words.search(plain):
+            raise InvalidRequestError(f"That {what} uses a word this server doesn't allow. Please rephrase it.")
+        if any(pattern.search(text) or pattern.search(plain) for pattern in patterns):
+            raise InvalidRequestError(f"That {what} isn't allowed here. Please rephrase it.")
+        if artists is not None and artists.search(plain):
+            raise InvalidRequestError(
+                "Please describe the style instead of naming an artist: models shouldn't imitate real people."
+            )
 
 
 def check_usage(
@@ -86,3 +104,20 @@ def check_usage(
             raise LimitError(f"This server's budget for today is spent. More {_resets(now)}.")
     if limits.daily_budget_usd and usage.total_cost_usd + cost_usd > limits.daily_budget_usd:
         raise LimitError(f"Encore's budget for today is spent. More {_resets(now)}.")
+
+
+def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
+    """What running ``job`` cost, from what its provider reports: Replicate's GPU seconds, a song's length
+    on ElevenLabs, nothing on your own GPUs (Cog). None when there is no such figure: the estimate stands."""
+    if job.provider == "cog":
+        return 0.0
+    if job.provider == "elevenlabs":
+        return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6) if job.model == SONG.key else None
+    if predict_time_s is not None:
+        return round(predict_time_s * limits.replicate_usd_per_s, 6)
+    return None
+
+
+def cost_is_actual(job: Job, limits: LimitsSettings) -> bool:
+    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider gave a figure), not the estimate."""
+    return job.succeeded_at is not None and run_cost_usd(job, job.predict_time_s, limits) is not None

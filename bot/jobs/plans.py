@@ -174,3 +174,14 @@ def total_ms(plan: dict[str, Any]) -> int:
 
 def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def texts(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every text in a plan, as (what it is, the text): global and section styles, section names, lyrics."""
+    liked, avoided = global_styles(plan)
+    out = [("style", str(style)) for style in [*liked, *avoided]]
+    for section in sections(plan):
+        out.append(("section name", section.name))
+        out += [("style", str(style)) for style in [*section.styles, *section.avoid]]
+        out += [("lyric line", str(line)) for line in section.lines]
+    return out

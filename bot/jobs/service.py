@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -35,6 +35,7 @@ from bot.catalog import (
     SEED_MAX,
     SONG,
     STEM_VARIATIONS,
+    ValidatedRequest,
     check_duration,
     clean_prompt,
     duration_range,
@@ -58,9 +59,10 @@ from bot.errors import (
 )
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
-from bot.jobs.limits import check_prompt, check_usage, day_start
+from bot.jobs.limits import check_texts, check_usage, day_start, run_cost_usd
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import instrumental as plan_instrumental
+from bot.jobs.plans import texts as plan_texts
 from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
@@ -173,6 +175,17 @@ def _check_guild_rules(rules: GuildSettings, origin: JobOrigin, model: str, dura
         raise NotAllowedError(f"That model isn't enabled on this server. Enabled: {allowed}.")
     if rules.max_duration_s is not None and duration_s > rules.max_duration_s:
         raise InvalidRequestError(f"On this server tracks are at most {rules.max_duration_s} seconds long.")
+
+
+def request_texts(validated: ValidatedRequest, context: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Every text of a request that reaches the provider or the card, as (what it is, the text) pairs:
+    the prompt, text options (``prompt_b``, ``negative_prompt``…) and a composition plan's texts."""
+    texts = [("prompt", validated.prompt)]
+    texts += [(f"`{name}`", value) for name, value in validated.params.items() if isinstance(value, str)]
+    plan = (context or {}).get("composition_plan")
+    if isinstance(plan, dict):
+        texts += plan_texts(plan)
+    return texts
 
 
 def _plan_input(context: dict[str, Any], request: Any) -> dict[str, Any] | None:
@@ -409,7 +422,7 @@ class JobService:
             raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
         rules = await self.guild_settings(origin.guild_id)
         _check_guild_rules(rules, origin, spec.key, validated.duration_s)
-        check_prompt(validated.prompt, self.settings.safety, rules.blocked_words)
+        check_texts(request_texts(validated, request.context), self.settings.safety, rules.blocked_words)
         limits = self.settings.limits.model_copy(
             update={
                 key: value
@@ -641,6 +654,12 @@ class JobService:
         if job.status != JobStatus.DELIVERED or not job.output_path:
             raise JobStateError("That track isn't finished yet.")
         return job
+
+    async def check_text(self, texts: Iterable[tuple[str, str]], guild_id: int | None) -> None:
+        """Refuse blocked words and patterns in ``texts`` ((what, text) pairs) under the config's and the
+        server's rules. :meth:`create` checks every text of a request; this is for the other ways in."""
+        rules = await self.guild_settings(guild_id)
+        check_texts(texts, self.settings.safety, rules.blocked_words)
 
     async def guild_settings(self, guild_id: int | None) -> GuildSettings:
         if guild_id is None or self.guilds is None:
@@ -961,7 +980,7 @@ class JobService:
         for job_id in job_ids:
             self._spawn(self._notify(job_id), name=f"moved:{job_id}")
 
-    async def _stems_done(self, job: Job, files: dict[str, Path]) -> None:
+    async def _stems_done(self, job: Job, files: dict[str, Path], *, predict_time_s: float | None = None) -> None:
         first = next(iter(files.values()))
         total = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files.values()))
         won = await self._record(
@@ -973,6 +992,8 @@ class JobService:
                 output_path=str(first),
                 output_size=total,
                 output_content_type=guess_content_type(first.name),
+                cost_usd=self._actual_cost(job, predict_time_s),
+                predict_time_s=predict_time_s,
                 result_json=json.dumps({"files": [{"name": n, "path": str(p)} for n, p in files.items()]}),
             )
         )
@@ -1037,6 +1058,7 @@ class JobService:
         text = clean_prompt(prompt, max_chars=SONG.max_prompt_chars or 4100)
         if length_s is not None:
             check_duration(SONG, self.settings, length_s, name="length")
+        await self.check_text([("prompt", text)], origin.guild_id)
         model_id = self.settings.elevenlabs.model_id
         plan = await client.plan(text, model_id=model_id, length_ms=length_s * 1000 if length_s else None)
         return await repo.insert(
@@ -1081,7 +1103,10 @@ class JobService:
         record = await self.get_plan(plan_id)
         if record.user_id != user_id:
             raise NotAllowedError("Only the person who made this plan can change it.")
-        if not await repo.update_plan(plan_id, change(record.plan), expected_updated_at=record.updated_at):
+        plan = change(record.plan)
+        before = set(plan_texts(record.plan))
+        await self.check_text([text for text in plan_texts(plan) if text not in before], record.guild_id)
+        if not await repo.update_plan(plan_id, plan, expected_updated_at=record.updated_at):
             raise JobStateError("Someone changed this plan at the same moment. Please try again.")
         return await self.get_plan(plan_id)
 
@@ -1121,15 +1146,9 @@ class JobService:
         }
 
     def _actual_cost(self, job: Job, predict_time_s: float | None) -> float:
-        """What a finished job cost: GPU seconds on Replicate, audio seconds on ElevenLabs, nothing on own GPUs."""
-        limits = self.settings.limits
-        if job.provider == "cog":
-            return 0.0
-        if job.provider == "elevenlabs":
-            return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6)
-        if predict_time_s is not None:
-            return round(predict_time_s * limits.replicate_usd_per_s, 6)
-        return job.cost_usd  # the provider gave no figure: keep the estimate
+        """What a finished job cost (see :func:`run_cost_usd`); the estimate if the provider gave no figure."""
+        cost = run_cost_usd(job, predict_time_s, self.settings.limits)
+        return job.cost_usd if cost is None else cost
 
     def _webhook_for(self, job: Job) -> str | None:
         if job.provider == "cog":
@@ -1298,7 +1317,8 @@ class JobService:
                 if got is None:
                     return
                 files[safe] = got.path
-            await self._stems_done(job, files)
+            metrics = prediction.metrics
+            await self._stems_done(job, files, predict_time_s=metrics.predict_time if metrics else None)
             return
         stored = await self._download(job, provider, outputs.audio, job.id)
         if stored is None:

@@ -82,8 +82,9 @@ async def test_info_shows_every_setting_privately(encore: Encore, sim: DiscordSi
     info = await (await sim.user("bob").click(card, f"encore:info:{job_id_of(card)}")).wait_original()
     assert info.is_ephemeral
     text = str(info.embeds)
-    for expected in ("`temperature` = 0.9", "`duration` = 3", "7", "Cost (estimate)", "generated in"):
+    for expected in ("`temperature` = 0.9", "`duration` = 3", "7", "generated in"):
         assert expected in text
+    assert (card_field(info, "Cost") or "").endswith("(actual)")  # it ran: Replicate's figure, not the estimate
 
 
 async def test_delete_is_for_the_requester_or_moderators(encore: Encore, sim: DiscordSimulator) -> None:

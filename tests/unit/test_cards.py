@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bot.config import LimitsSettings
 from bot.delivery import audio_filename, build_card, delivery_nonce
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.service import Phase
-from cogs.views import card_view
+from cogs.views import card_view, info_embed
 
 
 def make_job(**fields: object) -> Job:
@@ -105,3 +106,33 @@ async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
 def test_a_waiting_card_shows_its_place_and_wait() -> None:
     job = make_job(status=JobStatus.QUEUED, result={"queue_position": 3, "eta_s": 95})
     assert "#3 in line · about 1:35 to start" in fields_of(build_card(job, Phase.QUEUED))["Status"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "shown"),
+    [
+        ({"succeeded_at": 130.0, "predict_time_s": 1.5, "cost_usd": 0.0021}, "$0.0021 (actual)"),
+        ({"succeeded_at": 130.0, "cost_usd": 0.023}, "about $0.023 (estimated)"),  # Replicate gave no time
+        ({"cost_usd": 0.023}, "about $0.023 (estimated)"),  # it hasn't run
+        ({"provider": "cog", "succeeded_at": 130.0, "cost_usd": 0.0}, "$0.0000 (actual)"),  # own GPUs
+        ({"provider": "elevenlabs", "model": "song", "succeeded_at": 130.0, "cost_usd": 0.06}, "$0.0600 (actual)"),
+        (
+            {"provider": "elevenlabs", "model": "stems", "succeeded_at": 130.0, "cost_usd": 0.05},
+            "about $0.050 (estimated)",
+        ),
+    ],
+    ids=["replicate-ran", "replicate-no-figure", "not-run", "cog", "song", "elevenlabs-stems"],
+)
+def test_info_says_whether_the_cost_is_actual_or_estimated(fields: dict[str, object], shown: str) -> None:
+    job = make_job(status=JobStatus.DELIVERED, **fields)
+    assert fields_of(info_embed(job, LimitsSettings()))["Cost"] == shown
+
+
+def test_info_shows_peoples_text_inertly() -> None:
+    job = make_job(
+        request={"prompt": "[x](https://evil.example)", "params": {"prompt_b": "**b**"}},
+        input={"prompt_b": "[y](https://evil.example)"},
+    )
+    embed = info_embed(job, LimitsSettings())
+    assert embed.description == r"\[x\](https://evil.example)"
+    assert fields_of(embed)["Settings"] == r"`prompt_b` = \[y\](https://evil.example)"
