@@ -105,6 +105,10 @@ class OutputError(BotError):
     default_message = "I couldn't fetch the finished audio."
 
 
+class TooLargeError(OutputError):
+    """A download was over its size limit (cut off while streaming)."""
+
+
 class DeliveryError(BotError):
     """The finished audio could not be delivered to Discord. Retried from the stored file unless
     ``retryable=False`` (e.g. a missing permission: trying again cannot help)."""

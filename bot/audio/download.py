@@ -22,7 +22,7 @@ import aiohttp
 from yarl import URL
 
 from bot.audio import no_room
-from bot.errors import OutputError
+from bot.errors import OutputError, TooLargeError
 from bot.providers.base import DownloadedFile
 
 _CHUNK = 256 * 1024
@@ -39,6 +39,21 @@ def host_allowed(url: str, patterns: Iterable[str]) -> bool:
         return False
     host = host.lower().rstrip(".")
     return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+
+
+def input_url_allowed(url: str, hosts: Iterable[str], *, test_origin: str | None = None) -> bool:
+    """Whether people's files may be downloaded from ``url``: https on port 443 of one of ``hosts``
+    (Discord's CDN), with no user name or password; or, in tests only, exactly ``test_origin``
+    (scheme, host and port of a Discord simulator)."""
+    try:
+        parsed = URL(url)
+        if not parsed.scheme or not parsed.host or parsed.user is not None or parsed.password is not None:
+            return False
+        if test_origin is not None and parsed.origin() == URL(test_origin).origin():
+            return True
+    except ValueError:
+        return False
+    return parsed.scheme == "https" and parsed.port == 443 and host_allowed(url, hosts)
 
 
 def guess_content_type(name: str, fallback: str = "application/octet-stream") -> str:
@@ -175,7 +190,7 @@ async def fetch_to_file(
                     retryable = response.status >= 500 or response.status in (408, 429)
                     raise OutputError(detail=f"download answered HTTP {response.status}", retryable=retryable)
                 if response.content_length is not None and response.content_length > max_bytes:
-                    raise OutputError(detail=f"output is {response.content_length} bytes, over {max_bytes}")
+                    raise TooLargeError(detail=f"output is {response.content_length} bytes, over {max_bytes}")
                 content_type = response.content_type
                 if not content_type or content_type == "application/octet-stream":
                     content_type = guess_content_type(URL(url).name)
@@ -183,8 +198,8 @@ async def fetch_to_file(
                 async with _PartFile(dest) as part:
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         size += len(chunk)
-                        if size > max_bytes:
-                            raise OutputError(detail=f"output exceeds {max_bytes} bytes")
+                        if size > max_bytes:  # cut off here, whatever Content-Length said
+                            raise TooLargeError(detail=f"output exceeds {max_bytes} bytes")
                         await part.write(chunk)
                     if response.content_length is not None and size != response.content_length:
                         raise OutputError(detail="download ended early", retryable=True)
