@@ -225,6 +225,9 @@ class AudioSettings(_Section):
     input_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
     max_input_s: float = Field(default=300.0, gt=0, le=3600)
     download_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # Threads that decode people's files, apart from the rest of Encore's work: a hostile file keeps at
+    # most these busy.
+    decode_threads: int = Field(default=2, ge=1, le=16)
 
 
 class LimitsSettings(_Section):

@@ -1,11 +1,14 @@
-"""Audio work with PyAV (FFmpeg). Everything here blocks: call it through ``asyncio.to_thread``."""
+"""Audio work with PyAV (FFmpeg). Everything here blocks: run it through :func:`off_loop` or an :class:`AudioPool`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -33,20 +36,50 @@ def open_input(path: Path) -> InputContainer:
 
 async def off_loop(work: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking audio work ``fn`` in a thread; its CPU time counts in ``encore_audio_cpu_seconds_total``."""
+    return await _in_thread(None, work, functools.partial(fn, *args, **kwargs))
+
+
+async def _in_thread(executor: Executor | None, work: str, fn: Callable[[], T]) -> T:
+    """``fn`` in a thread of ``executor`` (None: asyncio's default pool), with the caller's context (the job
+    id in logs), timed on the thread's own CPU clock."""
     cpu_s = 0.0
 
     def timed() -> T:
         nonlocal cpu_s
         start = time.thread_time()
         try:
-            return fn(*args, **kwargs)
+            return fn()
         finally:
             cpu_s = time.thread_time() - start
 
+    context = contextvars.copy_context()
     try:
-        return await asyncio.to_thread(timed)
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(context.run, timed))
     finally:
         AUDIO_CPU.inc(cpu_s, work=work)  # on the event loop: the registry is not shared between threads
+
+
+class AudioPool:
+    """Threads of their own for decoding audio people hand in.
+
+    A hostile file can keep at most these ``threads`` busy, never asyncio's default pool that the rest of
+    Encore's blocking work (files, fitting outputs, waveforms) shares. Work waits its turn for a thread.
+    Closing it lets work in progress finish and drops what waits; it starts afresh when used again.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, work: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="encore-audio-in")
+        return await _in_thread(self._executor, work, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def no_room(exc: OSError, dest: Path) -> StorageFullError | None:

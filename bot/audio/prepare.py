@@ -39,17 +39,23 @@ class Pcm:
         return Pcm(self.data[first:last], self.rate, self.channels)
 
 
-def decode(path: Path, *, rate: int, channels: int) -> Pcm:
-    """All of ``path``'s first audio stream as 16-bit PCM at ``rate`` with ``channels``."""
+def decode(path: Path, *, rate: int, channels: int, until_s: float | None = None) -> Pcm:
+    """``path``'s first audio stream as 16-bit PCM at ``rate`` with ``channels``: all of it, or (``until_s``)
+    decoding stops once that much is out, so a long file costs no more than the part wanted."""
     layout = "stereo" if channels == 2 else "mono"
     resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
     chunks: list[bytes] = []
+    wanted = None if until_s is None else round(until_s * rate)
+    frames = 0
     with open_input(path) as container:
         stream = container.streams.audio[0]
         for frame in container.decode(stream):
             frame.pts = None
             for out in resampler.resample(frame):
                 chunks.append(bytes(out.planes[0])[: out.samples * 2 * channels])
+                frames += out.samples
+            if wanted is not None and frames >= wanted:
+                break
         for out in resampler.resample(None):
             chunks.append(bytes(out.planes[0])[: out.samples * 2 * channels])
     return Pcm(b"".join(chunks), rate, channels)
@@ -75,8 +81,10 @@ def write_wav(pcm: Pcm, dest: Path) -> None:
 
 
 def prepare_clip(src: Path, dest: Path, *, start_s: float = 0.0, end_s: float | None = None) -> float:
-    """Write ``src`` [start_s, end_s) as a WAV the model takes (32 kHz stereo). Returns its length in seconds."""
-    clip = decode(src, rate=MODEL_RATE, channels=2).slice_s(start_s, end_s)
+    """Write ``src`` [start_s, end_s) as a WAV the model takes (32 kHz stereo). Returns its length in seconds.
+
+    Nothing past ``end_s`` is decoded."""
+    clip = decode(src, rate=MODEL_RATE, channels=2, until_s=end_s).slice_s(start_s, end_s)
     write_wav(clip, dest)
     return clip.duration_s
 

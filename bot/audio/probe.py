@@ -1,4 +1,11 @@
-"""What is in an audio file, found by decoding it with PyAV (FFmpeg). Runs off the event loop."""
+"""What is in an audio file, found by decoding it with PyAV (FFmpeg). Runs off the event loop.
+
+A file is what it decodes to, not what its container says: a 2 MiB FLAC can declare a second and decode to
+hundreds of hours. So the probe counts what it decodes and stops as soon as the file is over the limit
+(``max_s``), and it stops files that make decoding slow on purpose: more packets, or more sample values
+(rate x channels), per second of audio than ordinary audio has. Refusing any file costs at most about as
+much as reading ``max_s`` seconds of ordinary audio.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,16 @@ from pathlib import Path
 import av
 import av.error
 
-from bot.audio import off_loop, open_input
+from bot.audio import AudioPool, off_loop, open_input
 from bot.errors import InvalidRequestError
+
+# Packets per second of audio. Ordinary audio comes in 10-50 packets a second (MP3, AAC, Vorbis, Opus's
+# usual 20 ms); Opus's 5 ms frames are 200. A file cut finer than that is built to make decoding slow.
+MAX_PACKETS_PER_S = 200
+_PACKETS_SLACK = 64  # headers, priming and short bursts at the start
+# Sample values (samples x channels) per second of the limit: ``max_s`` of 96 kHz stereo (or 48 kHz in four
+# channels), more than a file within the size limit holds. Past it, many channels at a high rate are a bomb.
+MAX_VALUES_PER_S = 96_000 * 2
 
 
 @dataclass(frozen=True)
@@ -20,7 +35,11 @@ class AudioInfo:
     codec: str
 
 
-def _probe(path: Path) -> AudioInfo:
+def too_long(max_s: float) -> InvalidRequestError:
+    return InvalidRequestError(f"That audio is too long: the limit is {max_s:g} s.")
+
+
+def _probe(path: Path, max_s: float) -> AudioInfo:
     try:
         with open_input(path) as container:
             if not container.streams.audio:
@@ -28,25 +47,48 @@ def _probe(path: Path) -> AudioInfo:
             stream = container.streams.audio[0]
             if stream.codec_context is None:  # FFmpeg found a stream but has no decoder for it
                 raise InvalidRequestError("I can't decode the audio in that file. WAV, MP3, OGG or FLAC work.")
-            samples = 0
+            seconds = 0.0
+            values = 0
             rate = stream.codec_context.sample_rate or 0
             loud = False
-            for frame in container.decode(stream):
-                samples += frame.samples
-                rate = frame.sample_rate or rate
-                if not loud:
-                    loud = any(bytes(plane).count(0) != plane.buffer_size for plane in frame.planes)
+            for packets, packet in enumerate(container.demux(stream), start=1):
+                if packets > _PACKETS_SLACK + MAX_PACKETS_PER_S * seconds:
+                    raise InvalidRequestError(
+                        "That file is cut into far more pieces than audio normally is, so I won't decode it. "
+                        "Please export it again (MP3, OGG or WAV)."
+                    )
+                for frame in packet.decode():
+                    rate = frame.sample_rate or rate
+                    if rate <= 0:
+                        raise InvalidRequestError("I couldn't read that file as audio. Is it damaged, or not audio?")
+                    seconds += frame.samples / rate
+                    values += frame.samples * max(frame.layout.nb_channels, 1)
+                    if seconds > max_s:
+                        raise too_long(max_s)
+                    if values > MAX_VALUES_PER_S * max_s:
+                        raise InvalidRequestError(
+                            "That audio has more channels at a higher sample rate than I can take. "
+                            "Please export it as stereo at 48 kHz."
+                        )
+                    if not loud:
+                        loud = any(bytes(plane).count(0) != plane.buffer_size for plane in frame.planes)
             channels = stream.codec_context.channels
             codec = stream.codec_context.name
     except av.error.FFmpegError:
         raise InvalidRequestError("I couldn't read that file as audio. Is it damaged, or not audio?") from None
-    if samples == 0 or rate == 0:
+    if seconds == 0 or rate == 0:
         raise InvalidRequestError("That audio file is empty.")
     if not loud:
         raise InvalidRequestError("That audio is completely silent.")
-    return AudioInfo(duration_s=samples / rate, sample_rate=rate, channels=channels, codec=codec)
+    return AudioInfo(duration_s=seconds, sample_rate=rate, channels=channels, codec=codec)
 
 
-async def probe(path: Path) -> AudioInfo:
-    """Decode ``path`` fully; InvalidRequestError with a clear message for non-audio, corrupt, empty or silent files."""
-    return await off_loop("probe", _probe, path)
+async def probe(path: Path, *, max_s: float, pool: AudioPool | None = None) -> AudioInfo:
+    """Decode ``path`` up to ``max_s`` seconds, in ``pool`` (people's files) or the default pool.
+
+    InvalidRequestError with a clear message for non-audio, corrupt, empty, silent, too long or
+    hostile files.
+    """
+    if pool is not None:
+        return await pool.run("probe", _probe, path, max_s)
+    return await off_loop("probe", _probe, path, max_s)

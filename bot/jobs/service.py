@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import av.error
 
 from bot import metrics
-from bot.audio import off_loop
+from bot.audio import AudioPool, off_loop
 from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
 from bot.audio.probe import probe
@@ -245,6 +245,8 @@ class JobService:
         self._storage_waits: dict[str, int] = {}  # jobs whose writes storage refused: how often in a row
         # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
         self._admission = asyncio.Lock()
+        # People's files are decoded in threads of their own.
+        self._input_pool = AudioPool(settings.audio.decode_threads)
         limits = settings.limits
         self.scheduler = Scheduler(
             {
@@ -292,6 +294,7 @@ class JobService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*self._outcomes, return_exceptions=True)
+        self._input_pool.close()
 
     async def _nap(self, delay_s: float) -> bool:
         """Sleep before a retry; False (at once) if the service is stopping, so the caller gives up."""
@@ -511,15 +514,11 @@ class JobService:
             if parent is not None and (parent.guild_id == origin.guild_id or parent.user_id == origin.user_id)
             else ""
         )
-        info = await probe(source)
-        if info.duration_s > self.settings.audio.max_input_s:
-            raise InvalidRequestError(
-                f"That track is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
-            )
+        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
         window = min(info.duration_s, MUSICGEN_WINDOW_S - extra_s)
         start = max(0.0, info.duration_s - window)
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
-        window = await off_loop("prepare", prepare_clip, source, clip, start_s=start)
+        window = await self._input_pool.run("prepare", prepare_clip, source, clip, start_s=start)
         # MusicGen takes whole seconds; its output includes the clip, so the total is start + duration.
         duration = round(window + extra_s)
         context: dict[str, Any] = {
@@ -584,13 +583,10 @@ class JobService:
         source_message_id: int | None = None,
     ) -> list[Job]:
         """MusicGen following the melody of ``source``: decoded, trimmed to the model's window, resampled."""
-        info = await probe(source)
-        if info.duration_s > self.settings.audio.max_input_s:
-            raise InvalidRequestError(
-                f"That clip is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
-            )
+        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
-        length = await off_loop("prepare", prepare_clip, source, clip, end_s=min(info.duration_s, MUSICGEN_WINDOW_S))
+        end = min(info.duration_s, MUSICGEN_WINDOW_S)
+        length = await self._input_pool.run("prepare", prepare_clip, source, clip, end_s=end)
         request = JobRequest(
             model="musicgen",
             prompt=prompt,
@@ -1017,11 +1013,7 @@ class JobService:
         """Split ``source`` into stems with the configured provider ([stems] provider)."""
         if stems not in STEM_VARIATIONS:
             raise InvalidRequestError("`stems` must be two or six.")
-        info = await probe(source)
-        if info.duration_s > self.settings.audio.max_input_s:
-            raise InvalidRequestError(
-                f"That track is {info.duration_s:.0f} s long; the limit is {self.settings.audio.max_input_s:g} s."
-            )
+        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
         context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
         prompt = f"Stems of {name}"[:200]
         if self.settings.stems.provider == "elevenlabs":

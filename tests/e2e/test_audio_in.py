@@ -201,7 +201,7 @@ async def test_too_long_and_too_large_clips_are_refused(
     long_clip = SimFile("long.mp3", encoded_mp3(8), "audio/mpeg")  # small file, but 8 s
     handle = await alice.slash("music melody", audio=long_clip, prompt="x")
     reply = await handle.wait_message(lambda m: "limit is 5 s" in m.content)
-    assert "8 s long" in reply.content
+    assert "too long" in reply.content  # decoding stopped at the limit: how long it would have gone is unknown
     big = SimFile("big.wav", make_wav(10), "audio/wav")  # 1.3 MB
     refused = await (await alice.slash("music melody", audio=big, prompt="x")).wait_original()
     assert refused.is_ephemeral  # refused before anything was downloaded

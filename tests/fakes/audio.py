@@ -169,13 +169,15 @@ def encode_pcm(
     container: str = "mp3",
     codec: str = "libmp3lame",
     bit_rate: int | None = 128_000,
+    options: dict[str, str] | None = None,
 ) -> bytes:
-    """Encode PCM with any FFmpeg encoder PyAV bundles (e.g. ``("flac", "flac")``, ``("ogg", "libopus")``)."""
+    """Encode PCM with any FFmpeg encoder PyAV bundles (e.g. ``("flac", "flac")``, ``("ogg", "libopus")``),
+    with the encoder's ``options`` (e.g. libopus's ``{"frame_duration": "5"}``)."""
     _check_format(sample_rate, channels)
     width = 2 * channels
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=sample_rate, layout=_layout(channels))
+        stream = out.add_stream(codec, rate=sample_rate, layout=_layout(channels), options=options or {})
         if not isinstance(stream, AudioStream):
             raise ValueError(f"{codec} is not an audio encoder")
         if bit_rate is not None:

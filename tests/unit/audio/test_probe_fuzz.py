@@ -26,7 +26,7 @@ SAMPLES = {"wav": make_wav(1.0, sample_rate=16000, channels=1), "mp3": make_mp3(
 
 def outcome(path: Path) -> AudioInfo | InvalidRequestError:
     try:
-        return asyncio.run(probe(path))
+        return asyncio.run(probe(path, max_s=300))
     except InvalidRequestError as exc:
         return exc
 
