@@ -69,6 +69,7 @@ class Core:
         self.cog_uploads: UploadStore | None = None
         self.elevenlabs: ElevenLabsClient | None = None
         self.janitor: Janitor | None = None
+        self.attachments: aiohttp.ClientSession | None = None  # people's files, from Discord's CDN
 
     async def open(self) -> None:
         routes = dict(self.settings.models)
@@ -137,6 +138,8 @@ class Core:
             )
         elif "elevenlabs" in uses:
             log.info("ELEVENLABS_API_KEY is not set: /music song, plans and ElevenLabs stems are off")
+        audio = self.settings.audio
+        self.attachments = self._session(connect_s=min(10.0, audio.download_timeout_s), read_s=audio.download_timeout_s)
 
     def _open_cog(self) -> None:
         cfg = self.settings.cog

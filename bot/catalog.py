@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -150,6 +150,7 @@ class ValidatedRequest:
     seed: int | None
     count: int = 1
     audio_s: float | None = None  # length of the clip handed in, if any
+    clip_pending: bool = False  # a clip is handed in but not read yet: its length is checked later
 
     def as_record(self) -> dict[str, Any]:
         """What a job stores as the user's request (cards, Info, Regenerate)."""
@@ -163,7 +164,7 @@ class ValidatedRequest:
         }
 
     def with_seed(self, seed: int | None) -> ValidatedRequest:
-        return ValidatedRequest(self.spec, self.prompt, self.duration_s, self.params, seed, self.count, self.audio_s)
+        return replace(self, seed=seed)
 
 
 def _single_url(output: Any) -> Outputs:
@@ -285,13 +286,13 @@ def _musicgen_check(request: ValidatedRequest) -> None:
     start, end = request.params.get("continuation_start"), request.params.get("continuation_end")
     if start is not None and end is not None and start > end:
         raise InvalidRequestError("`continuation_start` must not be after `continuation_end`.")
-    if request.audio_s is None:
+    if request.audio_s is None and not request.clip_pending:
         if request.params.get("continuation"):
             raise InvalidRequestError("`continuation` needs an audio clip to continue: use `/music melody` with one.")
         return
     if version in ("stereo-large", "large") and not request.params.get("continuation"):
         raise InvalidRequestError("Following a melody needs a melody model: `stereo-melody-large` or `melody-large`.")
-    if request.params.get("continuation"):
+    if request.params.get("continuation") and request.audio_s is not None:
         # The output includes the clip segment: its length counts towards the total duration.
         segment = min(end if end is not None else request.audio_s, request.audio_s) - (start or 0)
         if segment <= 0:
@@ -633,8 +634,11 @@ def check_duration(spec: ModelSpec, settings: Settings, seconds: float, *, name:
     )
 
 
-def validate_request(request: JobRequest, settings: Settings) -> ValidatedRequest:
-    """Check every value against the catalog and settings. Raises InvalidRequestError naming the problem."""
+def validate_request(request: JobRequest, settings: Settings, *, clip_pending: bool = False) -> ValidatedRequest:
+    """Check every value against the catalog and settings. Raises InvalidRequestError naming the problem.
+
+    ``clip_pending``: a clip comes with the request but is not read yet; what depends on its length (the
+    part of it to continue) is checked once it is, with its ``audio_s``."""
     spec = get_model(request.model)
     prompt = clean_prompt(request.prompt, max_chars=spec.max_prompt_chars or settings.jobs.max_prompt_chars)
 
@@ -669,6 +673,7 @@ def validate_request(request: JobRequest, settings: Settings) -> ValidatedReques
         seed=seed,
         count=request.count,
         audio_s=request.audio_s,
+        clip_pending=clip_pending and request.audio_s is None,
     )
     spec.check(validated)
     return validated

@@ -221,13 +221,28 @@ class AudioSettings(_Section):
     """Limits on audio people hand in (a melody to follow, a clip to continue)."""
 
     max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
-    # Hosts attachments may be downloaded from (Discord's CDN); the Discord API's own host is always allowed.
+    # Hosts attachments may be downloaded from (Discord's CDN), only over https on port 443, no redirects.
     input_hosts: list[str] = Field(default_factory=lambda: ["cdn.discordapp.com", "media.discordapp.net"])
+    # For tests against a Discord simulator only: one more origin (scheme://host:port, exactly) attachments
+    # may be downloaded from, e.g. "http://127.0.0.1:8123". Leave it empty.
+    test_cdn_origin: AnyHttpUrl | None = None
     max_input_s: float = Field(default=300.0, gt=0, le=3600)
     download_timeout_s: float = Field(default=60.0, gt=0, le=600)
     # Threads that decode people's files, apart from the rest of Encore's work: a hostile file keeps at
     # most these busy.
     decode_threads: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("test_cdn_origin", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("test_cdn_origin")
+    @classmethod
+    def _only_an_origin(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and (value.path not in (None, "", "/") or value.query or value.username):
+            raise ValueError("must be an origin only: scheme://host:port")
+        return value
 
 
 class LimitsSettings(_Section):

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import discord
-from discord.http import Route
 from yarl import URL
 
 from bot.app import EncoreBot
-from bot.audio.download import host_allowed
+from bot.audio.download import fetch_to_file, input_url_allowed
 from bot.delivery import DiscordDelivery, build_card
-from bot.errors import BotError, InvalidRequestError
+from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
-from bot.jobs.service import Phase
+from bot.jobs.service import ClipSource, Phase
 from bot.text import quoted
 
 log = logging.getLogger(__name__)
@@ -135,37 +134,41 @@ def _size(size: int) -> str:
 
 
 def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
-    limit = bot.settings.audio.max_input_bytes
+    """What can be checked of an attachment without downloading it: its type, its stated size, its URL."""
+    audio = bot.settings.audio
+    limit = audio.max_input_bytes
     content_type = (attachment.content_type or "").split(";")[0]
     if content_type and not content_type.startswith(AUDIO_TYPES):
         raise InvalidRequestError(f"{quoted(attachment.filename, 60)} isn't an audio file.")
     if attachment.size > limit:
         raise InvalidRequestError(f"That file is {_size(attachment.size)}; the limit is {_size(limit)}.")
+    test_origin = str(audio.test_cdn_origin) if audio.test_cdn_origin is not None else None
+    if not input_url_allowed(attachment.url, audio.input_hosts, test_origin=test_origin):
+        log.warning("refusing an attachment URL on %s", URL(attachment.url).host)
+        raise InvalidRequestError("That file isn't on Discord's CDN, so I won't download it.")
 
 
 async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Path:
-    """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir."""
+    """Download the attachment now (CDN URLs expire; providers never see them) into the inputs dir.
+
+    Only from Discord's CDN (https, port 443; ``[audio] test_cdn_origin`` in tests), following no redirect,
+    and cut off while streaming once it is over ``[audio] max_input_bytes``, whatever it said its size was.
+    """
     check_attachment(bot, attachment)
-    api_host = URL(Route.BASE).host or ""
-    if not host_allowed(attachment.url, [*bot.settings.audio.input_hosts, api_host]):
-        log.warning("refusing an attachment URL on %s", URL(attachment.url).host)
-        raise InvalidRequestError("That file isn't on Discord's CDN, so I won't download it.")
-    inputs = bot.settings.storage.inputs_dir
+    audio = bot.settings.audio
+    session = bot.core.attachments
+    assert session is not None, "the core opens its sessions before the bot starts"
     suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
-    path = inputs / f"{secrets.token_hex(8)}{suffix}"
+    path = bot.settings.storage.inputs_dir / f"{secrets.token_hex(8)}{suffix}"
     try:
-        async with asyncio.timeout(bot.settings.audio.download_timeout_s):
-            data = await attachment.read()
-    except (discord.HTTPException, TimeoutError):
+        await fetch_to_file(
+            session, attachment.url, path, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s
+        )
+    except TooLargeError:
+        raise InvalidRequestError(f"That file is larger than the limit of {_size(audio.max_input_bytes)}.") from None
+    except OutputError as exc:
+        log.warning("could not download an attachment: %s", exc)
         raise InvalidRequestError("I couldn't download that file from Discord. Please try again.") from None
-    if len(data) > bot.settings.audio.max_input_bytes:
-        raise InvalidRequestError("That file is too large.")
-
-    def write() -> None:
-        inputs.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    await asyncio.to_thread(write)
     return path
 
 
@@ -173,24 +176,33 @@ async def start_from_attachment(
     bot: EncoreBot,
     interaction: discord.Interaction[Any],
     attachment: discord.Attachment,
-    make: Callable[[Path], Awaitable[Sequence[Job]]],
+    make: Callable[[ClipSource], Awaitable[Sequence[Job]]],
     *,
     keep_file: bool,
 ) -> None:
-    """Check, download and hand an attachment to ``make``, then post the jobs' card.
+    """Hand an attachment to ``make``, which checks the request, then downloads and reads the file; then
+    post the jobs' card.
 
+    Refusals that need no download answer privately; the answer is deferred only when the download starts.
     The download is removed if ``make`` fails, and afterwards too unless the job needs the file itself
     (``keep_file``; jobs that prepare their own clip don't).
     """
     check_attachment(bot, attachment)
-    if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)  # downloading and decoding take longer than 3 s
-    path = await save_attachment(bot, attachment)
+    saved: list[Path] = []
+
+    async def fetch() -> Path:
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)  # downloading and decoding take longer than 3 s
+        saved.append(await save_attachment(bot, attachment))
+        return saved[-1]
+
     try:
-        jobs = await make(path)
+        jobs = await make(fetch)
     except BaseException:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        for path in saved:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
         raise
     if not keep_file:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        for path in saved:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
     await post_card(bot, interaction, jobs)

@@ -19,10 +19,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import EncoreBot
-from bot.catalog import validate_request
 from bot.errors import BotError, InvalidRequestError
-from bot.jobs.models import Job, JobOrigin, JobRequest
-from bot.jobs.service import MAX_EXTEND_S, check_extend, request_texts
+from bot.jobs.models import Job, JobOrigin
+from bot.jobs.service import MAX_EXTEND_S, ClipSource
 from bot.text import inert, quoted
 from cogs._common import (
     audio_attachment,
@@ -135,9 +134,9 @@ class AudioIn(commands.Cog):
     async def stems_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         attachment = self._require_audio(message)
 
-        async def split(path: Path) -> list[Job]:
+        async def split(clip: ClipSource) -> list[Job]:
             job = await self.bot.service.split_stems(
-                path, origin(interaction), name=attachment.filename, source_message_id=message.id
+                clip, origin(interaction), name=attachment.filename, source_message_id=message.id
             )
             return [job]
 
@@ -174,19 +173,12 @@ class AudioIn(commands.Cog):
         parent = await self._encore_track(message) if continuing else None
         kept = await self.bot.service.kept_track(parent) if parent is not None else None
         attachment = self._require_audio(message) if kept is None else None
-        # Check what we can before answering, so mistakes get a private reply.
-        if continuing:
-            check_extend(seconds)
-            await self.bot.service.check_text([("prompt", prompt)], interaction.guild_id)
-        else:
-            request = JobRequest(model="musicgen", prompt=prompt, duration_s=seconds)
-            validated = validate_request(request, self.bot.settings)
-            await self.bot.service.check_text(request_texts(validated), interaction.guild_id)
 
-        async def make(path: Path) -> list[Job]:
+        # The service checks everything but the clip before it is downloaded, so mistakes get a private reply.
+        async def make(clip: ClipSource) -> list[Job]:
             if continuing:
                 job = await self.bot.service.continue_track(
-                    path,
+                    clip,
                     origin(interaction),
                     prompt=prompt or None,
                     extra_s=seconds,
@@ -195,13 +187,19 @@ class AudioIn(commands.Cog):
                 )
                 return [job]
             return await self.bot.service.follow_melody(
-                path, origin(interaction), prompt=prompt, duration_s=seconds, source_message_id=message.id
+                clip, origin(interaction), prompt=prompt, duration_s=seconds, source_message_id=message.id
             )
 
         if attachment is None:
             assert kept is not None
-            await interaction.response.defer(thinking=True)
-            await post_card(self.bot, interaction, await make(kept))
+            track = kept
+
+            async def ours() -> Path:  # nothing to download, but reading it may take longer than 3 s
+                if not interaction.response.is_done():
+                    await interaction.response.defer(thinking=True)
+                return track
+
+            await post_card(self.bot, interaction, await make(ours))
             return
         # A continuation stitches onto the original, so it keeps the file; a melody keeps its prepared clip.
         await start_from_attachment(self.bot, interaction, attachment, make, keep_file=continuing)
@@ -243,14 +241,18 @@ class AudioIn(commands.Cog):
             card_message_id=card.id,
         )
         downloaded: Path | None = None
+
+        async def fetch() -> Path:  # called once every check that needs no download has passed
+            nonlocal downloaded
+            if attachment is None:
+                raise InvalidRequestError(NO_AUDIO)
+            downloaded = await save_attachment(self.bot, attachment)
+            return downloaded
+
         try:
-            path = await self.bot.service.kept_track(parent) if parent is not None else None
-            if path is None:
-                if attachment is None:
-                    raise InvalidRequestError(NO_AUDIO)
-                path = downloaded = await save_attachment(self.bot, attachment)
+            kept = await self.bot.service.kept_track(parent) if parent is not None else None
             job = await self.bot.service.continue_track(
-                path,
+                kept or fetch,
                 job_origin,
                 prompt=prompt or None,
                 extra_s=seconds,

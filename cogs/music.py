@@ -7,7 +7,6 @@ model's parameters beyond the few common ones that get a slash option of their o
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -30,14 +29,13 @@ from bot.catalog import (
     ParamType,
     get_model,
     parse_options,
-    validate_request,
 )
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
-from bot.jobs.service import phase_of, request_texts
-from cogs._common import DiscordActor, check_attachment, delivery_of, origin, post_card, start_from_attachment
+from bot.jobs.service import ClipSource, phase_of
+from cogs._common import DiscordActor, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
 
@@ -176,19 +174,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
-        check_attachment(self.bot, audio)
-        # Check what we can before answering (privately): downloading and decoding take longer than 3 s.
-        probe_request = JobRequest(
-            model=MUSICGEN.key, prompt=prompt, duration_s=duration, seed=seed, params=params, audio_s=0.5
-        )
-        validated = validate_request(probe_request, self.bot.settings)
-        await self.bot.service.check_text(request_texts(validated), interaction.guild_id)
+        # Everything but the clip is checked first (privately); the clip once downloaded and read.
         await start_from_attachment(
             self.bot,
             interaction,
             audio,
-            lambda path: self.bot.service.follow_melody(
-                path, origin(interaction), prompt=prompt, duration_s=duration, params=params, seed=seed
+            lambda clip: self.bot.service.follow_melody(
+                clip, origin(interaction), prompt=prompt, duration_s=duration, params=params, seed=seed
             ),
             keep_file=False,  # the job keeps its prepared clip
         )
@@ -272,9 +264,9 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         audio: discord.Attachment,
         stems: app_commands.Choice[str] | None = None,
     ) -> None:
-        async def split(path: Path) -> list[Job]:
+        async def split(clip: ClipSource) -> list[Job]:
             job = await self.bot.service.split_stems(
-                path, origin(interaction), stems=stems.value if stems else "six", name=audio.filename
+                clip, origin(interaction), stems=stems.value if stems else "six", name=audio.filename
             )
             return [job]
 

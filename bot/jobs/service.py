@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -27,7 +27,7 @@ from bot import metrics
 from bot.audio import AudioPool, off_loop
 from bot.audio.download import guess_content_type
 from bot.audio.prepare import prepare_clip, stitch
-from bot.audio.probe import probe
+from bot.audio.probe import AudioInfo, probe
 from bot.audio.stems import StemsError, unpack_stems
 from bot.audio.verify import OutputKind, OutputRejectedError, verify_output
 from bot.catalog import (
@@ -59,7 +59,7 @@ from bot.errors import (
 )
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
-from bot.jobs.limits import check_texts, check_usage, day_start, run_cost_usd
+from bot.jobs.limits import LimitError, check_texts, check_usage, day_start, run_cost_usd
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
 from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import texts as plan_texts
@@ -89,6 +89,10 @@ MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
 _MAX_SUBMIT_ATTEMPTS = 3
 _STORAGE_RETRY_MAX_S = 60.0  # storage refusing writes (locked, full): look again at least this often
+
+# A clip handed in: a file on our disk (a track Encore made), or how to download one (a person's file),
+# called only once every check that needs no download has passed.
+ClipSource = Path | Callable[[], Awaitable[Path]]
 
 
 def check_extend(extra_s: int) -> None:
@@ -245,8 +249,9 @@ class JobService:
         self._storage_waits: dict[str, int] = {}  # jobs whose writes storage refused: how often in a row
         # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
         self._admission = asyncio.Lock()
-        # People's files are decoded in threads of their own.
+        # People's files are decoded in threads of their own, one file at a time per person.
         self._input_pool = AudioPool(settings.audio.decode_threads)
+        self._reading: set[int] = set()
         limits = settings.limits
         self.scheduler = Scheduler(
             {
@@ -411,9 +416,18 @@ class JobService:
 
         Raises InvalidRequestError before anything is stored. Jobs are submitted in the background.
         """
+        return await self._admit(request, origin)
+
+    async def precheck(self, request: JobRequest, origin: JobOrigin) -> None:
+        """Every check :meth:`create` makes that needs no clip (who, where, paused, rules, prompt, quotas and
+        budget), storing nothing: made before a person's file is downloaded and decoded, so a refusal costs
+        neither. The clip counts as given; what depends on its length is checked when the job is created."""
+        await self._admit(request, origin, clip_pending=True)
+
+    async def _admit(self, request: JobRequest, origin: JobOrigin, *, clip_pending: bool = False) -> list[Job]:
         if not self._accepting:
             raise BotError("Encore is restarting and not taking new jobs right now. Please try again shortly.")
-        validated = validate_request(request, self.settings)
+        validated = validate_request(request, self.settings, clip_pending=clip_pending)
         spec = validated.spec
         route = spec.route(self.settings)
         available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
@@ -452,6 +466,8 @@ class JobService:
                 cost_usd=cost_each * validated.count,
                 now=now,
             )
+            if clip_pending:
+                return []
             new_jobs = []
             for index, seed in enumerate(seeds):
                 variant = validated.with_seed(seed)
@@ -488,7 +504,7 @@ class JobService:
 
     async def continue_track(
         self,
-        source: Path,
+        source: ClipSource,
         origin: JobOrigin,
         *,
         prompt: str | None = None,
@@ -514,7 +530,13 @@ class JobService:
             if parent is not None and (parent.guild_id == origin.guild_id or parent.user_id == origin.user_id)
             else ""
         )
-        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
+        params: dict[str, Any] = {"continuation": True}
+        if model_version:
+            params["model_version"] = model_version
+        prompt = prompt or inherited or "Continue this track in the same style"
+        # The result is at least the added seconds long: checked before the clip is fetched and read.
+        await self.precheck(JobRequest(model="musicgen", prompt=prompt, duration_s=extra_s, params=params), origin)
+        source, info = await self._read_clip(source, origin)
         window = min(info.duration_s, MUSICGEN_WINDOW_S - extra_s)
         start = max(0.0, info.duration_s - window)
         clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
@@ -532,12 +554,9 @@ class JobService:
         }
         if start > 0:
             context["stitch"] = {"source": str(source), "prefix_s": start}
-        params: dict[str, Any] = {"continuation": True}
-        if model_version:
-            params["model_version"] = model_version
         request = JobRequest(
             model="musicgen",
-            prompt=prompt or inherited or "Continue this track in the same style",
+            prompt=prompt,
             duration_s=duration,
             params=params,
             files={"input_audio": str(clip)},
@@ -573,7 +592,7 @@ class JobService:
 
     async def follow_melody(
         self,
-        source: Path,
+        source: ClipSource,
         origin: JobOrigin,
         *,
         prompt: str,
@@ -583,25 +602,27 @@ class JobService:
         source_message_id: int | None = None,
     ) -> list[Job]:
         """MusicGen following the melody of ``source``: decoded, trimmed to the model's window, resampled."""
-        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
-        clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
-        end = min(info.duration_s, MUSICGEN_WINDOW_S)
-        length = await self._input_pool.run("prepare", prepare_clip, source, clip, end_s=end)
         request = JobRequest(
             model="musicgen",
             prompt=prompt,
             duration_s=duration_s,
             seed=seed,
             params={"model_version": "stereo-melody-large", **(params or {})},
-            files={"input_audio": str(clip)},
-            audio_s=length,
-            # With ``continuation`` the output begins with the clip: it is the clip's part 2.
-            context={
-                "kind": "melody",
-                "audio_s": length,
-                "source_message": source_message_id,
-                "part": 2 if (params or {}).get("continuation") else 1,
-            },
+        )
+        await self.precheck(request, origin)
+        source, info = await self._read_clip(source, origin)
+        clip = self.settings.storage.inputs_dir / f"{secrets.token_hex(8)}.wav"
+        end = min(info.duration_s, MUSICGEN_WINDOW_S)
+        length = await self._input_pool.run("prepare", prepare_clip, source, clip, end_s=end)
+        # With ``continuation`` the output begins with the clip: it is the clip's part 2.
+        context = {
+            "kind": "melody",
+            "audio_s": length,
+            "source_message": source_message_id,
+            "part": 2 if (params or {}).get("continuation") else 1,
+        }
+        request = request.model_copy(
+            update={"files": {"input_audio": str(clip)}, "audio_s": length, "context": context}
         )
         try:
             return await self.create(request, origin)
@@ -1002,7 +1023,7 @@ class JobService:
 
     async def split_stems(
         self,
-        source: Path,
+        source: ClipSource,
         origin: JobOrigin,
         *,
         stems: str = "six",
@@ -1013,29 +1034,36 @@ class JobService:
         """Split ``source`` into stems with the configured provider ([stems] provider)."""
         if stems not in STEM_VARIATIONS:
             raise InvalidRequestError("`stems` must be two or six.")
-        info = await probe(source, max_s=self.settings.audio.max_input_s, pool=self._input_pool)
         context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
         prompt = f"Stems of {name}"[:200]
         if self.settings.stems.provider == "elevenlabs":
-            request = JobRequest(
-                model="stems",
-                prompt=prompt,
-                params={"stems": stems},
-                files={"file": str(source)},
-                audio_s=info.duration_s,
-                context=context,
-            )
+            request = JobRequest(model="stems", prompt=prompt, params={"stems": stems}, context=context)
+            key = "file"
         else:
-            request = JobRequest(
-                model="demucs",
-                prompt=prompt,
-                params={"model": "htdemucs_6s" if stems == "six" else "htdemucs"},
-                files={"audio": str(source)},
-                audio_s=info.duration_s,
-                context=context,
-            )
+            model = "htdemucs_6s" if stems == "six" else "htdemucs"
+            request = JobRequest(model="demucs", prompt=prompt, params={"model": model}, context=context)
+            key = "audio"
+        await self.precheck(request, origin)
+        source, info = await self._read_clip(source, origin)
+        request = request.model_copy(update={"files": {key: str(source)}, "audio_s": info.duration_s})
         [job] = await self.create(request, origin)
         return job
+
+    async def _read_clip(self, source: ClipSource, origin: JobOrigin) -> tuple[Path, AudioInfo]:
+        """The clip's file and what is in it: a person's file is downloaded now (every other check has
+        passed) and read one at a time per person; decoding stops at ``[audio] max_input_s``, in threads
+        of its own."""
+        max_s = self.settings.audio.max_input_s
+        if isinstance(source, Path):
+            return source, await probe(source, max_s=max_s, pool=self._input_pool)
+        if origin.user_id in self._reading:
+            raise LimitError("I'm still reading your last file. Please wait until it's done, then try again.")
+        self._reading.add(origin.user_id)
+        try:
+            path = await source()
+            return path, await probe(path, max_s=max_s, pool=self._input_pool)
+        finally:
+            self._reading.discard(origin.user_id)
 
     # -- composition plans --------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class Encore:
             sections[name] = {**values, **sections.get(name, {})}
         replicate = {"api_base": self.fake.base_url, "retry_base_s": 0.01, **sections.pop("replicate", {})}
         discord = {"dev_guild_ids": [g.id for g in self.sim.guilds], **sections.pop("discord", {})}
+        # Attachments come from the simulator's CDN on loopback over http: the one origin allowed besides Discord's.
+        sections["audio"] = {"test_cdn_origin": self.sim.base_url, **sections.get("audio", {})}
         webhooks = dict(sections.pop("webhooks", {}))
         if with_webhooks:
             port = free_port()

@@ -4,6 +4,9 @@ URLs look like Discord's: ``{base}/attachments/{channel}/{attachment}/{filename}
 (``proxy_url`` uses ``{base}/media/attachments/...``). After ``ex`` (on the simulated clock) or with a wrong
 signature the CDN answers 404, as Discord does. Every payload the simulator builds carries freshly signed
 URLs, so re-fetching a message refreshes them.
+
+``requests`` counts every request that reached it (a test can show nothing was downloaded), and
+``answer_with`` makes it answer one file's downloads some other way (a redirect, an endless body).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 import mimetypes
 import secrets
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
@@ -42,6 +46,9 @@ _CONTENT_TYPES = {
 }
 
 
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def guess_content_type(filename: str) -> str:
     """Content type Discord would report for ``filename``."""
     dot = filename.rfind(".")
@@ -61,11 +68,21 @@ class Cdn:
         self.base_url = ""
         self._files: dict[int, SimAttachment] = {}
         self._key = secrets.token_bytes(16)
+        self.requests = 0  # every request that reached the CDN, answered or not
         self.downloads = 0
+        self._answers: dict[str, Answer] = {}
 
     def add(self, attachment: SimAttachment) -> SimAttachment:
         self._files[attachment.id] = attachment
         return attachment
+
+    def answer_with(self, filename: str, answer: Answer | None) -> None:
+        """Tests: answer valid requests for attachments named ``filename`` with ``answer`` (a redirect, a body
+        that lies about its size...) instead of their bytes; None restores the bytes."""
+        if answer is None:
+            self._answers.pop(filename, None)
+        else:
+            self._answers[filename] = answer
 
     def get(self, attachment_id: int) -> SimAttachment | None:
         return self._files.get(attachment_id)
@@ -93,7 +110,8 @@ class Cdn:
         att = self._files.get(int(parts[3]))
         return None if att is None else self.urls(att)[0]
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
         path = request.path.removeprefix("/media")
         parts = path.split("/")
         gone = web.Response(status=404, text="This content is no longer available.")
@@ -114,4 +132,7 @@ class Cdn:
         if self._clock.now() >= ex:
             return gone
         self.downloads += 1
+        answer = self._answers.get(att.filename)
+        if answer is not None:
+            return await answer(request)
         return web.Response(body=att.data, headers={"Content-Type": att.content_type})
