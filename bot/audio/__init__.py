@@ -46,7 +46,7 @@ async def off_loop(work: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwa
     try:
         return await asyncio.to_thread(timed)
     finally:
-        AUDIO_CPU.inc(cpu_s, work=work)  # on the event loop: the registry is not shared between threads
+        AUDIO_CPU.labels(work=work).inc(cpu_s)
 
 
 def no_room(exc: OSError, dest: Path) -> StorageFullError | None:
