@@ -2,7 +2,8 @@
 
 It refuses what Prometheus would refuse (bad names, bad escapes, samples before their ``# TYPE``, a
 series twice, histogram buckets that are not cumulative or lack ``+Inf``) and gives the values back
-by name and labels.
+by name and labels. Like Prometheus (3.0 and later) at ingestion, it reads ``le`` and ``quantile`` label
+values as numbers: ``le="1"`` and ``le="1.0"`` are the same bucket.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ class ExpositionError(ValueError):
 
 
 Labels = frozenset[tuple[str, str]]
+_NUMERIC_LABELS = ("le", "quantile")
+
+
+def _canonical(labels: dict[str, str], line: str) -> Labels:
+    """``labels`` with the numeric ones (``le``, ``quantile``) in one spelling: ``1`` and ``1.0`` alike."""
+    out = dict(labels)
+    for name in _NUMERIC_LABELS:
+        if name in out:
+            out[name] = repr(_parse_value(out[name], line))
+    return frozenset(out.items())
 
 
 @dataclass
@@ -32,11 +43,11 @@ class Exposition:
 
     def value(self, name: str, /, **labels: str) -> float:
         """The value of one series; KeyError if it is not exposed."""
-        return self.samples[(name, frozenset(labels.items()))]
+        return self.samples[(name, _canonical(labels, name))]
 
     def get(self, name: str, /, **labels: str) -> float:
         """The value of one series, 0 if it is not exposed (yet: a counter appears at its first count)."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
+        return self.samples.get((name, _canonical(labels, name)), 0.0)
 
     def series(self, name: str) -> list[dict[str, str]]:
         return [dict(labels) for sample_name, labels in self.samples if sample_name == name]
@@ -58,7 +69,7 @@ def _parse_labels(text: str, line: str) -> tuple[Labels, str]:
     i = 1
     while True:
         if text[i] == "}":
-            return frozenset(labels.items()), text[i + 1 :]
+            return _canonical(labels, line), text[i + 1 :]
         match = _LABEL.match(text, i)
         if not match:
             raise ExpositionError(f"bad label name in {line!r}")

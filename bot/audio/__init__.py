@@ -56,7 +56,7 @@ async def _in_thread(executor: Executor | None, work: str, fn: Callable[[], T]) 
     try:
         return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(context.run, timed))
     finally:
-        AUDIO_CPU.inc(cpu_s, work=work)  # on the event loop: the registry is not shared between threads
+        AUDIO_CPU.labels(work=work).inc(cpu_s)
 
 
 class AudioPool:

@@ -18,11 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from bot import __version__
+from bot import __version__, metrics
 from bot.errors import StorageError
 from bot.jobs.models import TERMINAL, JobStatus
-from bot.metrics import CONTENT_TYPE, REGISTRY, Family, Registry, gauge, provider_health
+from bot.provider_health import provider_health
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,38 @@ _STARTED_AT = time.time()
 
 JobCounts = Callable[[], Awaitable[Sequence[tuple[str, JobStatus, int]]]]
 OldestActive = Callable[[], Awaitable[float | None]]  # created_at of the oldest unfinished job
+
+# The gauges ``/metrics`` reads at each scrape, and what each means.
+_GAUGES = {
+    "encore_jobs": "Jobs in the database, by model and status.",
+    "encore_queue_depth": "Jobs waiting to be submitted to a provider (status queued).",
+    "encore_jobs_active": "Jobs not yet delivered, failed or canceled.",
+    "encore_oldest_active_job_age_seconds": "How long ago the oldest unfinished job was queued (0 when there is none).",
+    "encore_database_up": "Whether the last read of the database worked.",
+    "encore_database_corrupt": "Whether the database file was found damaged (a statement or SQLite's quick_check).",
+    "encore_discord_gateway_up": "Whether the Discord gateway is connected.",
+    "encore_provider_configured": "Providers Encore can use (1) or not (0).",
+    "encore_build_info": "Encore's version.",
+}
+
+
+def _gauge(name: str, value: float | None = None, *, labels: Sequence[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, _GAUGES[name], value=value, labels=labels)
+
+
+class _ScrapedGauges(Collector):
+    """The gauges read at scrape time, as a collector on the app's registry: ``/metrics`` reads them into
+    :attr:`families` (reading is async: the database), then renders the registry."""
+
+    def __init__(self) -> None:
+        self.families: list[GaugeMetricFamily] = []
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """Every name this may expose, so the registry refuses any other collector that exposes one too."""
+        return [GaugeMetricFamily(name, help) for name, help in _GAUGES.items()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self.families
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -46,20 +82,20 @@ class OpsRoutes:
         providers: Mapping[str, bool],
         gateway_ok: Callable[[], bool] | None = None,
         db_corrupt: Callable[[], bool] | None = None,
-        registry: Registry = REGISTRY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``providers``: each provider Encore knows and whether it is configured. ``gateway_ok``: whether
         the Discord gateway is connected (None: no gateway, e.g. the CLI). ``db_corrupt``: whether the database
-        file was found damaged."""
+        file was found damaged. ``/metrics`` serves :attr:`registry`, this app's own."""
         self._ping_db = ping_db
         self._job_counts = job_counts
         self._oldest_active = oldest_active
         self._providers = dict(providers)
         self._gateway_ok = gateway_ok
         self._db_corrupt = db_corrupt
-        self._registry = registry
         self._clock = clock
+        self._scraped = _ScrapedGauges()
+        self.registry = metrics.new_registry(self._scraped)
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -115,67 +151,51 @@ class OpsRoutes:
         }
         return web.json_response(body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
-    async def _job_families(self) -> list[Family]:
+    async def _read_gauges(self) -> list[GaugeMetricFamily]:
+        """The gauges read at scrape time: jobs from the database, the gateway, the providers."""
+        families: list[GaugeMetricFamily] = []
+        database_up = 1.0
+        try:
+            families.extend(await self._job_gauges())
+        except Exception as exc:
+            log.warning("metrics: could not read jobs from the database: %s: %s", type(exc).__name__, exc)
+            database_up = 0.0
+        families.append(_gauge("encore_database_up", database_up))
+        if self._db_corrupt is not None:
+            families.append(_gauge("encore_database_corrupt", float(self._db_corrupt())))
+        gateway = self._gateway()
+        if gateway is not None:
+            families.append(_gauge("encore_discord_gateway_up", float(gateway)))
+        configured = _gauge("encore_provider_configured", labels=("provider",))
+        for name, on in sorted(self._providers.items()):
+            configured.add_metric((name,), float(on))
+        build = _gauge("encore_build_info", labels=("version",))
+        build.add_metric((__version__,), 1.0)
+        return [*families, configured, build]
+
+    async def _job_gauges(self) -> list[GaugeMetricFamily]:
         counts = await self._job_counts()
         oldest = await self._oldest_active()
         by_model: dict[str, dict[JobStatus, int]] = {}
         for model, status, count in counts:
             by_model.setdefault(model, {})[status] = count
+        jobs = _gauge("encore_jobs", labels=("model", "status"))
         # Every status of every model seen, zeros included, so rates and sums never miss a series.
-        jobs = [
-            ({"model": model, "status": status.value}, statuses.get(status, 0))
-            for model, statuses in sorted(by_model.items())
-            for status in JobStatus
-        ]
+        for model, statuses in sorted(by_model.items()):
+            for status in JobStatus:
+                jobs.add_metric((model, status.value), statuses.get(status, 0))
         queued = sum(statuses.get(JobStatus.QUEUED, 0) for statuses in by_model.values())
         active = sum(c for statuses in by_model.values() for s, c in statuses.items() if s not in TERMINAL)
         age = max(0.0, self._clock() - oldest) if oldest is not None else 0.0
         return [
-            gauge("encore_jobs", "Jobs in the database, by model and status.", jobs),
-            gauge("encore_queue_depth", "Jobs waiting to be submitted to a provider (status queued).", [({}, queued)]),
-            gauge("encore_jobs_active", "Jobs not yet delivered, failed or canceled.", [({}, active)]),
-            gauge(
-                "encore_oldest_active_job_age_seconds",
-                "How long ago the oldest unfinished job was queued (0 when there is none).",
-                [({}, age)],
-            ),
+            jobs,
+            _gauge("encore_queue_depth", queued),
+            _gauge("encore_jobs_active", active),
+            _gauge("encore_oldest_active_job_age_seconds", age),
         ]
 
     async def metrics(self, _: web.Request) -> web.Response:
-        families: list[Family] = []
-        database_up = 1.0
-        try:
-            families.extend(await self._job_families())
-        except Exception as exc:
-            log.warning("metrics: could not read jobs from the database: %s: %s", type(exc).__name__, exc)
-            database_up = 0.0
-        families.append(
-            gauge("encore_database_up", "Whether the last read of the database worked.", [({}, database_up)])
-        )
-        if self._db_corrupt is not None:
-            corrupt = float(self._db_corrupt())
-            families.append(
-                gauge(
-                    "encore_database_corrupt",
-                    "Whether the database file was found damaged (a statement or SQLite's quick_check).",
-                    [({}, corrupt)],
-                )
-            )
-        gateway = self._gateway()
-        if gateway is not None:
-            families.append(
-                gauge("encore_discord_gateway_up", "Whether the Discord gateway is connected.", [({}, float(gateway))])
-            )
-        families.append(
-            gauge(
-                "encore_provider_configured",
-                "Providers Encore can use (1) or not (0).",
-                [({"provider": name}, float(on)) for name, on in sorted(self._providers.items())],
-            )
-        )
-        families.append(gauge("encore_build_info", "Encore's version.", [({"version": __version__}, 1.0)]))
-        families.append(
-            gauge("process_start_time_seconds", "When the process started (Unix time).", [({}, _STARTED_AT)])
-        )
-        text = self._registry.render(families)
-        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+        self._scraped.families = await self._read_gauges()
+        # Rendered at once, with no await since the read: what is served is what was just read.
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

@@ -265,12 +265,13 @@ async def test_outcomes_are_counted_and_logs_name_the_job(
 
     caplog.set_level(logging.INFO, logger="bot")
     caplog.handler.addFilter(JobFilter())
-    before = metrics.JOBS_FINISHED.value(model="musicgen", outcome="succeeded")
+    registry, succeeded = metrics.new_registry(), {"model": "musicgen", "outcome": "succeeded"}
+    before = registry.get_sample_value("encore_jobs_finished_total", succeeded) or 0.0
     fake.auto_advance = True
     await harness.start()
     job = await harness.submit()
     assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
-    assert metrics.JOBS_FINISHED.value(model="musicgen", outcome="succeeded") == before + 1
+    assert registry.get_sample_value("encore_jobs_finished_total", succeeded) == before + 1
     stored = [r for r in caplog.records if "output stored" in r.getMessage()]
     assert stored
     assert all(getattr(r, "job", None) == job.id for r in stored)  # bound by the service, not by the message

@@ -157,6 +157,17 @@ async def test_metrics_count_the_jobs_in_the_database(
     assert after.types["encore_provider_request_duration_seconds"] == "histogram"
 
 
+async def test_metrics_include_the_standard_process_metrics(harness: Harness, http: aiohttp.ClientSession) -> None:
+    base = await start_bot_core(harness)
+    exposition = await scrape(http, base)
+    assert exposition.types["process_cpu_seconds_total"] == "counter"
+    assert exposition.value("process_cpu_seconds_total") > 0
+    assert exposition.value("process_resident_memory_bytes") > 0
+    assert exposition.value("process_open_fds") > 0
+    assert 0 < exposition.value("process_start_time_seconds") <= time.time()
+    assert exposition.series("python_info")[0]["implementation"]
+
+
 async def test_provider_errors_are_counted_and_reported_but_never_unhealthy(
     harness: Harness, fake: FakeReplicate, http: aiohttp.ClientSession
 ) -> None:

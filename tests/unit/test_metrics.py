@@ -1,27 +1,39 @@
-"""The metrics registry renders valid exposition text; provider calls are counted by outcome."""
+"""Metrics as Encore uses prometheus_client render valid exposition text; provider calls are counted by outcome."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from bot import metrics
 from bot.errors import ProviderAuthError, ProviderInputError, ProviderUnavailableError, SubmissionUncertainError
-from bot.metrics import Registry, gauge
+from bot.provider_health import provider_health
 from tests.promparse import ExpositionError, parse
 
 
+class Depth:
+    """A collector of a gauge read at scrape time, as ``/metrics`` reads the jobs."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("t_depth", "Depth.", value=3.0)
+
+
 def test_counters_histograms_and_gauges_render_as_valid_exposition() -> None:
-    registry = Registry()
-    calls = registry.counter("t_calls_total", "Calls.\nTwo lines, a \\ too.", ("kind",))
-    latency = registry.histogram("t_latency_seconds", "Latency.", ("op",), buckets=(0.1, 1.0))
-    calls.inc(kind='say "hi"\n\\')
-    calls.inc(2, kind="plain")
+    registry = CollectorRegistry()
+    calls = Counter("t_calls_total", "Calls.\nTwo lines, a \\ too.", ("kind",), registry=registry)
+    latency = Histogram("t_latency_seconds", "Latency.", ("op",), buckets=(0.1, 1.0), registry=registry)
+    registry.register(Depth())
+    calls.labels(kind='say "hi"\n\\').inc()
+    calls.labels(kind="plain").inc(2)
     for value in (0.05, 0.5, 5.0):
-        latency.observe(value, op="get")
-    text = registry.render([gauge("t_depth", "Depth.", [({}, 3.0)])])
+        latency.labels(op="get").observe(value)
+    text = generate_latest(registry).decode()
 
     exposition = parse(text)
     assert exposition.types == {"t_calls_total": "counter", "t_latency_seconds": "histogram", "t_depth": "gauge"}
@@ -46,15 +58,31 @@ def test_the_parser_refuses_what_prometheus_refuses() -> None:
             parse(bad)
 
 
+def test_the_parser_reads_le_as_a_number_as_prometheus_does() -> None:
+    text = '# TYPE h histogram\nh_bucket{le="1.0"} 1\nh_bucket{le="+Inf"} 1\nh_count 1\nh_sum 1\n'
+    assert parse(text).value("h_bucket", le="1") == parse(text).value("h_bucket", le="1.0") == 1
+    with pytest.raises(ExpositionError, match="twice"):
+        parse('# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="1.0"} 1\nh_bucket{le="+Inf"} 1\nh_count 1\n')
+
+
 def test_labels_must_match_the_declaration() -> None:
-    registry = Registry()
-    counter = registry.counter("t_total", "T.", ("a",))
-    with pytest.raises(ValueError, match="takes labels"):
-        counter.inc(b="x")
-    with pytest.raises(ValueError, match="twice"):
-        registry.counter("t_total", "T.")
-    with pytest.raises(ValueError, match="_total"):
-        registry.counter("t_calls", "T.")
+    registry = CollectorRegistry()
+    counter = Counter("t_total", "T.", ("a",), registry=registry)
+    with pytest.raises(ValueError, match="Incorrect label names"):
+        counter.labels(b="x")
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Counter("t_total", "T.", registry=registry)
+    Counter("t_calls", "T.", registry=registry).inc()  # a counter is exposed as ..._total however declared
+    assert parse(generate_latest(registry).decode()).types["t_calls_total"] == "counter"
+
+
+def test_every_app_has_a_registry_of_its_own_serving_the_process_counts() -> None:
+    first, second = metrics.new_registry(), metrics.new_registry()  # two bots in one process: no clash
+    labels = {"source": "unit-test"}
+    before = first.get_sample_value("encore_webhooks_received_total", labels) or 0.0
+    metrics.webhook_received("unit-test")
+    assert first.get_sample_value("encore_webhooks_received_total", labels) == before + 1
+    assert second.get_sample_value("encore_webhooks_received_total", labels) == before + 1
 
 
 @pytest.mark.parametrize(
@@ -74,20 +102,25 @@ def test_error_kinds(error: Exception, kind: str) -> None:
 
 
 def test_provider_calls_are_counted_with_their_outcome_and_health() -> None:
+    registry = metrics.new_registry()
     labels = {"provider": "unit-test", "operation": "get"}
-    before = metrics.PROVIDER_REQUESTS.value(**labels)
+
+    def sample(name: str, **more: str) -> float:
+        return registry.get_sample_value(name, labels | more) or 0.0
+
+    before = sample("encore_provider_requests_total")
     with metrics.provider_call("unit-test", "get"):
         pass
-    assert metrics.provider_health("unit-test").last_ok_at is not None
+    assert provider_health("unit-test").last_ok_at is not None
     with pytest.raises(ProviderUnavailableError), metrics.provider_call("unit-test", "get"):
         raise ProviderUnavailableError
     with metrics.provider_call("unit-test", "get") as call:
         call.fail("busy")  # the server answered: counted as an error, but the provider is fine
-    health = metrics.provider_health("unit-test")
+    health = provider_health("unit-test")
     assert (health.last_error, health.last_error_at is not None) == ("unavailable", True)
     with pytest.raises(asyncio.CancelledError), metrics.provider_call("unit-test", "get"):
         raise asyncio.CancelledError  # not an outcome of the call: not counted
-    assert metrics.PROVIDER_REQUESTS.value(**labels) == before + 3
-    assert metrics.PROVIDER_ERRORS.value(**labels, kind="unavailable") >= 1
-    assert metrics.PROVIDER_ERRORS.value(**labels, kind="busy") >= 1
-    assert metrics.PROVIDER_LATENCY.count(**labels) == before + 3
+    assert sample("encore_provider_requests_total") == before + 3
+    assert sample("encore_provider_errors_total", kind="unavailable") >= 1
+    assert sample("encore_provider_errors_total", kind="busy") >= 1
+    assert sample("encore_provider_request_duration_seconds_count") == before + 3
