@@ -1,6 +1,6 @@
 """A self-hosted Cog model server (the open-source container Replicate models run in).
 
-Differences from Replicate that shape this client (see the project's Cog reference):
+Differences from Replicate that shape this client (see the Cog contract, tests/specs/cog.md):
 - no auth, no ``/v1``, one model per server; predictions are created with an idempotent
   ``PUT /predictions/{id}`` whose id we choose, asynchronously (``Prefer: respond-async``);
 - the server runs ``max_concurrency`` predictions at once and answers 409 beyond that, and while its

@@ -1,6 +1,6 @@
 """A strict fake of one self-hosted Cog model server (cog 0.13.7's Python HTTP server) for tests.
 
-Contract: /work/shared/reference/cog.md. A real aiohttp server on ``127.0.0.1:<random port>`` serving ONE
+Contract: tests/specs/cog.md. A real aiohttp server on ``127.0.0.1:<random port>`` serving ONE
 fake model (default: musicgen from ``tests.fakes.replicate``). Paths have no ``/v1`` prefix and no auth.
 Request bodies are validated by a pydantic model built from the model's input JSON schema, the way
 FastAPI does it (lax mode: ``"8"`` is accepted for an integer, ``"eight"`` is not), and errors come back in

@@ -16,7 +16,7 @@ Tests drive failures with ``inject`` (an error by code name or HTTP status, exac
 They synchronise by awaiting ``next_generation``/``next_separation``/``next_abort``/``next_request`` and
 ``Hold.wait_held``, or the ``on_chunk`` hook, never by sleeping.
 
-Contract: /work/shared/reference/elevenlabs-music.md. Guesses and deliberate differences:
+Contract: tests/specs/elevenlabs-music.md. Guesses and deliberate differences:
 
 * Stricter than FastAPI: JSON types are checked strictly (``"30000"`` or ``30000.0`` for an int is a 422),
   and unknown body keys are 422 ``extra_forbidden`` (the real API would ignore them silently), including a

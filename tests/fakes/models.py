@@ -9,7 +9,7 @@ them before calling ``predict()``: ``run`` sees an ``InputFile`` (URL, bytes, co
 URL string. ``resolve_inputs`` does that with a server-supplied ``fetch``; ``fetch_url`` handles ``data:``
 and http(s) URLs and is what a server falls back to for URLs it does not serve itself.
 
-Contract: /work/shared/reference/replicate.md. Guesses are marked "guess" below; errors that the real
+Contract: tests/specs/replicate.md. Guesses are marked "guess" below; errors that the real
 models would word differently (or where the wording is unknown) start with "fake:".
 """
 

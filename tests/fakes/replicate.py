@@ -16,7 +16,7 @@ decoded, ``<base_url>/files/<id>`` (or ``.../download``) is read from this fake'
 http(s) URL is fetched with aiohttp; ``input_fetches`` records the URLs. A failed fetch fails the prediction.
 Models run in a worker thread, so a long encode never blocks the event loop.
 
-Deliberate differences from the real service (contract: /work/shared/reference/replicate.md):
+Deliberate differences from the real service (contract: tests/specs/replicate.md):
 
 * ``webhook`` must be https, except ``http://`` to 127.0.0.1 / localhost / [::1], because tests run on
   plain-http loopback.

@@ -4,7 +4,8 @@ One aiohttp server provides the gateway websocket, the REST API under ``/api/v10
 expiring attachment URLs. Request bodies are validated against the official OpenAPI spec
 (``tests/specs/discord-openapi.json``) plus the rules Discord enforces beyond it; errors come back with
 Discord's status codes and bodies. Rules that depend on time read a simulated clock that moves only when
-the test says so.
+the test says so. The contract it follows is ``tests/specs/discord.md``; "reference N.N" in its modules cites
+that file's sections.
 
 Quick start::
 
