@@ -1,4 +1,4 @@
-"""Fake models shared by the fake Replicate API (tests/fakes/replicate.py) and the fake Cog server.
+"""Fake models shared by the fake Replicate API (tests/fakes/replicate/) and the fake Cog server.
 
 A ``FakeModel`` has an input JSON schema (validated by the server before a prediction exists) and a sync
 ``run(input) -> (output, logs)``. Raise ``ModelError`` to fail the prediction. Output values that are

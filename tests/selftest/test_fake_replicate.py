@@ -1,4 +1,4 @@
-"""Self-tests for the Replicate fake (tests/fakes/replicate.py) and the WAV helpers (tests/fakes/audio.py).
+"""Self-tests for the Replicate fake (tests/fakes/replicate/) and the WAV helpers (tests/fakes/audio.py).
 
 The models themselves (tests/fakes/models.py) and the PyAV helpers are tested in test_fake_models.py.
 """
