@@ -1,4 +1,4 @@
-"""Self-tests for the Cog model server fake (tests/fakes/cog.py), driven with a plain aiohttp client."""
+"""Self-tests for the Cog model server fake (tests/fakes/cog/), driven with a plain aiohttp client."""
 
 from __future__ import annotations
 
