@@ -1,10 +1,10 @@
-"""The HTTP plumbing that the fake Cog server (cog.py) and the fake Replicate API (replicate.py) share.
+"""The HTTP plumbing the fake Replicate API (replicate/), Cog server (cog/) and ElevenLabs API (elevenlabs/) share.
 
-Both fakes are real aiohttp servers on ``127.0.0.1:<random port>`` that record every request, answer injected
-faults, deliver webhooks in the background (one prediction's in order) and let tests synchronise by awaiting
-hooks, never by sleeping. ``FakeServer`` holds that common part; each fake keeps what differs: its routes and
-error bodies (``_dispatch``), a fault's default answer (``Fault.response``), its ``inject`` options, and how
-webhooks are built, retried and recorded.
+The fakes are real aiohttp servers on ``127.0.0.1:<random port>`` that record every request, answer injected
+faults and let tests synchronise by awaiting hooks, never by sleeping; Replicate and Cog also deliver webhooks in
+the background (one prediction's in order). ``FakeServer`` holds that common part; each fake keeps what differs:
+its routes and error bodies (``_dispatch``), a fault's default answer (``Fault.response``), its ``inject``
+options, and how webhooks are built, retried and recorded.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Self-tests for the fake ElevenLabs Music API (tests/fakes/elevenlabs.py), through a plain aiohttp client."""
+"""Self-tests for the fake ElevenLabs Music API (tests/fakes/elevenlabs/), through a plain aiohttp client."""
 
 from __future__ import annotations
 
