@@ -169,8 +169,10 @@ def guilds() -> list[GuildConfig]:
 async def sim(guilds: list[GuildConfig]) -> AsyncIterator[DiscordSimulator]:
     async with DiscordSimulator(guilds) as simulator:
         yield simulator
-        # Every REST body the bot sent must have passed the official schemas and Discord's rules.
+        # Every REST body the bot sent must have passed the official schemas and Discord's rules, and no
+        # interaction may have been answered after Discord's 3 s deadline ("The application did not respond").
         simulator.assert_no_validation_failures()
+        simulator.assert_answered_in_time()
 
 
 @pytest.fixture

@@ -163,6 +163,20 @@ def make_probe_group(bot: SimBot) -> app_commands.Group:
     async def late(interaction: discord.Interaction) -> None:
         await bot.gate.wait()
         await record(interaction.response.send_message("too late"))
+        await record(interaction.followup.send("nor a followup"))  # a dead interaction has no webhook either
+
+    @probe.command(name="expire-edit", description="Defer, then edit and read the original after the gate")
+    async def expire_edit(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await bot.gate.wait()
+        await record(interaction.edit_original_response(content="after 15 minutes"))
+        await record(interaction.original_response())
+
+    @probe.command(name="private", description="Defer publicly, then answer privately instead")
+    async def private(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.delete_original_response()
+        await interaction.followup.send("only you can see this", ephemeral=True)
 
     @probe.command(name="expire", description="Defer, then follow up after the gate")
     async def expire(interaction: discord.Interaction) -> None:
@@ -355,12 +369,57 @@ async def test_button_opens_modal_whose_submit_updates_the_card(sim: DiscordSimu
 
 async def test_first_response_after_three_seconds_is_unknown_interaction(sim: DiscordSimulator, bot: SimBot) -> None:
     handle = await sim.user("alice").slash("probe late")
-    sim.clock.advance(3.1)
+    sim.clock.advance(3.1)  # the bot is stuck on the gate while Discord's clock runs on: no sleep needed
     bot.gate.set()
     failure = await bot.failure()
     assert isinstance(failure, discord.NotFound)
     assert failure.code == 10062
     assert (await handle.wait_error()).status == 404
+    dead = await bot.failure()  # never answered, so its token opens nothing
+    assert isinstance(dead, discord.NotFound)
+    assert dead.code == 10015
+    assert handle.response_type is None
+    assert handle.followups == []
+    assert [rec.id for rec in sim.interactions.late_answers] == [handle.id]
+    with pytest.raises(AssertionError, match=r"1 interaction\(s\) answered after the 3 s deadline: probe late"):
+        sim.assert_answered_in_time()
+    sim.interactions.late_answers.clear()  # provoked on purpose
+
+
+async def test_an_answer_just_inside_the_deadline_is_accepted(sim: DiscordSimulator, bot: SimBot) -> None:
+    handle = await sim.user("alice").slash("probe late")
+    sim.clock.advance(2.9)
+    bot.gate.set()
+    assert (await handle.wait_original()).content == "too late"
+    assert (await handle.wait_followup()).content == "nor a followup"
+    sim.assert_answered_in_time()
+
+
+async def test_edits_and_reads_with_an_expired_token_are_refused(sim: DiscordSimulator, bot: SimBot) -> None:
+    handle = await sim.user("alice").slash("probe expire-edit")
+    assert (await handle.wait_response()).type == 5
+    sim.clock.advance(15 * 60 + 1)
+    bot.gate.set()
+    for _ in range(2):  # PATCH and GET of @original
+        failure = await bot.failure()
+        assert failure.status == 401
+        assert failure.code == 50027
+    assert handle.original is not None
+    assert handle.original.is_loading  # nothing changed it
+
+
+async def test_deleting_the_loading_message_lets_the_followup_be_private(sim: DiscordSimulator, bot: SimBot) -> None:
+    handle = await sim.user("alice").slash("probe private")
+    response = await handle.wait_response()
+    assert response.message is not None
+    assert response.message.is_loading
+    assert not response.message.is_ephemeral
+    answer = await handle.wait_message()
+    assert answer.content == "only you can see this"
+    assert answer.is_ephemeral
+    assert answer.id != response.message.id
+    assert handle.original is not None
+    assert handle.original.deleted
 
 
 async def test_expired_token_is_invalid_webhook_token(sim: DiscordSimulator, bot: SimBot) -> None:

@@ -56,7 +56,8 @@ client in the same loop has, e.g., registered the view of the message it just se
 
 Interactions return an :class:`InteractionHandle`: ``wait_response()`` (callback type/data),
 ``wait_original(pred)``, ``wait_followup(pred, index=)``, ``wait_message(pred)``, ``wait_file(pred)``,
-``wait_modal()``, ``wait_choices()``, ``wait_error(code)``; ``original``, ``followups``, ``calls``.
+``wait_modal()``, ``wait_choices()``, ``wait_error(code)``; ``original``, ``followups``, ``calls``. The
+message waits skip a defer's loading message ("is thinking…"): they return what the user reads.
 
 Observing the bot (all ``wait_*`` return past matches too; ``since=sim.mark()`` ignores them; each raises
 :class:`SimulatorTimeoutError` with what was seen instead): ``wait_for_message(channel_id, pred)``,
@@ -66,10 +67,13 @@ Observing the bot (all ``wait_*`` return past matches too; ``since=sim.mark()`` 
 ``sim.take_validation_failures()`` (for failures provoked on purpose), ``sim.assert_no_validation_failures()``,
 ``sim.messages``, ``sim.message(id)``, ``sim.read_attachment(att)``,
 ``sim.commands_synced(guild_id)``, ``sim.command(name)`` (a :class:`SyncedCommand`: ``payload`` as Discord stored
-it, ``default_member_permissions`` as the bot registered it; members lacking those bits aren't offered it).
+it, ``default_member_permissions`` as the bot registered it; members lacking those bits aren't offered it),
+``sim.assert_answered_in_time()`` (no first response came after the 3 s deadline).
 
 Faults and time: ``sim.clock.advance(seconds)`` (3 s first-response deadline -> 10062, 15 min token ->
-50027, CDN URLs expire after ``cdn_url_lifetime_s``), ``sim.inject_rate_limit(route, retry_after_s=)``,
+50027, CDN URLs expire after ``cdn_url_lifetime_s``; the clock is injectable, ``DiscordSimulator(clock=...)``,
+and frozen unless built with ``SimClock(realtime=True)``: a test makes the bot "slow" by holding what it
+waits on and advancing the clock, with no sleep), ``sim.inject_rate_limit(route, retry_after_s=)``,
 ``sim.inject_error(route, status=, code=)`` (both take ``times=`` (None: every call) and ``when=`` (called with
 the parsed call, route params and body, to pick which calls fail) and return the ``Injection``, whose ``hits``
 count what it answered), ``await sim.set_bot_permissions(channel_id, perms)``,

@@ -70,8 +70,9 @@ class InteractionHandle:
     async def _wait_message(
         self, matches: Callable[[SimMessage], bool], timeout_s: float, looking_for: str
     ) -> SimMessage:
+        # A deferred response's "is thinking…" placeholder is nobody's answer: skip it (wait_response has it).
         def pred(ev: MessageEvent) -> bool:
-            return ev.kind != "delete" and matches(ev.message)
+            return ev.kind != "delete" and not ev.message.is_loading and matches(ev.message)
 
         event = await self._state.message_events.wait(
             pred, timeout_s=timeout_s, since=self.record.event_cursor, looking_for=looking_for
@@ -83,10 +84,16 @@ class InteractionHandle:
     ) -> SimMessage:
         """The original response once it satisfies ``predicate`` (returns at once if it already does).
 
-        After a type-6/7 update the original is the clicked message.
+        After a type-6/7 update the original is the clicked message. The loading message of a defer is not
+        a response yet: this waits for what replaces it.
         """
         current = self.original
-        if current is not None and not current.deleted and (predicate is None or predicate(current)):
+        if (
+            current is not None
+            and not current.deleted
+            and not current.is_loading
+            and (predicate is None or predicate(current))
+        ):
             return current
         rec = self.record
 
@@ -117,7 +124,7 @@ class InteractionHandle:
     async def wait_message(
         self, predicate: MessagePredicate | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> SimMessage:
-        """Any version of the original or a followup satisfying ``predicate``."""
+        """Any version of the original or a followup satisfying ``predicate`` (never a loading message)."""
         rec = self.record
 
         def matches(m: SimMessage) -> bool:

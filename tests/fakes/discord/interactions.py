@@ -3,7 +3,13 @@
 Enforced rules (reference 1.1): the first response within ``response_deadline_s`` (3 s, else 404/10062),
 only once (400/40060), the token for ``token_lifetime_s`` (15 min, else 401/50027), callback types per
 interaction type, the legacy "first followup after a defer edits the loading message", files and embeds
-against ``app_permissions``, and the interaction's ``attachment_size_limit``.
+against ``app_permissions``, and the interaction's ``attachment_size_limit``. Time is the simulator's clock
+(:class:`~tests.fakes.discord.clock.SimClock`), which a test moves with ``advance()``: "the database was
+stuck for ten seconds" is ``sim.clock.advance(10)`` while the bot waits, and an answer that was waiting on it
+arrives too late, deterministically. Late first responses are kept in ``late_answers``.
+
+Deleting the loading message of a defer ends its loading state: a followup after that is a new message and
+keeps its own ephemeral flag (the legacy edit needs a loading message to edit).
 """
 
 from __future__ import annotations
@@ -93,6 +99,8 @@ class InteractionService:
         self.by_id: dict[int, InteractionRecord] = {}
         self.by_token: dict[str, InteractionRecord] = {}
         self.callbacks: Journal[CallbackRecord] = Journal("interaction callbacks", str)
+        #: interactions whose first response came after the deadline (the user saw "did not respond")
+        self.late_answers: list[InteractionRecord] = []
 
     def register(self, router: Router) -> None:
         router.add(
@@ -190,6 +198,7 @@ class InteractionService:
         if rec.response_type is not None:
             raise errors.already_acknowledged()
         if s.clock.now() - rec.created_at > self.response_deadline_s:
+            self.late_answers.append(rec)
             raise errors.unknown_interaction()
         ctype = int(ctx.payload.get("type") or 0)
         data: dict[str, Any] = ctx.payload.get("data") or {}
@@ -298,7 +307,7 @@ class InteractionService:
             raise errors.unknown_webhook()
         require_permissions(rec.app_permissions, ctx.body, send=False)
         original = s.messages.get(rec.original_id or 0)
-        if rec.loading and not rec.followup_ids and original is not None:
+        if rec.loading and not rec.followup_ids and original is not None and not original.deleted:
             # Legacy behaviour: the first followup after a type-5 defer fills in the loading message,
             # keeping the defer's ephemeral flag.
             msg = edit(s, original, ctx.body, limit=rec.size_limit)
@@ -337,6 +346,9 @@ class InteractionService:
         return Reply(self.state.message_payload(new))
 
     async def delete_message(self, ctx: Ctx) -> Reply:
-        msg = self._target(self._by_token(ctx), ctx)
+        rec = self._by_token(ctx)
+        msg = self._target(rec, ctx)
+        if msg.id == rec.original_id:
+            rec.loading = False
         await self.state.publish("delete", msg.evolve(deleted=True))
         return Reply(status=204)

@@ -283,6 +283,15 @@ class DiscordSimulator:
         """Requests rejected for their body (50035 schema/rule errors, 50006 empty message)."""
         return list(self.router.validation_failures)
 
+    def assert_answered_in_time(self) -> None:
+        """Fail unless every first response came within the deadline: a late one is refused with 10062, and
+        the user sees "The application did not respond"."""
+        late = self.interactions.late_answers
+        if late:
+            names = ", ".join(f"{rec.name or rec.type} ({rec.id})" for rec in late)
+            deadline = self.interactions.response_deadline_s
+            raise AssertionError(f"{len(late)} interaction(s) answered after the {deadline:g} s deadline: {names}")
+
     def take_validation_failures(self) -> list[ValidationFailure]:
         """Return and forget the failures so far (for tests that provoke them on purpose)."""
         failures = list(self.router.validation_failures)
