@@ -301,6 +301,25 @@ class Core:
         await self.close()
 
 
+async def reply_privately(interaction: discord.Interaction[Any], text: str) -> None:
+    """Tell only the person who asked: the first response if there is none yet, else an ephemeral followup.
+
+    After a public defer the first followup would fill in the "is thinking…" message for everyone to see
+    (Discord ignores its ephemeral flag), so that message is deleted first.
+    """
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+        try:
+            original = await interaction.original_response()
+            if original.flags.loading and not original.flags.ephemeral:
+                await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.warning("could not remove the public 'thinking' message of interaction %s: %s", interaction.id, exc)
+    await interaction.followup.send(text, ephemeral=True)
+
+
 class EncoreTree(app_commands.CommandTree["EncoreBot"]):
     """One handler for every command's errors: a known error is one ephemeral line; others get an apology."""
 
@@ -328,10 +347,7 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
             )
             message = f"Sorry, something went wrong on my side (reference `{reference}`)."
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
+            await reply_privately(interaction, message)
         except discord.HTTPException as exc:
             log.warning("could not report an error to user %s: %s", interaction.user.id, exc)
 

@@ -94,6 +94,18 @@ def delivery_of(bot: EncoreBot) -> DiscordDelivery:
     return bot.delivery
 
 
+async def defer_card(interaction: discord.Interaction[Any]) -> None:
+    """Answer now with Discord's public "is thinking…", which the job card replaces.
+
+    Discord drops an interaction not answered within 3 s, and admission waits on the database (under a lock
+    shared by everyone's requests), so nothing that can wait comes before this. Input that can be checked
+    without waiting is checked first, so a mistake is answered privately at once; a refusal after this point
+    is private too (:func:`bot.app.reply_privately`).
+    """
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+
+
 async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs: Sequence[Job]) -> None:
     """Answer with the jobs' card: the first response, or an edit after a defer. No card, no job."""
     service = bot.service

@@ -29,13 +29,14 @@ from bot.catalog import (
     ParamType,
     get_model,
     parse_options,
+    validate_request,
 )
 from bot.delivery import DiscordDelivery, build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
 from bot.jobs.service import ClipSource, phase_of
-from cogs._common import DiscordActor, delivery_of, origin, post_card, start_from_attachment
+from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
 
@@ -111,7 +112,14 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         self.bot.remove_dynamic_items(CancelButton, ResultButton, HistoryButton)
 
     async def _start(self, interaction: discord.Interaction[Any], request: JobRequest) -> None:
-        """Create the job(s) and answer with their card. Validation errors raise before anything is stored."""
+        """Create the job(s) and answer with their card. Validation errors raise before anything is stored.
+
+        What the request itself gets wrong is answered at once; then the answer is deferred, since admission
+        waits on the database.
+        """
+        if not interaction.response.is_done():
+            validate_request(request, self.bot.settings)
+            await defer_card(interaction)
         jobs = await self.bot.service.create(request, origin(interaction))
         await post_card(self.bot, interaction, jobs)
 
@@ -139,17 +147,15 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         count: app_commands.Range[int, 1, MAX_BATCH] | None = None,
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
-        spec = get_model(model.value if model else await self.bot.service.default_model(interaction.guild_id))
         version = model_version.value if model_version else None
+        params = _params(options, model_version=version)
+        if model is None:
+            await defer_card(interaction)  # the server's default model is in the database
+        spec = get_model(model.value if model else await self.bot.service.default_model(interaction.guild_id))
         if version is not None and spec is not MUSICGEN:
             raise InvalidRequestError("`model_version` only applies to MusicGen.")
         request = JobRequest(
-            model=spec.key,
-            prompt=prompt,
-            duration_s=duration,
-            seed=seed,
-            count=count or 1,
-            params=_params(options, model_version=version),
+            model=spec.key, prompt=prompt, duration_s=duration, seed=seed, count=count or 1, params=params
         )
         await self._start(interaction, request)
 

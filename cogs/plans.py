@@ -12,12 +12,12 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot.app import EncoreBot
+from bot.app import EncoreBot, reply_privately
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs import plans
 from bot.storage.plans_repo import PlanRecord
 from bot.text import inert
-from cogs._common import origin, post_card
+from cogs._common import defer_card, origin, post_card
 
 _ID = r"(?P<plan_id>[a-z0-9]{1,32})"
 
@@ -226,9 +226,10 @@ class PlanButton(
             if self.action == "add":
                 await interaction.response.send_modal(SectionModal(self.plan_id, None, None))
                 return
+            await defer_card(interaction)  # admission waits on the database
             job = await bot.service.compose_plan(self.plan_id, origin(interaction))
         except BotError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await reply_privately(interaction, exc.user_message)
             return
         await post_card(bot, interaction, [job])
 

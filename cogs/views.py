@@ -10,7 +10,7 @@ from typing import Any
 
 import discord
 
-from bot.app import EncoreBot
+from bot.app import EncoreBot, reply_privately
 from bot.catalog import MODELS, Capability
 from bot.config import LimitsSettings
 from bot.delivery import TERMINAL_PHASES
@@ -20,7 +20,7 @@ from bot.jobs.limits import cost_is_actual
 from bot.jobs.models import Job
 from bot.jobs.service import JobService, Phase
 from bot.text import inert
-from cogs._common import DiscordActor, delivery_of, origin, post_card
+from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
 from cogs.plans import post_plan
 
 EXTEND_S = 10
@@ -139,20 +139,19 @@ class ResultButton(
         try:
             await _ACTIONS[self.action](interaction, self.job_id)
         except BotError as exc:
-            if interaction.response.is_done():
-                await interaction.followup.send(exc.user_message, ephemeral=True)
-            else:
-                await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await reply_privately(interaction, exc.user_message)
 
 
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:
     bot = _bot(interaction)
+    await defer_card(interaction)
     jobs = await bot.service.regenerate(job_id, origin(interaction), DiscordActor(interaction), count=count)
     await post_card(bot, interaction, jobs)
 
 
 async def _retry(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
+    await defer_card(interaction)
     jobs = await bot.service.regenerate(job_id, origin(interaction), DiscordActor(interaction), same_seed=True)
     await post_card(bot, interaction, jobs)
 

@@ -16,7 +16,7 @@ from bot.app import Core, EncoreBot
 from bot.config import Secrets, Settings
 from tests.conftest import make_settings
 from tests.fakes.cog import FakeCog
-from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord import DiscordSimulator, InteractionHandle
 from tests.fakes.discord.models import (
     ChannelConfig,
     GuildConfig,
@@ -204,6 +204,13 @@ def card_field(message: SimMessage, name: str) -> str | None:
 
 def status_is(word: str) -> Callable[[SimMessage], bool]:
     return lambda message: word in card_status(message)
+
+
+async def accepted(handle: InteractionHandle, *, timeout_s: float = 5.0) -> SimMessage:
+    """The job card that answers ``handle`` (it replaces the "is thinking…" of the defer)."""
+    card = await handle.wait_original(timeout_s=timeout_s)
+    assert card_status(card), f"not a job card: {dump(card)}"
+    return card
 
 
 def job_id_of(card: SimMessage) -> str:

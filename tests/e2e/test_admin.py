@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Encore
+from tests.e2e.conftest import Encore, accepted
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.errors import SimulatorError
 from tests.fakes.discord.models import Permission, SimMessage
@@ -31,7 +31,7 @@ async def test_admin_changes_and_members_feel_them(encore: Encore, sim: DiscordS
 
     reply = await set_value("max_duration_s", "10")
     assert "**max_duration_s** is now 10" in reply.content
-    refused = await (await sim.user("bob").slash("music generate", prompt="x", duration=12)).wait_original()
+    refused = await (await sim.user("bob").slash("music generate", prompt="x", duration=12)).wait_message()
     assert "at most 10 seconds" in refused.content
 
     bad = await set_value("max_duration_s", "lots")
@@ -39,33 +39,33 @@ async def test_admin_changes_and_members_feel_them(encore: Encore, sim: DiscordS
 
     quiet = sim.channel("quiet")
     await set_value("channels", f"<#{quiet.id}>")
-    elsewhere = await (await sim.user("bob").slash("music generate", prompt="x")).wait_original()
+    elsewhere = await (await sim.user("bob").slash("music generate", prompt="x")).wait_message()
     assert "isn't used in this channel" in elsewhere.content
     inside = await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="x", duration=5)
-    assert (await inside.wait_response()).type == 4
+    await accepted(inside)
 
     await set_value("blocked_words", "banana, kiwi")
     fruit = await (
         await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="banana song")
-    ).wait_original()
+    ).wait_message()
     assert "doesn't allow" in fruit.content
 
     await set_value("allowed_models", "riffusion")
-    model = await (await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="x")).wait_original()
+    model = await (await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="x")).wait_message()
     assert "isn't enabled on this server" in model.content
     await set_value("default_model", "riffusion")
     ok = await sim.user("bob").slash("music generate", channel_id=quiet.id, prompt="riff")
-    assert (await ok.wait_response()).type == 4  # the server's default model is the allowed one
+    await accepted(ok)  # the server's default model is the allowed one
 
     await set_value("channels", "all")
     await set_value("allowed_models", "all")
     await set_value("default_model", "default")
     moderators = next(r for r in sim.guild.roles if r.name == "Moderators")
     await set_value("roles", f"<@&{moderators.id}>")
-    no_role = await (await sim.user("bob").slash("music generate", prompt="x", duration=2)).wait_original()
+    no_role = await (await sim.user("bob").slash("music generate", prompt="x", duration=2)).wait_message()
     assert "members with certain roles" in no_role.content
     with_role = await sim.user("mod").slash("music generate", prompt="x", duration=2)
-    assert (await with_role.wait_response()).type == 4
+    await accepted(with_role)
     inputs = [fake.prediction(await fake.wait_for_prediction()).input for _ in range(3)]
     prompts = [i.get("prompt") or i.get("prompt_a") for i in inputs]  # musicgen's prompt, riffusion's prompt_a
     assert prompts == ["x", "riff", "x"]  # only the three allowed requests ever reached the provider
@@ -92,10 +92,10 @@ async def test_operator_pause_resume_reload_sync(encore: Encore, sim: DiscordSim
     assert encore.bot is not None
     assert not encore.bot.service.paused
     assert "Paused" in (await (await owner.slash("encore pause")).wait_original()).content
-    paused = await (await member.slash("music generate", prompt="x")).wait_original()
+    paused = await (await member.slash("music generate", prompt="x")).wait_message()
     assert "paused by its operator" in paused.content
     assert "Resumed" in (await (await owner.slash("encore resume")).wait_original()).content
-    assert (await (await member.slash("music generate", prompt="x", duration=2)).wait_response()).type == 4
+    await accepted(await member.slash("music generate", prompt="x", duration=2))
     assert "Reloaded" in (await (await owner.slash("encore reload")).wait_original()).content
     synced = await (await owner.slash("encore sync")).wait_message(lambda m: "Synced" in m.content)
     assert "command(s)" in synced.content

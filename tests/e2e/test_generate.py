@@ -21,8 +21,10 @@ async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: Discord
     handle = await alice.slash("music generate", prompt="calm piano with rain", duration=6, seed=4242)
 
     response = await handle.wait_response()
-    assert response.type == 4  # the card itself is the first response, well within 3 s
+    assert response.type == 5  # "thinking…" at once (admission waits on the database); the card replaces it
+    assert response.message is not None
     card = await handle.wait_original()
+    assert card.id == response.message.id  # the same message: the card took the place of "thinking…"
     assert card.embeds[0]["title"] == "calm piano with rain"
     assert card_field(card, "Duration") == "6 s"
     assert card_field(card, "Model") == "MusicGen (stereo-melody-large)"
@@ -114,7 +116,7 @@ async def test_bad_input_gets_a_private_explanation_and_nothing_runs(
 ) -> None:
     await encore.start()
     handle = await sim.user("alice").slash("music generate", **options)  # type: ignore[arg-type]
-    reply = await handle.wait_original()
+    reply = await handle.wait_message()
     assert reply.is_ephemeral
     assert message in reply.content
     assert fake.predictions == {}
@@ -133,7 +135,8 @@ async def test_card_is_edited_at_most_once_per_interval(
     await fake.begin(pid)
     await fake.succeed(pid)  # Starting, Generating, Uploading and Done arrive within milliseconds
     await handle.wait_original(status_is("Done"))
-    edits = [c for c in handle.calls if c.method == "PATCH" and c.path.endswith("/messages/@original")]
+    # The first edit posts the card over the defer's "thinking…"; the ones after it are the card's news.
+    edits = [c for c in handle.calls if c.method == "PATCH" and c.path.endswith("/messages/@original")][1:]
     gaps = [later.wall_s - earlier.wall_s for earlier, later in itertools.pairwise(edits)]
     assert edits
     assert all(gap >= interval * 0.95 for gap in gaps), gaps

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, default_guild
+from tests.e2e.conftest import Encore, accepted, card_field, default_guild
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 
@@ -19,7 +19,7 @@ async def test_quota_refusal_is_private_and_usage_shows_it(
     await encore.start()
     bob = sim.user("bob")  # a plain member (alice owns the test guild)
     await (await bob.slash("music generate", prompt="one", duration=5)).wait_response()
-    refused = await (await bob.slash("music generate", prompt="two")).wait_original()
+    refused = await (await bob.slash("music generate", prompt="two")).wait_message()
     assert refused.is_ephemeral
     assert "You've made 1 of your 1 tracks today" in refused.content
     usage = await (await bob.slash("music usage")).wait_original()
@@ -73,10 +73,10 @@ async def test_each_rule_through_discord(
     bob = sim.user("bob")
     if first is not None:
         ok = await bob.slash("music generate", options={"prompt": "first", **first})  # type: ignore[dict-item]
-        assert (await ok.wait_response()).type == 4
+        await accepted(ok)
     refused = await (
         await bob.slash("music generate", options={"prompt": "second", **second})  # type: ignore[dict-item]
-    ).wait_original()
+    ).wait_message()
     assert refused.is_ephemeral
     assert message in refused.content
 
@@ -84,7 +84,7 @@ async def test_each_rule_through_discord(
 async def test_dms_can_be_turned_off(encore: Encore, sim: DiscordSimulator) -> None:
     encore.configure(discord={"dev_guild_ids": []}, safety={"allow_dms": False})
     await encore.start()
-    reply = await (await sim.user("bob").slash("music generate", dm=True, prompt="x")).wait_original()
+    reply = await (await sim.user("bob").slash("music generate", dm=True, prompt="x")).wait_message()
     assert "isn't available in direct messages" in reply.content
 
 
@@ -97,7 +97,7 @@ async def test_two_members_racing_for_the_servers_last_track(
     first, second = await asyncio.gather(
         bob.slash("music generate", prompt="mine"), mod.slash("music generate", prompt="no, mine")
     )
-    answers = [await first.wait_original(), await second.wait_original()]
+    answers = [await first.wait_message(), await second.wait_message()]
     cards = [a for a in answers if a.embeds]
     refusals = [a for a in answers if not a.embeds]
     assert len(cards) == 1

@@ -65,7 +65,7 @@ async def test_bad_options_are_explained_privately(
 ) -> None:
     await encore.start()
     handle = await sim.user("alice").slash("music generate", options={"prompt": "ok", **options})  # type: ignore[dict-item]
-    reply = await handle.wait_original()
+    reply = await handle.wait_message()
     assert reply.is_ephemeral
     assert message in reply.content
     assert fake.predictions == {}
