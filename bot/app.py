@@ -7,8 +7,11 @@ unfinished jobs). Stop order is the reverse.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from discord.ext import commands
 
 from bot import __version__, logs
 from bot.config import Secrets, Settings
-from bot.errors import BotError, ConfigError, ProviderError
+from bot.errors import BotError, ConfigError, ProviderError, StorageError
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobListener, JobService
 from bot.providers.base import Provider
@@ -31,6 +34,7 @@ from bot.storage.db import Database
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
+from bot.storage.state_repo import StateRepo
 from bot.text import quoted
 from bot.web.cog import CogRoutes
 from bot.web.ops import OpsRoutes
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
 EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin")
+# The sections /encore reload reads again; the others (connections, storage, Discord) need a restart.
+RELOADABLE = ("limits", "safety", "jobs")
 
 
 def _require(secret: Any, name: str) -> str:
@@ -61,6 +67,7 @@ class Core:
         self.repo = JobsRepo(self.db)
         self.plans = PlansRepo(self.db)
         self.guilds = GuildRepo(self.db)
+        self.state = StateRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers: dict[str, Provider] = {}
         self.replicate: ReplicateClient | None = None
@@ -235,6 +242,7 @@ class Core:
             elevenlabs=self.elevenlabs,
             plans=self.plans,
             guilds=self.guilds,
+            state=self.state,
         )
         self.service = service
         if serve_web or verifier is not None or uses_cog:
@@ -271,6 +279,15 @@ class Core:
             self.janitor.start()
         log.info("job service started (%s)", "webhooks + polling" if webhook_url or uses_cog else "polling only")
         return service
+
+    def reload(self, fresh: Settings) -> Settings:
+        """Take the reloadable sections of ``fresh`` (:data:`RELOADABLE`) everywhere they are used: here, in the
+        job service, its scheduler (caps per provider) and its poller (intervals). Returns the settings now in use.
+        """
+        self.settings = self.settings.model_copy(update={name: getattr(fresh, name) for name in RELOADABLE})
+        if self.service is not None:
+            self.service.apply_settings(self.settings)
+        return self.settings
 
     async def stop_service(self) -> None:
         """Stop taking webhooks and jobs; unfinished jobs resume at the next start. Idempotent."""
@@ -352,10 +369,21 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
             log.warning("could not report an error to user %s: %s", interaction.user.id, exc)
 
 
-class EncoreBot(commands.Bot):
-    """The Discord client. The core is built outside and passed in (discord.py's advanced startup)."""
+def commands_digest(tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | None) -> str:
+    """A hash of exactly what ``tree.sync(guild=guild)`` would send to Discord."""
+    payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+    payload.sort(key=lambda command: (command.get("type", 1), command["name"]))
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    def __init__(self, core: Core, *, config_path: Path | None = None, **options: Any) -> None:
+
+class EncoreBot(commands.Bot):
+    """The Discord client. The core is built outside and passed in (discord.py's advanced startup).
+
+    ``sync_only``: log in, load the commands and sync them, nothing else (``python -m bot sync-commands``).
+    """
+
+    def __init__(self, core: Core, *, config_path: Path | None = None, sync_only: bool = False, **options: Any) -> None:
         intents = discord.Intents.default()
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -365,10 +393,21 @@ class EncoreBot(commands.Bot):
             **options,
         )
         self.core = core
-        self.settings = core.settings
         self.config_path = config_path  # what /encore reload reads again
+        self.sync_only = sync_only
         # Set in setup_hook, once the client can talk to Discord.
         self.delivery: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use (``/encore reload`` replaces some sections)."""
+        return self.core.settings
+
+    def reload_settings(self, fresh: Settings) -> None:
+        """``/encore reload``: the reloadable sections of ``fresh`` reach the core and card delivery."""
+        settings = self.core.reload(fresh)
+        if self.delivery is not None:
+            self.delivery.apply_settings(settings)
 
     @property
     def service(self) -> JobService:
@@ -381,28 +420,42 @@ class EncoreBot(commands.Bot):
         self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        if self.sync_only:
+            return
         await self.core.start_service(self.delivery, serve_web=True, gateway_ok=self.gateway_connected)
         if self.settings.discord.sync_commands:
-            await self.sync_commands()
+            await self.sync_commands(force=False)
 
     def gateway_connected(self) -> bool:
         """Whether the Discord gateway is up: ready, not closed, and its websocket open (not reconnecting)."""
         ws = self.ws
         return self.is_ready() and not self.is_closed() and ws is not None and ws.open
 
-    async def sync_commands(self) -> int:
-        """Sync the command tree (to the dev guilds, or globally); returns how many commands were synced."""
+    async def sync_commands(self, *, force: bool = True) -> int:
+        """Sync the command tree (to the dev guilds, or globally); returns how many commands were synced.
+
+        Each scope's synced commands are remembered as a hash in the database. Unless ``force``, a scope whose
+        commands are what was last synced there is left alone: discord.py's authors advise against syncing at
+        every start, and Discord counts the commands it creates (200 a day per server).
+        """
         count = 0
-        for guild_id in self.settings.discord.dev_guild_ids:
-            guild = discord.Object(id=guild_id)
-            self.tree.copy_global_to(guild=guild)
+        guilds: list[discord.Object | None] = [discord.Object(id=g) for g in self.settings.discord.dev_guild_ids]
+        for guild in guilds or [None]:
+            scope = "global" if guild is None else f"guild {guild.id}"
+            if guild is not None:
+                self.tree.copy_global_to(guild=guild)
+            digest = commands_digest(self.tree, guild)
+            key = f"commands:{self.application_id}:{'global' if guild is None else guild.id}"
+            if not force and await self.core.state.get(key) == digest:
+                log.info("the %s commands are as last synced: not syncing them", scope)
+                continue
             synced = await self.tree.sync(guild=guild)
             count += len(synced)
-            log.info("synced %d command(s) to guild %s", len(synced), guild_id)
-        if not self.settings.discord.dev_guild_ids:
-            synced = await self.tree.sync()
-            count += len(synced)
-            log.info("synced %d global command(s)", len(synced))
+            log.info("synced %d %s command(s)", len(synced), scope)
+            try:
+                await self.core.state.put(key, digest, now=time.time())
+            except StorageError as exc:  # they are synced; the next start syncs them again
+                log.warning("could not record the %s commands as synced: %s", scope, exc)
         return count
 
     async def close(self) -> None:
@@ -411,6 +464,23 @@ class EncoreBot(commands.Bot):
         if self.delivery is not None:
             await self.delivery.close()
         await super().close()
+
+
+async def sync_commands_now(settings: Settings, secrets: Secrets, **client_options: Any) -> int:
+    """``python -m bot sync-commands``: log in (no gateway, no jobs), sync the commands, remember them."""
+    token = _require(secrets.discord_token, "DISCORD_TOKEN")
+    core = Core(settings, secrets)
+    await core.db.open()
+    try:
+        async with EncoreBot(core, sync_only=True, **client_options) as bot:
+            try:
+                await bot.login(token)
+            except discord.LoginFailure:
+                message = "Discord refused DISCORD_TOKEN: copy the bot's token again (developer portal, Bot)."
+                raise ConfigError(message) from None
+            return await bot.sync_commands(force=True)
+    finally:
+        await core.db.close()
 
 
 async def run_bot(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import logs
-from bot.app import Core, run_bot
+from bot.app import Core, run_bot, sync_commands_now
 from bot.catalog import MODELS, Param, all_params, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     with_config(commands.add_parser("run", help="run the Discord bot"))
+    with_config(
+        commands.add_parser(
+            "sync-commands", help="sync the slash commands with Discord now (run does it only when they changed)"
+        )
+    )
     with_config(commands.add_parser("check-config", help="validate the config and print it, secrets masked"))
     with_config(commands.add_parser("models", help="list the models and every parameter they take"))
     generate = with_config(commands.add_parser("generate", help="make one track without Discord"))
@@ -333,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             asyncio.run(run_bot(settings, secrets, config_path=args.config))
+            return EXIT_OK
+        if args.command == "sync-commands":
+            count = asyncio.run(sync_commands_now(settings, secrets))
+            guilds = ", ".join(map(str, settings.discord.dev_guild_ids))
+            print(f"Synced {count} command(s) " + (f"to server(s) {guilds}." if guilds else "globally."))
             return EXIT_OK
         if args.command == "db":
             command = _db_backup if args.db_command == "backup" else _db_stats

@@ -76,6 +76,7 @@ class _Section(BaseModel):
 class DiscordSettings(_Section):
     # Guild ids to sync commands to instantly on startup (empty: global sync only).
     dev_guild_ids: list[int] = Field(default_factory=list)
+    # Sync at startup when the commands changed since the last sync (their hash is kept in the database).
     sync_commands: bool = True
     # The job card is edited at most this often per job.
     card_edit_interval_s: float = Field(default=2.0, ge=0.0, le=60.0)

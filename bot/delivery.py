@@ -274,14 +274,20 @@ class DiscordDelivery:
         self._recovered: dict[str, int | None] = {}  # card key -> card an earlier process posted (None: none)
         self._interval_s = settings.discord.card_edit_interval_s
         # A card edit Discord could not take (5xx, 429) is tried again like a delivery.
-        self._edit_attempts = settings.jobs.delivery_attempts
-        self._edit_retry_s = settings.jobs.retry_s
+        self._edit_attempts = 0
+        self._edit_retry_s = 0.0
+        self.apply_settings(settings)
         self._work_dir = settings.storage.dir / "deliveries"
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self.view_factory: ViewFactory = lambda _job, _phase, _members: None
+
+    def apply_settings(self, settings: Settings) -> None:
+        """The job rules of a reloaded config (``/encore reload``): attempts and delay of card edits."""
+        self._edit_attempts = settings.jobs.delivery_attempts
+        self._edit_retry_s = settings.jobs.retry_s
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -302,7 +308,9 @@ class DiscordDelivery:
         if state.latest is None or max(m.updated_at for m in state.latest[2]) < newest:
             state.latest = (job, phase, members)
             state.version += 1
-        if state.latest[1] != Phase.QUEUED or interaction is None:  # an interaction's card was posted as Queued
+        # An interaction's card was posted as plain Queued: only news beyond that (its place in line) is shown.
+        latest_job, latest_phase, _ = state.latest
+        if interaction is None or latest_phase != Phase.QUEUED or "queue_position" in latest_job.result:
             self._kick(key, state)
 
     def forget(self, card_key: str) -> None:

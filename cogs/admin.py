@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from bot.app import EncoreBot
 from bot.config import load_settings
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, shown
+from bot.jobs.models import Pause
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,11 @@ class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="
         )
 
 
+def paused_text(pause: Pause) -> str:
+    """ "paused since <when> by <who>", in Discord markup."""
+    return f"paused since <t:{int(pause.at)}:f> by <@{pause.by}>"
+
+
 class OperatorOnly(app_commands.CheckFailure):
     user_message = "Only Encore's operator can do that."
 
@@ -157,29 +164,36 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
 
     @app_commands.command(name="pause", description="Stop taking new jobs (jobs in progress finish).")
     async def encore_pause(self, interaction: discord.Interaction[Any]) -> None:
-        self.bot.service.paused = True
-        log.warning("generation paused by %s", interaction.user.id)
-        await interaction.response.send_message("Paused: new jobs are refused until you resume.", ephemeral=True)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # stored in the database
+        service = self.bot.service
+        earlier = service.pause
+        pause = await service.pause_jobs(by=interaction.user.id)
+        if earlier is not None:
+            text = f"Already {paused_text(pause)}; `/encore resume` takes new jobs again."
+        else:
+            log.warning("generation paused by %s", interaction.user.id)
+            text = "Paused: new jobs are refused until you resume, restarts included."
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="resume", description="Take new jobs again.")
     async def encore_resume(self, interaction: discord.Interaction[Any]) -> None:
-        self.bot.service.paused = False
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        ended = await self.bot.service.resume_jobs()
         log.warning("generation resumed by %s", interaction.user.id)
-        await interaction.response.send_message("Resumed: new jobs are welcome again.", ephemeral=True)
+        text = "Resumed: new jobs are welcome again." if ended else "Encore wasn't paused; new jobs are welcome."
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="reload", description="Read the config again (limits, safety and job rules).")
     async def encore_reload(self, interaction: discord.Interaction[Any]) -> None:
         try:
-            fresh = load_settings(self.bot.config_path)
+            fresh = await asyncio.to_thread(load_settings, self.bot.config_path)
         except ConfigError as exc:
             raise InvalidRequestError(f"The config wasn't reloaded: {exc.user_message}"[:1900]) from None
-        service = self.bot.service
-        service.settings = service.settings.model_copy(
-            update={"limits": fresh.limits, "safety": fresh.safety, "jobs": fresh.jobs}
-        )
+        self.bot.reload_settings(fresh)
         log.warning("config reloaded by %s", interaction.user.id)
         await interaction.response.send_message(
-            "Reloaded limits, safety and job rules. Other settings need a restart.", ephemeral=True
+            "Reloaded limits, safety and job rules (polling and queue caps too). Other settings need a restart.",
+            ephemeral=True,
         )
 
     @app_commands.command(name="sync", description="Sync Encore's slash commands with Discord.")

@@ -280,13 +280,17 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
 
     @app_commands.command(name="usage", description="How much music you have left today.")
     async def music_usage(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the day's totals come from the database
         limits = self.bot.settings.limits
-        usage = await self.bot.service.usage(interaction.user.id, interaction.guild_id)
+        service = self.bot.service
+        usage = await service.usage(interaction.user.id, interaction.guild_id)
 
         def of(used: float, limit: float, unit: str = "") -> str:
             return f"{used:g}{unit} of {limit:g}{unit}" if limit else f"{used:g}{unit} (no limit)"
 
         embed = discord.Embed(title="Your music today", colour=discord.Colour.blurple())
+        if service.paused:
+            embed.description = "⏸️ Encore is paused by its operator: new requests are refused for now."
         embed.add_field(name="Tracks", value=of(usage.user_jobs, limits.user_daily_jobs), inline=True)
         embed.add_field(
             name="Seconds", value=of(round(usage.user_audio_s), limits.user_daily_audio_s, " s"), inline=True
@@ -305,7 +309,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             )
             embed.add_field(name="Server budget", value=spent, inline=True)
         embed.set_footer(text="Failed and canceled tracks don't count. Limits reset at midnight UTC.")
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="help", description="A short guide to Encore.")
     async def music_help(self, interaction: discord.Interaction[Any]) -> None:

@@ -52,6 +52,15 @@ STATUS_TIME_COLUMN: dict[JobStatus, str] = {
 }
 
 
+class Pause(BaseModel):
+    """The operator stopped new jobs (``/encore pause``): who did, and when (epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    by: int
+    at: float
+
+
 def new_job_id() -> str:
     """A short id people can type: 10 lowercase base32 characters."""
     alphabet = "abcdefghijkmnpqrstuvwxyz23456789"  # no l, o, 0, 1

@@ -69,6 +69,18 @@ class Poller:
         first = self._settings.webhook_grace_s if self._webhooks_on else self._settings.poll_initial_s
         self._push(job_id, now + first if due is None else due, self._settings.poll_initial_s)
 
+    def configure(self, settings: JobSettings) -> None:
+        """New intervals (``/encore reload``). They apply to the next poll of every job already scheduled: none
+        waits longer than the new limit (``poll_max_s``, or the webhook grace with webhooks on)."""
+        self._settings = settings
+        limit = max(settings.poll_max_s, settings.webhook_grace_s) if self._webhooks_on else settings.poll_max_s
+        now = self._clock()
+        for job_id, entry in list(self._entries.items()):
+            interval, due = min(entry.interval, settings.poll_max_s), min(entry.due, now + limit)
+            if (interval, due) != (entry.interval, entry.due):
+                self._push(job_id, due, interval)
+        self._wake.set()
+
     def unschedule(self, job_id: str) -> None:
         self._entries.pop(job_id, None)  # its heap item goes stale and is skipped
         self._not_before.pop(job_id, None)

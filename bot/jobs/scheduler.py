@@ -53,6 +53,14 @@ class Scheduler:
             self._queues[provider] = _ProviderQueue(self._capacities.get(provider, 0), OrderedDict(), set(), {})
         return self._queues[provider]
 
+    def set_capacities(self, capacities: dict[str, int]) -> None:
+        """New caps (``/encore reload``): a raised cap starts waiting jobs now; under a lowered one the jobs at
+        the provider finish, and no new one starts until they are under it."""
+        self._capacities = dict(capacities)
+        for provider, queue in self._queues.items():
+            queue.capacity = self._capacities.get(provider, 0)
+            self._dispatch(provider)
+
     def add(self, job_id: str, *, provider: str, user_id: int) -> None:
         """Queue a job (idempotent) and submit what fits."""
         if job_id in self._owner:

@@ -60,7 +60,7 @@ from bot.errors import (
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start, run_cost_usd
-from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, new_job_id
+from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, Pause, new_job_id
 from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import texts as plan_texts
 from bot.jobs.plans import total_ms as plan_total_ms
@@ -73,6 +73,7 @@ from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
+from bot.storage.state_repo import StateRepo
 from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ MAX_EXTEND_S = 20
 _MAX_RESUBMITS = 1
 _MAX_SUBMIT_ATTEMPTS = 3
 _STORAGE_RETRY_MAX_S = 60.0  # storage refusing writes (locked, full): look again at least this often
+_PAUSE_KEY = "paused"  # in bot_state while the operator has paused new jobs
 
 # A clip handed in: a file on our disk (a track Encore made), or how to download one (a person's file),
 # called only once every check that needs no download has passed.
@@ -207,6 +209,16 @@ def _seed_from(prediction: Prediction, job: Job) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _capacities(settings: Settings) -> dict[str, int]:
+    """Jobs each provider may run at once (0: no cap)."""
+    limits = settings.limits
+    return {
+        "replicate": limits.replicate_jobs_in_flight,
+        "elevenlabs": limits.elevenlabs_jobs_in_flight,
+        "cog": settings.cog.max_concurrency,
+    }
+
+
 class JobService:
     def __init__(
         self,
@@ -220,6 +232,7 @@ class JobService:
         elevenlabs: ElevenLabsClient | None = None,
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
+        state: StateRepo | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -232,7 +245,8 @@ class JobService:
         self.elevenlabs = elevenlabs
         self.plans = plans
         self.guilds = guilds
-        self.paused = False  # set by the bot's owner: no new jobs until resumed
+        self.state = state  # where a pause is kept across restarts (None: in memory only)
+        self.pause: Pause | None = None  # set by the bot's operator: no new jobs until resumed
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
         self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
@@ -252,24 +266,49 @@ class JobService:
         # People's files are decoded in threads of their own, one file at a time per person.
         self._input_pool = AudioPool(settings.audio.decode_threads)
         self._reading: set[int] = set()
-        limits = settings.limits
-        self.scheduler = Scheduler(
-            {
-                "replicate": limits.replicate_jobs_in_flight,
-                "elevenlabs": limits.elevenlabs_jobs_in_flight,
-                "cog": settings.cog.max_concurrency,
-            },
-            start=self._start_submit,
-            on_moved=self._queue_moved,
-        )
+        self.scheduler = Scheduler(_capacities(settings), start=self._start_submit, on_moved=self._queue_moved)
         self._accepting = False
         self._stopping = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def paused(self) -> bool:
+        return self.pause is not None
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use ``settings`` from now on (``/encore reload``): limits, safety and job rules for new requests,
+        the scheduler's caps for jobs waiting their turn, the poller's intervals for jobs being polled."""
+        self.settings = settings
+        self.scheduler.set_capacities(_capacities(settings))
+        self.poller.configure(settings.jobs)
+
+    async def pause_jobs(self, *, by: int) -> Pause:
+        """Refuse new jobs until :meth:`resume_jobs` (jobs in progress finish). Kept in the database, so a
+        restart stays paused. Pausing again keeps the first pause."""
+        if self.pause is not None:
+            return self.pause
+        pause = Pause(by=by, at=self.clock())
+        if self.state is not None:
+            await self.state.put(_PAUSE_KEY, pause.model_dump_json(), now=pause.at)
+        self.pause = pause
+        return pause
+
+    async def resume_jobs(self) -> Pause | None:
+        """Take new jobs again; returns the pause that ended (None: there was none)."""
+        if self.state is not None:
+            await self.state.delete(_PAUSE_KEY)
+        previous, self.pause = self.pause, None
+        return previous
+
     async def start(self, *, resume: bool = True) -> None:
         """Resume every unfinished job (unless ``resume`` is false), then start polling."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
+        stored = await self.state.get(_PAUSE_KEY) if self.state is not None else None
+        self.pause = Pause.model_validate_json(stored) if stored else None
+        if self.pause is not None:
+            since = datetime.fromtimestamp(self.pause.at, UTC).isoformat(timespec="seconds")
+            log.warning("new jobs are paused (since %s, by %s): /encore resume takes them again", since, self.pause.by)
         self._stopping.clear()
         self._accepting = True
         jobs = await self.repo.list_active() if resume else []
@@ -693,7 +732,10 @@ class JobService:
         """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
         job = await self.get(job_id)
         members = await self.repo.list_batch(job.batch_id) if job.batch_id else [job]
-        return members[0], card_phase(members, uploading=frozenset(self._uploading)), members
+        phase = card_phase(members, uploading=frozenset(self._uploading))
+        if phase == Phase.QUEUED:
+            members = [await self._with_queue_place(m) for m in members]
+        return members[0], phase, members
 
     async def get(self, job_id: str) -> Job:
         job = await self.repo.get(job_id)

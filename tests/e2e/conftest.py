@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.app import Core, EncoreBot
-from bot.config import Secrets, Settings
+from bot.config import Secrets, Settings, load_settings
 from tests.conftest import make_settings
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, InteractionHandle
@@ -66,17 +66,43 @@ def default_guild(**overrides: Any) -> GuildConfig:
 
 
 class Encore:
-    """The bot under test: its core and its discord.py client, restartable on the same database."""
+    """The bot under test: its core and its discord.py client, restartable on the same database.
+
+    Settings come from :meth:`configure` (the tests' own: no limits, fast polls), or from a config file read
+    as an operator's would be, with environment overrides (:meth:`use_config_file`); ``/encore reload``
+    reads that file again.
+    """
 
     def __init__(self, sim: DiscordSimulator, fake: FakeReplicate, data_dir: Path) -> None:
         self.sim = sim
         self.fake = fake
         self.data_dir = data_dir
         self.defaults: dict[str, dict[str, Any]] = {}  # settings sections fixtures add to every configure()
+        self.config_path: Path | None = None
         self.settings: Settings = self.configure()
         self.bot: EncoreBot | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self.elevenlabs_key: str | None = None  # set to enable ElevenLabs (see the ``eleven`` fixture)
+        # Called with each new client before it starts (e.g. another version's command tree).
+        self.before_start: list[Callable[[EncoreBot], None]] = []
+
+    def use_config_file(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+        """Settings from ``path`` exactly as written, except what an operator points at their own services
+        through ``ENCORE_<SECTION>__<KEY>``: the providers' base URLs (the fakes), the web server's address
+        and the data directory."""
+        env = {
+            "ENCORE_REPLICATE__API_BASE": self.fake.base_url,
+            "ENCORE_STORAGE__DIR": str(self.data_dir),
+            "ENCORE_WEBHOOKS__HOST": "127.0.0.1",
+            "ENCORE_WEBHOOKS__PORT": str(free_port()),
+        }
+        if "elevenlabs" in self.defaults:
+            env["ENCORE_ELEVENLABS__API_BASE"] = str(self.defaults["elevenlabs"]["api_base"])
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        self.config_path = path
+        self.settings = load_settings(path)
+        return self.settings
 
     def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
         for name, values in self.defaults.items():
@@ -104,11 +130,13 @@ class Encore:
         core = Core(self.settings, secrets)
         await core.open()
         stack.push_async_callback(core.close)
-        bot = EncoreBot(core, **self.sim.client_kwargs())
+        bot = EncoreBot(core, config_path=self.config_path, **self.sim.client_kwargs())
+        for prepare in self.before_start:
+            prepare(bot)
         try:
+            # Ready means setup_hook has run: the commands are synced by now if they needed it (a restart
+            # with the same commands leaves them as they are on Discord's side).
             await stack.enter_async_context(self.sim.running(bot))
-            for guild_id in self.settings.discord.dev_guild_ids or [None]:
-                await self.sim.wait_for_sync(guild_id)
         except BaseException:
             await stack.aclose()
             raise

@@ -54,3 +54,23 @@ def test_no_cap_means_everything_starts() -> None:
     for n in range(5):
         scheduler.add(f"j{n}", provider="p", user_id=1)
     assert len(started) == 5
+
+
+def test_new_caps_apply_to_jobs_already_waiting() -> None:
+    scheduler, started, _ = make(1)
+    for n in range(4):
+        scheduler.add(f"j{n}", provider="p", user_id=n)
+    assert started == ["j0"]
+    scheduler.set_capacities({"p": 3})  # raised: two waiting jobs start at once
+    assert started == ["j0", "j1", "j2"]
+    assert scheduler.capacity("p") == 3
+    scheduler.set_capacities({"p": 1})  # lowered: running jobs finish, nothing new starts until under the cap
+    scheduler.released("j0")
+    scheduler.released("j1")
+    assert started == ["j0", "j1", "j2"]
+    scheduler.released("j2")
+    assert started == ["j0", "j1", "j2", "j3"]
+    scheduler.set_capacities({"p": 0})  # 0: no cap
+    for n in range(4, 7):
+        scheduler.add(f"j{n}", provider="p", user_id=n)
+    assert started[-3:] == ["j4", "j5", "j6"]
