@@ -186,15 +186,15 @@ class World:
         return env
 
     async def start_bot(self, env: dict[str, str], *, timeout_s: float = 120.0) -> float:
-        """Start Encore and wait until it has synced its commands; returns the seconds that took."""
+        """Start Encore and wait until it is ready (its commands synced first if they changed); returns the
+        seconds that took."""
         assert self.bot is None
-        mark = len(self.sim.commands.syncs)
+        mark = len(self.sim.gateway.events)
         port = env["ENCORE_WEBHOOKS__PORT"]
         self.bot = BotProcess(env, self.workdir / "bot.log", f"http://127.0.0.1:{port}/metrics")
         await self.bot.start()
         try:
-            await self.sim.commands.syncs.wait(lambda r: True, since=mark, timeout_s=timeout_s)
-            await self.sim.gateway.events.wait(lambda e: e.kind == "ready", timeout_s=timeout_s)
+            await self.sim.gateway.events.wait(lambda e: e.kind == "ready", since=mark, timeout_s=timeout_s)
         except Exception:
             print(self.bot.log_tail(), file=sys.stderr)
             raise
