@@ -119,6 +119,7 @@ class Encore:
         self.settings = make_settings(
             self.data_dir, replicate=replicate, discord=discord, webhooks=webhooks, **sections
         )
+        self.config_path = None
         return self.settings
 
     async def start(self) -> EncoreBot:
