@@ -344,15 +344,16 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     @app_commands.command(name="cancel", description="Cancel one of your jobs (your latest if none is given).")
     @app_commands.describe(job="The job id (shown on the card)")
     async def music_cancel(self, interaction: discord.Interaction[Any], job: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # a database write, then the provider
         service = self.bot.service
         if job is None:
             active = await service.repo.list_for_user(interaction.user.id, active_only=True, limit=1)
             if not active:
-                await interaction.response.send_message("You have no jobs in progress.", ephemeral=True)
+                await interaction.followup.send("You have no jobs in progress.", ephemeral=True)
                 return
             job = active[0].id
         canceled = await service.cancel(job.strip().lower(), DiscordActor(interaction))
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"Canceled job `{canceled.id}` ({phase_of(canceled.status).value.lower()}).", ephemeral=True
         )
 

@@ -121,3 +121,24 @@ async def test_a_refusal_after_the_defer_is_private_and_the_thinking_message_goe
     assert handle.original is not None
     assert handle.original.deleted  # nobody is left looking at "Encore is thinking…"
     assert len(fake.predictions) == 1
+
+
+async def test_cancel_answers_at_once_while_the_database_is_stuck(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    encore.configure(storage={"busy_timeout_ms": 120_000})
+    await encore.start()
+    alice = sim.user("alice")
+    card = await (await alice.slash("music generate", prompt="second thoughts", duration=2)).wait_original()
+    pid = await fake.wait_for_prediction()
+    async with database_locked(encore):
+        handle = await alice.slash("music cancel", job=job_id_of(card))
+        response = await handle.wait_response()
+        assert response.type == 5
+        assert response.message is not None
+        assert response.message.is_ephemeral  # only the canceller sees "thinking…"
+        sim.clock.advance(STUCK_S)
+    reply = await handle.wait_original()
+    assert reply.is_ephemeral
+    assert f"Canceled job `{job_id_of(card)}`" in reply.content
+    await fake.wait_for_status(pid, "canceled")
