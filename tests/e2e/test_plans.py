@@ -159,6 +159,7 @@ async def test_a_plan_grown_past_ten_minutes_is_refused_at_compose(
     await adding.wait_modal()
     await alice.submit_modal(adding, {"Name": "Coda", "Seconds (3-120)": "120"})
     card = await sim.wait_for_edit(card.id, lambda m: "Coda" in str(m.embeds), since=mark)
-    refusal = await (await alice.click(card, f"encore:plancompose:{plan_id}")).wait_original()
+    refusal = await (await alice.click(card, f"encore:plancompose:{plan_id}")).wait_message()
+    assert refusal.is_ephemeral
     assert "This plan lasts 720 seconds" in refusal.content
     assert eleven.generations == []
