@@ -138,7 +138,7 @@ class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="
 
 
 def paused_text(pause: Pause) -> str:
-    """ "paused since <when> by <who>", in Discord markup."""
+    """Since when and by whom, in Discord markup."""
     return f"paused since <t:{int(pause.at)}:f> by <@{pause.by}>"
 
 
@@ -179,7 +179,8 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
     async def encore_resume(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         ended = await self.bot.service.resume_jobs()
-        log.warning("generation resumed by %s", interaction.user.id)
+        if ended is not None:
+            log.warning("generation resumed by %s", interaction.user.id)
         text = "Resumed: new jobs are welcome again." if ended else "Encore wasn't paused; new jobs are welcome."
         await interaction.followup.send(text, ephemeral=True)
 
