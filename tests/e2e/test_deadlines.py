@@ -20,6 +20,12 @@ from tests.faults._storage import WriteLock
 STUCK_S = 10.0  # how long (of Discord's time) the database stays locked: far past the 3 s deadline
 
 
+async def start_patient(encore: Encore) -> None:
+    """Start Encore so that it waits for a locked database (a long busy timeout) rather than give up."""
+    encore.configure(storage={"busy_timeout_ms": 120_000})
+    await encore.start()
+
+
 @contextlib.asynccontextmanager
 async def database_locked(encore: Encore) -> AsyncIterator[None]:
     """Another program holds the write lock; the bot waits for it (a long busy timeout) rather than fail."""
@@ -43,8 +49,7 @@ async def answered_while_stuck(sim: DiscordSimulator, handle: InteractionHandle)
 async def test_generate_answers_at_once_while_the_database_is_stuck(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
-    encore.configure(storage={"busy_timeout_ms": 120_000})
-    await encore.start()
+    await start_patient(encore)
     async with database_locked(encore):
         handle = await sim.user("alice").slash("music generate", prompt="patience", duration=5)
         await answered_while_stuck(sim, handle)
@@ -63,8 +68,7 @@ async def test_generate_answers_at_once_while_the_database_is_stuck(
 async def test_blend_answers_at_once_while_the_database_is_stuck(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
-    encore.configure(storage={"busy_timeout_ms": 120_000})
-    await encore.start()
+    await start_patient(encore)
     async with database_locked(encore):
         handle = await sim.user("alice").slash("music blend", prompt_a="church bells", prompt_b="electronic beats")
         await answered_while_stuck(sim, handle)
@@ -77,8 +81,7 @@ async def test_blend_answers_at_once_while_the_database_is_stuck(
 async def test_song_answers_at_once_while_the_database_is_stuck(
     encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
 ) -> None:
-    encore.configure(storage={"busy_timeout_ms": 120_000})
-    await encore.start()
+    await start_patient(encore)
     async with database_locked(encore):
         handle = await sim.user("alice").slash("music song", prompt="a song about waiting", length=5)
         await answered_while_stuck(sim, handle)
@@ -93,8 +96,7 @@ async def test_regenerate_answers_at_once_while_the_database_is_stuck(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
     fake.auto_advance = True
-    encore.configure(storage={"busy_timeout_ms": 120_000})
-    await encore.start()
+    await start_patient(encore)
     first = await sim.user("alice").slash("music generate", prompt="again", duration=2)
     card = await first.wait_original(status_is("Done"))
     async with database_locked(encore):
@@ -126,8 +128,7 @@ async def test_a_refusal_after_the_defer_is_private_and_the_thinking_message_goe
 async def test_cancel_answers_at_once_while_the_database_is_stuck(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
-    encore.configure(storage={"busy_timeout_ms": 120_000})
-    await encore.start()
+    await start_patient(encore)
     alice = sim.user("alice")
     card = await (await alice.slash("music generate", prompt="second thoughts", duration=2)).wait_original()
     pid = await fake.wait_for_prediction()
