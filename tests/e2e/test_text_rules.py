@@ -9,7 +9,7 @@ import pytest
 
 from bot.catalog import ELEVENLABS_STEMS
 from tests.disguises import full_width, math_bold
-from tests.e2e.conftest import Encore, card_field, job_id_of, status_is
+from tests.e2e.conftest import Encore, accepted, card_field, job_id_of, status_is
 from tests.e2e.test_audio_in import voice_message
 from tests.e2e.test_plans import plan_id_of
 from tests.e2e.test_stems import TRACK
@@ -69,14 +69,12 @@ async def test_blend_with_a_blocked_prompt_b_is_refused_privately(
     encore.configure(safety=BLOCKED)
     await encore.start()
     bob = sim.user("bob")
-    refused = await (
-        await bob.slash("music blend", prompt_a="church bells", prompt_b="forbidden beats")
-    ).wait_original()
+    refused = await (await bob.slash("music blend", prompt_a="church bells", prompt_b="forbidden beats")).wait_message()
     assert refused.is_ephemeral
     assert f"That `prompt_b` {REFUSED}" in refused.content
     assert fake.predictions == {}
     allowed = await bob.slash("music blend", prompt_a="church bells", prompt_b="electronic beats")
-    assert (await allowed.wait_response()).type == 4  # the same blend without the word is made
+    await accepted(allowed)  # the same blend without the word is made
     prediction = fake.prediction(await fake.wait_for_prediction())
     assert prediction.input["prompt_b"] == "electronic beats"
     assert len(fake.predictions) == 1
@@ -94,7 +92,7 @@ async def test_text_options_are_checked(encore: Encore, sim: DiscordSimulator, f
                 "options": "negative_prompt=" + full_width("forbidden"),
             },
         )
-    ).wait_original()
+    ).wait_message()
     assert refused.is_ephemeral
     assert f"That `negative_prompt` {REFUSED}" in refused.content
     assert fake.predictions == {}
@@ -115,7 +113,7 @@ async def test_disguised_words_are_refused_privately(
 ) -> None:
     encore.configure(safety=BLOCKED)
     await encore.start()
-    refused = await (await sim.user("bob").slash("music generate", prompt=prompt)).wait_original()
+    refused = await (await sim.user("bob").slash("music generate", prompt=prompt)).wait_message()
     assert refused.is_ephemeral
     assert f"That prompt {REFUSED}" in refused.content
     assert fake.predictions == {}
@@ -128,7 +126,7 @@ async def test_the_servers_own_words_catch_disguises_too(
     await set_blocked_words(sim, "kiwi")
     refused = await (
         await sim.user("bob").slash("music generate", prompt=full_width("ki") + "\u200b" + full_width("wi") + " song")
-    ).wait_original()
+    ).wait_message()
     assert refused.is_ephemeral
     assert REFUSED in refused.content
     assert fake.predictions == {}
@@ -179,7 +177,7 @@ async def test_composing_a_plan_whose_lyrics_have_a_blocked_word_is_refused(
     done = await edit_first_section(alice, card, {"Name": "Verse", "Seconds (3-120)": "6", LYRICS: "a kiwi for you"})
     assert "updated" in done.content
     await set_blocked_words(sim, "kiwi")  # the server's rules change before it is composed
-    refused = await (await alice.click(card, f"encore:plancompose:{plan_id_of(card)}")).wait_original()
+    refused = await (await alice.click(card, f"encore:plancompose:{plan_id_of(card)}")).wait_message()
     assert refused.is_ephemeral
     assert f"That lyric line {REFUSED}" in refused.content
     assert eleven.generations == []
