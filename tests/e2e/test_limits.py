@@ -18,7 +18,7 @@ async def test_quota_refusal_is_private_and_usage_shows_it(
     encore.configure(limits={"user_daily_jobs": 1, "user_daily_audio_s": 100, "guild_daily_budget_usd": 2.0})
     await encore.start()
     bob = sim.user("bob")  # a plain member (alice owns the test guild)
-    await (await bob.slash("music generate", prompt="one", duration=5)).wait_response()
+    await accepted(await bob.slash("music generate", prompt="one", duration=5))
     refused = await (await bob.slash("music generate", prompt="two")).wait_message()
     assert refused.is_ephemeral
     assert "You've made 1 of your 1 tracks today" in refused.content

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
+from tests.e2e.conftest import Encore, accepted, card_field, card_status, job_id_of, status_is
 from tests.fakes.audio import audio_info, decode_pcm
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.models import SimMessage
@@ -148,7 +148,7 @@ async def test_history_pages_through_your_jobs(encore: Encore, sim: DiscordSimul
     alice = sim.user("alice")
     for n in range(12):
         handle = await alice.slash("music generate", prompt=f"track number {n}", duration=1)
-        await handle.wait_response()
+        await accepted(handle)  # its card: the job is stored
     first = await (await alice.slash("music history")).wait_original()
     assert first.is_ephemeral
     text = first.embeds[0]["description"]
