@@ -59,10 +59,9 @@ class SettingModal(discord.ui.Modal):
         bot = _bot(interaction)
         if not _can_manage(interaction):
             raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
-        assert bot.core.guilds is not None
-        current = await bot.core.guilds.get(self.guild_id)
+        current = await bot.service.guild_settings(self.guild_id)
         new = changed(current, self.key, self.value.value)
-        await bot.core.guilds.save(self.guild_id, new, by=interaction.user.id)
+        await bot.service.save_guild_settings(self.guild_id, new, by=interaction.user.id)
         log.info("guild %s: %s set to %r by %s", self.guild_id, self.key, shown(new, self.key), interaction.user.id)
         await interaction.response.send_message(
             f"**{self.key}** is now {shown(new, self.key)}.",
@@ -105,8 +104,7 @@ class SettingSelect(
             return
         key = self.item.values[0]
         bot = _bot(interaction)
-        assert bot.core.guilds is not None
-        current = await bot.core.guilds.get(self.guild_id)
+        current = await bot.service.guild_settings(self.guild_id)
         shown_value = shown(current, key)
         await interaction.response.send_modal(
             SettingModal(self.guild_id, key, "" if shown_value in ("default", "all") else shown_value)
@@ -130,8 +128,7 @@ class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="
     async def musicadmin_settings(self, interaction: discord.Interaction[Any]) -> None:
         if interaction.guild_id is None or not _can_manage(interaction):
             raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
-        assert self.bot.core.guilds is not None
-        current = await self.bot.core.guilds.get(interaction.guild_id)
+        current = await self.bot.service.guild_settings(interaction.guild_id)
         await interaction.response.send_message(
             embed=settings_embed(current), view=settings_view(interaction.guild_id), ephemeral=True
         )

@@ -347,7 +347,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         await interaction.response.defer(ephemeral=True, thinking=True)  # a database write, then the provider
         service = self.bot.service
         if job is None:
-            active = await service.repo.list_for_user(interaction.user.id, active_only=True, limit=1)
+            active = await service.jobs_of(interaction.user.id, active_only=True, limit=1)
             if not active:
                 await interaction.followup.send("You have no jobs in progress.", ephemeral=True)
                 return
@@ -381,7 +381,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def _cancel_job_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        jobs = await self.bot.service.repo.list_for_user(interaction.user.id, active_only=True, limit=25)
+        jobs = await self.bot.service.jobs_of(interaction.user.id, active_only=True, limit=25)
         choices = []
         for job in jobs:
             label = f"{job.id} · {job.prompt}"
@@ -393,7 +393,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def _show_job_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        jobs = await self.bot.service.repo.list_for_user(interaction.user.id, limit=25)
+        jobs = await self.bot.service.jobs_of(interaction.user.id, limit=25)
         return [
             app_commands.Choice(name=f"{job.id} · {job.prompt}"[:100], value=job.id)
             for job in jobs

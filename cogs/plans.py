@@ -242,8 +242,8 @@ async def post_plan(bot: EncoreBot, interaction: discord.Interaction[Any], recor
     else:
         response = await interaction.response.send_message(embed=plan_embed(record), view=plan_view(record))
         message_id = response.message_id
-    if message_id is not None and bot.core.plans is not None:
-        await bot.core.plans.set_message(record.id, message_id)
+    if message_id is not None:
+        await bot.service.set_plan_message(record.id, message_id)
 
 
 class Plans(commands.Cog):

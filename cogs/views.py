@@ -306,7 +306,7 @@ class HistoryButton(
 
 
 async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
-    jobs, total = await bot.service.repo.page_for_user(user_id, page=page, per_page=HISTORY_PAGE)
+    jobs, total = await bot.service.history(user_id, page=page, per_page=HISTORY_PAGE)
     pages = max(1, -(-total // HISTORY_PAGE))
     embed = discord.Embed(title="Your tracks")
     if not jobs:

@@ -722,6 +722,24 @@ class JobService:
             return GuildSettings()
         return await self.guilds.get(guild_id)
 
+    async def save_guild_settings(self, guild_id: int, settings: GuildSettings, *, by: int) -> None:
+        if self.guilds is None:
+            raise BotError("Server settings aren't available on this bot.")
+        await self.guilds.save(guild_id, settings, by=by)
+
+    async def jobs_of(self, user_id: int, *, active_only: bool = False, limit: int = 25) -> list[Job]:
+        """A person's newest jobs (only unfinished ones with ``active_only``)."""
+        return await self.repo.list_for_user(user_id, active_only=active_only, limit=limit)
+
+    async def history(self, user_id: int, *, page: int, per_page: int) -> tuple[list[Job], int]:
+        """One page of a person's jobs, newest first, and how many they have in all."""
+        return await self.repo.page_for_user(user_id, page=page, per_page=per_page)
+
+    async def set_plan_message(self, plan_id: str, message_id: int) -> None:
+        """Remember which message shows a plan's card."""
+        if self.plans is not None:
+            await self.plans.set_message(plan_id, message_id)
+
     async def default_model(self, guild_id: int | None) -> str:
         return (await self.guild_settings(guild_id)).default_model or "musicgen"
 
