@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from discord.ext import commands
 from bot import __version__, logs
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, ProviderError, StorageError
+from bot.jobs.limits import LimitError
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobListener, JobService
 from bot.providers.base import Provider
@@ -337,6 +339,11 @@ async def reply_privately(interaction: discord.Interaction[Any], text: str) -> N
     await interaction.followup.send(text, ephemeral=True)
 
 
+def discord_moment(moment: datetime) -> str:
+    """A moment as Discord shows it: relative ("in 5 hours"), in each reader's own time zone."""
+    return f"<t:{int(moment.timestamp())}:R>"
+
+
 class EncoreTree(app_commands.CommandTree["EncoreBot"]):
     """One handler for every command's errors: a known error is one ephemeral line; others get an apology."""
 
@@ -344,7 +351,9 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
         cause: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             cause = error.original
-        if isinstance(cause, BotError):
+        if isinstance(cause, LimitError):
+            message = cause.render(discord_moment)
+        elif isinstance(cause, BotError):
             message = cause.user_message
         elif isinstance(cause, app_commands.CheckFailure):
             message = getattr(cause, "user_message", None) or "You can't use that command here."

@@ -250,7 +250,8 @@ class ModelSpec:
         return data
 
     def help_text(self, settings: Settings | None = None) -> str:
-        """What the model does and takes; with ``settings``, the lengths this bot allows (see ``duration_range``)."""
+        """What the model does and takes; with ``settings``, the lengths this bot allows (see ``duration_range``),
+        where it runs and roughly what a run costs there."""
         if self.fixed_duration_s == 0.0:
             length = "as long as the track"
         elif self.fixed_duration_s:
@@ -263,10 +264,16 @@ class ModelSpec:
             length = f"{low}-{high} s (default {default})"
         seconds = self.fixed_duration_s or self.default_duration_s
         cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
+        provider = self.route(settings).provider if settings is not None else None
+        if provider == "cog":
+            where = "Runs on your own Cog server: no per-run cost."
+        else:
+            name = {"replicate": "Replicate", "elevenlabs": "ElevenLabs"}.get(provider or "", provider)
+            where = f"Roughly ${cost:.3f} for {_fmt(seconds)} s" + (f" on {name}." if name else ".")
         lines = [
             f"**{self.display_name}** (`{self.key}`): {self.description}",
             f"Can: {', '.join(sorted(c.value for c in self.capabilities))}. Length: {length}. "
-            f"Formats: {', '.join(self.output_formats)}. Roughly ${cost:.3f} for {_fmt(seconds)} s on Replicate.",
+            f"Formats: {', '.join(self.output_formats)}. {where}",
         ]
         lines += [f"• {p.help_line()}" for p in self.params]
         return "\n".join(lines)

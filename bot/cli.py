@@ -10,20 +10,28 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from secrets import token_hex
 from typing import Any, TextIO
 
 from bot import logs
 from bot.app import Core, run_bot, sync_commands_now
-from bot.catalog import MODELS, Param, all_params, parse_options
+from bot.audio import off_loop
+from bot.audio.fit import tag_copy
+from bot.catalog import MODELS, MUSICGEN, Param, all_params, get_model, parse_options, validate_request
 from bot.config import Secrets, Settings, describe, load_settings
+from bot.delivery import audio_filename, output_files, track_tags
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.access import Person
-from bot.jobs.models import Job, JobOrigin, JobRequest
-from bot.jobs.service import Phase
+from bot.jobs.limits import LimitError
+from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus
+from bot.jobs.service import MAX_EXTEND_S, JobService, Phase, check_extend
+from bot.provider_health import provider_health
 from bot.storage.db import Database, backup, files_size
 from bot.storage.jobs_repo import JobsRepo
 
@@ -34,6 +42,7 @@ EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 CLI_USER_ID = 0
+CONTINUE_S = 10  # seconds --continue adds when not told (as Discord's "Continue this track")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,13 +63,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     with_config(commands.add_parser("check-config", help="validate the config and print it, secrets masked"))
     with_config(commands.add_parser("models", help="list the models and every parameter they take"))
-    generate = with_config(commands.add_parser("generate", help="make one track without Discord"))
-    generate.add_argument("prompt", help="describe the music")
+    generate = with_config(
+        commands.add_parser(
+            "generate",
+            help="make one track without Discord",
+            description="Make music from the terminal: from a prompt; with --audio, following a clip's melody, "
+            "continuing it (--continue) or splitting it into stems (--model stems or demucs).",
+        )
+    )
+    generate.add_argument("prompt", nargs="?", default="", help="describe the music (optional with --continue)")
     generate.add_argument("--model", default="musicgen", choices=sorted(MODELS))
     generate.add_argument("--duration", type=int, default=None, help="seconds")
     generate.add_argument("--seed", type=int, default=None)
     generate.add_argument("--count", type=int, default=1, help="variations to make at once (1-4)")
     generate.add_argument("--out", type=Path, default=None, help="output file (default: <prompt>-<job>.<ext>)")
+    generate.add_argument(
+        "--audio",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a clip: MusicGen follows its melody (or continues it, with --continue); stems and demucs split it",
+    )
+    generate.add_argument(
+        "--continue",
+        dest="continue_s",
+        type=int,
+        nargs="?",
+        const=CONTINUE_S,
+        default=None,
+        metavar="SECONDS",
+        help=f"continue the --audio track by SECONDS (default {CONTINUE_S}, at most {MAX_EXTEND_S}); "
+        "the result is the whole track, longer",
+    )
+    generate.add_argument(
+        "--verbose", action="store_true", help="log what happens, with the cause of any failure, on stderr"
+    )
     model_params = generate.add_argument_group("model parameters (see `python -m bot models`)")
     for param in _flag_params():
         model_params.add_argument(
@@ -85,16 +122,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 class CliListener:
-    """Reports progress on stderr and writes the finished files."""
+    """Reports progress on stderr and writes the finished files, tagged as delivered files are."""
 
-    def __init__(self, out: Path | None, stream: TextIO) -> None:
+    def __init__(self, out: Path | None, stream: TextIO, *, verbose: bool = False) -> None:
         self.out = out
         self.stream = stream
+        self.verbose = verbose
         self.card: str | None = None  # the card key (job id, or batch id) this CLI run waits for
         self.finished = asyncio.Event()
         self.final: list[Job] = []
         self.written: list[Path] = []
-        self._last: Phase | None = None
+        self._last: Phase | None = Phase.QUEUED  # the "Queued: ..." line says so already
 
     async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         if job.card_key != self.card:
@@ -106,6 +144,8 @@ class CliListener:
             if phase in (Phase.FAILED, Phase.CANCELED) and errors:
                 line += ": " + "; ".join(sorted(errors))
             print(line, file=self.stream, flush=True)
+            if phase == Phase.FAILED and (hint := _failure_hint(members, verbose=self.verbose)):
+                print(f"error: {hint}", file=self.stream, flush=True)
         if phase in (Phase.DONE, Phase.FAILED, Phase.CANCELED):
             self.final = list(members)
             self.finished.set()
@@ -114,19 +154,26 @@ class CliListener:
         if not jobs or jobs[0].card_key != self.card:
             raise DeliveryError(detail="not this CLI's job")
         for job in jobs:
-            assert job.output_path is not None
-            source = Path(job.output_path)
-            target = self.out or Path(_default_name(job, source.suffix))
-            if len(jobs) > 1 or job.batch_size > 1:
-                target = target.with_name(f"{target.stem}-v{job.batch_index + 1}-seed{job.seed}{target.suffix}")
-            await asyncio.to_thread(_copy, source, target)
-            self.written.append(target)
+            target = self._target(job)
+            tags = track_tags(job)
+            for name, source in output_files(job):
+                path = target.with_name(f"{target.stem}-{name}{source.suffix}") if name else target
+                await off_loop("fit", _write_tagged, source, path, tags)
+                self.written.append(path)
             if job.image_path:
                 image = Path(job.image_path)
                 image_target = target.with_name(target.stem + "-spectrogram" + image.suffix)
                 await asyncio.to_thread(_copy, image, image_target)
                 self.written.append(image_target)
         return None
+
+    def _target(self, job: Job) -> Path:
+        """``--out`` (a variation adds ``-v<n>-seed<seed>``), else the name Discord gives the file."""
+        if self.out is None:
+            return Path(audio_filename(job))
+        if job.batch_size > 1:
+            return self.out.with_name(f"{self.out.stem}-v{job.batch_index + 1}-seed{job.seed}{self.out.suffix}")
+        return self.out
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -135,21 +182,42 @@ def _copy(source: Path, target: Path) -> None:
     shutil.copyfile(source, target)
 
 
-def _default_name(job: Job, suffix: str) -> str:
-    from bot.delivery import audio_filename
+def _write_tagged(source: Path, target: Path, tags: Mapping[str, str]) -> None:
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tag_copy(source, target, tags)
 
-    return audio_filename(job) if suffix else f"{job.id}.wav"
+
+# What the operator sets for each provider, and what it is called in messages.
+_KEYS = {"replicate": "REPLICATE_API_TOKEN", "elevenlabs": "ELEVENLABS_API_KEY"}
+_SERVICES = {"replicate": "Replicate", "elevenlabs": "ElevenLabs", "cog": "the Cog server ([cog] base_url)"}
+_OUTAGES = frozenset({"unavailable", "connection", "timeout", "uncertain", "rate_limited", "error"})
+
+
+def _failure_hint(members: Sequence[Job], *, verbose: bool) -> str | None:
+    """In a terminal the user is the operator: name what to fix when a provider refused or failed us."""
+    for provider in sorted({m.provider for m in members if m.status == JobStatus.FAILED}):
+        health = provider_health(provider)
+        if health.last_error_at is None or (health.last_ok_at or 0) > health.last_error_at:
+            continue  # the provider answered fine: the job itself was the problem, and its reason says so
+        service = _SERVICES.get(provider, provider)
+        if health.last_error == "auth" and provider in _KEYS:
+            return f"{_KEYS[provider]} was refused by {service}: set it to a valid key and try again"
+        if health.last_error in _OUTAGES and not verbose:
+            return f"no good answer from {service} ({health.last_error}); run again with --verbose to see why"
+    return None
 
 
 # Flags of the CLI itself: a model parameter with one of these names is set with --set NAME=VALUE.
-_RESERVED = {"model", "duration", "seed", "count", "out", "timeout", "config", "set", "prompt"}
+_RESERVED = {"model", "duration", "seed", "count", "out", "timeout", "config", "set", "prompt", "audio", "verbose"}
+_STEM_MODELS = {"stems": "elevenlabs", "demucs": "replicate"}  # the [stems] provider each one means
 
 
 def _flag_params() -> list[Param]:
     return [param for name, param in all_params().items() if name not in _RESERVED]
 
 
-def _request_from(args: argparse.Namespace) -> JobRequest:
+def _params_from(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in (param.name for param in _flag_params()):
         value = getattr(args, f"param_{name}")
@@ -157,18 +225,151 @@ def _request_from(args: argparse.Namespace) -> JobRequest:
             params[name] = value
     for item in args.set:
         params.update(parse_options(item))
+    return params
+
+
+def _request_from(args: argparse.Namespace) -> JobRequest:
     return JobRequest(
-        model=args.model, prompt=args.prompt, duration_s=args.duration, seed=args.seed, params=params, count=args.count
+        model=args.model,
+        prompt=args.prompt,
+        duration_s=args.duration,
+        seed=args.seed,
+        params=_params_from(args),
+        count=args.count,
     )
 
 
+def _settings_for(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> Settings:
+    """The settings for this run: ``--model stems`` / ``demucs`` pick who splits stems ([stems] provider),
+    and a model whose provider has no key set is refused here, naming the key."""
+    if args.command != "generate":
+        return settings
+    stems_provider = _STEM_MODELS.get(args.model)
+    if stems_provider is not None:
+        settings = settings.model_copy(update={"stems": settings.stems.model_copy(update={"provider": stems_provider})})
+    spec = get_model(args.model)
+    if spec.route(settings).provider == "elevenlabs" and secrets.elevenlabs_api_key is None:
+        raise ConfigError(
+            f"{spec.display_name} runs on ElevenLabs: set ELEVENLABS_API_KEY in the environment "
+            "(a paid ElevenLabs plan)" + (", or use --model demucs" if stems_provider else "")
+        )
+    return settings
+
+
+async def _take_clip(path: Path, settings: Settings) -> Path:
+    """A copy of the user's clip in the inputs directory, as Discord attachments are saved: the job keeps
+    its own file, and the user's is never changed. Refused like an attachment when it is too large."""
+    limit = settings.audio.max_input_bytes
+    try:
+        info = await asyncio.to_thread(path.stat)
+    except OSError as exc:
+        raise InvalidRequestError(f"can't read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidRequestError(f"{path} isn't a file.")
+    if info.st_size > limit:
+        raise InvalidRequestError(f"That file is {_size(info.st_size)}; the limit is {_size(limit)}.")
+    clip = settings.storage.inputs_dir / f"{token_hex(8)}{path.suffix.lower()[:10] or '.bin'}"
+
+    def copy() -> None:
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as source, clip.open("wb") as target:
+            data = source.read(limit + 1)  # the file may have grown since: never more than the limit
+            if len(data) > limit:
+                raise InvalidRequestError(f"That file is over the limit of {_size(limit)}.")
+            target.write(data)
+
+    try:
+        await asyncio.to_thread(copy)
+    except OSError as exc:
+        await asyncio.to_thread(clip.unlink, missing_ok=True)
+        raise InvalidRequestError(f"can't read {path}: {exc.strerror}") from None
+    except BaseException:
+        await asyncio.to_thread(clip.unlink, missing_ok=True)
+        raise
+    return clip
+
+
+def _refuse(args: argparse.Namespace, what: str, *, allowed: set[str]) -> None:
+    """Refuse the flags ``what`` doesn't take, rather than ignore them."""
+    given = {
+        "--seed": args.seed is not None,
+        "--duration": args.duration is not None,
+        "--count": args.count != 1,
+        **{f"--{name.replace('_', '-')}": True for name in _params_from(args)},
+    }
+    extra = sorted(flag for flag, present in given.items() if present and flag not in allowed)
+    if extra:
+        raise InvalidRequestError(f"{what} doesn't take {', '.join(extra)}.")
+
+
+async def _start(service: JobService, args: argparse.Namespace, settings: Settings) -> list[Job]:
+    """Create the job(s) through the same core calls as the Discord commands (and their checks)."""
+    origin = JobOrigin(user_id=CLI_USER_ID)
+    spec = get_model(args.model)
+    if args.audio is None:
+        if args.continue_s is not None:
+            raise InvalidRequestError("`--continue` needs the track to continue: give it with --audio PATH.")
+        if spec.key in _STEM_MODELS:
+            raise InvalidRequestError(f"{spec.display_name} needs the track to split: give it with --audio PATH.")
+        return await service.create(_request_from(args), origin)
+    if spec.key in _STEM_MODELS:
+        _refuse(args, spec.display_name, allowed={"--stems"})
+    elif spec.key != MUSICGEN.key:
+        raise InvalidRequestError(
+            f"{spec.display_name} doesn't take a clip: --audio works with musicgen (melody, --continue), "
+            "stems and demucs."
+        )
+    elif args.continue_s is not None:
+        _refuse(args, "`--continue`", allowed={"--model-version"})
+        check_extend(args.continue_s)
+    else:
+        _refuse(args, "Following a melody", allowed={"--seed", "--duration", *_musicgen_flags()})
+        # Check what can be checked before the clip is copied and decoded, as /music melody does.
+        validate_request(
+            JobRequest(
+                model=spec.key,
+                prompt=args.prompt,
+                duration_s=args.duration,
+                seed=args.seed,
+                params={"model_version": "stereo-melody-large", **_params_from(args)},
+                audio_s=0.5,
+            ),
+            settings,
+        )
+    clip = await _take_clip(args.audio, settings)
+    try:
+        if spec.key in _STEM_MODELS:
+            stems = str(_params_from(args).get("stems", "six"))
+            return [await service.split_stems(clip, origin, stems=stems, name=args.audio.name)]
+        if args.continue_s is not None:
+            job = await service.continue_track(
+                clip,
+                origin,
+                prompt=args.prompt or None,
+                extra_s=args.continue_s,
+                model_version=_params_from(args).get("model_version"),
+            )
+            return [job]
+        jobs = await service.follow_melody(
+            clip, origin, prompt=args.prompt, duration_s=args.duration, params=_params_from(args), seed=args.seed
+        )
+    except BaseException:
+        await asyncio.to_thread(clip.unlink, missing_ok=True)
+        raise
+    await asyncio.to_thread(clip.unlink, missing_ok=True)  # the job prepared its own clip from it
+    return jobs
+
+
+def _musicgen_flags() -> set[str]:
+    return {f"--{param.name.replace('_', '-')}" for param in MUSICGEN.params}
+
+
 async def _generate(args: argparse.Namespace, settings: Settings, secrets: Secrets, stream: TextIO) -> int:
-    listener = CliListener(args.out, stream)
-    request = _request_from(args)
+    listener = CliListener(args.out, stream, verbose=args.verbose)
     async with Core(settings, secrets) as core:
         # Only this job: other unfinished jobs in the same database belong to the bot.
         service = await core.start_service(listener, resume=False)
-        jobs = await service.create(request, JobOrigin(user_id=CLI_USER_ID))
+        jobs = await _start(service, args, settings)
         lead = jobs[0]
         listener.card = lead.card_key
         seeds = ", ".join(str(job.request.get("seed")) for job in jobs if job.request.get("seed") is not None)
@@ -318,23 +519,41 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     logs.configure(level, json_lines=json_lines)
 
 
+def _terminal_moment(moment: datetime) -> str:
+    """When a limit lifts, for a terminal: "in 5h 12m (at 00:00 UTC)"."""
+    left = max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return f"in {_age(left)} (at {moment.astimezone(UTC):%H:%M} UTC)"
+
+
+def terminal_message(exc: BotError) -> str:
+    """An error's message as a terminal shows it (times in plain text, no Discord markup)."""
+    return exc.render(_terminal_moment) if isinstance(exc, LimitError) else exc.user_message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    secrets = Secrets.from_env()
     try:
         settings = load_settings(args.config)
+        if args.command == "generate":
+            settings = _settings_for(args, settings, secrets)
     except ConfigError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
-    secrets = Secrets.from_env()
     if args.command == "models":
         print("\n\n".join(spec.help_text(settings).replace("**", "") for spec in MODELS.values()))
         return EXIT_OK
     if args.command == "check-config":
         print(describe(settings, secrets))
         return EXIT_OK
-    # "json": one JSON object per line. Read with getattr until [logging] format exists in the settings.
     json_lines = settings.logging.format == "json"
-    configure_logging(settings.logging.level if args.command == "run" else "WARNING", json_lines=json_lines)
+    if args.command == "run":
+        level = settings.logging.level
+    elif getattr(args, "verbose", False):
+        level = "DEBUG" if settings.logging.level == "DEBUG" else "INFO"
+    else:
+        level = "WARNING"
+    configure_logging(level, json_lines=json_lines)
     try:
         if args.command == "run":
             asyncio.run(run_bot(settings, secrets, config_path=args.config))
@@ -351,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BotError as exc:
-        print(f"error: {exc.user_message}", file=sys.stderr)
+        print(f"error: {terminal_message(exc)}", file=sys.stderr)
         if str(exc) != exc.user_message:
             log.debug("detail: %s", exc)
         return EXIT_USAGE if isinstance(exc, ConfigError | InvalidRequestError) else EXIT_JOB_FAILED

@@ -222,7 +222,7 @@ class _Live:
     expires_at: float = field(default=0.0)
 
 
-def _tags(job: Job) -> dict[str, str]:
+def track_tags(job: Job) -> dict[str, str]:
     """Metadata written into delivered files: title from the prompt, model, seed and job id."""
     seed = job.seed if job.seed is not None else job.request.get("seed")
     details = [f"model {model_label(job)}", f"job {job.id}"] + ([f"seed {seed}"] if seed is not None else [])
@@ -234,14 +234,18 @@ def _tags(job: Job) -> dict[str, str]:
     }
 
 
+def output_files(job: Job) -> list[tuple[str, Path]]:
+    """A finished job's files: ``("", its audio)``, or ``(stem name, file)`` for each stem."""
+    assert job.output_path is not None
+    return [(str(f["name"]), Path(f["path"])) for f in job.result.get("files") or []] or [("", Path(job.output_path))]
+
+
 async def _fit_files(jobs: Sequence[Job], *, limit: int, work_dir: Path) -> tuple[list[discord.File], bool]:
     """Every file to post for ``jobs``, each fitted under ``limit`` (re-encoded or split if needed)."""
     files: list[discord.File] = []
     reencoded = False
     for job in jobs:
-        assert job.output_path is not None
-        sources = [(str(f["name"]), Path(f["path"])) for f in job.result.get("files") or []]
-        for name, source in sources or [("", Path(job.output_path))]:
+        for name, source in output_files(job):
             files_out, changed = await _fit_one(job, source, name, limit=limit, work_dir=work_dir)
             files.extend(files_out)
             reencoded = reencoded or changed
@@ -253,7 +257,7 @@ async def _fit_one(job: Job, source: Path, name: str, *, limit: int, work_dir: P
     stem = Path(audio_filename(job)).stem + (f"-{name}" if name else "")
     try:
         fitted = await off_loop(
-            "fit", fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=_tags(job)
+            "fit", fit_audio, source, work_dir / job.id, stem=stem, limit_bytes=limit, tags=track_tags(job)
         )
     except FileNotFoundError:
         raise DeliveryError("The finished file went missing before it could be posted.", retryable=False) from None

@@ -144,6 +144,13 @@ class StorageCorruptError(StorageError):
     kind = "corrupt"
 
 
+def cause(exc: BaseException) -> str:
+    """An exception as a short cause for logs: its type and, when it has one, its text (e.g. which host could
+    not be reached). Only for exceptions that carry no secrets (network errors, timeouts)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 # A full disk, a full quota, or a file size limit (RLIMIT_FSIZE): a write can't grow the file.
 _OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 

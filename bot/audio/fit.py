@@ -134,6 +134,15 @@ def _remux_with_tags(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
     return True
 
 
+def tag_copy(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
+    """Copy ``src`` to ``dest`` with ``tags``, the audio untouched (a WAV's samples byte for byte, other formats
+    re-muxed). If the format can't take tags, ``dest`` is a plain copy and the answer is False."""
+    if _tag_wav(src, dest, tags) or _remux_with_tags(src, dest, tags):
+        return True
+    shutil.copyfile(src, dest)
+    return False
+
+
 def _encode_opus(
     src: Path,
     dest: Path,
@@ -199,9 +208,8 @@ def fit_audio(
     size = src.stat().st_size
     if size <= limit_bytes:
         dest = out_dir / f"{stem}{src.suffix}"
-        tagged = _tag_wav(src, dest, tags) or _remux_with_tags(src, dest, tags)
-        if not tagged or dest.stat().st_size > limit_bytes:
-            shutil.copyfile(src, dest)
+        if tag_copy(src, dest, tags) and dest.stat().st_size > limit_bytes:
+            shutil.copyfile(src, dest)  # the tags tipped it over: without them it fits
         return [FittedFile(dest, 1, 1, reencoded=False)]
 
     duration = audio_duration_s(src)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from bot.catalog import SONG
@@ -17,11 +17,34 @@ from bot.jobs.models import Job
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
 
+RESETS = "{resets}"  # where a refusal's text names the moment the limit resets
+
+
+def plain_moment(moment: datetime) -> str:
+    """A moment in plain text, for any front end: "from 00:00 UTC"."""
+    return f"from {moment.astimezone(UTC):%H:%M} UTC"
+
 
 class LimitError(BotError):
-    """A quota, cooldown or budget applies."""
+    """A quota, cooldown or budget applies.
+
+    ``resets_at`` is when it lifts (daily quotas and budgets); each front end shows it its own way through
+    :meth:`render` (Discord a live relative timestamp, a terminal the time and how long until then), and
+    ``user_message`` has it as :func:`plain_moment`.
+    """
 
     default_message = "You've reached a limit for now."
+
+    def __init__(self, text: str, *, resets_at: datetime | None = None) -> None:
+        self.text = text
+        self.resets_at = resets_at
+        super().__init__(self.render(plain_moment))
+
+    def render(self, moment: Callable[[datetime], str]) -> str:
+        """The message with the reset moment written by ``moment``."""
+        if self.resets_at is None:
+            return self.text
+        return self.text.replace(RESETS, moment(self.resets_at))
 
 
 def day_start(now: float | None = None) -> float:
@@ -30,8 +53,8 @@ def day_start(now: float | None = None) -> float:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-def _resets(now: float) -> str:
-    return f"<t:{int(day_start(now) + 86_400)}:R>"
+def _next_day(now: float) -> datetime:
+    return datetime.fromtimestamp(day_start(now) + 86_400, UTC)
 
 
 def _whole_words(words: Iterable[str]) -> re.Pattern[str] | None:
@@ -88,22 +111,26 @@ def check_usage(
             raise LimitError(f"Please wait {wait:.0f} more second(s) before your next request.")
     if limits.user_daily_jobs and usage.user_jobs + count > limits.user_daily_jobs:
         raise LimitError(
-            f"You've made {usage.user_jobs} of your {limits.user_daily_jobs} tracks today. More {_resets(now)}."
+            f"You've made {usage.user_jobs} of your {limits.user_daily_jobs} tracks today. More {RESETS}.",
+            resets_at=_next_day(now),
         )
     if limits.user_daily_audio_s and usage.user_audio_s + audio_s > limits.user_daily_audio_s:
         left = max(0, limits.user_daily_audio_s - usage.user_audio_s)
-        raise LimitError(f"That's more music than you have left today ({left:.0f} s). More {_resets(now)}.")
+        raise LimitError(
+            f"That's more music than you have left today ({left:.0f} s). More {RESETS}.", resets_at=_next_day(now)
+        )
     if in_guild:
         if limits.guild_daily_jobs and usage.guild_jobs + count > limits.guild_daily_jobs:
             raise LimitError(
-                f"This server has made its {limits.guild_daily_jobs} tracks for today. More {_resets(now)}."
+                f"This server has made its {limits.guild_daily_jobs} tracks for today. More {RESETS}.",
+                resets_at=_next_day(now),
             )
         if limits.guild_daily_audio_s and usage.guild_audio_s + audio_s > limits.guild_daily_audio_s:
-            raise LimitError(f"This server has used today's music time. More {_resets(now)}.")
+            raise LimitError(f"This server has used today's music time. More {RESETS}.", resets_at=_next_day(now))
         if limits.guild_daily_budget_usd and usage.guild_cost_usd + cost_usd > limits.guild_daily_budget_usd:
-            raise LimitError(f"This server's budget for today is spent. More {_resets(now)}.")
+            raise LimitError(f"This server's budget for today is spent. More {RESETS}.", resets_at=_next_day(now))
     if limits.daily_budget_usd and usage.total_cost_usd + cost_usd > limits.daily_budget_usd:
-        raise LimitError(f"Encore's budget for today is spent. More {_resets(now)}.")
+        raise LimitError(f"Encore's budget for today is spent. More {RESETS}.", resets_at=_next_day(now))
 
 
 def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:

@@ -35,6 +35,7 @@ from bot.catalog import (
     SEED_MAX,
     SONG,
     STEM_VARIATIONS,
+    Capability,
     ValidatedRequest,
     check_duration,
     clean_prompt,
@@ -468,6 +469,8 @@ class JobService:
             raise BotError("Encore is restarting and not taking new jobs right now. Please try again shortly.")
         validated = validate_request(request, self.settings, clip_pending=clip_pending)
         spec = validated.spec
+        if Capability.STEMS in spec.capabilities and not request.files and not clip_pending:
+            raise InvalidRequestError(f"{spec.display_name} needs a track to split.")
         route = spec.route(self.settings)
         available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
         if not available:

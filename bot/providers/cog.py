@@ -33,6 +33,7 @@ from bot.errors import (
     ProviderNotFoundError,
     ProviderUnavailableError,
     SubmissionUncertainError,
+    cause,
 )
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus
 
@@ -152,7 +153,7 @@ class CogClient:
         try:
             status, body = await self._json("GET", "/health-check", operation="health")
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
+            raise ProviderUnavailableError(detail=f"Cog unreachable: {cause(exc)}") from None
         if status != 200:
             raise ProviderUnavailableError(detail=f"Cog health-check answered {status}")
         try:
@@ -194,8 +195,8 @@ class CogClient:
                 json=body,
                 headers={"Prefer": "respond-async"},
             )
-        except aiohttp.ClientConnectorError:
-            raise ProviderUnavailableError(detail="Cog unreachable (connect)") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ProviderUnavailableError(detail=f"Cog unreachable: {cause(exc)}") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             # PUT is idempotent by id: trying the same id again is safe while it runs.
             raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
@@ -224,7 +225,7 @@ class CogClient:
                 "POST", f"/predictions/{prediction_id}/cancel", operation="cancel", ok=(200, 404)
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise ProviderUnavailableError(detail=f"Cog unreachable: {type(exc).__name__}") from None
+            raise ProviderUnavailableError(detail=f"Cog unreachable: {cause(exc)}") from None
         if status not in (200, 404):  # 404: not running (finished already)
             raise ProviderUnavailableError(detail=f"Cog cancel answered {status}")
         return None

@@ -31,6 +31,7 @@ from bot.errors import (
     ProviderInputError,
     ProviderRateLimitError,
     ProviderUnavailableError,
+    cause,
 )
 from bot.providers import multipart
 
@@ -206,7 +207,7 @@ class ElevenLabsClient:
                 ) from None
             except aiohttp.ClientError as exc:
                 raise ProviderUnavailableError(
-                    "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {type(exc).__name__}"
+                    "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {cause(exc)}"
                 ) from None
         raise AssertionError("unreachable")
 

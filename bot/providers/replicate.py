@@ -34,6 +34,7 @@ from bot.errors import (
     ProviderRateLimitError,
     ProviderUnavailableError,
     SubmissionUncertainError,
+    cause,
 )
 from bot.providers.base import DownloadedFile, Prediction
 from bot.providers.ratelimit import RateLimit
@@ -248,7 +249,7 @@ class ReplicateClient:
                 delay = self._backoff_s(attempt, exc)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if last:
-                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {type(exc).__name__}") from None
+                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
                 delay = self._backoff_s(attempt, None)
             log.debug("retrying %s %s in %.2f s", method, url.path, delay)
             await asyncio.sleep(delay)
@@ -287,9 +288,9 @@ class ReplicateClient:
                 if last:
                     raise
                 delay = self._backoff_s(attempt, exc)
-            except aiohttp.ClientConnectorError:  # never connected: nothing was created
+            except aiohttp.ClientConnectorError as exc:  # never connected: nothing was created
                 if last:
-                    raise ProviderUnavailableError(detail="Replicate unreachable (connect)") from None
+                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
                 delay = self._backoff_s(attempt, None)
             except ProviderUnavailableError as exc:
                 # A 5xx may come after the prediction was created: not provably safe to repeat.
@@ -377,12 +378,12 @@ class ReplicateClient:
                 if attempt == self._max_retries:
                     raise
                 await asyncio.sleep(self._backoff_s(attempt, exc))
-            except aiohttp.ClientConnectorError:
+            except aiohttp.ClientConnectorError as exc:
                 if attempt == self._max_retries:
-                    raise ProviderUnavailableError(detail="Replicate unreachable (connect)") from None
+                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
                 await asyncio.sleep(self._backoff_s(attempt, None))
             except (TimeoutError, aiohttp.ClientError) as exc:
-                raise ProviderUnavailableError(detail=f"file upload interrupted: {type(exc).__name__}") from None
+                raise ProviderUnavailableError(detail=f"file upload interrupted: {cause(exc)}") from None
         else:
             raise AssertionError("unreachable")
         try:

@@ -22,6 +22,7 @@ async def test_quota_refusal_is_private_and_usage_shows_it(
     refused = await (await bob.slash("music generate", prompt="two")).wait_message()
     assert refused.is_ephemeral
     assert "You've made 1 of your 1 tracks today" in refused.content
+    assert "More <t:" in refused.content  # Discord shows when it resets in the reader's own time
     usage = await (await bob.slash("music usage")).wait_original()
     assert usage.is_ephemeral
     assert card_field(usage, "Tracks") == "1 of 1"
