@@ -431,3 +431,41 @@ async def test_quota_refusal_reads_as_plain_text(fake: FakeReplicate, tmp_path: 
     assert re.search(r"More in (\d+h )?\d+m \(at 00:00 UTC\)\.", second.stderr), second.stderr
     assert "<t:" not in second.stderr
     assert len(fake.predictions) == 1
+
+
+async def test_scripts_run_works_where_the_user_stands(fake: FakeReplicate, tmp_path: Path) -> None:
+    """``scripts/run`` from another directory: relative paths are the caller's, nothing lands in the repo."""
+    fake.auto_advance = True
+    (tmp_path / "bot").mkdir()  # a folder named like Encore's package must not stand in for it
+    (tmp_path / "bot" / "__main__.py").write_text("raise SystemExit('the wrong bot')\n")
+    (tmp_path / "my.toml").write_text('[storage]\ndir = "mydata"\n\n[jobs]\nmax_duration_s = 20\n')
+    env = {k: v for k, v in fake_env(fake, tmp_path).items() if k != "ENCORE_STORAGE__DIR"}
+    before = set(ROOT.iterdir())
+
+    async def scripts_run(*args: str) -> Result:
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ENCORE_", "REPLICATE_", "DISCORD_", "ELEVENLABS_", "PYTHON"))
+        }
+        process = await asyncio.create_subprocess_exec(
+            str(ROOT / "scripts" / "run"),
+            *args,
+            cwd=tmp_path,
+            env={**base, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return await finish(process)
+
+    checked = await scripts_run("check-config", "--config", "my.toml")
+    assert checked.code == 0, checked.stderr
+    assert "max_duration_s = 20" in checked.stdout
+    made = await scripts_run("generate", "drums", "--duration", "2", "--config", "my.toml", "--out", "out/drums.wav")
+    assert made.code == 0, made.stderr
+    assert round(wav_info((tmp_path / "out" / "drums.wav").read_bytes()).duration_s) == 2
+    assert (tmp_path / "mydata" / "encore.sqlite3").is_file()
+    backed_up = await scripts_run("db", "backup", "copy.sqlite3", "--config", "my.toml")
+    assert backed_up.code == 0, backed_up.stderr
+    assert (tmp_path / "copy.sqlite3").is_file()
+    assert set(ROOT.iterdir()) == before
