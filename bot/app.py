@@ -7,14 +7,17 @@ unfinished jobs). Stop order is the reverse.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import secrets
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -24,7 +27,7 @@ from discord.ext import commands
 
 from bot import __version__, logs
 from bot.config import Secrets, Settings
-from bot.errors import BotError, ConfigError, ProviderError, StorageError
+from bot.errors import BotError, ConfigError, ProviderError, StartupError, StorageError, cause
 from bot.jobs.limits import LimitError
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobListener, JobService
@@ -45,6 +48,10 @@ from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
 log = logging.getLogger(__name__)
 
+# When Encore stops, downloads and deliveries in flight get this long to finish, so that a whole stop fits in
+# the 10 s `docker stop` waits before it kills; whatever is cut off resumes at the next start.
+STOP_GRACE_S = 5.0
+HANDLER_GRACE_S = 3.0  # commands and clicks being handled, before that
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
 EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin")
 # The sections /encore reload reads again; the others (connections, storage, Discord) need a restart.
@@ -291,8 +298,9 @@ class Core:
             self.service.apply_settings(self.settings)
         return self.settings
 
-    async def stop_service(self) -> None:
-        """Stop taking webhooks and jobs; unfinished jobs resume at the next start. Idempotent."""
+    async def stop_service(self, *, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop taking webhooks and jobs, giving downloads and deliveries in flight ``grace_s`` to finish;
+        unfinished jobs resume at the next start. Idempotent."""
         if self.janitor is not None:
             janitor, self.janitor = self.janitor, None
             await janitor.stop()
@@ -300,7 +308,7 @@ class Core:
             web, self.web = self.web, None
             await web.stop()
         if self.service is not None:
-            await self.service.stop()
+            await self.service.stop(grace_s=grace_s)
 
     async def close(self) -> None:
         await self.stop_service()
@@ -468,11 +476,115 @@ class EncoreBot(commands.Bot):
         return count
 
     async def close(self) -> None:
-        # The job service goes first, so nothing reaches for Discord while the client shuts down.
+        # Commands and clicks being handled finish first (they may be storing a job or its card); then the job
+        # service stops, so nothing reaches for Discord or the database while the client shuts down.
+        await _finish_handlers(HANDLER_GRACE_S)
         await self.core.stop_service()
         if self.delivery is not None:
             await self.delivery.close()
         await super().close()
+
+
+# The tasks discord.py runs each interaction handler and event listener in (it keeps no list of them).
+_HANDLER_TASKS = (
+    "CommandTree-invoker",
+    "discord-ui-view-dispatch-",
+    "discord-ui-dynamic-item-",
+    "discord-ui-modal-dispatch-",
+    "discord.py: on_message",
+)
+
+
+async def _finish_handlers(timeout_s: float) -> None:
+    """Give the interaction handlers running now (and any that start meanwhile) up to ``timeout_s`` to finish,
+    then cancel the rest: none may touch the database after it closes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    current = asyncio.current_task()
+
+    def running() -> list[asyncio.Task[Any]]:
+        return [
+            task
+            for task in asyncio.all_tasks()
+            if task is not current and not task.done() and task.get_name().startswith(_HANDLER_TASKS)
+        ]
+
+    while (tasks := running()) and (left := deadline - loop.time()) > 0:
+        await asyncio.wait(tasks, timeout=left)
+    if tasks:
+        log.warning("stopping: %d interaction(s) still being handled are cut off", len(tasks))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class GracefulStop:
+    """SIGTERM (``docker stop``) and SIGINT (Ctrl-C) stop Encore cleanly instead of killing it.
+
+    While the bot runs, a signal calls ``close`` (the job service stops taking work, downloads and deliveries
+    in flight get their grace period, outcome writes are finished, then the gateway closes); before that, it
+    unwinds the startup. Either way the process ends normally, and unfinished jobs resume at the next start.
+    """
+
+    def __init__(self) -> None:
+        self.close: Callable[[], Coroutine[Any, Any, None]] | None = None  # set once there is a bot to close
+        self.signal: signal.Signals | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> GracefulStop:
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.signal is not None:
+            log.info("%s received; already stopping", sig.name)
+            return
+        self.signal = sig
+        log.info("%s received: stopping (unfinished jobs resume at the next start)", sig.name)
+        if self.close is not None:
+            self._closing = asyncio.create_task(self.close(), name="graceful-stop")
+        elif self._task is not None:
+            self._task.cancel()  # still starting up: unwind what has started
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        if self._closing is not None:
+            await self._closing
+        if exc_type is asyncio.CancelledError and self.signal is not None and self._task is not None:
+            # Our own cancel from _on_signal (a cancel from anyone else leaves a count and goes on).
+            return self._task.uncancel() == 0
+        return False
+
+
+async def _login(bot: EncoreBot, token: str) -> None:
+    """Log in to Discord (and run setup_hook); what goes wrong becomes one line saying what to do."""
+    try:
+        await bot.login(token)
+    except discord.LoginFailure:
+        raise ConfigError(
+            "Discord refused DISCORD_TOKEN (401 Unauthorized): copy the bot's token again from the developer "
+            "portal (your application, Bot, Reset Token) into DISCORD_TOKEN"
+        ) from None
+    except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        raise StartupError(
+            f"can't reach Discord ({cause(exc)}): check this machine's network, DNS and proxy, then start again"
+        ) from None
+    except discord.HTTPException as exc:
+        raise StartupError(
+            f"Discord answered HTTP {exc.status} while Encore was starting ({str(exc.text)[:200]}); "
+            "try again in a few minutes"
+        ) from None
 
 
 async def sync_commands_now(settings: Settings, secrets: Secrets, **client_options: Any) -> int:
@@ -482,11 +594,7 @@ async def sync_commands_now(settings: Settings, secrets: Secrets, **client_optio
     await core.db.open()
     try:
         async with EncoreBot(core, sync_only=True, **client_options) as bot:
-            try:
-                await bot.login(token)
-            except discord.LoginFailure:
-                message = "Discord refused DISCORD_TOKEN: copy the bot's token again (developer portal, Bot)."
-                raise ConfigError(message) from None
+            await _login(bot, token)
             return await bot.sync_commands(force=True)
     finally:
         await core.db.close()
@@ -495,8 +603,16 @@ async def sync_commands_now(settings: Settings, secrets: Secrets, **client_optio
 async def run_bot(
     settings: Settings, secrets: Secrets, *, config_path: Path | None = None, **client_options: Any
 ) -> None:
+    """Run the Discord bot until it is closed or told to stop by SIGTERM or SIGINT.
+
+    Startup problems raise a :class:`BotError` whose message says what to do (a refused token, no network,
+    a damaged or locked database, a port in use).
+    """
     token = _require(secrets.discord_token, "DISCORD_TOKEN")
-    async with Core(settings, secrets) as core:
+    async with GracefulStop() as stop, Core(settings, secrets) as core:
         bot = EncoreBot(core, config_path=config_path, **client_options)
         async with bot:
-            await bot.start(token)
+            stop.close = bot.close
+            await _login(bot, token)
+            await bot.connect()
+    log.info("Encore stopped cleanly" + (f" ({stop.signal.name})" if stop.signal else ""))

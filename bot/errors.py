@@ -32,6 +32,13 @@ class ConfigError(BotError):
     default_message = "The configuration is invalid."
 
 
+class StartupError(BotError):
+    """Encore can't start (Discord refused or can't be reached, the database can't be used); the message says
+    what to do about it, in one line."""
+
+    default_message = "Encore couldn't start."
+
+
 class InvalidRequestError(BotError):
     """A user's input was refused before anything was submitted or charged."""
 

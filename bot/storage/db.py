@@ -33,7 +33,14 @@ from typing import Any
 
 import aiosqlite
 
-from bot.errors import BotError, StorageBusyError, StorageCorruptError, StorageError, StorageFullError
+from bot.errors import (
+    BotError,
+    StartupError,
+    StorageBusyError,
+    StorageCorruptError,
+    StorageError,
+    StorageFullError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,29 @@ def storage_error(exc: sqlite3.Error) -> StorageError | None:
     if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY):
         return StorageError(detail=str(exc))
     return None
+
+
+def unusable(path: Path, exc: OSError | sqlite3.Error | StorageError) -> StartupError:
+    """Why the database at ``path`` can't be opened, and what to do about it, in one line."""
+    problem = storage_error(exc) if isinstance(exc, sqlite3.Error) else exc
+    if isinstance(problem, StorageCorruptError):
+        return StartupError(
+            f"the database {path} is damaged or not a database ({problem}): restore a backup there (README: "
+            "Operations, Backups) or move the file away to start with an empty one",
+            detail=str(exc),
+        )
+    if isinstance(problem, StorageBusyError):
+        return StartupError(
+            f"the database {path} is locked by another program (another Encore, a sqlite3 shell?): stop it, "
+            "or raise [storage] busy_timeout_ms, and start again",
+            detail=str(exc),
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StartupError(
+        f"can't open the database {path} ({reason}): check [storage] dir (ENCORE_STORAGE__DIR), its free "
+        "space and permissions",
+        detail=str(exc),
+    )
 
 
 @dataclass(frozen=True)
@@ -101,10 +131,13 @@ class Database:
     async def open(self, *, migrate: bool = True) -> None:
         """Connect and apply pending migrations (``migrate=False``: leave the schema alone, e.g. to read
         stats from a database a running bot owns)."""
-        if self.path.parent != Path():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: autocommit; transactions are explicit (BEGIN ... COMMIT).
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            if self.path.parent != Path():
+                await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            # isolation_level=None: autocommit; transactions are explicit (BEGIN ... COMMIT).
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise unusable(self.path, exc) from None
         try:
             conn.row_factory = aiosqlite.Row
             await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -116,9 +149,11 @@ class Database:
                 await self.check_integrity()
             if migrate:
                 await self.migrate()
-        except BaseException:
+        except BaseException as exc:
             await conn.close()
             self._conn = None
+            if isinstance(exc, sqlite3.Error | StorageError):
+                raise unusable(self.path, exc) from None
             raise
 
     async def close(self) -> None:
@@ -227,9 +262,9 @@ class Database:
         current = await self.user_version()
         migrations = load_migrations()
         if current > len(migrations):
-            raise RuntimeError(
-                f"database {self.path} is at schema version {current}, newer than this code "
-                f"({len(migrations)}); refusing to run an older Encore against it"
+            raise StartupError(
+                f"the database {self.path} is at schema version {current}, newer than this Encore "
+                f"({len(migrations)}): run the newer Encore, or restore a backup made by this version"
             )
         for migration in migrations[current:]:
             log.info("applying migration %s", migration.name)

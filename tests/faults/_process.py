@@ -54,6 +54,30 @@ def toml_text(config: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def bot_environment(sim: DiscordSimulator, fake: FakeReplicate) -> dict[str, str]:
+    """This process's environment without Encore's settings and secrets, plus what a bot process under test
+    needs (``botproc.environment``)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_", "REPLICATE_", "DISCORD_"))}
+    return {**base, **botproc.environment(sim, fake)}
+
+
+async def spawn_bot(config_path: Path, work_dir: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python -m bot run --config PATH`` pointed at the simulator, in ``work_dir``; its log on stderr (a pipe)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.faults.botproc",
+        "run",
+        "--config",
+        str(config_path),
+        cwd=work_dir,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 class Progress:
     """Named counters that tests can await: ``await progress.reach("create", 40)``, never a sleep."""
 
@@ -108,10 +132,6 @@ class BotProcess:
         self.deaths: list[asyncio.Event] = []  # one per incarnation, set when it is killed
         self._reader: asyncio.Task[None] | None = None
 
-    def _env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("ENCORE_", "REPLICATE_", "DISCORD_"))}
-        return {**base, **botproc.environment(self.sim, self.fake)}
-
     async def start(self) -> None:
         """Start a new incarnation and wait until it has identified on the gateway (so it takes commands)."""
         assert self.process is None, "the previous incarnation is still running"
@@ -120,19 +140,7 @@ class BotProcess:
         self.logs.append(log_path)
         self.deaths.append(asyncio.Event())
         mark = len(self.sim.gateway.events)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.faults.botproc",
-            "run",
-            "--config",
-            str(self.config_path),
-            cwd=self.work_dir,
-            env=self._env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await spawn_bot(self.config_path, self.work_dir, bot_environment(self.sim, self.fake))
         self.process = process
         self._reader = asyncio.create_task(self._copy_log(process, log_path))
         ready = asyncio.create_task(
@@ -186,6 +194,25 @@ class BotProcess:
         code = await process.wait()
         if self._reader is not None:
             await self._reader
+        return code
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, *, timeout_s: float = 10.0) -> int:
+        """Send ``sig`` (``docker stop`` sends SIGTERM, then SIGKILL after 10 s) and wait up to ``timeout_s`` for
+        the running incarnation to end by itself; returns its exit code."""
+        process = self.process
+        assert process is not None, "no running incarnation"
+        assert process.returncode is None, "the incarnation has exited already"
+        self.up.clear()
+        process.send_signal(sig)
+        try:
+            async with asyncio.timeout(timeout_s):
+                code = await process.wait()
+        except TimeoutError:
+            raise AssertionError(f"the bot did not stop within {timeout_s:g} s of {sig.name}\n{self.tail()}") from None
+        self.deaths[self.incarnation].set()
+        self.progress.notify()
+        reaped = await self._reap()
+        assert reaped == code
         return code
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.errors import StartupError
 from bot.storage.db import Database, load_migrations
 
 
@@ -37,7 +38,7 @@ async def test_refuses_a_database_newer_than_the_code(tmp_path: Path) -> None:
     path = tmp_path / "a.sqlite3"
     async with aiosqlite.connect(path) as conn:
         await conn.execute("PRAGMA user_version = 999")
-    with pytest.raises(RuntimeError, match="newer than this code"):
+    with pytest.raises(StartupError, match="newer than this Encore"):
         await Database(path).open()
 
 
