@@ -23,14 +23,14 @@ from bot import logs
 from bot.app import Core, run_bot, sync_commands_now
 from bot.audio import off_loop
 from bot.audio.fit import tag_copy
-from bot.catalog import MODELS, MUSICGEN, Param, all_params, get_model, parse_options, validate_request
+from bot.catalog import MODELS, MUSICGEN, Param, all_params, get_model, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
 from bot.delivery import audio_filename, output_files, track_tags
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus
-from bot.jobs.service import MAX_EXTEND_S, JobService, Phase, check_extend
+from bot.jobs.service import MAX_EXTEND_S, JobService, Phase
 from bot.provider_health import provider_health
 from bot.storage.db import Database, backup, files_size
 from bot.storage.jobs_repo import JobsRepo
@@ -303,7 +303,8 @@ def _refuse(args: argparse.Namespace, what: str, *, allowed: set[str]) -> None:
 
 
 async def _start(service: JobService, args: argparse.Namespace, settings: Settings) -> list[Job]:
-    """Create the job(s) through the same core calls as the Discord commands (and their checks)."""
+    """Create the job(s) through the same core calls as the Discord commands, with the same checks: everything
+    but the clip first, then the clip is copied in (as an attachment is downloaded) and read."""
     origin = JobOrigin(user_id=CLI_USER_ID)
     spec = get_model(args.model)
     if args.audio is None:
@@ -321,29 +322,21 @@ async def _start(service: JobService, args: argparse.Namespace, settings: Settin
         )
     elif args.continue_s is not None:
         _refuse(args, "`--continue`", allowed={"--model-version"})
-        check_extend(args.continue_s)
     else:
         _refuse(args, "Following a melody", allowed={"--seed", "--duration", *_musicgen_flags()})
-        # Check what can be checked before the clip is copied and decoded, as /music melody does.
-        validate_request(
-            JobRequest(
-                model=spec.key,
-                prompt=args.prompt,
-                duration_s=args.duration,
-                seed=args.seed,
-                params={"model_version": "stereo-melody-large", **_params_from(args)},
-                audio_s=0.5,
-            ),
-            settings,
-        )
-    clip = await _take_clip(args.audio, settings)
+    copies: list[Path] = []
+
+    async def take() -> Path:
+        copies.append(await _take_clip(args.audio, settings))
+        return copies[-1]
+
     try:
         if spec.key in _STEM_MODELS:
             stems = str(_params_from(args).get("stems", "six"))
-            return [await service.split_stems(clip, origin, stems=stems, name=args.audio.name)]
+            return [await service.split_stems(take, origin, stems=stems, name=args.audio.name)]
         if args.continue_s is not None:
             job = await service.continue_track(
-                clip,
+                take,
                 origin,
                 prompt=args.prompt or None,
                 extra_s=args.continue_s,
@@ -351,12 +344,14 @@ async def _start(service: JobService, args: argparse.Namespace, settings: Settin
             )
             return [job]
         jobs = await service.follow_melody(
-            clip, origin, prompt=args.prompt, duration_s=args.duration, params=_params_from(args), seed=args.seed
+            take, origin, prompt=args.prompt, duration_s=args.duration, params=_params_from(args), seed=args.seed
         )
     except BaseException:
-        await asyncio.to_thread(clip.unlink, missing_ok=True)
+        for copy in copies:
+            await asyncio.to_thread(copy.unlink, missing_ok=True)
         raise
-    await asyncio.to_thread(clip.unlink, missing_ok=True)  # the job prepared its own clip from it
+    for copy in copies:  # the job prepared its own clip from it
+        await asyncio.to_thread(copy.unlink, missing_ok=True)
     return jobs
 
 
