@@ -352,6 +352,11 @@ def discord_moment(moment: datetime) -> str:
     return f"<t:{int(moment.timestamp())}:R>"
 
 
+def discord_text(error: BotError) -> str:
+    """What a known error says in Discord: its message, with any moment (a quota's reset) shown live."""
+    return error.render(discord_moment) if isinstance(error, LimitError) else error.user_message
+
+
 class EncoreTree(app_commands.CommandTree["EncoreBot"]):
     """One handler for every command's errors: a known error is one ephemeral line; others get an apology."""
 
@@ -359,10 +364,8 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
         cause: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             cause = error.original
-        if isinstance(cause, LimitError):
-            message = cause.render(discord_moment)
-        elif isinstance(cause, BotError):
-            message = cause.user_message
+        if isinstance(cause, BotError):
+            message = discord_text(cause)
         elif isinstance(cause, app_commands.CheckFailure):
             message = getattr(cause, "user_message", None) or "You can't use that command here."
         elif isinstance(cause, app_commands.TransformerError):

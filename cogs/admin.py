@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot
+from bot.app import EncoreBot, discord_text
 from bot.config import load_settings
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, shown
@@ -71,7 +71,7 @@ class SettingModal(discord.ui.Modal):
         )
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        text = error.user_message if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        text = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
         if not isinstance(error, BotError):
             log.error("settings change failed", exc_info=error)
         await interaction.response.send_message(text, ephemeral=True)

@@ -18,7 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot
+from bot.app import EncoreBot, discord_text
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin
 from bot.jobs.service import MAX_EXTEND_S, ClipSource
@@ -91,7 +91,7 @@ class _AudioModal(discord.ui.Modal):
         await self.cog.take_audio(interaction, self.message, self.prompt.value, seconds, continuing=self.continuing)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        message = error.user_message if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        message = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
         if not isinstance(error, BotError):
             log.error("audio modal failed", exc_info=error)
         if interaction.response.is_done():
@@ -228,7 +228,7 @@ class AudioIn(commands.Cog):
         try:
             await self.bot.service.check_text([("prompt", prompt)], guild_id)  # before the card shows it
         except BotError as exc:
-            await self._reply(message, exc.user_message)
+            await self._reply(message, discord_text(exc))
             return
         title = inert(prompt) if prompt else "Continuing your track"
         card = await self._reply(message, embed=discord.Embed(title=title[:256], description="⏳ Preparing…"))
@@ -262,7 +262,7 @@ class AudioIn(commands.Cog):
         except BotError as exc:
             if downloaded is not None:
                 await asyncio.to_thread(downloaded.unlink, missing_ok=True)
-            await card.edit(content=exc.user_message, embed=None)
+            await card.edit(content=discord_text(exc), embed=None)
             return
         card_job, phase, members = await self.bot.service.card(job.id)
         delivery_of(self.bot).register_interaction(card_job, phase, members, None)

@@ -12,7 +12,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot.app import EncoreBot, reply_privately
+from bot.app import EncoreBot, discord_text, reply_privately
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs import plans
 from bot.storage.plans_repo import PlanRecord
@@ -147,7 +147,7 @@ class SectionModal(discord.ui.Modal):
         await _refresh_card(interaction, record)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        text = error.user_message if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        text = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:
@@ -196,7 +196,7 @@ class SectionSelect(
             )
             await interaction.response.edit_message(embed=plan_embed(record), view=plan_view(record))
         except BotError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await interaction.response.send_message(discord_text(exc), ephemeral=True)
 
 
 class PlanButton(
@@ -229,7 +229,7 @@ class PlanButton(
             await defer_card(interaction)  # admission waits on the database
             job = await bot.service.compose_plan(self.plan_id, origin(interaction))
         except BotError as exc:
-            await reply_privately(interaction, exc.user_message)
+            await reply_privately(interaction, discord_text(exc))
             return
         await post_card(bot, interaction, [job])
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import discord
 
-from bot.app import EncoreBot, reply_privately
+from bot.app import EncoreBot, discord_text, reply_privately
 from bot.catalog import MODELS, Capability
 from bot.config import LimitsSettings
 from bot.delivery import TERMINAL_PHASES
@@ -57,14 +57,14 @@ class CancelButton(
         try:
             await service_of(interaction).job_for(self.job_id, actor, Action.CANCEL)
         except BotError as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await interaction.response.send_message(discord_text(exc), ephemeral=True)
             return
         # Acknowledge at once; the card update follows from the job service.
         await interaction.response.defer()
         try:
             await service_of(interaction).cancel(self.job_id, actor)
         except BotError as exc:
-            await interaction.followup.send(exc.user_message, ephemeral=True)
+            await interaction.followup.send(discord_text(exc), ephemeral=True)
 
 
 def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui.View:
@@ -139,7 +139,7 @@ class ResultButton(
         try:
             await _ACTIONS[self.action](interaction, self.job_id)
         except BotError as exc:
-            await reply_privately(interaction, exc.user_message)
+            await reply_privately(interaction, discord_text(exc))
 
 
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Encore, accepted, card_field, default_guild
+from tests.e2e.conftest import Encore, accepted, card_field, default_guild, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 
@@ -31,6 +31,21 @@ async def test_quota_refusal_is_private_and_usage_shows_it(
     admin = await (await sim.user("boss").slash("music usage")).wait_original()
     assert card_field(admin, "Server tracks") == "1 (no limit)"
     assert (card_field(admin, "Server budget") or "").startswith("$0.01 of $2.00")
+    assert len(fake.predictions) == 1
+
+
+async def test_a_quota_refusal_from_a_button_shows_when_it_resets_live(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    encore.configure(limits={"user_daily_jobs": 1})
+    await encore.start()
+    bob = sim.user("bob")
+    handle = await bob.slash("music generate", prompt="one", duration=2)
+    await fake.succeed(await fake.wait_for_prediction())
+    done = await handle.wait_original(status_is("Done"))
+    refused = await (await bob.click(done, f"encore:regen:{job_id_of(done)}")).wait_message()
+    assert refused.is_ephemeral
+    assert "More <t:" in refused.content  # not a plain UTC time: Discord shows it in the reader's own zone
     assert len(fake.predictions) == 1
 
 
