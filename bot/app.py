@@ -29,8 +29,9 @@ from bot import __version__, logs
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, ProviderError, StartupError, StorageError, cause
 from bot.jobs.limits import LimitError
+from bot.jobs.phase import JobListener
 from bot.jobs.retention import Janitor
-from bot.jobs.service import JobListener, JobService
+from bot.jobs.service import JobService
 from bot.providers.base import Provider
 from bot.providers.cog import CogClient, UploadStore
 from bot.providers.elevenlabs import ElevenLabsClient

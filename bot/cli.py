@@ -30,7 +30,8 @@ from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus
-from bot.jobs.service import MAX_EXTEND_S, JobService, Phase
+from bot.jobs.phase import Phase
+from bot.jobs.service import MAX_EXTEND_S, JobService
 from bot.provider_health import provider_health
 from bot.storage.db import Database, backup, files_size
 from bot.storage.jobs_repo import JobsRepo

@@ -31,7 +31,8 @@ from bot.catalog import MODELS
 from bot.config import Settings
 from bot.errors import DeliveryError
 from bot.jobs.models import Job, JobStatus
-from bot.jobs.service import JobService, Phase
+from bot.jobs.phase import TERMINAL_PHASES, Phase
+from bot.jobs.service import JobService
 from bot.text import inert
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10  # attachments per message
 # Leave a margin so a call that starts just before expiry does not fail mid-flight.
 TOKEN_MARGIN_S = 60.0
-TERMINAL_PHASES = frozenset({Phase.DONE, Phase.FAILED, Phase.CANCELED})
 # Messages looked through after a job's card for what an earlier process posted and never heard back about.
 HISTORY_LIMIT = 1000
 

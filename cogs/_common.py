@@ -19,7 +19,8 @@ from bot.delivery import DiscordDelivery, build_card
 from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
-from bot.jobs.service import ClipSource, Phase
+from bot.jobs.phase import Phase
+from bot.jobs.service import ClipSource
 from bot.text import quoted
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ import discord
 from bot.app import EncoreBot, discord_text, reply_privately
 from bot.catalog import MODELS, Capability
 from bot.config import LimitsSettings
-from bot.delivery import TERMINAL_PHASES
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual
 from bot.jobs.models import Job
-from bot.jobs.service import JobService, Phase
+from bot.jobs.phase import TERMINAL_PHASES, Phase
+from bot.jobs.service import JobService
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
 from cogs.plans import post_plan

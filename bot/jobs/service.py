@@ -16,10 +16,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import av.error
 
@@ -62,6 +61,7 @@ from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, allowed, authorize
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start, run_cost_usd
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus, Pause, new_job_id
+from bot.jobs.phase import JobListener, Phase, card_phase
 from bot.jobs.plans import instrumental as plan_instrumental
 from bot.jobs.plans import texts as plan_texts
 from bot.jobs.plans import total_ms as plan_total_ms
@@ -101,64 +101,6 @@ ClipSource = Path | Callable[[], Awaitable[Path]]
 def check_extend(extra_s: int) -> None:
     if not 1 <= extra_s <= MAX_EXTEND_S:
         raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
-
-
-class Phase(StrEnum):
-    """What a person sees on the job card."""
-
-    QUEUED = "Queued"
-    STARTING = "Starting"
-    GENERATING = "Generating"
-    UPLOADING = "Uploading"
-    DONE = "Done"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
-
-
-class JobListener(Protocol):
-    """Implemented by Discord delivery and by the CLI."""
-
-    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
-        """A job moved; update whatever shows it. Must not raise.
-
-        ``job`` identifies the card (for a batch, its first variation) and ``phase`` is the card's phase;
-        ``members`` are all the jobs on that card (one, or every variation of a batch).
-        """
-        ...
-
-    async def deliver(self, jobs: Sequence[Job]) -> int | None:
-        """Hand finished files (``job.output_path`` of each) to the user, together. Returns a message id.
-
-        Raise :class:`DeliveryError` (``retryable=False`` when retrying cannot help).
-        """
-        ...
-
-
-_PROGRESS = (Phase.QUEUED, Phase.STARTING, Phase.GENERATING, Phase.UPLOADING)
-
-
-def card_phase(members: Sequence[Job], *, uploading: frozenset[str] = frozenset()) -> Phase:
-    """The phase a card shows for its jobs: the least advanced while any runs, else the outcome."""
-    if all(m.status.is_terminal for m in members):
-        if any(m.status == JobStatus.DELIVERED for m in members):
-            return Phase.DONE
-        if all(m.status == JobStatus.CANCELED for m in members):
-            return Phase.CANCELED
-        return Phase.FAILED
-    active = [Phase.UPLOADING if m.id in uploading else phase_of(m.status) for m in members if not m.status.is_terminal]
-    return min(active, key=_PROGRESS.index)
-
-
-def phase_of(status: JobStatus) -> Phase:
-    return {
-        JobStatus.QUEUED: Phase.QUEUED,
-        JobStatus.SUBMITTED: Phase.STARTING,
-        JobStatus.RUNNING: Phase.GENERATING,
-        JobStatus.SUCCEEDED: Phase.UPLOADING,
-        JobStatus.DELIVERED: Phase.DONE,
-        JobStatus.FAILED: Phase.FAILED,
-        JobStatus.CANCELED: Phase.CANCELED,
-    }[status]
 
 
 def _friendly_failure(prediction: Prediction) -> str:

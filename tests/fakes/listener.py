@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.errors import DeliveryError
 from bot.jobs.models import Job
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 
 FINAL = (Phase.DONE, Phase.FAILED, Phase.CANCELED)
 

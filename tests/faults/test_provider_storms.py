@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.jobs.models import Job, JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate, RecordedRequest
 from tests.faults.conftest import Reliability

@@ -37,7 +37,7 @@ import pytest
 
 from bot.errors import StorageBusyError, StorageCorruptError, StorageError, StorageFullError
 from bot.jobs.models import JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.faults._storage import (

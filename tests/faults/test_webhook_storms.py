@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from bot.jobs.models import JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate, WebhookDelivery, sign_webhook
 from tests.faults.conftest import Reliability

@@ -10,7 +10,7 @@ from bot.errors import InvalidRequestError, NotAllowedError
 from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
 from bot.jobs.models import JobOrigin, JobRequest, JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.jobs.models import JobOrigin
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 

@@ -8,7 +8,7 @@ import pytest
 
 from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from bot.providers.replicate import DATA_URL_MAX_BYTES
 from tests.fakes.audio import audio_info, image_info, make_wav
 from tests.fakes.replicate import FakeReplicate

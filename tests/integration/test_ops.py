@@ -14,7 +14,7 @@ from bot.app import Core
 from bot.errors import ConfigError
 from bot.jobs.access import Person
 from bot.jobs.models import JobOrigin, JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 from tests.promparse import Exposition, parse

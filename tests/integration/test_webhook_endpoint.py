@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bot.jobs.models import JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from tests.fakes.replicate import FakeReplicate, sign_webhook
 from tests.integration.conftest import Harness
 

@@ -7,7 +7,7 @@ import pytest
 from bot.config import LimitsSettings
 from bot.delivery import audio_filename, build_card, delivery_nonce
 from bot.jobs.models import Job, JobStatus
-from bot.jobs.service import Phase
+from bot.jobs.phase import Phase
 from cogs.views import card_view, info_embed
 
 
