@@ -157,6 +157,7 @@ class Kill9:
         self.kills: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._armed: tuple[str, int, asyncio.Event] | None = None  # inline kill: counter, target, fired
+        self._cards: set[int] = set()  # messages already counted as a job card
         sim.state.listeners.append(self._on_message)
 
     # -- event pumps: every hook of the fakes and the simulator becomes a counter ---------------------
@@ -205,8 +206,15 @@ class Kill9:
             kind = "audio"
             if message.interaction_id is not None:
                 self.progress.bump("followup")  # a followup through the interaction: no nonce protects it
-        elif event.kind == "create" and message.interaction_id is not None and message.embeds:
-            kind = "card"  # an original response with the job card
+        elif (
+            event.kind in ("create", "edit")
+            and message.interaction_id is not None
+            and message.embeds
+            and message.id not in self._cards
+        ):
+            # The job card, first shown: it replaces the defer's "thinking…" message (an edit), or is the answer.
+            self._cards.add(message.id)
+            kind = "card"
         self.progress.bump(kind)
         armed = self._armed
         if armed is not None and self.progress.counts[armed[0]] >= armed[1]:
@@ -302,8 +310,11 @@ class Kill9:
         def settled() -> bool:
             answer = command.handle.original
             # A card that shows the job ended, or an answer that is no card (a refusal): nothing will be created.
-            ended = answer is not None and (
-                not answer.embeds or any(word in card_status(answer) for word in ("Failed", "Canceled"))
+            # The defer's "thinking…" message is no answer yet.
+            ended = (
+                answer is not None
+                and not answer.is_loading
+                and (not answer.embeds or any(word in card_status(answer) for word in ("Failed", "Canceled")))
             )
             return command.index in self.created or ended or self.bot.deaths[command.incarnation].is_set()
 
@@ -437,6 +448,8 @@ def check_outcomes(scenario: Kill9) -> tuple[Counter[str], list[str]]:
         index, handle = command.index, command.handle
         job = by_interaction.get(handle.id)
         card = handle.original if handle.response_type is not None else None
+        if card is not None and card.is_loading:  # deferred, then killed before it answered
+            card = None
         if card is None and not scenario.bot.deaths[command.incarnation].is_set():
             problems.append(f"command #{index}: the bot stayed up but never answered it")
         if job is None:
