@@ -436,7 +436,7 @@ class EncoreBot(commands.Bot):
         return self.core.service
 
     async def setup_hook(self) -> None:
-        from bot.delivery import DiscordDelivery
+        from bot.discord.delivery import DiscordDelivery
 
         self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service)
         for extension in EXTENSIONS:

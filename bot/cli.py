@@ -25,13 +25,13 @@ from bot.audio import off_loop
 from bot.audio.fit import tag_copy
 from bot.catalog import MODELS, MUSICGEN, Param, all_params, get_model, parse_options
 from bot.config import Secrets, Settings, describe, load_settings
-from bot.delivery import audio_filename, output_files, track_tags
 from bot.errors import BotError, ConfigError, DeliveryError, InvalidRequestError
 from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
 from bot.jobs.models import Job, JobOrigin, JobRequest, JobStatus
 from bot.jobs.phase import Phase
 from bot.jobs.service import MAX_EXTEND_S, JobService
+from bot.naming import audio_filename, output_files, track_tags
 from bot.provider_health import provider_health
 from bot.storage.db import Database, backup, files_size
 from bot.storage.jobs_repo import JobsRepo

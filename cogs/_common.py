@@ -15,7 +15,8 @@ from yarl import URL
 
 from bot.app import EncoreBot
 from bot.audio.download import fetch_to_file, input_url_allowed
-from bot.delivery import DiscordDelivery, build_card
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.render import build_card
 from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin

@@ -31,7 +31,8 @@ from bot.catalog import (
     parse_options,
     validate_request,
 )
-from bot.delivery import DiscordDelivery, build_card
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
