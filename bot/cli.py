@@ -1,4 +1,8 @@
-"""``python -m bot``: run the bot, generate one track from the terminal, check the config, back up the database."""
+"""``python -m bot``: run the bot, generate one track from the terminal, check the config, back up the database.
+
+The commands that don't talk to Discord (``generate``, ``models``, ``check-config``, ``db``) never load
+discord.py: ``run`` and ``sync-commands`` import the Discord edge (``bot.discord.run``) when they start.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from secrets import token_hex
 from typing import Any, TextIO
 
 from bot import logs
-from bot.app import Core, run_bot, sync_commands_now
+from bot.app import Core
 from bot.audio import off_loop
 from bot.audio.fit import tag_copy
 from bot.catalog import MODELS, MUSICGEN, Param, all_params, get_model, parse_options
@@ -552,9 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, json_lines=json_lines)
     try:
         if args.command == "run":
+            from bot.discord.run import run_bot  # discord.py only for the commands that use it
+
             asyncio.run(run_bot(settings, secrets, config_path=args.config))
             return EXIT_OK
         if args.command == "sync-commands":
+            from bot.discord.run import sync_commands_now
+
             count = asyncio.run(sync_commands_now(settings, secrets))
             guilds = ", ".join(map(str, settings.discord.dev_guild_ids))
             print(f"Synced {count} command(s) " + (f"to server(s) {guilds}." if guilds else "globally."))

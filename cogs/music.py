@@ -13,7 +13,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot
 from bot.catalog import (
     MAX_BATCH,
     MODELS,
@@ -31,6 +30,7 @@ from bot.catalog import (
     parse_options,
     validate_request,
 )
+from bot.discord.client import EncoreBot
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
