@@ -13,9 +13,10 @@ from typing import Any
 import discord
 from yarl import URL
 
-from bot.app import EncoreBot
 from bot.audio.download import fetch_to_file, input_url_allowed
-from bot.delivery import DiscordDelivery, build_card
+from bot.discord.client import EncoreBot
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.render import build_card
 from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
@@ -101,7 +102,7 @@ async def defer_card(interaction: discord.Interaction[Any]) -> None:
     Discord drops an interaction not answered within 3 s, and admission waits on the database (under a lock
     shared by everyone's requests), so nothing that can wait comes before this. Input that can be checked
     without waiting is checked first, so a mistake is answered privately at once; a refusal after this point
-    is private too (:func:`bot.app.reply_privately`).
+    is private too (:func:`bot.discord.replies.reply_privately`).
     """
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)

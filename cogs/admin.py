@@ -11,8 +11,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot, discord_text
 from bot.config import load_settings
+from bot.discord.client import EncoreBot
+from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, shown
 from bot.jobs.models import Pause

@@ -18,7 +18,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot, discord_text
+from bot.discord.client import EncoreBot
+from bot.discord.replies import discord_text
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job, JobOrigin
 from bot.jobs.service import MAX_EXTEND_S, ClipSource

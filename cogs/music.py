@@ -13,7 +13,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import EncoreBot
 from bot.catalog import (
     MAX_BATCH,
     MODELS,
@@ -31,7 +30,9 @@ from bot.catalog import (
     parse_options,
     validate_request,
 )
-from bot.delivery import DiscordDelivery, build_card
+from bot.discord.client import EncoreBot
+from bot.discord.delivery import DiscordDelivery
+from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest

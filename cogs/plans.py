@@ -12,7 +12,8 @@ from typing import Any
 import discord
 from discord.ext import commands
 
-from bot.app import EncoreBot, discord_text, reply_privately
+from bot.discord.client import EncoreBot
+from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs import plans
 from bot.storage.plans_repo import PlanRecord

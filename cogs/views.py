@@ -10,9 +10,10 @@ from typing import Any
 
 import discord
 
-from bot.app import EncoreBot, discord_text, reply_privately
 from bot.catalog import MODELS, Capability
 from bot.config import LimitsSettings
+from bot.discord.client import EncoreBot
+from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual

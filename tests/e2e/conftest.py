@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bot.app import Core, EncoreBot
+from bot.app import Core
 from bot.config import Secrets, Settings, load_settings
+from bot.discord.client import EncoreBot
 from tests.conftest import make_settings
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, InteractionHandle

@@ -12,7 +12,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.app import EncoreBot
+from bot.discord.client import EncoreBot
 from tests.e2e.conftest import Encore
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bot.config import LimitsSettings
-from bot.delivery import audio_filename, build_card, delivery_nonce
+from bot.discord.render import build_card
+from bot.discord.send import delivery_nonce
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.phase import Phase
+from bot.naming import audio_filename
 from cogs.views import card_view, info_embed
 
 

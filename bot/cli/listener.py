@@ -1,0 +1,85 @@
+"""The CLI's job listener: progress lines on stderr, and the finished files written where asked, tagged as
+Discord's are and named the same way (``bot.naming``)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.audio import off_loop
+from bot.audio.fit import tag_copy
+from bot.cli.render import failure_hint
+from bot.errors import DeliveryError
+from bot.jobs.models import Job
+from bot.jobs.phase import Phase
+from bot.naming import audio_filename, output_files, track_tags
+
+
+class CliListener:
+    """Reports progress on stderr and writes the finished files, tagged as delivered files are."""
+
+    def __init__(self, out: Path | None, stream: TextIO, *, verbose: bool = False) -> None:
+        self.out = out
+        self.stream = stream
+        self.verbose = verbose
+        self.card: str | None = None  # the card key (job id, or batch id) this CLI run waits for
+        self.finished = asyncio.Event()
+        self.final: list[Job] = []
+        self.written: list[Path] = []
+        self._last: Phase | None = Phase.QUEUED  # the "Queued: ..." line says so already
+
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
+        if job.card_key != self.card:
+            return
+        if phase != self._last:
+            self._last = phase
+            line = f"[{job.card_key}] {phase.value}"
+            errors = {m.error for m in members if m.error}
+            if phase in (Phase.FAILED, Phase.CANCELED) and errors:
+                line += ": " + "; ".join(sorted(errors))
+            print(line, file=self.stream, flush=True)
+            if phase == Phase.FAILED and (hint := failure_hint(members, verbose=self.verbose)):
+                print(f"error: {hint}", file=self.stream, flush=True)
+        if phase in (Phase.DONE, Phase.FAILED, Phase.CANCELED):
+            self.final = list(members)
+            self.finished.set()
+
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
+        if not jobs or jobs[0].card_key != self.card:
+            raise DeliveryError(detail="not this CLI's job")
+        for job in jobs:
+            target = self._target(job)
+            tags = track_tags(job)
+            for name, source in output_files(job):
+                path = target.with_name(f"{target.stem}-{name}{source.suffix}") if name else target
+                await off_loop("fit", _write_tagged, source, path, tags)
+                self.written.append(path)
+            if job.image_path:
+                image = Path(job.image_path)
+                image_target = target.with_name(target.stem + "-spectrogram" + image.suffix)
+                await asyncio.to_thread(_copy, image, image_target)
+                self.written.append(image_target)
+        return None
+
+    def _target(self, job: Job) -> Path:
+        """``--out`` (a variation adds ``-v<n>-seed<seed>``), else the name Discord gives the file."""
+        if self.out is None:
+            return Path(audio_filename(job))
+        if job.batch_size > 1:
+            return self.out.with_name(f"{self.out.stem}-v{job.batch_index + 1}-seed{job.seed}{self.out.suffix}")
+        return self.out
+
+
+def _copy(source: Path, target: Path) -> None:
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+def _write_tagged(source: Path, target: Path, tags: Mapping[str, str]) -> None:
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tag_copy(source, target, tags)

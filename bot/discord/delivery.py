@@ -1,0 +1,73 @@
+"""Discord delivery: the job listener the bot gives the job service (``bot.jobs.phase.JobListener``).
+
+The job card that follows a job is kept by :mod:`bot.discord.cards`, drawn by :mod:`bot.discord.render`; the
+message that brings the audio is sent by :mod:`bot.discord.send`. This class joins them for ``app``'s wiring
+and the cogs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.config import Settings
+from bot.discord.cards import Cards
+from bot.discord.render import ViewFactory
+from bot.discord.send import Sender
+from bot.errors import DeliveryError
+from bot.jobs.models import Job
+from bot.jobs.phase import Phase
+from bot.jobs.service import JobService
+
+if TYPE_CHECKING:
+    from discord.ext import commands
+
+
+class DiscordDelivery:
+    def __init__(self, bot: commands.Bot, settings: Settings, service: Callable[[], JobService] | None = None) -> None:
+        self._cards = Cards(bot, settings, service)
+        self._sender = Sender(bot, self._cards, settings.storage.dir / "deliveries")
+        self._closed = False
+
+    @property
+    def view_factory(self) -> ViewFactory:
+        """Builds a card's buttons (set by the cog that owns them)."""
+        return self._cards.view_factory
+
+    @view_factory.setter
+    def view_factory(self, factory: ViewFactory) -> None:
+        self._cards.view_factory = factory
+
+    def apply_settings(self, settings: Settings) -> None:
+        """The job rules of a reloaded config (``/encore reload``): attempts and delay of card edits."""
+        self._cards.apply_settings(settings)
+
+    def register_interaction(
+        self, job: Job, phase: Phase, members: Sequence[Job], interaction: discord.Interaction[Any] | None
+    ) -> None:
+        """The card of ``job`` was posted (through ``interaction``, or as a plain channel message)."""
+        self._cards.register_interaction(job, phase, members, interaction)
+
+    def forget(self, card_key: str) -> None:
+        """Drop what is known about a card (it could not be posted)."""
+        self._cards.forget(card_key)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._cards.close()
+
+    async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
+        if self._closed:
+            return
+        await self._cards.job_updated(job, phase, members)
+
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
+        if self._closed:
+            raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
+        return await self._sender.deliver(jobs)
+
+    async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:
+        """The files of finished jobs, each fitted under ``limit`` (for re-posting, e.g. a full track)."""
+        return await self._sender.files_for(jobs, limit=limit)

@@ -1,0 +1,72 @@
+"""What a finished job's files are called and tagged with, wherever they go (Discord or the terminal).
+
+Discord-free, so the CLI writes its files by the same rules without loading discord.py.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+from bot.catalog import MODELS
+from bot.jobs.models import Job
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_label(job: Job) -> str:
+    spec = MODELS.get(job.model)
+    if spec is None:
+        return job.model
+    version = job.input.get("model_version") if any(p.name == "model_version" for p in spec.params) else None
+    return f"{spec.display_name} ({version})" if version else spec.display_name
+
+
+def seed_label(job: Job) -> str:
+    seed = job.seed if job.seed is not None else job.request.get("seed")
+    return f"seed {seed}" if seed is not None else f"variation {job.batch_index + 1}"
+
+
+def _slug(job: Job) -> str:
+    """From the song's title when the model named it (ElevenLabs), else from the prompt."""
+    title = (job.result.get("metadata") or {}).get("title") or job.prompt
+    text = unicodedata.normalize("NFKD", str(title)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or "encore"
+
+
+def audio_filename(job: Job) -> str:
+    """``<prompt-slug>-<job id>.<ext>`` (variations add ``-v<n>-seed<seed>``): readable, safe, unique."""
+    suffix = Path(job.output_path or "").suffix or ".wav"
+    if job.batch_size > 1:
+        return f"{_slug(job)}-{job.id}-v{job.batch_index + 1}-{seed_label(job).replace(' ', '')}{suffix}"
+    return f"{_slug(job)}-{job.id}{suffix}"
+
+
+def image_filename(job: Job) -> str:
+    suffix = Path(job.image_path or "").suffix or ".jpg"
+    return f"{_slug(job)}-{job.id}-spectrogram{suffix}"
+
+
+def waveform_filename(job: Job) -> str:
+    return f"{_slug(job)}-{job.id}-waveform.png"
+
+
+def track_tags(job: Job) -> dict[str, str]:
+    """Metadata written into delivered files: title from the prompt, model, seed and job id."""
+    seed = job.seed if job.seed is not None else job.request.get("seed")
+    details = [f"model {model_label(job)}", f"job {job.id}"] + ([f"seed {seed}"] if seed is not None else [])
+    return {
+        "title": truncate(job.prompt or "Untitled", 200),
+        "artist": "Encore",
+        "comment": "; ".join(details),
+        "description": "; ".join(details),
+    }
+
+
+def output_files(job: Job) -> list[tuple[str, Path]]:
+    """A finished job's files: ``("", its audio)``, or ``(stem name, file)`` for each stem."""
+    assert job.output_path is not None
+    return [(str(f["name"]), Path(f["path"])) for f in job.result.get("files") or []] or [("", Path(job.output_path))]
