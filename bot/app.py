@@ -20,7 +20,7 @@ from bot.jobs.phase import JobListener
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobService
 from bot.providers.base import Provider
-from bot.providers.cog import CogClient, UploadStore
+from bot.providers.cog_server import CogClient, UploadStore
 from bot.providers.elevenlabs import ElevenLabsClient
 from bot.providers.replicate import ModelRef, ReplicateClient
 from bot.storage.db import Database
@@ -28,7 +28,7 @@ from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.state_repo import StateRepo
-from bot.web.cog import CogRoutes
+from bot.web.cog_server import CogRoutes
 from bot.web.ops import OpsRoutes
 from bot.web.server import WebServer, create_app
 from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier

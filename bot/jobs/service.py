@@ -69,7 +69,7 @@ from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
-from bot.providers.cog import CogBusyError, PredictionLostError
+from bot.providers.cog_server import CogBusyError, PredictionLostError
 from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_suffix
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage

@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import ConfigError
-from bot.web.cog import CogRoutes
+from bot.web.cog_server import CogRoutes
 from bot.web.limits import BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S
 from bot.web.ops import OpsRoutes
 from bot.web.webhooks import ReplicateWebhookView

@@ -13,7 +13,7 @@ import pytest
 from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
-from bot.providers.cog import NO_UPLOAD_TARGET
+from bot.providers.cog_server import NO_UPLOAD_TARGET
 from tests.fakes.audio import audio_info, make_mp3, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.models import OutputFile

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from bot import metrics
 from bot.providers.base import Prediction
-from bot.providers.cog import UploadStore
+from bot.providers.cog_server import UploadStore
 from bot.tokens import same_secret
 from bot.web.limits import body_deadline, too_slow
 
