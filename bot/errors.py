@@ -8,6 +8,7 @@ never a secret either.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 
 class BotError(Exception):
@@ -106,6 +107,33 @@ class SubmissionUncertainError(ProviderError):
     retryable = True
 
 
+class CogBusyError(ProviderError):
+    """The self-hosted Cog model server is busy or still setting up: the job waits and is tried again."""
+
+    default_message = "The self-hosted model server is busy. Your job is waiting its turn."
+    retryable = True
+
+
+class PredictionLostError(ProviderNotFoundError):
+    """The Cog server is idle but never reported our prediction: it was lost (e.g. the server restarted)."""
+
+    default_message = "The self-hosted model server lost this job."
+
+
+class PromptRefusedError(ProviderInputError):
+    """ElevenLabs refused the prompt or plan (artist names, copyrighted lyrics); it may suggest another."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None, suggestion: Any = None) -> None:
+        super().__init__(user_message, detail=detail)
+        self.suggestion = suggestion
+
+
+class ProviderCreditsError(ProviderError):
+    """The provider account's credits or quota are used up (ElevenLabs 402, ``quota_exceeded``)."""
+
+    default_message = "Encore's ElevenLabs credits are used up. An operator needs to top them up."
+
+
 class OutputError(BotError):
     """The output could not be fetched or stored. ``retryable`` when the network may be to blame."""
 
@@ -114,6 +142,13 @@ class OutputError(BotError):
 
 class TooLargeError(OutputError):
     """A download was over its size limit (cut off while streaming)."""
+
+
+# A Cog output that is not a file uploaded to Encore: the server was started without --upload-url.
+NO_UPLOAD_TARGET = (
+    "The self-hosted model server isn't set up to send files back to Encore. An operator needs to start it "
+    "with --upload-url pointing at Encore (see the README)."
+)
 
 
 class DeliveryError(BotError):

@@ -45,12 +45,15 @@ from bot.catalog import (
 from bot.config import Settings
 from bot.errors import (
     BotError,
+    CogBusyError,
     DeliveryError,
     InvalidRequestError,
     JobNotFoundError,
     JobStateError,
     NotAllowedError,
     OutputError,
+    PredictionLostError,
+    PromptRefusedError,
     ProviderError,
     ProviderNotFoundError,
     ProviderRateLimitError,
@@ -69,8 +72,7 @@ from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
 from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
-from bot.providers.cog_server import CogBusyError, PredictionLostError
-from bot.providers.elevenlabs import ElevenLabsClient, PromptRefusedError, song_suffix
+from bot.providers.elevenlabs import ElevenLabsClient, song_suffix
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo

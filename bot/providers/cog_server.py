@@ -27,10 +27,12 @@ from yarl import URL
 from bot import metrics
 from bot.audio.download import data_url, guess_content_type, save_data_url
 from bot.errors import (
+    NO_UPLOAD_TARGET,
+    CogBusyError,
     OutputError,
+    PredictionLostError,
     ProviderError,
     ProviderInputError,
-    ProviderNotFoundError,
     ProviderUnavailableError,
     SubmissionUncertainError,
     cause,
@@ -40,23 +42,6 @@ from bot.providers.base import DownloadedFile, Prediction, PredictionStatus
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-NO_UPLOAD_TARGET = (
-    "The self-hosted model server isn't set up to send files back to Encore. An operator needs to start it "
-    "with --upload-url pointing at Encore (see the README)."
-)
-
-
-class CogBusyError(ProviderError):
-    """The server is busy or still setting up: the job waits and is tried again."""
-
-    default_message = "The self-hosted model server is busy. Your job is waiting its turn."
-    retryable = True
-
-
-class PredictionLostError(ProviderNotFoundError):
-    """The server is idle but never reported our prediction: it was lost (e.g. the server restarted)."""
-
-    default_message = "The self-hosted model server lost this job."
 
 
 class _Health(BaseModel):

@@ -26,7 +26,9 @@ from yarl import URL
 
 from bot import metrics
 from bot.errors import (
+    PromptRefusedError,
     ProviderAuthError,
+    ProviderCreditsError,
     ProviderError,
     ProviderInputError,
     ProviderRateLimitError,
@@ -41,18 +43,6 @@ ProgressCallback = Callable[[int], Awaitable[None]]
 _PROGRESS_EVERY = 256 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
-
-
-class PromptRefusedError(ProviderInputError):
-    """ElevenLabs refused the prompt or plan (artist names, copyrighted lyrics); it may suggest another."""
-
-    def __init__(self, user_message: str, *, detail: str | None = None, suggestion: Any = None) -> None:
-        super().__init__(user_message, detail=detail)
-        self.suggestion = suggestion
-
-
-class QuotaError(ProviderError):
-    default_message = "Encore's ElevenLabs credits are used up. An operator needs to top them up."
 
 
 @dataclass
@@ -107,7 +97,7 @@ def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderEr
             suggestion=data.get("composition_plan_suggestion"),
         )
     if code in ("quota_exceeded", "insufficient_credits") or status == 402:
-        return QuotaError(detail=text)
+        return ProviderCreditsError(detail=text)
     if status in (401, 403):
         if code == "subscription_required":
             return ProviderAuthError("The ElevenLabs plan Encore uses doesn't include music.", detail=text)

@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.errors import NO_UPLOAD_TARGET
 from bot.jobs.access import Person
 from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
-from bot.providers.cog_server import NO_UPLOAD_TARGET
 from tests.fakes.audio import audio_info, make_mp3, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.models import OutputFile
