@@ -12,12 +12,9 @@ import asyncio
 import io
 import json
 import logging
-import random
 import wave
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from bot.errors import (
     cause,
 )
 from bot.providers import multipart
+from bot.providers.retry import RetryPolicy, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +51,6 @@ class Song:
     metadata: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
     song_id: str | None = None
-
-
-def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
 
 
 def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderError:
@@ -129,8 +114,9 @@ class ElevenLabsClient:
         self._session = session
         self._base = URL(api_base.rstrip("/"))
         self._key = api_key
-        self._max_retries = max_retries
-        self._retry_base_s = retry_base_s
+        # A 429 is a refusal: nothing was generated or charged, so it is retried, waiting as Retry-After asks
+        # (up to two minutes). Anything else may have cost credits and is not.
+        self._retry = RetryPolicy(retries=max_retries, base_s=retry_base_s, max_s=60.0, retry_after_max_s=120.0)
         self._total_timeout_s = total_timeout_s
 
     async def _request(
@@ -145,61 +131,67 @@ class ElevenLabsClient:
         """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers
         (case-insensitive, as HTTP header names are)."""
         url = (self._base / path.lstrip("/")).with_query(query or {})  # keeps a base path (a proxy's prefix)
-        operation = _OPERATIONS.get(path, path.rsplit("/", 1)[-1])
-        for attempt in range(self._max_retries + 1):
-            try:
-                with metrics.provider_call(self.name, operation):
-                    async with asyncio.timeout(self._total_timeout_s):
-                        async with self._session.post(
-                            url,
-                            json=json_body,
-                            data=data() if data else None,
-                            headers={"xi-api-key": self._key},
-                            allow_redirects=False,
-                        ) as response:
-                            if response.status != 200:
-                                try:
-                                    body = await response.json(content_type=None)
-                                except (ValueError, aiohttp.ClientError):
-                                    body = None
-                                raise error_for(response.status, body, _retry_after_s(response))
-                            chunks: list[bytes] = []
-                            received = 0
-                            reported = 0
-                            async for chunk in response.content.iter_chunked(64 * 1024):
-                                chunks.append(chunk)
-                                received += len(chunk)
-                                if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
-                                    reported = received
-                                    await on_bytes(received)
-                            expected = response.content_length
-                            if expected is not None and received != expected:
-                                raise ProviderUnavailableError(
-                                    "The song was cut off on its way from ElevenLabs. Please try again.",
-                                    detail=f"{received} of {expected} bytes",
-                                )
-                            content_type = response.headers.get("Content-Type", "")
-                            return b"".join(chunks), content_type, response.headers.copy()
-            except ProviderRateLimitError as exc:
-                if attempt == self._max_retries:
-                    raise
-                ceiling = min(60.0, self._retry_base_s * 2**attempt)
-                delay = exc.retry_after_s if exc.retry_after_s is not None else random.uniform(ceiling / 2, ceiling)  # noqa: S311
-                log.info("ElevenLabs %s: %s; retrying in %.1f s", path, exc, delay)
-                await asyncio.sleep(min(delay, 120.0))
-            except TimeoutError:
-                raise ProviderUnavailableError(
-                    "ElevenLabs took too long. Please try again.", detail=f"{path}: timed out"
-                ) from None
-            except aiohttp.ClientPayloadError:
-                raise ProviderUnavailableError(
-                    "The song was cut off on its way from ElevenLabs. Please try again.", detail=f"{path}: payload"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise ProviderUnavailableError(
-                    "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {cause(exc)}"
-                ) from None
-        raise AssertionError("unreachable")
+        return await self._retry.call(
+            lambda: self._post(url, path, json_body=json_body, data=data, on_bytes=on_bytes),
+            retry_if=lambda error: isinstance(error, ProviderRateLimitError),
+            what=f"ElevenLabs {path}",
+        )
+
+    async def _post(
+        self,
+        url: URL,
+        path: str,
+        *,
+        json_body: Any,
+        data: Callable[[], aiohttp.FormData] | None,
+        on_bytes: ProgressCallback | None,
+    ) -> tuple[bytes, str, Mapping[str, str]]:
+        """One attempt of :meth:`_request`; a failure is a typed ProviderError."""
+        try:
+            with metrics.provider_call(self.name, _OPERATIONS.get(path, path.rsplit("/", 1)[-1])):
+                async with asyncio.timeout(self._total_timeout_s):
+                    async with self._session.post(
+                        url,
+                        json=json_body,
+                        data=data() if data else None,
+                        headers={"xi-api-key": self._key},
+                        allow_redirects=False,
+                    ) as response:
+                        if response.status != 200:
+                            try:
+                                body = await response.json(content_type=None)
+                            except (ValueError, aiohttp.ClientError):
+                                body = None
+                            raise error_for(response.status, body, retry_after_s(response.headers))
+                        chunks: list[bytes] = []
+                        received = 0
+                        reported = 0
+                        async for chunk in response.content.iter_chunked(64 * 1024):
+                            chunks.append(chunk)
+                            received += len(chunk)
+                            if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
+                                reported = received
+                                await on_bytes(received)
+                        expected = response.content_length
+                        if expected is not None and received != expected:
+                            raise ProviderUnavailableError(
+                                "The song was cut off on its way from ElevenLabs. Please try again.",
+                                detail=f"{received} of {expected} bytes",
+                            )
+                        content_type = response.headers.get("Content-Type", "")
+                        return b"".join(chunks), content_type, response.headers.copy()
+        except TimeoutError:
+            raise ProviderUnavailableError(
+                "ElevenLabs took too long. Please try again.", detail=f"{path}: timed out"
+            ) from None
+        except aiohttp.ClientPayloadError:
+            raise ProviderUnavailableError(
+                "The song was cut off on its way from ElevenLabs. Please try again.", detail=f"{path}: payload"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailableError(
+                "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {cause(exc)}"
+            ) from None
 
     async def compose(
         self,

@@ -1,9 +1,10 @@
 """Replicate's HTTP API: create, get, cancel and list predictions; the webhook secret; outputs.
 
 One ``aiohttp.ClientSession`` (made in ``app.py``) carries every call. Idempotent calls retry on
-429 and 5xx with capped, jittered exponential backoff that honours ``Retry-After``. A create is
-retried only when it provably never reached Replicate (connection refused, or a 429); a create that
-timed out is reported as :class:`SubmissionUncertainError` so the caller can look for it first.
+429 and 5xx with the providers' one retry policy (:mod:`bot.providers.retry`: capped, jittered
+exponential backoff that honours ``Retry-After``). A create is retried only when it provably never
+reached Replicate (connection refused, or a 429); a create that timed out is reported as
+:class:`SubmissionUncertainError` so the caller can look for it first.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import random
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,7 @@ from bot.errors import (
 )
 from bot.providers.base import DownloadedFile, Prediction
 from bot.providers.ratelimit import RateLimit
+from bot.providers.retry import RetryPolicy, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +112,15 @@ class _File(BaseModel):
     urls: _FileUrls
 
 
-def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _transient(error: BaseException) -> bool:
+    """A read or a cancel may be tried again after a 429, a 5xx, a timeout or a dropped connection."""
+    return isinstance(error, ProviderRateLimitError | ProviderUnavailableError | TimeoutError | aiohttp.ClientError)
+
+
+def _nothing_created(error: BaseException) -> bool:
+    """A create (or upload) may be tried again only if its answer proves nothing was made: Replicate refused
+    it (429), or the connection never opened. A 5xx, a timeout or a connection lost mid-request may not."""
+    return isinstance(error, ProviderRateLimitError | aiohttp.ClientConnectorError)
 
 
 def _error_for(status: int, problem: _Problem, retry_after_s: float | None) -> ProviderError:
@@ -175,9 +171,9 @@ class ReplicateClient:
         self._session = session
         self._base = URL(api_base.rstrip("/"))
         self._token = token
-        self._max_retries = max_retries
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
+        self._retry = RetryPolicy(
+            retries=max_retries, base_s=retry_base_s, max_s=retry_max_s, retry_after_max_s=retry_max_s
+        )
         self._deadline_s = prediction_deadline_s
         api_host = self._base.host or ""
         self._auth_hosts = (api_host, "replicate.delivery", "*.replicate.delivery")
@@ -229,31 +225,18 @@ class ReplicateClient:
                 problem = _Problem.model_validate(await response.json(content_type=None))
             except (ValueError, ValidationError):
                 problem = _Problem()
-            raise _error_for(response.status, problem, _retry_after_s(response))
-
-    def _backoff_s(self, attempt: int, error: ProviderError | None) -> float:
-        if isinstance(error, ProviderRateLimitError) and error.retry_after_s is not None:
-            return min(error.retry_after_s, self._retry_max_s)
-        ceiling = min(self._retry_max_s, self._retry_base_s * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+            raise _error_for(response.status, problem, retry_after_s(response.headers))
 
     async def _idempotent(self, method: str, url: URL, *, operation: str) -> Any:
         """GET-like calls: retried on 429, 5xx, timeouts and connection errors."""
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                return await self._send(method, url, operation=operation)
-            except (ProviderRateLimitError, ProviderUnavailableError) as exc:
-                if last:
-                    raise
-                delay = self._backoff_s(attempt, exc)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                if last:
-                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
-                delay = self._backoff_s(attempt, None)
-            log.debug("retrying %s %s in %.2f s", method, url.path, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            return await self._retry.call(
+                lambda: self._send(method, url, operation=operation),
+                retry_if=_transient,
+                what=f"Replicate {method} {url.path}",
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -279,26 +262,20 @@ class ReplicateClient:
             url = self._url(f"/models/{ref.model}/predictions")
         body = request.body()
         headers = {"Cancel-After": f"{self._deadline_s}s"} if self._deadline_s else {}
-        for attempt in range(self._max_retries + 1):
-            last = attempt == self._max_retries
-            try:
-                data = await self._send("POST", url, operation="create", json=body, headers=headers)
-                return self._parse(data)
-            except ProviderRateLimitError as exc:  # refused before creating anything: safe to retry
-                if last:
-                    raise
-                delay = self._backoff_s(attempt, exc)
-            except aiohttp.ClientConnectorError as exc:  # never connected: nothing was created
-                if last:
-                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
-                delay = self._backoff_s(attempt, None)
-            except ProviderUnavailableError as exc:
-                # A 5xx may come after the prediction was created: not provably safe to repeat.
-                raise SubmissionUncertainError(detail=str(exc)) from None
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            data = await self._retry.call(
+                lambda: self._send("POST", url, operation="create", json=body, headers=headers),
+                retry_if=_nothing_created,
+                what="Replicate create",
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
+        except ProviderUnavailableError as exc:
+            # A 5xx may come after the prediction was created: not provably safe to repeat.
+            raise SubmissionUncertainError(detail=str(exc)) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
+        return self._parse(data)
 
     async def get(self, prediction_id: str) -> Prediction:
         return self._parse(await self._idempotent("GET", self._prediction_url(prediction_id), operation="get"))
@@ -370,22 +347,16 @@ class ReplicateClient:
             return body
 
         # A file upload is not idempotent: like a create, it is retried only if it never arrived.
-        for attempt in range(self._max_retries + 1):
-            try:
-                body = await self._send("POST", self._url("/files"), operation="upload", data=form())
-                break
-            except ProviderRateLimitError as exc:
-                if attempt == self._max_retries:
-                    raise
-                await asyncio.sleep(self._backoff_s(attempt, exc))
-            except aiohttp.ClientConnectorError as exc:
-                if attempt == self._max_retries:
-                    raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
-                await asyncio.sleep(self._backoff_s(attempt, None))
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise ProviderUnavailableError(detail=f"file upload interrupted: {cause(exc)}") from None
-        else:
-            raise AssertionError("unreachable")
+        try:
+            body = await self._retry.call(
+                lambda: self._send("POST", self._url("/files"), operation="upload", data=form()),
+                retry_if=_nothing_created,
+                what="Replicate file upload",
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise ProviderUnavailableError(detail=f"Replicate unreachable: {cause(exc)}") from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailableError(detail=f"file upload interrupted: {cause(exc)}") from None
         try:
             return _File.model_validate(body).urls.get
         except ValidationError:
