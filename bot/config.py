@@ -404,6 +404,13 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+def require_secret(secret: SecretStr | None, name: str) -> str:
+    """A secret that must be set, or the ConfigError that says where to put it."""
+    if secret is None:
+        raise ConfigError(f"{name} is not set. Put it in the environment (it is never read from the config file).")
+    return secret.get_secret_value()
+
+
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():

@@ -18,7 +18,7 @@ import re
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -29,6 +29,7 @@ from bot.audio.download import data_url, guess_content_type, save_data_url
 from bot.errors import (
     NO_UPLOAD_TARGET,
     CogBusyError,
+    ConfigError,
     OutputError,
     PredictionLostError,
     ProviderError,
@@ -37,7 +38,23 @@ from bot.errors import (
     SubmissionUncertainError,
     cause,
 )
-from bot.providers.base import DownloadedFile, Prediction, PredictionStatus
+from bot.providers.base import (
+    BuildContext,
+    Costed,
+    DownloadedFile,
+    OnRestart,
+    Prediction,
+    PredictionStatus,
+    ProviderProtocol,
+    ProviderRoute,
+    ProviderSpec,
+    WebhookRoute,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bot.config import LimitsSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +133,32 @@ class CogClient:
         self._base = URL(base_url.rstrip("/"))
         self.uploads = uploads
         self.poll_grace_s: float | None = lost_after_s
+
+    @classmethod
+    def from_settings(cls, context: BuildContext, routes: Sequence[ProviderRoute]) -> CogClient | None:
+        """The client for ``[cog]``, with the upload target it hands files back through; None when no model
+        runs on a Cog server. (:func:`check_settings` has made sure base_url and a public URL are set.)"""
+        if not routes:
+            return None
+        settings = context.settings
+        cfg = settings.cog
+        assert cfg.base_url is not None
+        assert settings.webhooks.public_url is not None
+        public = str(settings.webhooks.public_url).rstrip("/")
+        secret = cfg.upload_secret.get_secret_value() if cfg.upload_secret else None
+        uploads = (
+            UploadStore(settings.storage.dir / "uploads", public_prefix=f"{public}/cog/uploads/{secret}/")
+            if secret
+            else None
+        )
+        if uploads is None:
+            log.warning(
+                "ENCORE_COG__UPLOAD_SECRET is not set: the Cog server cannot hand output files back, "
+                "so its jobs will fail. See the README on --upload-url."
+            )
+        # Cog runs hold no connection open (async predictions), so ordinary timeouts apply.
+        session = context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
+        return cls(session, base_url=str(cfg.base_url), uploads=uploads, lost_after_s=cfg.lost_after_s)
 
     async def _json(
         self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (200,), **kwargs: Any
@@ -245,3 +288,39 @@ class CogClient:
         except FileNotFoundError:
             raise OutputError(detail="the uploaded output is missing") from None
         return DownloadedFile(path=dest, size=size, content_type=guess_content_type(dest.name))
+
+
+# -- what the core needs to know (see bot/providers/registry.py) ---------------------------------------
+
+
+def check_settings(settings: Settings, routes: Sequence[ProviderRoute]) -> None:
+    """Models on a Cog server need its address, and a public URL for its webhooks (its only way back)."""
+    if not routes:
+        return
+    models = ", ".join(route.model for route in routes)
+    if settings.cog.base_url is None:
+        raise ConfigError(
+            f"invalid configuration: {models} run on a Cog server, but [cog] base_url is not set (ENCORE_COG__BASE_URL)"
+        )
+    if settings.webhooks.public_url is None:
+        raise ConfigError(
+            f"invalid configuration: {models} run on a Cog server, which can only report back by "
+            "webhook: set [webhooks] public_url (ENCORE_WEBHOOKS__PUBLIC_URL) to a URL it can reach"
+        )
+
+
+def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
+    """Your own GPUs: a job on a Cog server costs Encore's budget nothing."""
+    return 0.0
+
+
+PROVIDER = ProviderSpec[CogClient](
+    name="cog",
+    protocol=ProviderProtocol.PREDICTIONS,
+    capacity=lambda settings: settings.cog.max_concurrency,
+    cost_usd=cost_usd,
+    webhook=WebhookRoute.PER_JOB,
+    on_restart=OnRestart.POLL,
+    check=check_settings,
+    build=CogClient.from_settings,
+)

@@ -13,10 +13,9 @@ import io
 import json
 import logging
 import wave
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
@@ -33,24 +32,27 @@ from bot.errors import (
     cause,
 )
 from bot.providers import multipart
+from bot.providers.base import (
+    BuildContext,
+    Costed,
+    OnRestart,
+    ProgressCallback,
+    ProviderProtocol,
+    ProviderRoute,
+    ProviderSpec,
+    Song,
+    WebhookRoute,
+)
 from bot.providers.retry import RetryPolicy, retry_after_s
+
+if TYPE_CHECKING:
+    from bot.config import LimitsSettings, Settings
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], Awaitable[None]]
 _PROGRESS_EVERY = 256 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
-
-
-@dataclass
-class Song:
-    path: Path
-    size: int
-    content_type: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    plan: dict[str, Any] | None = None
-    song_id: str | None = None
 
 
 def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderError:
@@ -118,6 +120,25 @@ class ElevenLabsClient:
         # (up to two minutes). Anything else may have cost credits and is not.
         self._retry = RetryPolicy(retries=max_retries, base_s=retry_base_s, max_s=60.0, retry_after_max_s=120.0)
         self._total_timeout_s = total_timeout_s
+
+    @classmethod
+    def from_settings(cls, context: BuildContext, routes: Sequence[ProviderRoute]) -> ElevenLabsClient | None:
+        """The client for ``[elevenlabs]`` when ELEVENLABS_API_KEY is set (songs, plans and its stems are
+        optional: without the key they are off, said once if a setting routes work here)."""
+        key = context.secrets.elevenlabs_api_key
+        if key is None:
+            if routes:
+                log.info("ELEVENLABS_API_KEY is not set: /music song, plans and ElevenLabs stems are off")
+            return None
+        cfg = context.settings.elevenlabs
+        return cls(
+            context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
+            api_base=str(cfg.api_base),
+            api_key=key.get_secret_value(),
+            max_retries=cfg.max_retries,
+            retry_base_s=cfg.retry_base_s,
+            total_timeout_s=cfg.total_timeout_s,
+        )
 
     async def _request(
         self,
@@ -308,3 +329,32 @@ def _store_song(
         plan=info.get("composition_plan"),
         song_id=song_id,
     )
+
+
+# -- what the core needs to know (see bot/providers/registry.py) ---------------------------------------
+
+# The catalog model priced by its length (bot.catalog.SONG); stems have no per-second price: their estimate stands.
+_PRICED_BY_LENGTH = frozenset({"song"})
+
+
+def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
+    """ElevenLabs bills a song by its length: ``duration_s`` times ``[limits] elevenlabs_usd_per_s``."""
+    if job.model not in _PRICED_BY_LENGTH:
+        return None
+    return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6)
+
+
+def check_settings(settings: Settings, routes: Sequence[ProviderRoute]) -> None:
+    """Nothing to refuse: without its key ElevenLabs is simply off."""
+
+
+PROVIDER = ProviderSpec[ElevenLabsClient](
+    name="elevenlabs",
+    protocol=ProviderProtocol.CALL,
+    capacity=lambda settings: settings.limits.elevenlabs_jobs_in_flight,
+    cost_usd=cost_usd,
+    webhook=WebhookRoute.NONE,
+    on_restart=OnRestart.INTERRUPTED,
+    check=check_settings,
+    build=ElevenLabsClient.from_settings,
+)

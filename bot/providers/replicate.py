@@ -16,15 +16,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 from yarl import URL
 
-from bot import metrics
+from bot import logs, metrics
 from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
+from bot.config import require_secret
 from bot.errors import (
+    ConfigError,
     OutputError,
     ProviderAuthError,
     ProviderError,
@@ -35,9 +37,24 @@ from bot.errors import (
     SubmissionUncertainError,
     cause,
 )
-from bot.providers.base import DownloadedFile, Prediction
+from bot.providers.base import (
+    BuildContext,
+    Costed,
+    DownloadedFile,
+    OnRestart,
+    Prediction,
+    ProviderProtocol,
+    ProviderRoute,
+    ProviderSpec,
+    WebhookRoute,
+)
 from bot.providers.ratelimit import RateLimit
 from bot.providers.retry import RetryPolicy, retry_after_s
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from bot.config import LimitsSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +184,7 @@ class ReplicateClient:
         download_timeout_s: float = 120.0,
         creates_per_minute: int = 600,
         requests_per_minute: int = 3000,
+        webhook_secret: str | None = None,
     ) -> None:
         self._session = session
         self._base = URL(api_base.rstrip("/"))
@@ -182,6 +200,29 @@ class ReplicateClient:
         # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused.
         self._create_limit = RateLimit(creates_per_minute * 95 // 100, burst=max(1, creates_per_minute // 30))
         self._api_limit = RateLimit(requests_per_minute * 95 // 100, burst=max(1, requests_per_minute // 30))
+        self._webhook_secret = webhook_secret  # REPLICATE_WEBHOOK_SECRET, else asked of Replicate when needed
+
+    @classmethod
+    def from_settings(cls, context: BuildContext, routes: Sequence[ProviderRoute]) -> ReplicateClient | None:
+        """The client for ``[replicate]`` with REPLICATE_API_TOKEN; None when no setting routes work here."""
+        if not routes:
+            return None
+        secrets, cfg = context.secrets, context.settings.replicate
+        token = require_secret(secrets.replicate_api_token, "REPLICATE_API_TOKEN")
+        signing = secrets.replicate_webhook_secret
+        return cls(
+            context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
+            api_base=str(cfg.api_base),
+            token=token,
+            max_retries=cfg.max_retries,
+            retry_base_s=cfg.retry_base_s,
+            prediction_deadline_s=cfg.prediction_deadline_s,
+            delivery_hosts=tuple(cfg.delivery_hosts),
+            download_timeout_s=context.settings.storage.download_timeout_s,
+            creates_per_minute=cfg.creates_per_minute,
+            requests_per_minute=cfg.requests_per_minute,
+            webhook_secret=signing.get_secret_value() if signing is not None else None,
+        )
 
     # -- HTTP plumbing -------------------------------------------------------------------------
 
@@ -309,12 +350,23 @@ class ReplicateClient:
             url = URL(page.next) if page.next and self._is_api_url(page.next) else None
         return None
 
-    async def webhook_secret(self) -> str:
-        data = await self._idempotent("GET", self._url("/webhooks/default/secret"), operation="webhook_secret")
+    async def webhook_secret(self) -> str | None:
+        """The secret Replicate signs webhooks with: REPLICATE_WEBHOOK_SECRET, else the account's, fetched once
+        (and masked in the logs from then on). None if it can't be had: Encore then only polls."""
+        if self._webhook_secret is not None:
+            return self._webhook_secret
         try:
-            return _WebhookSecret.model_validate(data).key
-        except ValidationError:
-            raise ProviderUnavailableError(detail="Replicate sent a malformed webhook secret") from None
+            data = await self._idempotent("GET", self._url("/webhooks/default/secret"), operation="webhook_secret")
+            try:
+                secret = _WebhookSecret.model_validate(data).key
+            except ValidationError:
+                raise ProviderUnavailableError(detail="Replicate sent a malformed webhook secret") from None
+        except ProviderError as exc:
+            log.error("could not fetch the Replicate webhook secret (%s); falling back to polling only", exc)
+            return None
+        logs.register_secret("REPLICATE_WEBHOOK_SECRET", secret)
+        self._webhook_secret = secret
+        return secret
 
     def _prediction_url(self, prediction_id: str) -> URL:
         if not _PREDICTION_ID.match(prediction_id):
@@ -382,3 +434,34 @@ class ReplicateClient:
                 timeout_s=self._download_timeout_s,
                 headers=headers,
             )
+
+
+# -- what the core needs to know (see bot/providers/registry.py) ---------------------------------------
+
+
+def check_settings(settings: Settings, routes: Sequence[ProviderRoute]) -> None:
+    """Every reference routed to Replicate must parse, and a shipped placeholder must have been replaced."""
+    for route in routes:
+        try:
+            ref = ModelRef.parse(route.ref)
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: {route.setting}: {exc}") from None
+        if route.placeholder_hint and ref.version is not None and set(ref.version) == {"0"}:
+            raise ConfigError(f"invalid configuration: {route.setting}: {route.placeholder_hint}")
+
+
+def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
+    """Replicate bills GPU seconds: ``predict_time`` times ``[limits] replicate_usd_per_s``."""
+    return round(predict_time_s * limits.replicate_usd_per_s, 6) if predict_time_s is not None else None
+
+
+PROVIDER = ProviderSpec[ReplicateClient](
+    name="replicate",
+    protocol=ProviderProtocol.PREDICTIONS,
+    capacity=lambda settings: settings.limits.replicate_jobs_in_flight,
+    cost_usd=cost_usd,
+    webhook=WebhookRoute.SIGNED,
+    on_restart=OnRestart.POLL,
+    check=check_settings,
+    build=ReplicateClient.from_settings,
+)
