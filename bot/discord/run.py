@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import discord
 
-from bot.app import Core, require_secret
-from bot.config import Secrets, Settings
+from bot.app import Core
+from bot.config import Secrets, Settings, require_secret
 from bot.discord.client import EncoreBot
 from bot.errors import ConfigError, StartupError, cause
 

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from bot.catalog import SONG
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.models import Job
+from bot.providers.registry import cost_usd as provider_cost_usd
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
 
@@ -134,15 +134,9 @@ def check_usage(
 
 
 def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
-    """What running ``job`` cost, from what its provider reports: Replicate's GPU seconds, a song's length
-    on ElevenLabs, nothing on your own GPUs (Cog). None when there is no such figure: the estimate stands."""
-    if job.provider == "cog":
-        return 0.0
-    if job.provider == "elevenlabs":
-        return round((job.duration_s or 0.0) * limits.elevenlabs_usd_per_s, 6) if job.model == SONG.key else None
-    if predict_time_s is not None:
-        return round(predict_time_s * limits.replicate_usd_per_s, 6)
-    return None
+    """What running ``job`` cost, by its provider's declared rule (Replicate's GPU seconds, a song's length on
+    ElevenLabs, nothing on your own GPUs with Cog). None when there is no such figure: the estimate stands."""
+    return provider_cost_usd(job, predict_time_s, limits)
 
 
 def cost_is_actual(job: Job, limits: LimitsSettings) -> bool:

@@ -71,8 +71,9 @@ from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
-from bot.providers.base import DownloadedFile, Prediction, PredictionStatus, Provider
-from bot.providers.elevenlabs import ElevenLabsClient, song_suffix
+from bot.providers.base import CallProvider, DownloadedFile, Prediction, PredictionProvider, PredictionStatus
+from bot.providers.elevenlabs import song_suffix
+from bot.providers.registry import capacity_caps
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
@@ -154,27 +155,17 @@ def _seed_from(prediction: Prediction, job: Job) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _capacities(settings: Settings) -> dict[str, int]:
-    """Jobs each provider may run at once (0: no cap)."""
-    limits = settings.limits
-    return {
-        "replicate": limits.replicate_jobs_in_flight,
-        "elevenlabs": limits.elevenlabs_jobs_in_flight,
-        "cog": settings.cog.max_concurrency,
-    }
-
-
 class JobService:
     def __init__(
         self,
         *,
         repo: JobsRepo,
-        providers: dict[str, Provider],
+        providers: dict[str, PredictionProvider],
         settings: Settings,
         listener: JobListener,
         webhook_url: str | None = None,
         cog_webhook_base: str | None = None,
-        elevenlabs: ElevenLabsClient | None = None,
+        elevenlabs: CallProvider | None = None,
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
         state: StateRepo | None = None,
@@ -211,7 +202,7 @@ class JobService:
         # People's files are decoded in threads of their own, one file at a time per person.
         self._input_pool = AudioPool(settings.audio.decode_threads)
         self._reading: set[int] = set()
-        self.scheduler = Scheduler(_capacities(settings), start=self._start_submit, on_moved=self._queue_moved)
+        self.scheduler = Scheduler(capacity_caps(settings), start=self._start_submit, on_moved=self._queue_moved)
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -225,7 +216,7 @@ class JobService:
         """Use ``settings`` from now on (``/encore reload``): limits, safety and job rules for new requests,
         the scheduler's caps for jobs waiting their turn, the poller's intervals for jobs being polled."""
         self.settings = settings
-        self.scheduler.set_capacities(_capacities(settings))
+        self.scheduler.set_capacities(capacity_caps(settings))
         self.poller.configure(settings.jobs)
 
     async def pause_jobs(self, *, by: int) -> Pause:
@@ -848,7 +839,7 @@ class JobService:
             return
         await self._record_submission(job, prediction)
 
-    async def _resolve_files(self, job: Job, provider: Provider) -> Job | None:
+    async def _resolve_files(self, job: Job, provider: PredictionProvider) -> Job | None:
         """Hand the job's input files to the provider and store the references in its input."""
         data = dict(job.input)
         try:
@@ -864,7 +855,7 @@ class JobService:
             return None  # canceled meanwhile
         return job.model_copy(update={"input": data})
 
-    async def _begin_call(self, job: Job) -> ElevenLabsClient | None:
+    async def _begin_call(self, job: Job) -> CallProvider | None:
         """Start a synchronous ElevenLabs call for ``job``: submitted now, owned by this task (cancel aborts it)."""
         client = self.elevenlabs
         if client is None:
@@ -1074,7 +1065,7 @@ class JobService:
 
     # -- composition plans --------------------------------------------------------------------
 
-    def _plans(self) -> tuple[ElevenLabsClient, PlansRepo]:
+    def _plans(self) -> tuple[CallProvider, PlansRepo]:
         if self.elevenlabs is None or self.plans is None:
             raise BotError("ElevenLabs isn't set up on this bot, so there are no composition plans.")
         return self.elevenlabs, self.plans
@@ -1158,7 +1149,7 @@ class JobService:
         [job] = await self.create(request, origin)
         return job
 
-    async def _song_from_plan(self, client: ElevenLabsClient, body: dict[str, Any]) -> dict[str, Any]:
+    async def _song_from_plan(self, client: CallProvider, body: dict[str, Any]) -> dict[str, Any]:
         """ElevenLabs takes a seed only with a composition plan: plan the prompt first (free), then compose it."""
         plan = await client.plan(
             str(body["prompt"]), model_id=str(body["model_id"]), length_ms=body.get("music_length_ms")
@@ -1402,7 +1393,7 @@ class JobService:
         return DownloadedFile(path=dest, size=size, content_type="audio/wav")
 
     async def _download(
-        self, job: Job, provider: Provider, url: str, stem: str, kind: OutputKind = OutputKind.AUDIO
+        self, job: Job, provider: PredictionProvider, url: str, stem: str, kind: OutputKind = OutputKind.AUDIO
     ) -> DownloadedFile | None:
         """Fetch one output file into the outputs directory, retrying network trouble, and make sure it is
         ``kind`` (named for what it really is); None if it failed (the job has failed)."""
