@@ -10,6 +10,7 @@ from bot.errors import BotError
 from bot.jobs.limits import LimitError
 from bot.jobs.models import Job, JobStatus
 from bot.provider_health import provider_health
+from bot.providers.registry import PROVIDERS
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -45,9 +46,6 @@ def terminal_message(exc: BotError) -> str:
     return exc.render(_terminal_moment) if isinstance(exc, LimitError) else exc.user_message
 
 
-# What the operator sets for each provider, and what it is called in messages.
-_KEYS = {"replicate": "REPLICATE_API_TOKEN", "elevenlabs": "ELEVENLABS_API_KEY"}
-_SERVICES = {"replicate": "Replicate", "elevenlabs": "ElevenLabs", "cog": "the Cog server ([cog] base_url)"}
 _OUTAGES = frozenset({"unavailable", "connection", "timeout", "uncertain", "rate_limited", "error"})
 
 
@@ -57,9 +55,10 @@ def failure_hint(members: Sequence[Job], *, verbose: bool) -> str | None:
         health = provider_health(provider)
         if health.last_error_at is None or (health.last_ok_at or 0) > health.last_error_at:
             continue  # the provider answered fine: the job itself was the problem, and its reason says so
-        service = _SERVICES.get(provider, provider)
-        if health.last_error == "auth" and provider in _KEYS:
-            return f"{_KEYS[provider]} was refused by {service}: set it to a valid key and try again"
+        declared = PROVIDERS.get(provider)  # what it is called, and the key the operator sets for it
+        service = declared.title if declared else provider
+        if health.last_error == "auth" and declared and declared.key_env:
+            return f"{declared.key_env} was refused by {service}: set it to a valid key and try again"
         if health.last_error in _OUTAGES and not verbose:
             return f"no good answer from {service} ({health.last_error}); run again with --verbose to see why"
     return None

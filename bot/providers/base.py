@@ -244,6 +244,7 @@ ClientT = TypeVar("ClientT", covariant=True)
 class ProviderSpec(Generic[ClientT]):
     """What the core needs to know of one provider, declared by its module.
 
+    - ``title``, ``key_env``: how messages to the operator name it, and the variable of its API key.
     - ``protocol``: :class:`PredictionProvider` or :class:`CallProvider` (the built client is one).
     - ``capacity``: jobs it may run at once, from the settings (0: no cap); the scheduler's cap.
     - ``cost_usd``: what a finished job cost, from what the provider reported (GPU seconds, if any), with the
@@ -257,6 +258,8 @@ class ProviderSpec(Generic[ClientT]):
     """
 
     name: str
+    title: str  # how a message to the operator names it ("Replicate", "the Cog server ([cog] base_url)")
+    key_env: str | None  # the environment variable holding its API key, if it takes one
     protocol: ProviderProtocol
     capacity: Callable[[Settings], int]
     cost_usd: Callable[[Costed, float | None, LimitsSettings], float | None]

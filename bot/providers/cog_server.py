@@ -316,6 +316,8 @@ def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) 
 
 PROVIDER = ProviderSpec[CogClient](
     name="cog",
+    title="the Cog server ([cog] base_url)",
+    key_env=None,
     protocol=ProviderProtocol.PREDICTIONS,
     capacity=lambda settings: settings.cog.max_concurrency,
     cost_usd=cost_usd,

@@ -350,6 +350,8 @@ def check_settings(settings: Settings, routes: Sequence[ProviderRoute]) -> None:
 
 PROVIDER = ProviderSpec[ElevenLabsClient](
     name="elevenlabs",
+    title="ElevenLabs",
+    key_env="ELEVENLABS_API_KEY",
     protocol=ProviderProtocol.CALL,
     capacity=lambda settings: settings.limits.elevenlabs_jobs_in_flight,
     cost_usd=cost_usd,

@@ -457,6 +457,8 @@ def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) 
 
 PROVIDER = ProviderSpec[ReplicateClient](
     name="replicate",
+    title="Replicate",
+    key_env="REPLICATE_API_TOKEN",
     protocol=ProviderProtocol.PREDICTIONS,
     capacity=lambda settings: settings.limits.replicate_jobs_in_flight,
     cost_usd=cost_usd,

@@ -262,6 +262,11 @@ def test_what_the_core_asks_of_each_provider_is_declared() -> None:
         "cog": (ProviderProtocol.PREDICTIONS, WebhookRoute.PER_JOB, OnRestart.POLL),
         "elevenlabs": (ProviderProtocol.CALL, WebhookRoute.NONE, OnRestart.INTERRUPTED),
     }
+    assert {name: (spec.title, spec.key_env) for name, spec in registry.PROVIDERS.items()} == {
+        "replicate": ("Replicate", "REPLICATE_API_TOKEN"),
+        "cog": ("the Cog server ([cog] base_url)", None),
+        "elevenlabs": ("ElevenLabs", "ELEVENLABS_API_KEY"),
+    }
     assert registry.spec("elevenlabs").on_restart is OnRestart.INTERRUPTED
     with pytest.raises(ConfigError, match="unknown provider 'elsewhere'"):
         registry.spec("elsewhere")
