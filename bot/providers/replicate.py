@@ -13,13 +13,12 @@ import asyncio
 import io
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from yarl import URL
 
 from bot import logs, metrics
@@ -28,9 +27,7 @@ from bot.config import require_secret
 from bot.errors import (
     ConfigError,
     OutputError,
-    ProviderAuthError,
     ProviderError,
-    ProviderInputError,
     ProviderNotFoundError,
     ProviderRateLimitError,
     ProviderUnavailableError,
@@ -49,6 +46,15 @@ from bot.providers.base import (
     WebhookRoute,
 )
 from bot.providers.ratelimit import RateLimit
+from bot.providers.replicate_api import (
+    FileObject,
+    ModelRef,
+    PredictionPage,
+    PredictionRequest,
+    Problem,
+    WebhookSecret,
+    error_for,
+)
 from bot.providers.retry import RetryPolicy, retry_after_s
 
 if TYPE_CHECKING:
@@ -58,75 +64,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_LIST_PAGES = 5
 # Replicate's guidance: inline files of 256 KB or less as data URLs; upload larger ones.
 DATA_URL_MAX_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """``owner/name``, ``owner/name:<version>`` or a bare ``<version>``."""
-
-    model: str | None
-    version: str | None
-
-    @classmethod
-    def parse(cls, ref: str) -> ModelRef:
-        model, sep, version = ref.strip().partition(":")
-        if not sep and _VERSION_ID.match(model):
-            return cls(model=None, version=model)
-        if not _MODEL_NAME.match(model):
-            raise ValueError(f"not a Replicate model reference: {ref!r}")
-        if sep and not _VERSION_ID.match(version):
-            raise ValueError(f"not a Replicate version id: {version!r}")
-        return cls(model=model, version=version or None)
-
-
-class PredictionRequest(BaseModel):
-    """The body of ``POST /predictions`` and ``POST /models/{owner}/{name}/predictions`` (official spec:
-    ``version`` and ``input`` required on the first, no other top-level keys)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: str | None = None
-    input: dict[str, Any]
-    webhook: str | None = None
-    webhook_events_filter: list[Literal["start", "output", "logs", "completed"]] | None = None
-
-    def body(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-
-class _Problem(BaseModel):
-    """Replicate's ``application/problem+json`` error body (also the bare ``{"detail": ...}`` 429)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    title: str | None = None
-    detail: str | None = None
-    status: int | None = None
-    invalid_fields: list[dict[str, Any]] | None = None
-
-
-class _PredictionPage(BaseModel):
-    next: str | None = None
-    results: list[Prediction]
-
-
-class _WebhookSecret(BaseModel):
-    key: str
-
-
-class _FileUrls(BaseModel):
-    get: str
-
-
-class _File(BaseModel):
-    id: str
-    urls: _FileUrls
 
 
 def _transient(error: BaseException) -> bool:
@@ -138,31 +79,6 @@ def _nothing_created(error: BaseException) -> bool:
     """A create (or upload) may be tried again only if its answer proves nothing was made: Replicate refused
     it (429), or the connection never opened. A 5xx, a timeout or a connection lost mid-request may not."""
     return isinstance(error, ProviderRateLimitError | aiohttp.ClientConnectorError)
-
-
-def _error_for(status: int, problem: _Problem, retry_after_s: float | None) -> ProviderError:
-    """Translate an HTTP error once, here. Messages for users never carry Replicate's raw text."""
-    detail = f"Replicate HTTP {status}: {problem.title or ''} {problem.detail or ''}".strip()
-    if status in (401, 403):
-        return ProviderAuthError(detail=detail)
-    if status == 404:
-        return ProviderNotFoundError(detail=detail)
-    if status == 422:
-        fields = sorted({str(f.get("field", "")).removeprefix("input.") for f in problem.invalid_fields or []})
-        fields = [f for f in fields if f]
-        if problem.title and "version" in problem.title.lower():
-            return ProviderInputError(
-                "The configured model version isn't available on Replicate. An operator needs to fix it.",
-                detail=detail,
-            )
-        message = "The music service refused those settings"
-        message += f" ({', '.join(fields)})." if fields else "."
-        return ProviderInputError(message, detail=detail)
-    if status == 429:
-        return ProviderRateLimitError(detail=detail, retry_after_s=retry_after_s)
-    if status >= 500:
-        return ProviderUnavailableError(detail=detail)
-    return ProviderError(detail=detail)
 
 
 class ReplicateClient:
@@ -263,10 +179,10 @@ class ReplicateClient:
                 except ValueError:
                     raise ProviderUnavailableError(detail=f"Replicate sent a non-JSON {response.status}") from None
             try:
-                problem = _Problem.model_validate(await response.json(content_type=None))
+                problem = Problem.model_validate(await response.json(content_type=None))
             except (ValueError, ValidationError):
-                problem = _Problem()
-            raise _error_for(response.status, problem, retry_after_s(response.headers))
+                problem = Problem()
+            raise error_for(response.status, problem, retry_after_s(response.headers))
 
     async def _idempotent(self, method: str, url: URL, *, operation: str) -> Any:
         """GET-like calls: retried on 429, 5xx, timeouts and connection errors."""
@@ -338,7 +254,7 @@ class ReplicateClient:
             if url is None:
                 break
             try:
-                page = _PredictionPage.model_validate(await self._idempotent("GET", url, operation="list"))
+                page = PredictionPage.model_validate(await self._idempotent("GET", url, operation="list"))
             except ValidationError:
                 raise ProviderUnavailableError(detail="Replicate sent a malformed prediction list") from None
             for prediction in page.results:
@@ -358,7 +274,7 @@ class ReplicateClient:
         try:
             data = await self._idempotent("GET", self._url("/webhooks/default/secret"), operation="webhook_secret")
             try:
-                secret = _WebhookSecret.model_validate(data).key
+                secret = WebhookSecret.model_validate(data).key
             except ValidationError:
                 raise ProviderUnavailableError(detail="Replicate sent a malformed webhook secret") from None
         except ProviderError as exc:
@@ -410,7 +326,7 @@ class ReplicateClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ProviderUnavailableError(detail=f"file upload interrupted: {cause(exc)}") from None
         try:
-            return _File.model_validate(body).urls.get
+            return FileObject.model_validate(body).urls.get
         except ValidationError:
             raise ProviderUnavailableError(detail="Replicate sent a malformed file object") from None
 
