@@ -1,0 +1,120 @@
+"""Parameters: what kind of value each takes, its range and help line, and how a typed value is parsed."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from bot.errors import InvalidRequestError
+from bot.text import quoted
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class Capability(StrEnum):
+    TEXT = "text to music"
+    VOCALS = "songs with vocals and lyrics"
+    MELODY = "follows the melody of a clip"
+    CONTINUATION = "continues a clip"
+    INTERPOLATION = "blends two prompts"
+    SPECTROGRAM = "spectrogram image"
+    STEMS = "stem separation"
+
+
+class ParamType(StrEnum):
+    STRING = "text"
+    INTEGER = "whole number"
+    NUMBER = "number"
+    BOOLEAN = "true/false"
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One user-facing parameter. ``name`` is what people type; ``input_key`` what the model receives."""
+
+    name: str
+    type: ParamType
+    description: str
+    default: Any = None  # None: leave it out and let the model decide
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    input_key: str | None = None
+    # Shown in the common case (a slash option of its own); the rest are "advanced" (options:).
+    common: bool = False
+    max_length: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.input_key or self.name
+
+    def range_text(self) -> str:
+        if self.type == ParamType.CHOICE:
+            return "one of " + ", ".join(self.choices)
+        if self.type == ParamType.BOOLEAN:
+            return "true or false"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        if self.minimum is not None:
+            return f"at least {_fmt(self.minimum)}"
+        if self.type == ParamType.STRING and self.max_length:
+            return f"up to {self.max_length} characters"
+        return self.type.value
+
+    def help_line(self) -> str:
+        default = "" if self.default is None else f"; default {_fmt(self.default)}"
+        return f"`{self.name}`: {self.description} ({self.range_text()}{default})"
+
+    def coerce(self, value: Any) -> Any:
+        """Parse (from text if needed) and check one value; InvalidRequestError names the parameter."""
+        bad = InvalidRequestError(f"`{self.name}` must be {self.range_text()} (you gave {quoted(str(value))}).")
+        if self.type == ParamType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise bad
+        if self.type == ParamType.CHOICE:
+            text = str(value).strip()
+            if text not in self.choices:
+                raise bad
+            return text
+        if self.type == ParamType.STRING:
+            text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", str(value))).split())
+            if self.max_length is not None and len(text) > self.max_length:
+                raise InvalidRequestError(
+                    f"`{self.name}` is {len(text)} characters long; the limit is {self.max_length}."
+                )
+            return text
+        number: float
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value) if not isinstance(value, int | float) else value
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(number):
+            raise bad
+        if self.type == ParamType.INTEGER:
+            if number != int(number):
+                raise bad
+            number = int(number)
+        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+            raise bad
+        return number
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,89 @@
+"""A request checked against the catalog and settings: prompt, length, parameters, seed and count."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from bot.catalog.models import get_model
+from bot.catalog.params import _CONTROL, _fmt
+from bot.catalog.spec import ValidatedRequest, check_duration, default_duration
+from bot.config import Settings
+from bot.errors import InvalidRequestError
+from bot.jobs.models import JobRequest
+from bot.text import quoted
+
+SEED_MAX = 2**31 - 1
+MAX_BATCH = 4
+
+
+def clean_prompt(prompt: str, *, max_chars: int, name: str = "prompt") -> str:
+    """Normalise a prompt, refusing empty or over-long ones with a message that says why."""
+    text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", prompt)).split())
+    if not text:
+        raise InvalidRequestError(f"Please describe the music you want: the {name} is empty.")
+    if len(text) > max_chars:
+        raise InvalidRequestError(
+            f"That {name} is {len(text)} characters long; the limit is {max_chars}. Please shorten it."
+        )
+    return text
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``"temperature=1.2 top_k=200, output_format=mp3"`` -> a dict of raw values (advanced options)."""
+    options: dict[str, str] = {}
+    for part in re.split(r"[,\s]+", text.strip()):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name or not value:
+            raise InvalidRequestError(f"Write options as `name=value`, e.g. `temperature=1.2` (not {quoted(part)}).")
+        if name in options:
+            raise InvalidRequestError(f"{quoted(name)} is given twice.")
+        options[name] = value
+    return options
+
+
+def validate_request(request: JobRequest, settings: Settings, *, clip_pending: bool = False) -> ValidatedRequest:
+    """Check every value against the catalog and settings. Raises InvalidRequestError naming the problem.
+
+    ``clip_pending``: a clip comes with the request but is not read yet; what depends on its length (the
+    part of it to continue) is checked once it is, with its ``audio_s``."""
+    spec = get_model(request.model)
+    prompt = clean_prompt(request.prompt, max_chars=spec.max_prompt_chars or settings.jobs.max_prompt_chars)
+
+    if spec.fixed_duration_s == 0.0:  # the output is as long as the input (stems)
+        duration: float = request.audio_s or 0.0
+    elif spec.fixed_duration_s is not None:
+        if request.duration_s is not None and request.duration_s != spec.fixed_duration_s:
+            raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
+        duration = spec.fixed_duration_s
+    else:
+        requested = request.duration_s
+        if requested is None:
+            requested = default_duration(spec, settings)
+        check_duration(spec, settings, requested)
+        duration = requested
+
+    params = {name: spec.param(name).coerce(value) for name, value in request.params.items()}
+
+    seed = request.seed
+    if seed is not None:
+        if spec.seed_key is None:
+            raise InvalidRequestError(f"{spec.display_name} doesn't take a seed: every run is a surprise.")
+        if not 1 <= seed <= SEED_MAX:
+            raise InvalidRequestError(f"`seed` must be between 1 and {SEED_MAX}; leave it out for a random seed.")
+    if not 1 <= request.count <= MAX_BATCH:
+        raise InvalidRequestError(f"`count` must be between 1 and {MAX_BATCH}.")
+    validated = ValidatedRequest(
+        spec=spec,
+        prompt=prompt,
+        duration_s=duration,
+        params=params,
+        seed=seed,
+        count=request.count,
+        audio_s=request.audio_s,
+        clip_pending=clip_pending and request.audio_s is None,
+    )
+    spec.check(validated)
+    return validated
