@@ -24,6 +24,7 @@ from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.state_repo import StateRepo
+from bot.storage.stats_repo import StatsRepo
 from bot.web.cog_server import CogRoutes
 from bot.web.ops import OpsRoutes
 from bot.web.server import WebServer, create_app
@@ -52,6 +53,7 @@ class Core:
         self.plans = PlansRepo(self.db)
         self.guilds = GuildRepo(self.db)
         self.state = StateRepo(self.db)
+        self.stats = StatsRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers = registry.Providers({})  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None
@@ -78,13 +80,13 @@ class Core:
 
     def _ops(self, gateway_ok: Callable[[], bool] | None) -> OpsRoutes:
         async def oldest_active() -> float | None:
-            job = await self.repo.oldest_active()
+            job = await self.stats.oldest_active()
             return job.created_at if job else None
 
         return OpsRoutes(
             ping_db=self.db.ping,
             db_corrupt=lambda: self.db.corruption is not None,
-            job_counts=self.repo.counts_by_model_and_status,
+            job_counts=self.stats.counts_by_model_and_status,
             oldest_active=oldest_active,
             providers=self.providers.configured(),
             gateway_ok=gateway_ok,

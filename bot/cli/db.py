@@ -16,7 +16,7 @@ from typing import Any
 from bot.cli.render import EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, human_age, human_size
 from bot.config import Settings
 from bot.storage.db import Database, backup, files_size
-from bot.storage.jobs_repo import JobsRepo
+from bot.storage.stats_repo import StatsRepo
 
 
 async def backup_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,7 +53,7 @@ async def stats_command(args: argparse.Namespace, settings: Settings) -> int:
     db = Database(path, busy_timeout_ms=storage.busy_timeout_ms)
     try:
         await db.open(migrate=False)  # the bot may be running: read, never change the schema under it
-        repo = JobsRepo(db)
+        repo = StatsRepo(db)
         version = await db.user_version()
         counts = await repo.counts_by_model_and_status()
         oldest = await repo.oldest_active()

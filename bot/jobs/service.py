@@ -75,7 +75,8 @@ from bot.providers.base import CallProvider, DownloadedFile, Prediction, Predict
 from bot.providers.elevenlabs import song_suffix
 from bot.providers.registry import capacity_caps
 from bot.storage.guild_repo import GuildRepo
-from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
+from bot.storage.job_rows import NewJob
+from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
 from bot.storage.state_repo import StateRepo
 from bot.tokens import same_secret

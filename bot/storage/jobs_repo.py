@@ -1,4 +1,6 @@
-"""SQL for the ``jobs`` and ``webhook_events`` tables. Every state change is a conditional UPDATE."""
+"""SQL for the ``jobs`` and ``webhook_events`` tables. Every state change is a conditional UPDATE.
+
+How a job maps to a row is in ``job_rows``; the counts for metrics and ``db stats`` in ``stats_repo``."""
 
 from __future__ import annotations
 
@@ -6,9 +8,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-
-import aiosqlite
+from typing import Any
 
 from bot.jobs.models import (
     ALLOWED_FROM,
@@ -19,76 +19,7 @@ from bot.jobs.models import (
     JobStatus,
 )
 from bot.storage.db import Database
-
-# Columns a transition may set besides status and its timestamp. Names are fixed here, never
-# taken from callers' strings, so the SQL below stays free of injected identifiers.
-_UPDATABLE = frozenset(
-    {
-        "prediction_id",
-        "attempts",
-        "error",
-        "output_path",
-        "output_size",
-        "output_content_type",
-        "delivery_message_id",
-        "seed",
-        "predict_time_s",
-        "total_time_s",
-        "card_message_id",
-        "token_expires_at",
-        "image_path",
-        "callback_token",
-        "result_json",
-        "cost_usd",
-    }
-)
-
-_INSERT = """
-INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
-                  model_ref, request_json, input_json, status, created_at, updated_at,
-                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id, cost_usd)
-VALUES """
-_INSERT_ROW = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?"
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A job to insert (queued). ``batch`` is (batch id, index, size) for one of several variations."""
-
-    job_id: str
-    origin: JobOrigin
-    provider: str
-    model: str
-    model_ref: str
-    request: Mapping[str, Any]
-    input: Mapping[str, Any]
-    batch: tuple[str, int, int] | None = None
-    callback_token: str | None = None
-    input_files: Mapping[str, str] | None = None
-    cost_usd: float = 0.0
-
-    def values(self, now: float) -> tuple[Any, ...]:
-        origin = self.origin
-        return (
-            self.job_id,
-            origin.user_id,
-            origin.guild_id,
-            origin.channel_id,
-            origin.interaction_id,
-            origin.token_expires_at,
-            self.provider,
-            self.model,
-            self.model_ref,
-            json.dumps(dict(self.request)),
-            json.dumps(dict(self.input)),
-            now,
-            now,
-            *(self.batch or (None, 0, 1)),
-            self.callback_token,
-            json.dumps(dict(self.input_files or {})),
-            origin.card_message_id,
-            self.cost_usd,
-        )
+from bot.storage.job_rows import _INSERT, _INSERT_ROW, _UPDATABLE, NewJob, _row_to_job
 
 
 @dataclass(frozen=True)
@@ -101,22 +32,6 @@ class Usage:
     guild_audio_s: float
     guild_cost_usd: float
     total_cost_usd: float
-
-
-class ActiveJob(NamedTuple):
-    id: str
-    model: str
-    status: JobStatus
-    created_at: float
-
-
-def _row_to_job(row: aiosqlite.Row) -> Job:
-    data = dict(row)
-    data["request"] = json.loads(data.pop("request_json"))
-    data["input"] = json.loads(data.pop("input_json"))
-    data["input_files"] = json.loads(data.pop("input_files_json"))
-    data["result"] = json.loads(data.pop("result_json"))
-    return Job.model_validate(data)
 
 
 class JobsRepo:
@@ -362,23 +277,6 @@ class JobsRepo:
             (model,),
         )
         return float(row[0]) if row and row[0] is not None else None
-
-    async def counts_by_status(self) -> dict[JobStatus, int]:
-        rows = await self._db.read("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-        return {JobStatus(row[0]): int(row[1]) for row in rows}
-
-    async def counts_by_model_and_status(self) -> list[tuple[str, JobStatus, int]]:
-        """How many jobs there are of each (model, status), for metrics and ``db stats``."""
-        rows = await self._db.read("SELECT model, status, COUNT(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
-        return [(str(row[0]), JobStatus(row[1]), int(row[2])) for row in rows]
-
-    async def oldest_active(self) -> ActiveJob | None:
-        """The unfinished job queued longest ago (few columns: this also reads databases of other versions)."""
-        row = await self._db.read_one(
-            "SELECT id, model, status, created_at FROM jobs "
-            "WHERE status NOT IN ('delivered', 'failed', 'canceled') ORDER BY created_at LIMIT 1"
-        )
-        return ActiveJob(str(row[0]), str(row[1]), JobStatus(row[2]), float(row[3])) if row else None
 
     # -- webhook redelivery guard ------------------------------------------------------------
 

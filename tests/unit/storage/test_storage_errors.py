@@ -17,7 +17,8 @@ import pytest
 from bot.errors import StorageBusyError, StorageFullError
 from bot.jobs.models import JobOrigin, JobStatus
 from bot.storage.db import Database
-from bot.storage.jobs_repo import JobsRepo, NewJob
+from bot.storage.job_rows import NewJob
+from bot.storage.jobs_repo import JobsRepo
 
 ORIGIN = JobOrigin(user_id=42, guild_id=1, channel_id=2)
 
