@@ -16,6 +16,7 @@ from bot.catalog.requests import MAX_BATCH, SEED_MAX, clean_prompt, parse_option
 from bot.catalog.riffusion import RIFFUSION, RIFFUSION_SEED_IMAGES
 from bot.catalog.spec import ModelSpec, Outputs, ValidatedRequest, check_duration, default_duration, duration_range
 from bot.catalog.stable_audio import STABLE_AUDIO
+from bot.config import ModelRoute  # where a model runs (ModelSpec.route); importable from here as before
 
 __all__ = [
     "DEMUCS",
@@ -35,6 +36,7 @@ __all__ = [
     "STEM_VARIATIONS",
     "TEXT_MODELS",
     "Capability",
+    "ModelRoute",
     "ModelSpec",
     "Outputs",
     "Param",
