@@ -71,9 +71,18 @@ from bot.jobs.plans import total_ms as plan_total_ms
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.logs import COG_TOKEN_PREFIX, job_context, job_task_context
-from bot.providers.base import CallProvider, DownloadedFile, Prediction, PredictionProvider, PredictionStatus
+from bot.providers import registry
+from bot.providers.base import (
+    CallProvider,
+    DownloadedFile,
+    OnRestart,
+    Prediction,
+    PredictionProvider,
+    PredictionStatus,
+    ProviderProtocol,
+    WebhookRoute,
+)
 from bot.providers.elevenlabs import song_suffix
-from bot.providers.registry import capacity_caps
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, NewJob, Usage
 from bot.storage.plans_repo import PlanRecord, PlansRepo
@@ -185,7 +194,7 @@ class JobService:
         self.pause: Pause | None = None  # set by the bot's operator: no new jobs until resumed
         self.clock = clock
         self.outputs_dir: Path = settings.storage.outputs_dir
-        self.poller = Poller(self, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
+        self.poller = Poller(self.poll, settings.jobs, webhooks_on=webhook_url is not None, clock=clock)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in
         # memory, a file being posted), so a thousand jobs finishing together must queue, not all go at once.
@@ -202,7 +211,9 @@ class JobService:
         # People's files are decoded in threads of their own, one file at a time per person.
         self._input_pool = AudioPool(settings.audio.decode_threads)
         self._reading: set[int] = set()
-        self.scheduler = Scheduler(capacity_caps(settings), start=self._start_submit, on_moved=self._queue_moved)
+        self.scheduler = Scheduler(
+            registry.capacity_caps(settings), start=self._start_submit, on_moved=self._queue_moved
+        )
         self._accepting = False
         self._stopping = asyncio.Event()
 
@@ -216,7 +227,7 @@ class JobService:
         """Use ``settings`` from now on (``/encore reload``): limits, safety and job rules for new requests,
         the scheduler's caps for jobs waiting their turn, the poller's intervals for jobs being polled."""
         self.settings = settings
-        self.scheduler.set_capacities(capacity_caps(settings))
+        self.scheduler.set_capacities(registry.capacity_caps(settings))
         self.poller.configure(settings.jobs)
 
     async def pause_jobs(self, *, by: int) -> Pause:
@@ -330,7 +341,7 @@ class JobService:
             self._resume(job)
 
     def _resume(self, job: Job) -> None:
-        if job.provider == "elevenlabs" and job.status.is_active_at_provider:
+        if registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
             # The call died with the process; running it again would cost money again: ask first.
             self._spawn(self._fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
             return
@@ -407,7 +418,7 @@ class JobService:
         if Capability.STEMS in spec.capabilities and not request.files and not clip_pending:
             raise InvalidRequestError(f"{spec.display_name} needs a track to split.")
         route = spec.route(self.settings)
-        available = route.provider in self.providers or (route.provider == "elevenlabs" and self.elevenlabs)
+        available = route.provider in self.providers or (self.elevenlabs and route.provider == self.elevenlabs.name)
         if not available:
             raise BotError(f"{spec.display_name} isn't available on this bot right now.")
         if self.paused:
@@ -788,7 +799,7 @@ class JobService:
         job = await self.repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
-        if job.provider == "elevenlabs":
+        if registry.spec(job.provider).protocol is ProviderProtocol.CALL:
             await (self._run_stems(job) if job.model == "stems" else self._run_song(job))
             return
         provider = self.providers[job.provider]
@@ -1169,7 +1180,7 @@ class JobService:
         return job.cost_usd if cost is None else cost
 
     def _webhook_for(self, job: Job) -> str | None:
-        if job.provider == "cog":
+        if registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
             if self.cog_webhook_base is None or job.callback_token is None:
                 return None
             return f"{self.cog_webhook_base}/{job.id}/{job.callback_token}"
@@ -1221,7 +1232,7 @@ class JobService:
         job = await self.repo.get(job_id)
         if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
             return False
-        if job.provider == "cog" and prediction.id == job.prediction_id:
+        if registry.spec(job.provider).webhook is WebhookRoute.PER_JOB and prediction.id == job.prediction_id:
             await self._apply(job, prediction)
         else:
             log.debug("job %s: ignoring a webhook for prediction %s", job.id, prediction.id)
@@ -1230,7 +1241,11 @@ class JobService:
     async def expects_upload(self, prediction_id: str) -> bool:
         """Whether an active Cog job is waiting for this prediction's files."""
         job = await self.repo.get_by_prediction(prediction_id)
-        return job is not None and job.provider == "cog" and job.status.is_active_at_provider
+        return (
+            job is not None
+            and registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
+            and job.status.is_active_at_provider
+        )
 
     async def _apply(self, job: Job, prediction: Prediction) -> None:
         with job_context(job.id):
