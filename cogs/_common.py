@@ -21,7 +21,7 @@ from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.models import Job, JobOrigin
 from bot.jobs.phase import Phase
-from bot.jobs.service import ClipSource
+from bot.jobs.tickets import ClipSource
 from bot.text import quoted
 
 log = logging.getLogger(__name__)

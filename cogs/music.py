@@ -37,7 +37,7 @@ from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.models import Job, JobRequest
 from bot.jobs.phase import phase_of
-from bot.jobs.service import ClipSource
+from bot.jobs.tickets import ClipSource
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
