@@ -75,8 +75,8 @@ def build_rooms(
     settings: Callable[[], Settings],
     listener: JobListener,
     webhook_url: str | None,
-    cog_webhook_base: str | None,
-    elevenlabs: CallProvider | None,
+    per_job_webhook_base: str | None,
+    call_provider: CallProvider | None,
     plans: PlansRepo | None,
     guilds: GuildRepo | None,
     state: StateRepo | None,
@@ -144,7 +144,7 @@ def build_rooms(
         pick_up=pick_up,
     )
     calls = Calls(
-        client=elevenlabs,
+        client=call_provider,
         repo=repo,
         cards=cards,
         outcomes=outcomes,
@@ -162,7 +162,7 @@ def build_rooms(
         settings=settings,
         clock=clock,
         webhook_url=webhook_url,
-        cog_webhook_base=cog_webhook_base,
+        per_job_webhook_base=per_job_webhook_base,
         on_prediction=on_prediction,
         pick_up=pick_up,
     )
@@ -207,7 +207,7 @@ def build_rooms(
         repo=repo,
         guilds=guilds,
         pause=pause,
-        available=frozenset(providers) | ({elevenlabs.name} if elevenlabs is not None else frozenset()),
+        available=frozenset(providers) | ({call_provider.name} if call_provider is not None else frozenset()),
         scheduler=scheduler,
         cards=cards,
         tasks=tasks,
@@ -233,5 +233,5 @@ def build_rooms(
         gate=gate,
         recipes=Recipes(gate=gate, pool=pool, settings=settings),
         lineage=Lineage(repo),
-        plans=PlanBook(client=elevenlabs, repo=plans, gate=gate, job_for=job_for, settings=settings),
+        plans=PlanBook(client=call_provider, repo=plans, gate=gate, job_for=job_for, settings=settings),
     )

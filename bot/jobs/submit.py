@@ -45,7 +45,7 @@ class Submitter:
         settings: Callable[[], Settings],
         clock: Callable[[], float],
         webhook_url: str | None,
-        cog_webhook_base: str | None,
+        per_job_webhook_base: str | None,
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
     ) -> None:
@@ -61,8 +61,9 @@ class Submitter:
         self._settings = settings
         self._clock = clock
         self._webhook_url = webhook_url
-        # e.g. "https://encore.example.com/cog/webhooks": each Cog job gets /<job id>/<token> on it.
-        self._cog_webhook_base = cog_webhook_base
+        # e.g. "https://encore.example.com/cog/webhooks": a job of a provider reporting to a URL of its own (a Cog
+        # server) gets /<job id>/<token> on it.
+        self._per_job_webhook_base = per_job_webhook_base
         self._on_prediction = on_prediction
         self._pick_up = pick_up
 
@@ -196,9 +197,9 @@ class Submitter:
 
     def _webhook_for(self, job: Job) -> str | None:
         if registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
-            if self._cog_webhook_base is None or job.callback_token is None:
+            if self._per_job_webhook_base is None or job.callback_token is None:
                 return None
-            return f"{self._cog_webhook_base}/{job.id}/{job.callback_token}"
+            return f"{self._per_job_webhook_base}/{job.id}/{job.callback_token}"
         return self._webhook_url
 
     def _schedule_poll(self, job: Job) -> None:
