@@ -22,7 +22,7 @@ from bot.errors import PromptRefusedError, ProviderError, StorageError
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import Outputs
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.plans import instrumental as plan_instrumental
 from bot.providers.base import CallProvider, DownloadedFile
 from bot.providers.elevenlabs import song_suffix
@@ -37,7 +37,7 @@ class Calls:
         *,
         client: CallProvider | None,
         repo: JobsRepo,
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         outputs: Outputs,
         settings: Callable[[], Settings],

@@ -15,7 +15,7 @@ from bot.jobs.calls import Calls
 from bot.jobs.dispatch import Dispatch
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.submit import Submitter
 from bot.storage.jobs_repo import JobsRepo
@@ -36,7 +36,7 @@ class Canceller:
         *,
         repo: JobsRepo,
         predictions: Collection[str],
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         poller: Poller,
         calls: Calls,

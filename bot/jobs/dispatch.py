@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.errors import DeliveryError, StorageError
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
-from bot.jobs.phase import Cards, JobListener
+from bot.jobs.phase import CardFeed, JobListener
 from bot.jobs.tasks import Tasks
 from bot.storage.jobs_repo import JobsRepo
 
@@ -30,7 +30,7 @@ class Dispatch:
         *,
         repo: JobsRepo,
         listener: JobListener,
-        cards: Cards,
+        cards: CardFeed,
         tasks: Tasks,
         transfers: asyncio.Semaphore,
         settings: Callable[[], Settings],

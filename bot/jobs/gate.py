@@ -38,7 +38,7 @@ from bot.guild_settings import GuildSettings
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start
 from bot.jobs.models import Job, JobOrigin, JobRequest, new_job_id
 from bot.jobs.pause import PauseSwitch
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.plans import texts as plan_texts
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tasks import Tasks
@@ -109,7 +109,7 @@ class Gate:
         pause: PauseSwitch,
         available: Collection[str],
         scheduler: Scheduler,
-        cards: Cards,
+        cards: CardFeed,
         tasks: Tasks,
         pool: AudioPool,
         settings: Callable[[], Settings],

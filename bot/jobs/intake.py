@@ -16,7 +16,7 @@ from bot.errors import PredictionLostError, ProviderError, ProviderNotFoundError
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import MAX_RESUBMITS, Outputs
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
@@ -45,7 +45,7 @@ class Intake:
         *,
         repo: JobsRepo,
         providers: Mapping[str, PredictionProvider],
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         outputs: Outputs,
         submitter: Submitter,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from bot import metrics
 from bot.jobs.models import Job, JobStatus
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tasks import Tasks
@@ -25,7 +25,7 @@ class Outcomes:
         self,
         *,
         repo: JobsRepo,
-        cards: Cards,
+        cards: CardFeed,
         scheduler: Scheduler,
         poller: Poller,
         tasks: Tasks,

@@ -29,7 +29,7 @@ from bot.config import Settings
 from bot.errors import BotError, OutputError, StorageError
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.tasks import Tasks
 from bot.providers import registry
 from bot.providers.base import DownloadedFile, Prediction, PredictionProvider
@@ -62,7 +62,7 @@ class Outputs:
         *,
         repo: JobsRepo,
         providers: Mapping[str, PredictionProvider],
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         tasks: Tasks,
         transfers: asyncio.Semaphore,

@@ -80,7 +80,7 @@ def card_phase(members: Sequence[Job], *, uploading: frozenset[str] = frozenset(
     return min(active, key=_PROGRESS.index)
 
 
-class Cards:
+class CardFeed:
     """The engine's side of every card: which jobs are being fetched (Uploading), each waiting job's place in
     line, and telling the listener how a card looks now."""
 

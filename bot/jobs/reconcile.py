@@ -3,7 +3,7 @@
 Every unfinished job is resumed by its state: queued, it waits for its turn again; at a provider that keeps
 predictions, it is polled (and counted against the provider's cap); succeeded, it is delivered from the stored
 file. A long call died with the process and isn't run again by itself (it costs money): it fails as
-*interrupted*, with Retry. Cards of jobs that ended just before a crash are brought up to date.
+*interrupted*, with Retry. CardFeed of jobs that ended just before a crash are brought up to date.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from bot.jobs.dispatch import Dispatch
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.submit import Submitter
@@ -38,7 +38,7 @@ class Reconcile:
         repo: JobsRepo,
         scheduler: Scheduler,
         poller: Poller,
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         dispatch: Dispatch,
         submitter: Submitter,

@@ -26,7 +26,7 @@ from bot.jobs.models import Job
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import Outputs
 from bot.jobs.pause import PauseSwitch
-from bot.jobs.phase import Cards, JobListener
+from bot.jobs.phase import CardFeed, JobListener
 from bot.jobs.plans_service import JobFor, PlanBook
 from bot.jobs.poller import Poller
 from bot.jobs.recipes import Recipes
@@ -51,7 +51,7 @@ class Rooms:
     tasks: Tasks
     scheduler: Scheduler
     poller: Poller
-    cards: Cards
+    cards: CardFeed
     outcomes: Outcomes
     dispatch: Dispatch
     outputs: Outputs
@@ -116,7 +116,7 @@ def build_rooms(
     tasks = Tasks(retry_delay=retry_delay)
     scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
     poller = Poller(poll, first.jobs, webhooks_on=webhook_url is not None, clock=clock)
-    cards = Cards(repo, listener, scheduler)
+    cards = CardFeed(repo, listener, scheduler)
     outcomes = Outcomes(
         repo=repo, cards=cards, scheduler=scheduler, poller=poller, tasks=tasks, clock=clock, on_ended=deliver
     )

@@ -19,7 +19,7 @@ from bot.errors import CogBusyError, ProviderError, StorageError, SubmissionUnce
 from bot.jobs.calls import Calls
 from bot.jobs.models import Job, JobStatus
 from bot.jobs.outcomes import Outcomes
-from bot.jobs.phase import Cards
+from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.tasks import Tasks
 from bot.providers import registry
@@ -38,7 +38,7 @@ class Submitter:
         repo: JobsRepo,
         providers: Mapping[str, PredictionProvider],
         calls: Calls,
-        cards: Cards,
+        cards: CardFeed,
         outcomes: Outcomes,
         poller: Poller,
         tasks: Tasks,
