@@ -18,7 +18,7 @@ import aiohttp
 
 from bench.world import World, percentile
 from bot.config import Settings
-from bot.jobs.models import JobOrigin, JobRequest, JobStatus
+from bot.records import JobOrigin, JobRequest, JobStatus
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
 from tests.fakes.audio import make_wav

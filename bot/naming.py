@@ -10,7 +10,7 @@ import unicodedata
 from pathlib import Path
 
 from bot.catalog import MODELS
-from bot.jobs.models import Job
+from bot.records import Job
 
 
 def truncate(text: str, limit: int) -> str:

@@ -19,9 +19,9 @@ from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
 from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
-from bot.jobs.models import Job, JobOrigin
 from bot.jobs.phase import Phase
-from bot.jobs.service import ClipSource
+from bot.jobs.tickets import ClipSource
+from bot.records import Job, JobOrigin
 from bot.text import quoted
 
 log = logging.getLogger(__name__)

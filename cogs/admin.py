@@ -16,7 +16,7 @@ from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, shown
-from bot.jobs.models import Pause
+from bot.records import Pause
 
 log = logging.getLogger(__name__)
 

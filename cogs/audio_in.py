@@ -21,8 +21,9 @@ from discord.ext import commands
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, InvalidRequestError
-from bot.jobs.models import Job, JobOrigin
-from bot.jobs.service import MAX_EXTEND_S, ClipSource
+from bot.jobs.recipes import MAX_EXTEND_S
+from bot.jobs.tickets import ClipSource
+from bot.records import Job, JobOrigin
 from bot.text import inert, quoted
 from cogs._common import (
     audio_attachment,

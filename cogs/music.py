@@ -35,9 +35,9 @@ from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
-from bot.jobs.models import Job, JobRequest
 from bot.jobs.phase import phase_of
-from bot.jobs.service import ClipSource
+from bot.jobs.tickets import ClipSource
+from bot.records import Job, JobRequest
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card, start_from_attachment
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page

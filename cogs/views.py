@@ -17,9 +17,9 @@ from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual
-from bot.jobs.models import Job
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
 from cogs.plans import post_plan
@@ -159,11 +159,14 @@ async def _retry(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.STEMS)
+    actor = DiscordActor(interaction)
+    job = await bot.service.job_for(job_id, actor, Action.STEMS)  # answered privately before the defer
     if not job.output_path:
         raise JobStateError("That track isn't finished, so there is nothing to split yet.")
     await interaction.response.defer(thinking=True)
-    new = await bot.service.split_stems(Path(job.output_path), origin(interaction), name=job.prompt, parent=job)
+    new = await bot.service.split_stems(
+        Path(job.output_path), origin(interaction), name=job.prompt, parent=job, actor=actor
+    )
     await post_card(bot, interaction, [new])
 
 
@@ -179,11 +182,14 @@ async def _vary(interaction: discord.Interaction[Any], job_id: str) -> None:
 
 async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
-    job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.EXTEND)
+    actor = DiscordActor(interaction)
+    job = await bot.service.job_for(job_id, actor, Action.EXTEND)  # answered privately before the defer
     if not job.output_path:
         raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
     await interaction.response.defer(thinking=True)
-    new = await bot.service.continue_track(Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job)
+    new = await bot.service.continue_track(
+        Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job, actor=actor
+    )
     await post_card(bot, interaction, [new])
 
 

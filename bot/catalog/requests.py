@@ -10,7 +10,7 @@ from bot.catalog.params import _CONTROL, _fmt
 from bot.catalog.spec import ValidatedRequest, check_duration, default_duration
 from bot.config import Settings
 from bot.errors import InvalidRequestError
-from bot.jobs.models import JobRequest
+from bot.records import JobRequest
 from bot.text import quoted
 
 SEED_MAX = 2**31 - 1

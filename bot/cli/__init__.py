@@ -19,7 +19,7 @@ from bot.cli.generate import CONTINUE_S, flag_params, generate_command, settings
 from bot.cli.render import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, terminal_message
 from bot.config import Secrets, describe, load_settings
 from bot.errors import BotError, ConfigError, InvalidRequestError
-from bot.jobs.service import MAX_EXTEND_S
+from bot.jobs.recipes import MAX_EXTEND_S
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from bot.cli.render import EXIT_JOB_FAILED, EXIT_OK, human_size
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, InvalidRequestError
 from bot.jobs.access import Person
-from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import JobService
+from bot.records import Job, JobOrigin, JobRequest
 
 CLI_USER_ID = 0
 CONTINUE_S = 10  # seconds --continue adds when not told (as Discord's "Continue this track")

@@ -13,9 +13,9 @@ from bot.audio import off_loop
 from bot.audio.fit import tag_copy
 from bot.cli.render import failure_hint
 from bot.errors import DeliveryError
-from bot.jobs.models import Job
 from bot.jobs.phase import Phase
 from bot.naming import audio_filename, output_files, track_tags
+from bot.records import Job
 
 
 class CliListener:

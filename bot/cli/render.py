@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from bot.errors import BotError
 from bot.jobs.limits import LimitError
-from bot.jobs.models import Job, JobStatus
 from bot.provider_health import provider_health
 from bot.providers.registry import PROVIDERS
+from bot.records import Job, JobStatus
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1

@@ -24,10 +24,10 @@ from bot.audio import off_loop
 from bot.audio.waveform import render_waveform
 from bot.config import Settings
 from bot.discord.render import ViewFactory, build_card
-from bot.jobs.models import Job
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
 from bot.naming import image_filename, waveform_filename
+from bot.records import Job
 
 if TYPE_CHECKING:
     from discord.ext import commands

@@ -17,9 +17,9 @@ from bot.discord.cards import Cards
 from bot.discord.render import ViewFactory
 from bot.discord.send import Sender
 from bot.errors import DeliveryError
-from bot.jobs.models import Job
 from bot.jobs.phase import Phase
 from bot.jobs.service import JobService
+from bot.records import Job
 
 if TYPE_CHECKING:
     from discord.ext import commands

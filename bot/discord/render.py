@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.jobs.models import Job, JobStatus
 from bot.jobs.phase import Phase
 from bot.naming import model_label, seed_label, truncate
+from bot.records import Job, JobStatus
 from bot.text import inert
 
 _COLOURS = {

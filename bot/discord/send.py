@@ -23,8 +23,8 @@ from bot.audio.fit import fit_audio
 from bot.discord.cards import Cards, find_message, token_dead
 from bot.discord.render import delivery_text
 from bot.errors import DeliveryError
-from bot.jobs.models import Job
 from bot.naming import audio_filename, image_filename, output_files, track_tags, waveform_filename
+from bot.records import Job
 
 if TYPE_CHECKING:
     from discord.ext import commands

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.errors import NotAllowedError
-from bot.jobs.models import Job
+from bot.records import Job
 
 
 class Action(StrEnum):

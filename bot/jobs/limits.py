@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
-from bot.jobs.models import Job
 from bot.providers.registry import cost_usd as provider_cost_usd
+from bot.records import Job
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
 

@@ -13,15 +13,11 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bot.config import JobSettings
 from bot.errors import StorageError
-
-if TYPE_CHECKING:
-    from bot.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +34,7 @@ class _Entry:
 class Poller:
     def __init__(
         self,
-        service: JobService,
+        poll: Callable[[str], Awaitable[bool]],
         settings: JobSettings,
         *,
         webhooks_on: bool,
@@ -46,7 +42,8 @@ class Poller:
         max_polls_per_s: float = 40.0,
         concurrency: int = 16,
     ) -> None:
-        self._service = service
+        """``poll(job_id)`` polls one job's prediction and says whether it still needs polling."""
+        self._poll = poll
         self._settings = settings
         self._webhooks_on = webhooks_on
         self._clock = clock
@@ -152,7 +149,7 @@ class Poller:
     async def _poll_one(self, job_id: str, slots: asyncio.Semaphore) -> None:
         entry = self._entries.get(job_id)
         try:
-            again = await self._service.poll(job_id)
+            again = await self._poll(job_id)
         except StorageError as exc:  # the database refused the news: poll again later
             log.warning("poll of job %s not recorded: %s", job_id, exc)
             again = True

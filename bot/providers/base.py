@@ -199,7 +199,7 @@ class WebhookRoute(StrEnum):
 
 
 class Costed(Protocol):
-    """What a cost rule may read of a job (``bot.jobs.models.Job`` is one)."""
+    """What a cost rule may read of a job (``bot.records.Job`` is one)."""
 
     @property
     def provider(self) -> str: ...

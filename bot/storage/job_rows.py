@@ -10,7 +10,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.jobs.models import Job, JobOrigin
+from bot.records import Job, JobOrigin
 
 # Columns a transition may set besides status and its timestamp. Names are fixed here, never
 # taken from callers' strings, so the SQL in jobs_repo stays free of injected identifiers.

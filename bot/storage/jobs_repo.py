@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.jobs.models import (
+from bot.records import (
     ALLOWED_FROM,
     STATUS_TIME_COLUMN,
     TERMINAL,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from bot.storage.db import Database
 
 

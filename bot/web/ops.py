@@ -25,8 +25,8 @@ from prometheus_client.registry import Collector
 
 from bot import __version__, metrics
 from bot.errors import StorageError
-from bot.jobs.models import TERMINAL, JobStatus
 from bot.provider_health import provider_health
+from bot.records import TERMINAL, JobStatus
 
 log = logging.getLogger(__name__)
 

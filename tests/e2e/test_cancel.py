@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, card_status, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, accepted, card_status, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info, make_wav, wav_info
 from tests.fakes.discord import DiscordSimulator

@@ -8,7 +8,7 @@ import itertools
 import av
 import pytest
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, card_field, card_status, job_id_of, status_is
 from tests.fakes.audio import image_info, wav_info
 from tests.fakes.discord import DiscordSimulator

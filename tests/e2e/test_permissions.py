@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, accepted, card_status, default_guild, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator, SimUser
 from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, Permission, RoleConfig, SimMessage

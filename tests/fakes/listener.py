@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.errors import DeliveryError
-from bot.jobs.models import Job
 from bot.jobs.phase import Phase
+from bot.records import Job
 
 FINAL = (Phase.DONE, Phase.FAILED, Phase.CANCELED)
 

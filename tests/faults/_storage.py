@@ -42,8 +42,8 @@ import aiohttp
 import pytest
 
 from bot.app import Core
-from bot.jobs.models import Job
 from bot.logs import JobFilter
+from bot.records import Job
 from bot.storage.db import Database
 from tests.fakes.listener import RecordingListener
 from tests.integration.conftest import Harness

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, accepted, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator, InteractionHandle, SimMessage

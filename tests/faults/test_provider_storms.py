@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot.jobs.models import Job, JobStatus
 from bot.jobs.phase import Phase
+from bot.records import Job, JobStatus
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate, RecordedRequest
 from tests.faults.conftest import Reliability

@@ -36,8 +36,8 @@ import aiohttp
 import pytest
 
 from bot.errors import StorageBusyError, StorageCorruptError, StorageError, StorageFullError
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.faults._storage import (

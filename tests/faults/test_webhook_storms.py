@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate, WebhookDelivery, sign_webhook
 from tests.faults.conftest import Reliability

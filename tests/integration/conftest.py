@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from bot.app import Core
 from bot.config import Secrets, Settings
-from bot.jobs.models import Job, JobOrigin, JobRequest
 from bot.jobs.service import JobService
+from bot.records import Job, JobOrigin, JobRequest
 from tests.conftest import make_settings
 from tests.fakes.listener import RecordingListener
 from tests.fakes.replicate import FakeReplicate

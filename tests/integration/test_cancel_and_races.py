@@ -8,8 +8,8 @@ import pytest
 
 from bot.errors import JobNotFoundError, JobStateError, NotAllowedError
 from bot.jobs.access import MODERATOR, Person
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.jobs.models import JobOrigin, JobStatus
+from bot.records import JobOrigin, JobStatus
 from bot.storage.db import Database, load_migrations
 from bot.storage.jobs_repo import JobsRepo
 from tests.integration.test_cli import finish, run_cli

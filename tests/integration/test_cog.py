@@ -12,8 +12,8 @@ import pytest
 
 from bot.errors import NO_UPLOAD_TARGET
 from bot.jobs.access import Person
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.audio import audio_info, make_mp3, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.models import OutputFile

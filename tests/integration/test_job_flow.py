@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from bot.errors import DeliveryError
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness

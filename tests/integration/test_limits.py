@@ -9,8 +9,8 @@ import pytest
 from bot.errors import InvalidRequestError, NotAllowedError
 from bot.jobs.access import Person
 from bot.jobs.limits import LimitError
-from bot.jobs.models import JobOrigin, JobRequest, JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobOrigin, JobRequest, JobStatus
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 

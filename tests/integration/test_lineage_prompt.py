@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.jobs.models import JobOrigin
 from bot.jobs.phase import Phase
+from bot.records import JobOrigin
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from bot.jobs.access import Person
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
 from bot.providers.replicate import DATA_URL_MAX_BYTES
+from bot.records import JobStatus
 from tests.fakes.audio import audio_info, image_info, make_wav
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness

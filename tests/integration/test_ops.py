@@ -13,8 +13,8 @@ import pytest
 from bot.app import Core
 from bot.errors import ConfigError
 from bot.jobs.access import Person
-from bot.jobs.models import JobOrigin, JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobOrigin, JobStatus
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 from tests.promparse import Exposition, parse

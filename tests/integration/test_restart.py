@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bot.errors import DeliveryError
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
 from tests.fakes.audio import wav_info

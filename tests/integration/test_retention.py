@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
 from bot.jobs.retention import DAY_S, Janitor
+from bot.records import JobStatus
 from tests.fakes.audio import make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.replicate import FakeReplicate

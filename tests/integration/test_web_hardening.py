@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bot.jobs.models import JobStatus
+from bot.records import JobStatus
 from tests.fakes.cog import FakeCog
 from tests.integration.conftest import Harness
 from tests.integration.test_cog import SECRET, start

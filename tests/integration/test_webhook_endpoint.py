@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bot.jobs.models import JobStatus
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
 from tests.fakes.replicate import FakeReplicate, sign_webhook
 from tests.integration.conftest import Harness
 

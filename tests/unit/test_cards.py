@@ -7,9 +7,9 @@ import pytest
 from bot.config import LimitsSettings
 from bot.discord.render import build_card
 from bot.discord.send import delivery_nonce
-from bot.jobs.models import Job, JobStatus
 from bot.jobs.phase import Phase
 from bot.naming import audio_filename
+from bot.records import Job, JobStatus
 from cogs.views import card_view, info_embed
 
 

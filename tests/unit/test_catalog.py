@@ -5,7 +5,7 @@ import pytest
 from bot.catalog import MODELS, SEED_MAX, ParamType, ValidatedRequest, parse_options, validate_request
 from bot.config import Settings
 from bot.errors import InvalidRequestError
-from bot.jobs.models import JobRequest
+from bot.records import JobRequest
 
 
 def validate(settings: Settings | None = None, **fields: object) -> ValidatedRequest:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.catalog import MODELS, SEED_MAX, all_params, parse_options, validate_request
 from bot.errors import InvalidRequestError
-from bot.jobs.models import JobRequest
+from bot.records import JobRequest
 from tests.conftest import make_settings
 
 SETTINGS = make_settings(Path("/nonexistent/encore-fuzz"))  # nothing is written: validation only

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from bot.jobs.models import ALLOWED_FROM, TERMINAL, JobOrigin, JobStatus
+from bot.records import ALLOWED_FROM, TERMINAL, JobOrigin, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
 ALL = list(JobStatus)

@@ -16,7 +16,6 @@ from pydantic import SecretStr
 from bot.catalog import DEMUCS, ELEVENLABS_STEMS, SONG
 from bot.config import LimitsSettings, ModelRoute, ProviderName, Secrets, load_settings
 from bot.errors import ConfigError
-from bot.jobs.models import Job, JobStatus
 from bot.providers import registry
 from bot.providers.base import (
     CallProvider,
@@ -26,6 +25,7 @@ from bot.providers.base import (
     WebhookRoute,
 )
 from bot.providers.cog_server import CogClient
+from bot.records import Job, JobStatus
 from tests.conftest import make_settings
 from tests.fakes.cog import FakeCog
 from tests.fakes.elevenlabs import FakeElevenLabs

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import StorageBusyError, StorageFullError
-from bot.jobs.models import JobOrigin, JobStatus
+from bot.records import JobOrigin, JobStatus
 from bot.storage.db import Database
 from bot.storage.job_rows import NewJob
 from bot.storage.jobs_repo import JobsRepo

@@ -1,0 +1,178 @@
+"""Progress intake: what providers report about predictions, by webhook or by poll, applied to jobs.
+
+Every report goes through :meth:`Intake.apply`, which is safe to call any number of times in any order: each
+move is a conditional UPDATE and only its winner acts. A finished prediction starts the output pipeline
+(one at a time per job). Webhooks are taken once per id; a Cog server's webhook must carry its job's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from bot.config import Settings
+from bot.errors import PredictionLostError, ProviderError, ProviderNotFoundError, ProviderRateLimitError
+from bot.jobs.outcomes import Outcomes
+from bot.jobs.outputs import MAX_RESUBMITS, Outputs
+from bot.jobs.phase import CardFeed
+from bot.jobs.poller import Poller
+from bot.jobs.submit import Submitter
+from bot.jobs.tasks import Tasks
+from bot.logs import job_context
+from bot.providers import registry
+from bot.providers.base import Prediction, PredictionProvider, PredictionStatus, WebhookRoute
+from bot.records import Job, JobStatus
+from bot.storage.jobs_repo import JobsRepo
+from bot.tokens import same_secret
+
+log = logging.getLogger(__name__)
+
+
+def _reports_per_job(job: Job) -> bool:
+    return registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
+
+
+def _friendly_failure(prediction: Prediction) -> str:
+    if prediction.status == PredictionStatus.ABORTED:
+        return "The music service dropped the job before it started. Please try again."
+    return "The model failed to make this track. Try a different prompt or settings."
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        repo: JobsRepo,
+        providers: Mapping[str, PredictionProvider],
+        cards: CardFeed,
+        outcomes: Outcomes,
+        outputs: Outputs,
+        submitter: Submitter,
+        poller: Poller,
+        tasks: Tasks,
+        settings: Callable[[], Settings],
+        clock: Callable[[], float],
+    ) -> None:
+        self._repo = repo
+        self._providers = providers
+        self._cards = cards
+        self._outcomes = outcomes
+        self._outputs = outputs
+        self._submitter = submitter
+        self._poller = poller
+        self._tasks = tasks
+        self._settings = settings
+        self._clock = clock
+        self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
+
+    # -- webhooks -------------------------------------------------------------------------------------
+
+    async def handle_prediction(self, prediction: Prediction) -> None:
+        """Apply a provider's report (webhook or poll). Safe to call any number of times, in any order."""
+        job = await self._repo.get_by_prediction(prediction.id)
+        if job is None:
+            log.debug("ignoring unknown prediction %s", prediction.id)
+            return
+        await self.apply(job, prediction)
+
+    async def accept_webhook(self, webhook_id: str, prediction: Prediction) -> bool:
+        """Handle a verified webhook once per ``webhook-id``. False for a redelivery (dropped)."""
+        if not await self._repo.remember_webhook(webhook_id, now=self._clock()):
+            log.debug("dropping redelivered webhook %s", webhook_id)
+            return False
+        try:
+            await self.handle_prediction(prediction)
+        except BaseException:
+            # Not handled: forget the id so the provider's retry is processed.
+            await asyncio.shield(self._repo.forget_webhook(webhook_id))
+            raise
+        return True
+
+    async def accept_job_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
+        """A webhook to a job's own URL (a Cog server's): True if the path's token is the job's (else refused)."""
+        job = await self._repo.get(job_id)
+        if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
+            return False
+        if _reports_per_job(job) and prediction.id == job.prediction_id:
+            await self.apply(job, prediction)
+        else:
+            log.debug("job %s: ignoring a webhook for prediction %s", job.id, prediction.id)
+        return True
+
+    async def expects_upload(self, prediction_id: str) -> bool:
+        """Whether an active job is waiting for this prediction's files (a provider reporting to a URL of its
+        own per job, a Cog server, uploads them)."""
+        job = await self._repo.get_by_prediction(prediction_id)
+        return job is not None and _reports_per_job(job) and job.status.is_active_at_provider
+
+    # -- applying a report ------------------------------------------------------------------------------
+
+    async def apply(self, job: Job, prediction: Prediction) -> None:
+        with job_context(job.id):
+            await self._apply(job, prediction)
+
+    async def _apply(self, job: Job, prediction: Prediction) -> None:
+        if not job.status.is_active_at_provider:
+            return  # finished, or already being fetched and delivered
+        status = prediction.status
+        if status == PredictionStatus.PROCESSING:
+            # Only a job read as submitted can move: every poll of a running job would otherwise take the write lock.
+            if job.status == JobStatus.SUBMITTED and await self._repo.transition(
+                job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED], now=self._clock()
+            ):
+                await self._cards.notify(job.id)
+        elif status == PredictionStatus.SUCCEEDED:
+            self._tasks.pipeline(job.id, self._outputs.fetch(job.id, prediction))
+        elif status in (PredictionStatus.FAILED, PredictionStatus.ABORTED):
+            await self._outcomes.fail(job.id, _friendly_failure(prediction), detail=f"provider: {prediction.error!r}")
+        elif status == PredictionStatus.CANCELED and await self._repo.transition(
+            job.id, JobStatus.CANCELED, error="The job was canceled at the music service.", now=self._clock()
+        ):
+            await self._outcomes.released(job.id, "canceled")
+            self._poller.unschedule(job.id)
+            await self._cards.notify(job.id)
+
+    # -- polling ----------------------------------------------------------------------------------------
+
+    async def poll(self, job_id: str) -> bool:
+        """Poll one job's prediction. Returns True while the job still needs polling."""
+        with job_context(job_id):
+            return await self._poll(job_id)
+
+    async def _poll(self, job_id: str) -> bool:
+        job = await self._repo.get(job_id)
+        if job is None or not job.status.is_active_at_provider or job.prediction_id is None:
+            return False
+        if self._clock() - job.created_at > self._settings().jobs.timeout_s:
+            if await self._outcomes.fail(job.id, "The job took too long and was stopped. Please try again."):
+                await self._submitter.cancel_upstream(job.provider, job.prediction_id)
+            return False
+        try:
+            prediction = await self._providers[job.provider].get(job.prediction_id)
+        except PredictionLostError:
+            return await self._lost(job)
+        except ProviderNotFoundError:
+            await self._outcomes.fail(job.id, "The music service lost track of this job. Please try again.")
+            return False
+        except ProviderError as exc:
+            log.warning("job %s: poll failed: %s", job.id, exc)
+            if isinstance(exc, ProviderRateLimitError) and exc.retry_after_s:
+                self._poller.back_off(job.id, exc.retry_after_s)  # still throttled when the client gave up
+            return True
+        self._lost_once.discard(job.id)
+        await self.apply(job, prediction)
+        return not prediction.status.is_terminal
+
+    async def _lost(self, job: Job) -> bool:
+        """An idle server that never reported the job: believe it on the second look in a row."""
+        if job.id not in self._lost_once:
+            self._lost_once.add(job.id)
+            return True
+        self._lost_once.discard(job.id)
+        if job.attempts <= MAX_RESUBMITS:
+            log.warning("job %s: the server lost prediction %s; running it again", job.id, job.prediction_id)
+            await self._submitter.resubmit(job)
+            return False
+        await self._outcomes.fail(job.id, "The self-hosted model server lost this job twice. Please try again.")
+        return False

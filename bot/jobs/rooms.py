@@ -1,0 +1,237 @@
+"""The engine's rooms, built in their dependency order and wired together.
+
+Each room gets the rooms below it; a call that goes up (the poller asking intake, outcomes handing a job to
+delivery, outputs asking submit to run a prediction again, submit and outputs asking reconcile to pick a job
+up) is a callback, bound here. The order, lowest first::
+
+    tasks, scheduler, poller, cards (phase) -> outcomes -> dispatch -> outputs -> calls -> submit -> intake
+    -> reconcile, cancel -> gate -> recipes, plans
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from bot.audio import AudioPool
+from bot.config import Settings
+from bot.jobs.calls import Calls
+from bot.jobs.cancel import Canceller
+from bot.jobs.dispatch import Dispatch
+from bot.jobs.gate import Gate
+from bot.jobs.intake import Intake
+from bot.jobs.lineage import Lineage
+from bot.jobs.outcomes import Outcomes
+from bot.jobs.outputs import Outputs
+from bot.jobs.pause import PauseSwitch
+from bot.jobs.phase import CardFeed, JobListener
+from bot.jobs.plans_service import JobFor, PlanBook
+from bot.jobs.poller import Poller
+from bot.jobs.recipes import Recipes
+from bot.jobs.reconcile import Reconcile
+from bot.jobs.scheduler import Scheduler
+from bot.jobs.submit import Submitter
+from bot.jobs.tasks import Tasks
+from bot.providers import registry
+from bot.providers.base import CallProvider, Prediction, PredictionProvider
+from bot.records import Job
+from bot.storage.guild_repo import GuildRepo
+from bot.storage.jobs_repo import JobsRepo
+from bot.storage.plans_repo import PlansRepo
+from bot.storage.state_repo import StateRepo
+
+# Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in memory, a
+# file being posted), so a thousand jobs finishing together must queue, not all go at once.
+_PARALLEL_TRANSFERS = 8
+
+
+@dataclass(frozen=True)
+class Rooms:
+    tasks: Tasks
+    scheduler: Scheduler
+    poller: Poller
+    cards: CardFeed
+    outcomes: Outcomes
+    dispatch: Dispatch
+    outputs: Outputs
+    calls: Calls
+    submitter: Submitter
+    intake: Intake
+    reconcile: Reconcile
+    canceller: Canceller
+    pause: PauseSwitch
+    pool: AudioPool
+    gate: Gate
+    recipes: Recipes
+    lineage: Lineage
+    plans: PlanBook
+
+
+def build_rooms(
+    *,
+    repo: JobsRepo,
+    providers: Mapping[str, PredictionProvider],
+    settings: Callable[[], Settings],
+    listener: JobListener,
+    webhook_url: str | None,
+    per_job_webhook_base: str | None,
+    call_provider: CallProvider | None,
+    plans: PlansRepo | None,
+    guilds: GuildRepo | None,
+    state: StateRepo | None,
+    clock: Callable[[], float],
+    job_for: JobFor,
+) -> Rooms:
+    """Every room of the engine, wired. ``settings()`` is the settings in use (``/encore reload`` changes it);
+    ``job_for(job_id, actor, action)`` is the job if the actor may do that to it."""
+    first = settings()
+
+    def retry_delay(attempt: int) -> float:
+        return min(settings().jobs.retry_s * 2 ** max(0, attempt - 1), 300.0)
+
+    # Upward calls, bound to rooms built further down.
+    def start_job(job_id: str) -> None:
+        submitter.start(job_id)
+
+    def queue_moved(job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            tasks.spawn(cards.notify(job_id), name=f"moved:{job_id}")
+
+    def deliver(job: Job) -> None:
+        dispatch.kick(job)
+
+    async def poll(job_id: str) -> bool:
+        return await intake.poll(job_id)
+
+    async def on_prediction(prediction: Prediction) -> None:
+        await intake.handle_prediction(prediction)
+
+    async def resubmit(job: Job) -> None:
+        await submitter.resubmit(job)
+
+    async def pick_up(job_id: str) -> None:
+        await reconcile.pick_up(job_id)
+
+    tasks = Tasks(retry_delay=retry_delay)
+    scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
+    poller = Poller(poll, first.jobs, webhooks_on=webhook_url is not None, clock=clock)
+    cards = CardFeed(repo, listener, scheduler)
+    outcomes = Outcomes(
+        repo=repo, cards=cards, scheduler=scheduler, poller=poller, tasks=tasks, clock=clock, on_ended=deliver
+    )
+    transfers = asyncio.Semaphore(_PARALLEL_TRANSFERS)
+    dispatch = Dispatch(
+        repo=repo,
+        listener=listener,
+        cards=cards,
+        tasks=tasks,
+        transfers=transfers,
+        settings=settings,
+        clock=clock,
+        outcomes=outcomes,
+    )
+    outputs = Outputs(
+        repo=repo,
+        providers=providers,
+        cards=cards,
+        outcomes=outcomes,
+        tasks=tasks,
+        transfers=transfers,
+        settings=settings,
+        clock=clock,
+        resubmit=resubmit,
+        pick_up=pick_up,
+    )
+    calls = Calls(
+        client=call_provider,
+        repo=repo,
+        cards=cards,
+        outcomes=outcomes,
+        outputs=outputs,
+        settings=settings,
+    )
+    submitter = Submitter(
+        repo=repo,
+        providers=providers,
+        calls=calls,
+        cards=cards,
+        outcomes=outcomes,
+        poller=poller,
+        tasks=tasks,
+        settings=settings,
+        clock=clock,
+        webhook_url=webhook_url,
+        per_job_webhook_base=per_job_webhook_base,
+        on_prediction=on_prediction,
+        pick_up=pick_up,
+    )
+    intake = Intake(
+        repo=repo,
+        providers=providers,
+        cards=cards,
+        outcomes=outcomes,
+        outputs=outputs,
+        submitter=submitter,
+        poller=poller,
+        tasks=tasks,
+        settings=settings,
+        clock=clock,
+    )
+    reconcile = Reconcile(
+        repo=repo,
+        scheduler=scheduler,
+        poller=poller,
+        cards=cards,
+        outcomes=outcomes,
+        dispatch=dispatch,
+        submitter=submitter,
+        tasks=tasks,
+        clock=clock,
+    )
+    canceller = Canceller(
+        repo=repo,
+        predictions=frozenset(providers),
+        cards=cards,
+        outcomes=outcomes,
+        poller=poller,
+        calls=calls,
+        submitter=submitter,
+        dispatch=dispatch,
+        clock=clock,
+    )
+    pause = PauseSwitch(state, clock)
+    # People's files are decoded in threads of their own, one file at a time per person.
+    pool = AudioPool(first.audio.decode_threads)
+    gate = Gate(
+        repo=repo,
+        guilds=guilds,
+        pause=pause,
+        available=frozenset(providers) | ({call_provider.name} if call_provider is not None else frozenset()),
+        scheduler=scheduler,
+        cards=cards,
+        tasks=tasks,
+        pool=pool,
+        settings=settings,
+        clock=clock,
+    )
+    return Rooms(
+        tasks=tasks,
+        scheduler=scheduler,
+        poller=poller,
+        cards=cards,
+        outcomes=outcomes,
+        dispatch=dispatch,
+        outputs=outputs,
+        calls=calls,
+        submitter=submitter,
+        intake=intake,
+        reconcile=reconcile,
+        canceller=canceller,
+        pause=pause,
+        pool=pool,
+        gate=gate,
+        recipes=Recipes(gate=gate, pool=pool, settings=settings),
+        lineage=Lineage(repo),
+        plans=PlanBook(client=call_provider, repo=plans, gate=gate, job_for=job_for, settings=settings),
+    )
