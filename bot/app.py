@@ -130,6 +130,7 @@ class Core:
             plans=self.plans,
             guilds=self.guilds,
             state=self.state,
+            attachments=self.attachments,
         )
         self.service = service
         if serve_web or verifier is not None or per_job:

@@ -13,7 +13,7 @@ from typing import Any
 import discord
 from yarl import URL
 
-from bot.audio.download import fetch_to_file, input_url_allowed
+from bot.audio.download import input_url_allowed
 from bot.discord.client import EncoreBot
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
@@ -170,14 +170,10 @@ async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Pat
     """
     check_attachment(bot, attachment)
     audio = bot.settings.audio
-    session = bot.core.attachments
-    assert session is not None, "the core opens its sessions before the bot starts"
     suffix = Path(attachment.filename).suffix.lower()[:10] or ".bin"
     path = bot.settings.storage.inputs_dir / f"{secrets.token_hex(8)}{suffix}"
     try:
-        await fetch_to_file(
-            session, attachment.url, path, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s
-        )
+        await bot.service.download_input(attachment.url, path)
     except TooLargeError:
         raise InvalidRequestError(f"That file is larger than the limit of {_size(audio.max_input_bytes)}.") from None
     except OutputError as exc:

@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import aiohttp
+
+from bot.audio.download import fetch_to_file
 from bot.config import Settings
 from bot.errors import BotError, JobNotFoundError
 from bot.guild_settings import GuildSettings
@@ -43,9 +46,11 @@ class JobService:
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
         state: StateRepo | None = None,
+        attachments: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
+        self._attachments = attachments  # people's files, from Discord's CDN
         self._guilds = guilds
         self.settings = settings
         self.clock = clock
@@ -197,6 +202,16 @@ class JobService:
     async def history(self, user_id: int, *, page: int, per_page: int) -> tuple[list[Job], int]:
         """One page of a person's jobs, newest first, and how many they have in all."""
         return await self.repo.page_for_user(user_id, page=page, per_page=per_page)
+
+    async def download_input(self, url: str, dest: Path) -> None:
+        """Fetch a person's file (already checked: Discord's CDN only) to ``dest``: no redirect followed, cut
+        off while streaming past ``[audio] max_input_bytes``. Raises TooLargeError or OutputError."""
+        if self._attachments is None:
+            raise BotError("This bot can't take files right now.")
+        audio = self.settings.audio
+        await fetch_to_file(
+            self._attachments, url, dest, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s
+        )
 
     async def default_model(self, guild_id: int | None) -> str:
         return (await self.guild_settings(guild_id)).default_model or "musicgen"
