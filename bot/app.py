@@ -25,6 +25,7 @@ from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
+from bot.storage.voice_repo import VoiceRepo
 from bot.web.cog_server import CogRoutes
 from bot.web.ops import OpsRoutes
 from bot.web.server import WebServer, create_app
@@ -54,6 +55,7 @@ class Core:
         self.guilds = GuildRepo(self.db)
         self.state = StateRepo(self.db)
         self.stats = StatsRepo(self.db)
+        self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers = registry.Providers({})  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None

@@ -31,6 +31,7 @@ class GuildSettings(BaseModel):
     channels: list[int] = []  # empty: every channel
     roles: list[int] = []  # empty: everyone
     blocked_words: list[str] = []
+    voice_messages: bool = False  # post every track as a voice message too (they play inline on phones)
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -55,6 +56,17 @@ def _number(text: str, *, low: float, high: float, whole: bool) -> float:
     if not low <= value <= high:
         raise InvalidRequestError(f"That must be between {low:g} and {high:g}.")
     return int(value) if whole else value
+
+
+_ON = {"on", "yes", "true", "1"}
+_OFF = {"off", "no", "false", "0"}
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in _ON | _OFF:
+        raise InvalidRequestError(f"{quoted(text, 20)} isn't on or off.")
+    return word in _ON
 
 
 def _models(text: str) -> list[str]:
@@ -89,6 +101,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "extra words refused in prompts, comma-separated",
         lambda t: [w.strip() for w in t.split(",") if w.strip()],
     ),
+    "voice_messages": ("post every track as a voice message (on/off)", _switch),
 }
 _CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
 
@@ -107,6 +120,8 @@ def changed(current: GuildSettings, key: str, text: str) -> GuildSettings:
 
 def shown(settings: GuildSettings, key: str) -> str:
     value = getattr(settings, key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if value is None or value == []:
         return "default" if key not in ("channels", "roles", "allowed_models") else "all"
     if key == "channels":

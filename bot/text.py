@@ -81,3 +81,9 @@ def inert(text: str, *, previews: bool = True) -> str:
 def quoted(text: str, limit: int = 40) -> str:
     """A short piece of someone's text in inline code, for error messages (``you gave `…` ``)."""
     return "`" + text[:limit].replace("`", "'") + "`"
+
+
+def clock(seconds: float) -> str:
+    """A length as minutes and seconds, as a player shows it (``12:05``)."""
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"

@@ -22,6 +22,7 @@ from bot.jobs.service import JobService
 from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
+from cogs.phone import phone_button
 from cogs.plans import post_plan
 
 EXTEND_S = 10
@@ -96,6 +97,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
             actions.append("plan")
         for action in actions:
             view.add_item(ResultButton(action, job.id))
+        if (phone := phone_button(job, members)) is not None:
+            view.add_item(phone)
     return view
 
 
@@ -205,7 +208,9 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
     await interaction.response.defer(ephemeral=True, thinking=True)
     if job.channel_id is not None:
         channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        for message_id in {job.delivery_message_id, job.card_message_id} - {None}:
+        _, _, members = await bot.service.card(job.id)
+        voice = [await delivery_of(bot).voice.message_of(member) for member in members]  # voice messages go too
+        for message_id in {job.delivery_message_id, job.card_message_id, *voice} - {None}:
             assert message_id is not None
             with contextlib.suppress(discord.NotFound):
                 await channel.get_partial_message(message_id).delete()

@@ -151,11 +151,13 @@ def _encode_opus(
     tags: Mapping[str, str],
     start_s: float = 0.0,
     end_s: float | None = None,
+    channels: int | None = None,
 ) -> None:
-    """Decode ``src`` (optionally only [start_s, end_s)) and encode it as Opus in Ogg."""
+    """Decode ``src`` (optionally only [start_s, end_s)) and encode it as Opus in Ogg, in ``channels`` (1 or 2;
+    None: as many as the source has, at most two)."""
     with open_input(src) as inp, av.open(str(dest), "w", format="ogg") as out:
         in_stream = inp.streams.audio[0]
-        channels = min(max(in_stream.codec_context.channels, 1), 2)
+        channels = channels or min(max(in_stream.codec_context.channels, 1), 2)
         layout = "stereo" if channels == 2 else "mono"
         stream = out.add_stream("libopus", rate=OPUS_RATE)
         stream.bit_rate = bitrate

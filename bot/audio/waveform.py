@@ -16,7 +16,7 @@ from bot.audio import open_input
 
 WIDTH = 800
 HEIGHT = 160
-_RATE = 8000  # enough to see the shape, cheap to decode
+SAMPLE_RATE = 8000  # enough to see the shape, cheap to decode
 _BACKGROUND = (0x2B, 0x2D, 0x31)
 _BAR = (0x58, 0x65, 0xF2)
 _MIDLINE = (0x4E, 0x50, 0x58)
@@ -26,21 +26,28 @@ _COLOURS = (_BACKGROUND, _BAR, _MIDLINE)  # palette indices 0, 1, 2
 _CHANNEL = [bytes(c[i] for c in _COLOURS) + bytes(253) for i in range(3)]  # index -> red, green, blue
 
 
-def _samples(path: Path) -> bytes:
-    """Mono unsigned 8-bit samples at ``_RATE`` (8 bits are plenty for a picture 160 pixels high)."""
+def mono_u8(path: Path, *, max_s: float | None = None) -> bytes:
+    """Mono unsigned 8-bit samples at ``SAMPLE_RATE`` (8 bits are plenty for a picture 160 pixels high, or a
+    voice message's waveform). Decoding stops once there is more than ``max_s`` seconds of it."""
     chunks: list[bytes] = []
+    limit = None if max_s is None else int(max_s * SAMPLE_RATE)
+    have = 0
     with open_input(path) as container:
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="u8", layout="mono", rate=_RATE)
+        resampler = av.AudioResampler(format="u8", layout="mono", rate=SAMPLE_RATE)
         for frame in container.decode(stream):
             frame.pts = None
-            chunks.extend(bytes(r.planes[0])[: r.samples] for r in resampler.resample(frame))
+            for resampled in resampler.resample(frame):
+                chunks.append(bytes(resampled.planes[0])[: resampled.samples])
+                have += resampled.samples
+            if limit is not None and have > limit:
+                return b"".join(chunks)
         chunks.extend(bytes(r.planes[0])[: r.samples] for r in resampler.resample(None))
     return b"".join(chunks)
 
 
-def _peaks(samples: bytes, columns: int) -> list[int]:
-    """The loudest sample of each column, 0 (silence) to 127 (full scale)."""
+def column_peaks(samples: bytes, columns: int) -> list[int]:
+    """The loudest sample of each of ``columns`` equal stretches, 0 (silence) to 127 (full scale)."""
     if not samples:
         return [0] * columns
     magnitudes = samples.translate(_MAGNITUDE)
@@ -53,7 +60,7 @@ def _peaks(samples: bytes, columns: int) -> list[int]:
 
 def render_waveform(path: Path, *, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     """A PNG of ``path``'s waveform."""
-    peaks = _peaks(_samples(path), width)
+    peaks = column_peaks(mono_u8(path), width)
     loudest = max(peaks) or 1
     middle = height // 2
     # Each column's bar covers rows [middle - reach, middle + reach); a row at distance k from the centre

@@ -20,6 +20,8 @@ class DiscordSettings(_Section):
     sync_commands: bool = True
     # The job card is edited at most this often per job.
     card_edit_interval_s: float = Field(default=2.0, ge=0.0, le=60.0)
+    # The longest track Encore posts as a voice message (Play on phone, a server's voice_messages setting).
+    voice_message_max_s: float = Field(default=600.0, gt=0, le=3600)
 
 
 class WebhookSettings(_Section):

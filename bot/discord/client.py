@@ -31,7 +31,7 @@ from bot.text import quoted
 log = logging.getLogger(__name__)
 
 HANDLER_GRACE_S = 3.0  # when Encore stops, commands and clicks being handled get this long to finish
-EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin")
+EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin", "cogs.phone")
 
 
 class EncoreTree(app_commands.CommandTree["EncoreBot"]):
@@ -112,7 +112,7 @@ class EncoreBot(commands.Bot):
         return self.core.service
 
     async def setup_hook(self) -> None:
-        self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service)
+        self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service, voice=self.core.voice)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:

@@ -1,8 +1,8 @@
 """Discord delivery: the job listener the bot gives the job service (``bot.jobs.phase.JobListener``).
 
 The job card that follows a job is kept by :mod:`bot.discord.cards`, drawn by :mod:`bot.discord.render`; the
-message that brings the audio is sent by :mod:`bot.discord.send`. This class joins them for ``app``'s wiring
-and the cogs.
+message that brings the audio is sent by :mod:`bot.discord.send`, and the voice messages of tracks (which play
+inline on phones) by :mod:`bot.discord.voice`. This class joins them for ``app``'s wiring and the cogs.
 """
 
 from __future__ import annotations
@@ -16,19 +16,33 @@ from bot.config import Settings
 from bot.discord.cards import Cards
 from bot.discord.render import ViewFactory
 from bot.discord.send import Sender
+from bot.discord.voice import VoiceMessages
 from bot.errors import DeliveryError
+from bot.guild_settings import GuildSettings
 from bot.jobs.phase import Phase
 from bot.jobs.service import JobService
 from bot.records import Job
+from bot.storage.voice_repo import VoiceRepo
 
 if TYPE_CHECKING:
     from discord.ext import commands
 
 
 class DiscordDelivery:
-    def __init__(self, bot: commands.Bot, settings: Settings, service: Callable[[], JobService] | None = None) -> None:
+    def __init__(
+        self,
+        bot: commands.Bot,
+        settings: Settings,
+        service: Callable[[], JobService] | None = None,
+        voice: VoiceRepo | None = None,
+    ) -> None:
         self._cards = Cards(bot, settings, service)
         self._sender = Sender(bot, self._cards, settings.storage.dir / "deliveries")
+
+        async def rules(guild_id: int | None) -> GuildSettings:
+            return await service().guild_settings(guild_id) if service is not None else GuildSettings()
+
+        self.voice = VoiceMessages(bot, voice, settings, rules)
         self._closed = False
 
     @property
@@ -57,6 +71,7 @@ class DiscordDelivery:
     async def close(self) -> None:
         self._closed = True
         await self._cards.close()
+        await self.voice.close()
 
     async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         if self._closed:
@@ -66,7 +81,9 @@ class DiscordDelivery:
     async def deliver(self, jobs: Sequence[Job]) -> int | None:
         if self._closed:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
-        return await self._sender.deliver(jobs)
+        message_id = await self._sender.deliver(jobs)
+        self.voice.after_delivery(jobs, message_id)  # the server's voice_messages setting
+        return message_id
 
     async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:
         """The files of finished jobs, each fitted under ``limit`` (for re-posting, e.g. a full track)."""

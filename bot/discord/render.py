@@ -12,7 +12,7 @@ import discord
 from bot.jobs.phase import Phase
 from bot.naming import model_label, seed_label, truncate
 from bot.records import Job, JobStatus
-from bot.text import inert
+from bot.text import clock, inert
 
 _COLOURS = {
     Phase.QUEUED: discord.Colour.light_grey(),
@@ -37,11 +37,6 @@ _ICONS = {
 ViewFactory = Callable[[Job, Phase, Sequence[Job]], discord.ui.View | None]
 
 
-def _clock(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
 def mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
@@ -54,7 +49,7 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
     total_s = job.context.get("total_s")
     if job.context.get("kind") == "continuation" and total_s is not None:
         added = job.context.get("extra_s")
-        value = f"Part {job.part} · total {_clock(float(total_s))}" + (f" (+{added} s)" if added else "")
+        value = f"Part {job.part} · total {clock(float(total_s))}" + (f" (+{added} s)" if added else "")
         embed.add_field(name="Track", value=value, inline=True)
     elif job.duration_s is not None:
         embed.add_field(name="Duration", value=f"{job.duration_s:g} s", inline=True)
@@ -68,7 +63,7 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
         status += f" · #{place} in line"
         eta = job.result.get("eta_s")
         if eta:
-            status += f" · about {_clock(float(eta))} to start"
+            status += f" · about {clock(float(eta))} to start"
     running_since = min((m.running_at for m in members if m.running_at), default=None)
     if phase == Phase.GENERATING and running_since:
         status += f" · started <t:{int(running_since)}:R>"

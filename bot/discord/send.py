@@ -35,6 +35,12 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10  # attachments per message
 
 
+def upload_limit(bot: commands.Bot, guild_id: int | None) -> int:
+    """The largest file the bot may post in ``guild_id`` (its boost tier's limit), or in a DM."""
+    guild = bot.get_guild(guild_id) if guild_id else None
+    return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+
 def delivery_nonce(job: Job) -> str:
     """A fixed nonce per job: Discord drops a repeat of the same send (enforce_nonce)."""
     return f"encore-{job.id}"[:25]
@@ -81,8 +87,7 @@ class Sender:
     def _upload_limit(self, job: Job, interaction: discord.Interaction[Any] | None) -> int:
         if interaction is not None:
             return interaction.filesize_limit
-        guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        return upload_limit(self._bot, job.guild_id)
 
     async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:
         """The files of finished jobs, each fitted under ``limit`` (for re-posting, e.g. a full track)."""

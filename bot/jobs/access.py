@@ -10,6 +10,8 @@ server*, never where they happen to be:
 - regenerate, variations, extend, stems, edit plan, full track, info, show: a member who can see the job's
   channel, acting in the job's server. What they make or post appears where they act, so nothing of someone
   else's job is carried into another server or a DM.
+- play on phone: the same (a member who can see the job's channel, acting in the job's server); the voice
+  message is posted in the job's own channel, as a reply to its track.
 
 A job made in a DM is its requester's alone. The core decides; the cogs only gather the facts
 (:meth:`Actor.standing`) from Discord.
@@ -35,6 +37,7 @@ class Action(StrEnum):
     STEMS = "stems"
     PLAN = "plan"
     FULL = "full"
+    PHONE = "phone"
     INFO = "info"
     SHOW = "show"
 
@@ -54,6 +57,7 @@ _WHAT = {
     Action.STEMS: "split it into stems",
     Action.PLAN: "edit its plan",
     Action.FULL: "post the full track",
+    Action.PHONE: "post it as a voice message",
     Action.INFO: "see its details",
     Action.SHOW: "show it",
 }

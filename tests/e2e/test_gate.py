@@ -188,6 +188,7 @@ NOT_ENTRY_POINTS: dict[str, str] = {
     "encore:info": "shows a job's details",
     "encore:delete": "deletes a job's messages",
     "encore:full": "posts the newest part of a chain, already made",
+    "encore:phone": "posts a finished track again as a voice message",
     "encore:planadd": "adds a section to a plan",
     "encore:planedit": "edits a plan's section",
     "encore:planremove": "removes a plan's section",

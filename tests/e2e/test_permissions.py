@@ -146,7 +146,7 @@ async def test_a_moderator_elsewhere_cannot_delete_a_reposted_card(
     await sim.wait_for_delete(delivered[0].id)
 
 
-@pytest.mark.parametrize("action", ["regen", "vary", "extend", "info", "full", "stems", "delete"])
+@pytest.mark.parametrize("action", ["regen", "vary", "extend", "info", "full", "stems", "delete", "phone"])
 async def test_no_button_carries_a_job_into_another_server(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate, action: str
 ) -> None:

@@ -308,6 +308,21 @@ async def test_edit_fetch_delete_typing_and_dm(sim: DiscordSimulator, client: Re
     assert any(c.route == "POST /channels/{channel_id}/typing" for c in sim.requests)
 
 
+async def test_members_delete_their_own_messages_and_moderators_anyones(
+    sim: DiscordSimulator, client: Recorder
+) -> None:
+    channel = client.text_channel(sim.default_channel_id)
+    sent = await channel.send("the bot's")
+    bob = sim.user("bob")  # a plain member
+    with pytest.raises(SimulatorError, match="may not delete"):
+        await bob.delete_message(sent.id)
+    await bob.delete_message(await bob.send_message("bob's"))
+    await sim.user("alice").delete_message(sent.id)  # the owner may
+    await sim.wait_for_delete(sent.id)
+    with pytest.raises(discord.NotFound):
+        await channel.fetch_message(sent.id)
+
+
 async def test_dm_to_a_user_with_closed_dms_is_refused() -> None:
     guild = GuildConfig(members=[MemberConfig("alice"), MemberConfig("carol", dms_open=False)])
     async with DiscordSimulator(guilds=[guild]) as sim:

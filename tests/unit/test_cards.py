@@ -92,16 +92,20 @@ def test_nonce_fits_discord() -> None:
 
 
 async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
-    def custom_ids(phase: Phase) -> list[str]:
-        return [getattr(item, "custom_id", "") for item in card_view(make_job(), phase).children]
+    def custom_ids(phase: Phase, **fields: object) -> list[str]:
+        return [getattr(item, "custom_id", "") for item in card_view(make_job(**fields), phase).children]
 
     for phase in (Phase.QUEUED, Phase.STARTING, Phase.GENERATING):
         assert custom_ids(phase) == ["encore:cancel:abc234defg"]
     for phase in (Phase.UPLOADING, Phase.CANCELED):
         assert custom_ids(phase) == []
     assert custom_ids(Phase.FAILED) == ["encore:retry:abc234defg"]
-    assert custom_ids(Phase.DONE) == [
-        f"encore:{a}:abc234defg" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems")
+    assert custom_ids(Phase.DONE, status=JobStatus.DELIVERED) == [
+        f"encore:{a}:abc234defg" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems", "phone")
+    ]
+    stems = {"model": "stems", "result": {"files": [{"name": "vocals", "path": "/data/v.wav"}]}}
+    assert custom_ids(Phase.DONE, status=JobStatus.DELIVERED, **stems) == [
+        f"encore:{a}:abc234defg" for a in ("info", "delete")
     ]
 
 

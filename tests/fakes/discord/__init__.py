@@ -49,10 +49,11 @@ file=SimFile(...))`` (string, integer, number, boolean, attachment, user, channe
 against the synced command), ``autocomplete(command, focused, value)``, ``message_command(name, message)``,
 ``user_command(name, target)``, ``click(message, custom_id | label=)``, ``select(message, custom_id, values)``,
 ``submit_modal(handle, {custom_id_or_label: value})``, ``send_message(content, files=, reply_to=,
-mention_bot=, dm=)``. Invalid actions (unsynced command, wrong option type, disabled button) raise
-:class:`SimulatorError`. Like a human, a user acts only after the bot has taken in its last output: each
-action first waits until every REST response is on the wire and yields the event loop a few turns (so a
-client in the same loop has, e.g., registered the view of the message it just sent). No real time passes.
+mention_bot=, dm=)``, ``delete_message(message)`` (its author, or a member with Manage Messages there).
+Invalid actions (unsynced command, wrong option type, disabled button) raise :class:`SimulatorError`. Like a
+human, a user acts only after the bot has taken in its last output: each action first waits until every REST
+response is on the wire and yields the event loop a few turns (so a client in the same loop has, e.g.,
+registered the view of the message it just sent). No real time passes.
 
 Interactions return an :class:`InteractionHandle`: ``wait_response()`` (callback type/data),
 ``wait_original(pred)``, ``wait_followup(pred, index=)``, ``wait_message(pred)``, ``wait_file(pred)``,
@@ -79,6 +80,12 @@ the parsed call, route params and body, to pick which calls fail) and return the
 count what it answered), ``await sim.set_bot_permissions(channel_id, perms)``,
 ``await sim.drop_gateway(resume=True|False)``, ``await sim.request_reconnect()``,
 ``async with sim.gateway_outage(): ...`` (events queue and are replayed on RESUME).
+
+Voice messages (``tests/fakes/discord/voice.py``): a channel message flagged IS_VOICE_MESSAGE (``1 << 13``) must
+be one audio file with ``duration_secs`` and a base64 ``waveform`` of at most 256 points, nothing else, sent
+with Send Voice Messages, and is never edited (Discord's errors 50159-50162, 50173). ``on_phone(message)``
+says how Discord's phone apps show a message's audio: inline with its waveform only for a voice message whose
+file decodes as Opus in Ogg; an ordinary audio attachment is a file to download.
 
 Content intent: without MESSAGE_CONTENT, MESSAGE_CREATE/UPDATE and REST fetches blank content, embeds,
 attachments and components except for the bot's own messages, DMs and messages that mention the bot.
@@ -112,10 +119,12 @@ from .models import (
 from .router import RestCall, ValidationFailure
 from .simulator import DiscordSimulator, Mark
 from .users import SimFile, SimUser
+from .voice import IS_VOICE_MESSAGE, PhonePlayback, on_phone
 
 __all__ = [
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "IS_VOICE_MESSAGE",
     "MIB",
     "ApiError",
     "CallbackRecord",
@@ -128,6 +137,7 @@ __all__ = [
     "MemberConfig",
     "MessageEvent",
     "Permission",
+    "PhonePlayback",
     "RestCall",
     "RoleConfig",
     "SimAttachment",
@@ -141,4 +151,5 @@ __all__ = [
     "SimulatorTimeoutError",
     "SyncedCommand",
     "ValidationFailure",
+    "on_phone",
 ]

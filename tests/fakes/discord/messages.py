@@ -14,6 +14,7 @@ from .errors import field_error, merge_errors
 from .models import EPHEMERAL, IS_COMPONENTS_V2, LOADING, Permission, SimAttachment, SimChannel, SimMessage
 from .state import SimState
 from .validation import is_empty_message
+from .voice import IS_VOICE_MESSAGE, check_voice_message, is_voice, require_voice_permission
 from .wire import RequestBody, UploadedFile
 
 #: flags a bot may set when creating a message (SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2)
@@ -26,14 +27,19 @@ def check_size(files: list[UploadedFile], limit: int) -> None:
         raise errors.request_too_large()
 
 
-def require_permissions(perms: int, body: RequestBody, *, send: bool) -> None:
-    """403s: Missing Access without View Channel; Missing Permissions for sending, files or embeds."""
+def require_permissions(perms: int, body: RequestBody, *, send: bool, voice_ok: bool = False) -> None:
+    """403s: Missing Access without View Channel; Missing Permissions for sending, files or embeds.
+
+    A voice message (``voice_ok``: a channel message may be one) needs Send Voice Messages instead of Attach
+    Files (403/50173 without it)."""
     payload = body.payload if isinstance(body.payload, dict) else {}
     if send and not perms & Permission.VIEW_CHANNEL:
         raise errors.missing_access()
     if send and not perms & Permission.SEND_MESSAGES:
         raise errors.missing_permissions()
-    if body.files and not perms & Permission.ATTACH_FILES:
+    if voice_ok and is_voice(payload):
+        require_voice_permission(perms)
+    elif body.files and not perms & Permission.ATTACH_FILES:
         raise errors.missing_permissions()
     if payload.get("embeds") and not perms & Permission.EMBED_LINKS:
         raise errors.missing_permissions()
@@ -149,15 +155,23 @@ def compose(
     msg_type: int = 0,
     extra_flags: int = 0,
     allow_ephemeral: bool = False,
+    voice_ok: bool = False,
     interaction_id: int | None = None,
     webhook_id: int | None = None,
 ) -> SimMessage:
-    """A new message from a bot request body (rules, size limit, attachments, reference, mentions)."""
+    """A new message from a bot request body (rules, size limit, attachments, reference, mentions).
+
+    ``voice_ok``: the message may be a voice message (channel messages; interaction responses and followups
+    drop the flag)."""
     payload: dict[str, Any] = body.payload if isinstance(body.payload, dict) else {}
     check_size(body.files, limit)
+    voice = voice_ok and is_voice(payload)
+    if voice:
+        check_voice_message(payload, body.files)
     if is_empty_message(payload, len(body.files)) and not extra_flags & LOADING:
         raise errors.empty_message()
-    flags = int(payload.get("flags") or 0) & (_SETTABLE_FLAGS | (EPHEMERAL if allow_ephemeral else 0))
+    settable = _SETTABLE_FLAGS | (EPHEMERAL if allow_ephemeral else 0) | (IS_VOICE_MESSAGE if voice else 0)
+    flags = int(payload.get("flags") or 0) & settable
     flags |= extra_flags
     reference = _reference(state, channel, payload)
     reply_author = None

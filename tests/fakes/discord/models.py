@@ -40,7 +40,8 @@ class Permission(enum.IntFlag):
 
 P = Permission
 ALL_PERMISSIONS = (1 << 53) - 1
-#: What the bot gets in every channel unless configured otherwise: everything the reference says it needs.
+#: What the bot gets in every channel unless configured otherwise: everything the reference says it needs
+#: (Send Voice Messages for voice messages; Discord gives it to @everyone by default).
 DEFAULT_BOT_PERMISSIONS = int(
     P.VIEW_CHANNEL
     | P.SEND_MESSAGES
@@ -51,6 +52,7 @@ DEFAULT_BOT_PERMISSIONS = int(
     | P.USE_EXTERNAL_EMOJIS
     | P.USE_APPLICATION_COMMANDS
     | P.SEND_MESSAGES_IN_THREADS
+    | P.SEND_VOICE_MESSAGES
 )
 #: The @everyone role: what ordinary members (the simulated users) may do.
 DEFAULT_EVERYONE_PERMISSIONS = int(

@@ -12,6 +12,7 @@ from .models import INTENT_MESSAGE_CONTENT, Permission
 from .router import Ctx, Reply, Router
 from .state import SimState
 from .validation import message_rules
+from .voice import IS_VOICE_MESSAGE, cannot_edit
 
 
 class RestApi:
@@ -173,7 +174,7 @@ class RestApi:
         if channel.is_dm and not s.accounts[channel.recipient_id or 0].dms_open:
             raise errors.cannot_message_user()
         perms = s.bot_permissions(channel)
-        require_permissions(perms, ctx.body, send=True)
+        require_permissions(perms, ctx.body, send=True, voice_ok=True)
         payload = ctx.payload
         if payload.get("message_reference") and not perms & Permission.READ_MESSAGE_HISTORY:
             raise errors.reply_without_history()
@@ -182,7 +183,7 @@ class RestApi:
             existing = s.find_nonce(channel.id, s.bot.id, str(nonce))
             if existing is not None:
                 return Reply(s.message_payload(existing))
-        msg = compose(s, channel, ctx.body, author_id=s.bot.id, limit=s.upload_limit(channel))
+        msg = compose(s, channel, ctx.body, author_id=s.bot.id, limit=s.upload_limit(channel), voice_ok=True)
         await s.publish("create", msg)
         return Reply(s.message_payload(msg))
 
@@ -194,6 +195,8 @@ class RestApi:
             raise errors.unknown_message()
         if msg.author_id != s.bot.id:
             raise errors.cannot_edit_others_message()
+        if msg.flags & IS_VOICE_MESSAGE:
+            raise cannot_edit()
         require_permissions(s.bot_permissions(channel), ctx.body, send=False)
         new = edit(s, msg, ctx.body, limit=s.upload_limit(channel))
         await s.publish("edit", new)

@@ -15,12 +15,13 @@ from . import errors
 from .clock import SimClock
 from .errors import ApiError, merge_errors
 from .validation import has_schema, validate_request
+from .voice import VOICE_BODY_ERRORS
 from .waiting import Journal
 from .wire import RequestBody, UploadedFile, error_response, json_response, read_body
 
 API_PREFIX = "/api/v10"
 _RECEIVED = web.RequestKey("received_s", float)
-_BODY_ERRORS = (errors.INVALID_FORM_BODY, errors.EMPTY_MESSAGE)
+_BODY_ERRORS = (errors.INVALID_FORM_BODY, errors.EMPTY_MESSAGE, *VOICE_BODY_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class RestCall:
 
 @dataclass(frozen=True)
 class ValidationFailure:
-    """A request the simulator rejected for its body (400/50035 or 50006)."""
+    """A request the simulator rejected for its body (400/50035, 50006, or a voice message's 50159-50162)."""
 
     route: str
     body: Any

@@ -34,7 +34,7 @@ from .commands import (
 from .errors import SimulatorError
 from .handles import InteractionHandle
 from .interactions import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, InteractionService
-from .models import Account, SimAttachment, SimChannel, SimMessage, SimRole, iter_components
+from .models import Account, Permission, SimAttachment, SimChannel, SimMessage, SimRole, iter_components
 from .router import Router
 from .state import SimState
 
@@ -497,3 +497,16 @@ class SimUser:
             created_at=state.clock.now(),
         )
         return await state.publish("create", msg)
+
+    async def delete_message(self, message: SimMessage | int) -> SimMessage:
+        """Delete a message, as its author or a member with Manage Messages in its channel (MESSAGE_DELETE
+        reaches the bot; the message is gone from REST fetches)."""
+        state = self._svc.state
+        target = self._current(message)
+        channel = self._channel(target.channel_id, dm=False) if target.guild_id is not None else None
+        await self._see_latest()
+        if target.author_id != self.id and channel is not None:
+            guild = state.guild_of(channel)
+            if guild is None or not guild.channel_permissions(self.id, channel) & Permission.MANAGE_MESSAGES:
+                raise SimulatorError(f"{self.username} may not delete message {target.id}")
+        return await state.publish("delete", target.evolve(deleted=True))
