@@ -121,6 +121,8 @@ def test_recommended_shards() -> None:
     count = recommended_shards(crowded, per_shard=3, max_per_shard=3)
     assert count > 2
     assert max(sum(1 for g in crowded if shard_of(g, count) == s) for s in range(count)) <= 3
+    # a large bot: always a multiple of the count Discord gave it
+    assert recommended_shards(ids, per_shard=4, max_per_shard=2500, multiple=16) == 16
 
 
 # ---------------------------------------------------------------------------------------------- REST
@@ -378,6 +380,14 @@ async def test_malformed_shards_get_4010_over_the_wire(four_guilds: list[GuildCo
             assert await identify_raw(sim, bad) == ("close", CLOSE_INVALID_SHARD), bad
         assert await identify_raw(sim, [1, 2]) == ("ready", [1, 2])
         assert await identify_raw(sim, None) == ("ready", None)
+
+
+async def test_a_large_bot_must_run_a_multiple_of_its_shard_count(four_guilds: list[GuildConfig]) -> None:
+    async with DiscordSimulator(four_guilds, shard_multiple=4) as sim:
+        assert sim.gateway.bot_info()["shards"] == 4
+        assert await identify_raw(sim, [0, 2]) == ("close", CLOSE_INVALID_SHARD)
+        assert await identify_raw(sim, None) == ("close", CLOSE_INVALID_SHARD)  # unsharded is [0, 1]
+        assert await identify_raw(sim, [3, 8]) == ("ready", [3, 8])
 
 
 async def test_the_identify_rate_is_one_per_bucket_per_five_seconds(four_guilds: list[GuildConfig]) -> None:

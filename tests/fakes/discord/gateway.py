@@ -152,6 +152,7 @@ class Gateway:
         max_concurrency: int = 1,
         session_start_total: int = SESSION_START_TOTAL,
         enforce_identify_rate: bool = False,
+        shard_multiple: int = 1,
     ) -> None:
         self.state = state
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -161,6 +162,8 @@ class Gateway:
         self.max_concurrency = max_concurrency
         self.session_start_total = session_start_total
         self.enforce_identify_rate = enforce_identify_rate
+        #: large bot sharding: the shard count must be a multiple of this (Discord gives large bots theirs)
+        self.shard_multiple = shard_multiple
         self.base_ws_url = ""
         self.sessions: dict[str, Session] = {}
         #: per shard, the session that last identified or resumed on it
@@ -200,6 +203,7 @@ class Gateway:
             self.state.guilds,
             per_shard=self.recommended_guilds_per_shard,
             max_per_shard=self.max_guilds_per_shard,
+            multiple=self.shard_multiple,
         )
 
     def bot_info(self) -> dict[str, Any]:
@@ -376,7 +380,7 @@ class Gateway:
             await self._refuse(ws, path, CLOSE_AUTHENTICATION_FAILED, "Authentication failed.", None)
             return None
         shard = parse_shard(data.get("shard"))
-        if shard is None:
+        if shard is None or shard[1] % self.shard_multiple:
             await self._refuse(ws, path, CLOSE_INVALID_SHARD, "Invalid shard.", None)
             return None
         intents = data.get("intents")

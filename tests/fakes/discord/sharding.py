@@ -3,7 +3,8 @@
 A session that IDENTIFYs with ``shard: [shard_id, num_shards]`` gets the events of the guilds with
 ``(guild_id >> 22) % num_shards == shard_id``; events without a guild (DMs) go to shard 0 only. A session
 without ``shard`` is shard ``[0, 1]``: every guild. A shard that would hold more than Discord's maximum of
-guilds (2,500; configurable here) is refused with close code 4011, a malformed shard with 4010.
+guilds (2,500; configurable here) is refused with close code 4011, a malformed shard with 4010 (as is, for
+a large bot, a shard count that is not a multiple of the one Discord gave it).
 
 ``GET /gateway/bot`` recommends a shard count (about one shard per 1,000 guilds, never so few that a
 shard is over the maximum) and reports the session start limit, whose ``max_concurrency`` says how
@@ -63,10 +64,14 @@ def parse_shard(value: Any) -> Shard | None:
     return (shard_id, count)
 
 
-def recommended_shards(guild_ids: Iterable[int], *, per_shard: int, max_per_shard: int) -> int:
-    """Discord's recommendation: about ``per_shard`` guilds a shard, and no shard over ``max_per_shard``."""
+def recommended_shards(guild_ids: Iterable[int], *, per_shard: int, max_per_shard: int, multiple: int = 1) -> int:
+    """Discord's recommendation: about ``per_shard`` guilds a shard, no shard over ``max_per_shard``, and for a
+    large bot a multiple of the count Discord gave it."""
+    if max_per_shard < 1 or per_shard < 1 or multiple < 1:
+        raise ValueError("a shard holds at least one guild, and the counts are at least 1")
     ids = list(guild_ids)
     count = max(1, math.ceil(len(ids) / per_shard))
+    count = math.ceil(count / multiple) * multiple
     while ids and max(Counter(shard_of(g, count) for g in ids).values()) > max_per_shard:
-        count += 1
+        count += multiple
     return count

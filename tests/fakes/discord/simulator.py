@@ -72,6 +72,7 @@ class DiscordSimulator:
         recommended_guilds_per_shard: int = RECOMMENDED_GUILDS_PER_SHARD,
         max_concurrency: int = 1,
         enforce_identify_rate: bool = False,
+        shard_multiple: int = 1,
     ) -> None:
         self.clock = clock or SimClock()
         self.cdn = Cdn(self.clock, url_lifetime_s=cdn_url_lifetime_s)
@@ -88,6 +89,7 @@ class DiscordSimulator:
             recommended_guilds_per_shard=recommended_guilds_per_shard,
             max_concurrency=max_concurrency,
             enforce_identify_rate=enforce_identify_rate,
+            shard_multiple=shard_multiple,
         )
         self.interactions = InteractionService(
             self.state,
