@@ -8,7 +8,6 @@ unfinished jobs). Stop order is the reverse. Nothing here imports discord.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import aiohttp
 
@@ -27,7 +26,7 @@ from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from bot.storage.voice_repo import VoiceRepo
 from bot.web.cog_server import CogRoutes
-from bot.web.ops import OpsRoutes
+from bot.web.ops import GatewayShards, OpsRoutes
 from bot.web.server import WebServer, create_app
 from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
@@ -80,7 +79,7 @@ class Core:
         self._sessions.append(session)
         return session
 
-    def _ops(self, gateway_ok: Callable[[], bool] | None) -> OpsRoutes:
+    def _ops(self, gateway: GatewayShards | None) -> OpsRoutes:
         async def oldest_active() -> float | None:
             job = await self.stats.oldest_active()
             return job.created_at if job else None
@@ -91,7 +90,7 @@ class Core:
             job_counts=self.stats.counts_by_model_and_status,
             oldest_active=oldest_active,
             providers=self.providers.configured(),
-            gateway_ok=gateway_ok,
+            gateway=gateway,
         )
 
     async def start_service(
@@ -100,14 +99,14 @@ class Core:
         *,
         resume: bool = True,
         serve_web: bool = False,
-        gateway_ok: Callable[[], bool] | None = None,
+        gateway: GatewayShards | None = None,
     ) -> JobService:
         """Start the web server and the job service.
 
         The web server (webhooks, Cog uploads, ``/healthz``, ``/metrics``) runs when ``serve_web`` is set
-        (the bot) or when providers need to reach us (webhooks or Cog configured). ``gateway_ok`` tells
-        ``/healthz`` whether the Discord gateway is connected. ``resume=False`` leaves other unfinished
-        jobs alone (the CLI shares the bot's database).
+        (the bot) or when providers need to reach us (webhooks or Cog configured). ``gateway`` tells
+        ``/healthz`` which of this process's Discord gateway shards are connected. ``resume=False`` leaves
+        other unfinished jobs alone (the CLI shares the bot's database).
         """
         hooks = self.settings.webhooks
         public = str(hooks.public_url).rstrip("/") if hooks.public_url is not None else None
@@ -152,7 +151,7 @@ class Core:
                 replicate_webhook=ReplicateWebhookView(verifier, service.accept_webhook) if verifier else None,
                 max_body_bytes=hooks.max_body_bytes,
                 cog=cog_routes,
-                ops=self._ops(gateway_ok),
+                ops=self._ops(gateway),
                 body_timeout_s=hooks.body_timeout_s,
             )
             server = WebServer(app, host=hooks.host, port=hooks.port, header_timeout_s=hooks.header_timeout_s)

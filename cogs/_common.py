@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_TYPES = ("audio/", "video/")
 MEMBER_LOOKUP_TIMEOUT_S = 2.0  # looking a member up must leave time to answer within 3 s
+LOOKUP_FAILED = "I couldn't check what you may do in that server. Please try again."
 
 
 def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
@@ -46,7 +47,8 @@ class DiscordActor:
     """The person behind an interaction, as they stand in any server Encore is in (``bot.jobs.access``).
 
     Their standing in a job's server is read from that server, for them as a member there: discord.py's
-    cache, or Discord itself when the member isn't cached. Someone who isn't a member there stands nowhere.
+    cache, or Discord itself when the member isn't cached, or the whole server isn't (its shard is another
+    process's). Someone who isn't a member there stands nowhere.
     """
 
     def __init__(self, interaction: discord.Interaction[Any]) -> None:
@@ -69,8 +71,8 @@ class DiscordActor:
 
     async def _look_up(self, guild_id: int, channel_id: int | None) -> Standing:
         guild = self._interaction.client.get_guild(guild_id)
-        if guild is None:
-            return NOBODY  # Encore isn't there (any more): nobody can be a moderator there for it
+        if guild is None:  # on another process's shard, or Encore isn't there (any more): Discord knows which
+            return await self._look_up_elsewhere(guild_id, channel_id)
         user = self._interaction.user
         member = user if isinstance(user, discord.Member) and self.guild_id == guild_id else None
         member = member or guild.get_member(user.id)
@@ -81,14 +83,43 @@ class DiscordActor:
             except discord.NotFound:
                 return NOBODY  # not a member of the job's server
             except (discord.HTTPException, TimeoutError) as exc:
-                raise BotError(
-                    "I couldn't check what you may do in that server. Please try again.", detail=repr(exc)
-                ) from None
+                raise BotError(LOOKUP_FAILED, detail=repr(exc)) from None
         channel = guild.get_channel_or_thread(channel_id) if channel_id is not None else None
-        if channel is None:  # gone: only the server-wide permission can speak for it
-            return Standing(moderator=member.guild_permissions.manage_messages)
-        permissions = channel.permissions_for(member)
-        return Standing(can_view=permissions.view_channel, moderator=permissions.manage_messages)
+        return _standing(member, channel)
+
+    async def _look_up_elsewhere(self, guild_id: int, channel_id: int | None) -> Standing:
+        """Their standing in a server this process doesn't hold, read from Discord: the server's roles, them
+        as a member there, and the channel's overwrites."""
+        client = self._interaction.client
+        try:
+            async with asyncio.timeout(MEMBER_LOOKUP_TIMEOUT_S):
+                try:
+                    guild = await client.fetch_guild(guild_id, with_counts=False)
+                    member = await guild.fetch_member(self._interaction.user.id)
+                except (discord.NotFound, discord.Forbidden):
+                    return NOBODY  # Encore isn't there (any more), or they aren't a member there
+                channel = await _fetch_channel(guild, channel_id)
+        except (discord.HTTPException, TimeoutError) as exc:
+            raise BotError(LOOKUP_FAILED, detail=repr(exc)) from None
+        return _standing(member, channel)
+
+
+async def _fetch_channel(guild: discord.Guild, channel_id: int | None) -> discord.abc.GuildChannel | None:
+    """A channel of ``guild`` from Discord (a thread's parent, whose overwrites count); None if gone or hidden."""
+    try:
+        channel = await guild.fetch_channel(channel_id) if channel_id is not None else None
+        if isinstance(channel, discord.Thread):
+            channel = await guild.fetch_channel(channel.parent_id)
+    except (discord.NotFound, discord.Forbidden, discord.InvalidData):
+        return None
+    return channel if isinstance(channel, discord.abc.GuildChannel) else None
+
+
+def _standing(member: discord.Member, channel: discord.abc.GuildChannel | discord.Thread | None) -> Standing:
+    if channel is None:  # gone: only the server-wide permission can speak for it
+        return Standing(moderator=member.guild_permissions.manage_messages)
+    permissions = channel.permissions_for(member)
+    return Standing(can_view=permissions.view_channel, moderator=permissions.manage_messages)
 
 
 def delivery_of(bot: EncoreBot) -> DiscordDelivery:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class _Section(BaseModel):
@@ -22,6 +22,29 @@ class DiscordSettings(_Section):
     card_edit_interval_s: float = Field(default=2.0, ge=0.0, le=60.0)
     # The longest track Encore posts as a voice message (Play on phone, a server's voice_messages setting).
     voice_message_max_s: float = Field(default=600.0, gt=0, le=3600)
+    # Gateway shards across all processes (0: as many as Discord recommends), and the ones this process
+    # connects (empty: all of them). shard_ids needs shard_count.
+    shard_count: int = Field(default=0, ge=0, le=100_000)
+    shard_ids: list[int] = Field(default_factory=list)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids_fit_the_count(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        if not value or "shard_count" not in info.data:
+            return value  # all shards; or shard_count itself is invalid, and that error is the one to read
+        count: int = info.data["shard_count"]
+        if count == 0:
+            raise ValueError(
+                "needs shard_count too (the number of shards across all processes); "
+                "or leave both out to connect every shard Discord recommends"
+            )
+        for shard_id in value:
+            if not 0 <= shard_id < count:
+                raise ValueError(f"shard {shard_id} is not one of the {count} shards (ids run from 0 to {count - 1})")
+        twice = sorted({shard_id for shard_id in value if value.count(shard_id) > 1})
+        if twice:
+            raise ValueError(f"lists shard {', '.join(map(str, twice))} more than once")
+        return sorted(value)
 
 
 class WebhookSettings(_Section):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av.error
 import discord
@@ -28,9 +28,6 @@ from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
 from bot.naming import image_filename, waveform_filename
 from bot.records import Job
-
-if TYPE_CHECKING:
-    from discord.ext import commands
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +43,7 @@ def token_dead(exc: discord.HTTPException) -> bool:
 
 
 async def find_message(
-    bot: commands.Bot, job: Job, after: int | None, match: Callable[[discord.Message], bool]
+    bot: discord.Client, job: Job, after: int | None, match: Callable[[discord.Message], bool]
 ) -> int | None:
     """The first message after ``after`` in the job's channel that ``match`` accepts, if Discord shows it."""
     if job.channel_id is None or after is None:
@@ -78,7 +75,7 @@ class _Live:
 class Cards:
     """Every job card this process keeps up to date, and the interactions they were posted through."""
 
-    def __init__(self, bot: commands.Bot, settings: Settings, service: Callable[[], JobService] | None) -> None:
+    def __init__(self, bot: discord.Client, settings: Settings, service: Callable[[], JobService] | None) -> None:
         self._bot = bot
         self._service = service  # the job service, once it runs: records what the cards show
         self._started_at = time.time()  # cards of older jobs were posted by an earlier process

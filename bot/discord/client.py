@@ -2,7 +2,7 @@
 
 The core (:class:`bot.app.Core`) is built outside and passed in (discord.py's advanced startup); the client
 loads the cogs, gives the job service its listener (:class:`bot.discord.delivery.DiscordDelivery`) and
-starts it.
+starts it. It is sharded (``[discord] shard_count`` and ``shard_ids``; see ``bot.discord.shards``).
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ from bot.app import Core
 from bot.config import Settings
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.replies import discord_text, reply_privately
+from bot.discord.shards import IdentifyGate, shard_states
 from bot.errors import BotError, StorageError
 from bot.jobs.service import JobService
 from bot.text import quoted
+from bot.web.ops import ShardState
 
 log = logging.getLogger(__name__)
 
 HANDLER_GRACE_S = 3.0  # when Encore stops, commands and clicks being handled get this long to finish
+GATEWAY_INFO_TIMEOUT_S = 10.0  # asking Discord how to shard must not hold up a start for long
 EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin", "cogs.phone")
 
 
@@ -74,14 +77,22 @@ def commands_digest(tree: app_commands.CommandTree[Any], guild: discord.abc.Snow
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class EncoreBot(commands.Bot):
+class EncoreBot(commands.AutoShardedBot):
     """The Discord client. The core is built outside and passed in (discord.py's advanced startup).
+
+    It connects ``[discord] shard_count`` shards (0: as many as Discord recommends), or only ``shard_ids``
+    of them, each answering the interactions of its own servers (and shard 0 those of DMs).
 
     ``sync_only``: log in, load the commands and sync them, nothing else (``python -m bot sync-commands``).
     """
 
     def __init__(self, core: Core, *, config_path: Path | None = None, sync_only: bool = False, **options: Any) -> None:
         intents = discord.Intents.default()
+        sharding = core.settings.discord
+        if sharding.shard_count:  # else discord.py asks Discord (GET /gateway/bot)
+            options["shard_count"] = sharding.shard_count
+        if sharding.shard_ids:  # else every shard of the count
+            options["shard_ids"] = list(sharding.shard_ids)
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -94,6 +105,8 @@ class EncoreBot(commands.Bot):
         self.sync_only = sync_only
         # Set in setup_hook, once the client can talk to Discord.
         self.delivery: DiscordDelivery | None = None
+        self.identify_gate = IdentifyGate()
+        self.recommended_shards: int | None = None  # what Discord's GET /gateway/bot said at startup
 
     @property
     def settings(self) -> Settings:
@@ -117,14 +130,39 @@ class EncoreBot(commands.Bot):
             await self.load_extension(extension)
         if self.sync_only:
             return
-        await self.core.start_service(self.delivery, serve_web=True, gateway_ok=self.gateway_connected)
+        await self._ask_how_to_shard()
+        await self.core.start_service(self.delivery, serve_web=True, gateway=self.gateway_shards)
         if self.settings.discord.sync_commands:
             await self.sync_commands(force=False)
 
-    def gateway_connected(self) -> bool:
-        """Whether the Discord gateway is up: ready, not closed, and its websocket open (not reconnecting)."""
-        ws = self.ws
-        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+    async def _ask_how_to_shard(self) -> None:
+        """Discord's ``GET /gateway/bot``: the shard count it recommends, and how many shards may identify at
+        once (``max_concurrency``). Without an answer Encore identifies one shard per 5 s, which is always safe."""
+        try:
+            async with asyncio.timeout(GATEWAY_INFO_TIMEOUT_S):
+                recommended, _, limits = await self.http.get_bot_gateway()
+        except (discord.HTTPException, discord.GatewayNotFound, TimeoutError) as exc:
+            log.warning("could not ask Discord how to shard (%s): one shard identifies per 5 s", exc)
+            return
+        self.recommended_shards = recommended
+        self.identify_gate.max_concurrency = max(1, limits["max_concurrency"])
+        ids = self.shard_ids or range(self.shard_count or recommended)
+        log.info(
+            "connecting shard(s) %s of %d (Discord recommends %d; %d may identify at once; %d session starts left)",
+            ",".join(map(str, ids)),
+            self.shard_count or recommended,
+            recommended,
+            self.identify_gate.max_concurrency,
+            limits["remaining"],
+        )
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Identify as fast as Discord allows (``max_concurrency``), not discord.py's 5 s before every shard."""
+        await self.identify_gate.wait_turn(shard_id or 0)
+
+    def gateway_shards(self) -> dict[int, ShardState]:
+        """This process's gateway shards, each up (ready, its websocket open, not reconnecting) or not."""
+        return shard_states(self)
 
     async def sync_commands(self, *, force: bool = True) -> int:
         """Sync the command tree (to the dev guilds, or globally); returns how many commands were synced.

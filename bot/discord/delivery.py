@@ -8,7 +8,7 @@ inline on phones) by :mod:`bot.discord.voice`. This class joins them for ``app``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -24,14 +24,11 @@ from bot.jobs.service import JobService
 from bot.records import Job
 from bot.storage.voice_repo import VoiceRepo
 
-if TYPE_CHECKING:
-    from discord.ext import commands
-
 
 class DiscordDelivery:
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: discord.Client,
         settings: Settings,
         service: Callable[[], JobService] | None = None,
         voice: VoiceRepo | None = None,

@@ -16,6 +16,7 @@ import discord
 from bot.app import Core
 from bot.config import Secrets, Settings, require_secret
 from bot.discord.client import EncoreBot
+from bot.discord.shards import refused
 from bot.errors import ConfigError, StartupError, cause
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ async def run_bot(
     """Run the Discord bot until it is closed or told to stop by SIGTERM or SIGINT.
 
     Startup problems raise a :class:`BotError` whose message says what to do (a refused token, no network,
-    a damaged or locked database, a port in use).
+    a damaged or locked database, a port in use, a shard Discord refuses).
     """
     token = require_secret(secrets.discord_token, "DISCORD_TOKEN")
     async with GracefulStop() as stop, Core(settings, secrets) as core:
@@ -116,5 +117,11 @@ async def run_bot(
         async with bot:
             stop.close = bot.close
             await _login(bot, token)
-            await bot.connect()
+            try:
+                await bot.connect()
+            except discord.ConnectionClosed as exc:
+                error = refused(exc, settings.discord, bot.recommended_shards)
+                if error is None:
+                    raise
+                raise error from None
     log.info("Encore stopped cleanly" + (f" ({stop.signal.name})" if stop.signal else ""))

@@ -4,6 +4,9 @@ Each file is fitted under the destination's upload limit (re-encoded or split), 
 card's interaction token lives the audio goes as a followup through it; after that as a channel message
 replying to the card and mentioning the requester, with a fixed nonce so a retry after a crash cannot post it
 twice. A retry first looks for what an earlier attempt posted and never heard back about.
+
+Everything here is REST by channel id, so any process can deliver any job: one whose server is on another
+process's shard (not in this one's cache) too. Only the server's upload limit then comes from Discord.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av.error
 import discord
@@ -26,16 +30,16 @@ from bot.errors import DeliveryError
 from bot.naming import audio_filename, image_filename, output_files, track_tags, waveform_filename
 from bot.records import Job
 
-if TYPE_CHECKING:
-    from discord.ext import commands
-
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MAX_FILES = 10  # attachments per message
+GUILD_LOOKUP_TIMEOUT_S = 10.0
+GUILD_LIMIT_TTL_S = 600.0  # a server's boost level, which sets its upload limit, changes rarely
+GUILD_LIMITS_KEPT = 10_000
 
 
-def upload_limit(bot: commands.Bot, guild_id: int | None) -> int:
+def upload_limit(bot: discord.Client, guild_id: int | None) -> int:
     """The largest file the bot may post in ``guild_id`` (its boost tier's limit), or in a DM."""
     guild = bot.get_guild(guild_id) if guild_id else None
     return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
@@ -76,18 +80,50 @@ async def _fit_one(job: Job, source: Path, name: str, *, limit: int, work_dir: P
     return files, any(item.reencoded for item in fitted)
 
 
+class UploadLimits:
+    """A server's upload limit (its boost level): from this process's cache, or for a server on another
+    process's shard from Discord (``GET /guilds/{id}``), remembered for a while. DMs: 10 MiB."""
+
+    def __init__(self, bot: discord.Client, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._bot = bot
+        self._clock = clock
+        self._fetched: dict[int, tuple[int, float]] = {}  # guild id -> (limit, until)
+
+    async def of(self, guild_id: int | None) -> int:
+        if guild_id is None:
+            return DEFAULT_UPLOAD_LIMIT
+        guild = self._bot.get_guild(guild_id)
+        if guild is not None:
+            return guild.filesize_limit
+        now = self._clock()
+        known = self._fetched.get(guild_id)
+        if known is not None and known[1] > now:
+            return known[0]
+        try:
+            async with asyncio.timeout(GUILD_LOOKUP_TIMEOUT_S):
+                fetched = await self._bot.fetch_guild(guild_id, with_counts=False)
+        except (discord.HTTPException, TimeoutError) as exc:
+            log.warning("server %s: can't read its upload limit (%s); assuming the smallest", guild_id, exc)
+            return DEFAULT_UPLOAD_LIMIT
+        if len(self._fetched) >= GUILD_LIMITS_KEPT:
+            self._fetched.clear()
+        self._fetched[guild_id] = (fetched.filesize_limit, now + GUILD_LIMIT_TTL_S)
+        return fetched.filesize_limit
+
+
 class Sender:
     """Posts finished jobs' audio, through the card's interaction while it lives, else in its channel."""
 
-    def __init__(self, bot: commands.Bot, cards: Cards, work_dir: Path) -> None:
+    def __init__(self, bot: discord.Client, cards: Cards, work_dir: Path) -> None:
         self._bot = bot
         self._cards = cards
         self._work_dir = work_dir
+        self._limits = UploadLimits(bot)
 
-    def _upload_limit(self, job: Job, interaction: discord.Interaction[Any] | None) -> int:
+    async def _upload_limit(self, job: Job, interaction: discord.Interaction[Any] | None) -> int:
         if interaction is not None:
             return interaction.filesize_limit
-        return upload_limit(self._bot, job.guild_id)
+        return await self._limits.of(job.guild_id)
 
     async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:
         """The files of finished jobs, each fitted under ``limit`` (for re-posting, e.g. a full track)."""
@@ -102,7 +138,7 @@ class Sender:
             log.info("job %s: an earlier attempt posted it as message %s", lead.id, posted)
             return posted
         interaction = self._cards.live_interaction(lead.card_key)
-        limit = self._upload_limit(lead, interaction)
+        limit = await self._upload_limit(lead, interaction)
         files, reencoded = await fit_files(jobs, limit=limit, work_dir=self._work_dir)
         content = delivery_text(jobs, files=len(files), refit_limit=limit if reencoded else None)
         # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).

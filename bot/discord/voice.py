@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av.error
 import discord
@@ -43,9 +43,6 @@ from bot.guild_settings import GuildSettings
 from bot.naming import track_tags
 from bot.records import Job, JobStatus
 from bot.storage.voice_repo import VoiceRepo
-
-if TYPE_CHECKING:
-    from discord.ext import commands
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +71,7 @@ class VoiceMessages:
 
     def __init__(
         self,
-        bot: commands.Bot,
+        bot: discord.Client,
         repo: VoiceRepo | None,
         settings: Settings,
         rules: Callable[[int | None], Awaitable[GuildSettings]],

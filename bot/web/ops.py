@@ -1,8 +1,9 @@
 """Operations endpoints: ``GET /healthz`` (is the bot working?) and ``GET /metrics`` (Prometheus).
 
 ``/healthz`` answers 200 when every required part works (the database answers ``SELECT 1`` in time,
-is not damaged and its last write worked; the Discord gateway is connected, when the bot runs one) and 503
-otherwise, always with a JSON body that says which part is failing. Providers are reported
+is not damaged and its last write worked; every Discord gateway shard this process holds is connected, when
+the bot runs them) and 503 otherwise, always with a JSON body that says which part is failing, shard by
+shard. Providers are reported
 (configured, last success, last error kind) but never make the bot unhealthy: restarting Encore
 does not fix an outage at Replicate.
 
@@ -12,8 +13,10 @@ Both read what they report through callables handed in by ``app.py``, so this mo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +38,17 @@ _STARTED_AT = time.time()
 JobCounts = Callable[[], Awaitable[Sequence[tuple[str, JobStatus, int]]]]
 OldestActive = Callable[[], Awaitable[float | None]]  # created_at of the oldest unfinished job
 
+
+@dataclass(frozen=True)
+class ShardState:
+    """One gateway shard of this process: connected or not, and its heartbeat's round trip (None: unknown)."""
+
+    up: bool
+    latency_s: float | None = None
+
+
+GatewayShards = Callable[[], Mapping[int, ShardState]]  # this process's shards, by shard id
+
 # The gauges ``/metrics`` reads at each scrape, and what each means.
 _GAUGES = {
     "encore_jobs": "Jobs in the database, by model and status.",
@@ -43,7 +57,9 @@ _GAUGES = {
     "encore_oldest_active_job_age_seconds": "How long ago the oldest unfinished job was queued (0 when there is none).",
     "encore_database_up": "Whether the last read of the database worked.",
     "encore_database_corrupt": "Whether the database file was found damaged (a statement or SQLite's quick_check).",
-    "encore_discord_gateway_up": "Whether the Discord gateway is connected.",
+    "encore_discord_gateway_up": "Whether every Discord gateway shard this process holds is connected.",
+    "encore_discord_shard_up": "Whether this gateway shard is connected, by shard id.",
+    "encore_discord_shard_latency_seconds": "Round trip of the shard's last gateway heartbeat, by shard id.",
     "encore_provider_configured": "Providers Encore can use (1) or not (0).",
     "encore_build_info": "Encore's version.",
 }
@@ -68,6 +84,17 @@ class _ScrapedGauges(Collector):
         return self.families
 
 
+def _all_up(shards: Mapping[int, ShardState]) -> bool:
+    return bool(shards) and all(state.up for state in shards.values())
+
+
+def _shard_check(state: ShardState) -> dict[str, Any]:
+    check: dict[str, Any] = {"ok": state.up}
+    if state.latency_s is not None and math.isfinite(state.latency_s):
+        check["latency_ms"] = round(state.latency_s * 1000, 1)
+    return check
+
+
 def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds") if timestamp is not None else None
 
@@ -80,18 +107,19 @@ class OpsRoutes:
         job_counts: JobCounts,
         oldest_active: OldestActive,
         providers: Mapping[str, bool],
-        gateway_ok: Callable[[], bool] | None = None,
+        gateway: GatewayShards | None = None,
         db_corrupt: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``providers``: each provider Encore knows and whether it is configured. ``gateway_ok``: whether
-        the Discord gateway is connected (None: no gateway, e.g. the CLI). ``db_corrupt``: whether the database
-        file was found damaged. ``/metrics`` serves :attr:`registry`, this app's own."""
+        """``providers``: each provider Encore knows and whether it is configured. ``gateway``: this process's
+        Discord gateway shards, each connected or not (None: no gateway, e.g. the CLI; none yet: down).
+        ``db_corrupt``: whether the database file was found damaged. ``/metrics`` serves :attr:`registry`,
+        this app's own."""
         self._ping_db = ping_db
         self._job_counts = job_counts
         self._oldest_active = oldest_active
         self._providers = dict(providers)
-        self._gateway_ok = gateway_ok
+        self._gateway = gateway
         self._db_corrupt = db_corrupt
         self._clock = clock
         self._scraped = _ScrapedGauges()
@@ -101,14 +129,15 @@ class OpsRoutes:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
 
-    def _gateway(self) -> bool | None:
-        if self._gateway_ok is None:
+    def _shards(self) -> Mapping[int, ShardState] | None:
+        """This process's shards (None: it runs no gateway); a check that fails counts as no shard up."""
+        if self._gateway is None:
             return None
         try:
-            return bool(self._gateway_ok())
+            return dict(self._gateway())
         except Exception:
             log.exception("the gateway check failed")
-            return False
+            return {}
 
     async def _database(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -127,9 +156,12 @@ class OpsRoutes:
 
     async def healthz(self, _: web.Request) -> web.Response:
         checks: dict[str, dict[str, Any]] = {"database": await self._database()}
-        gateway = self._gateway()
-        if gateway is not None:
-            checks["discord"] = {"ok": gateway}
+        shards = self._shards()
+        if shards is not None:
+            checks["discord"] = {
+                "ok": _all_up(shards),
+                "shards": {str(shard_id): _shard_check(state) for shard_id, state in sorted(shards.items())},
+            }
         providers: dict[str, dict[str, Any]] = {}
         for name, configured in sorted(self._providers.items()):
             entry: dict[str, Any] = {"configured": configured}
@@ -163,9 +195,16 @@ class OpsRoutes:
         families.append(_gauge("encore_database_up", database_up))
         if self._db_corrupt is not None:
             families.append(_gauge("encore_database_corrupt", float(self._db_corrupt())))
-        gateway = self._gateway()
-        if gateway is not None:
-            families.append(_gauge("encore_discord_gateway_up", float(gateway)))
+        shards = self._shards()
+        if shards is not None:
+            families.append(_gauge("encore_discord_gateway_up", float(_all_up(shards))))
+            up = _gauge("encore_discord_shard_up", labels=("shard",))
+            latency = _gauge("encore_discord_shard_latency_seconds", labels=("shard",))
+            for shard_id, state in sorted(shards.items()):
+                up.add_metric((str(shard_id),), float(state.up))
+                if state.latency_s is not None and math.isfinite(state.latency_s):
+                    latency.add_metric((str(shard_id),), state.latency_s)
+            families += [up, latency]
         configured = _gauge("encore_provider_configured", labels=("provider",))
         for name, on in sorted(self._providers.items()):
             configured.add_metric((name,), float(on))

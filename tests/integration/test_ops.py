@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,7 @@ from bot.errors import ConfigError
 from bot.jobs.access import Person
 from bot.jobs.phase import Phase
 from bot.records import JobOrigin, JobStatus
+from bot.web.ops import GatewayShards, ShardState
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 from tests.promparse import Exposition, parse
@@ -26,13 +27,13 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def start_bot_core(harness: Harness, *, gateway_ok: Callable[[], bool] | None = None) -> str:
+async def start_bot_core(harness: Harness, *, gateway: GatewayShards | None = None) -> str:
     """The core as ``python -m bot run`` starts it (web server always on, polling only); returns its URL."""
     settings = harness.configure()
     core = Core(settings, harness.secrets)
     harness.core = core
     await core.open()
-    await core.start_service(harness.listener, serve_web=True, gateway_ok=gateway_ok)
+    await core.start_service(harness.listener, serve_web=True, gateway=gateway)
     assert core.web is not None
     return f"http://127.0.0.1:{core.web.port}"
 
@@ -54,7 +55,7 @@ async def test_healthz_reports_every_part_when_all_is_well(
     harness: Harness, fake: FakeReplicate, http: aiohttp.ClientSession
 ) -> None:
     fake.auto_advance = True
-    base = await start_bot_core(harness, gateway_ok=lambda: True)
+    base = await start_bot_core(harness, gateway=lambda: {0: ShardState(up=True, latency_s=0.0421)})
     job = await harness.submit()
     assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
 
@@ -62,7 +63,7 @@ async def test_healthz_reports_every_part_when_all_is_well(
     assert status == 200
     assert body["status"] == "ok"
     assert body["checks"]["database"]["ok"] is True
-    assert body["checks"]["discord"] == {"ok": True}
+    assert body["checks"]["discord"] == {"ok": True, "shards": {"0": {"ok": True, "latency_ms": 42.1}}}
     replicate = body["providers"]["replicate"]
     assert replicate["configured"] is True
     assert replicate["last_ok_at"] is not None  # the job just talked to it
@@ -70,20 +71,31 @@ async def test_healthz_reports_every_part_when_all_is_well(
     assert body["providers"]["elevenlabs"] == {"configured": False}
 
 
-async def test_healthz_is_503_while_the_gateway_is_down(harness: Harness, http: aiohttp.ClientSession) -> None:
-    connected = True
-    base = await start_bot_core(harness, gateway_ok=lambda: connected)
+async def test_healthz_is_503_while_a_gateway_shard_is_down(harness: Harness, http: aiohttp.ClientSession) -> None:
+    shards = {0: ShardState(up=True), 2: ShardState(up=True, latency_s=0.05)}
+    base = await start_bot_core(harness, gateway=lambda: shards)
     assert (await get_health(http, base))[0] == 200
 
-    connected = False
+    shards[2] = ShardState(up=False, latency_s=float("inf"))  # discord.py's latency before a heartbeat
     status, body = await get_health(http, base)
-    assert (status, body["status"], body["checks"]["discord"]) == (503, "degraded", {"ok": False})
+    assert (status, body["status"]) == (503, "degraded")
+    assert body["checks"]["discord"] == {"ok": False, "shards": {"0": {"ok": True}, "2": {"ok": False}}}
     assert body["checks"]["database"]["ok"] is True
-    assert (await scrape(http, base)).value("encore_discord_gateway_up") == 0
+    exposition = await scrape(http, base)
+    assert exposition.value("encore_discord_gateway_up") == 0
+    assert exposition.value("encore_discord_shard_up", shard="0") == 1
+    assert exposition.value("encore_discord_shard_up", shard="2") == 0
+    assert exposition.series("encore_discord_shard_latency_seconds") == []  # none known
 
-    connected = True
+    shards[2] = ShardState(up=True, latency_s=0.05)
     assert (await get_health(http, base))[0] == 200
-    assert (await scrape(http, base)).value("encore_discord_gateway_up") == 1
+    exposition = await scrape(http, base)
+    assert exposition.value("encore_discord_gateway_up") == 1
+    assert exposition.value("encore_discord_shard_latency_seconds", shard="2") == 0.05
+
+    shards.clear()  # no shard connected yet (the bot is starting)
+    status, body = await get_health(http, base)
+    assert (status, body["checks"]["discord"]) == (503, {"ok": False, "shards": {}})
 
 
 async def test_healthz_is_503_when_the_database_is_gone(harness: Harness, http: aiohttp.ClientSession) -> None:

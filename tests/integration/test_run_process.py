@@ -22,6 +22,7 @@ from bot.storage.db import Database
 from tests.e2e.conftest import default_guild
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord.sharding import guild_id_on_shard
 from tests.fakes.replicate import FakeReplicate
 from tests.faults import botproc
 from tests.faults._process import BotProcess, Progress, bot_environment, listen_port, spawn_bot, toml_text
@@ -55,10 +56,20 @@ def bot_config(sim: DiscordSimulator, fake: FakeReplicate, data_dir: Path) -> di
     }
 
 
-async def run_until_exit(tmp_path: Path, sim: DiscordSimulator, fake: FakeReplicate, **env_overrides: str) -> Exited:
-    """Start ``python -m bot run`` (pointed at the simulator) and wait for it to end by itself."""
+async def run_until_exit(
+    tmp_path: Path,
+    sim: DiscordSimulator,
+    fake: FakeReplicate,
+    discord: dict[str, Any] | None = None,
+    /,
+    **env_overrides: str,
+) -> Exited:
+    """Start ``python -m bot run`` (pointed at the simulator) and wait for it to end by itself; ``discord``:
+    more ``[discord]`` settings."""
+    settings = bot_config(sim, fake, tmp_path / "data")
+    settings["discord"] |= discord or {}
     config = tmp_path / "config.toml"
-    config.write_text(toml_text(bot_config(sim, fake, tmp_path / "data")))
+    config.write_text(toml_text(settings))
     process = await spawn_bot(config, tmp_path, bot_environment(sim, fake) | env_overrides)
     try:
         async with asyncio.timeout(EXIT_TIMEOUT_S):
@@ -104,6 +115,21 @@ async def test_no_network_is_one_line(sim: DiscordSimulator, fake: FakeReplicate
     )
     one_clear_line(result, "can't reach Discord", f"127.0.0.1:{closed}", "check this machine's network")
     assert result.code == 1
+
+
+async def test_too_few_shards_for_discord_is_one_line_saying_what_to_set(fake: FakeReplicate, tmp_path: Path) -> None:
+    guilds = [default_guild(name=f"Server {i}", id=guild_id_on_shard(0, 1, i)) for i in range(3)]
+    async with DiscordSimulator(guilds, max_guilds_per_shard=2) as sim:  # Discord: 2,500
+        result = await run_until_exit(tmp_path, sim, fake, {"shard_count": 1})
+        line = one_clear_line(
+            result,
+            "Discord refused shard 0 (4011 sharding required)",
+            "[discord] shard_count = 1 is too few; set shard_count to at least 2 (Discord recommends 2)",
+        )
+        assert result.code == 1
+        assert sim.gateway.events.find(lambda e: e.kind == "refused" and e.code == 4011) is not None
+        assert "shard_count = 0" in line
+        sim.assert_no_validation_failures()
 
 
 async def test_a_damaged_database_is_one_line(sim: DiscordSimulator, fake: FakeReplicate, tmp_path: Path) -> None:

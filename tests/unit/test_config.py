@@ -76,6 +76,11 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ('[elevenlabs]\noutput_format = "wav"\n', {}, "[elevenlabs] output_format"),
         ('[elevenlabs]\noutput_format = "ulaw_8000"\n', {}, "[elevenlabs] output_format"),
         ('[elevenlabs]\nstems_output_format = "mp3_48000_192"\n', {}, "[elevenlabs] stems_output_format"),
+        ("[discord]\nshard_ids = [0, 1]\n", {}, "[discord] shard_ids: Value error, needs shard_count too"),
+        ("[discord]\nshard_count = 2\nshard_ids = [2]\n", {}, "shard 2 is not one of the 2 shards (ids run from 0"),
+        ("[discord]\nshard_count = 4\nshard_ids = [1, 3, 1]\n", {}, "[discord] shard_ids: Value error, lists shard 1 "),
+        ("[discord]\nshard_count = -2\n", {}, "[discord] shard_count"),
+        ("", {"ENCORE_DISCORD__SHARD_COUNT": "2", "ENCORE_DISCORD__SHARD_IDS": "[5]"}, "ENCORE_DISCORD__SHARD_IDS"),
     ],
 )
 def test_invalid_config_names_the_key(
@@ -87,6 +92,15 @@ def test_invalid_config_names_the_key(
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert named in caught.value.user_message
+
+
+def test_shards_from_the_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().discord.shard_count, Settings().discord.shard_ids) == (0, [])  # as Discord recommends
+    path = write(tmp_path, "[discord]\nshard_count = 6\nshard_ids = [5, 0, 3]\n")
+    assert load_settings(path).discord.shard_ids == [0, 3, 5]
+    monkeypatch.setenv("ENCORE_DISCORD__SHARD_IDS", "[4]")  # one process of several, set by its deployment
+    settings = load_settings(path)
+    assert (settings.discord.shard_count, settings.discord.shard_ids) == (6, [4])
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:

@@ -90,9 +90,24 @@ file decodes as Opus in Ogg; an ordinary audio attachment is a file to download.
 Content intent: without MESSAGE_CONTENT, MESSAGE_CREATE/UPDATE and REST fetches blank content, embeds,
 attachments and components except for the bot's own messages, DMs and messages that mention the bot.
 
-Known gaps: no voice gateway, threads, reactions, polls beyond storage, stickers or sharding beyond
-``GET /gateway/bot``; rate limits happen only when injected; discord.py's own ``Interaction.is_expired()``
-uses real time, not the simulated clock.
+Sharding (reference 1.10): a session that IDENTIFYs with ``shard: [id, count]`` gets only the guilds with
+``(guild_id >> 22) % count == id`` in READY and GUILD_CREATE, and only their events and interactions; DMs go
+to shard 0; a shard no session holds gets nothing (``sim.gateway.routed`` records where each dispatch
+went). ``GET /gateway/bot`` recommends a count and reports ``session_start_limit``. A malformed shard is
+closed with 4010, a session holding more than ``max_guilds_per_shard`` guilds (Discord: 2,500; set it
+small in tests) with 4011. ``DiscordSimulator(max_guilds_per_shard=, recommended_guilds_per_shard=,
+max_concurrency=, enforce_identify_rate=, shard_multiple=)`` (a large bot's shard count must be a multiple
+of ``shard_multiple``, else 4010); ``guild_id_on_shard(shard_id, count, index)`` (in
+``sharding``) makes ``GuildConfig(id=...)`` land on a chosen shard (the simulator's own ids, all made at
+one frozen instant, land on one shard). ``sim.running(client)`` waits for the guilds of the client's own
+shards (``sim.guilds_of(client)``). ``drop_gateway``, ``request_reconnect`` and ``gateway_outage`` take
+``shard_id=`` (default: every shard). Of several sessions on one shard, the last to identify or resume
+gets its events (Discord allows several; it doesn't say which gets what).
+
+Known gaps: no voice gateway, threads, reactions, polls beyond storage or stickers; the token reset when
+session starts run out is not enforced; rate limits happen only when
+injected (the identify rate only with ``enforce_identify_rate``); discord.py's own
+``Interaction.is_expired()`` uses real time, not the simulated clock.
 """
 
 from .clock import SimClock

@@ -8,20 +8,39 @@ from typing import Any
 from . import errors
 from .commands import CommandStore, command_rules
 from .messages import compose, edit, require_permissions
-from .models import INTENT_MESSAGE_CONTENT, Permission
+from .models import INTENT_MESSAGE_CONTENT, Permission, SimGuild
 from .router import Ctx, Reply, Router
 from .state import SimState
 from .validation import message_rules
 from .voice import IS_VOICE_MESSAGE, cannot_edit
 
+# GUILD_CREATE's extra fields (Discord's Gateway Events, Guild Create), absent from GET /guilds/{guild.id}.
+_GATEWAY_ONLY_GUILD_FIELDS = frozenset(
+    {
+        "joined_at",
+        "large",
+        "unavailable",
+        "member_count",
+        "voice_states",
+        "members",
+        "channels",
+        "threads",
+        "presences",
+        "stage_instances",
+        "guild_scheduled_events",
+        "soundboard_sounds",
+    }
+)
+
 
 class RestApi:
     """Handlers for the bot-token routes of reference 2.6 (and a few discord.py helpers use)."""
 
-    def __init__(self, state: SimState, commands: CommandStore, gateway_url: Callable[[], str]) -> None:
+    def __init__(self, state: SimState, commands: CommandStore, gateway_bot: Callable[[], dict[str, Any]]) -> None:
+        """``gateway_bot``: what ``GET /gateway/bot`` answers (the gateway's URL, shards, session start limit)."""
         self.state = state
         self.commands = commands
-        self._gateway_url = gateway_url
+        self._gateway_bot = gateway_bot
 
     def register(self, router: Router) -> None:
         add = router.add
@@ -31,6 +50,7 @@ class RestApi:
         add("GET", "/gateway/bot", self.get_gateway_bot)
         add("GET", "/users/{user_id}", self.get_user)
         add("POST", "/users/@me/channels", self.create_dm)
+        add("GET", "/guilds/{guild_id}", self.get_guild)
         add("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member)
         for template in (
             "/applications/{application_id}/commands",
@@ -78,11 +98,10 @@ class RestApi:
         )
 
     async def get_gateway(self, ctx: Ctx) -> Reply:
-        return Reply({"url": self._gateway_url()})
+        return Reply({"url": self._gateway_bot()["url"]})
 
     async def get_gateway_bot(self, ctx: Ctx) -> Reply:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return Reply({"url": self._gateway_url(), "shards": 1, "session_start_limit": limit})
+        return Reply(self._gateway_bot())
 
     async def get_user(self, ctx: Ctx) -> Reply:
         account = self.state.accounts.get(int(ctx.params["user_id"])) if ctx.params["user_id"].isdigit() else None
@@ -90,10 +109,23 @@ class RestApi:
             raise errors.unknown_user()
         return Reply(self.state.user_payload(account))
 
-    async def get_member(self, ctx: Ctx) -> Reply:
+    def _guild(self, ctx: Ctx) -> SimGuild:
         guild = self.state.guilds.get(int(ctx.params["guild_id"])) if ctx.params["guild_id"].isdigit() else None
         if guild is None:
             raise errors.ApiError(404, 10004, "Unknown Guild")
+        return guild
+
+    async def get_guild(self, ctx: Ctx) -> Reply:
+        """A guild as REST gives it: roles and settings, but none of GUILD_CREATE's channels, members or
+        other gateway-only fields (whichever shard, or process, holds it)."""
+        guild = self._guild(ctx)
+        data = {k: v for k, v in self.state.guild_payload(guild).items() if k not in _GATEWAY_ONLY_GUILD_FIELDS}
+        if ctx.query.get("with_counts", "").lower() == "true":
+            data |= {"approximate_member_count": len(guild.member_roles), "approximate_presence_count": 0}
+        return Reply(data)
+
+    async def get_member(self, ctx: Ctx) -> Reply:
+        guild = self._guild(ctx)
         uid = int(ctx.params["user_id"]) if ctx.params["user_id"].isdigit() else 0
         if uid not in guild.member_roles:
             raise errors.ApiError(404, 10007, "Unknown Member")

@@ -38,6 +38,7 @@ from .models import (
 )
 from .rest import RestApi
 from .router import API_PREFIX, Ctx, Injection, RestCall, Router, ValidationFailure
+from .sharding import MAX_GUILDS_PER_SHARD, RECOMMENDED_GUILDS_PER_SHARD, shard_of
 from .state import SimState
 from .users import Services, SimUser
 
@@ -67,6 +68,11 @@ class DiscordSimulator:
         response_deadline_s: float = 3.0,
         token_lifetime_s: float = 900.0,
         guild_ready_timeout_s: float = 0.1,
+        max_guilds_per_shard: int = MAX_GUILDS_PER_SHARD,
+        recommended_guilds_per_shard: int = RECOMMENDED_GUILDS_PER_SHARD,
+        max_concurrency: int = 1,
+        enforce_identify_rate: bool = False,
+        shard_multiple: int = 1,
     ) -> None:
         self.clock = clock or SimClock()
         self.cdn = Cdn(self.clock, url_lifetime_s=cdn_url_lifetime_s)
@@ -79,6 +85,11 @@ class DiscordSimulator:
             self.state,
             heartbeat_interval_ms=heartbeat_interval_ms,
             allowed_privileged_intents=allowed_privileged_intents,
+            max_guilds_per_shard=max_guilds_per_shard,
+            recommended_guilds_per_shard=recommended_guilds_per_shard,
+            max_concurrency=max_concurrency,
+            enforce_identify_rate=enforce_identify_rate,
+            shard_multiple=shard_multiple,
         )
         self.interactions = InteractionService(
             self.state,
@@ -86,7 +97,7 @@ class DiscordSimulator:
             response_deadline_s=response_deadline_s,
             token_lifetime_s=token_lifetime_s,
         )
-        RestApi(self.state, self.commands, lambda: self.gateway.url).register(self.router)
+        RestApi(self.state, self.commands, self.gateway.bot_info).register(self.router)
         self.interactions.register(self.router)
         self._services = Services(self.state, self.commands, self.interactions, self.router)
         self.guild_ready_timeout_s = guild_ready_timeout_s
@@ -221,7 +232,7 @@ class DiscordSimulator:
         """Change what the bot may do in a channel (sends CHANNEL_UPDATE with the new overwrites)."""
         channel = self.state.channel(channel_id)
         channel.bot_permissions = int(permissions)
-        if self.gateway.current is not None and channel.guild_id is not None:
+        if self.gateway.shards and channel.guild_id is not None:
             await self.gateway.dispatch("CHANNEL_UPDATE", self.state.channel_payload(channel))
 
     # ------------------------------------------------------------------ the bot's client
@@ -234,11 +245,20 @@ class DiscordSimulator:
         """Same as :meth:`client_kwargs` for a client built elsewhere (sets its ``guild_ready_timeout``)."""
         client._connection.guild_ready_timeout = self.guild_ready_timeout_s
 
+    def guilds_of(self, client: discord.Client) -> list[int]:
+        """The ids of the guilds on ``client``'s shards (every guild for an unsharded client)."""
+        count = client.shard_count or 1
+        if isinstance(client, discord.AutoShardedClient):
+            shard_ids = list(client.shard_ids or range(count))
+        else:
+            shard_ids = [client.shard_id or 0]
+        return [g for g in self.state.guilds if shard_of(g, count) in shard_ids]
+
     async def wait_until_ready(self, client: discord.Client, *, timeout_s: float = 10.0) -> None:
-        """Until ``on_ready`` has fired and every simulated guild is in the client's cache."""
+        """Until ``on_ready`` has fired and every guild on the client's shards is in its cache."""
         async with asyncio.timeout(timeout_s):
             await client.wait_until_ready()
-            while any(client.get_guild(g) is None for g in self.state.guilds):
+            while any(client.get_guild(g) is None for g in self.guilds_of(client)):
                 await client.wait_for("guild_available")
 
     @contextlib.asynccontextmanager
@@ -470,38 +490,49 @@ class DiscordSimulator:
         self.router.inject(injection)
         return injection
 
-    async def _reconnected(self, mark: int, timeout_s: float, kinds: tuple[str, ...]) -> GatewayEvent:
-        return await self.gateway.events.wait(
-            lambda e: e.kind in kinds, since=mark, timeout_s=timeout_s, looking_for=f"gateway {kinds}"
-        )
+    async def _reconnected(self, mark: int, timeout_s: float, kind: str, count: int) -> GatewayEvent:
+        """The last of ``count`` gateway events of ``kind`` after position ``mark``."""
+        if count == 0:
+            raise SimulatorError("no gateway session is connected")
+        events = self.gateway.events
+        async with asyncio.timeout(timeout_s):
+            while True:
+                event = await events.wait(lambda e: e.kind == kind, since=mark, timeout_s=timeout_s, looking_for=kind)
+                mark = events.items.index(event, mark) + 1
+                count -= 1
+                if count == 0:
+                    return event
 
-    async def drop_gateway(self, *, resume: bool = True, timeout_s: float = 10.0) -> GatewayEvent:
-        """Cut the bot's gateway connection and wait until it is back.
+    async def drop_gateway(
+        self, *, resume: bool = True, shard_id: int | None = None, timeout_s: float = 10.0
+    ) -> GatewayEvent:
+        """Cut the bot's gateway connections (every shard's, or only ``shard_id``'s) and wait until they are back.
 
         ``resume=True``: the socket closes abnormally; the client RESUMEs and missed events are replayed.
         ``resume=False``: op 9 (not resumable); the client IDENTIFYs again and gets READY + GUILD_CREATEs.
         """
         mark = len(self.gateway.events)
         if resume:
-            await self.gateway.drop()
-            return await self._reconnected(mark, timeout_s, ("resumed",))
-        await self.gateway.invalidate(resumable=False)
-        return await self._reconnected(mark, timeout_s, ("ready",))
+            count = await self.gateway.drop(shard_id=shard_id)
+            return await self._reconnected(mark, timeout_s, "resumed", count)
+        count = await self.gateway.invalidate(resumable=False, shard_id=shard_id)
+        return await self._reconnected(mark, timeout_s, "ready", count)
 
-    async def request_reconnect(self, *, timeout_s: float = 10.0) -> GatewayEvent:
-        """Send op 7 RECONNECT and wait for the RESUME."""
+    async def request_reconnect(self, *, shard_id: int | None = None, timeout_s: float = 10.0) -> GatewayEvent:
+        """Send op 7 RECONNECT (to every shard, or ``shard_id``) and wait for the RESUMEs."""
         mark = len(self.gateway.events)
-        await self.gateway.request_reconnect()
-        return await self._reconnected(mark, timeout_s, ("resumed",))
+        count = await self.gateway.request_reconnect(shard_id=shard_id)
+        return await self._reconnected(mark, timeout_s, "resumed", count)
 
     @contextlib.asynccontextmanager
-    async def gateway_outage(self, *, timeout_s: float = 10.0) -> AsyncIterator[None]:
-        """Inside the block the bot is disconnected (events queue up); on exit it RESUMEs and gets them."""
+    async def gateway_outage(self, *, shard_id: int | None = None, timeout_s: float = 10.0) -> AsyncIterator[None]:
+        """Inside the block the bot is disconnected (every shard, or only ``shard_id``; events queue up); on
+        exit it RESUMEs and gets them."""
         mark = len(self.gateway.events)
         self.gateway.hold()
         try:
-            await self.gateway.drop()
+            count = await self.gateway.drop(shard_id=shard_id)
             yield
         finally:
             self.gateway.release()
-        await self._reconnected(mark, timeout_s, ("resumed",))
+        await self._reconnected(mark, timeout_s, "resumed", count)
