@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.conftest import Encore, admin_set, default_guild, status_is
 from tests.fakes.audio import audio_info, encode_pcm, make_wav, tone_pcm
-from tests.fakes.discord import DiscordSimulator, SimAttachment, SimFile
+from tests.fakes.discord import IS_VOICE_MESSAGE, DiscordSimulator, SimAttachment, SimFile
 from tests.fakes.discord.models import MemberConfig
 from tests.fakes.elevenlabs import FakeElevenLabs, read_manifest
 from tests.fakes.replicate import FakeReplicate, OutputFile
@@ -93,6 +93,17 @@ async def test_a_re_encoded_track_is_tagged_too(encore: Encore, sim: DiscordSimu
     await encore.start()
     audio = await (await sim.user("alice").slash("music generate", prompt="too big")).wait_file()
     assert audio.filename.endswith(".ogg")
+    assert_ai_tagged(audio, model="MusicGen (stereo-melody-large)", provider="Replicate")
+
+
+async def test_a_voice_message_is_tagged_too(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
+    fake.auto_advance = True
+    await encore.start()
+    await admin_set(sim, "voice_messages", "on")  # every track posted as a voice message as well
+    handle = await sim.user("alice").slash("music generate", prompt="for phones", duration=3)
+    card = await handle.wait_original(status_is("Done"))
+    voice = await sim.wait_for_message(card.channel_id, lambda m: bool(m.flags & IS_VOICE_MESSAGE))
+    [audio] = voice.attachments
     assert_ai_tagged(audio, model="MusicGen (stereo-melody-large)", provider="Replicate")
 
 
