@@ -22,6 +22,7 @@ from bot.storage.db import Database
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
+from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from bot.storage.voice_repo import VoiceRepo
@@ -52,6 +53,7 @@ class Core:
         self.repo = JobsRepo(self.db)
         self.plans = PlansRepo(self.db)
         self.guilds = GuildRepo(self.db)
+        self.preferences = PreferencesRepo(self.db)
         self.state = StateRepo(self.db)
         self.stats = StatsRepo(self.db)
         self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
@@ -130,6 +132,7 @@ class Core:
             call_provider=self.providers.call_provider(),
             plans=self.plans,
             guilds=self.guilds,
+            preferences=self.preferences,
             state=self.state,
             attachments=self.attachments,
         )

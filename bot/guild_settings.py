@@ -32,6 +32,7 @@ class GuildSettings(BaseModel):
     roles: list[int] = []  # empty: everyone
     blocked_words: list[str] = []
     voice_messages: bool = False  # post every track as a voice message too (they play inline on phones)
+    sign_with_c2pa: bool = False  # ask ElevenLabs for C2PA content credentials on MP3 songs and stems
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -102,6 +103,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         lambda t: [w.strip() for w in t.split(",") if w.strip()],
     ),
     "voice_messages": ("post every track as a voice message (on/off)", _switch),
+    "sign_with_c2pa": ("C2PA credentials on ElevenLabs MP3s (on/off)", _switch),
 }
 _CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
 
@@ -116,6 +118,17 @@ def changed(current: GuildSettings, key: str, text: str) -> GuildSettings:
     else:
         value = parse(text)
     return current.model_copy(update={key: value})
+
+
+def hint(settings: GuildSettings, key: str) -> str | None:
+    """What an admin should know about the value ``key`` now has, if anything."""
+    if key == "sign_with_c2pa" and settings.sign_with_c2pa:
+        return (
+            "ElevenLabs signs only MP3: songs in other formats, and stems when Encore asks for Opus stems, are "
+            "made without content credentials. A signed file is posted exactly as made (no tags of Encore's, "
+            "which would break the signature) unless it must be converted to fit Discord's upload limit."
+        )
+    return None
 
 
 def shown(settings: GuildSettings, key: str) -> str:

@@ -54,15 +54,32 @@ def waveform_filename(job: Job) -> str:
     return f"{_slug(job)}-{job.id}-waveform.png"
 
 
+# How a delivered file names where it was made (the provider a job ran on).
+_PROVIDERS = {"replicate": "Replicate", "elevenlabs": "ElevenLabs", "cog": "a self-hosted Cog server"}
+
+
+def provider_label(job: Job) -> str:
+    return _PROVIDERS.get(job.provider, job.provider)
+
+
 def track_tags(job: Job) -> dict[str, str]:
-    """Metadata written into delivered files: title from the prompt, model, seed and job id."""
+    """Metadata written into delivered files: the title from the prompt, and that it is AI-generated, by which
+    model on which provider (a comment, and fields of their own: ``AI_GENERATED``, ``AI_MODEL``,
+    ``AI_PROVIDER``), with its seed and job id."""
     seed = job.seed if job.seed is not None else job.request.get("seed")
-    details = [f"model {model_label(job)}", f"job {job.id}"] + ([f"seed {seed}"] if seed is not None else [])
+    model, provider = model_label(job), provider_label(job)
+    if model_id := job.result.get("model_id"):  # the provider's own model (ElevenLabs' music_v1…)
+        model += f" ({model_id})"
+    details = [f"job {job.id}"] + ([f"seed {seed}"] if seed is not None else [])
     return {
         "title": truncate(job.prompt or "Untitled", 200),
         "artist": "Encore",
-        "comment": "; ".join(details),
-        "description": "; ".join(details),
+        "comment": "; ".join([f"AI-generated with {model} on {provider}, by Encore", *details]),
+        "encoded_by": "Encore",
+        "encoder": "Encore (AI music generation)",
+        "AI_GENERATED": "yes",
+        "AI_MODEL": model,
+        "AI_PROVIDER": provider,
     }
 
 

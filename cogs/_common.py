@@ -14,14 +14,17 @@ import discord
 from yarl import URL
 
 from bot.audio.download import input_url_allowed
+from bot.catalog import MUSICGEN
 from bot.discord.client import EncoreBot
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
 from bot.errors import BotError, InvalidRequestError, OutputError, TooLargeError
 from bot.jobs.access import NOBODY, Person, Standing
+from bot.jobs.defaults import Default
 from bot.jobs.phase import Phase
 from bot.jobs.tickets import ClipSource
-from bot.records import Job, JobOrigin
+from bot.preferences import OUTPUT_FORMAT
+from bot.records import Job, JobOrigin, JobRequest
 from bot.text import quoted
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,43 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
     card_job, phase, members = await service.card(lead.id)
     delivery_of(bot).register_interaction(card_job, phase, members, interaction)
     log.info("job %s card posted for user %s (%d job(s))", lead.id, lead.user_id, len(jobs))
+
+
+async def send_notes(interaction: discord.Interaction[Any], notes: Sequence[str]) -> None:
+    """Tell the requester alone how the server narrowed their own defaults (after the card is posted)."""
+    if notes:
+        await interaction.followup.send("\n".join(f"Note: {note}" for note in notes), ephemeral=True)
+
+
+async def melody_jobs(
+    bot: EncoreBot,
+    interaction: discord.Interaction[Any],
+    clip: ClipSource,
+    *,
+    prompt: str,
+    duration_s: int | None,
+    params: dict[str, Any],
+    notes: list[str],
+    seed: int | None = None,
+    source_message_id: int | None = None,
+) -> list[Job]:
+    """MusicGen following ``clip``'s melody, with the person's default length and format where none was given
+    (``notes`` gets what the server narrowed)."""
+    unset = {Default.LENGTH} if duration_s is None else set()
+    if OUTPUT_FORMAT not in params:
+        unset.add(Default.FORMAT)
+    asked = JobRequest(model=MUSICGEN.key, prompt=prompt, duration_s=duration_s, params=params)
+    filled = await bot.service.fill_defaults(asked, origin(interaction), unset)
+    notes.extend(filled.notes)
+    return await bot.service.follow_melody(
+        clip,
+        origin(interaction),
+        prompt=prompt,
+        duration_s=None if filled.request.duration_s is None else int(filled.request.duration_s),
+        params=dict(filled.request.params),
+        seed=seed,
+        source_message_id=source_message_id,
+    )
 
 
 def audio_attachment(message: discord.Message) -> discord.Attachment | None:

@@ -15,7 +15,7 @@ from bot.config import load_settings
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
-from bot.guild_settings import KEYS, GuildSettings, changed, shown
+from bot.guild_settings import KEYS, GuildSettings, changed, hint, shown
 from bot.records import Pause
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ class SettingModal(discord.ui.Modal):
         new = changed(current, self.key, self.value.value)
         await bot.service.save_guild_settings(self.guild_id, new, by=interaction.user.id)
         log.info("guild %s: %s set to %r by %s", self.guild_id, self.key, shown(new, self.key), interaction.user.id)
+        note = hint(new, self.key)
         await interaction.response.send_message(
-            f"**{self.key}** is now {shown(new, self.key)}.",
+            f"**{self.key}** is now {shown(new, self.key)}." + (f" {note}" if note else ""),
             embed=settings_embed(new),
             view=settings_view(self.guild_id),
             ephemeral=True,

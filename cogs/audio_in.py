@@ -28,9 +28,11 @@ from bot.text import inert, quoted
 from cogs._common import (
     audio_attachment,
     delivery_of,
+    melody_jobs,
     origin,
     post_card,
     save_attachment,
+    send_notes,
     start_from_attachment,
 )
 from cogs.views import EXTEND_S
@@ -81,7 +83,8 @@ class _AudioModal(discord.ui.Modal):
         )
         self.seconds: discord.ui.TextInput[Any] = discord.ui.TextInput(
             label=f"Seconds to add (1-{MAX_EXTEND_S})" if continuing else "Length in seconds",
-            default=str(EXTEND_S if continuing else 8),
+            default=str(EXTEND_S) if continuing else None,
+            placeholder=None if continuing else "empty: your default length (/music prefer), else 8",
             required=False,
             max_length=3,
         )
@@ -89,7 +92,10 @@ class _AudioModal(discord.ui.Modal):
         self.add_item(self.seconds)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        seconds = _seconds(self.seconds.value, default=EXTEND_S if self.continuing else 8)
+        if self.continuing:
+            seconds: int | None = _seconds(self.seconds.value, default=EXTEND_S)
+        else:  # empty: the person's default length (else the model's)
+            seconds = _seconds(self.seconds.value, default=8) if self.seconds.value.strip() else None
         await self.cog.take_audio(interaction, self.message, self.prompt.value, seconds, continuing=self.continuing)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
@@ -167,14 +173,18 @@ class AudioIn(commands.Cog):
         interaction: discord.Interaction[Any],
         message: discord.Message,
         prompt: str,
-        seconds: int,
+        seconds: int | None,
         *,
         continuing: bool,
     ) -> None:
+        """Continue a message's track by ``seconds``, or follow its melody for ``seconds`` (None: the person's
+        default length, else the model's)."""
         # One of Encore's own tracks is continued as the next part of its job, from the whole track we keep.
         parent = await self._encore_track(message) if continuing else None
         kept = await self.bot.service.kept_track(parent) if parent is not None else None
         attachment = self._require_audio(message) if kept is None else None
+
+        notes: list[str] = []
 
         # The service checks everything but the clip before it is downloaded, so mistakes get a private reply.
         async def make(clip: ClipSource) -> list[Job]:
@@ -183,13 +193,20 @@ class AudioIn(commands.Cog):
                     clip,
                     origin(interaction),
                     prompt=prompt or None,
-                    extra_s=seconds,
+                    extra_s=EXTEND_S if seconds is None else seconds,
                     parent=parent,
                     source_message_id=message.id,
                 )
                 return [job]
-            return await self.bot.service.follow_melody(
-                clip, origin(interaction), prompt=prompt, duration_s=seconds, source_message_id=message.id
+            return await melody_jobs(
+                self.bot,
+                interaction,
+                clip,
+                prompt=prompt,
+                duration_s=seconds,
+                params={},
+                notes=notes,
+                source_message_id=message.id,
             )
 
         if attachment is None:
@@ -205,6 +222,7 @@ class AudioIn(commands.Cog):
             return
         # A continuation stitches onto the original, so it keeps the file; a melody keeps its prepared clip.
         await start_from_attachment(self.bot, interaction, attachment, make, keep_file=continuing)
+        await send_notes(interaction, notes)
 
     # -- replies that mention Encore ------------------------------------------------------------
 

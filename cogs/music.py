@@ -35,10 +35,21 @@ from bot.discord.delivery import DiscordDelivery
 from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
+from bot.jobs.defaults import Default
 from bot.jobs.phase import phase_of
 from bot.jobs.tickets import ClipSource
+from bot.preferences import FORMATS, OUTPUT_FORMAT, Preferences, describe, narrowed_here
 from bot.records import Job, JobRequest
-from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card, start_from_attachment
+from cogs._common import (
+    DiscordActor,
+    defer_card,
+    delivery_of,
+    melody_jobs,
+    origin,
+    post_card,
+    send_notes,
+    start_from_attachment,
+)
 from cogs.plans import post_plan
 from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
 
@@ -59,6 +70,18 @@ def _params(options: str | None, **common: Any) -> dict[str, Any]:
                 raise InvalidRequestError(f"`{name}` is given twice (as an option and in `options`).")
             params[name] = value
     return params
+
+
+def _unset(**missing: bool) -> frozenset[Default]:
+    """The options a command was not given (``model=True``…), which the person's own defaults may fill."""
+    return frozenset(Default(name) for name, absent in missing.items() if absent)
+
+
+def defaults_text(prefs: Preferences) -> str:
+    """A person's defaults on one line, for /music usage."""
+    if prefs.empty:
+        return "None set: `/music prefer` sets your own model, length, format and variations."
+    return " · ".join(f"{what}: {value}" for what, value in describe(prefs))
 
 
 def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
@@ -113,17 +136,24 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton, ResultButton, HistoryButton)
 
-    async def _start(self, interaction: discord.Interaction[Any], request: JobRequest) -> None:
+    async def _start(
+        self, interaction: discord.Interaction[Any], request: JobRequest, unset: frozenset[Default] = frozenset()
+    ) -> None:
         """Create the job(s) and answer with their card. Validation errors raise before anything is stored.
 
-        What the request itself gets wrong is answered at once; then the answer is deferred, since admission
-        waits on the database.
+        What the request itself gets wrong is answered at once (unless the model is still to be chosen);
+        then the answer is deferred, since the person's defaults and admission wait on the database. What the
+        command wasn't given (``unset``) takes the person's own defaults, as the server allows them: filled in
+        before the gate, which checks what will really be made; the person is told where the server narrowed
+        them.
         """
-        if not interaction.response.is_done():
+        if not interaction.response.is_done() and Default.MODEL not in unset:
             validate_request(request, self.bot.settings)
-            await defer_card(interaction)
-        jobs = await self.bot.service.create(request, origin(interaction))
+        await defer_card(interaction)
+        filled = await self.bot.service.fill_defaults(request, origin(interaction), unset)
+        jobs = await self.bot.service.create(filled.request, origin(interaction))
         await post_card(self.bot, interaction, jobs)
+        await send_notes(interaction, filled.notes)
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -151,15 +181,18 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     ) -> None:
         version = model_version.value if model_version else None
         params = _params(options, model_version=version)
-        if model is None:
-            await defer_card(interaction)  # the server's default model is in the database
-        spec = get_model(model.value if model else await self.bot.service.default_model(interaction.guild_id))
-        if version is not None and spec is not MUSICGEN:
+        if version is not None and model is not None and get_model(model.value) is not MUSICGEN:
             raise InvalidRequestError("`model_version` only applies to MusicGen.")
-        request = JobRequest(
-            model=spec.key, prompt=prompt, duration_s=duration, seed=seed, count=count or 1, params=params
+        # No model named: the person's default, else the server's (a MusicGen version names MusicGen).
+        key = model.value if model else MUSICGEN.key
+        unset = _unset(
+            model=model is None and version is None,
+            length=duration is None,
+            format=OUTPUT_FORMAT not in params,
+            count=count is None,
         )
-        await self._start(interaction, request)
+        request = JobRequest(model=key, prompt=prompt, duration_s=duration, seed=seed, count=count or 1, params=params)
+        await self._start(interaction, request, unset)
 
     @app_commands.command(name="melody", description="Music that follows the melody of a clip (or continues it).")
     @app_commands.describe(
@@ -182,16 +215,18 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         options: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
         params = _params(options, model_version=model_version.value if model_version else "stereo-melody-large")
+        notes: list[str] = []
         # Everything but the clip is checked first (privately); the clip once downloaded and read.
         await start_from_attachment(
             self.bot,
             interaction,
             audio,
-            lambda clip: self.bot.service.follow_melody(
-                clip, origin(interaction), prompt=prompt, duration_s=duration, params=params, seed=seed
+            lambda clip: melody_jobs(
+                self.bot, interaction, clip, prompt=prompt, duration_s=duration, params=params, seed=seed, notes=notes
             ),
             keep_file=False,  # the job keeps its prepared clip
         )
+        await send_notes(interaction, notes)
 
     @app_commands.command(name="blend", description="A short riff that blends two prompts (Riffusion).")
     @app_commands.describe(
@@ -224,7 +259,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             seed_image_id=seed_image.value if seed_image else None,
         )
         request = JobRequest(model=RIFFUSION.key, prompt=prompt_a, params=params, count=count or 1)
-        await self._start(interaction, request)
+        await self._start(interaction, request, _unset(count=count is None))
 
     @app_commands.command(name="song", description="A full song with vocals and lyrics (ElevenLabs Music).")
     @app_commands.describe(
@@ -246,7 +281,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     ) -> None:
         params = _params(None, instrumental=instrumental, output_format=format.value if format else None)
         request = JobRequest(model=SONG.key, prompt=prompt, duration_s=length, seed=seed, params=params)
-        await self._start(interaction, request)
+        await self._start(interaction, request, _unset(length=length is None, format=format is None))
 
     @app_commands.command(name="plan", description="Plan a song (ElevenLabs): edit its sections, then compose.")
     @app_commands.describe(prompt="What the song is about and how it sounds", length="Length in seconds, 3-600")
@@ -280,6 +315,54 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
 
         await start_from_attachment(self.bot, interaction, audio, split, keep_file=True)
 
+    @app_commands.command(name="prefer", description="Your own defaults: model, length, format and variations.")
+    @app_commands.describe(
+        model="The model /music generate uses when you name none",
+        length="Length in seconds when you give none (generate, melody, song)",
+        format="The kind of file, where the model makes it (generate, melody, song)",
+        variations=f"How many variations at once when you give no count (1-{MAX_BATCH}; generate, blend)",
+        clear="Forget your defaults first (then keep any given here)",
+    )
+    @app_commands.choices(model=_MODEL_CHOICES, format=[app_commands.Choice(name=f, value=f) for f in FORMATS])
+    async def music_prefer(
+        self,
+        interaction: discord.Interaction[Any],
+        model: app_commands.Choice[str] | None = None,
+        length: app_commands.Range[int, 1, 600] | None = None,
+        format: app_commands.Choice[str] | None = None,
+        variations: app_commands.Range[int, 1, MAX_BATCH] | None = None,
+        clear: bool = False,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # they live in the database
+        service, user_id = self.bot.service, interaction.user.id
+        given = {
+            "model": model.value if model else None,
+            "duration_s": length,
+            "format": format.value if format else None,
+            "count": variations,
+        }
+        changes = {name: value for name, value in given.items() if value is not None}
+        prefs = Preferences() if clear else await service.preferences(user_id)
+        if clear or changes:
+            prefs = await service.save_preferences(user_id, prefs.model_copy(update=changes))
+            log.info("user %s set preferences %s (cleared first: %s)", user_id, changes, clear)
+        notes = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
+        if clear and prefs.empty:
+            title = "Your defaults are cleared"
+        else:
+            title = "Your defaults are saved" if clear or changes else "Your defaults"
+        embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+        for what, value in describe(prefs):
+            embed.add_field(name=what, value=value, inline=True)
+        if notes:
+            embed.add_field(name="On this server", value="\n".join(f"• {note}" for note in notes)[:1024], inline=False)
+        embed.set_footer(
+            text="Used when you leave an option out: /music generate, melody, song, blend (and Use as melody). "
+            "Buttons keep the settings of their track. They're yours in every server; each server's rules "
+            "still apply. /music prefer clear:True forgets them."
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
     @app_commands.command(name="usage", description="How much music you have left today.")
     async def music_usage(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)  # the day's totals come from the database
@@ -298,6 +381,10 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             name="Seconds", value=of(round(usage.user_audio_s), limits.user_daily_audio_s, " s"), inline=True
         )
         embed.add_field(name="In progress", value=of(usage.user_in_flight, limits.user_jobs_in_flight), inline=True)
+        prefs = await service.preferences(interaction.user.id)
+        narrowed = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
+        mine = defaults_text(prefs) + "".join(f"\n• {note}" for note in narrowed)
+        embed.add_field(name="Your defaults", value=mine[:1024], inline=False)
         permissions = interaction.permissions
         if interaction.guild_id is not None and (permissions.manage_guild or permissions.administrator):
             embed.add_field(name="Server tracks", value=of(usage.guild_jobs, limits.guild_daily_jobs), inline=True)
@@ -325,7 +412,8 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             "*Continue this track*, *Use as melody*, *Split stems*.\n"
             "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Cancel.\n"
             "**/music history** your tracks · **/music show** post a card again\n"
-            "**/music usage** what you have left today · **/music models** every setting"
+            "**/music usage** what you have left today · **/music models** every setting\n"
+            "**/music prefer** your own default model, length, format and variations"
         )
         await interaction.response.send_message(embed=embed, ephemeral=True)
 

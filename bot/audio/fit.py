@@ -22,6 +22,7 @@ import av
 import av.error
 
 from bot.audio import open_input
+from bot.audio.id3 import c2pa_signed, id3_tag, tag_mp3
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,18 @@ def audio_duration_s(path: Path) -> float:
     return samples / rate if rate else 0.0
 
 
-# The RIFF INFO fields that FFmpeg (and most players) read back as these tags.
-_INFO_FIELDS = {"title": b"INAM", "artist": b"IART", "comment": b"ICMT", "genre": b"IGNR", "album": b"IPRD"}
+# The RIFF INFO fields that FFmpeg (and most players) read back as these tags. INFO has no field of its own
+# for anything else (AI_GENERATED…): an ``id3 `` chunk beside it carries every tag (FFmpeg and many players
+# read it).
+_INFO_FIELDS = {
+    "title": b"INAM",
+    "artist": b"IART",
+    "comment": b"ICMT",
+    "genre": b"IGNR",
+    "album": b"IPRD",
+    "encoder": b"ISFT",
+    "encoded_by": b"ITCH",
+}
 _COPY_BLOCK = 1024 * 1024
 
 
@@ -65,6 +76,12 @@ def _info_chunk(tags: Mapping[str, str]) -> bytes:
             text = value.encode() + b"\0"
             body += struct.pack("<4sI", field_id, len(text)) + text + b"\0" * (len(text) & 1)
     return struct.pack("<4sI", b"LIST", len(body)) + body
+
+
+def _id3_chunk(tags: Mapping[str, str]) -> bytes:
+    """An ``id3 `` chunk holding every tag as ID3v2.4 (padded to even length)."""
+    tag = id3_tag(tags)
+    return struct.pack("<4sI", b"id3 ", len(tag)) + tag + b"\0" * (len(tag) & 1)
 
 
 def _tag_wav(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
@@ -84,14 +101,17 @@ def _tag_wav(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
                 return False  # truncated, or a streamed WAV whose lengths were never filled in
             if chunk_id == b"LIST":
                 inp.seek(position + 8)
-                if inp.read(4) == b"INFO":  # old tags: ours replace them
-                    position += 8 + length + (length & 1)
-                    continue
+                old_tags = inp.read(4) == b"INFO"
+            else:
+                old_tags = chunk_id in (b"id3 ", b"ID3 ")
+            if old_tags:  # ours replace them
+                position += 8 + length + (length & 1)
+                continue
             chunks.append((chunk_id, position + 8, length))
             position += 8 + length + (length & 1)
         if [c for c, _, _ in chunks].count(b"data") != 1 or chunks[0][0] != b"fmt ":
             return False
-        info = _info_chunk(tags)
+        info = _info_chunk(tags) + _id3_chunk(tags)
         riff_size = 4 + len(info) + sum(8 + length + (length & 1) for _, _, length in chunks)
         if riff_size >= 2**32:
             return False
@@ -135,9 +155,16 @@ def _remux_with_tags(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
 
 
 def tag_copy(src: Path, dest: Path, tags: Mapping[str, str]) -> bool:
-    """Copy ``src`` to ``dest`` with ``tags``, the audio untouched (a WAV's samples byte for byte, other formats
-    re-muxed). If the format can't take tags, ``dest`` is a plain copy and the answer is False."""
-    if _tag_wav(src, dest, tags) or _remux_with_tags(src, dest, tags):
+    """Copy ``src`` to ``dest`` with ``tags``, the audio untouched (a WAV's samples and an MP3's frames byte for
+    byte, other formats re-muxed). If the format can't take tags, ``dest`` is a plain copy and the answer is
+    False; so it is for an MP3 signed with C2PA content credentials, whose signature covers every byte (they
+    say what made it, AI included: tagging would break them)."""
+    if _tag_wav(src, dest, tags):
+        return True
+    if c2pa_signed(src):
+        shutil.copyfile(src, dest)
+        return False
+    if tag_mp3(src, dest, tags) or _remux_with_tags(src, dest, tags):
         return True
     shutil.copyfile(src, dest)
     return False

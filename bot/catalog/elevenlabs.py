@@ -35,6 +35,7 @@ SONG = ModelSpec(
     seed_key="seed",
     output_formats=("mp3", "opus", "wav"),
     cost_per_output_s_usd=0.0075,  # rough: about $0.45 a minute on a paid plan
+    signs_c2pa=True,
     params=(
         Param("instrumental", ParamType.BOOLEAN, "no vocals", False, input_key="force_instrumental", common=True),
         Param("output_format", ParamType.CHOICE, "audio format and quality", "mp3_44100_128", choices=SONG_FORMATS),
@@ -56,5 +57,6 @@ ELEVENLABS_STEMS = ModelSpec(
     seed_key=None,
     cost_per_run_usd=0.05,
     route_from=lambda settings: ModelRoute(provider="elevenlabs", ref="stem-separation"),
+    signs_c2pa=True,
     params=(Param("stems", ParamType.CHOICE, "how many stems", "six", choices=tuple(STEM_VARIATIONS), common=True),),
 )

@@ -86,6 +86,8 @@ class ModelSpec:
     read_output: Callable[[Any], Outputs] = _single_url
     # Where it runs when not a [models.<field>] table (stems follow [stems]).
     route_from: Callable[[Settings], ModelRoute] | None = None
+    # Its provider can sign MP3 output with C2PA content credentials (a server's `sign_with_c2pa` asks for it).
+    signs_c2pa: bool = False
 
     def param(self, name: str) -> Param:
         for param in self.params:

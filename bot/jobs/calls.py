@@ -31,6 +31,12 @@ from bot.storage.jobs_repo import JobsRepo
 log = logging.getLogger(__name__)
 
 
+def _signed(job: Job, output_format: str) -> bool:
+    """The job's server asked for C2PA content credentials, and its output is MP3: ElevenLabs signs only MP3
+    (the request is refused otherwise), so for any other format it isn't asked."""
+    return bool(job.input.get("sign_with_c2pa")) and output_format.startswith("mp3_")
+
+
 class Calls:
     def __init__(
         self,
@@ -82,9 +88,11 @@ class Calls:
         if client is None:
             return
         settings = self._settings().elevenlabs
-        body = {key: value for key, value in job.input.items() if key != "output_format"}
+        body = {key: value for key, value in job.input.items() if key not in ("output_format", "sign_with_c2pa")}
         output_format = str(job.input.get("output_format", settings.output_format))
         body["model_id"] = settings.model_id
+        if _signed(job, output_format):
+            body["sign_with_c2pa"] = True
         if "composition_plan" in body and settings.model_id == "music_v1":
             body["respect_sections_durations"] = True  # later models always keep them
 
@@ -130,7 +138,12 @@ class Calls:
         except OutputRejectedError as exc:
             await self._outcomes.fail(job.id, exc.user_message, detail=str(exc))
             return
-        result = {"metadata": song.metadata, "plan": song.plan, "song_id": song.song_id}
+        result = {
+            "metadata": song.metadata,
+            "plan": song.plan,
+            "song_id": song.song_id,
+            "model_id": body["model_id"],  # which ElevenLabs model made it (the file's tags say)
+        }
         if await self._outputs.record_stored(
             job,
             output_path=str(audio.path),
@@ -154,6 +167,7 @@ class Calls:
             "model_id": body["model_id"],
             "seed": body["seed"],
             **({"respect_sections_durations": True} if body["model_id"] == "music_v1" else {}),
+            **({"sign_with_c2pa": True} if body.get("sign_with_c2pa") else {}),
         }
 
     async def _stems(self, job: Job) -> None:
@@ -162,11 +176,13 @@ class Calls:
         if client is None:
             return
         settings = self._settings()
+        output_format = settings.elevenlabs.stems_output_format
         try:
             archive = await client.separate_stems(
                 Path(job.input_files["file"]),
                 variation=STEM_VARIATIONS.get(str(job.input.get("stems")), "six_stems_v1"),
-                output_format=settings.elevenlabs.stems_output_format,
+                output_format=output_format,
+                sign_with_c2pa=_signed(job, output_format),
             )
             files = await asyncio.to_thread(
                 unpack_stems,

@@ -254,6 +254,8 @@ class Gate:
             seeds = [(first - 1 + i) % SEED_MAX + 1 for i in range(validated.count)]
         batch_id = new_job_id() if validated.count > 1 else None
         cost_each = _cost_each(validated)
+        # The server asks for content credentials: sent with the call if its output is MP3 (bot.jobs.calls).
+        signing = {"sign_with_c2pa": True} if spec.signs_c2pa and screened.rules.sign_with_c2pa else {}
         rows = []
         for index, seed in enumerate(seeds):
             variant = validated.with_seed(seed)
@@ -265,7 +267,7 @@ class Gate:
                     model=spec.key,
                     model_ref=route.ref,
                     request={**variant.as_record(), "context": dict(request.context)},
-                    input=_plan_input(request.context, variant) or spec.build_input(variant),
+                    input={**(_plan_input(request.context, variant) or spec.build_input(variant)), **signing},
                     batch=(batch_id, index, validated.count) if batch_id else None,
                     callback_token=COG_TOKEN_PREFIX + secrets.token_urlsafe(24),
                     input_files=request.files,

@@ -5,7 +5,7 @@ delivery, outputs asking submit to run a prediction again, submit and outputs as
 up) is a callback, bound here. The order, lowest first::
 
     tasks, scheduler, poller, cards (phase) -> outcomes -> dispatch -> outputs -> calls -> submit -> intake
-    -> reconcile, cancel -> gate -> recipes, plans
+    -> reconcile, cancel -> gate -> recipes, plans (and a person's defaults, filled in before the gate)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bot.audio import AudioPool
 from bot.config import Settings
 from bot.jobs.calls import Calls
 from bot.jobs.cancel import Canceller
+from bot.jobs.defaults import Defaults
 from bot.jobs.dispatch import Dispatch
 from bot.jobs.gate import Gate
 from bot.jobs.intake import Intake
@@ -39,6 +40,7 @@ from bot.records import Job
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
+from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
 
 # Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in memory, a
@@ -63,6 +65,7 @@ class Rooms:
     pause: PauseSwitch
     pool: AudioPool
     gate: Gate
+    defaults: Defaults
     recipes: Recipes
     lineage: Lineage
     plans: PlanBook
@@ -79,6 +82,7 @@ def build_rooms(
     call_provider: CallProvider | None,
     plans: PlansRepo | None,
     guilds: GuildRepo | None,
+    preferences: PreferencesRepo | None,
     state: StateRepo | None,
     clock: Callable[[], float],
     job_for: JobFor,
@@ -231,6 +235,7 @@ def build_rooms(
         pause=pause,
         pool=pool,
         gate=gate,
+        defaults=Defaults(repo=preferences, rules=gate.rules_for, settings=settings, clock=clock),
         recipes=Recipes(gate=gate, pool=pool, settings=settings),
         lineage=Lineage(repo),
         plans=PlanBook(client=call_provider, repo=plans, gate=gate, job_for=job_for, settings=settings),

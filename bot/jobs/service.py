@@ -29,6 +29,7 @@ from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.plans_repo import PlansRepo
+from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
 
 
@@ -45,6 +46,7 @@ class JobService:
         call_provider: CallProvider | None = None,
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
+        preferences: PreferencesRepo | None = None,
         state: StateRepo | None = None,
         attachments: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
@@ -64,6 +66,7 @@ class JobService:
             call_provider=call_provider,
             plans=plans,
             guilds=guilds,
+            preferences=preferences,
             state=state,
             clock=clock,
             job_for=self.job_for,
@@ -83,6 +86,11 @@ class JobService:
         self.kept_track = rooms.lineage.kept_track
         self.check_text = rooms.gate.check_text
         self.guild_settings = rooms.gate.rules_for
+        # A person's own defaults (/music prefer), filled in before the gate where a command left them out.
+        self.preferences = rooms.defaults.of
+        self.save_preferences = rooms.defaults.save
+        self.clear_preferences = rooms.defaults.clear
+        self.fill_defaults = rooms.defaults.fill
         # Progress from providers: webhooks (the web server) and polls.
         self.handle_prediction = rooms.intake.handle_prediction
         self.accept_webhook = rooms.intake.accept_webhook
@@ -212,9 +220,6 @@ class JobService:
         await fetch_to_file(
             self._attachments, url, dest, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s
         )
-
-    async def default_model(self, guild_id: int | None) -> str:
-        return (await self.guild_settings(guild_id)).default_model or "musicgen"
 
     async def usage(self, user_id: int, guild_id: int | None) -> Usage:
         return await self.repo.usage(user_id=user_id, guild_id=guild_id, since=day_start(self.clock()))

@@ -159,8 +159,10 @@ class CallProvider(Protocol):
         """A composition plan for ``prompt`` (free)."""
         ...
 
-    async def separate_stems(self, path: Path, *, variation: str, output_format: str) -> bytes:
-        """A ZIP of the stems of the audio at ``path``."""
+    async def separate_stems(
+        self, path: Path, *, variation: str, output_format: str, sign_with_c2pa: bool = False
+    ) -> bytes:
+        """A ZIP of the stems of the audio at ``path`` (signed with C2PA content credentials if asked: MP3 only)."""
         ...
 
 

@@ -254,14 +254,19 @@ class ElevenLabsClient:
             raise ProviderUnavailableError(detail="ElevenLabs sent a malformed plan")
         return plan
 
-    async def separate_stems(self, path: Path, *, variation: str, output_format: str) -> bytes:
-        """A ZIP of stems of the audio at ``path`` (two or six)."""
+    async def separate_stems(
+        self, path: Path, *, variation: str, output_format: str, sign_with_c2pa: bool = False
+    ) -> bytes:
+        """A ZIP of stems of the audio at ``path`` (two or six); ``sign_with_c2pa`` (a form field, as the SDK
+        sends it; MP3 formats only) asks for C2PA content credentials on each."""
         audio = await asyncio.to_thread(path.read_bytes)
 
         def form() -> aiohttp.FormData:
             body = aiohttp.FormData()
             body.add_field("file", audio, filename=path.name, content_type="application/octet-stream")
             body.add_field("stem_variation_id", variation)
+            if sign_with_c2pa:
+                body.add_field("sign_with_c2pa", "true")
             return body
 
         raw, content_type, _ = await self._request(

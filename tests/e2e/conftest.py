@@ -243,6 +243,20 @@ async def accepted(handle: InteractionHandle, *, timeout_s: float = 5.0) -> SimM
     return card
 
 
+async def admin_set(
+    sim: DiscordSimulator, key: str, value: str, *, user: str = "boss", guild_id: int | None = None
+) -> SimMessage:
+    """A server admin sets ``key`` to ``value`` with ``/musicadmin settings`` (its menu, then its form); the
+    private answer."""
+    admin = sim.user(user, guild_id=guild_id)
+    card = await (await admin.slash("musicadmin settings")).wait_original()
+    picked = await admin.select(card, f"encore:admin:{guild_id or sim.guild.id}", [key])
+    form = await picked.wait_modal()
+    field = form["components"][0]
+    inner = field.get("component") or field["components"][0]
+    return await (await admin.submit_modal(picked, {inner["custom_id"]: value})).wait_original()
+
+
 def job_id_of(card: SimMessage) -> str:
     footer = card.embeds[0]["footer"]["text"]
     assert footer.startswith("Job ")

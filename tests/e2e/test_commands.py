@@ -57,6 +57,7 @@ async def test_synced_commands_are_exactly_the_tree(encore: Encore, sim: Discord
         "music melody",
         "music models",
         "music plan",
+        "music prefer",
         "music show",
         "music song",
         "music stems",

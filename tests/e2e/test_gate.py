@@ -174,6 +174,7 @@ CLI_ENTRY_POINT = "cli:generate"
 NOT_ENTRY_POINTS: dict[str, str] = {
     "/music plan": "makes a plan (free at ElevenLabs); its Compose button is the entry point",
     "/music usage": "shows the day's usage",
+    "/music prefer": "stores a person's defaults (commands fill them in before their ticket reaches the gate)",
     "/music help": "shows a guide",
     "/music models": "shows the catalog",
     "/music cancel": "cancels a job",

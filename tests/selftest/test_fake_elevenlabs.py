@@ -22,6 +22,7 @@ from tests.fakes.elevenlabs import (
     Separation,
     Transfer,
     plan_length_ms,
+    read_manifest,
     validate_generation,
 )
 from tests.selftest.conftest import call
@@ -927,6 +928,35 @@ async def test_stems_formats_and_errors(el: FakeElevenLabs, http: aiohttp.Client
         assert [e["loc"] for e in data["detail"]] == [loc]
     status, data, _ = await separate(el, http, b"not audio" * 20, {})
     assert (status, data["detail"]["code"], data["detail"]["type"]) == (400, "invalid_audio", "invalid_request")
+    assert len(el.separations) == 1
+
+
+async def test_c2pa_marks_mp3_songs_and_stems_and_is_refused_for_other_formats(
+    el: FakeElevenLabs, http: aiohttp.ClientSession
+) -> None:
+    status, audio, _ = await post(http, el, "/v1/music", {"prompt": "a", "sign_with_c2pa": True})
+    assert status == 200
+    gen = await el.next_generation()
+    assert gen.sign_with_c2pa
+    manifest = read_manifest(audio)
+    assert manifest is not None
+    assert manifest["assertions"][0]["data"]["actions"][0]["digitalSourceType"].endswith("trainedAlgorithmicMedia")
+    assert audio_info(audio).duration_s == 4.0  # still plays
+    assert read_manifest(audio[:-1] + b"\x00") is None  # any change to the audio breaks the binding
+    status, plain, _ = await post(http, el, "/v1/music", {"prompt": "a"})
+    assert status == 200
+    assert read_manifest(plain) is None
+    assert not (await el.next_generation()).sign_with_c2pa
+
+    song = make_mp3(2.0, sample_rate=44100)
+    status, data, _ = await separate(el, http, song, {"stem_variation_id": "two_stems_v1", "sign_with_c2pa": "true"})
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert all(read_manifest(archive.read(name)) is not None for name in archive.namelist())
+    assert (await el.next_separation()).sign_with_c2pa
+    status, data, _ = await separate(el, http, song, {"sign_with_c2pa": "true"}, output_format="opus_48000_128")
+    assert status == 422
+    assert [e["loc"] for e in data["detail"]] == [["body", "sign_with_c2pa"]]
     assert len(el.separations) == 1
 
 

@@ -29,8 +29,13 @@ Contract: tests/specs/elevenlabs-music.md. Guesses and deliberate differences:
   plan; plan-only ``respect_sections_durations`` with a prompt (on v2 models it is accepted and ignored, as the
   SDK documents); ``seed`` with a prompt (the docs
   say so; ``allow_seed_with_prompt`` turns it off); ``finetune_strength`` without ``finetune_id``;
-  ``sign_with_c2pa`` with a non-MP3 format; a plan whose format does not match the model. Guesses: an empty
+  ``sign_with_c2pa`` with a non-MP3 format (on stem separation too: the SDK says "applicable only for mp3
+  files"); a plan whose format does not match the model. Guesses: an empty
   prompt, a plan with no sections/chunks and a plan longer than 600 000 ms in total are 422 too.
+* ``sign_with_c2pa`` (compose, detailed, stem separation) marks each MP3 it applies to with the fake's C2PA
+  manifest store (``c2pa.py``: a GEOB frame where the C2PA specification puts it, JSON inside, bound to the
+  audio by a SHA-256); ``read_manifest`` returns it while the file is unaltered. ``Generation``/``Separation``
+  record ``sign_with_c2pa``.
 * ``music_v2_5`` takes a CompositionPlan like ``music_v2``, and ``auto`` is ``mp3_48000_192`` for it.
 * Fields and enums follow the official Python SDK (``elevenlabs`` 2.78.0, its ``music`` client and types):
   ``with_waveform_visual`` on the detailed endpoints (the detailed JSON then carries ``waveform_visual``, 4
@@ -71,14 +76,16 @@ Contract: tests/specs/elevenlabs-music.md. Guesses and deliberate differences:
 
 Layout: ``server.py`` (``FakeElevenLabs``: the app, auth, error answers, ``inject``/``drop``/``truncate``/
 ``delay``/``hold``), ``state.py`` (the typed base its parts share: settings and records), ``music.py``
-(generation and plan routes), ``stems.py`` (stem separation), ``responses.py`` (writing bodies: pieces,
-holds, truncation, multipart, SSE), ``faults.py`` (``Fault``, ``Hold``), ``records.py`` (``Generation``,
-``Separation``, ``PlanRecord``), ``validation.py`` and ``schemas.py`` (request checks), ``plans.py`` (plans,
-metadata, lyrics), ``formats.py`` (output formats and audio) and ``errors.py`` (error bodies by code).
+(generation and plan routes), ``stems.py`` (stem separation), ``c2pa.py`` (content credentials),
+``responses.py`` (writing bodies: pieces, holds, truncation, multipart, SSE), ``faults.py`` (``Fault``,
+``Hold``), ``records.py`` (``Generation``, ``Separation``, ``PlanRecord``), ``validation.py`` and
+``schemas.py`` (request checks), ``plans.py`` (plans, metadata, lyrics), ``formats.py`` (output formats and
+audio) and ``errors.py`` (error bodies by code).
 """
 
 from tests.fakes._http import RecordedRequest
 
+from .c2pa import read_manifest, sign_mp3
 from .errors import ERRORS, ApiError, Invalid, api_error, error_detail
 from .faults import Fault, Hold
 from .formats import (
@@ -182,7 +189,9 @@ __all__ = [
     "plan_lyrics",
     "plan_negative_styles",
     "query_errors",
+    "read_manifest",
     "render_tone",
+    "sign_mp3",
     "song_metadata",
     "trap_mp3",
     "validate_format",

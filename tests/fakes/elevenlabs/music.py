@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .c2pa import sign_mp3
 from .errors import Invalid, _err, _pydantic_errors, api_error
 from .formats import AUTO_FORMAT, GENERATION_FORMATS, AudioFormat, render_tone
 from .plans import derive_plan, fit_plan, plan_length_ms, song_metadata, word_timestamps
@@ -85,6 +86,7 @@ class MusicRoutes(ResponseWriter):
             with_timestamps=bool(parsed.with_timestamps),
             store_for_inpainting=bool(parsed.store_for_inpainting),
             finetune_id=parsed.finetune_id,
+            sign_with_c2pa=bool(parsed.sign_with_c2pa),
             metadata=song_metadata(parsed.prompt, plan),
             words_timestamps=word_timestamps(plan) if parsed.with_timestamps else None,
         )
@@ -97,6 +99,8 @@ class MusicRoutes(ResponseWriter):
         except asyncio.CancelledError:
             self._aborted(gen)
             raise
+        if gen.sign_with_c2pa:  # mp3 only: anything else was refused above
+            audio = sign_mp3(audio, generator=model_id)
         if endpoint == "compose":
             gen.audio = audio
             return await self._send(request, gen, [audio], {**headers, "Content-Type": fmt.content_type})

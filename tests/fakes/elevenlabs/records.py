@@ -37,6 +37,7 @@ class Generation(Transfer):
     with_timestamps: bool
     store_for_inpainting: bool
     finetune_id: str | None
+    sign_with_c2pa: bool  # the audio carries the fake's C2PA manifest (see c2pa.py)
     metadata: dict[str, Any]
     words_timestamps: list[dict[str, Any]] | None
     waveform_visual: list[int] | None = None  # detailed, with with_waveform_visual

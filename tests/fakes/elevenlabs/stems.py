@@ -11,6 +11,7 @@ from aiohttp import BodyPartReader, web
 
 from tests.fakes.audio import decode_pcm
 
+from .c2pa import sign_mp3
 from .errors import Invalid, _err, _one_of, api_error
 from .formats import STEM_FORMATS, AudioFormat, render_tone
 from .records import Separation
@@ -66,6 +67,8 @@ class StemRoutes(ResponseWriter):
         c2pa = fields.get("sign_with_c2pa", (b"false", None))[0].decode(errors="replace").lower()
         if c2pa not in ("true", "false", "1", "0"):
             errors.append(_err(["body", "sign_with_c2pa"], "Input should be a valid boolean", "bool_parsing"))
+        elif c2pa in ("true", "1") and fmt.codec != "mp3":
+            errors.append(_err(["body", "sign_with_c2pa"], "fake: C2PA signing needs an mp3 output_format"))
         if errors:
             raise Invalid(errors)
         assert file is not None
@@ -86,6 +89,8 @@ class StemRoutes(ResponseWriter):
         try:
             for stem in STEMS[variation]:
                 data = await asyncio.to_thread(render_tone, fmt.name, pcm.frames, channels, _STEM_PITCH[stem])
+                if sep.sign_with_c2pa:
+                    data = sign_mp3(data, generator="stem-separation")
                 sep.stems[f"{stem}.{fmt.extension}"] = data
         except asyncio.CancelledError:
             self._aborted(sep)
