@@ -22,6 +22,7 @@ from bot.jobs.service import JobService
 from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
+from cogs.loops import LoopButton
 from cogs.phone import phone_button
 from cogs.plans import post_plan
 
@@ -99,6 +100,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
             view.add_item(ResultButton(action, job.id))
         if (phone := phone_button(job, members)) is not None:
             view.add_item(phone)
+        if single:
+            view.add_item(LoopButton(job.id))
     return view
 
 
