@@ -335,7 +335,8 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             "**/music stems** split a track into vocals, drums, bass…\n"
             "Reply to a track with **@Encore +10s** to continue it, or use a message's **Apps** menu: "
             "*Continue this track*, *Use as melody*, *Split stems*.\n"
-            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Cancel.\n"
+            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Make it loop, Cancel.\n"
+            "**loop:** on /music generate (or **Make it loop**): a seamless loop in bars, cut on the beat\n"
             "**/music history** your tracks · **/music show** post a card again\n"
             "**/music usage** what you have left today · **/music models** every setting"
         )
