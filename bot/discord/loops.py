@@ -17,12 +17,12 @@ from typing import Any
 
 import discord
 
-from bot.audio.loop import Loop, loop_label, loop_name
+from bot.audio.loop import Loop, loop_label
 from bot.errors import BotError
 from bot.jobs.access import Person
 from bot.jobs.loops import LoopClaim, Posted
 from bot.jobs.service import JobService
-from bot.naming import audio_filename, track_tags
+from bot.naming import audio_filename, loop_filename, loop_tags
 from bot.records import Job
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,10 @@ def message_link(posted: Posted) -> str:
     return f"https://discord.com/channels/{posted.guild_id or '@me'}/{posted.channel_id}/{posted.message_id}"
 
 
-def loop_filename(job: Job, made: Loop) -> str:
-    return f"{Path(audio_filename(job)).stem}_{loop_name(made.bars, made.bpm, made.seconds)}.wav"
-
-
 def loop_text(job: Job, made: Loop) -> str:
     return f"🔁 A loop of `{job.id}`: {loop_label(made)}. It loops as it is: samplers read its loop points" + (
         ", DAWs its tempo." if made.bpm is not None else "."
     )
-
-
-def loop_tags(job: Job) -> dict[str, str]:
-    tags = track_tags(job)
-    return {**tags, "title": f"{tags['title'][:190]} (loop)"}
 
 
 async def make_and_send(service: JobService, claim: LoopClaim, send: Send) -> Loop:
@@ -57,7 +48,8 @@ async def make_and_send(service: JobService, claim: LoopClaim, send: Send) -> Lo
     try:
         data = await asyncio.to_thread(made.path.read_bytes)
         message_id = await send(
-            loop_text(claim.job, made), discord.File(io.BytesIO(data), loop_filename(claim.job, made))
+            loop_text(claim.job, made),
+            discord.File(io.BytesIO(data), loop_filename(Path(audio_filename(claim.job)).stem, made)),
         )
     except BaseException:
         await asyncio.shield(service.release_loop(claim))

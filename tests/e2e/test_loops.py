@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from pathlib import Path
 
 import pytest
 
+from bot.jobs.retention import DAY_S, Janitor
 from tests.e2e.conftest import Encore, card_status, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator, SimUser
 from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, Permission, SimMessage
 from tests.fakes.replicate import FakeReplicate
+from tests.integration.test_retention import age
 
 ALICE = 4_200_000_000_000_000_001
 
@@ -172,11 +175,16 @@ async def test_no_loop_of_a_track_from_a_channel_you_cant_see(encore: Encore, si
 
 
 async def test_a_track_no_longer_kept_is_not_looped(encore: Encore, sim: DiscordSimulator) -> None:
+    encore.configure(storage={"keep_files_days": 30})
     bot = await encore.start()
     card = await track(sim.user("alice"), "old tape", 6)
     kept = await bot.service.get(job_id_of(card))
     assert kept.output_path is not None
-    Path(kept.output_path).unlink()  # what the retention clean-up does after [storage] keep_files_days
+    # The retention clean-up, 31 days on, deletes the track's audio.
+    age(Path(kept.output_path), 31)
+    swept = await Janitor(bot.core.repo, bot.settings.storage, clock=lambda: time.time() + 31 * DAY_S).sweep()
+    assert swept.files >= 1
+    assert not Path(kept.output_path).exists()
     refused = await click_loop(sim.user("alice"), card)
     assert refused.is_ephemeral
     assert refused.content == "That track's audio is no longer kept, so I can't make a loop of it."
