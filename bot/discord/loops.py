@@ -91,6 +91,8 @@ async def post_delivered_loops(
                 log.warning("job %s: could not say why there is no loop: %s", job.id, failed)
         except discord.HTTPException as exc:
             log.warning("job %s: could not post its loop: %s", job.id, exc)
+        except Exception:  # the track is delivered whatever befalls its loop
+            log.exception("job %s: making its loop failed", job.id)
 
 
 def _reply_in(channel: Any, job: Job, bars: int, message_id: int | None) -> Send:

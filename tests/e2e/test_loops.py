@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs.retention import DAY_S, Janitor
+from bot.records import JobStatus
 from tests.e2e.conftest import Encore, card_status, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info
 from tests.fakes.discord import DiscordSimulator, SimUser
@@ -210,3 +211,25 @@ async def test_loops_per_hour_are_limited(encore: Encore, sim: DiscordSimulator)
     assert refused.is_ephemeral
     assert "You've asked for 1 loop in the last hour" in refused.content
     assert len(loops_in(sim, first.channel_id)) == 1
+
+
+async def test_a_redelivery_after_a_crash_posts_the_loop_once(encore: Encore, sim: DiscordSimulator) -> None:
+    """The bot stopped after posting the track and its loop but before recording the delivery: the next start
+    delivers the job again, and finds both already posted."""
+    bot = await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="drum loop", duration=10, loop=2)
+    card = await handle.wait_original(status_is("Done"))
+    job_id = job_id_of(card)
+    loop = await sim.wait_for_message(card.channel_id, is_loop)
+    await bot.core.db.write("UPDATE jobs SET status = 'succeeded', delivered_at = NULL WHERE id = ?", (job_id,))
+    mark = sim.mark()
+    bot = await encore.restart()
+    # The restart's reconcile delivers it again: it finds the track posted, records the delivery, and the card
+    # is drawn once more.
+    await sim.wait_for_request(
+        "PATCH /channels/{channel_id}/messages/{message_id}",
+        lambda call: call.params.get("message_id") == str(card.id),
+        since=mark,
+    )
+    assert (await bot.service.get(job_id)).status == JobStatus.DELIVERED
+    assert [m.id for m in loops_in(sim, card.channel_id)] == [loop.id]
