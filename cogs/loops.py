@@ -57,15 +57,17 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
     assert isinstance(bot, EncoreBot)
     if interaction.channel_id is None:
         raise BotError("I can't tell where to post the loop.")
-    service = bot.service
+    service, actor = bot.service, DiscordActor(interaction)
     job = await service.get(job_id)
+    bars = int(job.context.get("loop_bars") or DEFAULT_BARS)
     claim = await service.claim_loop(
-        job_id,
-        DiscordActor(interaction),
-        bars=int(job.context.get("loop_bars") or DEFAULT_BARS),
-        channel_id=interaction.channel_id,
-        guild_id=interaction.guild_id,
+        job_id, actor, bars=bars, channel_id=interaction.channel_id, guild_id=interaction.guild_id
     )
+    if isinstance(claim, Posted) and not await _still_there(bot, claim):
+        await service.forget_loop(claim)  # deleted since: make it again
+        claim = await service.claim_loop(
+            job_id, actor, bars=bars, channel_id=interaction.channel_id, guild_id=interaction.guild_id
+        )
     if isinstance(claim, Posted):
         await interaction.response.send_message(f"That loop is already here: {message_link(claim)}", ephemeral=True)
         return
@@ -78,6 +80,18 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
         return message.id
 
     await make_and_send(service, claim, send)  # a claim that fails is given up, so asking again tries again
+
+
+async def _still_there(bot: EncoreBot, posted: Posted) -> bool:
+    """Whether the loop's message is still on Discord (if Discord can't say, it is taken to be)."""
+    channel = bot.get_partial_messageable(posted.channel_id, guild_id=posted.guild_id)
+    try:
+        await channel.fetch_message(posted.message_id)
+    except discord.NotFound:
+        return False
+    except discord.HTTPException as exc:
+        log.info("can't see loop message %s: %s", posted.message_id, exc.status)
+    return True
 
 
 class Loops(commands.Cog):

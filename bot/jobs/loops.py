@@ -47,9 +47,16 @@ class LoopBusyError(JobStateError):
 class Posted:
     """The loop was made before: where it is."""
 
+    job_id: str
+    bars: int
     guild_id: int | None
     channel_id: int
     message_id: int
+
+    @classmethod
+    def of(cls, record: LoopRecord) -> Posted:
+        assert record.message_id is not None
+        return cls(record.job_id, record.bars, record.guild_id, record.channel_id, record.message_id)
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ class Loops:
         source = await self._track(job)
         earlier = await repo.get(job.id, bars, channel_id)
         if earlier is not None and earlier.message_id is not None:
-            return Posted(earlier.guild_id, earlier.channel_id, earlier.message_id)
+            return Posted.of(earlier)
         now = self._clock()
         if earlier is not None and earlier.claimed_at >= now - ABANDONED_S:
             raise LoopBusyError()
@@ -124,7 +131,7 @@ class Loops:
         if not await repo.claim(record, abandoned_before=now - ABANDONED_S):
             again = await repo.get(job.id, bars, channel_id)
             if again is not None and again.message_id is not None:
-                return Posted(again.guild_id, again.channel_id, again.message_id)
+                return Posted.of(again)
             raise LoopBusyError()
         return LoopClaim(job=job, record=record, source=source, one_at_a_time=not checked)
 
@@ -165,6 +172,16 @@ class Loops:
             await self._available().release(claim.record)
         except BotError as exc:  # it lapses by itself after ABANDONED_S
             log.warning("could not give up the loop claim on %s: %s", claim.job.id, exc)
+
+    async def posted_in(self, job: Job, channel_id: int) -> list[Posted]:
+        """The loops of ``job`` posted in ``channel_id`` (Delete takes them with the track)."""
+        if self._repo is None:
+            return []
+        return [Posted.of(record) for record in await self._repo.posted_in(job.id, channel_id)]
+
+    async def forget(self, posted: Posted) -> None:
+        """``posted`` is gone from Discord (deleted): asking again makes it again."""
+        await self._available().forget(posted.job_id, posted.bars, posted.channel_id, message_id=posted.message_id)
 
     def _available(self) -> LoopsRepo:
         if self._repo is None:

@@ -97,6 +97,8 @@ class JobService:
         self.make_loop = self._loops.make
         self.loop_posted = self._loops.posted
         self.release_loop = self._loops.release
+        self.loops_posted_in = self._loops.posted_in
+        self.forget_loop = self._loops.forget
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

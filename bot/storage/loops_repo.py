@@ -70,6 +70,22 @@ class LoopsRepo:
             (record.job_id, record.bars, record.channel_id, record.token),
         )
 
+    async def posted_in(self, job_id: str, channel_id: int) -> list[LoopRecord]:
+        """The loops of ``job_id`` posted in ``channel_id``."""
+        rows = await self._db.read(
+            "SELECT job_id, bars, channel_id, guild_id, user_id, token, claimed_at, message_id FROM loops "
+            "WHERE job_id = ? AND channel_id = ? AND message_id IS NOT NULL",
+            (job_id, channel_id),
+        )
+        return [LoopRecord.model_validate(dict(row)) for row in rows]
+
+    async def forget(self, job_id: str, bars: int, channel_id: int, *, message_id: int) -> None:
+        """The loop posted as ``message_id`` is gone from Discord (deleted): it may be made again."""
+        await self._db.write(
+            "DELETE FROM loops WHERE job_id = ? AND bars = ? AND channel_id = ? AND message_id = ?",
+            (job_id, bars, channel_id, message_id),
+        )
+
     async def made_since(self, user_id: int, since: float) -> int:
         """How many loops ``user_id`` asked for since ``since`` (made, or being made)."""
         row = await self._db.read_one(

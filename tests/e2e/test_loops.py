@@ -233,3 +233,21 @@ async def test_a_redelivery_after_a_crash_posts_the_loop_once(encore: Encore, si
     )
     assert (await bot.service.get(job_id)).status == JobStatus.DELIVERED
     assert [m.id for m in loops_in(sim, card.channel_id)] == [loop.id]
+
+
+async def test_a_loop_deleted_since_is_made_again_and_delete_takes_the_loops(
+    encore: Encore, sim: DiscordSimulator
+) -> None:
+    await encore.start()
+    card = await track(sim.user("alice"), "tape loop", 6)
+    first = await click_loop(sim.user("bob"), card)
+    await sim.user("mod").delete_message(first)  # a moderator took it down
+    again = await click_loop(sim.user("bob"), card)
+    assert is_loop(again)
+    assert again.id != first.id
+    assert [m.id for m in loops_in(sim, card.channel_id)] == [again.id]
+    # Delete takes the track's loops in its channel with it.
+    deleted = await sim.user("alice").click(card, f"encore:delete:{job_id_of(card)}")
+    await deleted.wait_message(lambda m: "Deleted" in m.content)
+    await sim.wait_for_delete(again.id)
+    assert loops_in(sim, card.channel_id) == []
