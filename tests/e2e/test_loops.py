@@ -19,6 +19,7 @@ from bot.jobs.retention import DAY_S, Janitor
 from bot.records import JobStatus
 from tests.e2e.conftest import Encore, card_status, default_guild, job_id_of, status_is
 from tests.fakes.audio import audio_info
+from tests.fakes.beats import click_track, wav_bytes
 from tests.fakes.discord import DiscordSimulator, SimUser
 from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, Permission, SimMessage
 from tests.fakes.replicate import FakeReplicate
@@ -251,3 +252,19 @@ async def test_a_loop_deleted_since_is_made_again_and_delete_takes_the_loops(
     await deleted.wait_message(lambda m: "Deleted" in m.content)
     await sim.wait_for_delete(again.id)
     assert loops_in(sim, card.channel_id) == []
+
+
+async def test_a_track_with_a_beat_loops_on_it(encore: Encore, sim: DiscordSimulator) -> None:
+    """The fake MusicGen makes tones, so the track Encore keeps is swapped for a drum machine at 124 BPM (what a
+    real model makes of "lofi drums"): the loop is named with its tempo and bars and states them to a DAW."""
+    bot = await encore.start()
+    card = await track(sim.user("alice"), "lofi drums", 20)
+    kept = await bot.service.get(job_id_of(card))
+    assert kept.output_path is not None
+    Path(kept.output_path).write_bytes(wav_bytes(click_track(124, 20, rate=32000), 32000))
+    posted = await click_loop(sim.user("alice"), card)
+    [loop] = posted.attachments
+    assert loop.filename == f"lofi-drums-{job_id_of(card)}_loop_124bpm_4bars.wav"
+    assert "4 bars at 124.0 BPM (7.7 s)" in posted.content
+    assert "DAWs its tempo" in posted.content
+    assert audio_info(loop.data).duration_s == pytest.approx(16 * 60 / 124, abs=0.01)
