@@ -21,6 +21,7 @@ from bot.providers.base import WebhookRoute
 from bot.storage.db import Database
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.loops_repo import LoopsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
@@ -57,6 +58,7 @@ class Core:
         self.state = StateRepo(self.db)
         self.stats = StatsRepo(self.db)
         self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
+        self.loops = LoopsRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers = registry.Providers({})  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None
@@ -135,6 +137,7 @@ class Core:
             preferences=self.preferences,
             state=self.state,
             attachments=self.attachments,
+            loops=self.loops,
         )
         self.service = service
         if serve_web or verifier is not None or per_job:

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from bot.audio.loop import Loop, loop_name
 from bot.catalog import MODELS
 from bot.records import Job
 
@@ -81,6 +82,17 @@ def track_tags(job: Job) -> dict[str, str]:
         "AI_MODEL": model,
         "AI_PROVIDER": provider,
     }
+
+
+def loop_tags(job: Job) -> dict[str, str]:
+    """A loop of ``job``'s track is tagged like the track, its title saying it is the loop."""
+    tags = track_tags(job)
+    return {**tags, "title": f"{truncate(tags['title'], 190)} (loop)"}
+
+
+def loop_filename(base: str, made: Loop) -> str:
+    """``<base>_loop_120bpm_4bars.wav`` (``<base>_loop_8s.wav`` without a tempo): what a producer needs to know."""
+    return f"{base}_{loop_name(made.bars, made.bpm, made.seconds)}.wav"
 
 
 def output_files(job: Job) -> list[tuple[str, Path]]:

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.audio.loop import BAR_CHOICES
 from bot.catalog import (
     MAX_BATCH,
     MODELS,
@@ -36,6 +37,7 @@ from bot.discord.render import build_card
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.defaults import Default
+from bot.jobs.loops import check_bars
 from bot.jobs.phase import phase_of
 from bot.jobs.tickets import ClipSource
 from bot.preferences import FORMATS, OUTPUT_FORMAT, Preferences, describe, narrowed_here
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 _MODEL_CHOICES = [app_commands.Choice(name=spec.display_name, value=spec.key) for spec in TEXT_MODELS]
 _VERSION_CHOICES = [app_commands.Choice(name=version, value=version) for version in MUSICGEN_VERSIONS]
 _SEED_IMAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in RIFFUSION_SEED_IMAGES]
+_LOOP_CHOICES = [app_commands.Choice(name=f"{n} bar{'s' if n > 1 else ''}", value=n) for n in BAR_CHOICES]
 _OPTIONS_HELP = "Advanced settings as name=value pairs, e.g. temperature=1.2 top_k=200 (see /music models)"
 
 
@@ -166,8 +169,10 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         seed="Same seed + same prompt = a similar track; leave empty for a surprise",
         count=f"How many variations to make at once (1-{MAX_BATCH})",
         options=_OPTIONS_HELP,
+        loop="Also post a seamless loop of it, this many bars long (cut on the beat; WAV with loop points)",
     )
     @app_commands.choices(model=_MODEL_CHOICES, model_version=_VERSION_CHOICES)
+    @app_commands.choices(loop=_LOOP_CHOICES)
     async def music_generate(
         self,
         interaction: discord.Interaction[Any],
@@ -178,6 +183,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         seed: app_commands.Range[int, 1, SEED_MAX] | None = None,
         count: app_commands.Range[int, 1, MAX_BATCH] | None = None,
         options: app_commands.Range[str, 1, 500] | None = None,
+        loop: app_commands.Choice[int] | None = None,
     ) -> None:
         version = model_version.value if model_version else None
         params = _params(options, model_version=version)
@@ -191,7 +197,15 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             format=OUTPUT_FORMAT not in params,
             count=count is None,
         )
-        request = JobRequest(model=key, prompt=prompt, duration_s=duration, seed=seed, count=count or 1, params=params)
+        request = JobRequest(
+            model=key,
+            prompt=prompt,
+            duration_s=duration,
+            seed=seed,
+            count=count or 1,
+            params=params,
+            context={"loop_bars": check_bars(loop.value)} if loop else {},
+        )
         await self._start(interaction, request, unset)
 
     @app_commands.command(name="melody", description="Music that follows the melody of a clip (or continues it).")
@@ -410,7 +424,8 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             "**/music stems** split a track into vocals, drums, bass…\n"
             "Reply to a track with **@Encore +10s** to continue it, or use a message's **Apps** menu: "
             "*Continue this track*, *Use as melody*, *Split stems*.\n"
-            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Cancel.\n"
+            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Make it loop, Cancel.\n"
+            "**loop:** on /music generate (or **Make it loop**): a seamless loop in bars, cut on the beat\n"
             "**/music history** your tracks · **/music show** post a card again\n"
             "**/music usage** what you have left today · **/music models** every setting\n"
             "**/music prefer** your own default model, length, format and variations"

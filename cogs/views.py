@@ -22,6 +22,7 @@ from bot.jobs.service import JobService
 from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
+from cogs.loops import LoopButton
 from cogs.phone import phone_button
 from cogs.plans import post_plan
 
@@ -99,6 +100,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
             view.add_item(ResultButton(action, job.id))
         if (phone := phone_button(job, members)) is not None:
             view.add_item(phone)
+        if single:
+            view.add_item(LoopButton(job.id))
     return view
 
 
@@ -209,11 +212,16 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
     if job.channel_id is not None:
         channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         _, _, members = await bot.service.card(job.id)
-        voice = [await delivery_of(bot).voice.message_of(member) for member in members]  # voice messages go too
-        for message_id in {job.delivery_message_id, job.card_message_id, *voice} - {None}:
+        # voice messages and loops in the job's channel go too
+        voice = [await delivery_of(bot).voice.message_of(member) for member in members]
+        loops = [loop for member in members for loop in await bot.service.loops_posted_in(member, job.channel_id)]
+        posted = {job.delivery_message_id, job.card_message_id, *voice, *(loop.message_id for loop in loops)}
+        for message_id in posted - {None}:
             assert message_id is not None
             with contextlib.suppress(discord.NotFound):
                 await channel.get_partial_message(message_id).delete()
+        for loop in loops:
+            await bot.service.forget_loop(loop)
     await interaction.followup.send("Deleted.", ephemeral=True)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bot import logs
+from bot.audio.loop import BAR_CHOICES
 from bot.catalog import MODELS
 from bot.cli.db import backup_command, stats_command
 from bot.cli.generate import CONTINUE_S, flag_params, generate_command, settings_for
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=None)
     generate.add_argument("--count", type=int, default=1, help="variations to make at once (1-4)")
     generate.add_argument("--out", type=Path, default=None, help="output file (default: <prompt>-<job>.<ext>)")
+    generate.add_argument(
+        "--loop",
+        type=int,
+        choices=BAR_CHOICES,
+        default=None,
+        metavar="BARS",
+        help="also write a seamless loop of the track, BARS bars long (1, 2, 4, 8 or 16), cut on the beat, as "
+        "<name>_loop_<tempo>bpm_<bars>bars.wav with loop points",
+    )
     generate.add_argument(
         "--audio",
         type=Path,

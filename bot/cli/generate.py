@@ -25,7 +25,20 @@ CONTINUE_S = 10  # seconds --continue adds when not told (as Discord's "Continue
 
 
 # Flags of the CLI itself: a model parameter with one of these names is set with --set NAME=VALUE.
-_RESERVED = {"model", "duration", "seed", "count", "out", "timeout", "config", "set", "prompt", "audio", "verbose"}
+_RESERVED = {
+    "model",
+    "duration",
+    "seed",
+    "count",
+    "out",
+    "timeout",
+    "config",
+    "set",
+    "prompt",
+    "audio",
+    "verbose",
+    "loop",
+}
 _STEM_MODELS = {"stems": "elevenlabs", "demucs": "replicate"}  # the [stems] provider each one means
 
 
@@ -52,6 +65,7 @@ def _request_from(args: argparse.Namespace) -> JobRequest:
         seed=args.seed,
         params=_params_from(args),
         count=args.count,
+        context={"loop_bars": args.loop} if args.loop else {},
     )
 
 
@@ -111,6 +125,7 @@ def _refuse(args: argparse.Namespace, what: str, *, allowed: set[str]) -> None:
         "--seed": args.seed is not None,
         "--duration": args.duration is not None,
         "--count": args.count != 1,
+        "--loop": args.loop is not None,
         **{f"--{name.replace('_', '-')}": True for name in _params_from(args)},
     }
     extra = sorted(flag for flag, present in given.items() if present and flag not in allowed)
@@ -176,7 +191,7 @@ def _musicgen_flags() -> set[str]:
 
 
 async def generate_command(args: argparse.Namespace, settings: Settings, secrets: Secrets, stream: TextIO) -> int:
-    listener = CliListener(args.out, stream, verbose=args.verbose)
+    listener = CliListener(args.out, stream, verbose=args.verbose, max_input_s=settings.audio.max_input_s)
     async with Core(settings, secrets) as core:
         # Only this job: other unfinished jobs in the same database belong to the bot.
         service = await core.start_service(listener, resume=False)

@@ -11,18 +11,21 @@ from typing import TextIO
 
 from bot.audio import off_loop
 from bot.audio.fit import tag_copy
+from bot.audio.loop import loop_label, make_loop
 from bot.cli.render import failure_hint
-from bot.errors import DeliveryError
+from bot.errors import BotError, DeliveryError
 from bot.jobs.phase import Phase
-from bot.naming import audio_filename, output_files, track_tags
+from bot.naming import audio_filename, loop_filename, loop_tags, output_files, track_tags
 from bot.records import Job
 
 
 class CliListener:
     """Reports progress on stderr and writes the finished files, tagged as delivered files are."""
 
-    def __init__(self, out: Path | None, stream: TextIO, *, verbose: bool = False) -> None:
+    def __init__(self, out: Path | None, stream: TextIO, *, verbose: bool = False, max_input_s: float = 300.0) -> None:
+        """``max_input_s``: the most of a track a loop (``--loop``) reads ([audio] max_input_s)."""
         self.out = out
+        self.max_input_s = max_input_s
         self.stream = stream
         self.verbose = verbose
         self.card: str | None = None  # the card key (job id, or batch id) this CLI run waits for
@@ -57,12 +60,31 @@ class CliListener:
                 path = target.with_name(f"{target.stem}-{name}{source.suffix}") if name else target
                 await off_loop("fit", _write_tagged, source, path, tags)
                 self.written.append(path)
+            if job.context.get("loop_bars") and not job.result.get("files"):
+                await self._write_loop(job, Path(job.output_path or ""), target)
             if job.image_path:
                 image = Path(job.image_path)
                 image_target = target.with_name(target.stem + "-spectrogram" + image.suffix)
                 await asyncio.to_thread(_copy, image, image_target)
                 self.written.append(image_target)
         return None
+
+    async def _write_loop(self, job: Job, source: Path, target: Path) -> None:
+        """The loop asked for with ``--loop``, next to the track and named like it (with its tempo and bars); the
+        reason on stderr if there can be none (the track is written all the same)."""
+        part = target.with_name(f"{target.stem}_loop.part.wav")
+        bars = int(job.context["loop_bars"])
+        try:
+            made = await off_loop(
+                "loop", make_loop, source, part, bars=bars, max_s=self.max_input_s, tags=loop_tags(job)
+            )
+        except BotError as exc:
+            print(f"[{job.card_key}] no loop: {exc.user_message}", file=self.stream, flush=True)
+            return
+        path = target.with_name(loop_filename(target.stem, made))
+        await asyncio.to_thread(made.path.replace, path)
+        print(f"[{job.card_key}] loop: {loop_label(made)}", file=self.stream, flush=True)
+        self.written.append(path)
 
     def _target(self, job: Job) -> Path:
         """``--out`` (a variation adds ``-v<n>-seed<seed>``), else the name Discord gives the file."""

@@ -132,6 +132,8 @@ class LimitsSettings(_Section):
     guild_daily_audio_s: int = Field(default=18_000, ge=0)
     guild_daily_budget_usd: float = Field(default=5.0, ge=0)
     daily_budget_usd: float = Field(default=50.0, ge=0)
+    # Loops (Make it loop) a person may have made in the last hour; each is made here, on this machine's CPU.
+    user_loops_per_hour: int = Field(default=20, ge=0, le=10_000)
     # Jobs at each provider at once; more wait their turn, taken round-robin between people. 0: no cap.
     replicate_jobs_in_flight: int = Field(default=20, ge=0, le=1000)
     elevenlabs_jobs_in_flight: int = Field(default=2, ge=0, le=100)

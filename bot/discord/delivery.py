@@ -14,6 +14,7 @@ import discord
 
 from bot.config import Settings
 from bot.discord.cards import Cards
+from bot.discord.loops import post_delivered_loops
 from bot.discord.render import ViewFactory
 from bot.discord.send import Sender
 from bot.discord.voice import VoiceMessages
@@ -33,6 +34,8 @@ class DiscordDelivery:
         service: Callable[[], JobService] | None = None,
         voice: VoiceRepo | None = None,
     ) -> None:
+        self._bot = bot
+        self._service = service
         self._cards = Cards(bot, settings, service)
         self._sender = Sender(bot, self._cards, settings.storage.dir / "deliveries")
 
@@ -80,6 +83,9 @@ class DiscordDelivery:
             raise DeliveryError(detail="shutting down")  # retried from the stored file after the restart
         message_id = await self._sender.deliver(jobs)
         self.voice.after_delivery(jobs, message_id)  # the server's voice_messages setting
+        if self._service is not None and any(job.context.get("loop_bars") for job in jobs):
+            # The loops asked for with the track (/music generate loop:), as a reply to it, each posted once.
+            await post_delivered_loops(self._bot, self._service(), list(jobs), delivery_message_id=message_id)
         return message_id
 
     async def files_for(self, jobs: Sequence[Job], *, limit: int) -> list[discord.File]:

@@ -7,9 +7,9 @@ server*, never where they happen to be:
 - cancel, delete: a moderator of the job's channel (Manage Messages there). These change nothing but the
   job and its own messages and answer privately, so a moderator may use them from anywhere.
 - retry: a moderator of the job's channel, acting in the job's server.
-- regenerate, variations, extend, stems, edit plan, full track, info, show: a member who can see the job's
-  channel, acting in the job's server. What they make or post appears where they act, so nothing of someone
-  else's job is carried into another server or a DM.
+- regenerate, variations, extend, stems, edit plan, full track, make it loop, info, show: a member who can see
+  the job's channel, acting in the job's server. What they make or post appears where they act, so nothing of
+  someone else's job is carried into another server or a DM.
 - play on phone: the same (a member who can see the job's channel, acting in the job's server); the voice
   message is posted in the job's own channel, as a reply to its track.
 
@@ -38,6 +38,7 @@ class Action(StrEnum):
     PLAN = "plan"
     FULL = "full"
     PHONE = "phone"
+    LOOP = "loop"
     INFO = "info"
     SHOW = "show"
 
@@ -58,6 +59,7 @@ _WHAT = {
     Action.PLAN: "edit its plan",
     Action.FULL: "post the full track",
     Action.PHONE: "post it as a voice message",
+    Action.LOOP: "make a loop of it",
     Action.INFO: "see its details",
     Action.SHOW: "show it",
 }

@@ -20,6 +20,7 @@ from bot.errors import BotError, JobNotFoundError
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, authorize
 from bot.jobs.limits import day_start
+from bot.jobs.loops import LoopClaim, Loops, Posted
 from bot.jobs.phase import JobListener, Phase
 from bot.jobs.rooms import build_rooms
 from bot.jobs.tickets import Ticket
@@ -28,6 +29,7 @@ from bot.providers.base import CallProvider, PredictionProvider
 from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
+from bot.storage.loops_repo import LoopsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
@@ -49,6 +51,7 @@ class JobService:
         preferences: PreferencesRepo | None = None,
         state: StateRepo | None = None,
         attachments: aiohttp.ClientSession | None = None,
+        loops: LoopsRepo | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
@@ -97,6 +100,13 @@ class JobService:
         self.accept_cog_webhook = rooms.intake.accept_job_webhook
         self.expects_upload = rooms.intake.expects_upload
         self.poll = rooms.intake.poll
+        # Loops of delivered tracks: made here, not jobs (see bot/jobs/loops.py).
+        self._loops = Loops(loops, rooms.pool, lambda: self.settings, clock)
+        self.make_loop = self._loops.make
+        self.loop_posted = self._loops.posted
+        self.release_loop = self._loops.release
+        self.loops_posted_in = self._loops.posted_in
+        self.forget_loop = self._loops.forget
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -195,6 +205,23 @@ class JobService:
     async def full_track(self, job_id: str, actor: Actor) -> Job:
         """The newest finished part of ``job_id``'s chain that ``actor`` may see."""
         return await self._rooms.lineage.full_track(await self.job_for(job_id, actor, Action.FULL), actor)
+
+    async def claim_loop(
+        self,
+        job_id: str,
+        actor: Actor,
+        *,
+        bars: int,
+        channel_id: int,
+        guild_id: int | None,
+        delivery: bool = False,
+    ) -> LoopClaim | Posted:
+        """Take the making of a loop of ``job_id``'s track for ``channel_id`` (``actor`` must be allowed to:
+        ``Action.LOOP``), or learn where it was posted. ``delivery``: the job's own ``loop`` option, delivered
+        with it (no rights or hourly limit to check)."""
+        return await self._loops.claim(
+            await self.get(job_id), actor, bars=bars, channel_id=channel_id, guild_id=guild_id, checked=delivery
+        )
 
     # -- rules and usage ------------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: Discord
     assert card_field(done, "Seed") == "4242"
     assert card_field(done, "Generation time") is not None
     assert done.custom_ids() == [
-        f"encore:{a}:{job_id}" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems", "phone")
+        f"encore:{a}:{job_id}" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems", "phone", "loop")
     ]
     assert encore.bot is not None
     job = await encore.bot.service.get(job_id)

@@ -101,7 +101,8 @@ async def test_cancel_button_only_while_the_job_can_be_canceled() -> None:
         assert custom_ids(phase) == []
     assert custom_ids(Phase.FAILED) == ["encore:retry:abc234defg"]
     assert custom_ids(Phase.DONE, status=JobStatus.DELIVERED) == [
-        f"encore:{a}:abc234defg" for a in ("regen", "vary", "extend", "info", "delete", "full", "stems", "phone")
+        f"encore:{a}:abc234defg"
+        for a in ("regen", "vary", "extend", "info", "delete", "full", "stems", "phone", "loop")
     ]
     stems = {"model": "stems", "result": {"files": [{"name": "vocals", "path": "/data/v.wav"}]}}
     assert custom_ids(Phase.DONE, status=JobStatus.DELIVERED, **stems) == [
