@@ -53,7 +53,8 @@ from cogs._common import (
     start_from_attachment,
 )
 from cogs.plans import post_plan
-from cogs.views import CancelButton, HistoryButton, ResultButton, card_view, history_page
+from cogs.variations import card_view_with_variations
+from cogs.views import CancelButton, HistoryButton, ResultButton, history_page
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CancelButton, ResultButton, HistoryButton)
-        self.delivery.view_factory = card_view
+        self.delivery.view_factory = card_view_with_variations
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(CancelButton, ResultButton, HistoryButton)
@@ -469,7 +470,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         await self.bot.service.job_for(job_id, DiscordActor(interaction), Action.SHOW)
         card_job, phase, members = await self.bot.service.card(job_id)
         await interaction.response.send_message(
-            embed=build_card(card_job, phase, members), view=card_view(card_job, phase, members)
+            embed=build_card(card_job, phase, members), view=card_view_with_variations(card_job, phase, members)
         )
 
     @app_commands.command(name="history", description="Your recent tracks.")

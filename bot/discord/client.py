@@ -34,7 +34,15 @@ log = logging.getLogger(__name__)
 
 HANDLER_GRACE_S = 3.0  # when Encore stops, commands and clicks being handled get this long to finish
 GATEWAY_INFO_TIMEOUT_S = 10.0  # asking Discord how to shard must not hold up a start for long
-EXTENSIONS = ("cogs.music", "cogs.audio_in", "cogs.plans", "cogs.admin", "cogs.phone", "cogs.loops")
+EXTENSIONS = (
+    "cogs.music",
+    "cogs.audio_in",
+    "cogs.plans",
+    "cogs.admin",
+    "cogs.phone",
+    "cogs.loops",
+    "cogs.variations",
+)
 
 
 class EncoreTree(app_commands.CommandTree["EncoreBot"]):

@@ -103,10 +103,10 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.E
         if len(members) > 1:
             lines = [
                 f"{m.batch_index + 1} · {seed_label(m)} · `{m.id}`"
-                + ("" if m.status == JobStatus.DELIVERED else " (failed)")
+                + {JobStatus.DELIVERED: "", JobStatus.CANCELED: " (canceled)"}.get(m.status, " (failed)")
                 for m in members
             ]
-            lines.append("Pick one to extend: `/music show job:<id>`")
+            lines.append("Each one has its own row of buttons below.")
             embed.add_field(name="Variations", value=truncate("\n".join(lines), 1024), inline=False)
         elif job.seed is not None:
             embed.add_field(name="Seed", value=str(job.seed), inline=True)

@@ -35,6 +35,7 @@ from bot.records import Job, JobOrigin, JobRequest
 from bot.storage.stats_repo import StatsRepo
 from tests.e2e.conftest import Encore, card_status, job_id_of, status_is
 from tests.e2e.test_plans import plan_id_of
+from tests.e2e.test_variations import button as variation_button
 from tests.fakes.audio import make_wav
 from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.discord.models import SimMessage
@@ -61,6 +62,7 @@ class World:
     bob: SimUser
     done: SimMessage  # alice's finished MusicGen card
     failed: SimMessage  # alice's failed card
+    batch: SimMessage  # alice's finished batch of two variations (a row of buttons each)
     song: SimMessage  # alice's finished song (it has a plan: Edit plan)
     posted: SimMessage  # bob's message carrying a clip
 
@@ -86,11 +88,14 @@ async def make_world(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate,
     made = await alice.slash("music generate", prompt=f"{WORD} lofi base", duration=3)
     await made.wait_file()
     done = await made.wait_original(status_is("Done"))
+    batching = await alice.slash("music generate", prompt=f"{WORD} two takes", duration=2, count=2)
+    await batching.wait_message(lambda m: len(m.attachments) == 2)
+    batch = await batching.wait_original(status_is("Done"))
     singing = await alice.slash("music song", prompt=f"a {WORD} jingle", length=5)
     await singing.wait_file()
     song = await singing.wait_original(status_is("Done"))
     posted = await bob.send_message("my clip", files=[CLIP])
-    return World(encore, sim, fake, tmp_path, alice, bob, done, failed, song, posted)
+    return World(encore, sim, fake, tmp_path, alice, bob, done, failed, batch, song, posted)
 
 
 # -- the entry points: how a person starts a job each way -------------------------------------------------
@@ -123,6 +128,11 @@ async def edit_plan_then_compose(w: World) -> SimMessage:
 
 async def button(w: World, card: SimMessage, action: str) -> SimMessage:
     return await (await w.alice.click(card, f"encore:{action}:{job_id_of(card)}")).wait_message(answered)
+
+
+async def variation(w: World, action: str) -> SimMessage:
+    """``action`` in the row of the batch's second variation."""
+    return await (await w.alice.click(w.batch, variation_button(w.batch, 2, action))).wait_message(answered)
 
 
 async def menu(w: World, name: str, values: dict[str, str] | None) -> SimMessage:
@@ -160,6 +170,9 @@ ENTRY_POINTS: dict[str, tuple[Entry, int]] = {
     "encore:extend": (lambda w: button(w, w.done, "extend"), 1),
     "encore:stems": (lambda w: button(w, w.done, "stems"), 1),
     "encore:plan": (edit_plan_then_compose, 1),  # Edit plan on a song, then Compose
+    "encore:var:extend": (lambda w: variation(w, "extend"), 1),  # a batch card's row per variation
+    "encore:var:vary": (lambda w: variation(w, "vary"), 3),
+    "encore:var:stems": (lambda w: variation(w, "stems"), 1),
     "menu:Continue this track": (lambda w: menu(w, "Continue this track", {"Seconds to add (1-20)": "5"}), 1),
     "menu:Use as melody": (
         lambda w: menu(w, "Use as melody", {"Prompt": f"{WORD} strings", "Length in seconds": "6"}),
@@ -191,6 +204,7 @@ NOT_ENTRY_POINTS: dict[str, str] = {
     "encore:full": "posts the newest part of a chain, already made",
     "encore:loop": "makes a loop of a delivered track here, on Encore's CPU: no provider, no job (bot/jobs/loops.py)",
     "encore:phone": "posts a finished track again as a voice message",
+    "encore:var:info": "shows a variation's details",
     "encore:planadd": "adds a section to a plan",
     "encore:planedit": "edits a plan's section",
     "encore:planremove": "removes a plan's section",

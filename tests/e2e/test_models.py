@@ -100,7 +100,7 @@ async def test_batch_of_variations_in_one_message(encore: Encore, sim: DiscordSi
     card = await handle.wait_original(status_is("Done"))
     variations = card_field(card, "Variations") or ""
     assert "4 · seed 503 · `" in variations
-    assert "/music show job:" in variations
+    assert "its own row of buttons" in variations
     assert len(fake.predictions) == 4
 
 

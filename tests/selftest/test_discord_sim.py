@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import discord
 import pytest
+from discord.http import Route
 from yarl import URL
 
 from tests.fakes.discord import (
@@ -373,6 +374,37 @@ async def test_error_codes_for_channel_messages(sim: DiscordSimulator, client: R
     guild = client.get_guild(sim.guild.id)
     assert guild is not None
     assert not channel.permissions_for(guild.me).attach_files
+
+
+def _buttons(count: int, prefix: str = "b") -> dict[str, Any]:
+    """An action row of ``count`` buttons."""
+    return {
+        "type": 1,
+        "components": [{"type": 2, "style": 2, "label": "x", "custom_id": f"{prefix}{i}"} for i in range(count)],
+    }
+
+
+async def test_component_limits_are_discords(sim: DiscordSimulator, client: Recorder) -> None:
+    """A message holds at most 5 action rows of at most 5 buttons, each custom id 1 to 100 characters and
+    unique: Discord's own spec and rules, sent raw (discord.py's View would refuse them before sending)."""
+    route = Route("POST", "/channels/{channel_id}/messages", channel_id=sim.default_channel_id)
+    full = [_buttons(5, prefix=f"r{row}:") for row in range(5)]
+    sent = await client.http.request(route, json={"content": "a full grid", "components": full})
+    assert len(sim.message(int(sent["id"])).custom_ids()) == 25
+
+    too_many = (
+        ([*full, _buttons(1, prefix="r5:")], "components"),  # six rows
+        ([_buttons(6)], "components.0.components"),  # six buttons in a row
+        ([{"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": "c" * 101}]}], "custom_id"),
+        ([{"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": "same"}] * 2}], "components"),
+    )
+    for components, where in too_many:
+        with pytest.raises(discord.HTTPException) as refused:
+            await client.http.request(route, json={"content": "too much", "components": components})
+        assert (refused.value.status, refused.value.code) == (400, 50035)
+        assert where in refused.value.text
+    assert [f.code for f in sim.take_validation_failures()] == [50035] * len(too_many)
+    assert not [m for m in sim.messages if m.content == "too much"]
 
 
 async def test_rate_limit_is_retried(sim: DiscordSimulator, client: Recorder) -> None:

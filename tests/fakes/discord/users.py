@@ -376,6 +376,15 @@ class SimUser:
         data = {"custom_id": comp["custom_id"], "component_type": 2, "id": comp.get("id")}
         return await self._interact(MESSAGE_COMPONENT, data, self._svc.state.channel(msg.channel_id), message=msg)
 
+    async def forge_click(self, message: SimMessage | int, custom_id: str) -> InteractionHandle:
+        """A button interaction for ``custom_id`` on ``message``, whatever the message shows (the button may be
+        disabled or missing): what a modified client can send. Discord's docs tell apps to validate the data of
+        component interactions themselves ("ensuring that the custom_id originates from the received message"),
+        so a bot must answer such a click sensibly."""
+        msg = self._current(message)
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(MESSAGE_COMPONENT, data, self._svc.state.channel(msg.channel_id), message=msg)
+
     async def select(self, message: SimMessage | int, custom_id: str, values: Sequence[str]) -> InteractionHandle:
         """Choose ``values`` in the select menu ``custom_id`` on ``message``."""
         msg = self._current(message)
