@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 from bot.guild_settings import GuildSettings
+from bot.preferences import Preferences
 from bot.records import JobOrigin, JobStatus
 from bot.storage.backend import Backend
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.job_rows import NewJob
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.loops_repo import LoopRecord, LoopsRepo
 from bot.storage.plans_repo import PlansRepo
+from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from tests.conftest import StorageBackend
@@ -350,3 +353,48 @@ async def test_check_then_act_in_transactions_has_one_winner(db: Backend, repo: 
         results = await asyncio.gather(claim(), claim(), claim())
         assert sorted(results) == [False, False, True]
         assert await stored(repo, job_id) == JobStatus.SUBMITTED
+
+
+# -- the tables other features added (loops, preferences): their upserts hold on both ---------------
+
+
+async def test_a_loop_is_claimed_once_and_never_again_once_posted(db: Backend, repo: JobsRepo) -> None:
+    await repo.insert_many([new_job("loopjob001")])
+    loops = LoopsRepo(db)
+
+    def claim_of(token: str, at: float) -> LoopRecord:
+        return LoopRecord(
+            job_id="loopjob001",
+            bars=4,
+            channel_id=BIGGEST,
+            guild_id=BIGGEST,
+            user_id=BIGGEST,
+            token=token,
+            claimed_at=at,
+            message_id=None,
+        )
+
+    won = await asyncio.gather(*(loops.claim(claim_of(f"t{i}", 100.0), abandoned_before=0.0) for i in range(4)))
+    assert sorted(won) == [False, False, False, True]
+    winner = claim_of(f"t{won.index(True)}", 100.0)
+    assert await loops.claim(claim_of("late", 500.0), abandoned_before=200.0)  # the first one gave up
+    assert not await loops.posted(winner, BIGGEST)  # overtaken
+    assert await loops.posted(claim_of("late", 500.0), BIGGEST)
+    assert not await loops.claim(claim_of("again", 9e9), abandoned_before=9e9)  # posted: never again
+    [posted] = await loops.posted_in("loopjob001", BIGGEST)
+    assert (posted.token, posted.message_id, posted.guild_id) == ("late", BIGGEST, BIGGEST)
+    assert await loops.made_since(BIGGEST, 0.0) == 1
+    await loops.forget("loopjob001", 4, BIGGEST, message_id=BIGGEST)
+    assert await loops.get("loopjob001", 4, BIGGEST) is None
+
+
+async def test_preferences_are_stored_whole_and_the_table_refuses_nonsense(db: Backend) -> None:
+    prefs = PreferencesRepo(db)
+    assert await prefs.get(BIGGEST) == Preferences()
+    await prefs.save(BIGGEST, Preferences(model="musicgen", duration_s=30, format="mp3", count=2), now=1.0)
+    await prefs.save(BIGGEST, Preferences(duration_s=10), now=2.0)  # whole: the rest is cleared
+    assert await prefs.get(BIGGEST) == Preferences(duration_s=10)
+    with pytest.raises(Exception, match=r"(?i)check"):  # a CHECK constraint: the driver's own error (a bug)
+        await db.write("INSERT INTO user_preferences (user_id, count, updated_at) VALUES (3, 9, 0)")
+    assert await prefs.clear(BIGGEST)
+    assert not await prefs.clear(BIGGEST)
