@@ -15,6 +15,7 @@ that into a failure.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import os
@@ -115,6 +116,8 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}\n{log}")
 
     def start(self) -> None:
+        # Stopped by the session fixture; also at exit, should the session end without its teardown.
+        atexit.register(self.stop)
         if self.run_as is not None:
             entry = pwd.getpwnam(self.run_as)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
