@@ -12,13 +12,13 @@ import logging
 import aiohttp
 
 from bot import __version__
-from bot.config import Secrets, Settings
+from bot.config import Secrets, Settings, database_url
 from bot.jobs.phase import JobListener
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobService
 from bot.providers import registry
 from bot.providers.base import WebhookRoute
-from bot.storage.db import Database
+from bot.storage.databases import database_for
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.loops_repo import LoopsRepo
@@ -46,11 +46,8 @@ class Core:
     def __init__(self, settings: Settings, secrets: Secrets) -> None:
         self.settings = settings
         self.secrets = secrets
-        self.db = Database(
-            settings.storage.database_path,
-            busy_timeout_ms=settings.storage.busy_timeout_ms,
-            integrity_check_s=settings.storage.integrity_check_s,
-        )
+        # SQLite in [storage] dir, or PostgreSQL at [storage] url / ENCORE_DATABASE_URL (bot/storage/backend.py).
+        self.db = database_for(settings.storage, database_url(settings.storage.url, secrets.database_url))
         self.repo = JobsRepo(self.db)
         self.plans = PlansRepo(self.db)
         self.guilds = GuildRepo(self.db)

@@ -37,6 +37,8 @@ SECRET_ENV_VARS = (
     "REPLICATE_WEBHOOK_SECRET",
     "ELEVENLABS_API_KEY",
     "ENCORE_COG__UPLOAD_SECRET",
+    "ENCORE_DATABASE_URL",  # a PostgreSQL URL with its password (its password alone: bot/storage/postgres.py)
+    "PGPASSWORD",  # the password PostgreSQL clients read from the environment
 )
 # Shorter values are not masked: they would mangle ordinary words and are no secret anyway.
 MIN_SECRET_CHARS = 6

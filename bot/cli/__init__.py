@@ -15,7 +15,7 @@ from pathlib import Path
 from bot import logs
 from bot.audio.loop import BAR_CHOICES
 from bot.catalog import MODELS
-from bot.cli.db import backup_command, stats_command
+from bot.cli.db import backup_command, migrate_command, stats_command
 from bot.cli.generate import CONTINUE_S, flag_params, generate_command, settings_for
 from bot.cli.render import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, terminal_message
 from bot.config import Secrets, describe, load_settings
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         )
     generate.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any model parameter")
     generate.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
-    db = commands.add_parser("db", help="back up the database, or show what is in it")
+    db = commands.add_parser("db", help="back up the database, show what is in it, or migrate it")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_backup = with_config(db_commands.add_parser("backup", help="copy the database to PATH; safe while the bot runs"))
     db_backup.add_argument("path", type=Path, help="the backup file to write")
@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         db_commands.add_parser("stats", help="jobs by status and model, the oldest unfinished job, disk use")
     )
     db_stats.add_argument("--json", action="store_true", help="print the stats as JSON")
+    with_config(
+        db_commands.add_parser("migrate", help="bring the database's schema up to date (Encore does it at startup)")
+    )
     return parser
 
 
@@ -153,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Synced {count} command(s) " + (f"to server(s) {guilds}." if guilds else "globally."))
             return EXIT_OK
         if args.command == "db":
-            command = backup_command if args.db_command == "backup" else stats_command
-            return asyncio.run(command(args, settings))
+            command = {"backup": backup_command, "stats": stats_command, "migrate": migrate_command}[args.db_command]
+            return asyncio.run(command(args, settings, secrets))
         return asyncio.run(generate_command(args, settings, secrets, sys.stderr))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

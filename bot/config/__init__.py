@@ -8,6 +8,7 @@ they never show up in ``repr``, logs or ``check-config`` output.
 ``settings`` all of them together: :class:`Settings`, :func:`load_settings` and :func:`describe`.
 """
 
+from bot.config.database import database_url, mask_url
 from bot.config.providers import (
     CogSettings,
     ElevenLabsSettings,
@@ -61,8 +62,10 @@ __all__ = [
     "StemsSettings",
     "StorageSettings",
     "WebhookSettings",
+    "database_url",
     "describe",
     "load_settings",
+    "mask_url",
     "require_secret",
     "resolve_config_path",
 ]

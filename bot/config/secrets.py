@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from bot.config.database import URL_ENV
 from bot.errors import ConfigError
 
 
@@ -18,6 +20,11 @@ class Secrets(BaseModel):
     replicate_api_token: SecretStr | None = None
     replicate_webhook_secret: SecretStr | None = None
     elevenlabs_api_key: SecretStr | None = None
+    # The PostgreSQL URL with its password (bot/config/database.py); wins over [storage] url.
+    database_url: SecretStr | None = None
+
+    # The environment variable of each field, where it is not the field's name in capitals.
+    ENV_NAMES: ClassVar[dict[str, str]] = {"database_url": URL_ENV}
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Secrets:
@@ -32,7 +39,12 @@ class Secrets(BaseModel):
             replicate_api_token=get("REPLICATE_API_TOKEN"),
             replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET"),
             elevenlabs_api_key=get("ELEVENLABS_API_KEY"),
+            database_url=get(URL_ENV),
         )
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return cls.ENV_NAMES.get(field, field.upper())
 
 
 def require_secret(secret: SecretStr | None, name: str) -> str:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from bot.config.database import url_problem
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -166,6 +168,11 @@ class SafetySettings(_Section):
 
 class StorageSettings(_Section):
     dir: Path = Path("data")
+    # The database: empty for SQLite in `dir` (the default), or a PostgreSQL URL without a password (see
+    # bot/config/database.py: the password, or the whole URL, comes from the environment).
+    url: str = ""
+    # PostgreSQL only: how many connections this process keeps to it at most.
+    pool_size: int = Field(default=10, ge=1, le=1000)
     # Output downloads are capped in size and time.
     max_output_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600)
@@ -179,6 +186,15 @@ class StorageSettings(_Section):
     cleanup_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
     # SQLite's quick integrity check of the database file: at startup, then at most this often (0: never).
     integrity_check_s: float = Field(default=3600.0, ge=0, le=86_400 * 7)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        value = value.strip()
+        problem = url_problem(value, password_allowed=False) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @property
     def database_path(self) -> Path:

@@ -164,7 +164,7 @@ def describe(settings: Settings, secrets: Secrets) -> str:
     lines.append("# secrets (environment only)")
     for name, value in secrets.model_dump().items():
         state = "set (hidden)" if value is not None else "not set"
-        lines.append(f"# {name.upper()}: {state}")
+        lines.append(f"# {Secrets.env_name(name)}: {state}")
     return "\n".join(lines)
 
 

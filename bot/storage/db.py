@@ -1,4 +1,5 @@
-"""The SQLite connection: open with the right pragmas, migrate, close.
+"""The SQLite backend: open with the right pragmas, migrate, close (the default; see ``backend`` for the interface
+it shares with PostgreSQL).
 
 One ``aiosqlite`` connection serves the whole process (aiosqlite runs every statement on its own
 thread, so the event loop never blocks on disk). Migrations are numbered SQL files in
@@ -11,6 +12,9 @@ committed meanwhile. :meth:`Database.write` turns storage trouble into a :class:
 the database locked by another program (a ``sqlite3`` shell in a transaction, a ``VACUUM``) for longer than
 the busy timeout, a full disk, a failing one. Reads don't wait for writers (WAL).
 
+:meth:`Database.transaction` holds the one connection for the task that opened it (``BEGIN IMMEDIATE``: the
+write lock is taken at once, waiting up to the busy timeout); other tasks' statements wait until it ends.
+
 A damaged file ("database disk image is malformed") can answer ``SELECT 1`` while the pages a write needs are
 broken. Any statement that meets the damage, and SQLite's ``PRAGMA quick_check`` (at open, then every
 ``integrity_check_s`` when :meth:`Database.ping` runs), mark the database corrupt; ``ping`` (so ``/healthz``)
@@ -21,13 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
-import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +45,10 @@ from bot.errors import (
     StorageError,
     StorageFullError,
 )
+from bot.storage.backend import BackendBase, Migration, load_migrations
+from bot.storage.sql import SQLITE, Params
 
 log = logging.getLogger(__name__)
-
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def storage_error(exc: sqlite3.Error) -> StorageError | None:
@@ -85,42 +89,30 @@ def unusable(path: Path, exc: OSError | sqlite3.Error | StorageError) -> Startup
     )
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
+class Database(BackendBase):
+    """The SQLite backend. Owns the connection. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
-
-def load_migrations() -> list[Migration]:
-    """The packaged migrations in version order; versions must run 1, 2, 3, ... without gaps."""
-    migrations = []
-    for entry in resources.files("bot.storage").joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            migrations.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    migrations.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(migrations, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"migration {migration.name} is out of sequence (expected {expected:04d})")
-    return migrations
-
-
-class Database:
-    """Owns the connection. Use :meth:`open` and :meth:`close` (or ``async with``)."""
+    dialect = SQLITE
+    _repair_advice = "restore it from a backup (python -m bot db backup) or recover it with sqlite3's .recover"
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, integrity_check_s: float = 0.0) -> None:
         """``integrity_check_s``: run ``PRAGMA quick_check`` at open and, from :meth:`ping`, again once this
         long has passed (0: never)."""
+        super().__init__()
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.integrity_check_s = integrity_check_s
         self._conn: aiosqlite.Connection | None = None
-        # Why the last write failed, until one works again (reported by ping, so by /healthz).
-        self.write_problem: StorageError | None = None
-        # The file is damaged (a statement or an integrity check said so), until a check passes.
-        self.corruption: StorageCorruptError | None = None
         self._checked_at: float | None = None  # event-loop time of the last integrity check
+        # One transaction at a time holds the connection; while one does, other tasks' statements wait.
+        self._transaction_lock = asyncio.Lock()
+        self._no_transaction = asyncio.Event()
+        self._no_transaction.set()
+        self._in_transaction = contextvars.ContextVar(f"encore_sqlite_tx_{id(self)}", default=False)
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -161,13 +153,6 @@ class Database:
             conn, self._conn = self._conn, None
             await conn.close()
 
-    async def __aenter__(self) -> Database:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def ping(self, *, timeout_s: float = 2.0) -> None:
         """Raise unless the database answers ``SELECT 1`` within ``timeout_s``, is not damaged and takes writes
         (for health checks): a damaged file raises :class:`StorageCorruptError` until an integrity check
@@ -179,9 +164,7 @@ class Database:
             self._checked_at is None or loop.time() - self._checked_at >= self.integrity_check_s
         ):
             await self.check_integrity()
-        problem = self.corruption or self.write_problem
-        if problem is not None:
-            raise type(problem)(detail=str(problem))
+        self._raise_problem()
 
     async def check_integrity(self) -> bool:
         """SQLite's ``PRAGMA quick_check`` (every page, no index contents: milliseconds for a few MB): False
@@ -200,19 +183,15 @@ class Database:
             self.corruption = None
         return True
 
-    def _found_corruption(self, problem: StorageCorruptError) -> None:
-        if self.corruption is None:
-            log.error(
-                "the database file %s is damaged (%s): restore it from a backup (python -m bot db backup) "
-                "or recover it with sqlite3's .recover",
-                self.path,
-                problem,
-            )
-        self.corruption = problem
+    async def _turn(self) -> None:
+        """Wait while another task's transaction holds the connection (no wait at all when none does)."""
+        while not self._no_transaction.is_set() and not self._in_transaction.get():
+            await self._no_transaction.wait()
 
-    async def read(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> list[aiosqlite.Row]:
+    async def read(self, sql: str, parameters: Params = ()) -> list[aiosqlite.Row]:
         """Every row of a query, read in one go (so no statement stays open). A damaged file raises
         :class:`StorageCorruptError`."""
+        await self._turn()
         try:
             return list(await self.conn.execute_fetchall(sql, parameters))
         except sqlite3.DatabaseError as exc:
@@ -222,11 +201,11 @@ class Database:
             self._found_corruption(problem)
             raise problem from exc
 
-    async def read_one(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> aiosqlite.Row | None:
+    async def read_one(self, sql: str, parameters: Params = ()) -> aiosqlite.Row | None:
         rows = await self.read(sql, parameters)
         return rows[0] if rows else None
 
-    async def write(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    async def write(self, sql: str, parameters: Params = ()) -> int:
         """Run one statement that changes data (no ``RETURNING``); it is stored whole or not at all
         (autocommit). Returns how many rows it changed.
 
@@ -235,6 +214,7 @@ class Database:
         fit for users; the first one is logged as an error for the operator, and a later write that works
         says so.
         """
+        await self._turn()
         try:
             async with self.conn.execute(sql, parameters) as cursor:  # runs to the end: one step
                 changed = cursor.rowcount
@@ -242,20 +222,52 @@ class Database:
             problem = storage_error(exc)
             if problem is None:
                 raise
-            if isinstance(problem, StorageCorruptError):
-                self._found_corruption(problem)
-            if self.write_problem is None:
-                log.error("database writes are failing (%s): %s; unfinished jobs wait and try again", problem.kind, exc)
-            self.write_problem = problem
+            self._write_refused(problem, exc)
             raise problem from exc
-        if self.write_problem is not None:
-            log.warning("database writes work again (after: %s)", self.write_problem)
-            self.write_problem = None
+        self._write_worked()
         return changed
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One transaction for every statement this task runs inside the block (see ``backend``); a nested
+        block joins the outer one. ``BEGIN IMMEDIATE`` takes SQLite's write lock at once, so the transaction
+        never fails halfway for want of it; storage trouble raises a :class:`StorageError` as :meth:`write`
+        does, and nothing of the transaction is kept."""
+        if self._in_transaction.get():
+            yield
+            return
+        async with self._transaction_lock:
+            token = self._in_transaction.set(True)
+            self._no_transaction.clear()
+            try:
+                await self.write("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    await asyncio.shield(self._rollback())
+                    raise
+                try:
+                    await self.write("COMMIT")
+                except BaseException:
+                    await asyncio.shield(self._rollback())
+                    raise
+            finally:
+                self._in_transaction.reset(token)
+                self._no_transaction.set()
+
+    async def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            await self._conn.rollback()
 
     async def user_version(self) -> int:
         row = await self.read_one("PRAGMA user_version")
         return int(row[0]) if row else 0
+
+    async def schema_version(self) -> int:
+        return await self.user_version()
+
+    async def size_bytes(self) -> int:
+        return await asyncio.to_thread(files_size, self.path)
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction. Returns the new version."""
@@ -353,3 +365,16 @@ def _check_paths(source: Path, target: Path, force: bool) -> Path:
 def _remove(path: Path) -> None:
     for candidate in (path, path.with_name(path.name + "-journal")):
         candidate.unlink(missing_ok=True)
+
+
+__all__ = [
+    "Backup",
+    "BackupError",
+    "Database",
+    "Migration",
+    "backup",
+    "files_size",
+    "load_migrations",
+    "storage_error",
+    "unusable",
+]

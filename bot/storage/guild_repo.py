@@ -6,11 +6,11 @@ import json
 import time
 
 from bot.guild_settings import GuildSettings
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 class GuildRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def get(self, guild_id: int) -> GuildSettings:

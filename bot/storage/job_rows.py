@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from bot.records import Job, JobOrigin
+from bot.storage.sql import Row
 
 # Columns a transition may set besides status and its timestamp. Names are fixed here, never
 # taken from callers' strings, so the SQL in jobs_repo stays free of injected identifiers.
@@ -83,7 +82,7 @@ class NewJob:
         )
 
 
-def _row_to_job(row: aiosqlite.Row) -> Job:
+def _row_to_job(row: Row) -> Job:
     data = dict(row)
     data["request"] = json.loads(data.pop("request_json"))
     data["input"] = json.loads(data.pop("input_json"))

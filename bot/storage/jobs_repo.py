@@ -18,7 +18,7 @@ from bot.records import (
     JobOrigin,
     JobStatus,
 )
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 from bot.storage.job_rows import _INSERT, _INSERT_ROW, _UPDATABLE, NewJob, _row_to_job
 
 
@@ -35,7 +35,7 @@ class Usage:
 
 
 class JobsRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def insert(
@@ -190,7 +190,7 @@ class JobsRepo:
         """Swap the prediction id (a resubmission) if the job still holds ``old`` and is active."""
         changed = await self._db.write(
             "UPDATE jobs SET prediction_id = ?, attempts = attempts + 1, updated_at = ? "
-            "WHERE id = ? AND prediction_id IS ? AND status IN ('submitted', 'running')",
+            "WHERE id = ? AND prediction_id IS NOT DISTINCT FROM ? AND status IN ('submitted', 'running')",
             (new, time.time(), job_id, old),
         )
         return changed == 1
@@ -222,9 +222,10 @@ class JobsRepo:
 
     async def children(self, job_id: str) -> list[Job]:
         """Jobs that continued ``job_id`` (its lineage, read from each job's stored request), oldest first."""
+        sql = self._db.dialect
         rows = await self._db.read(
-            "SELECT * FROM jobs WHERE json_extract(request_json, '$.context.parent') = ? "
-            "AND json_extract(request_json, '$.context.kind') = 'continuation' ORDER BY created_at",
+            f"SELECT * FROM jobs WHERE {sql.json_text('request_json', 'context', 'parent')} = ? "  # noqa: S608
+            f"AND {sql.json_text('request_json', 'context', 'kind')} = 'continuation' ORDER BY created_at",
             (job_id,),
         )
         return [_row_to_job(r) for r in rows]
@@ -241,7 +242,7 @@ class JobsRepo:
     async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
         """What a user, their guild and everyone have used since ``since`` (failed and canceled jobs don't count)."""
         counted = "status NOT IN ('failed', 'canceled')"
-        seconds = "COALESCE(SUM(json_extract(request_json, '$.duration_s')), 0)"
+        seconds = f"COALESCE(SUM({self._db.dialect.json_number('request_json', 'duration_s')}), 0)"
         sql = f"""
             SELECT
               (SELECT COUNT(DISTINCT COALESCE(batch_id, id)) FROM jobs WHERE user_id = :user
@@ -273,7 +274,7 @@ class JobsRepo:
         row = await self._db.read_one(
             "SELECT AVG(succeeded_at - submitted_at) FROM (SELECT succeeded_at, submitted_at FROM jobs "
             "WHERE model = ? AND succeeded_at IS NOT NULL AND submitted_at IS NOT NULL "
-            "ORDER BY succeeded_at DESC LIMIT 20)",
+            "ORDER BY succeeded_at DESC LIMIT 20) AS recent",
             (model,),
         )
         return float(row[0]) if row and row[0] is not None else None
@@ -284,7 +285,8 @@ class JobsRepo:
         """Record a webhook id; False if it was seen before (a redelivery)."""
         now = time.time() if now is None else now
         changed = await self._db.write(
-            "INSERT OR IGNORE INTO webhook_events (webhook_id, received_at) VALUES (?, ?)", (webhook_id, now)
+            "INSERT INTO webhook_events (webhook_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (webhook_id, now),
         )
         return changed == 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 class LoopRecord(BaseModel):
@@ -21,7 +21,7 @@ class LoopRecord(BaseModel):
 
 
 class LoopsRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def get(self, job_id: str, bars: int, channel_id: int) -> LoopRecord | None:

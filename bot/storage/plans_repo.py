@@ -6,10 +6,10 @@ import json
 import time
 from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from bot.storage.db import Database
+from bot.storage.backend import Backend
+from bot.storage.sql import Row
 
 
 class PlanRecord(BaseModel):
@@ -27,14 +27,14 @@ class PlanRecord(BaseModel):
     updated_at: float
 
 
-def _row(row: aiosqlite.Row) -> PlanRecord:
+def _row(row: Row) -> PlanRecord:
     data = dict(row)
     data["plan"] = json.loads(data.pop("plan_json"))
     return PlanRecord.model_validate(data)
 
 
 class PlansRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def insert(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.preferences import Preferences
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 class PreferencesRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def get(self, user_id: int) -> Preferences:

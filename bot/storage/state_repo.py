@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 class StateRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def get(self, key: str) -> str | None:

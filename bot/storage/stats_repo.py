@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from bot.records import JobStatus
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 class ActiveJob(NamedTuple):
@@ -16,7 +16,7 @@ class ActiveJob(NamedTuple):
 
 
 class StatsRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def counts_by_status(self) -> dict[JobStatus, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.storage.db import Database
+from bot.storage.backend import Backend
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class VoiceMessage:
 
 
 class VoiceRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Backend) -> None:
         self._db = db
 
     async def get(self, job_id: str) -> VoiceMessage | None:

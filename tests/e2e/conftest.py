@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from bot.app import Core
 from bot.config import Secrets, Settings, load_settings
 from bot.discord.client import EncoreBot
-from tests.conftest import make_settings
+from tests.conftest import StorageBackend, make_settings
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, InteractionHandle
 from tests.fakes.discord.models import (
@@ -74,11 +74,15 @@ class Encore:
     reads that file again.
     """
 
-    def __init__(self, sim: DiscordSimulator, fake: FakeReplicate, data_dir: Path) -> None:
+    def __init__(
+        self, sim: DiscordSimulator, fake: FakeReplicate, data_dir: Path, backend: StorageBackend | None = None
+    ) -> None:
         self.sim = sim
         self.fake = fake
         self.data_dir = data_dir
-        self.defaults: dict[str, dict[str, Any]] = {}  # settings sections fixtures add to every configure()
+        self.backend = backend or StorageBackend("sqlite")
+        # Settings sections fixtures add to every configure(); the database is the backend's.
+        self.defaults: dict[str, dict[str, Any]] = {"storage": dict(self.backend.storage)}
         self.config_path: Path | None = None
         self.settings: Settings = self.configure()
         self.bot: EncoreBot | None = None
@@ -94,6 +98,7 @@ class Encore:
         env = {
             "ENCORE_REPLICATE__API_BASE": self.fake.base_url,
             "ENCORE_STORAGE__DIR": str(self.data_dir),
+            "ENCORE_STORAGE__URL": self.backend.url or "",
             "ENCORE_WEBHOOKS__HOST": "127.0.0.1",
             "ENCORE_WEBHOOKS__PORT": str(free_port()),
         }
@@ -206,8 +211,10 @@ async def sim(guilds: list[GuildConfig]) -> AsyncIterator[DiscordSimulator]:
 
 
 @pytest.fixture
-async def encore(sim: DiscordSimulator, fake: FakeReplicate, tmp_path: Path) -> AsyncIterator[Encore]:
-    harness = Encore(sim, fake, tmp_path / "data")
+async def encore(
+    sim: DiscordSimulator, fake: FakeReplicate, tmp_path: Path, backend: StorageBackend
+) -> AsyncIterator[Encore]:
+    harness = Encore(sim, fake, tmp_path / "data", backend)
     yield harness
     await harness.stop()
 

@@ -20,6 +20,7 @@ async def settings_card(sim: DiscordSimulator, user: str = "boss") -> SimMessage
     return await (await sim.user(user).slash("musicadmin settings")).wait_original()
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_admin_changes_and_members_feel_them(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
     await encore.start()
     guild_id = sim.guild.id
@@ -106,6 +107,7 @@ async def test_operator_pause_resume_sync(encore: Encore, sim: DiscordSimulator,
     assert "command(s)" in synced.content
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_a_pause_outlives_a_restart_and_shows(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
     await encore.start()
     owner, member = sim.user("alice"), sim.user("bob")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.records import JobStatus
 from tests.e2e.conftest import Encore, card_status, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
+
+# A key job flow: it runs on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 
 async def start_job(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate, user: str = "alice"):

@@ -15,6 +15,7 @@ from tests.fakes.discord.models import DEFAULT_BOT_PERMISSIONS, Permission
 from tests.fakes.replicate import FakeReplicate, OutputFile
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_delivery_after_the_token_expired_replies_to_the_card(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:
@@ -89,6 +90,7 @@ async def test_missing_attach_files_tells_the_requester(
     assert "Attach Files" in card_status(failed)
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_restart_mid_job_delivers_exactly_once(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:

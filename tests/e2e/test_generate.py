@@ -14,6 +14,9 @@ from tests.fakes.audio import image_info, wav_info
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 
+# A key job flow: it runs on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 async def test_generate_posts_a_card_then_the_audio(encore: Encore, sim: DiscordSimulator, fake: FakeReplicate) -> None:
     await encore.start()

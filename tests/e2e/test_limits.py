@@ -11,6 +11,9 @@ from tests.e2e.conftest import Encore, accepted, card_field, default_guild, job_
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.replicate import FakeReplicate
 
+# The job flows run on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 async def test_quota_refusal_is_private_and_usage_shows_it(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate

@@ -78,6 +78,7 @@ async def full_track(user: SimUser, card: SimMessage, *, part: int, total_s: flo
     return full
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_replies_to_encores_tracks_continue_the_chain(encore: Encore, sim: DiscordSimulator) -> None:
     await encore.start()
     alice = sim.user("alice")
@@ -137,6 +138,7 @@ async def test_the_menu_on_a_card_continues_its_job(encore: Encore, sim: Discord
     assert seconds(track_of(track2)) == pytest.approx(5, abs=0.01)
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_the_menu_on_variations_continues_the_one_it_takes(encore: Encore, sim: DiscordSimulator) -> None:
     """Variations arrive together in one message: the menu continues the first (whose audio it takes); on the
     batch's card, which names no one variation, it continues none."""

@@ -19,6 +19,7 @@ def section_names(card: SimMessage) -> list[str]:
     return [field["name"].split(". ", 1)[1].rsplit(" · ", 1)[0] for field in card.embeds[0]["fields"]]
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 @pytest.mark.parametrize("model_id", ["music_v1", "music_v2"])
 async def test_plan_edit_compose(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs, model_id: str) -> None:
     encore.configure(elevenlabs={"model_id": model_id})
@@ -89,6 +90,7 @@ async def test_plan_edit_compose(encore: Encore, sim: DiscordSimulator, eleven: 
     assert card_field(song_card, "Genres")
 
 
+@pytest.mark.both_backends  # a key job flow, on both storage backends
 async def test_compose_again_with_changes(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
     await encore.start()
     alice = sim.user("alice")

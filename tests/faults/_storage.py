@@ -316,6 +316,14 @@ def file_size_limit(limit_bytes: int) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
+def sqlite_db(harness: Harness) -> Database:
+    """The bot's database, which these faults (SQLite's locks, pages and files) are about."""
+    assert harness.core is not None
+    db = harness.core.db
+    assert isinstance(db, Database), "the storage faults are SQLite's"
+    return db
+
+
 async def limit_database_pages(db: Database, pages: int | None) -> int:
     """SQLite's ``max_page_count`` on the bot's connection (None: SQLite's largest); returns the new limit.
 

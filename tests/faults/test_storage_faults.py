@@ -52,6 +52,7 @@ from tests.faults._storage import (
     limit_database_pages,
     mount_tmpfs,
     page_count,
+    sqlite_db,
     start_core,
     watching_logs,
 )
@@ -94,7 +95,7 @@ async def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(
     listener = gated(harness)
     lock = WriteLock(database(harness), mode=mode)
     statements = StatementWatch()
-    await statements.attach(harness.core.db)
+    await statements.attach(sqlite_db(harness))
     async with watching_logs() as logs:
         # Queued while locked: the INSERT has started (so it waits), and nothing else moves until the lock goes.
         await lock.acquire()
@@ -294,7 +295,7 @@ async def test_a_full_database_refuses_new_jobs_clearly_and_heals(
 ) -> None:
     base = await start_core(harness, limits={"replicate_jobs_in_flight": 1})
     assert harness.core is not None
-    db = harness.core.db
+    db = sqlite_db(harness)
     listener = gated(harness)
     first = await harness.submit(duration_s=2)
     pid = await fake.wait_for_prediction()

@@ -14,7 +14,7 @@ from bot.app import Core
 from bot.config import Secrets, Settings
 from bot.jobs.service import JobService
 from bot.records import Job, JobOrigin, JobRequest
-from tests.conftest import make_settings
+from tests.conftest import StorageBackend, make_settings
 from tests.fakes.listener import RecordingListener
 from tests.fakes.replicate import FakeReplicate
 
@@ -26,9 +26,10 @@ def free_port() -> int:
 
 
 class Harness:
-    def __init__(self, fake: FakeReplicate, data_dir: Path) -> None:
+    def __init__(self, fake: FakeReplicate, data_dir: Path, backend: StorageBackend | None = None) -> None:
         self.fake = fake
         self.data_dir = data_dir
+        self.backend = backend or StorageBackend("sqlite")
         self.listener = RecordingListener()
         self.core: Core | None = None
         self.settings: Settings | None = None
@@ -41,6 +42,7 @@ class Harness:
             "retry_base_s": 0.01,
             **sections.pop("replicate", {}),
         }
+        sections["storage"] = {**self.backend.storage, **sections.get("storage", {})}
         webhook_section = dict(sections.pop("webhooks", {}))
         if with_webhooks:
             port = free_port()
@@ -100,7 +102,7 @@ async def fake() -> AsyncIterator[FakeReplicate]:
 
 
 @pytest.fixture
-async def harness(fake: FakeReplicate, tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(fake, tmp_path / "data")
+async def harness(fake: FakeReplicate, tmp_path: Path, backend: StorageBackend) -> AsyncIterator[Harness]:
+    h = Harness(fake, tmp_path / "data", backend)
     yield h
     await h.stop()

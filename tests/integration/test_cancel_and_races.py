@@ -13,6 +13,9 @@ from bot.records import JobStatus
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 
+# The job flows run on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 async def test_requester_cancels_a_running_job(harness: Harness, fake: FakeReplicate) -> None:
     await harness.start()

@@ -13,7 +13,9 @@ import pytest
 from bot.records import JobOrigin, JobStatus
 from bot.storage.db import Database, load_migrations
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.postgres import PostgresDatabase
 from tests.integration.test_cli import finish, run_cli
+from tests.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -147,3 +149,104 @@ async def test_stats_leaves_an_older_schema_alone(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["jobs"]["by_status"] == {"queued": 1}
     assert await read(path, "PRAGMA user_version") == [(1,)]
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+async def test_migrate_stats_and_backup_advice_on_postgresql(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """On PostgreSQL (the password-protected login, its URL in ENCORE_DATABASE_URL): `db migrate` brings an
+    empty database up to date, `db stats` reads it, `db backup` says to use pg_dump and how; the password never
+    shows."""
+    migrations = load_migrations("postgres")
+    with postgres_server.fresh_database(migrated=False) as name:
+        url = postgres_server.password_url(name)
+        env = {**data_env(tmp_path), "ENCORE_DATABASE_URL": url}
+        masked = url.replace(postgres_server.password, "***")
+
+        result = await finish(await run_cli(tmp_path, "db", "stats", env=env))
+        assert (result.code, result.stderr.strip()) == (
+            1,
+            f"error: the database {masked} has no Encore tables yet: run `python -m bot db migrate` "
+            "(or start Encore, which migrates it)",
+        )
+
+        result = await finish(await run_cli(tmp_path, "db", "migrate", env=env))
+        assert result.code == 0, result.stderr
+        assert result.stdout.strip() == (
+            f"database {masked}: schema version {len(migrations)} (applied {len(migrations)} migration(s))"
+        )
+        result = await finish(await run_cli(tmp_path, "db", "migrate", env=env))
+        assert result.stdout.strip() == f"database {masked}: schema version {len(migrations)} (already up to date)"
+
+        async with PostgresDatabase(url) as db:
+            repo = JobsRepo(db)
+            await add_job(repo, "pgjob00001", "musicgen", JobStatus.SUBMITTED, created_at=time.time() - 3600)
+            await add_job(repo, "pgjob00002", "song", JobStatus.FAILED)
+        result = await finish(await run_cli(tmp_path, "db", "stats", "--json", env=env))
+        assert result.code == 0, result.stderr
+        stats = json.loads(result.stdout)
+        assert stats["jobs"] == {
+            "total": 2,
+            "by_status": {"failed": 1, "submitted": 1},
+            "by_model": {"musicgen": 1, "song": 1},
+        }
+        assert stats["oldest_active_job"]["id"] == "pgjob00001"
+        database = stats["database"]
+        assert (database["backend"], database["url"], database["schema_version"]) == (
+            "postgres",
+            masked,
+            len(migrations),
+        )
+        assert database["bytes"] > 1_000_000  # pg_database_size: a PostgreSQL database is a few MB at least
+        result = await finish(await run_cli(tmp_path, "db", "stats", env=env))
+        assert f"database   {masked} (postgres, " in result.stdout
+
+        target = tmp_path / "encore backup.dump"
+        result = await finish(await run_cli(tmp_path, "db", "backup", str(target), env=env))
+        assert result.code == 2
+        plain = url.replace(f":{postgres_server.password}@", "@")
+        assert result.stderr.splitlines() == [
+            "error: the database is PostgreSQL: back it up with pg_dump (safe while Encore runs; one consistent "
+            "snapshot):",
+            f"  pg_dump --format=custom --file='{target}' --dbname='{plain}'",
+            "with the password in PGPASSWORD or ~/.pgpass (as in ENCORE_DATABASE_URL). To restore it, stop Encore, "
+            "then:",
+            f"  pg_restore --clean --if-exists --no-owner --dbname='{plain}' '{target}'",
+        ]
+        assert not target.exists()
+        assert postgres_server.password not in result.stdout + result.stderr
+
+
+async def test_a_wrong_password_is_a_clear_error_that_never_shows_it(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    with postgres_server.fresh_database() as name:
+        wrong = postgres_server.password_url(name).replace(postgres_server.password, "wrong-password-1234")
+        for args in (["db", "stats"], ["db", "migrate"]):
+            result = await finish(
+                await run_cli(tmp_path, *args, env={**data_env(tmp_path), "ENCORE_DATABASE_URL": wrong})
+            )
+            assert result.code == 1
+            assert result.stderr.startswith(
+                f"error: PostgreSQL refused the login to {wrong.replace('wrong-password-1234', '***')} ("
+            )
+            assert "wrong-password-1234" not in result.stdout + result.stderr
+            assert "Traceback" not in result.stderr
+
+
+async def test_a_password_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[storage]\nurl = "postgresql://encore:hunter2-secret@db/encore"\n')
+    result = await finish(await run_cli(tmp_path, "db", "stats", env=data_env(tmp_path)))
+    assert result.code == 2
+    assert "[storage] url: Value error, holds a password: put the whole URL in ENCORE_DATABASE_URL" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+async def test_migrate_on_sqlite_makes_the_database(tmp_path: Path) -> None:
+    result = await finish(await run_cli(tmp_path, "db", "migrate", env=data_env(tmp_path)))
+    assert result.code == 0, result.stderr
+    path = tmp_path / "data" / "encore.sqlite3"
+    count = len(load_migrations())
+    assert result.stdout.strip() == f"database {path}: schema version {count} (applied {count} migration(s))"
+    assert await read(path, "PRAGMA user_version") == [(count,)]

@@ -13,6 +13,9 @@ from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 
+# The job flows run on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 async def test_poll_mode_delivers_audio_of_the_requested_length(harness: Harness, fake: FakeReplicate) -> None:
     await harness.start()

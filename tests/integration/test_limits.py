@@ -14,6 +14,9 @@ from bot.records import JobOrigin, JobRequest, JobStatus
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
 
+# The job flows run on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 async def start(harness: Harness, **limits: object) -> None:
     await harness.start(limits=limits)  # the rest stay off (tests/conftest.py NO_LIMITS)
@@ -120,6 +123,8 @@ async def test_fair_turns_with_a_provider_cap(harness: Harness, fake: FakeReplic
     a1 = await harness.submit("a1", user_id=1)
     a2 = await harness.submit("a2", user_id=1)
     a3 = await harness.submit("a3", user_id=1)
+    # Its card shows its place before b1 comes (the card is drawn by a task of its own, after database reads).
+    await harness.listener.wait_for_phase(a3.id, Phase.QUEUED)
     b1 = await harness.submit("b1", user_id=2)  # comes last, goes second
     order = []
     for _ in range(4):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.errors import DeliveryError
 from bot.jobs.phase import Phase
 from bot.records import JobStatus
-from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
 from tests.fakes.audio import wav_info
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
+
+# The job flows run on both storage backends (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 
 async def test_job_running_at_restart_is_delivered_once(harness: Harness, fake: FakeReplicate) -> None:
@@ -35,7 +39,7 @@ async def test_job_finished_but_undelivered_at_restart_is_delivered_once(harness
     await fake.succeed(pid)
     await harness.listener.wait_for_delivery_attempts(1)  # Discord failed; the retry is a minute away
     await harness.stop()
-    async with Database(harness.data_dir / "encore.sqlite3") as db:
+    async with harness.backend.opened(harness.data_dir / "encore.sqlite3") as db:
         stored = await JobsRepo(db).get(job.id)
     assert stored is not None
     assert (stored.status, stored.delivery_attempts) == (JobStatus.SUCCEEDED, 1)

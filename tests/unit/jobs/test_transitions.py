@@ -1,17 +1,23 @@
-"""The job state machine in SQLite: allowed moves apply, illegal ones are refused, races have one winner."""
+"""The job state machine in the database (SQLite and PostgreSQL): allowed moves apply, illegal ones are refused,
+races have one winner."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import itertools
+import sqlite3
 
+import asyncpg
 import pytest
 
 from bot.records import ALLOWED_FROM, TERMINAL, JobOrigin, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
 ALL = list(JobStatus)
+pytestmark = pytest.mark.both_backends
+# A broken constraint is a bug, not storage trouble: each backend raises its driver's own error.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
 
 
 def interaction_id(job_id: str) -> int:
@@ -119,14 +125,12 @@ async def test_racing_moves_have_exactly_one_winner(repo: JobsRepo, rivals: tupl
 
 
 async def test_unique_interaction_and_prediction_ids(repo: JobsRepo) -> None:
-    import sqlite3
-
     await insert(repo, "a")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await insert(repo, "a")  # same id (and same interaction id)
     await insert(repo, "b")
     assert await repo.transition("a", JobStatus.SUBMITTED, prediction_id="p")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await repo.transition("b", JobStatus.SUBMITTED, prediction_id="p")
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.storage.db import Database
+import pytest
+
+from bot.storage.backend import Backend
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.voice_repo import VoiceRepo
 from tests.unit.storage.test_storage_errors import new_job
 
 STALE_S = 600.0
+pytestmark = pytest.mark.both_backends  # a claim is a conditional upsert: it must hold on both databases
 
 
-async def test_one_claim_wins_and_a_posted_track_is_never_claimed_again(db: Database, repo: JobsRepo) -> None:
+async def test_one_claim_wins_and_a_posted_track_is_never_claimed_again(db: Backend, repo: JobsRepo) -> None:
     await repo.insert_many([new_job("job1")])
     voice = VoiceRepo(db)
     won = await asyncio.gather(*(voice.claim("job1", now=100.0, stale_before=100.0 - STALE_S) for _ in range(5)))
@@ -29,7 +32,7 @@ async def test_one_claim_wins_and_a_posted_track_is_never_claimed_again(db: Data
     assert await voice.claim("job1", now=10_001.0, stale_before=10_001.0 - STALE_S)
 
 
-async def test_a_released_or_abandoned_claim_can_be_taken_again(db: Database, repo: JobsRepo) -> None:
+async def test_a_released_or_abandoned_claim_can_be_taken_again(db: Backend, repo: JobsRepo) -> None:
     await repo.insert_many([new_job("job1")])
     voice = VoiceRepo(db)
     assert await voice.claim("job1", now=100.0, stale_before=100.0 - STALE_S)
