@@ -2,7 +2,9 @@
 
 The call is owned by the task that makes it: canceling the job cancels that task, which aborts the request.
 A call dies with the process, so at a restart the job isn't run again by itself (it costs money): it fails
-as *interrupted* and offers Retry (see ``bot.jobs.reconcile``). A song's card shows how much has arrived.
+as *interrupted* and offers Retry (see ``bot.jobs.reconcile``). While it runs, its process holds the job's call
+lease, so other processes leave it alone; if the process dies, another fails it as interrupted once the lease
+has run out. A song's card shows how much has arrived.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bot.audio.verify import OutputKind, OutputRejectedError
 from bot.catalog import ELEVENLABS_STEMS, STEM_VARIATIONS
 from bot.config import Settings
 from bot.errors import PromptRefusedError, ProviderError, StorageError
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import Outputs
 from bot.jobs.phase import CardFeed
@@ -47,6 +50,7 @@ class Calls:
         outcomes: Outcomes,
         outputs: Outputs,
         settings: Callable[[], Settings],
+        leases: Leases,
     ) -> None:
         self._client = client
         self._repo = repo
@@ -54,11 +58,15 @@ class Calls:
         self._outcomes = outcomes
         self._outputs = outputs
         self._settings = settings
+        self._leases = leases
         self._calls: dict[str, asyncio.Task[Any]] = {}  # calls in flight, by job
 
     async def run(self, job: Job) -> None:
         """Make a queued job's call, in this task (canceling the job cancels it)."""
-        await (self._stems(job) if job.model == ELEVENLABS_STEMS.key else self._song(job))
+        try:
+            await (self._stems(job) if job.model == ELEVENLABS_STEMS.key else self._song(job))
+        finally:
+            await self._leases.release(Kind.CALL, job.id)
 
     def abort(self, job_id: str) -> None:
         """The job was canceled: abort its call, if one is in flight."""
@@ -71,6 +79,10 @@ class Calls:
         client = self._client
         if client is None:
             await self._outcomes.fail(job.id, "ElevenLabs isn't set up on this bot.")
+            return None
+        # Held while the call runs (taken before the job shows as at the provider, so no other process takes it
+        # for one whose process is gone).
+        if not await self._leases.take(Kind.CALL, job.id):
             return None
         if not await self._repo.transition(
             job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1

@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.errors import BotError, JobNotFoundError
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, authorize
+from bot.jobs.leases import CLI_HOLDER, new_holder
 from bot.jobs.limits import day_start
 from bot.jobs.loops import LoopClaim, Loops, Posted
 from bot.jobs.phase import JobListener, Phase
@@ -29,7 +30,9 @@ from bot.providers.base import CallProvider, PredictionProvider
 from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
+from bot.storage.leases_repo import LeasesRepo
 from bot.storage.loops_repo import LoopsRepo
+from bot.storage.notify import LocalNotifier, Notifier
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
@@ -52,8 +55,15 @@ class JobService:
         state: StateRepo | None = None,
         attachments: aiohttp.ClientSession | None = None,
         loops: LoopsRepo | None = None,
+        leases: LeasesRepo,
+        holder: str | None = None,
+        notifier: Notifier | None = None,
+        sole_process: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``leases``: who does what to a job among the processes sharing the database, this one's named
+        ``holder``; ``notifier``: notices between them (default: this process only); ``sole_process``: no other
+        bot process shares the database (SQLite), so the leases left by a previous run are void at startup."""
         self.repo = repo
         self._attachments = attachments  # people's files, from Discord's CDN
         self._guilds = guilds
@@ -73,7 +83,12 @@ class JobService:
             state=state,
             clock=clock,
             job_for=self.job_for,
+            leases_repo=leases,
+            holder=holder or new_holder(),
+            notifier=notifier or LocalNotifier(holder or ""),
         )
+        self._leases_repo = leases
+        self._sole_process = sole_process
         self.scheduler, self.poller, self.gate = rooms.scheduler, rooms.poller, rooms.gate
         # The rooms' own methods that callers use as they are.
         self.continue_track = rooms.recipes.continue_track
@@ -138,14 +153,24 @@ class JobService:
         """Take new jobs again; returns the pause that ended (None: there was none)."""
         return await self._rooms.pause.resume()
 
+    @property
+    def holder(self) -> str:
+        """What names this process's leases (``bot.jobs.leases``)."""
+        return self._rooms.leases.holder
+
     async def start(self, *, resume: bool = True) -> None:
-        """Resume every unfinished job (unless ``resume`` is false), then start polling."""
+        """Resume every unfinished job (unless ``resume`` is false: then other processes' jobs are left alone and
+        none is taken over), then start polling and keeping this process's leases."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
         await self._rooms.pause.load()
+        if resume and self._sole_process:
+            # The only bot on this database: every lease but a CLI run's is its previous run's (a crash).
+            await self._leases_repo.clear_except(CLI_HOLDER)
         self._rooms.tasks.open()
         if resume:
             await self._rooms.reconcile.resume_all()
         self.poller.start()
+        self._rooms.leases.start(self._rooms.reconcile.adopt_orphans if resume else None)
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Stop taking jobs, give downloads and deliveries in flight ``grace_s`` to finish, cancel the rest.
@@ -153,8 +178,10 @@ class JobService:
         Whatever is left resumes at the next start; recorded outcomes are never cut off half-written.
         """
         self._rooms.tasks.begin_stop()
+        await self._rooms.leases.halt()
         await self.poller.stop()
         await self._rooms.tasks.stop(grace_s=grace_s)
+        await self._rooms.leases.stop()  # given up: another process takes the jobs left over at once
         self._rooms.pool.close()
 
     # -- new jobs: every one through the gate ---------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.errors import CogBusyError, ProviderError, StorageError, SubmissionUncertainError
 from bot.jobs.calls import Calls
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
@@ -48,6 +49,7 @@ class Submitter:
         per_job_webhook_base: str | None,
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
+        leases: Leases,
     ) -> None:
         """``on_prediction`` hears a prediction that was already under way when created (progress intake);
         ``pick_up(job_id)`` takes a job up again from the database after storage trouble."""
@@ -66,6 +68,7 @@ class Submitter:
         self._per_job_webhook_base = per_job_webhook_base
         self._on_prediction = on_prediction
         self._pick_up = pick_up
+        self._leases = leases
 
     def start(self, job_id: str, *, delay_s: float = 0.0) -> None:
         """Submit ``job_id`` in a task of its own (after ``delay_s``)."""
@@ -161,6 +164,9 @@ class Submitter:
         return job.model_copy(update={"input": data})
 
     async def _record_submission(self, job: Job, prediction: Prediction) -> None:
+        # This process polls it: its lease is taken before the job shows as at the provider, so no other
+        # process takes it for one whose process is gone.
+        await self._leases.take(Kind.POLL, job.id)
         won = await self._repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self._clock())
         if not won:  # canceled while the create was in flight: don't leave it running upstream
             await self.cancel_upstream(job.provider, prediction.id)

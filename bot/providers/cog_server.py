@@ -147,7 +147,7 @@ class CogClient:
         public = str(settings.webhooks.public_url).rstrip("/")
         secret = cfg.upload_secret.get_secret_value() if cfg.upload_secret else None
         uploads = (
-            UploadStore(settings.storage.dir / "uploads", public_prefix=f"{public}/cog/uploads/{secret}/")
+            UploadStore(settings.storage.uploads_dir, public_prefix=f"{public}/cog/uploads/{secret}/")
             if secret
             else None
         )
