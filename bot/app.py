@@ -65,7 +65,11 @@ class Core:
         self.config_path = config_path
         self.process_id = new_holder("process")[len("process:") :]  # host, process id, a random part
         # SQLite in [storage] dir, or PostgreSQL at [storage] url / ENCORE_DATABASE_URL (bot/storage/backend.py).
-        self.db = database_for(settings.storage, database_url(settings.storage.url, secrets.database_url))
+        self.db = database_for(
+            settings.storage,
+            database_url(settings.storage.url, secrets.database_url),
+            name=f"encore {self.process_id}",  # pg_stat_activity shows which process holds a connection
+        )
         # Notices between the processes sharing the database (in this process only on SQLite).
         self.notifier = notifier_for(self.db, self.process_id, recheck_s=settings.storage.recheck_s)
         self.repo = JobsRepo(self.db)

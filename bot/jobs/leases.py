@@ -26,10 +26,12 @@ from enum import StrEnum
 
 from bot.errors import StorageError
 from bot.storage.leases_repo import LeasesRepo
+from bot.storage.notify import Notice, Notifier
 
 log = logging.getLogger(__name__)
 
 CLI_HOLDER = "cli:"  # the holder ids of `python -m bot generate` runs start with this
+RELEASED_CHANNEL = "leases_released"  # notices: a process gave its leases up (a clean stop): take its work now
 
 
 class Kind(StrEnum):
@@ -52,8 +54,10 @@ class Leases:
         holder: str,
         lease_s: Callable[[], float],
         clock: Callable[[], float],
+        notifier: Notifier | None = None,
     ) -> None:
-        """``lease_s()``: how long a lease lasts (``[jobs] lease_s``, read at each take)."""
+        """``lease_s()``: how long a lease lasts (``[jobs] lease_s``, read at each take); ``notifier``: tells the
+        other processes when this one gives its leases up, and hears when they do."""
         self._repo = repo
         self.holder = holder
         self._lease_s = lease_s
@@ -64,6 +68,10 @@ class Leases:
         self._on_tick: Callable[[], Awaitable[object]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._notifier = notifier
+        self._notifier_origin = notifier.origin if notifier is not None else ""
+        if notifier is not None:
+            notifier.subscribe(RELEASED_CHANNEL, self._heard_released)
 
     @property
     def repo(self) -> LeasesRepo:
@@ -150,9 +158,15 @@ class Leases:
         await self.halt()
         self._held.clear()
         try:
-            await self._repo.release_all(self.holder)
+            released = await self._repo.release_all(self.holder)
+            if released and self._notifier is not None:
+                await self._notifier.publish(RELEASED_CHANNEL)  # the others' keepers look at once
         except StorageError as exc:
             log.warning("could not give up this process's leases (they run out by themselves): %s", exc)
+
+    async def _heard_released(self, notice: Notice) -> None:
+        if notice.origin != self._notifier_origin:
+            self.poke()
 
     async def _run(self) -> None:
         while True:

@@ -139,7 +139,7 @@ def build_rooms(
         await reconcile.pick_up(job_id)
 
     tasks = Tasks(retry_delay=retry_delay)
-    leases = Leases(leases_repo, holder=holder, lease_s=lambda: settings().jobs.lease_s, clock=clock)
+    leases = Leases(leases_repo, holder=holder, lease_s=lambda: settings().jobs.lease_s, clock=clock, notifier=notifier)
     scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
     poller = Poller(poll, first.jobs, webhooks_on=webhook_url is not None, clock=clock)
     leases.track(Kind.POLL, uses=lambda job_id: job_id in poller, on_lost=poller.unschedule)

@@ -183,7 +183,7 @@ class PostgresNotifier(_Dispatcher):
         connection = await asyncpg.connect(
             self._db.url,
             timeout=self._connect_timeout_s,  # type: ignore[arg-type]  # asyncpg takes any number of seconds
-            server_settings={"application_name": "encore-listen"},
+            server_settings={"application_name": f"{self._db.application_name} listen"[:63]},
         )
         try:
             connection.add_termination_listener(self._on_termination)
