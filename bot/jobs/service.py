@@ -172,6 +172,11 @@ class JobService:
         self.poller.start()
         self._rooms.leases.start(self._rooms.reconcile.adopt_orphans if resume else None)
 
+    async def adopt_orphans(self) -> int:
+        """Take over now the work no live lease covers (a stopped process's jobs); the lease keeper does this every
+        third of ``[jobs] lease_s``. Returns how many jobs it took up."""
+        return await self._rooms.reconcile.adopt_orphans()
+
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Stop taking jobs, give downloads and deliveries in flight ``grace_s`` to finish, cancel the rest.
 

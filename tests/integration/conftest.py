@@ -34,6 +34,7 @@ class Harness:
         self.core: Core | None = None
         self.settings: Settings | None = None
         self.token: str | None = None  # the API token the bot uses (default: the fake's)
+        self.elevenlabs_key: str | None = None  # set (with an [elevenlabs] section) to make songs
 
     def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
         replicate = {
@@ -54,7 +55,10 @@ class Harness:
 
     @property
     def secrets(self) -> Secrets:
-        return Secrets(replicate_api_token=SecretStr(self.token or self.fake.token))
+        return Secrets(
+            replicate_api_token=SecretStr(self.token or self.fake.token),
+            elevenlabs_api_key=SecretStr(self.elevenlabs_key) if self.elevenlabs_key else None,
+        )
 
     async def start(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
         if self.settings is None or with_webhooks or sections:

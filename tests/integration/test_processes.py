@@ -29,6 +29,7 @@ from bot.records import Job, JobStatus
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.notify import Notice, Notifier
 from tests.conftest import StorageBackend
+from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.listener import RecordingListener
 from tests.fakes.replicate import FakeReplicate
 from tests.integration.conftest import Harness
@@ -237,6 +238,45 @@ async def test_jobs_of_a_process_that_dies_are_polled_and_delivered_by_another_o
     finally:
         for process in (a, b):
             await asyncio.to_thread(process.close)
+
+
+async def test_a_long_call_is_left_to_its_process_while_it_lives_and_interrupted_once_it_dies(
+    fake: FakeReplicate, backend: StorageBackend, tmp_path: Path
+) -> None:
+    """A song (one long call to ElevenLabs) is being made by A. B starting beside it leaves it alone (it used to
+    fail every unfinished call at its start, as if it were the only process); when A dies, B fails it as
+    interrupted (with Retry, not run again by itself: it costs money) once A's lease has run out."""
+    async with FakeElevenLabs(default_length_ms=5000) as eleven:
+        settings: dict[str, Any] = {
+            "jobs": {"lease_s": 1.0},
+            "elevenlabs": {"api_base": eleven.base_url, "retry_base_s": 0.01},
+        }
+        a = EncoreProcess("a", fake, tmp_path / "a", backend)
+        b = EncoreProcess("b", fake, tmp_path / "b", backend)
+        for process in (a, b):
+            process.harness.elevenlabs_key = eleven.api_key
+        try:
+            hold = eleven.hold(path="/v1/music/detailed")
+            await a.call(a.harness.start(**settings))
+            song = await a.call(a.harness.submit("a song", model="song", duration_s=4))
+            await hold.wait_held(timeout=WAIT_S)
+            await b.call(b.harness.start(**settings))
+            assert b.harness.core is not None
+            leases = LeasesRepo(b.harness.core.db)
+            assert await b.call(b.harness.service.adopt_orphans()) == 0  # a round of B's keeper, now
+            assert await b.call(leases.holder_of(Kind.CALL, song.id, now=time.time())) == a.harness.service.holder
+            assert (await b.call(b.harness.job(song.id))).status == JobStatus.SUBMITTED
+
+            await a.crash()
+            assert await b.call(b.harness.listener.wait_for_phase(song.id, timeout=WAIT_S)) == Phase.FAILED
+            failed = await b.call(b.harness.job(song.id))
+            assert failed.error is not None
+            assert "Interrupted" in failed.error
+            assert len(eleven.generations) == 1  # not made again by itself
+            hold.release()
+        finally:
+            for process in (a, b):
+                await asyncio.to_thread(process.close)
 
 
 async def test_a_clean_stop_hands_its_jobs_over_at_once(cluster: Cluster, fake: FakeReplicate) -> None:
