@@ -70,6 +70,7 @@ class Dispatch:
             try:
                 async with self._leases.claim(Kind.DELIVER, card) as mine:
                     if not mine:  # another process delivers this card (and looks again before it lets go)
+                        log.debug("card %s is being delivered by another process", card)
                         return
                     waiting = await self._deliver(job_id)
                 # A variation may have finished in another process while we held the card, its news refused by

@@ -155,6 +155,25 @@ async def test_a_job_started_on_one_process_is_delivered_once_by_the_one_its_web
     assert len(b.listener.delivered) == 1
 
 
+async def test_a_job_finished_by_another_process_frees_its_place_at_the_provider_here(
+    cluster: Cluster, fake: FakeReplicate
+) -> None:
+    """A may have one Replicate job in flight. Its job is finished by B (the webhook reached B); A's next poll
+    finds it over and frees its place, so A's next job starts."""
+    a = await cluster.start(with_webhooks=True, jobs={"webhook_grace_s": 0.2}, limits={"replicate_jobs_in_flight": 1})
+    b = await cluster.start(with_webhooks=True)
+    first = await a.submit(duration_s=2)
+    pid = await fake.wait_for_prediction()
+    fake.hold_webhooks(pid)
+    await fake.succeed(pid)
+    assert await fake.send_webhook(pid, url=webhook_url(b)) == 200
+    assert await b.listener.wait_for_phase(first.id, timeout=WAIT_S) == Phase.DONE
+    second = await a.submit(duration_s=2)  # waits for A's one place
+    assert await fake.wait_for_prediction(timeout=WAIT_S)
+    await a.listener.wait_for_phase(second.id, Phase.STARTING, timeout=WAIT_S)
+    fake.release_webhooks(pid)
+
+
 async def test_a_webhook_at_one_process_and_a_poll_at_another_fetch_and_deliver_once(
     cluster: Cluster, fake: FakeReplicate
 ) -> None:
@@ -177,6 +196,52 @@ async def test_a_webhook_at_one_process_and_a_poll_at_another_fetch_and_deliver_
     [delivered] = listener.deliveries_of(job.id)
     assert delivered.data
     assert (await stored(a, job.id)).status == JobStatus.DELIVERED
+
+
+async def test_a_job_waiting_for_its_webhook_stays_with_its_process(cluster: Cluster, fake: FakeReplicate) -> None:
+    """With webhooks on, A polls a new job only after a grace period: it holds the job's poll lease from its
+    submission on, so B's rounds don't take it for one whose process is gone."""
+    a = await cluster.start(with_webhooks=True)
+    b = await cluster.start()
+    job = await a.submit()
+    await fake.wait_for_prediction()
+    await a.listener.wait_for_phase(job.id, Phase.STARTING, timeout=WAIT_S)  # submitted; first poll a minute away
+    assert await b.service.adopt_orphans() == 0
+
+
+class SlowListener(RecordingListener):
+    """A Discord that takes its time over this process's deliveries, until told to go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def deliver(self, jobs: Sequence[Job]) -> int | None:
+        self.posting.set()
+        await self.go.wait()
+        return await super().deliver(jobs)
+
+
+async def test_a_process_starting_while_another_delivers_leaves_that_delivery_alone(
+    cluster: Cluster, fake: FakeReplicate
+) -> None:
+    """B starts (and takes up every finished job nobody is delivering) while A is posting a track: A holds the
+    card's delivery lease, so B leaves it; A's post is the only one."""
+    a = await cluster.start(listener=SlowListener())
+    assert isinstance(a.listener, SlowListener)
+    job = await a.submit(duration_s=2)
+    await fake.succeed(await fake.wait_for_prediction())
+    async with asyncio.timeout(WAIT_S):
+        await a.listener.posting.wait()
+    with LogLine("bot.jobs.dispatch", f"card {job.id} is being delivered by another process") as left:
+        b = await cluster.start()
+        await left.wait()
+    assert b.listener.delivery_attempts == 0
+    a.listener.go.set()
+    assert await a.listener.wait_for_phase(job.id, timeout=WAIT_S) == Phase.DONE
+    assert len(a.listener.deliveries_of(job.id)) == 1
+    assert b.listener.delivered == []
 
 
 # -- a process that dies loses nothing ------------------------------------------------------------------------
