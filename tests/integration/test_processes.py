@@ -139,6 +139,7 @@ async def test_a_job_started_on_one_process_is_delivered_once_by_the_one_its_web
     b = await cluster.start(with_webhooks=True)
     job = await a.submit(duration_s=3)
     pid = await fake.wait_for_prediction()
+    await a.listener.wait_for_phase(job.id, Phase.STARTING, timeout=WAIT_S)  # A recorded the submission
     fake.hold_webhooks(pid)  # A's own webhooks come late
     await fake.succeed(pid)
     assert await fake.send_webhook(pid, url=webhook_url(b)) == 200
@@ -164,6 +165,7 @@ async def test_a_job_finished_by_another_process_frees_its_place_at_the_provider
     b = await cluster.start(with_webhooks=True)
     first = await a.submit(duration_s=2)
     pid = await fake.wait_for_prediction()
+    await a.listener.wait_for_phase(first.id, Phase.STARTING, timeout=WAIT_S)
     fake.hold_webhooks(pid)
     await fake.succeed(pid)
     assert await fake.send_webhook(pid, url=webhook_url(b)) == 200
@@ -184,6 +186,7 @@ async def test_a_webhook_at_one_process_and_a_poll_at_another_fetch_and_deliver_
     b = await cluster.start(listener=listener, with_webhooks=True)
     job = await a.submit(duration_s=3)
     pid = await fake.wait_for_prediction()
+    await listener.wait_for_phase(job.id, Phase.STARTING, timeout=WAIT_S)  # A recorded the submission
     fake.hold_downloads(pid)  # a slow file server: both processes are in the middle at once
     with LogLine("bot.jobs.outputs", "another process is fetching its output") as refused:
         await fake.succeed(pid)

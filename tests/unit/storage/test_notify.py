@@ -150,7 +150,8 @@ async def test_a_lost_listening_connection_is_made_again_and_nothing_is_missed(
         assert other.reconnects == 1
         assert other.backend_pid not in (None, old_pid)
         await notifier.publish("pause", "after")
-        assert (await heard.next_sent()).payload == "after"
+        while (notice := await heard.next_sent()).payload != "after":
+            assert notice.payload == "sent while nobody listened, maybe"  # it came after all, once
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
