@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from bot.errors import BotError, NotAllowedError
 from bot.guild_settings import GuildSettings
 from bot.jobs.leases import Kind
 from bot.jobs.phase import Phase
+from bot.jobs.retention import DAY_S, Janitor
 from bot.records import Job, JobStatus
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.notify import Notice, Notifier
@@ -245,6 +247,32 @@ async def test_a_process_starting_while_another_delivers_leaves_that_delivery_al
     assert await a.listener.wait_for_phase(job.id, timeout=WAIT_S) == Phase.DONE
     assert len(a.listener.deliveries_of(job.id)) == 1
     assert b.listener.delivered == []
+
+
+async def test_another_process_clean_up_keeps_a_file_that_waits_to_be_posted(
+    cluster: Cluster, fake: FakeReplicate
+) -> None:
+    """B's clean-up runs (a month later, by its clock, with the file as old) while A is posting a track from the
+    shared files: a file of a job not yet delivered is never deleted, whoever downloaded it."""
+    a = await cluster.start(listener=SlowListener(), storage={"keep_files_days": 1})
+    b = await cluster.start(storage={"keep_files_days": 1})
+    assert isinstance(a.listener, SlowListener)
+    assert b.core is not None
+    assert b.settings is not None
+    job = await a.submit(duration_s=2)
+    await fake.succeed(await fake.wait_for_prediction())
+    async with asyncio.timeout(WAIT_S):
+        await a.listener.posting.wait()
+    track = Path((await stored(b, job.id)).output_path or "")
+    month_ago = time.time() - 30 * DAY_S
+    os.utime(track, (month_ago, month_ago))
+    janitor = Janitor(b.core.repo, b.settings.storage, clock=lambda: time.time() + 30 * DAY_S)
+    await janitor.sweep()
+    assert track.exists()
+    a.listener.go.set()
+    assert await a.listener.wait_for_phase(job.id, timeout=WAIT_S) == Phase.DONE
+    [delivered] = a.listener.deliveries_of(job.id)
+    assert delivered.data == track.read_bytes()
 
 
 # -- a process that dies loses nothing ------------------------------------------------------------------------
