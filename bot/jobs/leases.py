@@ -90,7 +90,7 @@ class Leases:
     # -- taking and giving up ------------------------------------------------------------------------------
 
     def holds(self, kind: Kind, key: str) -> bool:
-        """This process holds the lease with at least two thirds of its time left (no need to ask again)."""
+        """This process holds the lease with more than a third of its time left (no need to ask again)."""
         until = self._held.get((kind, key))
         return until is not None and until - self._clock() > self._lease_s() / 3
 
@@ -161,7 +161,7 @@ class Leases:
             released = await self._repo.release_all(self.holder)
             if released and self._notifier is not None:
                 await self._notifier.publish(RELEASED_CHANNEL)  # the others' keepers look at once
-        except StorageError as exc:
+        except Exception as exc:  # stopping goes on whatever the database says: the leases run out by themselves
             log.warning("could not give up this process's leases (they run out by themselves): %s", exc)
 
     async def _heard_released(self, notice: Notice) -> None:

@@ -124,6 +124,10 @@ class Submitter:
             if resolved is None:
                 return
             job = resolved
+        # This process will poll it: its lease is taken before the job shows as at the provider, so no other
+        # process takes it for one whose process is gone (and before the create, not between its answer and the
+        # record of it: a fast provider's news may come at once).
+        await self._leases.take(Kind.POLL, job.id)
         if not await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts + 1):
             return  # canceled meanwhile
         job = job.model_copy(update={"attempts": job.attempts + 1})
@@ -164,9 +168,8 @@ class Submitter:
         return job.model_copy(update={"input": data})
 
     async def _record_submission(self, job: Job, prediction: Prediction) -> None:
-        # This process polls it: its lease is taken before the job shows as at the provider, so no other
-        # process takes it for one whose process is gone.
-        await self._leases.take(Kind.POLL, job.id)
+        if not self._leases.holds(Kind.POLL, job.id):  # a create that took long, or a submission found by listing
+            await self._leases.take(Kind.POLL, job.id)
         won = await self._repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self._clock())
         if not won:  # canceled while the create was in flight: don't leave it running upstream
             await self.cancel_upstream(job.provider, prediction.id)
