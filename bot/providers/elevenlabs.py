@@ -1,9 +1,12 @@
 """ElevenLabs Music: songs with vocals (``/v1/music/detailed``), composition plans and stem separation.
 
-Unlike Replicate these are long synchronous calls: the request itself is the job. The job service runs
-them as tasks it owns (cancel = abort the request) and reports progress as bytes arrive. Errors are
-translated once, here, into messages people can act on: a refused prompt comes with ElevenLabs' own
-suggestion, quota and credit problems name who must fix them, rate limits back off.
+Unlike Replicate these are long synchronous calls: the request itself is the job (a
+:class:`~bot.providers.base.CallProvider`, and a :class:`~bot.providers.base.Planner`). The job service runs
+them as tasks it owns (cancel = abort the request) and reports progress as bytes arrive. What ElevenLabs
+wants is decided here: the model id and format from ``[elevenlabs]``, sections kept to their lengths on
+``music_v1``, a seed sent only with a composition plan. Errors are translated once, here, into messages people
+can act on: a refused prompt comes with ElevenLabs' own suggestion, quota and credit problems name who must fix
+them, rate limits back off.
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ import logging
 import wave
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
+from pydantic import AnyHttpUrl, Field
 from yarl import URL
 
 from bot import metrics
+from bot.audio.stems import StemsError, unpack_stems
+from bot.catalog import ELEVENLABS_STEMS, STEM_VARIATIONS
+from bot.catalog.elevenlabs import SongOutputFormat, StemsOutputFormat
+from bot.catalog.plans import instrumental
+from bot.config import Section, Settings
 from bot.errors import (
+    OutputError,
     PromptRefusedError,
     ProviderAuthError,
     ProviderCreditsError,
@@ -41,18 +51,48 @@ from bot.providers.base import (
     ProviderRoute,
     ProviderSpec,
     Song,
+    Stems,
     WebhookRoute,
 )
 from bot.providers.retry import RetryPolicy, retry_after_s
 
 if TYPE_CHECKING:
-    from bot.config import LimitsSettings, Settings
+    from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
+
+
+class ElevenLabsSettings(Section):
+    """``[elevenlabs]``: ElevenLabs Music (ELEVENLABS_API_KEY in the environment): full songs with vocals,
+    composition plans, song metadata and stems."""
+
+    api_base: AnyHttpUrl = AnyHttpUrl("https://api.elevenlabs.io")
+    # music_v1 takes composition plans as styles + sections; music_v2 as chunks. Plans follow this model.
+    model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
+    # Songs' format when /music song is given no `format:` (see SongOutputFormat).
+    output_format: SongOutputFormat = "mp3_44100_128"
+    # Stem separation's format: not the songs' (stems take no "auto" and no mp3_48000_*).
+    stems_output_format: StemsOutputFormat = "mp3_44100_128"
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
+    read_timeout_s: float = Field(default=300.0, gt=0, le=3600)
+    total_timeout_s: float = Field(default=900.0, gt=0, le=7200)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_base_s: float = Field(default=2.0, gt=0, le=60)
+
+
+def _settings(settings: Settings) -> ElevenLabsSettings:
+    return settings.section("elevenlabs", ElevenLabsSettings)
+
 
 _PROGRESS_EVERY = 256 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
+
+
+def _signed(input: Mapping[str, Any], output_format: str) -> bool:
+    """The job's server asked for C2PA content credentials, and its output is MP3 (ElevenLabs signs only MP3)."""
+    return bool(input.get("sign_with_c2pa")) and output_format.startswith("mp3_")
 
 
 def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderError:
@@ -109,10 +149,16 @@ class ElevenLabsClient:
         *,
         api_base: str,
         api_key: str,
+        model_id: str = "music_v1",
+        output_format: str = "mp3_44100_128",
+        stems_output_format: str = "mp3_44100_128",
         max_retries: int = 3,
         retry_base_s: float = 2.0,
         total_timeout_s: float = 900.0,
     ) -> None:
+        self.plan_model = model_id  # songs and plans are made by this model; plans take its shape
+        self.output_format = output_format  # a song's, unless its input says (FormatDefault)
+        self._stems_output_format = stems_output_format
         self._session = session
         self._base = URL(api_base.rstrip("/"))
         self._key = api_key
@@ -125,16 +171,19 @@ class ElevenLabsClient:
     def from_settings(cls, context: BuildContext, routes: Sequence[ProviderRoute]) -> ElevenLabsClient | None:
         """The client for ``[elevenlabs]`` when ELEVENLABS_API_KEY is set (songs, plans and its stems are
         optional: without the key they are off, said once if a setting routes work here)."""
-        key = context.secrets.elevenlabs_api_key
+        key = context.secrets.get("ELEVENLABS_API_KEY")
         if key is None:
             if routes:
                 log.info("ELEVENLABS_API_KEY is not set: /music song, plans and ElevenLabs stems are off")
             return None
-        cfg = context.settings.elevenlabs
+        cfg = _settings(context.settings)
         return cls(
             context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
             api_base=str(cfg.api_base),
             api_key=key.get_secret_value(),
+            model_id=cfg.model_id,
+            output_format=cfg.output_format,
+            stems_output_format=cfg.stems_output_format,
             max_retries=cfg.max_retries,
             retry_base_s=cfg.retry_base_s,
             total_timeout_s=cfg.total_timeout_s,
@@ -214,6 +263,63 @@ class ElevenLabsClient:
                 "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {cause(exc)}"
             ) from None
 
+    # -- the call protocol --------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        model: str,
+        input: dict[str, Any],
+        *,
+        files: Mapping[str, str],
+        length_s: float,
+        dest: Path,
+        max_bytes: int,
+        on_bytes: ProgressCallback | None = None,
+    ) -> Song | Stems:
+        """A song (``/music song``, a composed plan) or the stems of ``files["file"]``, in one call. An input's
+        ``sign_with_c2pa`` (the server asked for C2PA content credentials) is sent only for MP3: ElevenLabs signs
+        nothing else and refuses the request."""
+        if model == ELEVENLABS_STEMS.key:
+            variation = STEM_VARIATIONS.get(str(input.get("stems")), "six_stems_v1")
+            archive = await self.separate_stems(
+                Path(files["file"]),
+                variation=variation,
+                output_format=self._stems_output_format,
+                sign_with_c2pa=_signed(input, self._stems_output_format),
+            )
+            try:
+                return Stems(await asyncio.to_thread(unpack_stems, archive, Path(f"{dest}-stems"), max_bytes))
+            except StemsError as exc:
+                raise OutputError("The stems came back damaged. Please try again.", detail=str(exc)) from None
+        body = {key: value for key, value in input.items() if key not in ("output_format", "sign_with_c2pa")}
+        output_format = str(input.get("output_format", self.output_format))
+        body["model_id"] = self.plan_model
+        if _signed(input, output_format):
+            body["sign_with_c2pa"] = True
+        if "composition_plan" in body and self.plan_model == "music_v1":
+            body["respect_sections_durations"] = True  # later models always keep them
+        if "seed" in body and "prompt" in body:
+            body = await self._song_from_plan(body)
+        path = Path(f"{dest}{song_suffix(output_format)}")
+        song = await self.compose(body, path, output_format=output_format, length_s=length_s, on_bytes=on_bytes)
+        song.model = self.plan_model
+        return song
+
+    async def _song_from_plan(self, body: dict[str, Any]) -> dict[str, Any]:
+        """ElevenLabs takes a seed only with a composition plan: plan the prompt first (free), then compose it."""
+        plan = await self.plan(str(body["prompt"]), length_ms=body.get("music_length_ms"))
+        if body.get("force_instrumental"):
+            plan = instrumental(plan)
+        return {
+            "composition_plan": plan,
+            "model_id": body["model_id"],
+            "seed": body["seed"],
+            **({"respect_sections_durations": True} if body["model_id"] == "music_v1" else {}),
+            **({"sign_with_c2pa": True} if body.get("sign_with_c2pa") else {}),
+        }
+
+    # -- the endpoints ----------------------------------------------------------------------------------
+
     async def compose(
         self,
         body: dict[str, Any],
@@ -237,10 +343,10 @@ class ElevenLabsClient:
         )
 
     async def plan(
-        self, prompt: str, *, model_id: str, length_ms: int | None = None, source: dict[str, Any] | None = None
+        self, prompt: str, *, length_ms: int | None = None, source: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """A composition plan for ``prompt`` (costs no credits)."""
-        body: dict[str, Any] = {"prompt": prompt, "model_id": model_id}
+        """A composition plan for ``prompt`` (costs no credits), shaped for :attr:`plan_model`."""
+        body: dict[str, Any] = {"prompt": prompt, "model_id": self.plan_model}
         if length_ms is not None:
             body["music_length_ms"] = length_ms
         if source is not None:
@@ -364,4 +470,5 @@ PROVIDER = ProviderSpec[ElevenLabsClient](
     on_restart=OnRestart.INTERRUPTED,
     check=check_settings,
     build=ElevenLabsClient.from_settings,
+    settings=ElevenLabsSettings,
 )

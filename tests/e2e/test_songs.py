@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.catalog import SONG_FORMATS
+from bot.providers.elevenlabs import ElevenLabsSettings
 from tests.e2e.conftest import (
     Encore,
     card_field,
@@ -270,7 +271,7 @@ async def test_an_api_base_with_a_path_keeps_it(encore: Encore, sim: DiscordSimu
     """ElevenLabs behind a proxy at http://proxy/elevenlabs: songs, plans and stems all go under that path."""
     async with FakeElevenLabs(default_length_ms=5000, prefix="/elevenlabs") as eleven:
         use_elevenlabs(encore, eleven)
-        assert encore.settings.elevenlabs.api_base.path == "/elevenlabs"
+        assert encore.settings.section("elevenlabs", ElevenLabsSettings).api_base.path == "/elevenlabs"
         await encore.start()
         alice = sim.user("alice")
         song = await alice.slash("music song", prompt="a song through a proxy", length=3)
