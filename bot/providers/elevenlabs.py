@@ -12,13 +12,11 @@ them, rate limits back off.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
-import wave
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 from pydantic import AnyHttpUrl, Field
@@ -39,9 +37,9 @@ from bot.errors import (
     ProviderInputError,
     ProviderRateLimitError,
     ProviderUnavailableError,
+    TooLargeError,
     cause,
 )
-from bot.providers import multipart
 from bot.providers.base import (
     BuildContext,
     Costed,
@@ -54,6 +52,7 @@ from bot.providers.base import (
     Stems,
     WebhookRoute,
 )
+from bot.providers.elevenlabs_song import CUT_OFF, receive_song, song_suffix
 from bot.providers.retry import RetryPolicy, retry_after_s
 
 if TYPE_CHECKING:
@@ -85,7 +84,10 @@ def _settings(settings: Settings) -> ElevenLabsSettings:
     return settings.section("elevenlabs", ElevenLabsSettings)
 
 
-_PROGRESS_EVERY = 256 * 1024
+T = TypeVar("T")
+# Caps on what an answer may hold, unless the caller says ([storage] max_output_bytes for songs and stems).
+_MAX_SONG_BYTES = 200 * 1024 * 1024
+_MAX_PLAN_BYTES = 4 * 1024 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
 
@@ -192,17 +194,17 @@ class ElevenLabsClient:
     async def _request(
         self,
         path: str,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
         *,
         json_body: Any = None,
         data: Callable[[], aiohttp.FormData] | None = None,
         query: dict[str, str] | None = None,
-        on_bytes: ProgressCallback | None = None,
-    ) -> tuple[bytes, str, Mapping[str, str]]:
-        """POST and read the whole answer. Retries only refusals (429) with backoff; returns body, type, headers
-        (case-insensitive, as HTTP header names are)."""
+    ) -> T:
+        """POST, and ``read`` the 200 answer (an error answer is a typed ProviderError). Retries only refusals
+        (429) with backoff: anything else may have cost credits."""
         url = (self._base / path.lstrip("/")).with_query(query or {})  # keeps a base path (a proxy's prefix)
         return await self._retry.call(
-            lambda: self._post(url, path, json_body=json_body, data=data, on_bytes=on_bytes),
+            lambda: self._post(url, path, read, json_body=json_body, data=data),
             retry_if=lambda error: isinstance(error, ProviderRateLimitError),
             what=f"ElevenLabs {path}",
         )
@@ -211,11 +213,11 @@ class ElevenLabsClient:
         self,
         url: URL,
         path: str,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
         *,
         json_body: Any,
         data: Callable[[], aiohttp.FormData] | None,
-        on_bytes: ProgressCallback | None,
-    ) -> tuple[bytes, str, Mapping[str, str]]:
+    ) -> T:
         """One attempt of :meth:`_request`; a failure is a typed ProviderError."""
         try:
             with metrics.provider_call(self.name, _OPERATIONS.get(path, path.rsplit("/", 1)[-1])):
@@ -233,31 +235,13 @@ class ElevenLabsClient:
                             except (ValueError, aiohttp.ClientError):
                                 body = None
                             raise error_for(response.status, body, retry_after_s(response.headers))
-                        chunks: list[bytes] = []
-                        received = 0
-                        reported = 0
-                        async for chunk in response.content.iter_chunked(64 * 1024):
-                            chunks.append(chunk)
-                            received += len(chunk)
-                            if on_bytes is not None and received - reported >= _PROGRESS_EVERY:
-                                reported = received
-                                await on_bytes(received)
-                        expected = response.content_length
-                        if expected is not None and received != expected:
-                            raise ProviderUnavailableError(
-                                "The song was cut off on its way from ElevenLabs. Please try again.",
-                                detail=f"{received} of {expected} bytes",
-                            )
-                        content_type = response.headers.get("Content-Type", "")
-                        return b"".join(chunks), content_type, response.headers.copy()
+                        return await read(response)
         except TimeoutError:
             raise ProviderUnavailableError(
                 "ElevenLabs took too long. Please try again.", detail=f"{path}: timed out"
             ) from None
         except aiohttp.ClientPayloadError:
-            raise ProviderUnavailableError(
-                "The song was cut off on its way from ElevenLabs. Please try again.", detail=f"{path}: payload"
-            ) from None
+            raise ProviderUnavailableError(CUT_OFF, detail=f"{path}: payload") from None
         except aiohttp.ClientError as exc:
             raise ProviderUnavailableError(
                 "I couldn't reach ElevenLabs. Please try again later.", detail=f"{path}: {cause(exc)}"
@@ -286,6 +270,7 @@ class ElevenLabsClient:
                 variation=variation,
                 output_format=self._stems_output_format,
                 sign_with_c2pa=_signed(input, self._stems_output_format),
+                max_bytes=max_bytes,
             )
             try:
                 return Stems(await asyncio.to_thread(unpack_stems, archive, Path(f"{dest}-stems"), max_bytes))
@@ -301,7 +286,9 @@ class ElevenLabsClient:
         if "seed" in body and "prompt" in body:
             body = await self._song_from_plan(body)
         path = Path(f"{dest}{song_suffix(output_format)}")
-        song = await self.compose(body, path, output_format=output_format, length_s=length_s, on_bytes=on_bytes)
+        song = await self.compose(
+            body, path, output_format=output_format, length_s=length_s, max_bytes=max_bytes, on_bytes=on_bytes
+        )
         song.model = self.plan_model
         return song
 
@@ -327,20 +314,21 @@ class ElevenLabsClient:
         *,
         output_format: str,
         length_s: float,
+        max_bytes: int = _MAX_SONG_BYTES,
         on_bytes: ProgressCallback | None = None,
     ) -> Song:
-        """A song with its metadata (``/v1/music/detailed``), its audio written to ``dest``.
+        """A song with its metadata (``/v1/music/detailed``), its audio streamed to ``dest``.
 
         ``dest`` should end in :func:`song_suffix`: raw PCM is stored as WAV, its channel count read from its
         size against ``length_s`` (the length asked for), since ElevenLabs doesn't document it.
         """
-        raw, content_type, headers = await self._request(
-            "/v1/music/detailed", json_body=body, query={"output_format": output_format}, on_bytes=on_bytes
-        )
-        pcm_rate = _pcm_rate(output_format)
-        return await asyncio.to_thread(
-            _store_song, raw, content_type, headers.get("song-id"), dest, pcm_rate=pcm_rate, length_s=length_s
-        )
+
+        async def read(response: aiohttp.ClientResponse) -> Song:
+            return await receive_song(
+                response, dest, output_format=output_format, length_s=length_s, max_bytes=max_bytes, on_bytes=on_bytes
+            )
+
+        return await self._request("/v1/music/detailed", read, json_body=body, query={"output_format": output_format})
 
     async def plan(
         self, prompt: str, *, length_ms: int | None = None, source: dict[str, Any] | None = None
@@ -351,7 +339,7 @@ class ElevenLabsClient:
             body["music_length_ms"] = length_ms
         if source is not None:
             body["source_composition_plan"] = source
-        raw, _, _ = await self._request("/v1/music/plan", json_body=body)
+        raw, _ = await self._request("/v1/music/plan", _read_all(_MAX_PLAN_BYTES), json_body=body)
         try:
             plan = json.loads(raw)
         except ValueError:
@@ -361,10 +349,16 @@ class ElevenLabsClient:
         return plan
 
     async def separate_stems(
-        self, path: Path, *, variation: str, output_format: str, sign_with_c2pa: bool = False
+        self,
+        path: Path,
+        *,
+        variation: str,
+        output_format: str,
+        sign_with_c2pa: bool = False,
+        max_bytes: int = _MAX_SONG_BYTES,
     ) -> bytes:
-        """A ZIP of stems of the audio at ``path`` (two or six); ``sign_with_c2pa`` (a form field, as the SDK
-        sends it; MP3 formats only) asks for C2PA content credentials on each."""
+        """A ZIP of stems of the audio at ``path`` (two or six), at most ``max_bytes``; ``sign_with_c2pa`` (a form
+        field, as the SDK sends it; MP3 formats only) asks for C2PA content credentials on each."""
         audio = await asyncio.to_thread(path.read_bytes)
 
         def form() -> aiohttp.FormData:
@@ -375,71 +369,28 @@ class ElevenLabsClient:
                 body.add_field("sign_with_c2pa", "true")
             return body
 
-        raw, content_type, _ = await self._request(
-            "/v1/music/stem-separation", data=form, query={"output_format": output_format}
+        raw, content_type = await self._request(
+            "/v1/music/stem-separation", _read_all(max_bytes), data=form, query={"output_format": output_format}
         )
         if not content_type.startswith(("application/zip", "application/octet-stream")):
             raise ProviderUnavailableError(detail=f"stem separation answered {content_type!r}")
         return raw
 
 
-def song_suffix(output_format: str) -> str:
-    """The file extension of a song in ``output_format`` as stored (raw PCM is wrapped as WAV)."""
-    return {"opus": ".opus", "pcm": ".wav"}.get(output_format.split("_", 1)[0], ".mp3")
+def _read_all(max_bytes: int) -> Callable[[aiohttp.ClientResponse], Awaitable[tuple[bytes, str]]]:
+    """A reader of a whole answer (a plan, a ZIP of stems) and its type, refused past ``max_bytes``."""
 
+    async def read(response: aiohttp.ClientResponse) -> tuple[bytes, str]:
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLargeError(detail=f"ElevenLabs answered more than {max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks), response.headers.get("Content-Type", "")
 
-def _pcm_rate(output_format: str) -> int | None:
-    """The sample rate of a raw PCM format (``pcm_44100``), None for the others."""
-    codec, _, rest = output_format.partition("_")
-    return int(rest) if codec == "pcm" and rest.isdigit() else None
-
-
-def _wav(pcm: bytes, *, rate: int, length_s: float) -> bytes:
-    """Raw 16-bit little-endian PCM as a WAV file. ElevenLabs doesn't say how many channels it sends: a stereo
-    song has twice the bytes of a mono one of the same length, so the size against ``length_s`` tells."""
-    mono_s = len(pcm) / (2 * rate)
-    channels = 2 if length_s > 0 and mono_s / length_s > 1.5 else 1
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm[: len(pcm) - len(pcm) % (2 * channels)])
-    return out.getvalue()
-
-
-def _store_song(
-    raw: bytes, content_type: str, song_id: str | None, dest: Path, *, pcm_rate: int | None, length_s: float
-) -> Song:
-    try:
-        parts = multipart.parse(raw, multipart.boundary_of(content_type))
-    except multipart.MultipartError as exc:
-        raise ProviderUnavailableError(
-            "The song was cut off on its way from ElevenLabs. Please try again.", detail=str(exc)
-        ) from None
-    meta_part = next((p for p in parts if p.content_type == "application/json"), None)
-    audio_part = next((p for p in parts if p.content_type.startswith("audio/")), None)
-    if audio_part is None or not audio_part.content:
-        raise ProviderUnavailableError(detail="detailed response without audio")
-    info: dict[str, Any] = {}
-    if meta_part is not None:
-        try:
-            info = json.loads(meta_part.content)
-        except ValueError:
-            log.warning("ElevenLabs sent unreadable song metadata")
-    audio, audio_type = audio_part.content, audio_part.content_type
-    if pcm_rate is not None:
-        audio, audio_type = _wav(audio, rate=pcm_rate, length_s=length_s), "audio/wav"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(audio)
-    return Song(
-        path=dest,
-        size=len(audio),
-        content_type=audio_type,
-        metadata=info.get("song_metadata") or {},
-        plan=info.get("composition_plan"),
-        song_id=song_id,
-    )
+    return read
 
 
 # -- what the core needs to know (see bot/providers/registry.py) ---------------------------------------
