@@ -176,7 +176,7 @@ class StorageSettings(Section):
     url: str = ""
     # PostgreSQL only: how many connections this process keeps to it at most.
     pool_size: int = Field(default=10, ge=1, le=1000)
-    # Output downloads are capped in size and time.
+    # Output downloads are capped in size (a file fetched, a song as it streams in, a ZIP of stems) and time.
     max_output_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
