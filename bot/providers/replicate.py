@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from pydantic import AnyHttpUrl, Field, ValidationError
+from pydantic import ValidationError
 from yarl import URL
 
 from bot import logs, metrics
 from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
-from bot.config import Section, Settings, require_secret
+from bot.config import Settings, require_secret
 from bot.errors import (
     ConfigError,
     OutputError,
@@ -52,8 +52,10 @@ from bot.providers.replicate_api import (
     PredictionPage,
     PredictionRequest,
     Problem,
+    ReplicateSettings,
     WebhookSecret,
     error_for,
+    replicate_settings,
 )
 from bot.providers.retry import RetryPolicy, retry_after_s
 
@@ -63,27 +65,6 @@ if TYPE_CHECKING:
     from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
-
-
-class ReplicateSettings(Section):
-    """``[replicate]``: Replicate's API (REPLICATE_API_TOKEN, REPLICATE_WEBHOOK_SECRET in the environment)."""
-
-    api_base: AnyHttpUrl = AnyHttpUrl("https://api.replicate.com/v1")
-    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
-    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
-    max_retries: int = Field(default=4, ge=0, le=10)
-    retry_base_s: float = Field(default=0.5, gt=0, le=60)
-    # Cancel a prediction on Replicate's side if it has not finished by then (Cancel-After).
-    prediction_deadline_s: int = Field(default=1200, ge=5, le=7200)
-    # Hosts allowed for output downloads besides api_base's own host.
-    delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
-    # Replicate's documented rate limits per account; Encore spreads its calls to stay under them.
-    creates_per_minute: int = Field(default=600, ge=10, le=100_000)
-    requests_per_minute: int = Field(default=3000, ge=10, le=100_000)
-
-
-def _settings(settings: Settings) -> ReplicateSettings:
-    return settings.section("replicate", ReplicateSettings)
 
 
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -145,7 +126,7 @@ class ReplicateClient:
         """The client for ``[replicate]`` with REPLICATE_API_TOKEN; None when no setting routes work here."""
         if not routes:
             return None
-        secrets, cfg = context.secrets, _settings(context.settings)
+        secrets, cfg = context.secrets, replicate_settings(context.settings)
         token = require_secret(secrets.get("REPLICATE_API_TOKEN"), "REPLICATE_API_TOKEN")
         signing = secrets.get("REPLICATE_WEBHOOK_SECRET")
         return cls(

@@ -10,7 +10,7 @@ from bot.config import Secrets, describe
 from bot.errors import ConfigError
 from bot.providers.cog_server import CogSettings
 from bot.providers.registry import PROVIDERS, load_settings
-from bot.providers.replicate import ReplicateSettings
+from bot.providers.replicate_api import ReplicateSettings
 
 # The config with Encore's providers' sections (each declared in its provider's module).
 Settings = PROVIDERS.settings_model
