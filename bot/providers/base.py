@@ -310,6 +310,7 @@ class ProviderSpec(Generic[ClientT]):
       at startup, shown masked by ``check-config`` and masked in the logs.
     - ``webhook_path``: where its signed webhooks come (``WebhookRoute.SIGNED``), from the settings; None:
       ``/<name>/webhooks``.
+    - ``label``: how the tags of a file it made name where it was made; None: its ``title``.
     """
 
     name: str
@@ -325,6 +326,7 @@ class ProviderSpec(Generic[ClientT]):
     settings: type[Section] | None = None
     secrets: tuple[str, ...] = ()
     webhook_path: Callable[[Settings], str] | None = None
+    label: str | None = None
 
     @property
     def secret_envs(self) -> tuple[str, ...]:

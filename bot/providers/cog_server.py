@@ -354,4 +354,5 @@ PROVIDER = ProviderSpec[CogClient](
     check=check_settings,
     build=CogClient.from_settings,
     settings=CogSettings,
+    label="a self-hosted Cog server",
 )

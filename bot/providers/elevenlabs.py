@@ -16,25 +16,18 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from pydantic import AnyHttpUrl, Field
 from yarl import URL
 
 from bot import metrics
 from bot.audio.stems import StemsError, unpack_stems
 from bot.catalog import ELEVENLABS_STEMS, STEM_VARIATIONS
-from bot.catalog.elevenlabs import SongOutputFormat, StemsOutputFormat
 from bot.catalog.plans import instrumental
-from bot.config import Section, Settings
+from bot.config import Settings
 from bot.errors import (
     OutputError,
-    PromptRefusedError,
-    ProviderAuthError,
-    ProviderCreditsError,
-    ProviderError,
-    ProviderInputError,
     ProviderRateLimitError,
     ProviderUnavailableError,
     TooLargeError,
@@ -52,6 +45,7 @@ from bot.providers.base import (
     Stems,
     WebhookRoute,
 )
+from bot.providers.elevenlabs_api import ElevenLabsSettings, elevenlabs_settings, error_for, signed
 from bot.providers.elevenlabs_song import CUT_OFF, receive_song, song_suffix
 from bot.providers.retry import RetryPolicy, retry_after_s
 
@@ -61,85 +55,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ElevenLabsSettings(Section):
-    """``[elevenlabs]``: ElevenLabs Music (ELEVENLABS_API_KEY in the environment): full songs with vocals,
-    composition plans, song metadata and stems."""
-
-    api_base: AnyHttpUrl = AnyHttpUrl("https://api.elevenlabs.io")
-    # music_v1 takes composition plans as styles + sections; music_v2 as chunks. Plans follow this model.
-    model_id: Literal["music_v1", "music_v2", "music_v2_5"] = "music_v1"
-    # Songs' format when /music song is given no `format:` (see SongOutputFormat).
-    output_format: SongOutputFormat = "mp3_44100_128"
-    # Stem separation's format: not the songs' (stems take no "auto" and no mp3_48000_*).
-    stems_output_format: StemsOutputFormat = "mp3_44100_128"
-    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
-    # A song can take minutes: the read timeout is per chunk of the response, the total caps the call.
-    read_timeout_s: float = Field(default=300.0, gt=0, le=3600)
-    total_timeout_s: float = Field(default=900.0, gt=0, le=7200)
-    max_retries: int = Field(default=3, ge=0, le=10)
-    retry_base_s: float = Field(default=2.0, gt=0, le=60)
-
-
-def _settings(settings: Settings) -> ElevenLabsSettings:
-    return settings.section("elevenlabs", ElevenLabsSettings)
-
-
 T = TypeVar("T")
 # Caps on what an answer may hold, unless the caller says ([storage] max_output_bytes for songs and stems).
 _MAX_SONG_BYTES = 200 * 1024 * 1024
 _MAX_PLAN_BYTES = 4 * 1024 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
-
-
-def _signed(input: Mapping[str, Any], output_format: str) -> bool:
-    """The job's server asked for C2PA content credentials, and its output is MP3 (ElevenLabs signs only MP3)."""
-    return bool(input.get("sign_with_c2pa")) and output_format.startswith("mp3_")
-
-
-def error_for(status: int, body: Any, retry_after_s: float | None) -> ProviderError:
-    """One ElevenLabs error response as a typed error with a message for people."""
-    detail = body.get("detail") if isinstance(body, dict) else None
-    text = json.dumps(body)[:300] if body is not None else ""
-    if status == 422:
-        fields = []
-        if isinstance(detail, list):
-            fields = sorted({str(item.get("loc", ["", ""])[-1]) for item in detail if isinstance(item, dict)})
-        return ProviderInputError(
-            "ElevenLabs refused those settings" + (f" ({', '.join(fields)})." if fields else "."), detail=text
-        )
-    info: dict[str, Any] = detail if isinstance(detail, dict) else {}
-    code = str(info.get("code") or info.get("status") or "")
-    raw_data = info.get("data")
-    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
-    if code == "bad_prompt":
-        suggestion = data.get("prompt_suggestion")
-        message = "ElevenLabs won't make that prompt (artist names and copyrighted lyrics aren't allowed)."
-        if suggestion:
-            message += f" Try: “{str(suggestion)[:300]}”"
-        return PromptRefusedError(message, detail=text, suggestion=suggestion)
-    if code == "bad_composition_plan":
-        return PromptRefusedError(
-            "ElevenLabs won't compose that plan (artist names and copyrighted lyrics aren't allowed). "
-            "I've kept its suggested plan for you.",
-            detail=text,
-            suggestion=data.get("composition_plan_suggestion"),
-        )
-    if code in ("quota_exceeded", "insufficient_credits") or status == 402:
-        return ProviderCreditsError(detail=text)
-    if status in (401, 403):
-        if code == "subscription_required":
-            return ProviderAuthError("The ElevenLabs plan Encore uses doesn't include music.", detail=text)
-        return ProviderAuthError("ElevenLabs rejected Encore's API key. An operator needs to fix it.", detail=text)
-    if status == 429:
-        message = {
-            "concurrent_limit_exceeded": "ElevenLabs is making as many songs as it allows. Please try again soon.",
-            "system_busy": "ElevenLabs is very busy right now. Please try again in a little while.",
-        }.get(code, "ElevenLabs is rate limiting Encore. Please try again in a minute.")
-        return ProviderRateLimitError(message, detail=text, retry_after_s=retry_after_s)
-    if status >= 500:
-        return ProviderUnavailableError("ElevenLabs had a problem. Please try again later.", detail=text)
-    return ProviderInputError("ElevenLabs couldn't do that.", detail=text)
 
 
 class ElevenLabsClient:
@@ -178,7 +99,7 @@ class ElevenLabsClient:
             if routes:
                 log.info("ELEVENLABS_API_KEY is not set: /music song, plans and ElevenLabs stems are off")
             return None
-        cfg = _settings(context.settings)
+        cfg = elevenlabs_settings(context.settings)
         return cls(
             context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
             api_base=str(cfg.api_base),
@@ -269,7 +190,7 @@ class ElevenLabsClient:
                 Path(files["file"]),
                 variation=variation,
                 output_format=self._stems_output_format,
-                sign_with_c2pa=_signed(input, self._stems_output_format),
+                sign_with_c2pa=signed(input, self._stems_output_format),
                 max_bytes=max_bytes,
             )
             try:
@@ -279,7 +200,7 @@ class ElevenLabsClient:
         body = {key: value for key, value in input.items() if key not in ("output_format", "sign_with_c2pa")}
         output_format = str(input.get("output_format", self.output_format))
         body["model_id"] = self.plan_model
-        if _signed(input, output_format):
+        if signed(input, output_format):
             body["sign_with_c2pa"] = True
         if "composition_plan" in body and self.plan_model == "music_v1":
             body["respect_sections_durations"] = True  # later models always keep them

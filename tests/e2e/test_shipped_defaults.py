@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.providers.elevenlabs import ElevenLabsSettings
+from bot.providers.elevenlabs_api import ElevenLabsSettings
 from tests.e2e.conftest import Encore, accepted, card_field, card_status, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.elevenlabs import FakeElevenLabs

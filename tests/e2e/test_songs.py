@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.catalog import SONG_FORMATS
-from bot.providers.elevenlabs import ElevenLabsSettings
+from bot.providers.elevenlabs_api import ElevenLabsSettings
 from tests.e2e.conftest import (
     Encore,
     card_field,
