@@ -18,6 +18,7 @@ from bot.jobs.retention import Janitor
 from bot.jobs.service import JobService
 from bot.providers import registry
 from bot.providers.base import WebhookRoute
+from bot.providers.plugins import Providers, Registry
 from bot.storage.databases import database_for
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
@@ -27,10 +28,9 @@ from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from bot.storage.voice_repo import VoiceRepo
-from bot.web.cog_server import CogRoutes
+from bot.web import routes
 from bot.web.ops import GatewayShards, OpsRoutes
 from bot.web.server import WebServer, create_app
-from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,12 @@ RELOADABLE = ("limits", "safety", "jobs")
 
 
 class Core:
-    def __init__(self, settings: Settings, secrets: Secrets) -> None:
+    def __init__(self, settings: Settings, secrets: Secrets, providers: Registry = registry.PROVIDERS) -> None:
+        """``providers``: the provider registry (Encore's own, unless a test adds one); ``settings`` are its
+        (``providers.load_settings``)."""
         self.settings = settings
         self.secrets = secrets
+        self.registry = providers
         # SQLite in [storage] dir, or PostgreSQL at [storage] url / ENCORE_DATABASE_URL (bot/storage/backend.py).
         self.db = database_for(settings.storage, database_url(settings.storage.url, secrets.database_url))
         self.repo = JobsRepo(self.db)
@@ -57,7 +60,7 @@ class Core:
         self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
         self.loops = LoopsRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
-        self.providers = registry.Providers({})  # built in open(), from the settings (bot/providers/registry.py)
+        self.providers = Providers({}, providers)  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None
         self.service: JobService | None = None
         self.janitor: Janitor | None = None
@@ -65,7 +68,7 @@ class Core:
 
     async def open(self) -> None:
         # Each provider the settings use checks them and builds itself (ConfigError before anything opens).
-        self.providers = registry.build(self.settings, self.secrets, self._session)
+        self.providers = self.registry.build(self.settings, self.secrets, self._session)
         try:
             await self.db.open()
         except BaseException:
@@ -104,31 +107,22 @@ class Core:
     ) -> JobService:
         """Start the web server and the job service.
 
-        The web server (webhooks, Cog uploads, ``/healthz``, ``/metrics``) runs when ``serve_web`` is set
-        (the bot) or when providers need to reach us (webhooks or Cog configured). ``gateway`` tells
+        The web server (the providers' webhooks and uploads, ``/healthz``, ``/metrics``) runs when ``serve_web``
+        is set (the bot) or when providers need to reach us (signed or per-job webhooks). ``gateway`` tells
         ``/healthz`` which of this process's Discord gateway shards are connected. ``resume=False`` leaves
         other unfinished jobs alone (the CLI shares the bot's database).
         """
         hooks = self.settings.webhooks
         public = str(hooks.public_url).rstrip("/") if hooks.public_url is not None else None
-        webhook_url: str | None = None
-        verifier: WebhookVerifier | None = None
-        signing = self.providers.signing()
-        if public is not None and signing is not None:
-            secret = await signing.webhook_secret()
-            if secret:
-                verifier = WebhookVerifier(secret)
-                webhook_url = public + hooks.path
+        # The providers' webhooks are mounted from their declarations; signed ones only with their secret.
+        signed = await routes.signed_routes(self.providers, self.settings) if public is not None else {}
         per_job = bool(self.providers.with_webhook(WebhookRoute.PER_JOB))
-        uploads = self.providers.uploads()
         service = JobService(
             repo=self.repo,
-            providers=self.providers.predictions(),
+            providers=self.providers,
             settings=self.settings,
             listener=listener,
-            webhook_url=webhook_url,
-            per_job_webhook_base=f"{public}/cog/webhooks" if per_job and public else None,
-            call_provider=self.providers.call_provider(),
+            signed_webhooks={name: f"{public}{route.path}" for name, route in signed.items()},
             plans=self.plans,
             guilds=self.guilds,
             preferences=self.preferences,
@@ -137,26 +131,16 @@ class Core:
             loops=self.loops,
         )
         self.service = service
-        if serve_web or verifier is not None or per_job:
-            cog_routes = None
-            if per_job:
-                secret = self.settings.cog.upload_secret
-                cog_routes = CogRoutes(
-                    on_webhook=service.accept_cog_webhook,
-                    expects_upload=service.expects_upload,
-                    uploads=uploads,
-                    upload_secret=secret.get_secret_value() if secret else None,
-                    max_upload_bytes=self.settings.storage.max_output_bytes,
-                    max_uploads_per_prediction=self.settings.cog.max_uploads_per_prediction,
-                )
+        if serve_web or signed or per_job:
             app = create_app(
-                webhook_path=hooks.path,
-                replicate_webhook=ReplicateWebhookView(verifier, service.accept_webhook) if verifier else None,
-                max_body_bytes=hooks.max_body_bytes,
-                cog=cog_routes,
-                ops=self._ops(gateway),
-                body_timeout_s=hooks.body_timeout_s,
+                max_body_bytes=hooks.max_body_bytes, ops=self._ops(gateway), body_timeout_s=hooks.body_timeout_s
             )
+            handlers = routes.Handlers(
+                signed=service.accept_webhook,
+                per_job=service.accept_job_webhook,
+                expects_upload=service.expects_upload,
+            )
+            routes.mount(app, self.providers, signed, handlers, max_upload_bytes=self.settings.storage.max_output_bytes)
             server = WebServer(app, host=hooks.host, port=hooks.port, header_timeout_s=hooks.header_timeout_s)
             await server.start()
             self.web = server
@@ -165,11 +149,11 @@ class Core:
             self.janitor = Janitor(
                 self.repo,
                 self.settings.storage,
-                uploads_dir=uploads.root if uploads else None,
+                uploads_dirs=[store.root for store in self.providers.upload_targets().values() if store is not None],
                 expects_upload=service.expects_upload,
             )
             self.janitor.start()
-        log.info("job service started (%s)", "webhooks + polling" if webhook_url or per_job else "polling only")
+        log.info("job service started (%s)", "webhooks + polling" if signed or per_job else "polling only")
         return service
 
     def reload(self, fresh: Settings) -> Settings:

@@ -107,17 +107,25 @@ class SubmissionUncertainError(ProviderError):
     retryable = True
 
 
-class CogBusyError(ProviderError):
-    """The self-hosted Cog model server is busy or still setting up: the job waits and is tried again."""
+class ProviderBusyError(ProviderError):
+    """The provider made nothing because it is busy (a model server running all it can, or still setting up): the
+    job keeps its place and is tried again after ``retry_after_s``. Never a failure."""
 
-    default_message = "The self-hosted model server is busy. Your job is waiting its turn."
+    default_message = "The model server is busy. Your job is waiting its turn."
     retryable = True
+
+    def __init__(
+        self, user_message: str | None = None, *, detail: str | None = None, retry_after_s: float = 5.0
+    ) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retry_after_s = retry_after_s
 
 
 class PredictionLostError(ProviderNotFoundError):
-    """The Cog server is idle but never reported our prediction: it was lost (e.g. the server restarted)."""
+    """A provider's prediction is gone without a word (its server restarted, say): the job may run again.
+    Raised by a provider's ``get`` when it can tell the prediction was lost rather than never known."""
 
-    default_message = "The self-hosted model server lost this job."
+    default_message = "The model server lost this job."
 
 
 class PromptRefusedError(ProviderInputError):

@@ -11,7 +11,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import load_settings
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
@@ -186,7 +185,7 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
     @app_commands.command(name="reload", description="Read the config again (limits, safety and job rules).")
     async def encore_reload(self, interaction: discord.Interaction[Any]) -> None:
         try:
-            fresh = await asyncio.to_thread(load_settings, self.bot.config_path)
+            fresh = await asyncio.to_thread(self.bot.read_settings)
         except ConfigError as exc:
             raise InvalidRequestError(f"The config wasn't reloaded: {exc.user_message}"[:1900]) from None
         self.bot.reload_settings(fresh)

@@ -12,10 +12,10 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot.catalog import plans
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, InvalidRequestError
-from bot.jobs import plans
 from bot.storage.plans_repo import PlanRecord
 from bot.text import inert
 from cogs._common import defer_card, origin, post_card

@@ -19,6 +19,7 @@ from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.providers.plugins import Registry
 from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
@@ -202,7 +203,7 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
     job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.INFO)
-    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits), ephemeral=True)
+    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits, bot.registry), ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -254,8 +255,9 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
     return client
 
 
-def info_embed(job: Job, limits: LimitsSettings) -> discord.Embed:
-    """Every parameter, the seed, timings and cost of a job (shown privately)."""
+def info_embed(job: Job, limits: LimitsSettings, registry: Registry) -> discord.Embed:
+    """Every parameter, the seed, timings and cost of a job (shown privately); whether the cost is what it ran
+    for is its provider's rule (``registry``)."""
     spec = MODELS.get(job.model)
     embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
     embed.add_field(name="Model", value=f"{spec.display_name if spec else job.model} (`{job.model_ref}`)", inline=False)
@@ -276,7 +278,7 @@ def info_embed(job: Job, limits: LimitsSettings) -> discord.Embed:
         timings.append(f"{job.finished_at - job.created_at:.1f} s in all")
     if timings:
         embed.add_field(name="Timings", value=", ".join(timings), inline=False)
-    if cost_is_actual(job, limits):
+    if cost_is_actual(job, limits, registry):
         embed.add_field(name="Cost", value=f"${job.cost_usd:.4f} (actual)", inline=True)
     else:
         embed.add_field(name="Cost", value=f"about ${job.cost_usd:.3f} (estimated)", inline=True)

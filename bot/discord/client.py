@@ -27,6 +27,7 @@ from bot.discord.replies import discord_text, reply_privately
 from bot.discord.shards import IdentifyGate, shard_states
 from bot.errors import BotError, StorageError
 from bot.jobs.service import JobService
+from bot.providers.plugins import Registry
 from bot.text import quoted
 from bot.web.ops import ShardState
 
@@ -120,6 +121,15 @@ class EncoreBot(commands.AutoShardedBot):
     def settings(self) -> Settings:
         """The settings in use (``/encore reload`` replaces some sections)."""
         return self.core.settings
+
+    @property
+    def registry(self) -> Registry:
+        """The providers' declarations (what a job's provider does, costs, is called)."""
+        return self.core.registry
+
+    def read_settings(self) -> Settings:
+        """The settings as the config file (``config_path``) and the environment say now (blocking: a thread)."""
+        return self.core.registry.load_settings(self.config_path)
 
     def reload_settings(self, fresh: Settings) -> None:
         """``/encore reload``: the reloadable sections of ``fresh`` reach the core and card delivery."""

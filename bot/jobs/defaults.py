@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.catalog import SONG, ModelSpec, duration_range, get_model
+from bot.catalog import ModelSpec, duration_range, get_model
 from bot.config import Settings
 from bot.errors import BotError
 from bot.guild_settings import GuildSettings
@@ -49,12 +49,15 @@ class Defaults:
         repo: PreferencesRepo | None,
         rules: Callable[[int | None], Awaitable[GuildSettings]],
         settings: Callable[[], Settings],
+        configured_format: Callable[[ModelSpec], str | None] = lambda spec: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``rules(guild_id)``: a server's own rules (none outside a server)."""
+        """``rules(guild_id)``: a server's own rules (none outside a server); ``configured_format(spec)``: the
+        format the model's provider makes when a request names none (a setting of its own), if it has one."""
         self._repo = repo
         self._rules = rules
         self._settings = settings
+        self._configured_format = configured_format
         self._clock = clock
 
     async def of(self, user_id: int) -> Preferences:
@@ -93,7 +96,7 @@ class Defaults:
         if Default.LENGTH in unset and prefs.duration_s is not None and spec.fixed_duration_s is None:
             update["duration_s"] = _length(prefs.duration_s, spec, rules, settings, notes)
         if Default.FORMAT in unset and prefs.format is not None:
-            value = _format(prefs.format, spec, settings, notes)
+            value = _format(prefs.format, spec, self._configured_format(spec), notes)
             if value is not None:
                 update["params"] = {**request.params, OUTPUT_FORMAT: value}
         if Default.COUNT in unset and prefs.count is not None:
@@ -129,10 +132,9 @@ def _length(preferred: int, spec: ModelSpec, rules: GuildSettings, settings: Set
     return length
 
 
-def _format(kind: str, spec: ModelSpec, settings: Settings, notes: list[str]) -> str | None:
+def _format(kind: str, spec: ModelSpec, configured: str | None, notes: list[str]) -> str | None:
     if kind not in formats_of(spec):
         kinds = ", ".join(formats_of(spec))
         notes.append(f"{spec.display_name} doesn't make {kind} (it makes {kinds}): your default format is left out.")
         return None
-    configured = settings.elevenlabs.output_format if spec is SONG else None  # the bot's own default
-    return format_setting(spec, kind, configured)
+    return format_setting(spec, kind, configured)  # the bot's own default if it makes that kind

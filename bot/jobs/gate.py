@@ -32,17 +32,17 @@ from typing import Any
 from bot.audio import AudioPool
 from bot.audio.probe import probe
 from bot.catalog import SEED_MAX, Capability, ModelRoute, ValidatedRequest, validate_request
+from bot.catalog.plans import texts as plan_texts
 from bot.config import Settings
 from bot.errors import BotError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import GuildSettings
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start
 from bot.jobs.pause import PauseSwitch
 from bot.jobs.phase import CardFeed
-from bot.jobs.plans import texts as plan_texts
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tasks import Tasks
 from bot.jobs.tickets import Clip, Shaped, Ticket
-from bot.logs import COG_TOKEN_PREFIX
+from bot.logs import CALLBACK_TOKEN_PREFIX
 from bot.records import Job, JobOrigin, JobRequest, new_job_id
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.job_rows import NewJob
@@ -269,7 +269,7 @@ class Gate:
                     request={**variant.as_record(), "context": dict(request.context)},
                     input={**(_plan_input(request.context, variant) or spec.build_input(variant)), **signing},
                     batch=(batch_id, index, validated.count) if batch_id else None,
-                    callback_token=COG_TOKEN_PREFIX + secrets.token_urlsafe(24),
+                    callback_token=CALLBACK_TOKEN_PREFIX + secrets.token_urlsafe(24),
                     input_files=request.files,
                     cost_usd=cost_each,
                 )

@@ -2,14 +2,15 @@
 
 Every report goes through :meth:`Intake.apply`, which is safe to call any number of times in any order: each
 move is a conditional UPDATE and only its winner acts. A finished prediction starts the output pipeline
-(one at a time per job). Webhooks are taken once per id; a Cog server's webhook must carry its job's token.
+(one at a time per job). Signed webhooks are taken once per id; a webhook to a job's own URL must carry its
+job's token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from bot.config import Settings
 from bot.errors import PredictionLostError, ProviderError, ProviderNotFoundError, ProviderRateLimitError
@@ -20,17 +21,13 @@ from bot.jobs.poller import Poller
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
 from bot.logs import job_context
-from bot.providers import registry
-from bot.providers.base import Prediction, PredictionProvider, PredictionStatus, WebhookRoute
+from bot.providers.base import Prediction, PredictionStatus, WebhookRoute
+from bot.providers.plugins import Providers
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
-
-
-def _reports_per_job(job: Job) -> bool:
-    return registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
 
 
 def _friendly_failure(prediction: Prediction) -> str:
@@ -44,7 +41,7 @@ class Intake:
         self,
         *,
         repo: JobsRepo,
-        providers: Mapping[str, PredictionProvider],
+        providers: Providers,
         cards: CardFeed,
         outcomes: Outcomes,
         outputs: Outputs,
@@ -55,7 +52,8 @@ class Intake:
         clock: Callable[[], float],
     ) -> None:
         self._repo = repo
-        self._providers = providers
+        self._registry = providers.registry
+        self._providers = providers.predictions()
         self._cards = cards
         self._outcomes = outcomes
         self._outputs = outputs
@@ -64,7 +62,10 @@ class Intake:
         self._tasks = tasks
         self._settings = settings
         self._clock = clock
-        self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
+        self._lost_once: set[str] = set()  # jobs whose provider said once that it lost them
+
+    def _reports_per_job(self, job: Job) -> bool:
+        return self._registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
 
     # -- webhooks -------------------------------------------------------------------------------------
 
@@ -90,21 +91,22 @@ class Intake:
         return True
 
     async def accept_job_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
-        """A webhook to a job's own URL (a Cog server's): True if the path's token is the job's (else refused)."""
+        """A webhook to a job's own URL (a provider reporting per job): True if the path's token is the job's (else
+        refused)."""
         job = await self._repo.get(job_id)
         if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
             return False
-        if _reports_per_job(job) and prediction.id == job.prediction_id:
+        if self._reports_per_job(job) and prediction.id == job.prediction_id:
             await self.apply(job, prediction)
         else:
             log.debug("job %s: ignoring a webhook for prediction %s", job.id, prediction.id)
         return True
 
     async def expects_upload(self, prediction_id: str) -> bool:
-        """Whether an active job is waiting for this prediction's files (a provider reporting to a URL of its
-        own per job, a Cog server, uploads them)."""
+        """Whether an active job is waiting for this prediction's files (a provider reporting per job that
+        uploads its outputs to Encore)."""
         job = await self._repo.get_by_prediction(prediction_id)
-        return job is not None and _reports_per_job(job) and job.status.is_active_at_provider
+        return job is not None and self._reports_per_job(job) and job.status.is_active_at_provider
 
     # -- applying a report ------------------------------------------------------------------------------
 
@@ -150,8 +152,8 @@ class Intake:
             return False
         try:
             prediction = await self._providers[job.provider].get(job.prediction_id)
-        except PredictionLostError:
-            return await self._lost(job)
+        except PredictionLostError as exc:
+            return await self._lost(job, exc)
         except ProviderNotFoundError:
             await self._outcomes.fail(job.id, "The music service lost track of this job. Please try again.")
             return False
@@ -164,8 +166,9 @@ class Intake:
         await self.apply(job, prediction)
         return not prediction.status.is_terminal
 
-    async def _lost(self, job: Job) -> bool:
-        """An idle server that never reported the job: believe it on the second look in a row."""
+    async def _lost(self, job: Job, lost: PredictionLostError) -> bool:
+        """The provider says it lost the job (an idle server that never reported it): believe it on the second
+        look in a row, then run it again (once more at most)."""
         if job.id not in self._lost_once:
             self._lost_once.add(job.id)
             return True
@@ -174,5 +177,5 @@ class Intake:
             log.warning("job %s: the server lost prediction %s; running it again", job.id, job.prediction_id)
             await self._submitter.resubmit(job)
             return False
-        await self._outcomes.fail(job.id, "The self-hosted model server lost this job twice. Please try again.")
+        await self._outcomes.fail(job.id, f"{lost.user_message} Please try again.", detail=str(lost))
         return False

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
-from bot.providers.registry import cost_usd as provider_cost_usd
+from bot.providers.plugins import Registry
 from bot.records import Job
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
@@ -133,12 +133,7 @@ def check_usage(
         raise LimitError(f"Encore's budget for today is spent. More {RESETS}.", resets_at=_next_day(now))
 
 
-def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
-    """What running ``job`` cost, by its provider's declared rule (Replicate's GPU seconds, a song's length on
-    ElevenLabs, nothing on your own GPUs with Cog). None when there is no such figure: the estimate stands."""
-    return provider_cost_usd(job, predict_time_s, limits)
-
-
-def cost_is_actual(job: Job, limits: LimitsSettings) -> bool:
-    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider gave a figure), not the estimate."""
-    return job.succeeded_at is not None and run_cost_usd(job, job.predict_time_s, limits) is not None
+def cost_is_actual(job: Job, limits: LimitsSettings, registry: Registry) -> bool:
+    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider's declared rule gave a figure:
+    GPU seconds, a song's length, nothing on your own GPUs), not the estimate."""
+    return job.succeeded_at is not None and registry.cost_usd(job, job.predict_time_s, limits) is not None

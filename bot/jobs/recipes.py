@@ -22,7 +22,7 @@ from typing import Any
 from bot.audio import AudioPool
 from bot.audio.prepare import prepare_clip
 from bot.audio.probe import AudioInfo
-from bot.catalog import DEMUCS, ELEVENLABS_STEMS, MUSICGEN, STEM_VARIATIONS, get_model
+from bot.catalog import DEMUCS, MUSICGEN, STEM_VARIATIONS, get_model, stems_model
 from bot.config import Settings
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action, Actor
@@ -191,13 +191,14 @@ class Recipes:
         context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
         prompt = f"Stems of {name}"[:200]
         settings = self._settings()
-        if ELEVENLABS_STEMS.route(settings).provider == settings.stems.provider:
-            before = JobRequest(model=ELEVENLABS_STEMS.key, prompt=prompt, params={"stems": stems}, context=context)
-            key = "file"
-        else:
+        splitter = stems_model(settings)
+        if splitter is DEMUCS:
             model = "htdemucs_6s" if stems == "six" else "htdemucs"
             before = JobRequest(model=DEMUCS.key, prompt=prompt, params={"model": model}, context=context)
             key = "audio"
+        else:
+            before = JobRequest(model=splitter.key, prompt=prompt, params={"stems": stems}, context=context)
+            key = "file"
 
         async def shape(path: Path, info: AudioInfo) -> Shaped:
             return Shaped(before.model_copy(update={"files": {key: str(path)}, "audio_s": info.duration_s}))

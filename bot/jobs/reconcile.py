@@ -18,8 +18,8 @@ from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
 from bot.providers.base import OnRestart
+from bot.providers.plugins import Registry
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
@@ -36,6 +36,7 @@ class Reconcile:
         self,
         *,
         repo: JobsRepo,
+        registry: Registry,
         scheduler: Scheduler,
         poller: Poller,
         cards: CardFeed,
@@ -46,6 +47,7 @@ class Reconcile:
         clock: Callable[[], float],
     ) -> None:
         self._repo = repo
+        self._registry = registry
         self._scheduler = scheduler
         self._poller = poller
         self._cards = cards
@@ -67,7 +69,7 @@ class Reconcile:
             self._tasks.spawn(self._cards.notify(job.id), name=f"card:{job.id}")
 
     def resume(self, job: Job) -> None:
-        if registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
+        if self._registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
             # The call died with the process; running it again would cost money again: ask first.
             self._tasks.spawn(self._outcomes.fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
             return

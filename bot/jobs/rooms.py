@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bot.audio import AudioPool
+from bot.catalog import SONG
 from bot.config import Settings
 from bot.jobs.calls import Calls
 from bot.jobs.cancel import Canceller
@@ -34,8 +35,8 @@ from bot.jobs.reconcile import Reconcile
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
-from bot.providers.base import CallProvider, Prediction, PredictionProvider
+from bot.providers.base import Prediction
+from bot.providers.plugins import Providers
 from bot.records import Job
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo
@@ -74,12 +75,10 @@ class Rooms:
 def build_rooms(
     *,
     repo: JobsRepo,
-    providers: Mapping[str, PredictionProvider],
+    providers: Providers,
     settings: Callable[[], Settings],
     listener: JobListener,
-    webhook_url: str | None,
-    per_job_webhook_base: str | None,
-    call_provider: CallProvider | None,
+    signed_webhooks: Mapping[str, str],
     plans: PlansRepo | None,
     guilds: GuildRepo | None,
     preferences: PreferencesRepo | None,
@@ -87,9 +86,12 @@ def build_rooms(
     clock: Callable[[], float],
     job_for: JobFor,
 ) -> Rooms:
-    """Every room of the engine, wired. ``settings()`` is the settings in use (``/encore reload`` changes it);
-    ``job_for(job_id, actor, action)`` is the job if the actor may do that to it."""
+    """Every room of the engine, wired. ``providers``: the providers built for this run, and their declarations;
+    ``settings()`` is the settings in use (``/encore reload`` changes it); ``signed_webhooks``: the URL of each
+    provider whose signed webhooks can be checked, by name; ``job_for(job_id, actor, action)`` is the job if the
+    actor may do that to it."""
     first = settings()
+    registry = providers.registry
 
     def retry_delay(attempt: int) -> float:
         return min(settings().jobs.retry_s * 2 ** max(0, attempt - 1), 300.0)
@@ -119,7 +121,7 @@ def build_rooms(
 
     tasks = Tasks(retry_delay=retry_delay)
     scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
-    poller = Poller(poll, first.jobs, webhooks_on=webhook_url is not None, clock=clock)
+    poller = Poller(poll, first.jobs, webhooks_on=bool(signed_webhooks), clock=clock)
     cards = CardFeed(repo, listener, scheduler)
     outcomes = Outcomes(
         repo=repo, cards=cards, scheduler=scheduler, poller=poller, tasks=tasks, clock=clock, on_ended=deliver
@@ -148,7 +150,8 @@ def build_rooms(
         pick_up=pick_up,
     )
     calls = Calls(
-        client=call_provider,
+        clients=providers.calls(),
+        titles=lambda name: registry.spec(name).title,
         repo=repo,
         cards=cards,
         outcomes=outcomes,
@@ -165,8 +168,8 @@ def build_rooms(
         tasks=tasks,
         settings=settings,
         clock=clock,
-        webhook_url=webhook_url,
-        per_job_webhook_base=per_job_webhook_base,
+        public_url=str(first.webhooks.public_url) if first.webhooks.public_url else None,
+        signed_webhooks=signed_webhooks,
         on_prediction=on_prediction,
         pick_up=pick_up,
     )
@@ -184,6 +187,7 @@ def build_rooms(
     )
     reconcile = Reconcile(
         repo=repo,
+        registry=registry,
         scheduler=scheduler,
         poller=poller,
         cards=cards,
@@ -195,7 +199,7 @@ def build_rooms(
     )
     canceller = Canceller(
         repo=repo,
-        predictions=frozenset(providers),
+        predictions=frozenset(providers.predictions()),
         cards=cards,
         outcomes=outcomes,
         poller=poller,
@@ -205,13 +209,14 @@ def build_rooms(
         clock=clock,
     )
     pause = PauseSwitch(state, clock)
+    songs = SONG.route(first).provider  # composition plans are made where songs are
     # People's files are decoded in threads of their own, one file at a time per person.
     pool = AudioPool(first.audio.decode_threads)
     gate = Gate(
         repo=repo,
         guilds=guilds,
         pause=pause,
-        available=frozenset(providers) | ({call_provider.name} if call_provider is not None else frozenset()),
+        available=frozenset(providers),
         scheduler=scheduler,
         cards=cards,
         tasks=tasks,
@@ -235,8 +240,21 @@ def build_rooms(
         pause=pause,
         pool=pool,
         gate=gate,
-        defaults=Defaults(repo=preferences, rules=gate.rules_for, settings=settings, clock=clock),
+        defaults=Defaults(
+            repo=preferences,
+            rules=gate.rules_for,
+            settings=settings,
+            configured_format=lambda spec: providers.output_format(spec.route(settings()).provider),
+            clock=clock,
+        ),
         recipes=Recipes(gate=gate, pool=pool, settings=settings),
         lineage=Lineage(repo),
-        plans=PlanBook(client=call_provider, repo=plans, gate=gate, job_for=job_for, settings=settings),
+        plans=PlanBook(
+            client=providers.planner(songs),
+            title=registry.spec(songs).title,
+            repo=plans,
+            gate=gate,
+            job_for=job_for,
+            settings=settings,
+        ),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -24,8 +24,7 @@ from bot.jobs.loops import LoopClaim, Loops, Posted
 from bot.jobs.phase import JobListener, Phase
 from bot.jobs.rooms import build_rooms
 from bot.jobs.tickets import Ticket
-from bot.providers import registry
-from bot.providers.base import CallProvider, PredictionProvider
+from bot.providers.plugins import Providers
 from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
@@ -40,12 +39,10 @@ class JobService:
         self,
         *,
         repo: JobsRepo,
-        providers: dict[str, PredictionProvider],
+        providers: Providers,
         settings: Settings,
         listener: JobListener,
-        webhook_url: str | None = None,
-        per_job_webhook_base: str | None = None,
-        call_provider: CallProvider | None = None,
+        signed_webhooks: Mapping[str, str] | None = None,
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
         preferences: PreferencesRepo | None = None,
@@ -55,6 +52,7 @@ class JobService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
+        self._providers = providers
         self._attachments = attachments  # people's files, from Discord's CDN
         self._guilds = guilds
         self.settings = settings
@@ -64,9 +62,7 @@ class JobService:
             providers=providers,
             settings=lambda: self.settings,
             listener=listener,
-            webhook_url=webhook_url,
-            per_job_webhook_base=per_job_webhook_base,
-            call_provider=call_provider,
+            signed_webhooks=signed_webhooks or {},
             plans=plans,
             guilds=guilds,
             preferences=preferences,
@@ -97,7 +93,7 @@ class JobService:
         # Progress from providers: webhooks (the web server) and polls.
         self.handle_prediction = rooms.intake.handle_prediction
         self.accept_webhook = rooms.intake.accept_webhook
-        self.accept_cog_webhook = rooms.intake.accept_job_webhook
+        self.accept_job_webhook = rooms.intake.accept_job_webhook
         self.expects_upload = rooms.intake.expects_upload
         self.poll = rooms.intake.poll
         # Loops of delivered tracks: made here, not jobs (see bot/jobs/loops.py).
@@ -127,7 +123,7 @@ class JobService:
         """Use ``settings`` from now on (``/encore reload``): limits, safety and job rules for new requests,
         the scheduler's caps for jobs waiting their turn, the poller's intervals for jobs being polled."""
         self.settings = settings
-        self.scheduler.set_capacities(registry.capacity_caps(settings))
+        self.scheduler.set_capacities(self._providers.registry.capacity_caps(settings))
         self.poller.configure(settings.jobs)
 
     async def pause_jobs(self, *, by: int) -> Pause:

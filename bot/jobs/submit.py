@@ -1,10 +1,10 @@
 """Starting a queued job at its provider, when the scheduler gives it a turn.
 
-A long-call provider's job is handed to ``bot.jobs.calls``. A prediction provider's job (Replicate, a Cog
-server) is created there, with our webhook URL and an id of our own, and recorded as submitted. Creating
-costs money, so a job that tried before (a lost answer, a crash) is never created twice: the provider's own
-list is searched first, and a create whose outcome is unknown is looked for before it is tried again. A busy
-Cog server made nothing: the job keeps its place and asks again later.
+A long-call provider's job is handed to ``bot.jobs.calls``. A prediction provider's job is created there,
+with our webhook URL and an id of our own, and recorded as submitted. Creating costs money, so a job that
+tried before (a lost answer, a crash) is never created twice: the provider's own list is searched first, and
+a create whose outcome is unknown is looked for before it is tried again. A busy provider
+(``ProviderBusyError``) made nothing: the job keeps its place and asks again when it said.
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import Settings
-from bot.errors import CogBusyError, ProviderError, StorageError, SubmissionUncertainError
+from bot.errors import ProviderBusyError, ProviderError, StorageError, SubmissionUncertainError
 from bot.jobs.calls import Calls
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
-from bot.providers.base import Prediction, PredictionProvider, PredictionStatus, ProviderProtocol, WebhookRoute
+from bot.providers.base import (
+    Prediction,
+    PredictionProvider,
+    PredictionStatus,
+    ProviderProtocol,
+    WebhookRoute,
+    job_webhooks_path,
+)
+from bot.providers.plugins import Providers
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
@@ -36,7 +43,7 @@ class Submitter:
         self,
         *,
         repo: JobsRepo,
-        providers: Mapping[str, PredictionProvider],
+        providers: Providers,
         calls: Calls,
         cards: CardFeed,
         outcomes: Outcomes,
@@ -44,15 +51,18 @@ class Submitter:
         tasks: Tasks,
         settings: Callable[[], Settings],
         clock: Callable[[], float],
-        webhook_url: str | None,
-        per_job_webhook_base: str | None,
+        public_url: str | None,
+        signed_webhooks: Mapping[str, str],
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
     ) -> None:
-        """``on_prediction`` hears a prediction that was already under way when created (progress intake);
-        ``pick_up(job_id)`` takes a job up again from the database after storage trouble."""
+        """``public_url``: where providers reach Encore's web server (a provider reporting per job gets a URL of
+        its job's own under it); ``signed_webhooks``: the URL of each provider whose webhooks are signed and can
+        be checked, by name. ``on_prediction`` hears a prediction that was already under way when created
+        (progress intake); ``pick_up(job_id)`` takes a job up again from the database after storage trouble."""
         self._repo = repo
-        self._providers = providers
+        self._registry = providers.registry
+        self._providers = providers.predictions()
         self._calls = calls
         self._cards = cards
         self._outcomes = outcomes
@@ -60,10 +70,8 @@ class Submitter:
         self._tasks = tasks
         self._settings = settings
         self._clock = clock
-        self._webhook_url = webhook_url
-        # e.g. "https://encore.example.com/cog/webhooks": a job of a provider reporting to a URL of its own (a Cog
-        # server) gets /<job id>/<token> on it.
-        self._per_job_webhook_base = per_job_webhook_base
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._signed_webhooks = dict(signed_webhooks)
         self._on_prediction = on_prediction
         self._pick_up = pick_up
 
@@ -90,7 +98,7 @@ class Submitter:
         job = await self._repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
-        if registry.spec(job.provider).protocol is ProviderProtocol.CALL:
+        if self._registry.spec(job.provider).protocol is ProviderProtocol.CALL:
             await self._calls.run(job)
         else:
             await self._create(job)
@@ -128,11 +136,11 @@ class Submitter:
             prediction = await provider.submit(
                 job.model_ref, job.input, webhook_url=self._webhook_for(job), prediction_id=f"{job.id}-{job.attempts}"
             )
-        except CogBusyError as exc:
-            # Nothing was created: the job keeps its place and its attempts, and asks again later.
+        except ProviderBusyError as exc:
+            # Nothing was created: the job keeps its place and its attempts, and asks again when the provider said.
             log.info("job %s: %s; waiting", job.id, exc)
             await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts - 1)
-            self.start(job.id, delay_s=self._settings().cog.retry_s)
+            self.start(job.id, delay_s=exc.retry_after_s)
             return
         except SubmissionUncertainError as exc:
             # The create may still be in flight: give it time to land before looking for it.
@@ -196,11 +204,13 @@ class Submitter:
             log.warning("could not cancel prediction %s: %s", prediction_id, exc)
 
     def _webhook_for(self, job: Job) -> str | None:
-        if registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
-            if self._per_job_webhook_base is None or job.callback_token is None:
+        """Where ``job``'s provider reports on it: a URL of the job's own (with its token), or the provider's
+        signed-webhook URL; None: it is polled."""
+        if self._registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
+            if self._public_url is None or job.callback_token is None:
                 return None
-            return f"{self._per_job_webhook_base}/{job.id}/{job.callback_token}"
-        return self._webhook_url
+            return f"{self._public_url}{job_webhooks_path(job.provider)}/{job.id}/{job.callback_token}"
+        return self._signed_webhooks.get(job.provider)
 
     def _schedule_poll(self, job: Job) -> None:
         grace = self._providers[job.provider].poll_grace_s

@@ -23,7 +23,7 @@ from yarl import URL
 
 from bot import logs, metrics
 from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
-from bot.config import require_secret
+from bot.config import Settings, require_secret
 from bot.errors import (
     ConfigError,
     OutputError,
@@ -52,17 +52,20 @@ from bot.providers.replicate_api import (
     PredictionPage,
     PredictionRequest,
     Problem,
+    ReplicateSettings,
     WebhookSecret,
     error_for,
+    replicate_settings,
 )
 from bot.providers.retry import RetryPolicy, retry_after_s
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bot.config import LimitsSettings, Settings
+    from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
+
 
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_LIST_PAGES = 5
@@ -123,9 +126,9 @@ class ReplicateClient:
         """The client for ``[replicate]`` with REPLICATE_API_TOKEN; None when no setting routes work here."""
         if not routes:
             return None
-        secrets, cfg = context.secrets, context.settings.replicate
-        token = require_secret(secrets.replicate_api_token, "REPLICATE_API_TOKEN")
-        signing = secrets.replicate_webhook_secret
+        secrets, cfg = context.secrets, replicate_settings(context.settings)
+        token = require_secret(secrets.get("REPLICATE_API_TOKEN"), "REPLICATE_API_TOKEN")
+        signing = secrets.get("REPLICATE_WEBHOOK_SECRET")
         return cls(
             context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
             api_base=str(cfg.api_base),
@@ -382,4 +385,7 @@ PROVIDER = ProviderSpec[ReplicateClient](
     on_restart=OnRestart.POLL,
     check=check_settings,
     build=ReplicateClient.from_settings,
+    settings=ReplicateSettings,
+    secrets=("REPLICATE_WEBHOOK_SECRET",),
+    webhook_path=lambda settings: settings.webhooks.path,  # [webhooks] path
 )

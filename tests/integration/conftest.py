@@ -54,7 +54,7 @@ class Harness:
 
     @property
     def secrets(self) -> Secrets:
-        return Secrets(replicate_api_token=SecretStr(self.token or self.fake.token))
+        return Secrets(env={"REPLICATE_API_TOKEN": SecretStr(self.token or self.fake.token)})
 
     async def start(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
         if self.settings is None or with_webhooks or sections:

@@ -9,6 +9,7 @@ from bot.discord.render import build_card
 from bot.discord.send import delivery_nonce
 from bot.jobs.phase import Phase
 from bot.naming import audio_filename
+from bot.providers.registry import PROVIDERS
 from bot.records import Job, JobStatus
 from cogs.views import card_view, info_embed
 
@@ -132,7 +133,7 @@ def test_a_waiting_card_shows_its_place_and_wait() -> None:
 )
 def test_info_says_whether_the_cost_is_actual_or_estimated(fields: dict[str, object], shown: str) -> None:
     job = make_job(status=JobStatus.DELIVERED, **fields)
-    assert fields_of(info_embed(job, LimitsSettings()))["Cost"] == shown
+    assert fields_of(info_embed(job, LimitsSettings(), PROVIDERS))["Cost"] == shown
 
 
 def test_info_shows_peoples_text_inertly() -> None:
@@ -140,6 +141,6 @@ def test_info_shows_peoples_text_inertly() -> None:
         request={"prompt": "[x](https://evil.example)", "params": {"prompt_b": "**b**"}},
         input={"prompt_b": "[y](https://evil.example)"},
     )
-    embed = info_embed(job, LimitsSettings())
+    embed = info_embed(job, LimitsSettings(), PROVIDERS)
     assert embed.description == r"\[x\](https://evil.example)"
     assert fields_of(embed)["Settings"] == r"`prompt_b` = \[y\](https://evil.example)"

@@ -236,7 +236,7 @@ async def test_elevenlabs_waits_as_long_as_retry_after_asks(
     client = elevenlabs(session, eleven)
     eleven.inject("system_busy", path="/v1/music/plan$", retry_after=1)
 
-    plan = await client.plan("warm lofi beat", model_id="music_v1", length_ms=10_000)
+    plan = await client.plan("warm lofi beat", length_ms=10_000)
 
     assert plan.get("sections")
     busy, retried = requests_to(eleven, "POST", "/v1/music/plan")
@@ -250,7 +250,7 @@ async def test_elevenlabs_refusals_give_up_after_max_retries(
     eleven.inject("concurrent_limit_exceeded", path="/v1/music/plan$", retry_after=0, times=None)
 
     with pytest.raises(ProviderRateLimitError) as refused:
-        await client.plan("warm lofi beat", model_id="music_v1")
+        await client.plan("warm lofi beat")
     assert "making as many songs" in refused.value.user_message
     assert len(requests_to(eleven, "POST", "/v1/music/plan")) == 3
 

@@ -1,4 +1,5 @@
-"""Composition plans: fetched from ElevenLabs, edited section by section, composed into songs.
+"""Composition plans: a song's sections, styles and lyrics (ElevenLabs Music's format), edited section by
+section, composed into songs.
 
 A plan's shape follows the configured model: ``music_v1`` takes styles and sections
 (``positive_global_styles``, ``sections[{section_name, positive_local_styles, negative_local_styles,
