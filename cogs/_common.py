@@ -23,6 +23,7 @@ from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.defaults import Default
 from bot.jobs.phase import Phase
 from bot.jobs.tickets import ClipSource
+from bot.locales import text as say
 from bot.preferences import OUTPUT_FORMAT
 from bot.records import Job, JobOrigin, JobRequest
 from bot.text import quoted
@@ -125,6 +126,12 @@ def _standing(member: discord.Member, channel: discord.abc.GuildChannel | discor
     return Standing(can_view=permissions.view_channel, moderator=permissions.manage_messages)
 
 
+def card_locale(interaction: discord.Interaction[Any]) -> str:
+    """The language of a public card posted through ``interaction``: the server's (``guild_locale``, its
+    preferred locale), or in a DM the person's own."""
+    return str(interaction.guild_locale or interaction.locale)
+
+
 def delivery_of(bot: EncoreBot) -> DiscordDelivery:
     assert isinstance(bot.delivery, DiscordDelivery)
     return bot.delivery
@@ -146,8 +153,9 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
     """Answer with the jobs' card: the first response, or an edit after a defer. No card, no job."""
     service = bot.service
     lead = jobs[0]
-    embed = build_card(lead, Phase.QUEUED, jobs)
-    view = delivery_of(bot).view_factory(lead, Phase.QUEUED, jobs) or discord.ui.View(timeout=None)
+    locale = card_locale(interaction)
+    embed = build_card(lead, Phase.QUEUED, jobs, locale=locale)
+    view = delivery_of(bot).view_factory(lead, Phase.QUEUED, jobs, locale=locale) or discord.ui.View(timeout=None)
     try:
         if interaction.response.is_done():
             message = await interaction.edit_original_response(embed=embed, view=view)
@@ -171,7 +179,8 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
 async def send_notes(interaction: discord.Interaction[Any], notes: Sequence[str]) -> None:
     """Tell the requester alone how the server narrowed their own defaults (after the card is posted)."""
     if notes:
-        await interaction.followup.send("\n".join(f"Note: {note}" for note in notes), ephemeral=True)
+        text = "\n".join(say(interaction.locale, "replies.note", note=note) for note in notes)
+        await interaction.followup.send(text, ephemeral=True)
 
 
 async def melody_jobs(

@@ -15,6 +15,7 @@ from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, hint, shown
+from bot.locales import text as say
 from bot.records import Pause
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,11 @@ class SettingModal(discord.ui.Modal):
         )
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        text = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        text = (
+            discord_text(error, interaction.locale)
+            if isinstance(error, BotError)
+            else say(interaction.locale, "replies.oops")
+        )
         if not isinstance(error, BotError):
             log.error("settings change failed", exc_info=error)
         await interaction.response.send_message(text, ephemeral=True)

@@ -19,10 +19,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.client import EncoreBot
-from bot.discord.replies import discord_text
+from bot.discord.replies import discord_text, server_locale
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.recipes import MAX_EXTEND_S
 from bot.jobs.tickets import ClipSource
+from bot.locales import text as say
 from bot.records import Job, JobOrigin
 from bot.text import inert, quoted
 from cogs._common import (
@@ -99,7 +100,11 @@ class _AudioModal(discord.ui.Modal):
         await self.cog.take_audio(interaction, self.message, self.prompt.value, seconds, continuing=self.continuing)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        message = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        message = (
+            discord_text(error, interaction.locale)
+            if isinstance(error, BotError)
+            else say(interaction.locale, "replies.oops")
+        )
         if not isinstance(error, BotError):
             log.error("audio modal failed", exc_info=error)
         if interaction.response.is_done():
@@ -248,7 +253,7 @@ class AudioIn(commands.Cog):
         try:
             await self.bot.service.check_text([("prompt", prompt)], guild_id)  # before the card shows it
         except BotError as exc:
-            await self._reply(message, discord_text(exc))
+            await self._reply(message, discord_text(exc, server_locale(message.guild)))
             return
         title = inert(prompt) if prompt else "Continuing your track"
         card = await self._reply(message, embed=discord.Embed(title=title[:256], description="⏳ Preparing…"))
@@ -282,7 +287,7 @@ class AudioIn(commands.Cog):
         except BotError as exc:
             if downloaded is not None:
                 await asyncio.to_thread(downloaded.unlink, missing_ok=True)
-            await card.edit(content=discord_text(exc), embed=None)
+            await card.edit(content=discord_text(exc, server_locale(message.guild)), embed=None)
             return
         card_job, phase, members = await self.bot.service.card(job.id)
         delivery_of(self.bot).register_interaction(card_job, phase, members, None)

@@ -21,16 +21,21 @@ from bot.discord.loops import make_and_send, message_link
 from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError
 from bot.jobs.loops import Posted
+from bot.locales import ENGLISH
+from bot.locales import text as say
 from cogs._common import DiscordActor
 
 log = logging.getLogger(__name__)
 
 
 class LoopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"encore:loop:(?P<job_id>[a-z0-9]{1,32})"):
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Make it loop", emoji="🔂", style=discord.ButtonStyle.secondary, custom_id=f"encore:loop:{job_id}"
+                label=say(locale, "buttons.loop"),
+                emoji="🔂",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"encore:loop:{job_id}",
             )
         )
         self.job_id = job_id
@@ -45,7 +50,7 @@ class LoopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"enco
         try:
             await make_it_loop(interaction, self.job_id)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
         except Exception:
             reference = secrets.token_hex(4)
             log.exception("Make it loop failed on %s (ref %s)", self.job_id, reference)

@@ -16,6 +16,7 @@ from bot.catalog import plans
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, InvalidRequestError
+from bot.locales import text as say
 from bot.storage.plans_repo import PlanRecord
 from bot.text import inert
 from cogs._common import defer_card, origin, post_card
@@ -148,7 +149,11 @@ class SectionModal(discord.ui.Modal):
         await _refresh_card(interaction, record)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        text = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        text = (
+            discord_text(error, interaction.locale)
+            if isinstance(error, BotError)
+            else say(interaction.locale, "replies.oops")
+        )
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:
@@ -197,7 +202,7 @@ class SectionSelect(
             )
             await interaction.response.edit_message(embed=plan_embed(record), view=plan_view(record))
         except BotError as exc:
-            await interaction.response.send_message(discord_text(exc), ephemeral=True)
+            await interaction.response.send_message(discord_text(exc, interaction.locale), ephemeral=True)
 
 
 class PlanButton(
@@ -230,7 +235,7 @@ class PlanButton(
             await defer_card(interaction)  # admission waits on the database
             job = await bot.service.compose_plan(self.plan_id, origin(interaction))
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
             return
         await post_card(bot, interaction, [job])
 

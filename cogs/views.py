@@ -19,10 +19,12 @@ from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.locales import ENGLISH
+from bot.locales import text as say
 from bot.providers.plugins import Registry
 from bot.records import Job
 from bot.text import inert
-from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
+from cogs._common import DiscordActor, card_locale, defer_card, delivery_of, origin, post_card
 from cogs.loops import LoopButton
 from cogs.phone import phone_button
 from cogs.plans import post_plan
@@ -39,10 +41,10 @@ def service_of(interaction: discord.Interaction[Any]) -> JobService:
 class CancelButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"encore:cancel:(?P<job_id>[a-z0-9]{1,32})"
 ):
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel",
+                label=say(locale, "buttons.cancel"),
                 style=discord.ButtonStyle.secondary,
                 emoji="🛑",
                 custom_id=f"encore:cancel:{job_id}",
@@ -61,29 +63,30 @@ class CancelButton(
         try:
             await service_of(interaction).job_for(self.job_id, actor, Action.CANCEL)
         except BotError as exc:
-            await interaction.response.send_message(discord_text(exc), ephemeral=True)
+            await interaction.response.send_message(discord_text(exc, interaction.locale), ephemeral=True)
             return
         # Acknowledge at once; the card update follows from the job service.
         await interaction.response.defer()
         try:
             await service_of(interaction).cancel(self.job_id, actor)
         except BotError as exc:
-            await interaction.followup.send(discord_text(exc), ephemeral=True)
+            await interaction.followup.send(discord_text(exc, interaction.locale), ephemeral=True)
 
 
-def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui.View:
-    """The buttons a card shows in each phase: Cancel while it runs, the result actions once done."""
+def card_view(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: object = ENGLISH) -> discord.ui.View:
+    """The buttons a card shows in each phase: Cancel while it runs, the result actions once done; labelled in
+    ``locale`` (the server's, like the card)."""
     view = discord.ui.View(timeout=None)
     if phase not in TERMINAL_PHASES and phase != Phase.UPLOADING:
-        view.add_item(CancelButton(job.id))
+        view.add_item(CancelButton(job.id, locale))
     elif phase == Phase.FAILED and len(members) <= 1:
-        view.add_item(ResultButton("retry", job.id))
+        view.add_item(ResultButton("retry", job.id, locale))
     elif phase == Phase.DONE:
         single = len(members) <= 1
         spec = MODELS.get(job.model)
         if spec is not None and Capability.STEMS in spec.capabilities:
             for action in ("info", "delete"):
-                view.add_item(ResultButton(action, job.id))
+                view.add_item(ResultButton(action, job.id, locale))
             return view
         actions = ["regen"]
         if single:
@@ -98,26 +101,27 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
         if single and spec is not None and Capability.VOCALS in spec.capabilities and job.result.get("plan"):
             actions.append("plan")
         for action in actions:
-            view.add_item(ResultButton(action, job.id))
-        if (phone := phone_button(job, members)) is not None:
+            view.add_item(ResultButton(action, job.id, locale))
+        if (phone := phone_button(job, members, locale)) is not None:
             view.add_item(phone)
         if single:
-            view.add_item(LoopButton(job.id))
+            view.add_item(LoopButton(job.id, locale))
     return view
 
 
 # -- result cards -----------------------------------------------------------------------------------
 
+# Each action's emoji; its label is the catalogue's ``buttons.<action>``.
 RESULT_ACTIONS = {
-    "regen": ("Regenerate", "🔁"),
-    "vary": ("Variations", "🎲"),
-    "extend": (f"Extend +{EXTEND_S}s", "⏩"),
-    "info": ("Info", "📋"),
-    "delete": ("Delete", "🗑️"),
-    "full": ("Full track", "🎼"),
-    "retry": ("Retry", "🔄"),
-    "stems": ("Stems", "🎚️"),
-    "plan": ("Edit plan", "📝"),
+    "regen": "🔁",
+    "vary": "🎲",
+    "extend": "⏩",
+    "info": "📋",
+    "delete": "🗑️",
+    "full": "🎼",
+    "retry": "🔄",
+    "stems": "🎚️",
+    "plan": "📝",
 }
 VARIATIONS = 3
 
@@ -128,8 +132,8 @@ class ResultButton(
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = RESULT_ACTIONS[action]
+    def __init__(self, action: str, job_id: str, locale: object = ENGLISH) -> None:
+        label, emoji = say(locale, f"buttons.{action}", seconds=EXTEND_S), RESULT_ACTIONS[action]
         style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"encore:{action}:{job_id}")
@@ -147,7 +151,7 @@ class ResultButton(
         try:
             await _ACTIONS[self.action](interaction, self.job_id)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
 
 
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:
@@ -223,7 +227,7 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
                 await channel.get_partial_message(message_id).delete()
         for loop in loops:
             await bot.service.forget_loop(loop)
-    await interaction.followup.send("Deleted.", ephemeral=True)
+    await interaction.followup.send(say(interaction.locale, "replies.deleted"), ephemeral=True)
 
 
 async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -233,7 +237,8 @@ async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
     files = await delivery_of(bot).files_for([latest], limit=interaction.filesize_limit)
     total = latest.context.get("total_s")
     length = f" · {int(float(total)) // 60}:{int(float(total)) % 60:02d}" if total else ""
-    await interaction.followup.send(f"The whole track: part {latest.part}{length}.", files=files)
+    text = say(card_locale(interaction), "replies.whole_track", part=latest.part, length=length)
+    await interaction.followup.send(text, files=files)
 
 
 _ACTIONS = {
@@ -318,7 +323,9 @@ class HistoryButton(
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.user.id != self.user_id:
-            await interaction.response.send_message("That's someone else's history.", ephemeral=True)
+            await interaction.response.send_message(
+                say(interaction.locale, "replies.someone_elses_history"), ephemeral=True
+            )
             return False
         return True
 

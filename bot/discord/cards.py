@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.discord.render import ViewFactory, build_card
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.locales import ENGLISH
 from bot.naming import image_filename, waveform_filename
 from bot.records import Job
 
@@ -88,7 +89,7 @@ class Cards:
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.view_factory: ViewFactory = lambda _job, _phase, _members: None
+        self.view_factory: ViewFactory = lambda _job, _phase, _members, **_: None
 
     def apply_settings(self, settings: Settings) -> None:
         """The job rules of a reloaded config (``/encore reload``): attempts and delay of card edits."""
@@ -137,6 +138,17 @@ class Cards:
     def token_died(self, card_key: str) -> None:
         """Discord's clock wins: the card's interaction token no longer works, whatever ours said."""
         self._live.pop(card_key, None)
+
+    def locale_of(self, job: Job) -> str:
+        """The language of a job's card and of the message with its audio, which everyone in its channel sees:
+        its server's preferred locale; in a DM its requester's, while their interaction is known; else English."""
+        guild = self._bot.get_guild(job.guild_id) if job.guild_id is not None else None
+        if guild is not None:
+            return str(guild.preferred_locale)
+        live = self._live.get(job.card_key)
+        if live is not None:
+            return str(live.interaction.guild_locale or live.interaction.locale)
+        return ENGLISH
 
     def card_id(self, job: Job) -> int | None:
         """The card's message id: stored with the job, or found after a restart."""
@@ -201,8 +213,9 @@ class Cards:
 
     async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
-        kwargs: dict[str, Any] = {"embed": build_card(job, phase, members)}
-        view = self.view_factory(job, phase, members)
+        locale = self.locale_of(job)
+        kwargs: dict[str, Any] = {"embed": build_card(job, phase, members, locale=locale)}
+        view = self.view_factory(job, phase, members, locale=locale)
         if view is not None:
             kwargs["view"] = view
         if phase == Phase.DONE:

@@ -140,7 +140,8 @@ class Sender:
         interaction = self._cards.live_interaction(lead.card_key)
         limit = await self._upload_limit(lead, interaction)
         files, reencoded = await fit_files(jobs, limit=limit, work_dir=self._work_dir)
-        content = delivery_text(jobs, files=len(files), refit_limit=limit if reencoded else None)
+        locale = self._cards.locale_of(lead)
+        content = delivery_text(jobs, files=len(files), refit_limit=limit if reencoded else None, locale=locale)
         # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(lead.user_id)], replied_user=False

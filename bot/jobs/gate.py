@@ -79,14 +79,15 @@ def _check_guild_rules(rules: GuildSettings, origin: JobOrigin, model: str, dura
     """A guild's own rules: where, who, which models and how long."""
     if rules.channels and origin.channel_id not in rules.channels:
         places = ", ".join(f"<#{c}>" for c in rules.channels[:5])
-        raise NotAllowedError(f"Encore isn't used in this channel here. Try {places}.")
+        raise NotAllowedError.keyed("gate.channels", places=places)
     if rules.roles and not set(origin.role_ids) & set(rules.roles):
-        raise NotAllowedError("On this server, Encore is for members with certain roles. Ask an admin.")
+        raise NotAllowedError.keyed("gate.roles")
     if rules.allowed_models is not None and model not in rules.allowed_models:
-        allowed = ", ".join(rules.allowed_models) or "none"
-        raise NotAllowedError(f"That model isn't enabled on this server. Enabled: {allowed}.")
+        if rules.allowed_models:
+            raise NotAllowedError.keyed("gate.model", allowed=", ".join(rules.allowed_models))
+        raise NotAllowedError.keyed("gate.no_models")
     if rules.max_duration_s is not None and duration_s > rules.max_duration_s:
-        raise InvalidRequestError(f"On this server tracks are at most {rules.max_duration_s} seconds long.")
+        raise InvalidRequestError.keyed("gate.max_duration", seconds=rules.max_duration_s)
 
 
 def _plan_input(context: dict[str, Any], request: ValidatedRequest) -> dict[str, Any] | None:
@@ -166,19 +167,19 @@ class Gate:
 
     async def _where(self, request: JobRequest, origin: JobOrigin, *, clip_pending: bool) -> _Screened:
         if not self._tasks.accepting:
-            raise BotError("Encore is restarting and not taking new jobs right now. Please try again shortly.")
+            raise BotError.keyed("gate.restarting")
         settings = self._settings()
         validated = validate_request(request, settings, clip_pending=clip_pending)
         spec = validated.spec
         if Capability.STEMS in spec.capabilities and not request.files and not clip_pending:
-            raise InvalidRequestError(f"{spec.display_name} needs a track to split.")
+            raise InvalidRequestError.keyed("gate.needs_track", model=spec.display_name)
         route = spec.route(settings)
         if route.provider not in self._available:
-            raise BotError(f"{spec.display_name} isn't available on this bot right now.")
+            raise BotError.keyed("gate.unavailable", model=spec.display_name)
         if self._pause.paused:
-            raise BotError("Encore is paused by its operator for now. Please try again later.")
+            raise BotError.keyed("gate.paused")
         if origin.guild_id is None and not settings.safety.allow_dms and origin.user_id != CLI_USER:
-            raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
+            raise NotAllowedError.keyed("gate.no_dms")
         rules = await self.rules_for(origin.guild_id)
         _check_guild_rules(rules, origin, spec.key, validated.duration_s)
         return _Screened(request, origin, validated, route, rules)
@@ -233,7 +234,7 @@ class Gate:
             path, info = clip.source, await probe(clip.source, max_s=max_s, pool=self._pool)
         else:
             if origin.user_id in self._reading:
-                raise LimitError("I'm still reading your last file. Please wait until it's done, then try again.")
+                raise LimitError.keyed("gate.still_reading")
             self._reading.add(origin.user_id)
             try:
                 path = await clip.source()

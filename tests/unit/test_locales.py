@@ -1,0 +1,139 @@
+"""The catalogues (``bot/locales/*.toml``): every locale says everything English says, with the same
+placeholders, nothing English doesn't, and within Discord's limits for command names and descriptions.
+
+English (``en-US.toml``) is the source: texts the code shows go through a key there (``say(locale, "key")``,
+``SomeError.keyed("key")``, ``default_key``), so a string added in English and not translated fails here.
+The command texts in ``en-US.toml`` are checked against the real command tree in
+``tests/e2e/test_locales.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from bot import locales
+from bot.jobs.access import Action
+from bot.jobs.phase import Phase
+from cogs.views import RESULT_ACTIONS
+from tests.fakes.discord.commands import discord_locales, localized_name_ok
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGLISH = locales.catalogues()[locales.ENGLISH]
+OTHERS = sorted(name for name in locales.catalogues() if name != locales.ENGLISH)
+
+
+def test_english_and_at_least_four_more_languages_are_shipped() -> None:
+    assert {"en-US", "de", "es-ES", "pt-BR", "ja"} <= set(locales.catalogues())
+    # each file is named for a locale Discord sends (Interaction.locale, Guild.preferred_locale)
+    assert set(locales.catalogues()) <= discord_locales()
+
+
+@pytest.mark.parametrize("locale", OTHERS)
+def test_every_string_is_translated_and_nothing_else(locale: str) -> None:
+    catalogue = locales.catalogues()[locale]
+    missing = sorted(set(ENGLISH) - set(catalogue))
+    extra = sorted(set(catalogue) - set(ENGLISH))
+    assert missing == [], f"{locale}.toml lacks {missing}"
+    assert extra == [], f"{locale}.toml has keys en-US.toml doesn't: {extra}"
+    empty = sorted(key for key, text in catalogue.items() if not text.strip())
+    assert empty == []
+
+
+@pytest.mark.parametrize("locale", OTHERS)
+def test_placeholders_are_the_same_as_in_english(locale: str) -> None:
+    catalogue = locales.catalogues()[locale]
+    differ = {
+        key: (sorted(locales.placeholders(ENGLISH[key])), sorted(locales.placeholders(text)))
+        for key, text in catalogue.items()
+        if key in ENGLISH and locales.placeholders(text) != locales.placeholders(ENGLISH[key])
+    }
+    assert differ == {}, f"{locale}.toml: (English, {locale}) placeholders differ: {differ}"
+
+
+@pytest.mark.parametrize("locale", sorted(locales.catalogues()))
+def test_placeholders_are_plain_names(locale: str) -> None:
+    """``{seconds}``, never ``{0}``, ``{x.attr}``, ``{x[0]}`` or a format spec: a translation reads nothing but
+    the value it is given."""
+    bad = {}
+    for key, text in locales.catalogues()[locale].items():
+        for _, name, spec, conversion in string.Formatter().parse(text):
+            if name is not None and (not name.isidentifier() or spec or conversion):
+                bad[key] = name
+    assert bad == {}
+
+
+@pytest.mark.parametrize("locale", OTHERS)
+def test_command_texts_are_within_discords_limits(locale: str) -> None:
+    """Slash command and option names: 1-32 characters, lowercase, Discord's name pattern; menu names 1-32;
+    descriptions 1-100; choices 1-100; and no two options (or subcommands) of one command share a name."""
+    catalogue = locales.catalogues()[locale]
+    problems = []
+    siblings: dict[str, list[str]] = {}
+    for key, text in catalogue.items():
+        if key.startswith("commands.") and key.endswith(".name"):
+            if not localized_name_ok(text):
+                problems.append((key, text))
+            parent = key.removesuffix(".name").rpartition(".")[0]
+            siblings.setdefault(parent.removesuffix(".options"), []).append(text)
+        elif key.startswith("menus.") and not 1 <= len(text) <= 32:
+            problems.append((key, text))
+        elif (key.endswith(".description") or key.startswith("choices.")) and not 1 <= len(text) <= 100:
+            problems.append((key, len(text)))
+    assert problems == []
+    clashes = {parent: names for parent, names in siblings.items() if len(names) != len(set(names))}
+    assert clashes == {}
+
+
+def test_the_name_rule_is_discords() -> None:
+    assert localized_name_ok("erzeugen")
+    assert localized_name_ok("länge")
+    assert localized_name_ok("生成")
+    assert localized_name_ok("モデルバージョン")
+    assert localized_name_ok("गाना")  # Devanagari with a vowel sign (a mark, allowed by \p{sc=Deva})
+    assert not localized_name_ok("Erzeugen")  # uppercase
+    assert not localized_name_ok("neu laden")  # a space
+    assert not localized_name_ok("x" * 33)
+    assert not localized_name_ok("")
+    assert not localized_name_ok("prompt!")
+
+
+_USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = )"([a-z_.0-9]+)\"""")
+
+
+def test_every_key_the_code_uses_is_in_english() -> None:
+    """Literal keys in the code (``say(locale, "key")``, ``.keyed("key")``, ``default_key = "key"``) and the
+    families built from names (phases, buttons, access actions) all exist in ``en-US.toml``."""
+    used = set()
+    for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "cogs").rglob("*.py")]:
+        used |= set(_USED.findall(path.read_text(encoding="utf-8")))
+    used |= {f"card.phase.{phase.name.lower()}" for phase in Phase}
+    used |= {f"buttons.{action}" for action in RESULT_ACTIONS}
+    used |= {f"access.actions.{action.value}" for action in Action}
+    assert len(used) > 60  # the scan found the code's keys
+    assert sorted(used - set(ENGLISH)) == []
+
+
+def test_an_unknown_locale_falls_back_to_english_and_a_language_to_its_own() -> None:
+    assert locales.resolve("fr") == "en-US"
+    assert locales.resolve(None) == "en-US"
+    assert locales.resolve("en-GB") == "en-US"
+    assert locales.resolve("es-419") == "es-ES"  # Latin American Spanish reads Spain's
+    assert locales.text("fr", "replies.deleted") == "Deleted."
+    assert (
+        locales.text("de", "limits.cooldown", seconds=3)
+        == "Bitte warte noch 3 Sekunde(n) bis zu deiner nächsten Anfrage."
+    )
+    assert locales.text("ja", "card.phase.queued") == "待機中"
+
+
+def test_a_broken_translation_shows_english_rather_than_failing() -> None:
+    """A catalogue edited by hand with a placeholder typo must not break a reply (the tests above catch it)."""
+    locales.catalogues()["de"]["replies.deleted"] = "Gelöscht {oops}."
+    try:
+        assert locales.text("de", "replies.deleted") == "Deleted."
+    finally:
+        locales.catalogues.cache_clear()
