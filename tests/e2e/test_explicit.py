@@ -99,6 +99,7 @@ async def test_in_an_age_restricted_channel_it_is_posted_normally(
     assert "Posted as a voice message" in posted
 
 
+@pytest.mark.both_backends  # the budgets' sums are SQL of each backend
 async def test_a_server_can_refuse_explicit_songs(
     encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
 ) -> None:
