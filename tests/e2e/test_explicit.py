@@ -29,9 +29,15 @@ def has_audio(message: SimMessage) -> bool:
 async def song(
     sim: DiscordSimulator, user: SimUser, prompt: str, channel: str = "general"
 ) -> tuple[InteractionHandle, SimMessage]:
-    """A song asked for in ``channel``: the interaction and the message that brought its audio."""
+    """A song asked for in ``channel``: the interaction and the message that brought its audio (a followup, or
+    a reply to the card in the channel if the song was done before its card was)."""
     handle = await user.slash("music song", channel_id=sim.channel(channel).id, prompt=prompt, length=4)
-    return handle, await handle.wait_followup(has_audio)
+    card = await handle.wait_original(status_is("Done"))
+    job_id = job_id_of(card)
+    delivery = await sim.wait_for_message(
+        card.channel_id, lambda m: has_audio(m) and any(job_id in a.filename for a in m.attachments)
+    )
+    return handle, delivery
 
 
 async def private_text(handle: InteractionHandle) -> str:

@@ -27,11 +27,15 @@ MENTION = re.compile(r"<@[!&]?\d+>|<#\d+>|</[^>]+>|@(everyone|here)\b")
 guilds = test_phone.guilds  # the same two servers, home and away
 
 
-async def song(user: SimUser, prompt: str, **options: Any) -> tuple[SimMessage, SimAttachment]:
-    """A finished song: its card and its audio as delivered."""
+async def song(sim: DiscordSimulator, user: SimUser, prompt: str, **options: Any) -> tuple[SimMessage, SimAttachment]:
+    """A finished song: its card and its audio as delivered (a followup, or a reply to the card in the channel
+    if the song was done before its card was)."""
     handle = await user.slash("music song", prompt=prompt, **{"length": 40, **options})
-    audio = await handle.wait_file()
-    return await handle.wait_original(status_is("Done")), audio
+    card = await handle.wait_original(status_is("Done"))
+    job_id = job_id_of(card)
+    delivery = await sim.wait_for_message(card.channel_id, lambda m: any(job_id in a.filename for a in m.attachments))
+    [audio] = [a for a in delivery.attachments if job_id in a.filename and a.content_type.startswith("audio/")]
+    return card, audio
 
 
 async def lyrics(user: SimUser, card: SimMessage) -> InteractionHandle:
@@ -73,7 +77,7 @@ async def test_a_song_shows_its_lyrics_and_synced_lyrics(
 ) -> None:
     encore.configure(elevenlabs={"model_id": model_id})
     await encore.start()
-    card, audio = await song(sim.user("alice"), "rain over the harbour")
+    card, audio = await song(sim, sim.user("alice"), "rain over the harbour")
     assert "Lyrics" in str(card.components)
     [generation] = eleven.generations
     assert generation.body["with_timestamps"] is True  # asked for when each word is sung
@@ -104,8 +108,8 @@ async def test_a_song_shows_its_lyrics_and_synced_lyrics(
 async def test_an_instrumental_song_says_so(encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs) -> None:
     await encore.start()
     alice = sim.user("alice")
-    forced, _ = await song(alice, "a quiet piano piece", instrumental=True)
-    seeded, _ = await song(alice, "a quiet piano piece", instrumental=True, seed=5)  # a plan without lyrics
+    forced, _ = await song(sim, alice, "a quiet piano piece", instrumental=True)
+    seeded, _ = await song(sim, alice, "a quiet piano piece", instrumental=True, seed=5)  # a plan without lyrics
     for card in (forced, seeded):
         assert "Lyrics" in str(card.components)
         assert await private_text(await lyrics(alice, card)) == "This song is instrumental: it has no lyrics."
@@ -180,7 +184,7 @@ async def test_broken_word_timestamps_are_clamped_or_ignored(
 
     eleven.tamper_words = broken
     await encore.start()
-    card, _ = await song(sim.user("alice"), "rain over the harbour")
+    card, _ = await song(sim, sim.user("alice"), "rain over the harbour")
     [generation] = eleven.generations
     [page] = await lyrics_pages(await lyrics(sim.user("alice"), card))
     lrc = synced(page)
@@ -196,7 +200,7 @@ async def test_nobody_from_elsewhere_reads_someone_elses_lyrics(
     encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
 ) -> None:
     await encore.start()
-    card, _ = await song(sim.user("alice"), "home secret chorus")
+    card, _ = await song(sim, sim.user("alice"), "home secret chorus")
     shown = await (await away(sim, "alice").slash("music show", job=job_id_of(card))).wait_original()
     for name in ("eve", "bob"):  # eve isn't in home at all; bob is, but acts in away
         reply = await private_text(await lyrics(away(sim, name), shown))
