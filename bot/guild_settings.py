@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,6 +33,8 @@ class GuildSettings(BaseModel):
     blocked_words: list[str] = []
     voice_messages: bool = False  # post every track as a voice message too (they play inline on phones)
     sign_with_c2pa: bool = False  # ask ElevenLabs for C2PA content credentials on MP3 songs and stems
+    # Songs ElevenLabs marks explicit, in channels that aren't age-restricted: posted as spoilers, or not at all.
+    explicit_songs: Literal["spoiler", "refuse"] = "spoiler"
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -70,6 +72,13 @@ def _switch(text: str) -> bool:
     return word in _ON
 
 
+def _explicit(text: str) -> str:
+    word = text.strip().lower()
+    if word not in ("spoiler", "refuse"):
+        raise InvalidRequestError(f"{quoted(text, 20)} isn't spoiler or refuse.")
+    return word
+
+
 def _models(text: str) -> list[str]:
     keys = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [key for key in keys if key not in MODELS]
@@ -104,6 +113,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "voice_messages": ("post every track as a voice message (on/off)", _switch),
     "sign_with_c2pa": ("C2PA credentials on ElevenLabs MP3s (on/off)", _switch),
+    "explicit_songs": ("explicit songs outside 18+: spoiler or refuse", _explicit),
 }
 _CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
 
@@ -127,6 +137,12 @@ def hint(settings: GuildSettings, key: str) -> str | None:
             "ElevenLabs signs only MP3: songs in other formats, and stems when Encore asks for Opus stems, are "
             "made without content credentials. A signed file is posted exactly as made (no tags of Encore's, "
             "which would break the signature) unless it must be converted to fit Discord's upload limit."
+        )
+    if key == "explicit_songs":
+        return "Songs ElevenLabs marks explicit are posted normally in age-restricted channels. Elsewhere they are " + (
+            "posted as spoilers (hidden until clicked)."
+            if settings.explicit_songs == "spoiler"
+            else "not posted: the card says why, and the song counts against nobody's quota."
         )
     return None
 

@@ -26,6 +26,7 @@ from bot.records import Job
 from bot.text import inert
 from cogs._common import DiscordActor, card_locale, defer_card, delivery_of, origin, post_card
 from cogs.loops import LoopButton
+from cogs.lyrics import lyrics_button
 from cogs.phone import phone_button
 from cogs.plans import post_plan
 
@@ -106,6 +107,8 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: ob
             view.add_item(phone)
         if single:
             view.add_item(LoopButton(job.id, locale))
+        if (lyrics := lyrics_button(job, members, locale)) is not None:
+            view.add_item(lyrics)
     return view
 
 

@@ -169,6 +169,11 @@ def _avoid_vocals(styles: list[str] | None) -> list[str]:
     return styles
 
 
+def without_directions(line: str) -> str:
+    """A lyric line without its ``{directions}`` (later models' chunks mix them into the text): what is sung."""
+    return _DIRECTIONS.sub("", line).strip()
+
+
 def total_ms(plan: dict[str, Any]) -> int:
     return sum(s.duration_ms for s in sections(plan))
 

@@ -46,6 +46,7 @@ EXTENSIONS = (
     "cogs.phone",
     "cogs.loops",
     "cogs.variations",
+    "cogs.lyrics",
 )
 
 

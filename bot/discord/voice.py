@@ -37,6 +37,7 @@ from discord.http import Route
 from bot.audio import off_loop
 from bot.audio.voice import VoiceClip, voice_clip
 from bot.config import Settings
+from bot.discord.explicit import Showing, showing
 from bot.discord.send import upload_limit
 from bot.errors import BotError, DeliveryError, InvalidRequestError, JobStateError
 from bot.guild_settings import GuildSettings
@@ -100,6 +101,12 @@ class VoiceMessages:
             raise BotError("Voice messages aren't available on this bot.")
         if not is_track(job):
             raise JobStateError("Only a finished track can be posted as a voice message.")
+        where = {"channel_id": job.channel_id, "guild_id": job.guild_id}
+        if await showing(self._bot, self._rules, job, **where) is not Showing.NORMAL:
+            raise InvalidRequestError(
+                "ElevenLabs marked this song explicit, and a voice message can't be hidden as a spoiler: it can be "
+                "one only in an age-restricted channel."
+            )
         await self._check_not_posted(job)
         source = Path(str(job.output_path))
         if not await asyncio.to_thread(source.is_file):

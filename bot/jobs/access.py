@@ -12,6 +12,7 @@ server*, never where they happen to be:
   someone else's job is carried into another server or a DM.
 - play on phone: the same (a member who can see the job's channel, acting in the job's server); the voice
   message is posted in the job's own channel, as a reply to its track.
+- lyrics: the same; they are shown privately, to whoever asked.
 
 A job made in a DM is its requester's alone. The core decides; the cogs only gather the facts
 (:meth:`Actor.standing`) from Discord.
@@ -40,6 +41,7 @@ class Action(StrEnum):
     FULL = "full"
     PHONE = "phone"
     LOOP = "loop"
+    LYRICS = "lyrics"
     INFO = "info"
     SHOW = "show"
 

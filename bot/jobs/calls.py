@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.audio.verify import OutputKind
+from bot.catalog.lyrics import line_times, lyric_lines
+from bot.catalog.plans import total_ms
 from bot.config import Settings
 from bot.errors import OutputError, PromptRefusedError, ProviderError, StorageError
 from bot.jobs.outcomes import Outcomes
@@ -26,6 +28,19 @@ from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
+
+
+def _timed_lines(job: Job, song: Song) -> dict[str, Any]:
+    """When each lyric line of the song starts (``lyric_times_ms``, by :mod:`bot.catalog.lyrics`), if the
+    provider sent word timestamps that time them."""
+    if song.words is None or not song.plan:
+        return {}
+    length_ms = total_ms(song.plan) or int((job.duration_s or 0.0) * 1000)
+    times = line_times(lyric_lines(song.plan), song.words, length_ms)
+    if times is None:
+        log.info("job %s: the word timestamps don't time its lyrics (%d words)", job.id, len(song.words))
+        return {}
+    return {"lyric_times_ms": times}
 
 
 class Calls:
@@ -123,6 +138,7 @@ class Calls:
             "plan": song.plan,
             "song_id": song.song_id,
             **({"model_id": song.model} if song.model else {}),  # the provider's own model (the file's tags say)
+            **_timed_lines(job, song),
         }
         if await self._outputs.record_stored(
             job,

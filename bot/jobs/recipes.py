@@ -188,7 +188,13 @@ class Recipes:
         Stems), the actor must be allowed to split the parent."""
         if stems not in STEM_VARIATIONS:
             raise InvalidRequestError("`stems` must be two or six.")
-        context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
+        context: dict[str, Any] = {
+            "kind": "stems",
+            "parent": parent.id if parent else None,
+            "source_message": source_message_id,
+        }
+        if parent is not None and parent.result.get("metadata", {}).get("is_explicit") is True:
+            context["explicit"] = True  # its vocals are the song's: shown as the song is (bot.discord.explicit)
         prompt = f"Stems of {name}"[:200]
         settings = self._settings()
         splitter = stems_model(settings)

@@ -83,6 +83,15 @@ class DownloadedFile:
     content_type: str
 
 
+@dataclass(frozen=True)
+class WordTime:
+    """When a sung word is heard in a song (ElevenLabs' ``WordTimestamp``), in ms from its start."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
 @dataclass
 class Song:
     """Audio a :class:`CallProvider` made (written where it was asked to), and what came with it."""
@@ -94,6 +103,7 @@ class Song:
     plan: dict[str, Any] | None = None
     song_id: str | None = None
     model: str | None = None  # the provider's own model that made it (ElevenLabs' music_v1...), for its tags
+    words: list[WordTime] | None = None  # asked for with_timestamps: each sung word, as the provider sent them
 
 
 @dataclass

@@ -24,6 +24,7 @@ from yarl import URL
 from bot import metrics
 from bot.audio.stems import StemsError, unpack_stems
 from bot.catalog import ELEVENLABS_STEMS, STEM_VARIATIONS
+from bot.catalog.lyrics import lyric_lines
 from bot.catalog.plans import instrumental
 from bot.config import Settings
 from bot.errors import (
@@ -61,6 +62,15 @@ _MAX_SONG_BYTES = 200 * 1024 * 1024
 _MAX_PLAN_BYTES = 4 * 1024 * 1024
 # How each endpoint is named in the metrics.
 _OPERATIONS = {"/v1/music/detailed": "compose", "/v1/music/plan": "plan", "/v1/music/stem-separation": "stems"}
+
+
+def _sung(body: dict[str, Any]) -> bool:
+    """A song that may have words to time: not forced instrumental, and its plan (if it has one) has lyrics.
+    (An instrumental isn't asked for word timestamps: there are none, and they make a song slower.)"""
+    if body.get("force_instrumental"):
+        return False
+    plan = body.get("composition_plan")
+    return plan is None or (isinstance(plan, dict) and bool(lyric_lines(plan)))
 
 
 class ElevenLabsClient:
@@ -206,6 +216,8 @@ class ElevenLabsClient:
             body["respect_sections_durations"] = True  # later models always keep them
         if "seed" in body and "prompt" in body:
             body = await self._song_from_plan(body)
+        if _sung(body):
+            body["with_timestamps"] = True  # when each word is sung: synced lyrics (the Lyrics button)
         path = Path(f"{dest}{song_suffix(output_format)}")
         song = await self.compose(
             body, path, output_format=output_format, length_s=length_s, max_bytes=max_bytes, on_bytes=on_bytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import aiohttp
 
 from bot.errors import ProviderUnavailableError, TooLargeError
 from bot.providers import multipart
-from bot.providers.base import Song
+from bot.providers.base import Song, WordTime
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ CUT_OFF = "The song was cut off on its way from ElevenLabs. Please try again."
 _CHUNK = 64 * 1024
 _PROGRESS_EVERY = 256 * 1024
 _MAX_METADATA_BYTES = 4 * 1024 * 1024  # the JSON part: a plan, metadata, maybe word timestamps
+MAX_WORDS = 20_000  # word timestamps kept of one song (a ten-minute song has a couple of thousand at most)
 
 
 def song_suffix(output_format: str) -> str:
@@ -77,6 +79,7 @@ async def receive_song(
         raise
     finally:
         await asyncio.to_thread(raw.unlink, missing_ok=True)  # renamed, wrapped, or not wanted
+    words = meta.get("words_timestamps")  # asked for with with_timestamps; null otherwise
     return Song(
         path=dest,
         size=size,
@@ -84,7 +87,29 @@ async def receive_song(
         metadata=meta.get("song_metadata") or {},
         plan=meta.get("composition_plan"),
         song_id=response.headers.get("song-id"),
+        words=word_times(words) if isinstance(words, list) else None,
     )
+
+
+def word_times(items: list[Any]) -> list[WordTime]:
+    """``words_timestamps`` (``[{word, start_ms, end_ms}]``) as sent, in their order; an item that isn't one
+    (a missing or mistyped field) is left out. Whether the times make sense is for the reader to judge
+    (``bot.catalog.lyrics``)."""
+    out: list[WordTime] = []
+    for item in items[:MAX_WORDS]:
+        if not isinstance(item, dict):
+            continue
+        word, start, end = item.get("word"), _ms(item.get("start_ms")), _ms(item.get("end_ms"))
+        if isinstance(word, str) and start is not None and end is not None:
+            out.append(WordTime(word[:200], start, end))
+    return out
+
+
+def _ms(value: Any) -> int | None:
+    """A number of milliseconds: an int, or a finite float (JSON doesn't tell them apart); not a bool."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if math.isfinite(value) else None
 
 
 async def _stream(

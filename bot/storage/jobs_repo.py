@@ -240,8 +240,11 @@ class JobsRepo:
         return [_row_to_job(r) for r in rows]
 
     async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
-        """What a user, their guild and everyone have used since ``since`` (failed and canceled jobs don't count)."""
+        """What a user, their guild and everyone have used since ``since``. Failed and canceled jobs don't count
+        against the quotas; what a job that ran cost (it has an output) counts against the budgets even if it
+        failed after (it was paid for: say a song not posted because it is explicit)."""
         counted = "status NOT IN ('failed', 'canceled')"
+        spent = "(status NOT IN ('failed', 'canceled') OR succeeded_at IS NOT NULL)"
         seconds = f"COALESCE(SUM({self._db.dialect.json_number('request_json', 'duration_s')}), 0)"
         sql = f"""
             SELECT
@@ -253,8 +256,8 @@ class JobsRepo:
               (SELECT COUNT(*) FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
               (SELECT {seconds} FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
               (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE guild_id = :guild
-                 AND created_at >= :since AND {counted}),
-              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {counted})
+                 AND created_at >= :since AND {spent}),
+              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {spent})
         """  # noqa: S608 - only fixed fragments are spliced in
         row = await self._db.read_one(sql, {"user": user_id, "guild": guild_id, "since": since})
         assert row is not None

@@ -257,6 +257,12 @@ class SimAttachment:
     def size(self) -> int:
         return len(self.data)
 
+    @property
+    def spoiler(self) -> bool:
+        """Discord's clients hide it until clicked: its name starts ``SPOILER_`` (how discord.py and Discord's own
+        clients mark one; Discord then sets the attachment's IS_SPOILER flag)."""
+        return self.filename.startswith("SPOILER_")
+
 
 @dataclass(frozen=True)
 class SimMessage:
