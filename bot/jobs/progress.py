@@ -10,7 +10,6 @@ takes after that (learned per model from the jobs it saw end), or, with no bar, 
 
 from __future__ import annotations
 
-import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -107,14 +106,19 @@ class Progress:
         if self.left_s is not None:
             left = round(self.left_s) if self.left_s < 60 else 60 + round(self.left_s / 10)
         received = None if self.received_bytes is None else self.received_bytes // (100 * 1024)
-        return (None if self.fraction is None else math.floor(self.fraction * 100), left, received)
+        return (None if self.fraction is None else percent(self.fraction), left, received)
 
 
 BAR_CELLS = 10
 
 
+def percent(fraction: float) -> int:
+    """The whole percent, rounded as tqdm rounds it (780/1503: 52)."""
+    return min(100, max(0, round(fraction * 100)))
+
+
 def bar(fraction: float) -> str:
-    filled = min(BAR_CELLS, max(0, math.floor(fraction * BAR_CELLS + 1e-9)))
+    filled = percent(fraction) * BAR_CELLS // 100  # as full as the percent shown beside it says
     return "▓" * filled + "░" * (BAR_CELLS - filled)
 
 
@@ -139,7 +143,7 @@ def progress_text(progress: Progress, *, elapsed: bool = False) -> str:
     """``▓▓▓▓▓░░░░░ 52% · about 14 s left``; a long call: ``1.2 MiB received``; ``elapsed``: with the time so far."""
     parts: list[str] = []
     if progress.fraction is not None:
-        parts.append(f"{bar(progress.fraction)} {math.floor(progress.fraction * 100)}%")
+        parts.append(f"{bar(progress.fraction)} {percent(progress.fraction)}%")
     if progress.received_bytes:
         parts.append(f"{mib(progress.received_bytes)} received")
     if elapsed and progress.elapsed_s is not None:
@@ -185,14 +189,16 @@ class Outlook:
 
 
 # A bar's time left is trusted to this share (its rate is an average: the rest of the run may be faster or
-# slower), and never closer than this. Under 5 % in, the rate has hardly settled (warm-up): a rough guess.
+# slower), and never closer than this. A bar under a second old or 2 % in has hardly settled its rate (warm-up):
+# a rough guess.
 _SPREAD = 0.1
 _MIN_SPREAD_S = 0.2
-_EARLY = 0.05
+_EARLY_FRACTION = 0.02
+_EARLY_S = 1.0
 _EARLY_SPREAD = 0.5
-_NARROW_S = 0.5  # a bar's end known no better than this is looked at again before it can be full
+_NARROW_S = 1.0  # a bar's end known no better than this is looked at again before it can be full
 # A model's time after its bar is full, until a few jobs have shown theirs; then the recent ones, with a margin.
-_PRIOR_AFTER_BAR_S = (0.0, 1.5)
+_PRIOR_AFTER_BAR_S = (0.0, 1.0)
 _AFTER_BAR_MARGIN_S = 0.1
 _AFTER_BAR_SAMPLES = 20
 _AFTER_BAR_MIN_SAMPLES = 3
@@ -204,13 +210,16 @@ _FORGET_AFTER_S = 3 * 3600.0  # a job not heard of for this long is dropped (it 
 
 @dataclass
 class _Run:
+    model: str
     last_seen: float  # the prediction was still running then
+    typical: tuple[float, float] | None = None  # (submitted at, the model's usual run time)
     started: float | None = None  # first seen processing
     bar_ends: tuple[float, float] | None = None  # when its bar is (or was) full, earliest and latest
     early: bool = False  # bar_ends comes from a bar that had hardly started
     full: bool = False
     below_full_at: float | None = None  # last seen with its bar not yet full
     reading: BarReading | None = None
+    read_at: float = 0.0
 
 
 @dataclass
@@ -219,7 +228,6 @@ class Forecast:
 
     _runs: dict[str, _Run] = field(default_factory=dict)
     _after_bar: dict[str, deque[float]] = field(default_factory=dict)
-    _models: dict[str, str] = field(default_factory=dict)
     _pruned_at: float = 0.0
 
     def after_bar(self, model: str) -> tuple[float, float]:
@@ -250,30 +258,50 @@ class Forecast:
         self._prune(now)
         run = self._runs.get(job_id)
         if run is None:
-            run = self._runs[job_id] = _Run(last_seen=now)
-            self._models[job_id] = model
+            run = self._runs[job_id] = _Run(model, last_seen=now)
         run.last_seen = now
-        reading = read_bar(logs) if processing else None
+        run.typical = (submitted_at, typical_run_s) if submitted_at is not None and typical_run_s else None
         if processing and run.started is None:
             run.started = now
+        reading = read_bar(logs) if processing else None
         if reading is not None:
             self._read(run, reading, now)
-        typical = (submitted_at, typical_run_s) if submitted_at is not None and typical_run_s else None
-        window = self._window(run, model, now, typical)
+        return Outlook(self._progress(run, now), self._window(run, now))
+
+    def progress_at(self, job_id: str, now: float) -> Progress | None:
+        """How far along the job should be by ``now``: its bar moved on at its rate since it was last read (but
+        never shown full before it was seen full)."""
+        run = self._runs.get(job_id)
+        return None if run is None else self._progress(run, now)
+
+    def left_s(self, job_id: str, now: float) -> float | None:
+        """About how long until the job's prediction ends, if there is an estimate."""
+        run = self._runs.get(job_id)
+        window = None if run is None else self._window(run, now)
+        return None if window is None else max(0.0, (window.earliest + window.latest) / 2 - now)
+
+    def _progress(self, run: _Run, now: float) -> Progress | None:
+        window = self._window(run, now)
         left = None if window is None else max(0.0, (window.earliest + window.latest) / 2 - now)
-        fraction = run.reading.fraction if run.reading is not None else None
+        fraction = None
+        if run.reading is not None:
+            fraction = run.reading.fraction
+            if not run.full and run.bar_ends is not None and not run.early:
+                bar_end = (run.bar_ends[0] + run.bar_ends[1]) / 2
+                if bar_end > run.read_at:
+                    moved = min(1.0, (now - run.read_at) / (bar_end - run.read_at))
+                    fraction = min(0.99, fraction + (1 - fraction) * max(0.0, moved))
         elapsed = now - run.started if run.started is not None else None
-        progress = Progress(fraction, left, elapsed_s=elapsed) if (fraction is not None or left is not None) else None
-        return Outlook(progress, window)
+        return Progress(fraction, left, elapsed_s=elapsed) if (fraction is not None or left is not None) else None
 
     def _read(self, run: _Run, reading: BarReading, now: float) -> None:
         if run.full and not reading.full:
             run.full, run.bar_ends = False, None  # a second bar (a long track made in windows)
-        run.reading = reading
+        run.reading, run.read_at = reading, now
         if not reading.full:
             run.below_full_at = now
             if reading.left_s is not None:
-                run.early = reading.fraction < _EARLY
+                run.early = reading.fraction < _EARLY_FRACTION or (reading.elapsed_s or 0.0) < _EARLY_S
                 spread = max(_MIN_SPREAD_S, (_EARLY_SPREAD if run.early else _SPREAD) * reading.left_s)
                 run.bar_ends = (now + reading.left_s - spread, now + reading.left_s + spread)
             return
@@ -288,42 +316,36 @@ class Forecast:
             latest = min(now, max(run.bar_ends[1], earliest))
         run.bar_ends = (min(earliest, latest), latest)
 
-    def _window(self, run: _Run, model: str, now: float, typical: tuple[float, float] | None) -> EndWindow | None:
+    def _window(self, run: _Run, now: float) -> EndWindow | None:
         if run.bar_ends is not None:
-            low, high = self.after_bar(model)
+            low, high = self.after_bar(run.model)
             bar_low, bar_high = run.bar_ends
             look_at = bar_low if not run.full and bar_high - bar_low > _NARROW_S and bar_low > now else None
             return EndWindow(bar_low + low, bar_high + high, look_at=look_at, rough=run.early)
-        if typical is not None:
-            submitted_at, run_s = typical
+        if run.typical is not None:
+            submitted_at, run_s = run.typical
             latest = submitted_at + run_s * (1 + _TYPICAL_SPREAD)
             if latest > now:
                 return EndWindow(submitted_at + run_s * (1 - _TYPICAL_SPREAD), latest, rough=True)
         return None
 
-    def left_s(self, job_id: str, now: float) -> float | None:
-        """About how long until the job's prediction ends, if there is an estimate."""
-        run = self._runs.get(job_id)
-        if run is None or run.bar_ends is None:
-            return None
-        low, high = self.after_bar(self._models[job_id])
-        return max(0.0, (run.bar_ends[0] + low + run.bar_ends[1] + high) / 2 - now)
+    def running(self) -> list[str]:
+        """The jobs being followed."""
+        return list(self._runs)
 
     def ended(self, job_id: str, *, now: float, succeeded: bool) -> None:
         """The job's prediction ended (seen ``now``). A success teaches how long the model runs after its bar."""
         run = self._runs.pop(job_id, None)
-        model = self._models.pop(job_id, None)
-        if run is None or model is None or not succeeded or run.bar_ends is None or run.early:
+        if run is None or not succeeded or run.bar_ends is None or run.early:
             return
         # It ended after it was last seen running and by now; its bar filled within bar_ends.
         low, high = run.last_seen - run.bar_ends[1], now - run.bar_ends[0]
         if high - low <= _AFTER_BAR_MAX_UNCERTAINTY_S:
-            seen = self._after_bar.setdefault(model, deque(maxlen=_AFTER_BAR_SAMPLES))
+            seen = self._after_bar.setdefault(run.model, deque(maxlen=_AFTER_BAR_SAMPLES))
             seen.append(max(-60.0, min(60.0, (low + high) / 2)))
 
     def forget(self, job_id: str) -> None:
         self._runs.pop(job_id, None)
-        self._models.pop(job_id, None)
 
     def _prune(self, now: float) -> None:
         if now - self._pruned_at < 60.0:
@@ -351,6 +373,11 @@ class Throttle:
                 return False  # a flood of distinct keys: take none until it passes
         self._last[key] = now
         return True
+
+    def wait_s(self, key: str, now: float) -> float:
+        """How long until an event for ``key`` is let through (0: now)."""
+        last = self._last.get(key)
+        return 0.0 if last is None or not 0 <= now - last < self.every_s else last + self.every_s - now
 
     def forget(self, key: str) -> None:
         self._last.pop(key, None)

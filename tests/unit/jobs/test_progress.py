@@ -70,7 +70,7 @@ def test_only_the_tail_of_hostile_logs_is_read() -> None:
 
 
 def test_progress_reads_as_on_the_card() -> None:
-    assert progress_text(Progress(fraction=780 / 1503, left_s=14.3)) == "▓▓▓▓▓░░░░░ 51% · about 14 s left"
+    assert progress_text(Progress(fraction=780 / 1503, left_s=14.3)) == "▓▓▓▓▓░░░░░ 52% · about 14 s left"
     assert progress_text(Progress(fraction=1.0, left_s=0.4)) == "▓▓▓▓▓▓▓▓▓▓ 100% · almost done"
     assert progress_text(Progress(left_s=95)) == "about 1:35 left"
     song = Progress(received_bytes=3 * 1024 * 1024 // 2, elapsed_s=83)
@@ -141,6 +141,7 @@ def test_throttle_lets_one_through_per_key_and_period_and_stays_bounded() -> Non
     assert throttle.allow("a", 0.0)
     assert not throttle.allow("a", 0.5)
     assert throttle.allow("a", 1.0)
-    assert throttle.allow("b", 1.0) and throttle.allow("c", 1.0)
+    assert throttle.allow("b", 1.0)
+    assert throttle.allow("c", 1.0)
     assert not throttle.allow("d", 1.5)  # full of live keys: a flood of new ones is dropped
     assert throttle.allow("d", 2.6)  # once they are old, they make room
