@@ -14,6 +14,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from bot.text import clock
+
 # Only this much of the end of the logs is read: the newest bar is there, and hostile logs cost nothing more.
 TAIL_CHARS = 4096
 _ANSI = re.compile(r"\x1b\[[0-?]{0,32}[ -/]{0,8}[@-~]|\x1b[@-Z\\-_]")
@@ -122,17 +124,12 @@ def bar(fraction: float) -> str:
     return "▓" * filled + "░" * (BAR_CELLS - filled)
 
 
-def clock_text(seconds: float) -> str:
-    whole = max(0, round(seconds))
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
 def left_text(seconds: float) -> str:
     if seconds < 1.5:
         return "almost done"
     if seconds < 60:
         return f"about {round(seconds)} s left"
-    return f"about {clock_text(seconds)} left"
+    return f"about {clock(seconds)} left"
 
 
 def mib(size: int) -> str:
@@ -147,7 +144,7 @@ def progress_text(progress: Progress, *, elapsed: bool = False) -> str:
     if progress.received_bytes:
         parts.append(f"{mib(progress.received_bytes)} received")
     if elapsed and progress.elapsed_s is not None:
-        parts.append(f"{clock_text(progress.elapsed_s)} elapsed")
+        parts.append(f"{clock(progress.elapsed_s)} elapsed")
     if progress.left_s is not None:
         parts.append(left_text(progress.left_s))
     return " · ".join(parts)
