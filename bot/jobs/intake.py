@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # of a flood, only the newest is read, once the time has come).
 PROGRESS_WEBHOOK_EVERY_S = 1.0
 _TYPICAL_FOR_S = 60.0  # a model's recent run time is read from the database at most this often
+_NO_TYPICAL_FOR_S = 5.0  # (or this often while it has none: its first jobs are about to end)
 _MAX_HELD = 10_000  # predictions whose newest progress waits for its turn (more: dropped, a flood)
 
 
@@ -210,7 +211,7 @@ class Intake:
     async def _typical_run_s(self, model: str, now: float) -> float | None:
         """How long the model's recent jobs took (read again at most every minute)."""
         read_at, value = self._typical.get(model, (float("-inf"), None))
-        if now - read_at >= _TYPICAL_FOR_S:
+        if now - read_at >= (_TYPICAL_FOR_S if value is not None else _NO_TYPICAL_FOR_S):
             value = await self._repo.typical_run_s(model)
             self._typical[model] = (now, value)
         return value

@@ -31,9 +31,9 @@ _MAX_BACK_OFF_S = 300.0
 _TRUST_AHEAD_S = 30.0
 # Polls spread over an end's window (so that many, at most one per _MIN_GAP_S, at least one per _MAX_GAP_S),
 # the first half a gap into it.
-_WINDOW_POLLS = 2
+_WINDOW_POLLS = 3
 _MIN_GAP_S = 0.2
-_MAX_GAP_S = 0.8
+_MAX_GAP_S = 0.5
 
 
 @dataclass
@@ -124,8 +124,8 @@ class Poller:
         if window is None:
             return now + entry.interval, grown, False
         ahead = now + max(self._settings.poll_max_s, _TRUST_AHEAD_S)
-        if window.rough:  # the model's usual time: no use looking before it can have ended, then as usual
-            return min(max(now + entry.interval, window.earliest), ahead), grown, False
+        if window.rough:  # a guess: no use looking before it can have ended (within the usual limit), then as usual
+            return min(max(now + entry.interval, window.earliest), now + self._settings.poll_max_s), grown, False
         gap = min(max((window.latest - window.earliest) / _WINDOW_POLLS, _MIN_GAP_S), _MAX_GAP_S)
         if window.look_at is not None and window.look_at > now:  # a look just before the bar can end
             due = window.look_at

@@ -200,8 +200,8 @@ _AFTER_BAR_MARGIN_S = 0.1
 _AFTER_BAR_SAMPLES = 20
 _AFTER_BAR_MIN_SAMPLES = 3
 _AFTER_BAR_MAX_UNCERTAINTY_S = 2.0  # observations vaguer than this (late notice) teach nothing
-# Without a bar: the model's recent run time (on average), give or take this share of it.
-_TYPICAL_SPREAD = 0.5
+# Without a bar: the model's recent run time (on average, whatever their lengths), give or take this share of it.
+_TYPICAL_SPREAD = 0.75
 _FORGET_AFTER_S = 3 * 3600.0  # a job not heard of for this long is dropped (it ended some other way)
 
 

@@ -121,7 +121,7 @@ def test_without_a_bar_the_models_recent_run_times_give_a_rough_window() -> None
         "j", "musicgen", processing=False, logs=None, now=101.0, submitted_at=100.0, typical_run_s=10.0
     )
     assert outlook.window is not None
-    assert (outlook.window.earliest, outlook.window.latest, outlook.window.rough) == (105.0, 115.0, True)
+    assert (outlook.window.earliest, outlook.window.latest, outlook.window.rough) == (102.5, 117.5, True)
     assert outlook.progress == Progress(left_s=9.0)
 
 
