@@ -357,7 +357,7 @@ class Throttle:
     """At most one event per key every ``every_s`` (the rest are dropped); keeps at most ``max_keys`` keys."""
 
     every_s: float
-    max_keys: int = 100_000
+    max_keys: int = 20_000
     _last: dict[str, float] = field(default_factory=dict)
 
     def allow(self, key: str, now: float) -> bool:
