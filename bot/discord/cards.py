@@ -4,9 +4,9 @@ Edits are coalesced to at most one per ``card_edit_interval_s`` per card; news t
 jobs are (a bar, the time left, the place in line) waits longer: :data:`PROGRESS_EDIT_S` through the
 interaction, :data:`CHANNEL_PROGRESS_EDIT_S` as a channel message (Discord's bucket for those is the whole
 channel's). One edit Discord could not take (5xx, 429) is tried again with backoff, so a card never stays
-behind its job. While the interaction token lives the
-card is edited through it, after that (long queues, restarts) as a channel message. A card an earlier process
-posted but never stored is found again in the channel's history. What the card shows is ``render``'s.
+behind its job. While the interaction token lives the card is edited through it, after that (long queues,
+restarts) as a channel message. A card an earlier process posted but never stored is found again in the
+channel's history. What the card shows is ``render``'s.
 """
 
 from __future__ import annotations
