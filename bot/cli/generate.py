@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from bot.app import Core
 from bot.catalog import MUSICGEN, Param, all_params, get_model, parse_options
-from bot.cli.listener import CliListener
+from bot.cli.listener import QUIET_S, CliListener
 from bot.cli.render import EXIT_JOB_FAILED, EXIT_OK, human_size
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, InvalidRequestError
@@ -209,7 +209,11 @@ async def generate_command(args: argparse.Namespace, settings: Settings, secrets
         )
         try:
             async with asyncio.timeout(args.timeout):
-                await listener.finished.wait()
+                while not listener.finished.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(QUIET_S):
+                            await listener.finished.wait()
+                    listener.tick()
         except (TimeoutError, asyncio.CancelledError) as exc:
             await asyncio.shield(_cancel_quietly(core, lead.id))
             if isinstance(exc, asyncio.CancelledError):

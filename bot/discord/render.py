@@ -10,7 +10,8 @@ from typing import Protocol
 
 import discord
 
-from bot.jobs.phase import Phase
+from bot.jobs.phase import Phase, card_progress
+from bot.jobs.progress import Progress, bar, percent
 from bot.locales import ENGLISH
 from bot.locales import text as say
 from bot.naming import model_label, truncate
@@ -44,6 +45,16 @@ class ViewFactory(Protocol):
     def __call__(
         self, job: Job, phase: Phase, members: Sequence[Job], /, *, locale: str = ...
     ) -> discord.ui.View | None: ...
+
+
+def _left(progress: Progress, locale: object) -> str:
+    """About how long until the output, in the reader's words."""
+    left = progress.left_s or 0.0
+    if left < 1.5:
+        return say(locale, "card.status.almost_done")
+    if left < 60:
+        return say(locale, "card.status.left_seconds", seconds=round(left))
+    return say(locale, "card.status.left", time=clock(left))
 
 
 def mib(size: int) -> str:
@@ -98,11 +109,17 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: o
         if eta:
             status += " · " + say(locale, "card.status.eta", time=clock(float(eta)))
     running_since = min((m.running_at for m in members if m.running_at), default=None)
-    if phase == Phase.GENERATING and running_since:
-        status += " · " + say(locale, "card.status.started", moment=f"<t:{int(running_since)}:R>")
-        received = job.result.get("received_bytes")
-        if received:
-            status += " · " + say(locale, "card.status.received", size=mib(int(received)))
+    if phase in (Phase.STARTING, Phase.GENERATING):
+        # "Generating ▓▓▓▓▓░░░░░ 52% · about 14 s left"; a song: "Generating · started … · 1.2 MiB received"
+        progress = card_progress(members)
+        if progress is not None and progress.fraction is not None:
+            status += f" {bar(progress.fraction)} {percent(progress.fraction)}%"
+        if phase == Phase.GENERATING and running_since and (progress is None or progress.fraction is None):
+            status += " · " + say(locale, "card.status.started", moment=f"<t:{int(running_since)}:R>")
+        if progress is not None and progress.received_bytes:
+            status += " · " + say(locale, "card.status.received", size=mib(progress.received_bytes))
+        if progress is not None and progress.left_s is not None:
+            status += " · " + _left(progress, locale)
     elif phase in (Phase.FAILED, Phase.CANCELED):
         reasons = sorted({m.error for m in members if m.error})
         if reasons:

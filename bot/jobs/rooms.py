@@ -30,6 +30,7 @@ from bot.jobs.pause import PauseSwitch
 from bot.jobs.phase import CardFeed, JobListener
 from bot.jobs.plans_service import JobFor, PlanBook
 from bot.jobs.poller import Poller
+from bot.jobs.progress import Forecast
 from bot.jobs.recipes import Recipes
 from bot.jobs.reconcile import Reconcile
 from bot.jobs.scheduler import Scheduler
@@ -122,7 +123,8 @@ def build_rooms(
     tasks = Tasks(retry_delay=retry_delay)
     scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
     poller = Poller(poll, first.jobs, webhooks_on=bool(signed_webhooks), clock=clock)
-    cards = CardFeed(repo, listener, scheduler)
+    forecast = Forecast()  # how far along each running job is, and when it should end
+    cards = CardFeed(repo, listener, scheduler, forecast=forecast, clock=clock)
     outcomes = Outcomes(
         repo=repo, cards=cards, scheduler=scheduler, poller=poller, tasks=tasks, clock=clock, on_ended=deliver
     )
@@ -184,6 +186,7 @@ def build_rooms(
         tasks=tasks,
         settings=settings,
         clock=clock,
+        forecast=forecast,
     )
     reconcile = Reconcile(
         repo=repo,

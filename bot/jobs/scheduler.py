@@ -112,6 +112,10 @@ class Scheduler:
     def capacity(self, provider: str) -> int:
         return self._capacities.get(provider, 0)
 
+    def in_flight(self, provider: str) -> list[str]:
+        """The jobs holding the provider's slots now."""
+        return sorted(self._queue(provider).in_flight)
+
     def waiting(self, provider: str | None = None) -> int:
         queues = [self._queue(provider)] if provider else list(self._queues.values())
         return sum(len(jobs) for queue in queues for jobs in queue.people.values())

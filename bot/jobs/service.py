@@ -142,6 +142,7 @@ class JobService:
         if resume:
             await self._rooms.reconcile.resume_all()
         self.poller.start()
+        self._rooms.cards.start()
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Stop taking jobs, give downloads and deliveries in flight ``grace_s`` to finish, cancel the rest.
@@ -150,6 +151,7 @@ class JobService:
         """
         self._rooms.tasks.begin_stop()
         await self.poller.stop()
+        await self._rooms.cards.stop()
         await self._rooms.tasks.stop(grace_s=grace_s)
         self._rooms.pool.close()
 

@@ -227,7 +227,7 @@ class CogClient:
             "id": prediction_id,
             "input": input,
             "webhook": webhook_url,
-            "webhook_events_filter": ["start", "completed"],
+            "webhook_events_filter": ["start", "logs", "completed"],  # logs: the model's progress bar
         }
         try:
             status, data = await self._json(

@@ -213,7 +213,8 @@ class ReplicateClient:
         request = PredictionRequest(
             input=input,
             webhook=webhook_url or None,
-            webhook_events_filter=["start", "completed"] if webhook_url else None,
+            # `logs` too: progress arrives without polling (Replicate sends at most two a second; intake reads one).
+            webhook_events_filter=["start", "logs", "completed"] if webhook_url else None,
         )
         if ref.version is not None:
             url = self._url("/predictions")

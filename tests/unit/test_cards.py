@@ -144,3 +144,18 @@ def test_info_shows_peoples_text_inertly() -> None:
     embed = info_embed(job, LimitsSettings(), PROVIDERS)
     assert embed.description == r"\[x\](https://evil.example)"
     assert fields_of(embed)["Settings"] == r"`prompt_b` = \[y\](https://evil.example)"
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en-US", "🎛️ Generating ▓▓▓▓▓░░░░░ 52% · about 14 s left"),
+        ("de", "▓▓▓▓▓░░░░░ 52% · noch etwa 14 s"),
+        ("ja", "▓▓▓▓▓░░░░░ 52% · 残り約 14 秒"),
+    ],
+)
+def test_a_running_card_shows_its_bar_and_time_left_in_the_servers_language(locale: str, expected: str) -> None:
+    job = make_job(result={"progress": {"fraction": 780 / 1503, "left_s": 14.2}})
+    [status] = [value for value in fields_of(build_card(job, Phase.GENERATING, locale=locale)).values() if "▓" in value]
+    assert expected in status
+    assert "<t:" not in status  # the bar says more than the time since it started

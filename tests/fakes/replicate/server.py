@@ -51,9 +51,9 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         await self._serve(routes, client_max_size=256 * 1024 * 1024)
 
     async def close(self) -> None:
-        for task in list(self._webhook_tasks):
+        for task in [*self._drivers, *self._webhook_tasks]:
             task.cancel()
-        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        await asyncio.gather(*self._drivers, *self._webhook_tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -134,6 +134,8 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         self.predictions[pred.id] = pred
         self._new_predictions.append(pred.id)
         self._notify()
+        if self.timing is not None:
+            self._drive(pred, self.timing.plan(pred.seq, model, pred.input))
         if wait_s is not None:
             if self.auto_advance:
                 await self._step(pred, to_end=True)

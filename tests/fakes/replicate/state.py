@@ -22,6 +22,7 @@ from tests.fakes.models import MODELS, FakeModel, OutputFile
 
 from .errors import Fault, _bad_request
 from .records import Prediction, StoredFile, WebhookDelivery
+from .timing import RunTiming
 
 DEFAULT_TOKEN = "r8_fake_token_0123456789"
 DEFAULT_WEBHOOK_SECRET = "whsec_" + base64.b64encode(hashlib.sha256(b"encore-fake").digest()[:24]).decode()
@@ -45,8 +46,11 @@ class ReplicateState(FakeServer[Fault]):
         page_size: int = 100,
         max_file_bytes: int = 100 * 1024 * 1024,
         prefer_wait_scale: float = 1.0,
+        timing: RunTiming | None = None,
     ) -> None:
         super().__init__()
+        if timing is not None and auto_advance:
+            raise ValueError("timing and auto_advance both decide when predictions advance: pick one")
         self.token = token
         self.webhook_secret = webhook_secret
         self.auto_advance = auto_advance
@@ -57,6 +61,8 @@ class ReplicateState(FakeServer[Fault]):
         self.page_size = page_size
         self.max_file_bytes = max_file_bytes  # uploads of this size or more get 413
         self.prefer_wait_scale = prefer_wait_scale  # multiplies `Prefer: wait=N` so tests can shorten it
+        self.timing = timing  # set: every new prediction runs by itself, for as long as real ones take
+        self.logs_webhook_every_s = 0.5  # Replicate sends `logs` (and `output`) webhooks at most this often
         self.models: dict[str, FakeModel] = dict(MODELS)
         self.predictions: dict[str, Prediction] = {}
         self.files: dict[str, StoredFile] = {}
@@ -68,6 +74,7 @@ class ReplicateState(FakeServer[Fault]):
         self._new_deliveries: deque[WebhookDelivery] = deque()
         self._webhook_gates: dict[str, asyncio.Event] = {}  # predictions whose webhooks are held back
         self._output_swap: Callable[[OutputFile], OutputFile] | None = None
+        self._drivers: set[asyncio.Task[None]] = set()  # predictions running by themselves (``timing``)
 
     # ------------------------------------------------------------ URLs, pagination, lookups
 
