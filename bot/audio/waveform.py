@@ -33,6 +33,8 @@ _SIGNED_MAGNITUDE = bytes(min(v if v < 128 else 256 - v, 127) for v in range(256
 _VALUES_PER_COLUMN = 128  # samples of a WAV looked at per pixel column, all channels together
 _READ_BYTES = 1024 * 1024
 _PCM, _EXTENSIBLE = 1, 0xFFFE  # WAVE format tags
+# Each channel of a WAV costs a pass over the columns: more than surround sound has is decoded to mono instead.
+_MAX_CHANNELS = 8
 
 
 def mono_u8(path: Path, *, max_s: float | None = None) -> bytes:
@@ -84,8 +86,9 @@ class _PcmWav:
 
 
 def _pcm_wav(path: Path) -> _PcmWav | None:
-    """Where the samples of a plain WAV of signed 16, 24 or 32-bit PCM are; None for anything else (another
-    container or encoding, 8-bit or floating-point samples, a header that doesn't add up)."""
+    """Where the samples of a plain WAV of signed 16, 24 or 32-bit PCM in at most eight channels are; None for
+    anything else (another container or encoding, 8-bit or floating-point samples, a header that doesn't add up,
+    a file that claims hundreds of channels)."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(12)
@@ -108,7 +111,9 @@ def _pcm_wav(path: Path) -> _PcmWav | None:
     tag, channels, _rate, _byte_rate, frame_bytes, bits = struct.unpack("<HHIIHH", fmt[:16])
     if tag == _EXTENSIBLE and len(fmt) >= 26:
         tag = struct.unpack("<H", fmt[24:26])[0]  # the sub-format GUID starts with the format tag
-    if tag != _PCM or bits not in (16, 24, 32) or channels < 1 or frame_bytes != channels * bits // 8:
+    if tag != _PCM or bits not in (16, 24, 32) or not 1 <= channels <= _MAX_CHANNELS:
+        return None
+    if frame_bytes != channels * bits // 8:
         return None
     start = position + 8
     available = min(length, size - start)  # a truncated file, or a streamed one that never filled it in

@@ -148,6 +148,19 @@ def test_sound_in_one_channel_only_is_drawn(tmp_path: Path) -> None:
     assert max(heights[205:]) == min(heights)  # silence: the thinnest bar
 
 
+def test_a_wav_claiming_many_channels_costs_no_more_than_decoding_it(tmp_path: Path) -> None:
+    """Each channel drawn from the samples costs a pass over the columns: a header claiming far more channels
+    than music has (a hostile output that FFmpeg still reads) is decoded to mono like any other format."""
+    channels = 16
+    pcm = shaped_pcm(3.0, channels=channels, silent=tuple(range(1, channels)))
+    path = tmp_path / "many.wav"
+    path.write_bytes(riff(pcm_fmt(channels, 16), pcm))
+    heights = bar_heights(render_waveform(path, width=300, height=80))
+    assert min(heights[5:95]) > 10  # the loud third, from the one channel that isn't silent
+    assert max(heights[205:]) == min(heights)
+    assert thread_cpu_s(lambda: render_waveform(path, width=300, height=80)) < 2 * thread_cpu_s(lambda: mono_u8(path))
+
+
 def thread_cpu_s(work: Callable[[], object]) -> float:
     """The least CPU time of three runs of ``work`` in this thread."""
     best = math.inf
