@@ -1,7 +1,8 @@
 """Card upkeep: each job's card follows its job in Discord.
 
-Edits are coalesced to at most one per ``card_edit_interval_s`` per card; news that is only how far along the
-jobs are (a bar, the time left, the place in line) waits longer: :data:`PROGRESS_EDIT_S` through the
+Edits are coalesced to at most one per ``card_edit_interval_s`` per card, posting the card over the command's
+"thinking…" included (a job that ends within it goes from Queued straight to Done); news that is only how far
+along the jobs are (a bar, the time left, the place in line) waits longer: :data:`PROGRESS_EDIT_S` through the
 interaction, :data:`CHANNEL_PROGRESS_EDIT_S` as a channel message (Discord's bucket for those is the whole
 channel's). One edit Discord could not take (5xx, 429) is tried again with backoff, so a card never stays
 behind its job. While the interaction token lives the card is edited through it, after that (long queues,
@@ -124,9 +125,10 @@ class Cards:
         of the two is newer.
         """
         key = job.card_key
+        state = self._cards.setdefault(key, _CardState())
         if interaction is not None:
             self._live[key] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
-        state = self._cards.setdefault(key, _CardState())
+            state.last_edit = time.monotonic()  # posting the card was its first edit: news waits its turn
         newest = max(m.updated_at for m in members)
         if state.latest is None or max(m.updated_at for m in state.latest[2]) < newest:
             state.latest = (job, phase, members)
