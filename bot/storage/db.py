@@ -45,7 +45,7 @@ from bot.errors import (
     StorageError,
     StorageFullError,
 )
-from bot.storage.backend import BackendBase, Migration, load_migrations
+from bot.storage.backend import BackendBase, LockName, Migration, load_migrations
 from bot.storage.sql import SQLITE, Params
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class Database(BackendBase):
     """The SQLite backend. Owns the connection. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
     dialect = SQLITE
+    shared = False  # one process (the bot; a terminal run may share it a while)
     _repair_advice = "restore it from a backup (python -m bot db backup) or recover it with sqlite3's .recover"
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, integrity_check_s: float = 0.0) -> None:
@@ -254,6 +255,12 @@ class Database(BackendBase):
             finally:
                 self._in_transaction.reset(token)
                 self._no_transaction.set()
+
+    async def lock(self, *names: LockName) -> None:
+        """Nothing to take: the transaction holds SQLite's write lock (``BEGIN IMMEDIATE``), so transactions
+        already run one at a time, in every process using the file. Only inside :meth:`transaction`."""
+        if not self._in_transaction.get():
+            raise RuntimeError("lock() holds its names until the transaction ends: call it inside transaction()")
 
     async def _rollback(self) -> None:
         if self._conn is not None and self._conn.in_transaction:

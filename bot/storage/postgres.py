@@ -46,7 +46,7 @@ from bot.errors import (
     StorageFullError,
 )
 from bot.logs import register_secret
-from bot.storage.backend import BackendBase, load_migrations
+from bot.storage.backend import BackendBase, LockName, load_migrations, lock_key
 from bot.storage.sql import POSTGRES, Params, arguments
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class PostgresDatabase(BackendBase):
     """The PostgreSQL backend. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
     dialect = POSTGRES
+    shared = True  # several Encore processes may share it
     _repair_advice = "see the server's log; REINDEX a damaged index, or restore from a backup (pg_dump)"
 
     def __init__(
@@ -348,6 +349,16 @@ class PostgresDatabase(BackendBase):
                 raise
             self._write_refused(problem, exc)
             raise problem from exc
+
+    async def lock(self, *names: LockName) -> None:
+        """Take a transaction-scoped advisory lock on each of ``names`` (:func:`~bot.storage.backend.lock_key`),
+        in the order of their keys, so transactions locking overlapping names never wait for each other in a
+        circle; each is held until the transaction ends (a lost connection ends it too). A wait past the busy
+        timeout (``lock_timeout``) is refused as busy. Only inside :meth:`transaction`."""
+        if self._connection.get() is None:
+            raise RuntimeError("lock() holds its names until the transaction ends: call it inside transaction()")
+        for key in sorted({lock_key(name) for name in names}):
+            await self.read("SELECT 1 FROM pg_advisory_xact_lock(?)", (key,))
 
     async def schema_version(self) -> int:
         """The newest migration applied (0: none, not even the ``schema_version`` table)."""
