@@ -28,6 +28,13 @@ SELECT COUNT(*) FROM jobs
    AND (status IN ('submitted', 'running') OR (status = 'queued' AND claimed_at IS NOT NULL))
 """
 
+_HOLDING_SLOTS = """
+SELECT id FROM jobs
+ WHERE provider = :provider
+   AND (status IN ('submitted', 'running') OR (status = 'queued' AND claimed_at IS NOT NULL))
+ ORDER BY id
+"""
+
 # A person's turns start again from nothing once they have nothing waiting or running at the provider.
 _FORGET_IDLE_TURNS = f"""
 DELETE FROM queue_turns
@@ -151,10 +158,10 @@ class QueueRepo:
                 claimed.append(Claimed(job_id, user_id))
         return claimed
 
-    async def in_flight(self, provider: str) -> int:
-        """Jobs that count against ``provider``'s cap now, in every process."""
-        row = await self._db.read_one(_IN_FLIGHT, {"provider": provider})
-        return int(row[0]) if row else 0
+    async def in_flight(self, provider: str) -> list[str]:
+        """The jobs that count against ``provider``'s cap now, in every process (their ids, sorted)."""
+        rows = await self._db.read(_HOLDING_SLOTS, {"provider": provider})
+        return [str(row[0]) for row in rows]
 
     async def waiting(self, provider: str) -> Waiting:
         """``provider``'s jobs waiting for their turn, oldest first, and the turns each person has had."""
