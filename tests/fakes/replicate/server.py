@@ -16,11 +16,18 @@ from aiohttp.typedefs import Handler
 from tests.fakes._http import RecordedRequest, drop_connection
 from tests.fakes.models import FakeModel, invalid_fields
 
-from .errors import Fault, Problem, _bad_request, _not_found, _validation_problem
+from .errors import PROBLEM, Fault, Problem, _bad_request, _not_found, _validation_problem
 from .files import FileRoutes
 from .predictions import PredictionEngine
 from .records import Prediction, _new_id
 from .validation import _parse_cancel_after, _parse_prefer, _webhook_url_ok, spec_validator
+
+_CREATE_PATHS = re.compile(r"^/v1/(predictions|models/[^/]+/[^/]+/predictions|deployments/[^/]+/[^/]+/predictions)$")
+
+
+def _rate_kind(request: web.Request) -> str:
+    """Which of the account's limits a call counts against: creating a prediction, or any other call."""
+    return "create" if request.method == "POST" and _CREATE_PATHS.match(request.path) else "other"
 
 
 class FakeReplicate(PredictionEngine, FileRoutes):
@@ -72,6 +79,10 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         try:
             if request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise Problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+            if request.path.startswith("/v1/") and self._over_limit(_rate_kind(request)):
+                # Replicate's own answer (its body has no title; no Retry-After is documented).
+                detail = "Request was throttled. Your rate limit resets in ~30s."
+                return web.json_response({"detail": detail}, status=429, content_type=PROBLEM)
             return await handler(request)
         except Problem as problem:
             return problem.response()
@@ -132,6 +143,8 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         if cancel_after is not None:
             pred.deadline = pred.created_at + timedelta(seconds=cancel_after)
         self.predictions[pred.id] = pred
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._new_predictions.append(pred.id)
         self._notify()
         if self.timing is not None:
