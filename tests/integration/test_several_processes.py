@@ -258,6 +258,28 @@ async def test_fair_turns_across_processes(cluster: Cluster, fake: FakeReplicate
     assert fake.max_in_flight == 1
 
 
+@POSTGRES_ONLY
+async def test_a_turn_taken_over_mid_create_keeps_the_prediction_the_taker_found(
+    cluster: Cluster, fake: FakeReplicate
+) -> None:
+    quick = {"queue_check_s": 0.1, "process_timeout_s": 0.5}
+    a, b = await cluster.start(2, jobs=quick)
+    answer = asyncio.Event()
+    fake.inject(method="POST", path="^/v1/predictions$", status=None, answer_when=answer)  # made, answer slow
+    job = await a.submit("slow answer", user_id=3)
+    pid = await fake.wait_for_prediction()
+    await a.service.scheduler.stop()  # a stalls: it stops saying it is alive, its create still waiting
+    # b takes the turn over once a looks gone, looks before creating (a tried), finds a's prediction, records it.
+    assert await b.listener.wait_for_phase(job.id, Phase.STARTING) == Phase.STARTING
+    assert (await b.job(job.id)).prediction_id == pid
+    answer.set()  # a's create answers at last: the job is already submitted, with this very prediction
+    await fake.succeed(pid)
+    await cluster.wait_done([job.id])
+    assert list(fake.predictions) == [pid]  # never created twice
+    assert fake.prediction(pid).status == "succeeded"  # and a never canceled it
+    assert [r.path for r in fake.requests if r.path.endswith("/cancel")] == []
+
+
 # -- Replicate's limits are the account's ---------------------------------------------------------------
 
 

@@ -827,3 +827,15 @@ async def test_predictions_unfinished_at_once_are_counted(fake: FakeReplicate, h
     await call(http, "POST", f"{fake.base_url}/predictions/{two['id']}/cancel")  # twice: counted once
     await create(http, fake)
     assert (fake.in_flight, fake.max_in_flight) == (1, 2)
+
+
+async def test_an_answer_can_be_held_after_the_prediction_is_made(
+    fake: FakeReplicate, http: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+    fake.inject(method="POST", path="^/v1/predictions$", status=None, answer_when=release)
+    answer = asyncio.create_task(create(http, fake))
+    pid = await fake.wait_for_prediction()  # made before its answer leaves
+    assert not answer.done()
+    release.set()
+    assert (await answer)["id"] == pid

@@ -73,6 +73,10 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         if fault.drop_after_create:
             await self._dispatch(request, handler)
             return drop_connection(request)
+        if fault.answer_when is not None:
+            response = await self._dispatch(request, handler)
+            await fault.answer_when.wait()
+            return response
         return await super()._answer_fault(fault, request, handler)
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -253,18 +257,30 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         drop: bool = False,
         drop_after_create: bool = False,
         when: Callable[[RecordedRequest], bool] | None = None,
+        answer_when: asyncio.Event | None = None,
     ) -> Fault:
         """Answer the next ``times`` matching requests (None: forever) with a failure.
 
         ``path`` is a regex searched in the request path. ``status=None`` with ``delay_s`` delays and then
         answers normally (a ``delay_s`` past the client's timeout is a hang: the client gives up, and a create
         still lands when the delay ends). ``drop`` closes the connection unanswered; ``drop_after_create`` runs
-        the real handler (the prediction is created) and then closes the connection unanswered. ``when``, asked
+        the real handler (the prediction is created) and then closes the connection unanswered; ``answer_when``
+        (with ``status=None``) runs it and holds its answer until the event is set (a slow answer). ``when``, asked
         with each request (as recorded) that matches the other filters, picks the ones that fail, e.g. a seeded
         random share; faults are tried in the order they were injected and the first that matches answers.
         """
         fault = Fault(
-            method, path, status, body, dict(headers or {}), times, delay_s, drop, drop_after_create, when=when
+            method,
+            path,
+            status,
+            body,
+            dict(headers or {}),
+            times,
+            delay_s,
+            drop,
+            drop_after_create,
+            when=when,
+            answer_when=answer_when,
         )
         self.faults.append(fault)
         return fault
