@@ -21,12 +21,20 @@ from bot.storage.instances_repo import live_instances
 
 _UNFINISHED = "('queued', 'submitted', 'running')"
 
+
+def _unfinished(alias: str) -> str:
+    """The condition of the scheduler's index (``jobs_provider_unfinished``), spelled as the index spells it: every
+    query here says it, so that SQLite (which only sees a partial index's condition when a query repeats it) uses
+    that index too."""
+    return f"{alias}.status IN {_UNFINISHED}"
+
+
 # Jobs that count against a provider's cap: at the provider, or being started there (queued with a turn).
-_IN_FLIGHT = """
-SELECT COUNT(*) FROM jobs
- WHERE provider = :provider
-   AND (status IN ('submitted', 'running') OR (status = 'queued' AND claimed_at IS NOT NULL))
-"""
+_IN_FLIGHT = f"""
+SELECT COUNT(*) FROM jobs AS j
+ WHERE j.provider = :provider AND {_unfinished("j")}
+   AND (j.status IN ('submitted', 'running') OR (j.status = 'queued' AND j.claimed_at IS NOT NULL))
+"""  # noqa: S608 - fixed text
 
 _HOLDING_SLOTS = """
 SELECT id FROM jobs
@@ -39,9 +47,9 @@ SELECT id FROM jobs
 _FORGET_IDLE_TURNS = f"""
 DELETE FROM queue_turns
  WHERE provider = :provider
-   AND NOT EXISTS (SELECT 1 FROM jobs
-                    WHERE jobs.provider = queue_turns.provider AND jobs.user_id = queue_turns.user_id
-                      AND jobs.status IN {_UNFINISHED})
+   AND NOT EXISTS (SELECT 1 FROM jobs AS j
+                    WHERE j.provider = queue_turns.provider AND {_unfinished("j")}
+                      AND j.user_id = queue_turns.user_id)
 """  # noqa: S608 - fixed text
 
 _CLAIM = """
@@ -91,8 +99,8 @@ class QueueRepo:
         """Queued jobs with a turn whose process is gone."""
         live = live_instances(self._db.dialect)
         return (
-            f"{alias}.status = 'queued' AND {alias}.claimed_at IS NOT NULL AND {alias}.claimed_by <> :owner "
-            f"AND {alias}.claimed_by NOT IN ({live})"
+            f"{_unfinished(alias)} AND {alias}.status = 'queued' AND {alias}.claimed_at IS NOT NULL "
+            f"AND {alias}.claimed_by <> :owner AND {alias}.claimed_by NOT IN ({live})"
         )
 
     async def claim(
@@ -118,7 +126,7 @@ class QueueRepo:
         pick_next = f"""
             WITH people AS (
                 SELECT w.user_id, MIN(w.created_at) AS since FROM jobs AS w
-                 WHERE w.provider = :provider AND w.status = 'queued' AND w.claimed_at IS NULL
+                 WHERE w.provider = :provider AND {_unfinished("w")} AND w.status = 'queued' AND w.claimed_at IS NULL
                    AND {self._eligible("w", any_job=any_job)}
                  GROUP BY w.user_id
             ), turn AS (
@@ -128,7 +136,7 @@ class QueueRepo:
                  LIMIT 1
             )
             SELECT j.id, j.user_id FROM jobs AS j JOIN turn ON turn.user_id = j.user_id
-             WHERE j.provider = :provider AND j.status = 'queued' AND j.claimed_at IS NULL
+             WHERE j.provider = :provider AND {_unfinished("j")} AND j.status = 'queued' AND j.claimed_at IS NULL
                AND {self._eligible("j", any_job=any_job)}
              ORDER BY j.created_at, j.id
              LIMIT 1{sql.skip_locked("j")}
@@ -166,8 +174,8 @@ class QueueRepo:
     async def waiting(self, provider: str) -> Waiting:
         """``provider``'s jobs waiting for their turn, oldest first, and the turns each person has had."""
         jobs = await self._db.read(
-            "SELECT id, user_id FROM jobs WHERE provider = ? AND status = 'queued' AND claimed_at IS NULL "
-            "ORDER BY created_at, id",
+            f"SELECT j.id, j.user_id FROM jobs AS j WHERE j.provider = ? AND {_unfinished('j')} "  # noqa: S608
+            "AND j.status = 'queued' AND j.claimed_at IS NULL ORDER BY j.created_at, j.id",
             (provider,),
         )
         turns = await self._db.read("SELECT user_id, served FROM queue_turns WHERE provider = ?", (provider,))
@@ -180,7 +188,8 @@ class QueueRepo:
         if any_job:
             found = f"({found}) OR ({self._abandoned('j')})"
         rows = await self._db.read(
-            f"SELECT DISTINCT j.provider FROM jobs AS j WHERE j.status = 'queued' AND ({found})",  # noqa: S608
+            f"SELECT DISTINCT j.provider FROM jobs AS j WHERE {_unfinished('j')} "  # noqa: S608
+            f"AND j.status = 'queued' AND ({found})",
             {"owner": owner, "gone_after_s": gone_after_s},
         )
         return sorted(str(row[0]) for row in rows)
