@@ -30,18 +30,12 @@ def _unfinished(alias: str) -> str:
 
 
 # Jobs that count against a provider's cap: at the provider, or being started there (queued with a turn).
-_IN_FLIGHT = f"""
-SELECT COUNT(*) FROM jobs AS j
+_HOLDING_SLOTS = f"""
+  FROM jobs AS j
  WHERE j.provider = :provider AND {_unfinished("j")}
    AND (j.status IN ('submitted', 'running') OR (j.status = 'queued' AND j.claimed_at IS NOT NULL))
-"""  # noqa: S608 - fixed text
-
-_HOLDING_SLOTS = """
-SELECT id FROM jobs
- WHERE provider = :provider
-   AND (status IN ('submitted', 'running') OR (status = 'queued' AND claimed_at IS NOT NULL))
- ORDER BY id
 """
+_IN_FLIGHT = "SELECT COUNT(*)" + _HOLDING_SLOTS
 
 # A person's turns start again from nothing once they have nothing waiting or running at the provider.
 _FORGET_IDLE_TURNS = f"""
@@ -168,7 +162,7 @@ class QueueRepo:
 
     async def in_flight(self, provider: str) -> list[str]:
         """The jobs that count against ``provider``'s cap now, in every process (their ids, sorted)."""
-        rows = await self._db.read(_HOLDING_SLOTS, {"provider": provider})
+        rows = await self._db.read("SELECT j.id" + _HOLDING_SLOTS + "ORDER BY j.id", {"provider": provider})
         return [str(row[0]) for row in rows]
 
     async def waiting(self, provider: str) -> Waiting:
