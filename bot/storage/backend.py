@@ -6,7 +6,9 @@ sharing one database). The repositories (``*_repo.py``) talk to either through :
 
 - ``read(sql, params)`` / ``read_one``: every row of a query, read whole (no statement stays open);
 - ``write(sql, params)``: one statement that changes data, applied whole or not at all; returns how many rows it
-  changed, so a conditional ``UPDATE ... WHERE status IN (...)`` tells its caller whether it won;
+  changed, so a conditional ``UPDATE ... WHERE status IN (...)`` tells its caller whether it won. A refused write
+  makes the database unhealthy (``write_problem``) until a write changes rows again; ``quiet=True`` (bookkeeping
+  that runs whatever the jobs do: a heartbeat, a rate limit) tells health nothing either way;
 - ``transaction()``: ``async with db.transaction():`` runs every read and write the *current task* makes
   through this backend (repositories included) in one transaction, committed at the end or rolled back on an
   exception. Keep it short, and start no task inside it (a task started there would share it).
@@ -87,7 +89,7 @@ class Backend(Protocol):
 
     async def read_one(self, sql: str, parameters: Params = ()) -> Row | None: ...
 
-    async def write(self, sql: str, parameters: Params = ()) -> int: ...
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int: ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]: ...
 

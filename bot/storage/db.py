@@ -206,14 +206,14 @@ class Database(BackendBase):
         rows = await self.read(sql, parameters)
         return rows[0] if rows else None
 
-    async def write(self, sql: str, parameters: Params = ()) -> int:
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int:
         """Run one statement that changes data (no ``RETURNING``); it is stored whole or not at all
         (autocommit). Returns how many rows it changed.
 
         SQLite waits up to the busy timeout for another program's write lock. Storage trouble raises a
         :class:`StorageError` (locked past the timeout, disk or database full, I/O failing) with a message
-        fit for users; the first one is logged as an error for the operator, and a later write that works
-        says so.
+        fit for users; the first one is logged as an error for the operator, and a later write that changes
+        rows says so. A ``quiet`` write (bookkeeping: a heartbeat, a rate limit) tells health nothing.
         """
         await self._turn()
         try:
@@ -223,9 +223,11 @@ class Database(BackendBase):
             problem = storage_error(exc)
             if problem is None:
                 raise
-            self._write_refused(problem, exc)
+            if not quiet:
+                self._write_refused(problem, exc)
             raise problem from exc
-        self._write_worked()
+        if changed > 0 and not quiet:
+            self._write_worked()
         return changed
 
     @asynccontextmanager

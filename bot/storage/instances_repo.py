@@ -27,17 +27,19 @@ class InstancesRepo:
             f"INSERT INTO instances (id, started_at, seen_at) VALUES (?, {now}, {now}) "  # noqa: S608 - fixed text
             "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
             (instance,),
+            quiet=True,  # it runs every few seconds, whatever the jobs do: it says nothing of their writes
         )
 
     async def leave(self, instance: str) -> None:
         """``instance`` stopped: it claims nothing any more."""
-        await self._db.write("DELETE FROM instances WHERE id = ?", (instance,))
+        await self._db.write("DELETE FROM instances WHERE id = ?", (instance,), quiet=True)
 
     async def forget_gone(self, *, older_than_s: float) -> int:
         """Forget processes not heard from in ``older_than_s`` seconds (their claims were taken over long ago)."""
         return await self._db.write(
             f"DELETE FROM instances WHERE seen_at < {self._db.dialect.now_s} - ?",  # noqa: S608 - fixed text
             (older_than_s,),
+            quiet=True,
         )
 
     async def alive(self, *, gone_after_s: float) -> list[str]:

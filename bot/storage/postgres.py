@@ -304,9 +304,11 @@ class PostgresDatabase(BackendBase):
         rows = await self.read(sql, parameters)
         return rows[0] if rows else None
 
-    async def write(self, sql: str, parameters: Params = ()) -> int:
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int:
         """Run one statement that changes data; it is stored whole or not at all. Returns how many rows it
-        changed. Storage trouble raises a :class:`StorageError`, logged once for the operator."""
+        changed. Storage trouble raises a :class:`StorageError`, logged once for the operator; a later write
+        that changes rows says writes work again. A ``quiet`` write (bookkeeping: a heartbeat, a rate limit)
+        tells health nothing."""
         query, args = _arguments(sql, parameters)
         try:
             async with self._statement_connection() as connection:
@@ -315,12 +317,15 @@ class PostgresDatabase(BackendBase):
             problem = storage_error(exc)
             if problem is None:
                 raise
-            self._lost = connection_lost(exc)
-            self._write_refused(problem, exc)
+            if not quiet:
+                self._lost = connection_lost(exc)
+                self._write_refused(problem, exc)
             raise problem from exc
-        self._write_worked()
-        self._lost = False
-        return _rows_changed(status)
+        changed = _rows_changed(status)
+        if changed > 0 and not quiet:
+            self._write_worked()
+            self._lost = False
+        return changed
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

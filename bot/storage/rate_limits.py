@@ -66,10 +66,11 @@ class SharedRateLimit:
         """Take a token: None if one was taken, else how long until one is there."""
         params = {"key": self._key, "rate": self._rate, "capacity": self._capacity}
         if not self._made:
-            await self._db.write(self._make, params)  # a new bucket starts full
+            await self._db.write(self._make, params, quiet=True)  # a new bucket starts full
             self._made = True
         # (a sleep can end a rounding error short of a whole token)
-        if await self._db.write(self._spend, {**params, "whole": 1.0 - 1e-9}) == 1:
+        # Quiet: a provider call's bookkeeping says nothing of whether the jobs' writes work.
+        if await self._db.write(self._spend, {**params, "whole": 1.0 - 1e-9}, quiet=True) == 1:
             return None
         row = await self._db.read_one(self._look, params)
         tokens = float(row[0]) if row is not None else 0.0

@@ -5,6 +5,8 @@ several backend objects (their own connection, or pool) on one database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +16,11 @@ import pytest
 
 from bot.errors import StorageBusyError
 from bot.providers.ratelimit import RateLimit, SharedOrLocal
+from bot.records import JobOrigin, JobStatus
 from bot.storage.backend import Backend, lock_key
+from bot.storage.instances_repo import InstancesRepo
+from bot.storage.job_rows import NewJob
+from bot.storage.jobs_repo import JobsRepo
 from bot.storage.rate_limits import SharedRateLimit
 from tests.conftest import StorageBackend
 
@@ -160,4 +166,56 @@ async def test_a_shared_limit_the_database_refuses_counts_alone_meanwhile(
         assert float(row[0]) >= float(now[0])
     finally:
         await operator.close()
+        await db.close()
+
+
+# -- bookkeeping says nothing of health ---------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def jobs_locked_by_another_program(backend: StorageBackend, path: Path) -> AsyncIterator[None]:
+    """Another program holds the jobs' writes: SQLite's write lock (the whole file), or PostgreSQL's table lock."""
+    if backend.url is None:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            yield
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return
+    operator = await asyncpg.connect(backend.url)
+    try:
+        async with operator.transaction():
+            await operator.execute("LOCK TABLE jobs IN EXCLUSIVE MODE")
+            yield
+    finally:
+        await operator.close()
+
+
+@pytest.mark.both_backends
+async def test_a_heartbeat_or_a_write_that_changes_nothing_never_makes_a_refusing_database_healthy(
+    backend: StorageBackend, tmp_path: Path
+) -> None:
+    path = tmp_path / "health.sqlite3"
+    db = backend.database(path, busy_timeout_ms=100)
+    await db.open()
+    try:
+        repo, instances = JobsRepo(db), InstancesRepo(db)
+        [job] = await repo.insert_many([NewJob("job1", JobOrigin(user_id=1), "replicate", "musicgen", "m", {}, {})])
+        async with jobs_locked_by_another_program(backend, path):
+            with pytest.raises(StorageBusyError):
+                await repo.transition(job.id, JobStatus.SUBMITTED)
+            if backend.url is not None:  # (PostgreSQL's other tables take writes meanwhile)
+                await instances.beat("me")
+                assert await repo.prune_webhooks(older_than=0.0) == 0  # works, and changes nothing
+            with pytest.raises(StorageBusyError):
+                await db.ping()  # /healthz: unhealthy while the jobs' writes are refused
+        await instances.beat("me")  # the heartbeat works again: bookkeeping, not evidence
+        assert not await repo.transition(job.id, JobStatus.RUNNING)  # a write that changed nothing
+        with pytest.raises(StorageBusyError):
+            await db.ping()
+        assert await repo.transition(job.id, JobStatus.SUBMITTED)  # a job's write went through
+        await db.ping()
+    finally:
         await db.close()
