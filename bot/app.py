@@ -19,12 +19,16 @@ from bot.jobs.service import JobService
 from bot.providers import registry
 from bot.providers.base import WebhookRoute
 from bot.providers.plugins import Providers, Registry
+from bot.providers.ratelimit import Limiter, RateLimit, SharedOrLocal
 from bot.storage.databases import database_for
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.loops_repo import LoopsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
+from bot.storage.rate_limits import SharedRateLimit
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from bot.storage.voice_repo import VoiceRepo
@@ -59,6 +63,8 @@ class Core:
         self.stats = StatsRepo(self.db)
         self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
         self.loops = LoopsRepo(self.db)
+        self.queue = QueueRepo(self.db)  # the fair scheduler's queue, shared by every process on the database
+        self.instances = InstancesRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
         self.providers = Providers({}, providers)  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None
@@ -68,7 +74,7 @@ class Core:
 
     async def open(self) -> None:
         # Each provider the settings use checks them and builds itself (ConfigError before anything opens).
-        self.providers = self.registry.build(self.settings, self.secrets, self._session)
+        self.providers = self.registry.build(self.settings, self.secrets, self._session, self._rate_limit)
         try:
             await self.db.open()
         except BaseException:
@@ -76,6 +82,14 @@ class Core:
             raise
         audio = self.settings.audio
         self.attachments = self._session(connect_s=min(10.0, audio.download_timeout_s), read_s=audio.download_timeout_s)
+
+    def _rate_limit(self, key: str, per_minute: int, burst: int) -> Limiter:
+        """A provider's rate limit: kept in the database when several processes may share it (a provider's limits
+        are per account), else this process's own."""
+        local = RateLimit(per_minute, burst=burst)
+        if not self.db.shared:
+            return local
+        return SharedOrLocal(SharedRateLimit(self.db, key, per_minute, burst=burst), local, what=key)
 
     def _session(self, *, connect_s: float, read_s: float) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
@@ -129,6 +143,8 @@ class Core:
             state=self.state,
             attachments=self.attachments,
             loops=self.loops,
+            queue=self.queue,
+            instances=self.instances,
         )
         self.service = service
         if serve_web or signed or per_job:

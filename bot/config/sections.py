@@ -96,6 +96,22 @@ class JobSettings(Section):
     # The length made when a command gives none, on every model (within its range); 0: each model's own
     # default (MusicGen and Stable Audio 8 s, songs 30 s; `python -m bot models` lists them).
     default_duration_s: int = Field(default=0, ge=0, le=600)
+    # Several processes on one database: each looks at the queue this often for jobs another process admitted or
+    # made room for (and says it is alive); one not heard from for process_timeout_s is taken as gone, and the
+    # jobs it was starting are started by another. process_timeout_s is at least three looks.
+    queue_check_s: float = Field(default=1.0, gt=0, le=60)
+    process_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+
+    @field_validator("process_timeout_s")
+    @classmethod
+    def _several_looks(cls, value: float, info: ValidationInfo) -> float:
+        check = info.data.get("queue_check_s")
+        if check is not None and value < 3 * check - 1e-9:
+            raise ValueError(
+                f"must be at least three times queue_check_s ({3 * check:g} s), or a live process "
+                "looks gone between two of its looks"
+            )
+        return value
 
 
 class AudioSettings(Section):

@@ -13,10 +13,16 @@ same order, so that what is cheap and needs no download refuses first:
 5. only then **inputs**: a person's clip is downloaded (bounded, by the entry point's fetch) and decoded
    (bounded by ``[audio] max_input_s``, one file at a time per person, in threads of their own), and the
    ticket's recipe shapes it into the request to store;
-6. **the insert**: with a clip, steps 2 to 4 again on what will be stored (its length is known now), then under
-   the admission lock the quotas once more and the insert, so two requests can't both take the last slot.
+6. **the insert**: with a clip, steps 2 and 3 again on what will be stored (its length is known now); then one
+   database transaction, alone for this person and this server in every process sharing the database
+   (``JobsRepo.admitting``: advisory locks on PostgreSQL, SQLite's write lock), checks the quotas once more
+   and inserts the jobs, so two requests can't both take the last slot, even in two processes.
 
-No entry point calls a step itself: recipes (``bot.jobs.recipes``) and plans only build tickets.
+Step 4 before the inputs is a first look that holds nothing: a download or a decode takes seconds and holds no
+transaction or lock, and nothing is reserved, so a request that dies between the two (a crash, a cancel, a
+refused file) leaves nothing to give back. The price: two requests racing for the last slot may both read
+their files, and the second is refused at step 6. No entry point calls a step itself: recipes
+(``bot.jobs.recipes``) and plans only build tickets.
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ from bot.audio import AudioPool
 from bot.audio.probe import probe
 from bot.catalog import SEED_MAX, Capability, ModelRoute, ValidatedRequest, validate_request
 from bot.catalog.plans import texts as plan_texts
-from bot.config import Settings
-from bot.errors import BotError, InvalidRequestError, NotAllowedError
+from bot.config import LimitsSettings, Settings
+from bot.errors import BotError, InvalidRequestError, NotAllowedError, StorageError
 from bot.guild_settings import GuildSettings
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start
 from bot.jobs.pause import PauseSwitch
@@ -128,9 +134,7 @@ class Gate:
         self._pool = pool
         self._settings = settings
         self._clock = clock
-        # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
-        self._admission = asyncio.Lock()
-        self._reading: set[int] = set()  # people whose file is being read
+        self._reading: set[int] = set()  # people whose file is being read (in this process)
 
     async def admit(self, ticket: Ticket) -> list[Job]:
         """Take ``ticket`` through every step, in order; the jobs it made (queued), or the first refusal."""
@@ -155,12 +159,16 @@ class Gate:
             self._settings().safety,
             screened.rules.blocked_words,
         )
-        async with self._admission:
-            now = await self._quotas(screened)  # 4
-            if clip_pending:
-                return []
+        if clip_pending:
+            await self._quotas(screened)  # 4: a first look, holding nothing while the clip is read
+            return []
+        origin, limits = screened.origin, self._limits(screened)
+        async with self._repo.admitting(
+            user_id=origin.user_id, guild_id=origin.guild_id, everyone=bool(limits.daily_budget_usd)
+        ):
+            now = await self._quotas(screened)  # 4, alone for this person and server until the insert commits
             jobs = await self._insert(screened, now=now)  # 6
-        self._queue(jobs)
+        await self._queue(jobs)
         return jobs
 
     # -- 2: where and when ------------------------------------------------------------------------------
@@ -201,16 +209,19 @@ class Gate:
 
     # -- 4: quotas and budget ---------------------------------------------------------------------------
 
-    async def _quotas(self, screened: _Screened) -> float:
-        """Refuse what would break a limit; returns the moment it was checked at."""
-        rules, validated, origin = screened.rules, screened.validated, screened.origin
-        limits = self._settings().limits.model_copy(
+    def _limits(self, screened: _Screened) -> LimitsSettings:
+        """The limits that apply: the settings', with the server's own quotas and budget where it set them."""
+        return self._settings().limits.model_copy(
             update={
                 key: value
                 for key in ("user_daily_jobs", "guild_daily_jobs", "guild_daily_budget_usd")
-                if (value := getattr(rules, key)) is not None
+                if (value := getattr(screened.rules, key)) is not None
             }
         )
+
+    async def _quotas(self, screened: _Screened) -> float:
+        """Refuse what would break a limit; returns the moment it was checked at."""
+        validated, origin, limits = screened.validated, screened.origin, self._limits(screened)
         now = self._clock()
         usage = await self._repo.usage(user_id=origin.user_id, guild_id=origin.guild_id, since=day_start(now))
         check_usage(
@@ -273,14 +284,24 @@ class Gate:
                     callback_token=CALLBACK_TOKEN_PREFIX + secrets.token_urlsafe(24),
                     input_files=request.files,
                     cost_usd=cost_each,
+                    reserved_for=self._scheduler.reserved_for,
                 )
             )
         # One statement: a batch is stored whole or (storage refusing it) not at all.
         return await self._repo.insert_many(rows, now=now)
 
-    def _queue(self, jobs: list[Job]) -> None:
+    async def _queue(self, jobs: list[Job]) -> None:
+        """The jobs are stored: a round of claims starts what fits now; a job that has to wait has its card say
+        where it is. (Stored is admitted: trouble here is only logged, the scheduler looks again shortly.)"""
         for job in jobs:
             log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
-            self._scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
-            if self._scheduler.position(job.id) is not None:  # it has to wait: its card says where it is
+        provider = jobs[0].provider
+        await self._scheduler.dispatch(provider)
+        try:
+            waiting = set(await self._scheduler.order(provider))
+        except StorageError as exc:
+            log.warning("could not tell the cards of waiting jobs their place (%s)", exc)
+            return
+        for job in jobs:
+            if job.id in waiting:  # it has to wait: its card says where it is
                 self._tasks.spawn(self._cards.notify(job.id), name=f"queued:{job.id}")

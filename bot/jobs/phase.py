@@ -242,12 +242,12 @@ class CardFeed:
 
     async def _with_queue_place(self, job: Job) -> Job:
         """The job with its place in the queue and an estimate of the wait, for the card."""
-        place = self._scheduler.position(job.id)
+        place = await self._scheduler.position(job)
         if place is None:
             return job
         typical = await self._repo.typical_run_s(job.model)
         now = self._clock() if self._clock is not None else None
-        running = self._scheduler.in_flight(job.provider)
+        running = await self._scheduler.in_flight(job.provider)
         lefts = [self._forecast.left_s(j, now) if now is not None else None for j in running]
         eta = start_eta_s(place, self._scheduler.capacity(job.provider), lefts, typical)
         eta_s = round(eta) if eta is not None else None

@@ -1,7 +1,7 @@
 """Taking jobs up again from what the database says: at startup, and after storage trouble.
 
-Every unfinished job is resumed by its state: queued, it waits for its turn again; at a provider that keeps
-predictions, it is polled (and counted against the provider's cap); succeeded, it is delivered from the stored
+Every unfinished job is resumed by its state: queued, it waits for its turn again (the queue is in the database:
+the scheduler looks); at a provider that keeps predictions, it is polled; succeeded, it is delivered from the stored
 file. A long call died with the process and isn't run again by itself (it costs money): it fails as
 *interrupted*, with Retry. CardFeed of jobs that ended just before a crash are brought up to date.
 """
@@ -74,9 +74,8 @@ class Reconcile:
             self._tasks.spawn(self._outcomes.fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
             return
         if job.status == JobStatus.QUEUED:
-            self._scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
+            self._scheduler.kick(job.provider)
         elif job.status.is_active_at_provider:
-            self._scheduler.adopt(job.id, provider=job.provider, user_id=job.user_id)
             self._poller.schedule(job.id, due=self._clock())
         elif job.status == JobStatus.SUCCEEDED:
             self._dispatch.kick(job)
@@ -87,6 +86,7 @@ class Reconcile:
         if job is None or job.status.is_terminal:
             self._tasks.storage_ok(job_id)
         elif job.status == JobStatus.QUEUED:
-            self._submitter.start(job.id)  # it keeps its scheduler slot
+            self._submitter.start(job.id)  # it keeps its turn, if it had one here (else submit leaves it)
+            self._scheduler.kick(job.provider)
         else:
             self.resume(job)

@@ -40,9 +40,11 @@ from bot.providers.base import Prediction
 from bot.providers.plugins import Providers
 from bot.records import Job
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
 from bot.storage.state_repo import StateRepo
 
 # Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in memory, a
@@ -84,6 +86,8 @@ def build_rooms(
     guilds: GuildRepo | None,
     preferences: PreferencesRepo | None,
     state: StateRepo | None,
+    queue: QueueRepo,
+    instances: InstancesRepo,
     clock: Callable[[], float],
     job_for: JobFor,
 ) -> Rooms:
@@ -121,7 +125,15 @@ def build_rooms(
         await reconcile.pick_up(job_id)
 
     tasks = Tasks(retry_delay=retry_delay)
-    scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
+    scheduler = Scheduler(
+        queue,
+        instances,
+        registry.capacity_caps(first),
+        start_job,
+        settings=lambda: settings().jobs,
+        clock=clock,
+        on_moved=queue_moved,
+    )
     poller = Poller(poll, first.jobs, webhooks_on=bool(signed_webhooks), clock=clock)
     forecast = Forecast()  # how far along each running job is, and when it should end
     cards = CardFeed(repo, listener, scheduler, forecast=forecast, clock=clock)
@@ -174,6 +186,7 @@ def build_rooms(
         signed_webhooks=signed_webhooks,
         on_prediction=on_prediction,
         pick_up=pick_up,
+        instance=scheduler.instance,
     )
     intake = Intake(
         repo=repo,

@@ -27,10 +27,12 @@ from bot.jobs.tickets import Ticket
 from bot.providers.plugins import Providers
 from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.loops_repo import LoopsRepo
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
 from bot.storage.state_repo import StateRepo
 
 
@@ -49,8 +51,11 @@ class JobService:
         state: StateRepo | None = None,
         attachments: aiohttp.ClientSession | None = None,
         loops: LoopsRepo | None = None,
+        queue: QueueRepo,
+        instances: InstancesRepo,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``queue`` and ``instances``: the scheduler's queue and the processes sharing the database."""
         self.repo = repo
         self._providers = providers
         self._attachments = attachments  # people's files, from Discord's CDN
@@ -67,6 +72,8 @@ class JobService:
             guilds=guilds,
             preferences=preferences,
             state=state,
+            queue=queue,
+            instances=instances,
             clock=clock,
             job_for=self.job_for,
         )
@@ -135,10 +142,12 @@ class JobService:
         return await self._rooms.pause.resume()
 
     async def start(self, *, resume: bool = True) -> None:
-        """Resume every unfinished job (unless ``resume`` is false), then start polling."""
+        """Resume every unfinished job (unless ``resume`` is false: then this process starts only the jobs it
+        admits itself, as a terminal run sharing the bot's database does), then start polling."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
         await self._rooms.pause.load()
         self._rooms.tasks.open()
+        await self.scheduler.start(any_job=resume)
         if resume:
             await self._rooms.reconcile.resume_all()
         self.poller.start()
@@ -150,9 +159,11 @@ class JobService:
         Whatever is left resumes at the next start; recorded outcomes are never cut off half-written.
         """
         self._rooms.tasks.begin_stop()
+        await self.scheduler.stop()
         await self.poller.stop()
         await self._rooms.cards.stop()
         await self._rooms.tasks.stop(grace_s=grace_s)
+        await self.scheduler.leave()  # the turns of jobs it was starting go back to the queue
         self._rooms.pool.close()
 
     # -- new jobs: every one through the gate ---------------------------------------------------------

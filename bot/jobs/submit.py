@@ -5,6 +5,10 @@ with our webhook URL and an id of our own, and recorded as submitted. Creating c
 tried before (a lost answer, a crash) is never created twice: the provider's own list is searched first, and
 a create whose outcome is unknown is looked for before it is tried again. A busy provider
 (``ProviderBusyError``) made nothing: the job keeps its place and asks again when it said.
+
+Only the process whose scheduler gave the job its turn starts it (``job.claimed_by``): every step that changes
+the queued job is conditional on that claim, so a process that was taken for gone (and whose turn another took
+over) backs off.
 """
 
 from __future__ import annotations
@@ -55,11 +59,14 @@ class Submitter:
         signed_webhooks: Mapping[str, str],
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
+        instance: str,
     ) -> None:
         """``public_url``: where providers reach Encore's web server (a provider reporting per job gets a URL of
         its job's own under it); ``signed_webhooks``: the URL of each provider whose webhooks are signed and can
         be checked, by name. ``on_prediction`` hears a prediction that was already under way when created
-        (progress intake); ``pick_up(job_id)`` takes a job up again from the database after storage trouble."""
+        (progress intake); ``pick_up(job_id)`` takes a job up again from the database after storage trouble;
+        ``instance`` is this process (its scheduler's claims)."""
+        self._instance = instance
         self._repo = repo
         self._registry = providers.registry
         self._providers = providers.predictions()
@@ -98,6 +105,9 @@ class Submitter:
         job = await self._repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
+        if job.claimed_by != self._instance or job.claimed_at is None:
+            log.info("job %s: its turn isn't this process's (%s); leaving it", job.id, job.claimed_by)
+            return
         if self._registry.spec(job.provider).protocol is ProviderProtocol.CALL:
             await self._calls.run(job)
         else:
@@ -129,8 +139,10 @@ class Submitter:
             if resolved is None:
                 return
             job = resolved
-        if not await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts + 1):
-            return  # canceled meanwhile
+        if not await self._repo.update_fields(
+            job.id, when_status=[JobStatus.QUEUED], when_claimed_by=self._instance, attempts=job.attempts + 1
+        ):
+            return  # canceled meanwhile, or its turn taken over
         job = job.model_copy(update={"attempts": job.attempts + 1})
         try:
             prediction = await provider.submit(
@@ -139,7 +151,9 @@ class Submitter:
         except ProviderBusyError as exc:
             # Nothing was created: the job keeps its place and its attempts, and asks again when the provider said.
             log.info("job %s: %s; waiting", job.id, exc)
-            await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts - 1)
+            await self._repo.update_fields(
+                job.id, when_status=[JobStatus.QUEUED], when_claimed_by=self._instance, attempts=job.attempts - 1
+            )
             self.start(job.id, delay_s=exc.retry_after_s)
             return
         except SubmissionUncertainError as exc:
@@ -170,7 +184,11 @@ class Submitter:
 
     async def _record_submission(self, job: Job, prediction: Prediction) -> None:
         won = await self._repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self._clock())
-        if not won:  # canceled while the create was in flight: don't leave it running upstream
+        if not won:
+            current = await self._repo.get(job.id)
+            if current is not None and current.prediction_id == prediction.id:
+                return  # another process found this very prediction and recorded it: it is the job's
+            # Canceled while the create was in flight: don't leave it running upstream.
             await self.cancel_upstream(job.provider, prediction.id)
             return
         log.info("job %s submitted as prediction %s", job.id, prediction.id)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.providers.ratelimit import LimitFactory, local_limit
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -288,11 +290,13 @@ class SessionFactory(Protocol):
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a provider's factory builds itself from."""
+    """What a provider's factory builds itself from. ``rate_limit`` makes the limiters it waits on before calls
+    (shared with the other processes on the same account when the wiring has a shared database)."""
 
     settings: Settings
     secrets: Secrets
     session: SessionFactory
+    rate_limit: LimitFactory = local_limit
 
 
 ClientT = TypeVar("ClientT", covariant=True)

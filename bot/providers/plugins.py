@@ -33,6 +33,7 @@ from bot.providers.base import (
     TakesUploads,
     WebhookRoute,
 )
+from bot.providers.ratelimit import LimitFactory, local_limit
 from bot.providers.uploads import UploadStore
 
 # What [stems] demucs_ref still holds when nobody replaced the shipped placeholder.
@@ -133,14 +134,16 @@ class Registry(Mapping[str, ProviderSpec[Any]]):
             provider.check(settings, uses.get(name, []))
         return uses
 
-    def build(self, settings: Settings, secrets: Secrets, session: SessionFactory) -> Providers:
-        """Check the settings, then build every provider they use (each from its own module's factory). The
-        providers' secrets are masked in the logs from now on."""
+    def build(
+        self, settings: Settings, secrets: Secrets, session: SessionFactory, rate_limit: LimitFactory = local_limit
+    ) -> Providers:
+        """Check the settings, then build every provider they use (each from its own module's factory), with
+        ``rate_limit`` making their limiters. The providers' secrets are masked in the logs from now on."""
         uses = self.check(settings)
         for name, value in secrets.env.items():
             if value is not None and name in self.secret_envs():
                 logs.register_secret(name, value.get_secret_value())
-        context = BuildContext(settings=settings, secrets=secrets, session=session)
+        context = BuildContext(settings=settings, secrets=secrets, session=session, rate_limit=rate_limit)
         clients: dict[str, Client] = {}
         for name, provider in self._specs.items():
             client = provider.build(context, uses.get(name, []))

@@ -10,6 +10,7 @@ reached Replicate (connection refused, or a 429); a create that timed out is rep
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import re
@@ -45,7 +46,7 @@ from bot.providers.base import (
     ProviderSpec,
     WebhookRoute,
 )
-from bot.providers.ratelimit import RateLimit
+from bot.providers.ratelimit import LimitFactory, local_limit
 from bot.providers.replicate_api import (
     FileObject,
     ModelRef,
@@ -104,7 +105,10 @@ class ReplicateClient:
         creates_per_minute: int = 600,
         requests_per_minute: int = 3000,
         webhook_secret: str | None = None,
+        rate_limit: LimitFactory = local_limit,
     ) -> None:
+        """``rate_limit`` makes the limiters of the account's two budgets (shared by every process using this
+        token when the wiring passes shared ones)."""
         self._session = session
         self._base = URL(api_base.rstrip("/"))
         self._token = token
@@ -116,9 +120,15 @@ class ReplicateClient:
         self._auth_hosts = (api_host, "replicate.delivery", "*.replicate.delivery")
         self._download_hosts = (api_host, *delivery_hosts)
         self._download_timeout_s = download_timeout_s
-        # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused.
-        self._create_limit = RateLimit(creates_per_minute * 95 // 100, burst=max(1, creates_per_minute // 30))
-        self._api_limit = RateLimit(requests_per_minute * 95 // 100, burst=max(1, requests_per_minute // 30))
+        # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused. The
+        # limits are the account's: its budgets are named by the token's hash, never by the token.
+        account = hashlib.sha256(token.encode()).hexdigest()[:16]
+        self._create_limit = rate_limit(
+            f"replicate:{account}:create", creates_per_minute * 95 // 100, max(1, creates_per_minute // 30)
+        )
+        self._api_limit = rate_limit(
+            f"replicate:{account}:requests", requests_per_minute * 95 // 100, max(1, requests_per_minute // 30)
+        )
         self._webhook_secret = webhook_secret  # REPLICATE_WEBHOOK_SECRET, else asked of Replicate when needed
 
     @classmethod
@@ -141,6 +151,7 @@ class ReplicateClient:
             creates_per_minute=cfg.creates_per_minute,
             requests_per_minute=cfg.requests_per_minute,
             webhook_secret=signing.get_secret_value() if signing is not None else None,
+            rate_limit=context.rate_limit,
         )
 
     # -- HTTP plumbing -------------------------------------------------------------------------

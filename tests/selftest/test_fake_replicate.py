@@ -797,3 +797,45 @@ async def test_logs_webhooks_at_most_every_500_ms_and_none_after_completed(
         assert fake.webhook_deliveries == []
         with pytest.raises(RuntimeError, match="expected one of"):
             await fake.progress((await create(http, fake))["id"], 1, 103)  # still starting: no bar yet
+
+
+# ---------------------------------------------------------------- the account's rate limits, predictions at once
+
+
+async def test_the_account_s_rate_limits_are_enforced(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    assert fake.rate_limits == {"create": 600, "other": 3000}  # Replicate's documented limits, by default
+    fake.rate_limits = {"create": 2, "other": 3}
+    first = await create(http, fake)
+    await create(http, fake)
+    status, body, _ = await call(http, "POST", f"{fake.base_url}/predictions", json={"version": V_NEW, "input": {}})
+    assert (status, body) == (429, {"detail": "Request was throttled. Your rate limit resets in ~30s."})
+    assert len(fake.predictions) == 2  # the refused create made nothing
+    for _ in range(3):  # other calls have a budget of their own
+        assert (await call(http, "GET", f"{fake.base_url}/predictions/{first['id']}"))[0] == 200
+    assert (await call(http, "GET", f"{fake.base_url}/predictions"))[0] == 429
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer r8_someone_else"}) as stranger:
+        assert (await call(stranger, "GET", f"{fake.base_url}/predictions"))[0] == 401  # auth first: not counted
+    assert fake.throttled == {"create": 1, "other": 1}
+    assert (fake.most_in_any_window("create"), fake.most_in_any_window("other")) == (2, 3)
+
+
+async def test_predictions_unfinished_at_once_are_counted(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    one, two = await create(http, fake), await create(http, fake)
+    assert (fake.in_flight, fake.max_in_flight) == (2, 2)
+    await fake.fail(one["id"])
+    await call(http, "POST", f"{fake.base_url}/predictions/{two['id']}/cancel")
+    await call(http, "POST", f"{fake.base_url}/predictions/{two['id']}/cancel")  # twice: counted once
+    await create(http, fake)
+    assert (fake.in_flight, fake.max_in_flight) == (1, 2)
+
+
+async def test_an_answer_can_be_held_after_the_prediction_is_made(
+    fake: FakeReplicate, http: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+    fake.inject(method="POST", path="^/v1/predictions$", status=None, answer_when=release)
+    answer = asyncio.create_task(create(http, fake))
+    pid = await fake.wait_for_prediction()  # made before its answer leaves
+    assert not answer.done()
+    release.set()
+    assert (await answer)["id"] == pid

@@ -9,6 +9,9 @@ time, printing tqdm progress bars into its logs as a real MusicGen run does. The
 hooks (``wait_for_prediction``, ``wait_for_status``, ``next_request``, ``next_webhook_delivery``,
 ``wait_for_webhook_deliveries``), never by sleeping. Faults: ``inject`` (statuses,
 hangs, drops, chosen per request with ``when=``); webhooks can be held back (``hold_webhooks``) to arrive late.
+Replicate's rate limits per account are enforced (``rate_limits``: 600 creates and 3,000 other calls in any 60
+seconds by default; past them a 429 with Replicate's body, counted in ``throttled``), and ``max_in_flight`` is
+the most predictions that were unfinished at once.
 A broken or hostile model server: ``swap_outputs`` serves something else as each output file (an HTML page,
 an executable, audio under another name).
 

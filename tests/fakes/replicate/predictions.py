@@ -175,6 +175,8 @@ class PredictionEngine(WebhookSender):
         return value
 
     def _finish(self, pred: Prediction, status: str, *, error: str | None = None, duplicates: int = 0) -> None:
+        if pred.status not in TERMINAL:
+            self.in_flight -= 1
         pred.status, pred.error, pred.completed_at = status, error, _now()
         pred.ended_perf = time.perf_counter()
         if pred.logs_webhook_due is not None:
