@@ -75,7 +75,7 @@ def _params(options: str | None, **common: Any) -> dict[str, Any]:
     for name, value in common.items():
         if value is not None:
             if name in params:
-                raise InvalidRequestError(f"`{name}` is given twice (as an option and in `options`).")
+                raise InvalidRequestError.keyed("refusals.option_twice_both", name=name)
             params[name] = value
     return params
 
@@ -193,7 +193,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         version = model_version.value if model_version else None
         params = _params(options, model_version=version)
         if version is not None and model is not None and get_model(model.value) is not MUSICGEN:
-            raise InvalidRequestError("`model_version` only applies to MusicGen.")
+            raise InvalidRequestError.keyed("refusals.model_version_musicgen")
         # No model named: the person's default, else the server's (a MusicGen version names MusicGen).
         key = model.value if model else MUSICGEN.key
         unset = _unset(

@@ -176,7 +176,7 @@ async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.STEMS)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to split yet.")
+        raise JobStateError.keyed("refusals.unfinished_split")
     await interaction.response.defer(thinking=True)
     new = await bot.service.split_stems(
         Path(job.output_path), origin(interaction), name=job.prompt, parent=job, actor=actor
@@ -199,7 +199,7 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.EXTEND)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
+        raise JobStateError.keyed("refusals.unfinished_extend")
     await interaction.response.defer(thinking=True)
     new = await bot.service.continue_track(
         Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job, actor=actor

@@ -100,20 +100,17 @@ class VoiceMessages:
         if self._repo is None or job.channel_id is None:
             raise BotError("Voice messages aren't available on this bot.")
         if not is_track(job):
-            raise JobStateError("Only a finished track can be posted as a voice message.")
+            raise JobStateError.keyed("refusals.voice_unfinished")
         where = {"channel_id": job.channel_id, "guild_id": job.guild_id}
         if await showing(self._bot, self._rules, job, **where) is not Showing.NORMAL:
-            raise InvalidRequestError(
-                "ElevenLabs marked this song explicit, and a voice message can't be hidden as a spoiler: it can be "
-                "one only in an age-restricted channel."
-            )
+            raise InvalidRequestError.keyed("refusals.voice_explicit")
         await self._check_not_posted(job)
         source = Path(str(job.output_path))
         if not await asyncio.to_thread(source.is_file):
             raise JobStateError(self._gone_text())
         claimed_at = time.time()
         if not await self._repo.claim(job.id, now=claimed_at, stale_before=claimed_at - CLAIM_STALE_S):
-            raise JobStateError("This track is being posted as a voice message right now.")
+            raise JobStateError.keyed("refusals.voice_posting")
         try:
             if starting is not None:
                 await starting()

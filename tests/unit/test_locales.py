@@ -101,12 +101,13 @@ def test_the_name_rule_is_discords() -> None:
     assert not localized_name_ok("prompt!")
 
 
-_USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = )"([a-z_.0-9]+)\"""")
+_USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = |Error\(key=)"([a-z_.0-9]+)\"""")
 
 
 def test_every_key_the_code_uses_is_in_english() -> None:
-    """Literal keys in the code (``say(locale, "key")``, ``.keyed("key")``, ``default_key = "key"``) and the
-    families built from names (phases, buttons, access actions) all exist in ``en-US.toml``."""
+    """Literal keys in the code (``say(locale, "key")``, ``.keyed("key")``, ``default_key = "key"``,
+    ``SomeError(key="key", ...)``) and the families built from names (phases, buttons, access actions) all
+    exist in ``en-US.toml``."""
     used = set()
     for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "cogs").rglob("*.py")]:
         used |= set(_USED.findall(path.read_text(encoding="utf-8")))
@@ -137,3 +138,26 @@ def test_a_broken_translation_shows_english_rather_than_failing() -> None:
         assert locales.text("de", "replies.deleted") == "Deleted."
     finally:
         locales.catalogues.cache_clear()
+
+
+def test_stored_failure_reasons_are_shown_in_the_readers_language() -> None:
+    """Jobs store why they failed in English (old rows too): a card finds the text in the catalogue, with its
+    placeholders, and shows it translated; a text it doesn't know stays as it was stored."""
+    timed_out = "The job took too long and was stopped. Please try again."
+    assert locales.stored_text("en-US", timed_out) == timed_out
+    assert locales.stored_text("de", timed_out) == locales.text("de", "reasons.timed_out")
+    assert locales.stored_text("de", timed_out) != timed_out
+    # an error's default message, stored from ``exc.user_message``
+    assert locales.stored_text("ja", locales.english("errors.provider")) == locales.text("ja", "errors.provider")
+    # placeholders are taken from the stored text; a {reason} is itself a stored text
+    assert locales.stored_text("pt-BR", "Stable Audio isn't set up on this bot.") == (
+        "Stable Audio não está configurado neste bot."
+    )
+    lost = locales.english("errors.prediction_lost") + " Please try again."
+    assert locales.stored_text("es-ES", lost) == "{} Inténtalo de nuevo.".format(
+        locales.text("es-ES", "errors.prediction_lost")
+    )
+    refused = "ElevenLabs refused those settings (music_length_ms, prompt)."
+    assert locales.stored_text("ja", refused) == "ElevenLabs がその設定を拒否しました (music_length_ms, prompt)。"
+    # something the catalogue doesn't have (a provider's own words) is shown as it is
+    assert locales.stored_text("de", "Something new went wrong.") == "Something new went wrong."
