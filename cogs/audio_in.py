@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.client import EncoreBot
-from bot.discord.replies import discord_text, server_locale
+from bot.discord.replies import discord_text, reply_privately, server_locale
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.recipes import MAX_EXTEND_S
 from bot.jobs.tickets import ClipSource
@@ -105,10 +105,7 @@ class _AudioModal(discord.ui.Modal):
         )
         if not isinstance(error, BotError):
             log.error("audio modal failed", exc_info=error)
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
+        await reply_privately(interaction, message)  # after the download's public defer too
 
 
 class AudioIn(commands.Cog):

@@ -15,7 +15,7 @@ import pytest
 from bot import locales
 from bot.discord.translator import command_texts
 from tests.e2e.conftest import Encore, card_field, card_status, default_guild, job_id_of, status_is
-from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.discord.commands import command_rules
 from tests.fakes.discord.models import GuildConfig, MemberConfig, SimMessage, iter_components
 from tests.fakes.replicate import FakeReplicate
@@ -183,3 +183,59 @@ async def test_an_unknown_locale_falls_back_to_english_and_a_variant_to_its_lang
     assert pierre.embeds[0]["title"] == "Encore: music from words and sounds"
     ana = await (await sim.user("ana").slash("music help")).wait_original()
     assert ana.embeds[0]["title"] == "Encore: música a partir de palabras y sonidos"
+
+
+async def test_refusals_made_deeper_in_are_in_the_members_language(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """A file that isn't audio, one that doesn't decode, an option out of its range and the Continue dialog:
+    in German for hans, and still English for alice in the same server. Nothing runs."""
+    await encore.start()
+    hans, alice = sim.user("hans"), sim.user("alice")
+
+    notes = SimFile("notes.txt", b"not audio", "text/plain")
+    refused = await (await hans.slash("music melody", audio=notes, prompt="x")).wait_message()
+    assert refused.is_ephemeral
+    assert refused.content == "`notes.txt` ist keine Audiodatei."
+    english = await (await alice.slash("music melody", audio=notes, prompt="x")).wait_message()
+    assert english.content == "`notes.txt` isn't an audio file."
+
+    too_hot = await (
+        await hans.slash("music generate", options={"prompt": "x", "options": "temperature=99"})
+    ).wait_message()
+    assert too_hot.is_ephemeral
+    assert too_hot.content.startswith("`temperature` muss zwischen ")
+    assert too_hot.content.endswith(" liegen (du hast `99` angegeben).")
+
+    # the Continue this track dialog is German, and so is its refusal of a file that doesn't decode
+    message = await hans.send_message("hör mal", files=[SimFile("broken.mp3", b"ID3\x00garbage" * 50, "audio/mpeg")])
+    opened = await hans.message_command("Continue this track", message)
+    dialog = await opened.wait_modal()
+    assert dialog["title"] == "Diesen Track fortsetzen"
+    submitted = await hans.submit_modal(opened, {"Beschreibung (optional)": "", "Sekunden zum Anhängen (1-20)": "5"})
+    broken = await submitted.wait_message(lambda m: "Audio" in m.content)
+    assert broken.is_ephemeral
+    assert broken.content == "Ich konnte diese Datei nicht als Audio lesen. Ist sie beschädigt oder gar kein Audio?"
+    assert fake.predictions == {}
+
+
+async def test_a_japanese_servers_card_says_why_a_job_failed_in_japanese(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """Why a job failed is stored in English (the CLI and logs read it); its card in a Japanese server says
+    it in Japanese, and an English server's card in English."""
+    await encore.start()
+    sam = sim.user("sam", guild_id=tokyo(sim))
+    handle = await sam.slash("music generate", prompt="rainy city pop")
+    pid = await fake.wait_for_prediction()
+    await fake.fail(pid)
+    failed = await handle.wait_original(lambda m: "失敗" in (card_field(m, "状態") or ""))
+    status = card_field(failed, "状態") or ""
+    assert "モデルがこのトラックを作れませんでした。別のプロンプトや設定をお試しください。" in status
+    assert "The model failed" not in status
+    assert "再試行" in labels(failed)  # Retry, as the reason's text says
+
+    alice = await sim.user("alice").slash("music generate", prompt="sunny town pop")
+    await fake.fail(await fake.wait_for_prediction())
+    english = await alice.wait_original(status_is("Failed"))
+    assert "The model failed to make this track. Try a different prompt or settings." in card_status(english)
