@@ -23,6 +23,7 @@ from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.defaults import Default
 from bot.jobs.phase import Phase
 from bot.jobs.tickets import ClipSource
+from bot.locales import localized
 from bot.locales import text as say
 from bot.preferences import OUTPUT_FORMAT
 from bot.records import Job, JobOrigin, JobRequest
@@ -178,7 +179,8 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
 async def send_notes(interaction: discord.Interaction[Any], notes: Sequence[str]) -> None:
     """Tell the requester alone how the server narrowed their own defaults (after the card is posted)."""
     if notes:
-        text = "\n".join(say(interaction.locale, "replies.note", note=note) for note in notes)
+        locale = interaction.locale
+        text = "\n".join(say(locale, "replies.note", note=localized(locale, note)) for note in notes)
         await interaction.followup.send(text, ephemeral=True)
 
 

@@ -105,7 +105,10 @@ def text(locale: object, key: str, **params: Any) -> str:
     """``key`` in ``locale`` (English where that catalogue lacks it), its placeholders filled from ``params``."""
     english = catalogues()[ENGLISH][key]  # a KeyError here is a key the code uses and en-US.toml lacks
     template = translation(locale, key) or english
-    values = {name: text(locale, value.key) if isinstance(value, Phrase) else value for name, value in params.items()}
+    values = {
+        name: text(locale, value.key) if isinstance(value, Phrase) else localized(locale, value)
+        for name, value in params.items()
+    }
     try:
         return template.format_map(values)
     except (KeyError, IndexError, ValueError):
@@ -118,8 +121,37 @@ def english(key: str, **params: Any) -> str:
     return text(ENGLISH, key, **params)
 
 
+class Said(str):
+    """A catalogue text that is its English wherever a ``str`` is (logs, the CLI, a list of notes) and knows
+    its key and parameters, so that the Discord edge can say it in the reader's language (:func:`localized`)."""
+
+    key: str
+    params: dict[str, Any]
+
+    def __new__(cls, key: str, **params: Any) -> Said:
+        said = super().__new__(cls, english(key, **params))
+        said.key = key
+        said.params = params
+        return said
+
+
+class Stored(str):
+    """An English text a job stored (why it failed), as a parameter: said in the reader's language where the
+    catalogue has it (:func:`stored_text`)."""
+
+
+def localized(locale: object, value: Any) -> Any:
+    """``value`` in ``locale`` if it is a :class:`Said` (a parameter that is itself catalogue text with its own
+    parameters) or :class:`Stored`, else as it is (someone's text, an English-only one, a number)."""
+    if isinstance(value, Said):
+        return text(locale, value.key, **value.params)
+    if isinstance(value, Stored):
+        return stored_text(locale, str(value))
+    return value
+
+
 # Where the English texts that jobs store (their failure reasons) are in the catalogue.
-_STORED = ("reasons.", "errors.")
+_STORED = ("reasons.", "errors.", "refusals.")
 
 
 @functools.cache

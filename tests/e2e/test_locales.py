@@ -239,3 +239,42 @@ async def test_a_japanese_servers_card_says_why_a_job_failed_in_japanese(
     await fake.fail(await fake.wait_for_prediction())
     english = await alice.wait_original(status_is("Failed"))
     assert "The model failed to make this track. Try a different prompt or settings." in card_status(english)
+
+
+async def test_info_history_and_defaults_are_in_the_readers_language(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """**Info** on a card in an English server, ``/music history`` and ``/music prefer``: in German for hans,
+    in English for alice, who reads the same card."""
+    await encore.start()
+    hans, alice = sim.user("hans"), sim.user("alice")
+    handle = await hans.slash("music generate", prompt="slow jazz", seed=7)
+    pid = await fake.wait_for_prediction()
+    await fake.begin(pid)
+    await fake.succeed(pid)
+    card = await handle.wait_original(status_is("Done"))  # the card is public in an English server: English
+
+    info = await (await hans.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    assert info.is_ephemeral
+    embed = info.embeds[0]
+    assert embed["title"] == f"Auftrag {job_id_of(card)}"
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert {"Modell", "Einstellungen", "Seed", "Status", "Zeiten", "Kosten"} <= set(fields)
+    assert fields["Status"] == "geliefert"
+    assert "s insgesamt" in fields["Zeiten"]
+    assert "(geschätzt)" in fields["Kosten"] or "(tatsächlich)" in fields["Kosten"]
+    english = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    english_fields = {f["name"]: f["value"] for f in english.embeds[0]["fields"]}
+    assert english.embeds[0]["title"] == f"Job {job_id_of(card)}"
+    assert english_fields["Status"] == "delivered"
+    assert "Timings" in english_fields
+
+    history = await (await hans.slash("music history")).wait_original()
+    assert history.embeds[0]["title"] == "Deine Tracks"
+    assert "geliefert" in history.embeds[0]["description"]
+    assert labels(history) == ["◀ Neuere", "Ältere ▶"]
+
+    prefer = await (await hans.slash("music prefer", length=12)).wait_message()
+    assert prefer.embeds[0]["title"] == "Deine Standardwerte sind gespeichert"
+    assert {"Modell", "Länge", "Format", "Variationen"} <= set(field_names(prefer))
+    assert "12 s" in [str(f["value"]) for f in prefer.embeds[0]["fields"]]

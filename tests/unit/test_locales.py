@@ -18,6 +18,8 @@ import pytest
 from bot import locales
 from bot.jobs.access import Action
 from bot.jobs.phase import Phase
+from bot.records import JobStatus
+from cogs.variations import NO_TRACK_ACTIONS
 from cogs.views import RESULT_ACTIONS
 from tests.fakes.discord.commands import discord_locales, localized_name_ok
 
@@ -101,19 +103,58 @@ def test_the_name_rule_is_discords() -> None:
     assert not localized_name_ok("prompt!")
 
 
-_USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = |Error\(key=)"([a-z_.0-9]+)\"""")
+_NO_TRACK_STATES = ("unfinished", "canceled", "failed", "failed_why")
+# Keys the code builds from a table's name (``words("title")`` says ``info.title``), by table.
+_BUILT = {
+    "dialogs": (
+        "continue_title",
+        "melody_title",
+        "prompt",
+        "prompt_optional",
+        "continue_example",
+        "melody_example",
+        "seconds_to_add",
+        "length",
+        "length_placeholder",
+        "continuing",
+        "preparing",
+    ),
+    "info": (
+        "title",
+        "your_clip",
+        "settings",
+        "defaults",
+        "timings",
+        "waited",
+        "generated",
+        "in_all",
+        "cost",
+        "cost_actual",
+        "cost_estimated",
+        "lineage",
+        "lineage_of",
+        "lineage_clip",
+    ),
+    "history": ("title", "nothing_yet", "no_more", "variations_of", "repost", "footer", "newer", "older"),
+    "prefer": ("model", "length", "format", "variations", "seconds", "at_once", "no_variations"),
+}
+_USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = |Error\(key=|\bSaid\()"([a-z_.0-9]+)\"""")
 
 
 def test_every_key_the_code_uses_is_in_english() -> None:
     """Literal keys in the code (``say(locale, "key")``, ``.keyed("key")``, ``default_key = "key"``,
-    ``SomeError(key="key", ...)``) and the families built from names (phases, buttons, access actions) all
-    exist in ``en-US.toml``."""
+    ``SomeError(key="key", ...)``, ``Said("key", ...)``) and the families built from names (phases, buttons,
+    access actions, statuses, the tables whose keys are made from a name) all exist in ``en-US.toml``."""
     used = set()
     for path in [*(ROOT / "bot").rglob("*.py"), *(ROOT / "cogs").rglob("*.py")]:
         used |= set(_USED.findall(path.read_text(encoding="utf-8")))
     used |= {f"card.phase.{phase.name.lower()}" for phase in Phase}
     used |= {f"buttons.{action}" for action in RESULT_ACTIONS}
     used |= {f"access.actions.{action.value}" for action in Action}
+    used |= {f"info.status.{status.value}" for status in JobStatus}
+    used |= {f"refusals.already_state.{status}" for status in ("succeeded", "delivered", "failed", "canceled")}
+    used |= {f"variations.{state}.{action}" for state in _NO_TRACK_STATES for action in NO_TRACK_ACTIONS}
+    used |= {f"{part}.{name}" for part in ("dialogs", "info", "history", "prefer") for name in _BUILT[part]}
     assert len(used) > 60  # the scan found the code's keys
     assert sorted(used - set(ENGLISH)) == []
 
