@@ -67,7 +67,7 @@ class Defaults:
     async def save(self, user_id: int, prefs: Preferences) -> Preferences:
         """Store ``prefs`` (checked first: InvalidRequestError says what doesn't fit) as the person's."""
         if self._repo is None:
-            raise BotError("Preferences aren't available on this bot.")
+            raise BotError.keyed("refusals.prefs_unavailable")
         checked(prefs, self._settings())
         if prefs.empty:
             await self._repo.clear(user_id)

@@ -40,7 +40,7 @@ _HOUR_S = 3600.0
 
 
 class LoopBusyError(JobStateError):
-    default_message = "That loop is being made right now; it will be posted in a moment."
+    default_key = "refusals.loop_in_making"
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Loops:
 
     def _available(self) -> LoopsRepo:
         if self._repo is None:
-            raise BotError("Loops aren't available on this bot.")
+            raise BotError.keyed("refusals.loops_unavailable")
         return self._repo
 
     @staticmethod
@@ -202,5 +202,4 @@ class Loops:
     async def _check_rate(self, user_id: int, now: float) -> None:
         limit = self._settings().limits.user_loops_per_hour
         if limit and await self._available().made_since(user_id, now - _HOUR_S) >= limit:
-            loops = f"{limit} loop{'s' if limit != 1 else ''}"
-            raise LimitError(f"You've asked for {loops} in the last hour, the most I make for one person. Try later.")
+            raise LimitError.keyed("limits.loops_per_hour" if limit != 1 else "limits.loop_per_hour", limit=limit)
