@@ -1,8 +1,9 @@
 """In the language of the server: commands synced with their translations, private replies in the reader's
 language (``Interaction.locale``), public cards and deliveries in the server's (``guild_locale``).
 
-Two servers: "home" speaks English, with alice (English), hans (German), ana (Latin American Spanish) and
-pierre (French, which Encore doesn't have); "tokyo" speaks Japanese, with yuki (Japanese) and sam (English).
+Two servers: "home" speaks English, with alice (English), hans (German), ana (Latin American Spanish),
+pierre (French, which Encore doesn't have) and greta (German, an admin); "tokyo" speaks Japanese, with yuki
+(Japanese) and sam (English).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def guilds() -> list[GuildConfig]:
             MemberConfig("hans", locale="de"),
             MemberConfig("ana", locale="es-419"),
             MemberConfig("pierre", locale="fr"),
+            MemberConfig("greta", roles=["Admins"], locale="de"),
         ],
     )
     tokyo = default_guild(
@@ -278,3 +280,35 @@ async def test_info_history_and_defaults_are_in_the_readers_language(
     assert prefer.embeds[0]["title"] == "Deine Standardwerte sind gespeichert"
     assert {"Modell", "Länge", "Format", "Variationen"} <= set(field_names(prefer))
     assert "12 s" in [str(f["value"]) for f in prefer.embeds[0]["fields"]]
+
+
+async def test_a_german_admin_gets_german_settings_and_members_german_notes(
+    encore: Encore, sim: DiscordSimulator
+) -> None:
+    """``/musicadmin settings``, its dialog, its refusal of a bad value and its answer in greta's German; then
+    the note that tells hans how the server narrows his own default length, in his."""
+    await encore.start()
+    greta = sim.user("greta")
+    card = await (await greta.slash("musicadmin settings")).wait_original()
+    assert card.is_ephemeral
+    assert card.embeds[0]["title"] == "Encore auf diesem Server"
+    fields = {f["name"]: f["value"] for f in card.embeds[0]["fields"]}
+    assert fields["max_duration_s: default"] == "längster Track in Sekunden"
+
+    async def set_value(value: str) -> SimMessage:
+        picked = await greta.select(card, f"encore:admin:{sim.guild.id}", ["max_duration_s"])
+        form = await picked.wait_modal()
+        assert form["title"] == "max_duration_s ändern"
+        field = form["components"][0]
+        inner = field.get("component") or field["components"][0]
+        return await (await greta.submit_modal(picked, {inner["custom_id"]: value})).wait_original()
+
+    assert (await set_value("zehn")).content == "`zehn` ist keine Zahl."
+    assert (await set_value("10")).content == "**max_duration_s** ist jetzt 10."
+
+    prefer = await (await sim.user("hans").slash("music prefer", length=12)).wait_message()
+    notes = {f["name"]: f["value"] for f in prefer.embeds[0]["fields"]}
+    assert (
+        notes["Auf diesem Server"]
+        == "• Tracks sind auf diesem Server höchstens 10 s lang: Deine werden hier 10 s lang."
+    )

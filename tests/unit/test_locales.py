@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot import locales
+from bot.guild_settings import KEYS
 from bot.jobs.access import Action
 from bot.jobs.phase import Phase
 from bot.records import JobStatus
@@ -59,11 +60,11 @@ def test_placeholders_are_the_same_as_in_english(locale: str) -> None:
 @pytest.mark.parametrize("locale", sorted(locales.catalogues()))
 def test_placeholders_are_plain_names(locale: str) -> None:
     """``{seconds}``, never ``{0}``, ``{x.attr}``, ``{x[0]}`` or a format spec: a translation reads nothing but
-    the value it is given."""
+    the value it is given; and never ``{key}`` or ``{locale}``, the names of ``text()``'s own arguments."""
     bad = {}
     for key, text in locales.catalogues()[locale].items():
         for _, name, spec, conversion in string.Formatter().parse(text):
-            if name is not None and (not name.isidentifier() or spec or conversion):
+            if name is not None and (not name.isidentifier() or spec or conversion or name in ("key", "locale")):
                 bad[key] = name
     assert bad == {}
 
@@ -136,6 +137,7 @@ _BUILT = {
         "lineage_clip",
     ),
     "history": ("title", "nothing_yet", "no_more", "variations_of", "repost", "footer", "newer", "older"),
+    "admin": ("title", "footer", "pick", "change", "now"),
     "prefer": ("model", "length", "format", "variations", "seconds", "at_once", "no_variations"),
 }
 _USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = |Error\(key=|\bSaid\()"([a-z_.0-9]+)\"""")
@@ -152,9 +154,11 @@ def test_every_key_the_code_uses_is_in_english() -> None:
     used |= {f"buttons.{action}" for action in RESULT_ACTIONS}
     used |= {f"access.actions.{action.value}" for action in Action}
     used |= {f"info.status.{status.value}" for status in JobStatus}
+    used |= {f"admin.settings.{key}" for key in KEYS}
+    used |= {f"refusals.settings_not_{what}" for what in ("channel", "role")}
     used |= {f"refusals.already_state.{status}" for status in ("succeeded", "delivered", "failed", "canceled")}
     used |= {f"variations.{state}.{action}" for state in _NO_TRACK_STATES for action in NO_TRACK_ACTIONS}
-    used |= {f"{part}.{name}" for part in ("dialogs", "info", "history", "prefer") for name in _BUILT[part]}
+    used |= {f"{part}.{name}" for part in ("dialogs", "info", "history", "prefer", "admin") for name in _BUILT[part]}
     assert len(used) > 60  # the scan found the code's keys
     assert sorted(used - set(ENGLISH)) == []
 
@@ -202,3 +206,13 @@ def test_stored_failure_reasons_are_shown_in_the_readers_language() -> None:
     assert locales.stored_text("ja", refused) == "ElevenLabs がその設定を拒否しました (music_length_ms, prompt)。"
     # something the catalogue doesn't have (a provider's own words) is shown as it is
     assert locales.stored_text("de", "Something new went wrong.") == "Something new went wrong."
+
+
+def test_server_settings_say_in_english_what_the_code_says() -> None:
+    """``/musicadmin settings`` shows each setting's ``admin.settings.<key>``: its English is the code's, and no
+    translation of it is longer than a dialog's label shows (45 characters) unless English is."""
+    assert {key: ENGLISH[f"admin.settings.{key}"] for key in KEYS} == {key: what for key, (what, _) in KEYS.items()}
+    for locale in OTHERS:
+        catalogue = locales.catalogues()[locale]
+        long = [key for key in KEYS if len(catalogue[f"admin.settings.{key}"]) > max(45, len(KEYS[key][0]))]
+        assert long == [], f"{locale}: {long}"
