@@ -19,6 +19,7 @@ from tests.e2e.conftest import Encore, card_field, card_status, default_guild, j
 from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.discord.commands import command_rules
 from tests.fakes.discord.models import GuildConfig, MemberConfig, SimMessage, iter_components
+from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.replicate import FakeReplicate
 
 
@@ -312,3 +313,24 @@ async def test_a_german_admin_gets_german_settings_and_members_german_notes(
         notes["Auf diesem Server"]
         == "• Tracks sind auf diesem Server höchstens 10 s lang: Deine werden hier 10 s lang."
     )
+
+
+async def test_a_plan_card_is_in_the_servers_language_and_its_dialogs_in_the_readers(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    guild_id = tokyo(sim)
+    sam, yuki = sim.user("sam", guild_id=guild_id), sim.user("yuki", guild_id=guild_id)
+    handle = await sam.slash("music plan", prompt="a city pop song about rain", length=24)
+    card = await handle.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("プラン: "))
+    assert " セクション · 合計 " in card.embeds[0]["description"]
+    assert {"セクションを追加", "作曲"} <= set(labels(card))
+    plan_id = card.embeds[0]["footer"]["text"].split()[1]
+
+    adding = await sam.click(card, f"encore:planadd:{plan_id}")
+    form = await adding.wait_modal()
+    assert form["title"] == "Add a section"  # sam reads English
+
+    refused = await (await yuki.select(card, f"encore:planedit:{plan_id}", ["0"])).wait_original()
+    assert refused.is_ephemeral
+    assert refused.content == "このプランを変更できるのは、作った本人だけです。"

@@ -104,6 +104,13 @@ def test_the_name_rule_is_discords() -> None:
     assert not localized_name_ok("prompt!")
 
 
+_PLAN_DIALOG = ("edit", "add", "name", "name_example", "seconds", "styles", "avoid", "lyrics")
+# Dialogs' titles and their fields' labels: Discord takes at most 45 characters.
+_LABELS = [
+    *(f"dialogs.{name}" for name in ("continue_title", "melody_title", "prompt", "prompt_optional")),
+    *(f"dialogs.{name}" for name in ("seconds_to_add", "length")),
+    *(f"plans.dialog.{name}" for name in _PLAN_DIALOG if name != "name_example"),
+]
 _NO_TRACK_STATES = ("unfinished", "canceled", "failed", "failed_why")
 # Keys the code builds from a table's name (``words("title")`` says ``info.title``), by table.
 _BUILT = {
@@ -138,6 +145,11 @@ _BUILT = {
     ),
     "history": ("title", "nothing_yet", "no_more", "variations_of", "repost", "footer", "newer", "older"),
     "admin": ("title", "footer", "pick", "change", "now"),
+    "plans": (
+        *("title", "summary", "styles", "avoid", "section_avoid", "instrumental", "more_lines", "footer"),
+        *("pick_edit", "pick_remove", "add", "compose"),
+    ),
+    "plans.dialog": _PLAN_DIALOG,
     "prefer": ("model", "length", "format", "variations", "seconds", "at_once", "no_variations"),
 }
 _USED = re.compile(r"""(?:\bsay\([^,()]+,\s*|\.keyed\(\s*|default_key = |Error\(key=|\bSaid\()"([a-z_.0-9]+)\"""")
@@ -158,7 +170,7 @@ def test_every_key_the_code_uses_is_in_english() -> None:
     used |= {f"refusals.settings_not_{what}" for what in ("channel", "role")}
     used |= {f"refusals.already_state.{status}" for status in ("succeeded", "delivered", "failed", "canceled")}
     used |= {f"variations.{state}.{action}" for state in _NO_TRACK_STATES for action in NO_TRACK_ACTIONS}
-    used |= {f"{part}.{name}" for part in ("dialogs", "info", "history", "prefer", "admin") for name in _BUILT[part]}
+    used |= {f"{part}.{name}" for part in _BUILT for name in _BUILT[part]}
     assert len(used) > 60  # the scan found the code's keys
     assert sorted(used - set(ENGLISH)) == []
 
@@ -216,3 +228,10 @@ def test_server_settings_say_in_english_what_the_code_says() -> None:
         catalogue = locales.catalogues()[locale]
         long = [key for key in KEYS if len(catalogue[f"admin.settings.{key}"]) > max(45, len(KEYS[key][0]))]
         assert long == [], f"{locale}: {long}"
+
+
+@pytest.mark.parametrize("locale", sorted(locales.catalogues()))
+def test_dialog_titles_and_labels_fit_discord(locale: str) -> None:
+    catalogue = locales.catalogues()[locale]
+    long = {key: len(catalogue[key]) for key in _LABELS if len(locales.text(locale, key, max=20)) > 45}
+    assert long == {}
