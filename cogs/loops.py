@@ -23,7 +23,7 @@ from bot.errors import BotError
 from bot.jobs.loops import Posted
 from bot.locales import ENGLISH
 from bot.locales import text as say
-from cogs._common import DiscordActor
+from cogs._common import DiscordActor, card_locale
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,14 @@ class LoopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"enco
         except Exception:
             reference = secrets.token_hex(4)
             log.exception("Make it loop failed on %s (ref %s)", self.job_id, reference)
-            await reply_privately(interaction, f"Sorry, something went wrong on my side (reference `{reference}`).")
+            await reply_privately(interaction, say(interaction.locale, "replies.apology", reference=reference))
 
 
 async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = interaction.client
     assert isinstance(bot, EncoreBot)
     if interaction.channel_id is None:
-        raise BotError("I can't tell where to post the loop.")
+        raise BotError.keyed("refusals.loop_where")
     service, actor = bot.service, DiscordActor(interaction)
     job = await service.get(job_id)
     bars = int(job.context.get("loop_bars") or DEFAULT_BARS)
@@ -74,7 +74,8 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
             job_id, actor, bars=bars, channel_id=interaction.channel_id, guild_id=interaction.guild_id
         )
     if isinstance(claim, Posted):
-        await interaction.response.send_message(f"That loop is already here: {message_link(claim)}", ephemeral=True)
+        here = say(interaction.locale, "loops.already_here", link=message_link(claim))
+        await interaction.response.send_message(here, ephemeral=True)
         return
     await interaction.response.defer(thinking=True)
 
@@ -84,7 +85,9 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
         )
         return message.id
 
-    await make_and_send(service, claim, send)  # a claim that fails is given up, so asking again tries again
+    await make_and_send(
+        service, claim, send, locale=card_locale(interaction)
+    )  # a claim that fails is given up, so asking again tries again
 
 
 async def _still_there(bot: EncoreBot, posted: Posted) -> bool:

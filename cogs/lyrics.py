@@ -95,7 +95,7 @@ def answer(job: Job, show: Showing, locale: object = ENGLISH) -> tuple[list[disc
             raise JobStateError.keyed("lyrics.instrumental")
         raise JobStateError.keyed("lyrics.missing")
     song = job.result.get("metadata") or {}
-    title = clean(str(song.get("title") or job.prompt or "Untitled"), 100)
+    title = clean(str(song.get("title") or job.prompt or say(locale, "card.untitled")), 100)
     texts, cut = pages(lines, locale)
     times = job.result.get("lyric_times_ms")
     files: list[discord.File] = []

@@ -41,7 +41,7 @@ from bot.jobs.defaults import Default
 from bot.jobs.loops import check_bars
 from bot.jobs.phase import phase_of
 from bot.jobs.tickets import ClipSource
-from bot.locales import ENGLISH
+from bot.locales import ENGLISH, localized
 from bot.locales import text as say
 from bot.preferences import FORMATS, OUTPUT_FORMAT, Preferences, describe, narrowed_here
 from bot.records import Job, JobRequest
@@ -75,7 +75,7 @@ def _params(options: str | None, **common: Any) -> dict[str, Any]:
     for name, value in common.items():
         if value is not None:
             if name in params:
-                raise InvalidRequestError(f"`{name}` is given twice (as an option and in `options`).")
+                raise InvalidRequestError.keyed("refusals.option_twice_both", name=name)
             params[name] = value
     return params
 
@@ -89,7 +89,7 @@ def defaults_text(prefs: Preferences, locale: object = ENGLISH) -> str:
     """A person's defaults on one line, for /music usage."""
     if prefs.empty:
         return say(locale, "usage.no_defaults")
-    return " · ".join(f"{what}: {value}" for what, value in describe(prefs))
+    return " · ".join(f"{what}: {value}" for what, value in describe(prefs, locale))
 
 
 def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
@@ -193,7 +193,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         version = model_version.value if model_version else None
         params = _params(options, model_version=version)
         if version is not None and model is not None and get_model(model.value) is not MUSICGEN:
-            raise InvalidRequestError("`model_version` only applies to MusicGen.")
+            raise InvalidRequestError.keyed("refusals.model_version_musicgen")
         # No model named: the person's default, else the server's (a MusicGen version names MusicGen).
         key = model.value if model else MUSICGEN.key
         unset = _unset(
@@ -364,20 +364,18 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             prefs = await service.save_preferences(user_id, prefs.model_copy(update=changes))
             log.info("user %s set preferences %s (cleared first: %s)", user_id, changes, clear)
         notes = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
+        locale = interaction.locale
         if clear and prefs.empty:
-            title = "Your defaults are cleared"
+            title = say(locale, "prefer.cleared")
         else:
-            title = "Your defaults are saved" if clear or changes else "Your defaults"
+            title = say(locale, "prefer.saved") if clear or changes else say(locale, "prefer.title")
         embed = discord.Embed(title=title, colour=discord.Colour.blurple())
-        for what, value in describe(prefs):
+        for what, value in describe(prefs, locale):
             embed.add_field(name=what, value=value, inline=True)
         if notes:
-            embed.add_field(name="On this server", value="\n".join(f"• {note}" for note in notes)[:1024], inline=False)
-        embed.set_footer(
-            text="Used when you leave an option out: /music generate, melody, song, blend (and Use as melody). "
-            "Buttons keep the settings of their track. They're yours in every server; each server's rules "
-            "still apply. /music prefer clear:True forgets them."
-        )
+            here = "\n".join(f"• {localized(locale, note)}" for note in notes)[:1024]
+            embed.add_field(name=say(locale, "prefer.on_this_server"), value=here, inline=False)
+        embed.set_footer(text=say(locale, "prefer.footer"))
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="usage", description="How much music you have left today.")
@@ -407,7 +405,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         embed.add_field(name=name("in_progress"), value=in_flight, inline=True)
         prefs = await service.preferences(interaction.user.id)
         narrowed = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
-        mine = defaults_text(prefs, locale) + "".join(f"\n• {note}" for note in narrowed)
+        mine = defaults_text(prefs, locale) + "".join(f"\n• {localized(locale, note)}" for note in narrowed)
         embed.add_field(name=name("defaults"), value=mine[:1024], inline=False)
         permissions = interaction.permissions
         if interaction.guild_id is not None and (permissions.manage_guild or permissions.administrator):
@@ -478,7 +476,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def music_history(
         self, interaction: discord.Interaction[Any], page: app_commands.Range[int, 1, 10000] = 1
     ) -> None:
-        embed, view = await history_page(self.bot, interaction.user.id, page - 1)
+        embed, view = await history_page(self.bot, interaction.user.id, page - 1, locale=interaction.locale)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
 
     # -- autocomplete ---------------------------------------------------------------------------

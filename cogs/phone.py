@@ -64,10 +64,8 @@ class PhoneButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"enc
         except BotError as exc:
             await reply_privately(interaction, discord_text(exc, interaction.locale))
             return
-        await interaction.followup.send(
-            f"Posted as a voice message: {voice.jump_url(job, message_id)} (it plays right in the chat on phones).",
-            ephemeral=True,
-        )
+        posted = say(interaction.locale, "voice.posted", link=voice.jump_url(job, message_id))
+        await interaction.followup.send(posted, ephemeral=True)
 
 
 class Phone(commands.Cog):

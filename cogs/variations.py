@@ -35,10 +35,9 @@ from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.phase import Phase
-from bot.locales import ENGLISH
+from bot.locales import ENGLISH, Said, Stored
 from bot.locales import text as say
 from bot.records import Job, JobStatus
-from bot.text import inert
 from cogs._common import DiscordActor
 from cogs.views import EXTEND_S, RESULT_ACTIONS, ResultButton, card_view
 
@@ -47,12 +46,7 @@ assert MAX_BATCH < ROWS, "a batch's variations and the card's own row must fit i
 
 #: What each variation's row offers, in order, and the right each needs (the single track's buttons').
 VARIATION_ACTIONS = {"extend": Action.EXTEND, "vary": Action.VARY, "stems": Action.STEMS, "info": Action.INFO}
-_NOTHING_TO = {
-    "extend": "extend",
-    "vary": "make variations of",
-    "stems": "split into stems",
-    "info": "show",
-}
+NO_TRACK_ACTIONS = ("extend", "vary", "stems", "info")  # variations.<state>.<action> in the catalogues
 
 
 def card_view_with_variations(
@@ -128,7 +122,7 @@ class VariationButton(
         try:
             job = await client.service.job_for(self.job_id, DiscordActor(interaction), VARIATION_ACTIONS[self.action])
             if job.status != JobStatus.DELIVERED:
-                raise JobStateError(_no_track(job, self.action))
+                raise _no_track(job, self.action)
         except BotError as exc:
             await reply_privately(interaction, discord_text(exc, interaction.locale))
             return
@@ -136,15 +130,16 @@ class VariationButton(
         await ResultButton(self.action, self.job_id).callback(interaction)
 
 
-def _no_track(job: Job, action: str) -> str:
+def _no_track(job: Job, action: str) -> JobStateError:
     """Why a variation that has no track can't be acted on (a click on a disabled or missing button)."""
-    which = f"Variation {job.batch_index + 1} of this batch" if job.batch_id else "This track"
+    which = Said("variations.which", index=job.batch_index + 1) if job.batch_id else Said("variations.this_track")
     if not job.status.is_terminal:
-        return f"{which} isn't finished yet, so there is nothing to {_NOTHING_TO[action]} yet."
+        return JobStateError.keyed(f"variations.unfinished.{action}", which=which)
     if job.status == JobStatus.CANCELED:
-        return f"{which} was canceled, so there is no track to {_NOTHING_TO[action]}."
-    why = f" {inert(job.error)}" if job.error else ""
-    return f"{which} failed, so there is no track to {_NOTHING_TO[action]}.{why}"
+        return JobStateError.keyed(f"variations.canceled.{action}", which=which)
+    if job.error:
+        return JobStateError.keyed(f"variations.failed_why.{action}", which=which, reason=Stored(job.error))
+    return JobStateError.keyed(f"variations.failed.{action}", which=which)
 
 
 class Variations(commands.Cog):

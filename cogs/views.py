@@ -176,7 +176,7 @@ async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.STEMS)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to split yet.")
+        raise JobStateError.keyed("refusals.unfinished_split")
     await interaction.response.defer(thinking=True)
     new = await bot.service.split_stems(
         Path(job.output_path), origin(interaction), name=job.prompt, parent=job, actor=actor
@@ -199,7 +199,7 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.EXTEND)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
+        raise JobStateError.keyed("refusals.unfinished_extend")
     await interaction.response.defer(thinking=True)
     new = await bot.service.continue_track(
         Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job, actor=actor
@@ -210,7 +210,8 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
     job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.INFO)
-    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits, bot.registry), ephemeral=True)
+    embed = info_embed(job, bot.settings.limits, bot.registry, locale=interaction.locale)
+    await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -263,35 +264,42 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
     return client
 
 
-def info_embed(job: Job, limits: LimitsSettings, registry: Registry) -> discord.Embed:
-    """Every parameter, the seed, timings and cost of a job (shown privately); whether the cost is what it ran
-    for is its provider's rule (``registry``)."""
+def info_embed(job: Job, limits: LimitsSettings, registry: Registry, *, locale: object = ENGLISH) -> discord.Embed:
+    """Every parameter, the seed, timings and cost of a job (shown privately, in the reader's ``locale``);
+    whether the cost is what it ran for is its provider's rule (``registry``)."""
+
+    def words(key: str, **params: Any) -> str:
+        return say(locale, f"info.{key}", **params)
+
     spec = MODELS.get(job.model)
-    embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
-    embed.add_field(name="Model", value=f"{spec.display_name if spec else job.model} (`{job.model_ref}`)", inline=False)
+    embed = discord.Embed(title=words("title", id=job.id), description=inert(job.prompt)[:4000] or None)
+    model = f"{spec.display_name if spec else job.model} (`{job.model_ref}`)"
+    embed.add_field(name=say(locale, "card.fields.model"), value=model, inline=False)
     settings = {k: v for k, v in job.input.items() if k not in ("prompt", "prompt_a", "input_audio")}
     if "input_audio" in job.input:
-        settings["input_audio"] = "(your clip)"
+        settings["input_audio"] = words("your_clip")
     lines = [f"`{key}` = {inert(str(value))}" for key, value in sorted(settings.items())]
-    embed.add_field(name="Settings", value="\n".join(lines)[:1024] or "defaults", inline=False)
+    embed.add_field(name=words("settings"), value="\n".join(lines)[:1024] or words("defaults"), inline=False)
     if job.seed is not None:
-        embed.add_field(name="Seed", value=str(job.seed), inline=True)
-    embed.add_field(name="Status", value=job.status.value, inline=True)
+        embed.add_field(name=say(locale, "card.fields.seed"), value=str(job.seed), inline=True)
+    embed.add_field(name=say(locale, "card.fields.status"), value=words(f"status.{job.status.value}"), inline=True)
     timings = []
     if job.running_at and job.submitted_at:
-        timings.append(f"waited {max(0.0, job.running_at - job.submitted_at):.1f} s")
+        timings.append(words("waited", seconds=f"{max(0.0, job.running_at - job.submitted_at):.1f}"))
     if job.predict_time_s is not None:
-        timings.append(f"generated in {job.predict_time_s:.1f} s")
+        timings.append(words("generated", seconds=f"{job.predict_time_s:.1f}"))
     if job.finished_at:
-        timings.append(f"{job.finished_at - job.created_at:.1f} s in all")
+        timings.append(words("in_all", seconds=f"{job.finished_at - job.created_at:.1f}"))
     if timings:
-        embed.add_field(name="Timings", value=", ".join(timings), inline=False)
+        embed.add_field(name=words("timings"), value=", ".join(timings), inline=False)
     if cost_is_actual(job, limits, registry):
-        embed.add_field(name="Cost", value=f"${job.cost_usd:.4f} (actual)", inline=True)
+        embed.add_field(name=words("cost"), value=words("cost_actual", cost=f"${job.cost_usd:.4f}"), inline=True)
     else:
-        embed.add_field(name="Cost", value=f"about ${job.cost_usd:.3f} (estimated)", inline=True)
+        embed.add_field(name=words("cost"), value=words("cost_estimated", cost=f"${job.cost_usd:.3f}"), inline=True)
     if job.part > 1:
-        embed.add_field(name="Lineage", value=f"part {job.part}, continuing `{job.context.get('parent') or 'a clip'}`")
+        parent = job.context.get("parent")
+        lineage = words("lineage_of", part=job.part, parent=parent) if parent else words("lineage_clip", part=job.part)
+        embed.add_field(name=words("lineage"), value=lineage)
     return embed
 
 
@@ -333,25 +341,34 @@ class HistoryButton(
         return True
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        embed, view = await history_page(_bot(interaction), self.user_id, self.page)
+        embed, view = await history_page(_bot(interaction), self.user_id, self.page, locale=interaction.locale)
         await interaction.response.edit_message(embed=embed, view=view)
 
 
-async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+async def history_page(
+    bot: EncoreBot, user_id: int, page: int, *, locale: object = ENGLISH
+) -> tuple[discord.Embed, discord.ui.View]:
+    """A page of someone's tracks, newest first, in their ``locale`` (they alone see it)."""
+
+    def words(key: str, **params: Any) -> str:
+        return say(locale, f"history.{key}", **params)
+
     jobs, total = await bot.service.history(user_id, page=page, per_page=HISTORY_PAGE)
     pages = max(1, -(-total // HISTORY_PAGE))
-    embed = discord.Embed(title="Your tracks")
+    embed = discord.Embed(title=words("title"))
     if not jobs:
-        embed.description = "Nothing yet. Try `/music generate`!" if total == 0 else "No more tracks."
+        embed.description = words("nothing_yet") if total == 0 else words("no_more")
     lines = []
     for job in jobs:
-        what = f"{job.batch_size} variations of " if job.batch_size > 1 else ""
         prompt = inert(job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…")
-        lines.append(f"`{job.id}` · {job.status.value} · {what}{prompt} · <t:{int(job.created_at)}:R>")
+        if job.batch_size > 1:
+            prompt = words("variations_of", count=job.batch_size, prompt=prompt)
+        status = say(locale, f"info.status.{job.status.value}")
+        lines.append(f"`{job.id}` · {status} · {prompt} · <t:{int(job.created_at)}:R>")
     if lines:
-        embed.description = "\n".join(lines) + "\n\nRe-post any of them with `/music show job:<id>`."
-    embed.set_footer(text=f"Page {min(page, pages - 1) + 1} of {pages} · {total} in all")
+        embed.description = "\n".join(lines) + "\n\n" + words("repost")
+    embed.set_footer(text=words("footer", page=min(page, pages - 1) + 1, pages=pages, total=total))
     view = discord.ui.View(timeout=None)
-    view.add_item(HistoryButton(user_id, max(page - 1, 0), label="◀ Newer", disabled=page <= 0))
-    view.add_item(HistoryButton(user_id, page + 1, label="Older ▶", disabled=page + 1 >= pages))
+    view.add_item(HistoryButton(user_id, max(page - 1, 0), label=words("newer"), disabled=page <= 0))
+    view.add_item(HistoryButton(user_id, page + 1, label=words("older"), disabled=page + 1 >= pages))
     return embed, view

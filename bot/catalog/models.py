@@ -35,7 +35,7 @@ def get_model(key: str) -> ModelSpec:
         return MODELS[key]
     except KeyError:
         known = ", ".join(sorted(MODELS))
-        raise InvalidRequestError(f"I don't know the model {quoted(key)}. Choose one of: {known}.") from None
+        raise InvalidRequestError.keyed("refusals.unknown_model", name=quoted(key), known=known) from None
 
 
 def stems_model(settings: Settings) -> ModelSpec:

@@ -56,9 +56,7 @@ async def age_restricted(bot: discord.Client, channel_id: int | None) -> bool:
                 if isinstance(channel, discord.Thread):
                     channel = bot.get_channel(channel.parent_id) or await bot.fetch_channel(channel.parent_id)
         except (discord.HTTPException, discord.InvalidData, TimeoutError) as exc:
-            raise BotError(
-                "I couldn't check whether this channel is age-restricted. Please try again.", detail=repr(exc)
-            ) from None
+            raise BotError(key="refusals.age_check_failed", detail=repr(exc)) from None
     if isinstance(channel, discord.Thread):
         return channel.is_nsfw()
     return isinstance(channel, discord.abc.GuildChannel) and channel.is_nsfw()

@@ -12,7 +12,7 @@ import discord
 
 from bot.jobs.phase import Phase, card_progress
 from bot.jobs.progress import Progress, bar, percent
-from bot.locales import ENGLISH
+from bot.locales import ENGLISH, stored_text
 from bot.locales import text as say
 from bot.naming import model_label, truncate
 from bot.records import Job, JobStatus
@@ -75,8 +75,8 @@ def phase_text(phase: Phase, locale: object) -> str:
 
 def build_card(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: object = ENGLISH) -> discord.Embed:
     """The job card: prompt, model, duration, and where the job (or every variation of its batch) stands, in
-    ``locale`` (the server's: everyone there sees it). People's text, model names and failure reasons are
-    shown as they are."""
+    ``locale`` (the server's: everyone there sees it), failure reasons too where the catalogue has them. People's
+    text and model names are shown as they are."""
     members = list(members) or [job]
 
     def field(key: str) -> str:
@@ -121,7 +121,7 @@ def build_card(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: o
         if progress is not None and progress.left_s is not None:
             status += " · " + _left(progress, locale)
     elif phase in (Phase.FAILED, Phase.CANCELED):
-        reasons = sorted({m.error for m in members if m.error})
+        reasons = sorted({stored_text(locale, m.error) for m in members if m.error})
         if reasons:
             status += " · " + " ".join(reasons)
     if len(members) > 1 and phase not in (Phase.FAILED, Phase.CANCELED):

@@ -46,7 +46,7 @@ class PlanBook:
 
     def _plans(self) -> tuple[Planner, PlansRepo]:
         if self._client is None or self._repo is None:
-            raise BotError(f"{self._title} isn't set up on this bot, so there are no composition plans.")
+            raise BotError.keyed("refusals.plan_no_provider", provider=self._title)
         return self._client, self._repo
 
     async def make(self, prompt: str, origin: JobOrigin, *, length_s: int | None = None) -> PlanRecord:
@@ -74,7 +74,7 @@ class PlanBook:
         job = await self._job_for(job_id, actor, Action.PLAN)
         plan = job.context.get("composition_plan") or job.result.get("plan")
         if not isinstance(plan, dict):
-            raise JobStateError("That song has no composition plan to start from.")
+            raise JobStateError.keyed("refusals.plan_none")
         return await repo.insert(
             plan_id=new_job_id(),
             user_id=origin.user_id,
@@ -94,7 +94,7 @@ class PlanBook:
         _, repo = self._plans()
         record = await repo.get(plan_id)
         if record is None:
-            raise BotError("I can't find that plan any more.")
+            raise BotError.keyed("refusals.plan_gone")
         return record
 
     async def change(
@@ -104,12 +104,12 @@ class PlanBook:
         _, repo = self._plans()
         record = await self.get(plan_id)
         if record.user_id != user_id:
-            raise NotAllowedError("Only the person who made this plan can change it.")
+            raise NotAllowedError.keyed("refusals.plan_not_yours")
         plan = change(record.plan)
         before = set(plan_texts(record.plan))
         await self._gate.check_text([text for text in plan_texts(plan) if text not in before], record.guild_id)
         if not await repo.update_plan(plan_id, plan, expected_updated_at=record.updated_at):
-            raise JobStateError("Someone changed this plan at the same moment. Please try again.")
+            raise JobStateError.keyed("refusals.plan_changed")
         return await self.get(plan_id)
 
     async def compose(self, plan_id: str, origin: JobOrigin, *, seed: int | None = None) -> Job:
@@ -120,10 +120,7 @@ class PlanBook:
             total_s = round(plan_total_ms(record.plan) / 1000)
             low, high = duration_range(SONG, self._settings())
             if not low <= total_s <= high:
-                raise InvalidRequestError(
-                    f"This plan lasts {total_s} seconds; songs here are {low} to {high} seconds. "
-                    "Shorten or remove a section, or add one."
-                )
+                raise InvalidRequestError.keyed("refusals.plan_length", seconds=total_s, low=low, high=high)
             return JobRequest(
                 model=SONG.key,
                 prompt=record.prompt,

@@ -36,7 +36,7 @@ MAX_EXTEND_S = 20
 
 def check_extend(extra_s: int) -> None:
     if not 1 <= extra_s <= MAX_EXTEND_S:
-        raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
+        raise InvalidRequestError.keyed("refusals.extend_range", max=MAX_EXTEND_S)
 
 
 class Recipes:
@@ -187,7 +187,7 @@ class Recipes:
         """Split ``source`` into stems with the configured stem model. With ``parent`` and ``actor`` (a card's
         Stems), the actor must be allowed to split the parent."""
         if stems not in STEM_VARIATIONS:
-            raise InvalidRequestError("`stems` must be two or six.")
+            raise InvalidRequestError.keyed("refusals.stems_two_or_six")
         context: dict[str, Any] = {
             "kind": "stems",
             "parent": parent.id if parent else None,

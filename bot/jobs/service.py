@@ -236,7 +236,7 @@ class JobService:
 
     async def save_guild_settings(self, guild_id: int, settings: GuildSettings, *, by: int) -> None:
         if self._guilds is None:
-            raise BotError("Server settings aren't available on this bot.")
+            raise BotError.keyed("refusals.settings_unavailable")
         await self._guilds.save(guild_id, settings, by=by)
 
     async def jobs_of(self, user_id: int, *, active_only: bool = False, limit: int = 25) -> list[Job]:
@@ -251,7 +251,7 @@ class JobService:
         """Fetch a person's file (already checked: Discord's CDN only) to ``dest``: no redirect followed, cut
         off while streaming past ``[audio] max_input_bytes``. Raises TooLargeError or OutputError."""
         if self._attachments is None:
-            raise BotError("This bot can't take files right now.")
+            raise BotError.keyed("refusals.files_unavailable")
         audio = self.settings.audio
         await fetch_to_file(
             self._attachments, url, dest, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s

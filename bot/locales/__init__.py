@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -104,7 +105,10 @@ def text(locale: object, key: str, **params: Any) -> str:
     """``key`` in ``locale`` (English where that catalogue lacks it), its placeholders filled from ``params``."""
     english = catalogues()[ENGLISH][key]  # a KeyError here is a key the code uses and en-US.toml lacks
     template = translation(locale, key) or english
-    values = {name: text(locale, value.key) if isinstance(value, Phrase) else value for name, value in params.items()}
+    values = {
+        name: text(locale, value.key) if isinstance(value, Phrase) else localized(locale, value)
+        for name, value in params.items()
+    }
     try:
         return template.format_map(values)
     except (KeyError, IndexError, ValueError):
@@ -115,3 +119,75 @@ def text(locale: object, key: str, **params: Any) -> str:
 def english(key: str, **params: Any) -> str:
     """``key`` in English: what logs, the CLI and ``BotError.user_message`` say."""
     return text(ENGLISH, key, **params)
+
+
+class Said(str):
+    """A catalogue text that is its English wherever a ``str`` is (logs, the CLI, a list of notes) and knows
+    its key and parameters, so that the Discord edge can say it in the reader's language (:func:`localized`)."""
+
+    key: str
+    params: dict[str, Any]
+
+    def __new__(cls, key: str, **params: Any) -> Said:
+        said = super().__new__(cls, english(key, **params))
+        said.key = key
+        said.params = params
+        return said
+
+
+class Stored(str):
+    """An English text a job stored (why it failed), as a parameter: said in the reader's language where the
+    catalogue has it (:func:`stored_text`)."""
+
+
+def localized(locale: object, value: Any) -> Any:
+    """``value`` in ``locale`` if it is a :class:`Said` (a parameter that is itself catalogue text with its own
+    parameters) or :class:`Stored`, else as it is (someone's text, an English-only one, a number)."""
+    if isinstance(value, Said):
+        return text(locale, value.key, **value.params)
+    if isinstance(value, Stored):
+        return stored_text(locale, str(value))
+    return value
+
+
+# Where the English texts that jobs store (their failure reasons) are in the catalogue.
+_STORED = ("reasons.", "errors.", "refusals.")
+
+
+@functools.cache
+def _stored_texts() -> tuple[dict[str, str], tuple[tuple[re.Pattern[str], str], ...]]:
+    """The stored English texts: those without placeholders by text, and a pattern for each of the others
+    (its placeholders caught), the most specific (most literal text) first."""
+    exact: dict[str, str] = {}
+    patterns: list[tuple[int, re.Pattern[str], str]] = []
+    for key, english_text in catalogues()[ENGLISH].items():
+        if not key.startswith(_STORED):
+            continue
+        parts = list(string.Formatter().parse(english_text))
+        if all(field is None for _, field, _, _ in parts):
+            exact.setdefault(english_text, key)
+            continue
+        regex = "".join(re.escape(literal) + (f"(?P<{field}>.+?)" if field else "") for literal, field, _, _ in parts)
+        literal_length = sum(len(literal) for literal, _, _, _ in parts)
+        patterns.append((literal_length, re.compile(regex, re.DOTALL), key))
+    patterns.sort(key=lambda found: -found[0])
+    return exact, tuple((pattern, key) for _, pattern, key in patterns)
+
+
+def stored_text(locale: object, english_text: str) -> str:
+    """An English text a job stored (why it failed) in ``locale``: found among the catalogue's ``[reasons]``
+    and ``[errors]`` (its placeholders taken from the stored text; a ``{reason}`` is itself a stored text),
+    else as it was stored. Rows stored before a text was in the catalogue read the same way."""
+    if resolve(locale) == ENGLISH:
+        return english_text
+    exact, patterns = _stored_texts()
+    if english_text in exact:
+        return text(locale, exact[english_text])
+    for pattern, key in patterns:
+        match = pattern.fullmatch(english_text)
+        if match is not None:
+            params = match.groupdict()
+            if "reason" in params:
+                params["reason"] = stored_text(locale, params["reason"])
+            return text(locale, key, **params)
+    return english_text

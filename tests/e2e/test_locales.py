@@ -1,8 +1,9 @@
 """In the language of the server: commands synced with their translations, private replies in the reader's
 language (``Interaction.locale``), public cards and deliveries in the server's (``guild_locale``).
 
-Two servers: "home" speaks English, with alice (English), hans (German), ana (Latin American Spanish) and
-pierre (French, which Encore doesn't have); "tokyo" speaks Japanese, with yuki (Japanese) and sam (English).
+Two servers: "home" speaks English, with alice (English), hans (German), ana (Latin American Spanish),
+pierre (French, which Encore doesn't have) and greta (German, an admin); "tokyo" speaks Japanese, with yuki
+(Japanese) and sam (English).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import pytest
 from bot import locales
 from bot.discord.translator import command_texts
 from tests.e2e.conftest import Encore, card_field, card_status, default_guild, job_id_of, status_is
-from tests.fakes.discord import DiscordSimulator
+from tests.fakes.discord import DiscordSimulator, SimFile
 from tests.fakes.discord.commands import command_rules
 from tests.fakes.discord.models import GuildConfig, MemberConfig, SimMessage, iter_components
+from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.replicate import FakeReplicate
 
 
@@ -30,6 +32,7 @@ def guilds() -> list[GuildConfig]:
             MemberConfig("hans", locale="de"),
             MemberConfig("ana", locale="es-419"),
             MemberConfig("pierre", locale="fr"),
+            MemberConfig("greta", roles=["Admins"], locale="de"),
         ],
     )
     tokyo = default_guild(
@@ -183,3 +186,151 @@ async def test_an_unknown_locale_falls_back_to_english_and_a_variant_to_its_lang
     assert pierre.embeds[0]["title"] == "Encore: music from words and sounds"
     ana = await (await sim.user("ana").slash("music help")).wait_original()
     assert ana.embeds[0]["title"] == "Encore: música a partir de palabras y sonidos"
+
+
+async def test_refusals_made_deeper_in_are_in_the_members_language(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """A file that isn't audio, one that doesn't decode, an option out of its range and the Continue dialog:
+    in German for hans, and still English for alice in the same server. Nothing runs."""
+    await encore.start()
+    hans, alice = sim.user("hans"), sim.user("alice")
+
+    notes = SimFile("notes.txt", b"not audio", "text/plain")
+    refused = await (await hans.slash("music melody", audio=notes, prompt="x")).wait_message()
+    assert refused.is_ephemeral
+    assert refused.content == "`notes.txt` ist keine Audiodatei."
+    english = await (await alice.slash("music melody", audio=notes, prompt="x")).wait_message()
+    assert english.content == "`notes.txt` isn't an audio file."
+
+    too_hot = await (
+        await hans.slash("music generate", options={"prompt": "x", "options": "temperature=99"})
+    ).wait_message()
+    assert too_hot.is_ephemeral
+    assert too_hot.content.startswith("`temperature` muss zwischen ")
+    assert too_hot.content.endswith(" liegen (du hast `99` angegeben).")
+
+    # the Continue this track dialog is German, and so is its refusal of a file that doesn't decode
+    message = await hans.send_message("hör mal", files=[SimFile("broken.mp3", b"ID3\x00garbage" * 50, "audio/mpeg")])
+    opened = await hans.message_command("Continue this track", message)
+    dialog = await opened.wait_modal()
+    assert dialog["title"] == "Diesen Track fortsetzen"
+    submitted = await hans.submit_modal(opened, {"Beschreibung (optional)": "", "Sekunden zum Anhängen (1-20)": "5"})
+    broken = await submitted.wait_message(lambda m: "Audio" in m.content)
+    assert broken.is_ephemeral
+    assert broken.content == "Ich konnte diese Datei nicht als Audio lesen. Ist sie beschädigt oder gar kein Audio?"
+    assert fake.predictions == {}
+
+
+async def test_a_japanese_servers_card_says_why_a_job_failed_in_japanese(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """Why a job failed is stored in English (the CLI and logs read it); its card in a Japanese server says
+    it in Japanese, and an English server's card in English."""
+    await encore.start()
+    sam = sim.user("sam", guild_id=tokyo(sim))
+    handle = await sam.slash("music generate", prompt="rainy city pop")
+    pid = await fake.wait_for_prediction()
+    await fake.fail(pid)
+    failed = await handle.wait_original(lambda m: "失敗" in (card_field(m, "状態") or ""))
+    status = card_field(failed, "状態") or ""
+    assert "モデルがこのトラックを作れませんでした。別のプロンプトや設定をお試しください。" in status
+    assert "The model failed" not in status
+    assert "再試行" in labels(failed)  # Retry, as the reason's text says
+
+    alice = await sim.user("alice").slash("music generate", prompt="sunny town pop")
+    await fake.fail(await fake.wait_for_prediction())
+    english = await alice.wait_original(status_is("Failed"))
+    assert "The model failed to make this track. Try a different prompt or settings." in card_status(english)
+
+
+async def test_info_history_and_defaults_are_in_the_readers_language(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """**Info** on a card in an English server, ``/music history`` and ``/music prefer``: in German for hans,
+    in English for alice, who reads the same card."""
+    await encore.start()
+    hans, alice = sim.user("hans"), sim.user("alice")
+    handle = await hans.slash("music generate", prompt="slow jazz", seed=7)
+    pid = await fake.wait_for_prediction()
+    await fake.begin(pid)
+    await fake.succeed(pid)
+    card = await handle.wait_original(status_is("Done"))  # the card is public in an English server: English
+
+    info = await (await hans.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    assert info.is_ephemeral
+    embed = info.embeds[0]
+    assert embed["title"] == f"Auftrag {job_id_of(card)}"
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert {"Modell", "Einstellungen", "Seed", "Status", "Zeiten", "Kosten"} <= set(fields)
+    assert fields["Status"] == "geliefert"
+    assert "s insgesamt" in fields["Zeiten"]
+    assert "(geschätzt)" in fields["Kosten"] or "(tatsächlich)" in fields["Kosten"]
+    english = await (await alice.click(card, f"encore:info:{job_id_of(card)}")).wait_original()
+    english_fields = {f["name"]: f["value"] for f in english.embeds[0]["fields"]}
+    assert english.embeds[0]["title"] == f"Job {job_id_of(card)}"
+    assert english_fields["Status"] == "delivered"
+    assert "Timings" in english_fields
+
+    history = await (await hans.slash("music history")).wait_original()
+    assert history.embeds[0]["title"] == "Deine Tracks"
+    assert "geliefert" in history.embeds[0]["description"]
+    assert labels(history) == ["◀ Neuere", "Ältere ▶"]
+
+    prefer = await (await hans.slash("music prefer", length=12)).wait_message()
+    assert prefer.embeds[0]["title"] == "Deine Standardwerte sind gespeichert"
+    assert {"Modell", "Länge", "Format", "Variationen"} <= set(field_names(prefer))
+    assert "12 s" in [str(f["value"]) for f in prefer.embeds[0]["fields"]]
+
+
+async def test_a_german_admin_gets_german_settings_and_members_german_notes(
+    encore: Encore, sim: DiscordSimulator
+) -> None:
+    """``/musicadmin settings``, its dialog, its refusal of a bad value and its answer in greta's German; then
+    the note that tells hans how the server narrows his own default length, in his."""
+    await encore.start()
+    greta = sim.user("greta")
+    card = await (await greta.slash("musicadmin settings")).wait_original()
+    assert card.is_ephemeral
+    assert card.embeds[0]["title"] == "Encore auf diesem Server"
+    fields = {f["name"]: f["value"] for f in card.embeds[0]["fields"]}
+    assert fields["max_duration_s: default"] == "längster Track in Sekunden"
+
+    async def set_value(value: str) -> SimMessage:
+        picked = await greta.select(card, f"encore:admin:{sim.guild.id}", ["max_duration_s"])
+        form = await picked.wait_modal()
+        assert form["title"] == "max_duration_s ändern"
+        field = form["components"][0]
+        inner = field.get("component") or field["components"][0]
+        return await (await greta.submit_modal(picked, {inner["custom_id"]: value})).wait_original()
+
+    assert (await set_value("zehn")).content == "`zehn` ist keine Zahl."
+    assert (await set_value("10")).content == "**max_duration_s** ist jetzt 10."
+
+    prefer = await (await sim.user("hans").slash("music prefer", length=12)).wait_message()
+    notes = {f["name"]: f["value"] for f in prefer.embeds[0]["fields"]}
+    assert (
+        notes["Auf diesem Server"]
+        == "• Tracks sind auf diesem Server höchstens 10 s lang: Deine werden hier 10 s lang."
+    )
+
+
+async def test_a_plan_card_is_in_the_servers_language_and_its_dialogs_in_the_readers(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    await encore.start()
+    guild_id = tokyo(sim)
+    sam, yuki = sim.user("sam", guild_id=guild_id), sim.user("yuki", guild_id=guild_id)
+    handle = await sam.slash("music plan", prompt="a city pop song about rain", length=24)
+    card = await handle.wait_original(lambda m: bool(m.embeds) and m.embeds[0]["title"].startswith("プラン: "))
+    assert " セクション · 合計 " in card.embeds[0]["description"]
+    assert {"セクションを追加", "作曲"} <= set(labels(card))
+    plan_id = card.embeds[0]["footer"]["text"].split()[1]
+
+    adding = await sam.click(card, f"encore:planadd:{plan_id}")
+    form = await adding.wait_modal()
+    assert form["title"] == "Add a section"  # sam reads English
+
+    refused = await (await yuki.select(card, f"encore:planedit:{plan_id}", ["0"])).wait_original()
+    assert refused.is_ephemeral
+    assert refused.content == "このプランを変更できるのは、作った本人だけです。"
