@@ -72,26 +72,31 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if "overhead" in wanted or "official" in wanted:
         jobs = 20 if quick else 200
         report["overhead"] = []
+        webhook_runs, poll_runs = scenarios.WEBHOOK_RUNS, scenarios.POLL_RUNS
         cases = [
-            ("wav-30s", "webhook", scenarios.WAV_30S, jobs, (0.2, 1.0)),
-            ("reencode-60s", "webhook", scenarios.WAV_60S_48K, max(10, jobs // 4), (0.2, 1.0)),
-            ("wav-30s", "poll", scenarios.WAV_30S, max(10, jobs // 4), (2.0, 20.0)),
-            ("reencode-60s", "poll", scenarios.WAV_60S_48K, max(10, jobs // 10), (2.0, 20.0)),
+            ("wav-30s", "webhook", scenarios.WAV_30S, jobs, webhook_runs),
+            ("reencode-60s", "webhook", scenarios.WAV_60S_48K, max(10, jobs // 4), webhook_runs),
+            ("wav-30s", "poll", scenarios.WAV_30S, max(10, jobs // 4), poll_runs),
+            ("reencode-60s", "poll", scenarios.WAV_60S_48K, max(10, jobs // 10), poll_runs),
         ]
-        for label, mode, output, count, run_s in cases if "overhead" in wanted else cases[:1]:
+        for label, mode, output, count, timing in cases if "overhead" in wanted else cases[2:3]:
             async with World.open(workdir / f"{label}-{mode}") as world:
-                concurrency = 4 if mode == "webhook" else 16
                 result = await scenarios.overhead(
-                    world, label=label, mode=mode, output=output, jobs=count, concurrency=concurrency, run_s=run_s
+                    world, label=label, mode=mode, output=output, jobs=count, concurrency=4, timing=timing
                 )
             report["overhead"].append(result.summary())
             show(f"overhead: {label}, {mode} mode", result.summary())
 
     if "official" in wanted:
+        poll = next((o for o in report.get("overhead", []) if (o["label"], o["mode"]) == ("wav-30s", "poll")), None)
         async with World.open(workdir / "official") as world:
-            result = await scenarios.official_client(world, jobs=20 if quick else 50, run_s=(2.0, 20.0))
+            jobs = poll["jobs"] if poll else (10 if quick else 50)
+            result = await scenarios.official_client(world, jobs=jobs, concurrency=4, timing=scenarios.POLL_RUNS)
         report["official_client"] = result.summary()
         show("official replicate client: predictions.create + wait()", result.summary())
+        if poll is not None:
+            report["side_by_side"] = scenarios.side_by_side(poll, result.summary())
+            show("poll mode side by side: 30 s WAV, four jobs at once, the same runs", report["side_by_side"])
 
     if "throughput" in wanted:
         async with World.open(workdir / "throughput", users=50) as world:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import time
 from collections import Counter, deque
@@ -22,10 +21,22 @@ from bot.records import JobOrigin, JobRequest, JobStatus
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
 from tests.fakes.audio import make_wav
+from tests.fakes.discord.handles import InteractionHandle
+from tests.fakes.discord.models import SimMessage
+from tests.fakes.replicate import RunTiming
 
 WAV_30S = make_wav(30, sample_rate=32000, channels=2)  # 3.8 MB: MusicGen's stereo output, fits 10 MiB
 WAV_60S_48K = make_wav(60, sample_rate=48000, channels=2)  # 11.5 MB: must be re-encoded for 10 MiB
 WAV_5S = make_wav(5, sample_rate=32000, channels=2)
+
+# How long the fake's predictions run (each prediction its own seeded time; see tests/fakes/replicate/timing.py).
+# A 30 s MusicGen track is a bar of 1503 steps. Webhook mode measures what follows "succeeded": short runs.
+# Poll mode measures how soon a poller learns of the end: runs of about 4 to 20 s, in the shape of real ones
+# (a queue, set-up, a bar whose speed varies between runs and within one, a time after the full bar).
+WEBHOOK_RUNS = RunTiming(
+    seed=1, queue_s=(0.05, 0.2), setup_s=(0.05, 0.2), rate_it_s=2500.0, rate_spread=0.4, after_bar_s=0.1
+)
+POLL_RUNS = RunTiming(seed=1, rate_it_s=150.0, rate_spread=0.35)
 
 T = TypeVar("T")
 _PREDICTION_PATH = re.compile(r"^/v1/predictions/([a-z0-9]+)$")
@@ -96,6 +107,36 @@ class Overhead:
         }
 
 
+@dataclass
+class TimedJob:
+    handle: InteractionHandle
+    prediction_id: str
+    succeeded_at: float  # perf_counter when the fake Replicate marked the prediction succeeded
+    file_at: float  # perf_counter when the audio appeared in Discord
+
+
+def _card_done(message: SimMessage) -> bool:
+    return any(
+        field.get("name") == "Status" and "Done" in str(field.get("value"))
+        for embed in message.embeds
+        for field in embed.get("fields", [])
+    )
+
+
+async def cards_done(handles: Iterable[InteractionHandle], *, timeout_s: float = 60.0) -> None:
+    """Until every job card shows Done: its last edit, and the waveform drawn for it, are part of the job's
+    cost, and a card's news may wait out ``card_edit_interval_s`` after the file is posted."""
+    await asyncio.gather(*(handle.wait_original(_card_done, timeout_s=timeout_s) for handle in handles))
+
+
+async def generate_one(world: World, i: int, prompt: str) -> TimedJob:
+    """``/music generate`` from user ``i`` (round robin) for 30 s; the prediction runs by itself."""
+    handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=30)
+    pid = await world.prediction_for(prompt)
+    succeeded_at = await world.succeeded_at(pid)  # the model runs
+    return TimedJob(handle, pid, succeeded_at, await world.file_time(handle, timeout_s=300))
+
+
 def _notices(world: World, t0: dict[str, float], mode: str, since: int) -> list[float]:
     """Per prediction: from "succeeded" to the first answer that told the client (webhook 2xx or GET)."""
     notices: list[float] = []
@@ -125,12 +166,13 @@ async def overhead(
     output: bytes,
     jobs: int,
     concurrency: int,
-    run_s: tuple[float, float],
-    seed: int = 1,
+    timing: RunTiming,
 ) -> Overhead:
-    """Jobs through Discord: the model "runs" for a random time, then we mark it succeeded and time the rest."""
+    """Jobs through Discord: each prediction runs by itself for its own time (``timing``); from its "succeeded",
+    we time the rest."""
     result = Overhead(label, mode, jobs)
     world.use_output(output)
+    world.fake.timing = timing
     data_dir = world.workdir / f"data-{label}-{mode}"
     result.startup_s = await world.start_bot(world.bot_env(webhooks=mode == "webhook", data_dir=data_dir))
     bot = world.bot
@@ -139,23 +181,20 @@ async def overhead(
     await asyncio.sleep(2.0)  # idle: what the bot costs when nothing happens
     result.idle_cpu_ms_per_s = (bot.cpu_s() - idle_cpu) * 1000 / (time.perf_counter() - idle_from)
 
-    rng = random.Random(seed)
-    plan = [rng.uniform(*run_s) for _ in range(jobs)]
     req_from, cpu_from, audio_from = len(world.fake.requests), bot.cpu_s(), await bot.audio_cpu_s()
     t0: dict[str, float] = {}
 
+    handles: list[InteractionHandle] = []
+
     async def one(i: int) -> None:
-        prompt = f"{label} {mode} {i}"
-        handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=30)
-        pid = await world.prediction_for(prompt)
-        await asyncio.sleep(plan[i])  # the model runs
-        await world.fake.succeed(pid)
-        t0[pid] = start = time.perf_counter()
-        end = await world.file_time(handle, timeout_s=300)
-        result.overhead_ms.append((end - start) * 1000)
-        result.to_upload_ms.append((world.upload_started(handle) - start) * 1000)
+        job = await generate_one(world, i, f"{label} {mode} {i}")
+        handles.append(job.handle)
+        t0[job.prediction_id] = start = job.succeeded_at
+        result.overhead_ms.append((job.file_at - start) * 1000)
+        result.to_upload_ms.append((world.upload_started(job.handle) - start) * 1000)
 
     await for_each(range(jobs), one, workers=concurrency)
+    await cards_done(handles)
     result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
     result.audio_cpu_ms_per_job = (await bot.audio_cpu_s() - audio_from) * 1000 / jobs
     result.peak_rss_mb = bot.peak_rss_mb()
@@ -165,16 +204,29 @@ async def overhead(
     return result
 
 
+def side_by_side(encore: dict[str, Any], official: dict[str, Any]) -> dict[str, Any]:
+    """Encore's poll mode and the official client on the same runs: how soon each learns of "succeeded" and how
+    many requests each makes per job (Encore's count includes downloading the output; the client's doesn't)."""
+
+    def row(summary: dict[str, Any]) -> dict[str, Any]:
+        keys = ("notice_p50_ms", "notice_p99_ms", "provider_requests_per_job", "provider_requests_per_job_total")
+        return {key: summary[key] for key in keys}
+
+    return {"encore_poll": row(encore), "official_client": row(official)}
+
+
 @dataclass
 class Official:
     jobs: int
     poll_interval_s: float
+    concurrency: int = 4
     notice_ms: list[float] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
         return {
             "jobs": self.jobs,
+            "jobs_at_once": self.concurrency,
             "poll_interval_s": self.poll_interval_s,
             "notice_p50_ms": round(percentile(self.notice_ms, 50), 1),
             "notice_p99_ms": round(percentile(self.notice_ms, 99), 1),
@@ -183,14 +235,15 @@ class Official:
         }
 
 
-async def official_client(world: World, *, jobs: int, run_s: tuple[float, float], seed: int = 1) -> Official:
-    """The same jobs through the official ``replicate`` client: ``predictions.create`` then ``wait()``."""
+async def official_client(world: World, *, jobs: int, concurrency: int, timing: RunTiming) -> Official:
+    """The same jobs through the official ``replicate`` client: ``predictions.create`` then ``wait()``, with
+    predictions that run as long as Encore's did (the same ``timing``, so the same run times in the same order)."""
     from replicate.client import Client  # the benchmark's own dependency (pyproject: the bench group)
 
     client = Client(api_token=world.fake.token, base_url=world.fake.root_url)
-    result = Official(jobs, float(client.poll_interval))
-    rng = random.Random(seed)
-    plan = [rng.uniform(*run_s) for _ in range(jobs)]
+    result = Official(jobs, float(client.poll_interval), concurrency)
+    world.use_output(WAV_30S)
+    world.fake.timing = timing
     version = musicgen_version()
     req_from = len(world.fake.requests)
     loop = asyncio.get_running_loop()
@@ -205,17 +258,15 @@ async def official_client(world: World, *, jobs: int, run_s: tuple[float, float]
         done[prediction.id] = time.perf_counter()
         assert prediction.status == "succeeded", prediction.status
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
 
         async def one(i: int) -> None:
             prediction = await loop.run_in_executor(pool, create, i)
             waiting = loop.run_in_executor(pool, wait, prediction)
-            await asyncio.sleep(plan[i])
-            await world.fake.succeed(prediction.id)
-            t0[prediction.id] = time.perf_counter()
+            t0[prediction.id] = await world.succeeded_at(prediction.id)
             await waiting
 
-        await asyncio.gather(*(one(i) for i in range(jobs)))
+        await for_each(range(jobs), one, workers=concurrency)
     result.notice_ms = [(done[pid] - start) * 1000 for pid, start in t0.items()]
     result.requests = Counter(classify(r.path, r.method) for r in world.fake.requests[req_from:])
     return result

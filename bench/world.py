@@ -224,6 +224,13 @@ class World:
                 prompt = str(self.fake.prediction(pid).input.get("prompt", ""))
                 self._by_prompt.setdefault(prompt, asyncio.get_running_loop().create_future()).set_result(pid)
 
+    async def succeeded_at(self, prediction_id: str, *, timeout_s: float = 300.0) -> float:
+        """When the prediction, running by itself, succeeded (perf_counter)."""
+        prediction = await self.fake.wait_for_status(prediction_id, timeout=timeout_s)
+        assert prediction.status == "succeeded", (prediction.status, prediction.error)
+        assert prediction.ended_perf is not None
+        return prediction.ended_perf
+
     async def prediction_for(self, prompt: str, *, timeout_s: float = 120.0) -> str:
         future = self._by_prompt.setdefault(prompt, asyncio.get_running_loop().create_future())
         async with asyncio.timeout(timeout_s):

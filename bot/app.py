@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from bot import __version__
-from bot.config import Secrets, Settings, database_url, load_settings
+from bot.config import Secrets, Settings, database_url
 from bot.errors import ConfigError, StorageError
 from bot.jobs.leases import new_holder
 from bot.jobs.phase import JobListener
@@ -29,21 +29,25 @@ from bot.jobs.retention import Janitor
 from bot.jobs.service import JobService
 from bot.providers import registry
 from bot.providers.base import WebhookRoute
+from bot.providers.plugins import Providers, Registry
+from bot.providers.ratelimit import Limiter, RateLimit, SharedOrLocal
 from bot.storage.databases import database_for
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.loops_repo import LoopsRepo
 from bot.storage.notify import Notice, notifier_for
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
+from bot.storage.rate_limits import SharedRateLimit
 from bot.storage.state_repo import StateRepo
 from bot.storage.stats_repo import StatsRepo
 from bot.storage.voice_repo import VoiceRepo
-from bot.web.cog_server import CogRoutes
+from bot.web import routes
 from bot.web.ops import GatewayShards, OpsRoutes
 from bot.web.server import WebServer, create_app
-from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,20 @@ _RELOAD_KEY = "config_reloaded"  # in bot_state: the last reload (when, by whom,
 
 
 class Core:
-    def __init__(self, settings: Settings, secrets: Secrets, *, config_path: Path | None = None) -> None:
-        """``config_path``: the config file, read again when another process reloads its own."""
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        providers: Registry = registry.PROVIDERS,
+        *,
+        config_path: Path | None = None,
+    ) -> None:
+        """``providers``: the provider registry (Encore's own, unless a test adds one); ``settings`` are its
+        (``providers.load_settings``); ``config_path``: the config file, read again when another process reloads
+        its own."""
         self.settings = settings
         self.secrets = secrets
+        self.registry = providers
         self.config_path = config_path
         self.process_id = new_holder("process")[len("process:") :]  # host, process id, a random part
         # SQLite in [storage] dir, or PostgreSQL at [storage] url / ENCORE_DATABASE_URL (bot/storage/backend.py).
@@ -81,8 +95,10 @@ class Core:
         self.stats = StatsRepo(self.db)
         self.voice = VoiceRepo(self.db)  # voice messages posted of tracks (bot.discord.voice)
         self.loops = LoopsRepo(self.db)
+        self.queue = QueueRepo(self.db)  # the fair scheduler's queue, shared by every process on the database
+        self.instances = InstancesRepo(self.db)
         self._sessions: list[aiohttp.ClientSession] = []
-        self.providers = registry.Providers({})  # built in open(), from the settings (bot/providers/registry.py)
+        self.providers = Providers({}, providers)  # built in open(), from the settings (bot/providers/registry.py)
         self.web: WebServer | None = None
         self.service: JobService | None = None
         self.janitor: Janitor | None = None
@@ -94,7 +110,7 @@ class Core:
 
     async def open(self) -> None:
         # Each provider the settings use checks them and builds itself (ConfigError before anything opens).
-        self.providers = registry.build(self.settings, self.secrets, self._session)
+        self.providers = self.registry.build(self.settings, self.secrets, self._session, self._rate_limit)
         try:
             await self.db.open()
             self._reload_seen = await self.state.get(_RELOAD_KEY)
@@ -105,6 +121,14 @@ class Core:
             raise
         audio = self.settings.audio
         self.attachments = self._session(connect_s=min(10.0, audio.download_timeout_s), read_s=audio.download_timeout_s)
+
+    def _rate_limit(self, key: str, per_minute: int, burst: int) -> Limiter:
+        """A provider's rate limit: kept in the database when several processes may share it (a provider's limits
+        are per account), else this process's own."""
+        local = RateLimit(per_minute, burst=burst)
+        if not self.db.shared:
+            return local
+        return SharedOrLocal(SharedRateLimit(self.db, key, per_minute, burst=burst), local, what=key)
 
     def _session(self, *, connect_s: float, read_s: float) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=read_s)
@@ -136,63 +160,46 @@ class Core:
     ) -> JobService:
         """Start the web server and the job service.
 
-        The web server (webhooks, Cog uploads, ``/healthz``, ``/metrics``) runs when ``serve_web`` is set
-        (the bot) or when providers need to reach us (webhooks or Cog configured). ``gateway`` tells
+        The web server (the providers' webhooks and uploads, ``/healthz``, ``/metrics``) runs when ``serve_web``
+        is set (the bot) or when providers need to reach us (signed or per-job webhooks). ``gateway`` tells
         ``/healthz`` which of this process's Discord gateway shards are connected. ``resume=False`` leaves
         other unfinished jobs alone (the CLI shares the bot's database).
         """
         hooks = self.settings.webhooks
         public = str(hooks.public_url).rstrip("/") if hooks.public_url is not None else None
-        webhook_url: str | None = None
-        verifier: WebhookVerifier | None = None
-        signing = self.providers.signing()
-        if public is not None and signing is not None:
-            secret = await signing.webhook_secret()
-            if secret:
-                verifier = WebhookVerifier(secret)
-                webhook_url = public + hooks.path
+        # The providers' webhooks are mounted from their declarations; signed ones only with their secret.
+        signed = await routes.signed_routes(self.providers, self.settings) if public is not None else {}
         per_job = bool(self.providers.with_webhook(WebhookRoute.PER_JOB))
-        uploads = self.providers.uploads()
         service = JobService(
             repo=self.repo,
-            providers=self.providers.predictions(),
+            providers=self.providers,
             settings=self.settings,
             listener=listener,
-            webhook_url=webhook_url,
-            per_job_webhook_base=f"{public}/cog/webhooks" if per_job and public else None,
-            call_provider=self.providers.call_provider(),
+            signed_webhooks={name: f"{public}{route.path}" for name, route in signed.items()},
             plans=self.plans,
             guilds=self.guilds,
             preferences=self.preferences,
             state=self.state,
             attachments=self.attachments,
             loops=self.loops,
+            queue=self.queue,
+            instances=self.instances,
             leases=self.leases,
             holder=f"{'bot' if resume else 'cli'}:{self.process_id}",
             notifier=self.notifier,
             sole_process=self.db.dialect.name == "sqlite",
         )
         self.service = service
-        if serve_web or verifier is not None or per_job:
-            cog_routes = None
-            if per_job:
-                secret = self.settings.cog.upload_secret
-                cog_routes = CogRoutes(
-                    on_webhook=service.accept_cog_webhook,
-                    expects_upload=service.expects_upload,
-                    uploads=uploads,
-                    upload_secret=secret.get_secret_value() if secret else None,
-                    max_upload_bytes=self.settings.storage.max_output_bytes,
-                    max_uploads_per_prediction=self.settings.cog.max_uploads_per_prediction,
-                )
+        if serve_web or signed or per_job:
             app = create_app(
-                webhook_path=hooks.path,
-                replicate_webhook=ReplicateWebhookView(verifier, service.accept_webhook) if verifier else None,
-                max_body_bytes=hooks.max_body_bytes,
-                cog=cog_routes,
-                ops=self._ops(gateway),
-                body_timeout_s=hooks.body_timeout_s,
+                max_body_bytes=hooks.max_body_bytes, ops=self._ops(gateway), body_timeout_s=hooks.body_timeout_s
             )
+            handlers = routes.Handlers(
+                signed=service.accept_webhook,
+                per_job=service.accept_job_webhook,
+                expects_upload=service.expects_upload,
+            )
+            routes.mount(app, self.providers, signed, handlers, max_upload_bytes=self.settings.storage.max_output_bytes)
             server = WebServer(app, host=hooks.host, port=hooks.port, header_timeout_s=hooks.header_timeout_s)
             await server.start()
             self.web = server
@@ -201,11 +208,11 @@ class Core:
             self.janitor = Janitor(
                 self.repo,
                 self.settings.storage,
-                uploads_dir=uploads.root if uploads else None,
+                uploads_dirs=[store.root for store in self.providers.upload_targets().values() if store is not None],
                 expects_upload=service.expects_upload,
             )
             self.janitor.start()
-        log.info("job service started (%s)", "webhooks + polling" if webhook_url or per_job else "polling only")
+        log.info("job service started (%s)", "webhooks + polling" if signed or per_job else "polling only")
         return service
 
     def reload(self, fresh: Settings) -> Settings:
@@ -236,7 +243,7 @@ class Core:
             return
         self._reload_seen = stamp
         try:
-            fresh = await asyncio.to_thread(load_settings, self.config_path)
+            fresh = await asyncio.to_thread(self.registry.load_settings, self.config_path)
         except ConfigError as exc:
             log.error(
                 "another process reloaded its config, but this one's doesn't load (%s): keeping it as it was", exc

@@ -8,23 +8,53 @@ never a secret either.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import Any, Self
+
+from bot.locales import english
 
 
 class BotError(Exception):
-    """Base of every expected failure."""
+    """Base of every expected failure.
 
-    default_message = "Something went wrong."
+    An error people see in Discord in their own language carries a catalogue ``key`` and its ``params``
+    (:meth:`keyed`; ``bot.locales``): ``user_message`` is then its English text, and the Discord edge renders
+    the key in the reader's locale. A class whose ``default_key`` is set says its default message that way.
+    """
+
+    default_key: str | None = "errors.generic"
+    default_message = english("errors.generic")
     # Whether trying the same thing again later may succeed (a network blip, not a bad input).
     retryable = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_key" in vars(cls) and cls.default_key is not None:
+            cls.default_message = english(cls.default_key)
+        elif "default_message" in vars(cls):  # its own text, in English only
+            cls.default_key = None
+
     def __init__(
-        self, user_message: str | None = None, *, detail: str | None = None, retryable: bool | None = None
+        self,
+        user_message: str | None = None,
+        *,
+        detail: str | None = None,
+        retryable: bool | None = None,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
-        self.user_message = user_message or self.default_message
+        if user_message is None and key is None:
+            key = self.default_key
+        self.key = key
+        self.params: dict[str, Any] = dict(params or {})
+        self.user_message = user_message or (english(key, **self.params) if key else self.default_message)
         if retryable is not None:
             self.retryable = retryable
         super().__init__(detail or self.user_message)
+
+    @classmethod
+    def keyed(cls, key: str, **params: Any) -> Self:
+        """This error with the catalogue text ``key`` (English in ``user_message``) and its placeholders."""
+        return cls(key=key, params=params)
 
 
 class ConfigError(BotError):
@@ -43,35 +73,35 @@ class StartupError(BotError):
 class InvalidRequestError(BotError):
     """A user's input was refused before anything was submitted or charged."""
 
-    default_message = "That request is not valid."
+    default_key = "errors.invalid_request"
 
 
 class JobNotFoundError(BotError):
-    default_message = "I can't find that job."
+    default_key = "errors.job_not_found"
 
 
 class NotAllowedError(BotError):
-    default_message = "You can't do that."
+    default_key = "errors.not_allowed"
 
 
 class JobStateError(BotError):
     """The job has moved on (e.g. canceling a finished job)."""
 
-    default_message = "That job can no longer be changed."
+    default_key = "errors.job_state"
 
 
 class ProviderError(BotError):
     """A provider call failed. Subclasses say whether retrying may help."""
 
-    default_message = "The music service had a problem. Please try again later."
+    default_key = "errors.provider"
 
 
 class ProviderAuthError(ProviderError):
-    default_message = "The music service rejected our credentials. An operator needs to fix the API token."
+    default_key = "errors.provider_auth"
 
 
 class ProviderRateLimitError(ProviderError):
-    default_message = "The music service is busy right now. Please try again in a minute."
+    default_key = "errors.provider_rate_limit"
     retryable = True
 
     def __init__(
@@ -86,38 +116,46 @@ class ProviderRateLimitError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    default_message = "The music service is unavailable right now. Please try again later."
+    default_key = "errors.provider_unavailable"
     retryable = True
 
 
 class ProviderInputError(ProviderError):
     """The provider refused the input (422)."""
 
-    default_message = "The music service refused those settings."
+    default_key = "errors.provider_input"
 
 
 class ProviderNotFoundError(ProviderError):
-    default_message = "The music service doesn't know that model or prediction."
+    default_key = "errors.provider_not_found"
 
 
 class SubmissionUncertainError(ProviderError):
     """A create request may or may not have reached the provider (timeout, dropped connection)."""
 
-    default_message = "The music service didn't answer in time."
+    default_key = "errors.submission_uncertain"
     retryable = True
 
 
-class CogBusyError(ProviderError):
-    """The self-hosted Cog model server is busy or still setting up: the job waits and is tried again."""
+class ProviderBusyError(ProviderError):
+    """The provider made nothing because it is busy (a model server running all it can, or still setting up): the
+    job keeps its place and is tried again after ``retry_after_s``. Never a failure."""
 
-    default_message = "The self-hosted model server is busy. Your job is waiting its turn."
+    default_key = "errors.provider_busy"
     retryable = True
+
+    def __init__(
+        self, user_message: str | None = None, *, detail: str | None = None, retry_after_s: float = 5.0
+    ) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retry_after_s = retry_after_s
 
 
 class PredictionLostError(ProviderNotFoundError):
-    """The Cog server is idle but never reported our prediction: it was lost (e.g. the server restarted)."""
+    """A provider's prediction is gone without a word (its server restarted, say): the job may run again.
+    Raised by a provider's ``get`` when it can tell the prediction was lost rather than never known."""
 
-    default_message = "The self-hosted model server lost this job."
+    default_key = "errors.prediction_lost"
 
 
 class PromptRefusedError(ProviderInputError):
@@ -131,13 +169,13 @@ class PromptRefusedError(ProviderInputError):
 class ProviderCreditsError(ProviderError):
     """The provider account's credits or quota are used up (ElevenLabs 402, ``quota_exceeded``)."""
 
-    default_message = "Encore's ElevenLabs credits are used up. An operator needs to top them up."
+    default_key = "errors.provider_credits"
 
 
 class OutputError(BotError):
     """The output could not be fetched or stored. ``retryable`` when the network may be to blame."""
 
-    default_message = "I couldn't fetch the finished audio."
+    default_key = "errors.output"
 
 
 class TooLargeError(OutputError):
@@ -155,7 +193,7 @@ class DeliveryError(BotError):
     """The finished audio could not be delivered to Discord. Retried from the stored file unless
     ``retryable=False`` (e.g. a missing permission: trying again cannot help)."""
 
-    default_message = "I couldn't post the audio."
+    default_key = "errors.delivery"
     retryable = True
 
 
@@ -163,18 +201,18 @@ class StorageError(BotError):
     """Encore's own storage refused a write: the database stayed locked by another program past the busy
     timeout, or the disk is full or failing. Nothing was half-written; unfinished jobs wait and try again."""
 
-    default_message = "Encore can't save anything right now; an operator has been told. Please try again later."
+    default_key = "errors.storage"
     retryable = True
     kind = "failing"  # what /healthz reports
 
 
 class StorageBusyError(StorageError):
-    default_message = "Encore's storage is busy right now. Please try again in a minute."
+    default_key = "errors.storage_busy"
     kind = "locked"
 
 
 class StorageFullError(StorageError):
-    default_message = "Encore's storage is full; an operator has been told. Please try again later."
+    default_key = "errors.storage_full"
     kind = "full"
 
 
@@ -182,7 +220,7 @@ class StorageCorruptError(StorageError):
     """The database file is damaged ("database disk image is malformed", "file is not a database"): it won't
     heal by waiting; an operator restores it from a backup."""
 
-    default_message = "Encore's storage is damaged; an operator has been told. Please try again later."
+    default_key = "errors.storage_corrupt"
     kind = "corrupt"
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from bot.catalog import MODELS
 from bot.errors import InvalidRequestError
+from bot.locales import Said
 from bot.text import quoted
 
 _ID = re.compile(r"^<[#@]&?(\d{15,21})>$|^(\d{15,21})$")
@@ -33,6 +34,8 @@ class GuildSettings(BaseModel):
     blocked_words: list[str] = []
     voice_messages: bool = False  # post every track as a voice message too (they play inline on phones)
     sign_with_c2pa: bool = False  # ask ElevenLabs for C2PA content credentials on MP3 songs and stems
+    # Songs ElevenLabs marks explicit, in channels that aren't age-restricted: posted as spoilers, or not at all.
+    explicit_songs: Literal["spoiler", "refuse"] = "spoiler"
 
 
 def _ids(text: str, what: str) -> list[int]:
@@ -42,7 +45,7 @@ def _ids(text: str, what: str) -> list[int]:
             continue
         match = _ID.match(part)
         if not match:
-            raise InvalidRequestError(f"{quoted(part)} isn't a {what}: mention it or paste its id.")
+            raise InvalidRequestError.keyed(f"refusals.settings_not_{what}", value=quoted(part))
         out.append(int(match.group(1) or match.group(2)))
     return out
 
@@ -51,11 +54,11 @@ def _number(text: str, *, low: float, high: float, whole: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidRequestError(f"{quoted(text, 20)} isn't a number.") from None
+        raise InvalidRequestError.keyed("refusals.settings_not_number", value=quoted(text, 20)) from None
     if whole and value != int(value):
-        raise InvalidRequestError("That needs a whole number.")
+        raise InvalidRequestError.keyed("refusals.settings_whole")
     if not low <= value <= high:
-        raise InvalidRequestError(f"That must be between {low:g} and {high:g}.")
+        raise InvalidRequestError.keyed("refusals.settings_range", low=f"{low:g}", high=f"{high:g}")
     return int(value) if whole else value
 
 
@@ -66,22 +69,29 @@ _OFF = {"off", "no", "false", "0"}
 def _switch(text: str) -> bool:
     word = text.strip().lower()
     if word not in _ON | _OFF:
-        raise InvalidRequestError(f"{quoted(text, 20)} isn't on or off.")
+        raise InvalidRequestError.keyed("refusals.settings_switch", value=quoted(text, 20))
     return word in _ON
+
+
+def _explicit(text: str) -> str:
+    word = text.strip().lower()
+    if word not in ("spoiler", "refuse"):
+        raise InvalidRequestError.keyed("refusals.settings_explicit", value=quoted(text, 20))
+    return word
 
 
 def _models(text: str) -> list[str]:
     keys = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [key for key in keys if key not in MODELS]
     if unknown or not keys:
-        raise InvalidRequestError(f"Models are: {', '.join(sorted(MODELS))} (comma-separated).")
+        raise InvalidRequestError.keyed("refusals.settings_models", models=", ".join(sorted(MODELS)))
     return keys
 
 
 def _model(text: str) -> str:
     key = text.strip()
     if key not in MODELS:
-        raise InvalidRequestError(f"Models are: {', '.join(sorted(MODELS))}.")
+        raise InvalidRequestError.keyed("refusals.settings_model", models=", ".join(sorted(MODELS)))
     return key
 
 
@@ -104,6 +114,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
     "voice_messages": ("post every track as a voice message (on/off)", _switch),
     "sign_with_c2pa": ("C2PA credentials on ElevenLabs MP3s (on/off)", _switch),
+    "explicit_songs": ("explicit songs outside 18+: spoiler or refuse", _explicit),
 }
 _CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
 
@@ -111,7 +122,7 @@ _CLEAR = {"default", "all", "none", "everyone", "any", "reset", ""}
 def changed(current: GuildSettings, key: str, text: str) -> GuildSettings:
     """``current`` with ``key`` set from what an admin typed. Raises InvalidRequestError with a reason."""
     if key not in KEYS:
-        raise InvalidRequestError(f"Settings are: {', '.join(KEYS)}.")
+        raise InvalidRequestError.keyed("refusals.settings_keys", keys=", ".join(KEYS))
     _, parse = KEYS[key]
     if text.strip().lower() in _CLEAR:
         value: Any = GuildSettings.model_fields[key].get_default()
@@ -120,14 +131,12 @@ def changed(current: GuildSettings, key: str, text: str) -> GuildSettings:
     return current.model_copy(update={key: value})
 
 
-def hint(settings: GuildSettings, key: str) -> str | None:
+def hint(settings: GuildSettings, key: str) -> Said | None:
     """What an admin should know about the value ``key`` now has, if anything."""
     if key == "sign_with_c2pa" and settings.sign_with_c2pa:
-        return (
-            "ElevenLabs signs only MP3: songs in other formats, and stems when Encore asks for Opus stems, are "
-            "made without content credentials. A signed file is posted exactly as made (no tags of Encore's, "
-            "which would break the signature) unless it must be converted to fit Discord's upload limit."
-        )
+        return Said("admin.hint_c2pa")
+    if key == "explicit_songs":
+        return Said("admin.hint_spoiler" if settings.explicit_songs == "spoiler" else "admin.hint_refuse")
     return None
 
 

@@ -43,8 +43,9 @@ SECRET_ENV_VARS = (
 # Shorter values are not masked: they would mangle ordinary words and are no secret anyway.
 MIN_SECRET_CHARS = 6
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(job_tag)s: %(message)s"
-# Every Cog webhook token starts with this, so it is masked wherever it appears (see TOKEN_PATTERNS).
-COG_TOKEN_PREFIX = "cogwh_"  # noqa: S105 - a prefix, not a secret
+# Every job's webhook token (the token in a per-job webhook URL, a Cog server's) starts with this, so it is
+# masked wherever it appears (see TOKEN_PATTERNS). ("cogwh_": Cog's were the first; tokens already made keep it.)
+CALLBACK_TOKEN_PREFIX = "cogwh_"  # noqa: S105 - a prefix, not a secret
 _SEGMENT = r"[^/\s?#'\"]+"  # one URL path segment
 # Secrets recognised by their shape: (pattern, replacement).
 TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -56,7 +57,7 @@ TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+"""), r"\1***TOKEN***"),
     # Cog webhook URLs carry their job's token; the token alone (an SQL parameter) has the prefix.
     (re.compile(rf"(/cog/webhooks/{_SEGMENT}/){_SEGMENT}"), r"\1***COG_WEBHOOK_TOKEN***"),
-    (re.compile(rf"{COG_TOKEN_PREFIX}[A-Za-z0-9_-]+"), "***COG_WEBHOOK_TOKEN***"),
+    (re.compile(rf"{CALLBACK_TOKEN_PREFIX}[A-Za-z0-9_-]+"), "***COG_WEBHOOK_TOKEN***"),
 )
 
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("encore_job_id", default=None)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bot.audio.loop import Loop, loop_name
 from bot.catalog import MODELS
+from bot.providers.registry import PROVIDERS
 from bot.records import Job
 
 
@@ -55,12 +56,10 @@ def waveform_filename(job: Job) -> str:
     return f"{_slug(job)}-{job.id}-waveform.png"
 
 
-# How a delivered file names where it was made (the provider a job ran on).
-_PROVIDERS = {"replicate": "Replicate", "elevenlabs": "ElevenLabs", "cog": "a self-hosted Cog server"}
-
-
 def provider_label(job: Job) -> str:
-    return _PROVIDERS.get(job.provider, job.provider)
+    """How a delivered file names where it was made: the label its provider declares (its name if unknown)."""
+    provider = PROVIDERS.get(job.provider)
+    return (provider.label or provider.title) if provider is not None else job.provider
 
 
 def track_tags(job: Job) -> dict[str, str]:

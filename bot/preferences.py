@@ -8,12 +8,15 @@ format it makes, a number of variations Encore makes at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 from bot.catalog import MAX_BATCH, TEXT_MODELS, ModelSpec, duration_range, get_model
 from bot.config import Settings
 from bot.errors import InvalidRequestError
 from bot.guild_settings import GuildSettings
+from bot.locales import ENGLISH, Said, text
 from bot.text import quoted
 
 # What a person may choose as their format: the kinds of file, whatever each model calls them.
@@ -62,54 +65,52 @@ def format_setting(spec: ModelSpec, kind: str, configured: str | None = None) ->
     return next((c for c in spec.param(OUTPUT_FORMAT).choices if format_kind(c) == kind), None)
 
 
-def _kinds(spec: ModelSpec) -> str:
-    kinds = formats_of(spec)
-    return f"only {kinds[0]}" if len(kinds) == 1 else ", ".join(kinds)
-
-
 def checked(prefs: Preferences, settings: Settings) -> Preferences:
     """``prefs`` if they make sense together here, else InvalidRequestError saying what to change."""
     spec = None
     if prefs.model is not None:
         if prefs.model not in PREFERRED_MODELS:
-            raise InvalidRequestError(
-                f"I don't know the model {quoted(prefs.model, 40)}. Choose one of: {', '.join(PREFERRED_MODELS)}."
-            )
+            known = ", ".join(PREFERRED_MODELS)
+            raise InvalidRequestError.keyed("refusals.unknown_model", name=quoted(prefs.model, 40), known=known)
         spec = get_model(prefs.model)
     if prefs.duration_s is not None:
         if spec is not None and spec.fixed_duration_s is None:
             low, high = duration_range(spec, settings)
-            what = f"{spec.display_name} makes {low}-{high} s here"
+            what = Said("refusals.prefer_model_makes", model=spec.display_name, low=low, high=high)
         else:  # any model's length: it applies to whichever one is used (and a server narrows it there)
             low, high = settings.jobs.min_duration_s, settings.jobs.max_duration_s
-            what = f"lengths are {low}-{high} s here"
+            what = Said("refusals.prefer_lengths_are", low=low, high=high)
         if not low <= prefs.duration_s <= high:
-            raise InvalidRequestError(
-                f"Your default length must fit: {what} (you chose {prefs.duration_s} s). Choose another length, "
-                "or another model."
-            )
+            raise InvalidRequestError.keyed("refusals.prefer_length", what=what, seconds=prefs.duration_s)
     if prefs.format is not None:
         if prefs.format not in FORMATS:
-            raise InvalidRequestError(f"Formats are: {', '.join(FORMATS)}.")
+            raise InvalidRequestError.keyed("refusals.prefer_formats", formats=", ".join(FORMATS))
         if spec is not None and prefs.format not in formats_of(spec):
-            raise InvalidRequestError(
-                f"{spec.display_name} doesn't make {prefs.format} (it makes {_kinds(spec)}). Choose another "
-                "format, or another model."
-            )
+            kinds = formats_of(spec)
+            made = {"model": spec.display_name, "format": prefs.format}
+            if len(kinds) == 1:
+                raise InvalidRequestError.keyed("refusals.prefer_format_only", kind=kinds[0], **made)
+            raise InvalidRequestError.keyed("refusals.prefer_format", kinds=", ".join(kinds), **made)
     if prefs.count is not None and not 1 <= prefs.count <= MAX_BATCH:
-        raise InvalidRequestError(f"Variations must be between 1 and {MAX_BATCH}.")
+        raise InvalidRequestError.keyed("refusals.prefer_count", max=MAX_BATCH)
     return prefs
 
 
-def describe(prefs: Preferences) -> list[tuple[str, str]]:
-    """(what, value) pairs for a card, one a preference; "—" for those not set."""
+def describe(prefs: Preferences, locale: object = ENGLISH) -> list[tuple[str, str]]:
+    """(what, value) pairs for a card, one a preference, in ``locale``; "—" for those not set."""
+
+    def words(key: str, **params: Any) -> str:
+        return text(locale, f"prefer.{key}", **params)
+
     model = get_model(prefs.model).display_name if prefs.model else None
-    count = None if prefs.count is None else f"{prefs.count} at once" if prefs.count > 1 else "1 (no variations)"
+    count = None
+    if prefs.count is not None:
+        count = words("at_once", count=prefs.count) if prefs.count > 1 else words("no_variations")
     values = [
-        ("Model", model),
-        ("Length", f"{prefs.duration_s} s" if prefs.duration_s is not None else None),
-        ("Format", prefs.format),
-        ("Variations", count),
+        (words("model"), model),
+        (words("length"), words("seconds", seconds=prefs.duration_s) if prefs.duration_s is not None else None),
+        (words("format"), prefs.format),
+        (words("variations"), count),
     ]
     return [(what, value or "—") for what, value in values]
 
@@ -119,24 +120,16 @@ def server_default(rules: GuildSettings) -> str:
     return rules.default_model or "musicgen"
 
 
-def narrowed_here(prefs: Preferences, rules: GuildSettings, settings: Settings) -> list[str]:
+def narrowed_here(prefs: Preferences, rules: GuildSettings, settings: Settings) -> list[Said]:
     """How a server's rules narrow ``prefs`` where they generate: said when they set them and on ``/music
     usage``, and applied at generation (``bot.jobs.defaults``)."""
-    notes = []
+    notes: list[Said] = []
     if prefs.model is not None and rules.allowed_models is not None and prefs.model not in rules.allowed_models:
         fallback = get_model(server_default(rules)).display_name
-        notes.append(
-            f"{get_model(prefs.model).display_name} isn't enabled on this server: /music generate here uses "
-            f"{fallback} unless you name another model."
-        )
+        notes.append(Said("notes.prefer_model", model=get_model(prefs.model).display_name, instead=fallback))
     if prefs.duration_s is not None and rules.max_duration_s is not None and prefs.duration_s > rules.max_duration_s:
-        notes.append(
-            f"Tracks are at most {rules.max_duration_s} s on this server: yours will be {rules.max_duration_s} s here."
-        )
+        notes.append(Said("notes.prefer_length", seconds=rules.max_duration_s))
     daily = rules.user_daily_jobs if rules.user_daily_jobs is not None else settings.limits.user_daily_jobs
     if prefs.count is not None and daily and prefs.count > daily:
-        notes.append(
-            f"You may make {daily} track(s) a day here: {prefs.count} variations at once would be refused "
-            "(give `count` to ask for fewer)."
-        )
+        notes.append(Said("notes.prefer_count", daily=daily, count=prefs.count))
     return notes

@@ -127,6 +127,9 @@ class Job(BaseModel):
     # What the provider returned besides the audio (song metadata, stem files...).
     result: dict[str, Any] = {}
     cost_usd: float = 0.0  # estimated when queued, actual once run
+    # Its turn (bot.jobs.scheduler): the process starting it, and since when (None: waiting for its turn).
+    claimed_by: str | None = None
+    claimed_at: float | None = None
 
     @property
     def card_key(self) -> str:

@@ -23,6 +23,8 @@ from bot.jobs.access import NOBODY, Person, Standing
 from bot.jobs.defaults import Default
 from bot.jobs.phase import Phase
 from bot.jobs.tickets import ClipSource
+from bot.locales import localized
+from bot.locales import text as say
 from bot.preferences import OUTPUT_FORMAT
 from bot.records import Job, JobOrigin, JobRequest
 from bot.text import quoted
@@ -31,7 +33,6 @@ log = logging.getLogger(__name__)
 
 AUDIO_TYPES = ("audio/", "video/")
 MEMBER_LOOKUP_TIMEOUT_S = 2.0  # looking a member up must leave time to answer within 3 s
-LOOKUP_FAILED = "I couldn't check what you may do in that server. Please try again."
 
 
 def origin(interaction: discord.Interaction[Any]) -> JobOrigin:
@@ -86,7 +87,7 @@ class DiscordActor:
             except discord.NotFound:
                 return NOBODY  # not a member of the job's server
             except (discord.HTTPException, TimeoutError) as exc:
-                raise BotError(LOOKUP_FAILED, detail=repr(exc)) from None
+                raise BotError(key="refusals.lookup_failed", detail=repr(exc)) from None
         channel = guild.get_channel_or_thread(channel_id) if channel_id is not None else None
         return _standing(member, channel)
 
@@ -103,7 +104,7 @@ class DiscordActor:
                     return NOBODY  # Encore isn't there (any more), or they aren't a member there
                 channel = await _fetch_channel(guild, channel_id)
         except (discord.HTTPException, TimeoutError) as exc:
-            raise BotError(LOOKUP_FAILED, detail=repr(exc)) from None
+            raise BotError(key="refusals.lookup_failed", detail=repr(exc)) from None
         return _standing(member, channel)
 
 
@@ -123,6 +124,12 @@ def _standing(member: discord.Member, channel: discord.abc.GuildChannel | discor
         return Standing(moderator=member.guild_permissions.manage_messages)
     permissions = channel.permissions_for(member)
     return Standing(can_view=permissions.view_channel, moderator=permissions.manage_messages)
+
+
+def card_locale(interaction: discord.Interaction[Any]) -> str:
+    """The language of a public card posted through ``interaction``: the server's (``guild_locale``, its
+    preferred locale), or in a DM the person's own."""
+    return str(interaction.guild_locale or interaction.locale)
 
 
 def delivery_of(bot: EncoreBot) -> DiscordDelivery:
@@ -146,8 +153,9 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
     """Answer with the jobs' card: the first response, or an edit after a defer. No card, no job."""
     service = bot.service
     lead = jobs[0]
-    embed = build_card(lead, Phase.QUEUED, jobs)
-    view = delivery_of(bot).view_factory(lead, Phase.QUEUED, jobs) or discord.ui.View(timeout=None)
+    locale = card_locale(interaction)
+    embed = build_card(lead, Phase.QUEUED, jobs, locale=locale)
+    view = delivery_of(bot).view_factory(lead, Phase.QUEUED, jobs, locale=locale) or discord.ui.View(timeout=None)
     try:
         if interaction.response.is_done():
             message = await interaction.edit_original_response(embed=embed, view=view)
@@ -171,7 +179,9 @@ async def post_card(bot: EncoreBot, interaction: discord.Interaction[Any], jobs:
 async def send_notes(interaction: discord.Interaction[Any], notes: Sequence[str]) -> None:
     """Tell the requester alone how the server narrowed their own defaults (after the card is posted)."""
     if notes:
-        await interaction.followup.send("\n".join(f"Note: {note}" for note in notes), ephemeral=True)
+        locale = interaction.locale
+        text = "\n".join(say(locale, "replies.note", note=localized(locale, note)) for note in notes)
+        await interaction.followup.send(text, ephemeral=True)
 
 
 async def melody_jobs(
@@ -224,13 +234,13 @@ def check_attachment(bot: EncoreBot, attachment: discord.Attachment) -> None:
     limit = audio.max_input_bytes
     content_type = (attachment.content_type or "").split(";")[0]
     if content_type and not content_type.startswith(AUDIO_TYPES):
-        raise InvalidRequestError(f"{quoted(attachment.filename, 60)} isn't an audio file.")
+        raise InvalidRequestError.keyed("refusals.not_audio_file", file=quoted(attachment.filename, 60))
     if attachment.size > limit:
-        raise InvalidRequestError(f"That file is {_size(attachment.size)}; the limit is {_size(limit)}.")
+        raise InvalidRequestError.keyed("refusals.file_size", size=_size(attachment.size), limit=_size(limit))
     test_origin = str(audio.test_cdn_origin) if audio.test_cdn_origin is not None else None
     if not input_url_allowed(attachment.url, audio.input_hosts, test_origin=test_origin):
         log.warning("refusing an attachment URL on %s", URL(attachment.url).host)
-        raise InvalidRequestError("That file isn't on Discord's CDN, so I won't download it.")
+        raise InvalidRequestError.keyed("refusals.not_on_cdn")
 
 
 async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Path:
@@ -246,10 +256,10 @@ async def save_attachment(bot: EncoreBot, attachment: discord.Attachment) -> Pat
     try:
         await bot.service.download_input(attachment.url, path)
     except TooLargeError:
-        raise InvalidRequestError(f"That file is larger than the limit of {_size(audio.max_input_bytes)}.") from None
+        raise InvalidRequestError.keyed("refusals.file_over_limit", limit=_size(audio.max_input_bytes)) from None
     except OutputError as exc:
         log.warning("could not download an attachment: %s", exc)
-        raise InvalidRequestError("I couldn't download that file from Discord. Please try again.") from None
+        raise InvalidRequestError.keyed("refusals.download_failed") from None
     return path
 
 

@@ -11,11 +11,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import load_settings
 from bot.discord.client import EncoreBot
 from bot.discord.replies import discord_text
 from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedError
 from bot.guild_settings import KEYS, GuildSettings, changed, hint, shown
+from bot.locales import ENGLISH, localized
+from bot.locales import text as say
 from bot.records import Pause
 
 log = logging.getLogger(__name__)
@@ -32,48 +33,60 @@ def _can_manage(interaction: discord.Interaction[Any]) -> bool:
     return bool(permissions.manage_guild or permissions.administrator)
 
 
-def settings_embed(settings: GuildSettings) -> discord.Embed:
-    embed = discord.Embed(title="Encore on this server", colour=discord.Colour.dark_teal())
-    for key, (what, _) in KEYS.items():
-        embed.add_field(name=f"{key}: {shown(settings, key)}"[:256], value=what, inline=False)
-    embed.set_footer(text="Pick a setting below to change it. 'default' (or 'all') removes a setting.")
+def what(key: str, locale: object = ENGLISH) -> str:
+    """What a server setting is, in ``locale`` (``admin.settings.<key>``; its English is ``KEYS``')."""
+    return say(locale, f"admin.settings.{key}")
+
+
+def settings_embed(settings: GuildSettings, locale: object = ENGLISH) -> discord.Embed:
+    """The server's settings, for an admin alone: in their ``locale`` (the values are names, as typed)."""
+    embed = discord.Embed(title=say(locale, "admin.title"), colour=discord.Colour.dark_teal())
+    for key in KEYS:
+        embed.add_field(name=f"{key}: {shown(settings, key)}"[:256], value=what(key, locale), inline=False)
+    embed.set_footer(text=say(locale, "admin.footer"))
     return embed
 
 
-def settings_view(guild_id: int) -> discord.ui.View:
+def settings_view(guild_id: int, locale: object = ENGLISH) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(SettingSelect(guild_id))
+    view.add_item(SettingSelect(guild_id, locale=locale))
     return view
 
 
 class SettingModal(discord.ui.Modal):
-    def __init__(self, guild_id: int, key: str, current: str) -> None:
-        super().__init__(title=f"Change {key}"[:45], timeout=900)
+    def __init__(self, guild_id: int, key: str, current: str, locale: object = ENGLISH) -> None:
+        super().__init__(title=say(locale, "admin.change", setting=key)[:45], timeout=900)
         self.guild_id = guild_id
         self.key = key
         self.value: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=KEYS[key][0][:45], default=current[:4000], required=False, max_length=4000
+            label=what(key, locale)[:45], default=current[:4000], required=False, max_length=4000
         )
         self.add_item(self.value)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         bot = _bot(interaction)
         if not _can_manage(interaction):
-            raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
+            raise NotAllowedError.keyed("refusals.manage_server")
         current = await bot.service.guild_settings(self.guild_id)
         new = changed(current, self.key, self.value.value)
         await bot.service.save_guild_settings(self.guild_id, new, by=interaction.user.id)
         log.info("guild %s: %s set to %r by %s", self.guild_id, self.key, shown(new, self.key), interaction.user.id)
+        locale = interaction.locale
         note = hint(new, self.key)
+        now = say(locale, "admin.now", setting=self.key, value=shown(new, self.key))
         await interaction.response.send_message(
-            f"**{self.key}** is now {shown(new, self.key)}." + (f" {note}" if note else ""),
-            embed=settings_embed(new),
-            view=settings_view(self.guild_id),
+            now + (f" {localized(locale, note)}" if note else ""),
+            embed=settings_embed(new, locale),
+            view=settings_view(self.guild_id, locale),
             ephemeral=True,
         )
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        text = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        text = (
+            discord_text(error, interaction.locale)
+            if isinstance(error, BotError)
+            else say(interaction.locale, "replies.oops")
+        )
         if not isinstance(error, BotError):
             log.error("settings change failed", exc_info=error)
         await interaction.response.send_message(text, ephemeral=True)
@@ -82,12 +95,12 @@ class SettingModal(discord.ui.Modal):
 class SettingSelect(
     discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"encore:admin:(?P<guild_id>[0-9]{15,21})"
 ):
-    def __init__(self, guild_id: int) -> None:
+    def __init__(self, guild_id: int, *, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Select(
                 custom_id=f"encore:admin:{guild_id}",
-                placeholder="Change a setting…",
-                options=[discord.SelectOption(label=key, description=what[:100]) for key, (what, _) in KEYS.items()],
+                placeholder=say(locale, "admin.pick"),
+                options=[discord.SelectOption(label=key, description=what(key, locale)[:100]) for key in KEYS],
             )
         )
         self.guild_id = guild_id
@@ -100,16 +113,16 @@ class SettingSelect(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         if interaction.guild_id != self.guild_id or not _can_manage(interaction):
-            await interaction.response.send_message(
-                "You need the Manage Server permission to change Encore's settings.", ephemeral=True
-            )
+            await interaction.response.send_message(say(interaction.locale, "refusals.manage_server"), ephemeral=True)
             return
         key = self.item.values[0]
         bot = _bot(interaction)
         current = await bot.service.guild_settings(self.guild_id)
         shown_value = shown(current, key)
         await interaction.response.send_modal(
-            SettingModal(self.guild_id, key, "" if shown_value in ("default", "all") else shown_value)
+            SettingModal(
+                self.guild_id, key, "" if shown_value in ("default", "all") else shown_value, interaction.locale
+            )
         )
 
 
@@ -129,10 +142,11 @@ class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="
     @app_commands.command(name="settings", description="See and change Encore's settings for this server.")
     async def musicadmin_settings(self, interaction: discord.Interaction[Any]) -> None:
         if interaction.guild_id is None or not _can_manage(interaction):
-            raise NotAllowedError("You need the Manage Server permission to change Encore's settings.")
+            raise NotAllowedError.keyed("refusals.manage_server")
         current = await self.bot.service.guild_settings(interaction.guild_id)
+        locale = interaction.locale
         await interaction.response.send_message(
-            embed=settings_embed(current), view=settings_view(interaction.guild_id), ephemeral=True
+            embed=settings_embed(current, locale), view=settings_view(interaction.guild_id, locale), ephemeral=True
         )
 
 
@@ -186,7 +200,7 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
     @app_commands.command(name="reload", description="Read the config again (limits, safety and job rules).")
     async def encore_reload(self, interaction: discord.Interaction[Any]) -> None:
         try:
-            fresh = await asyncio.to_thread(load_settings, self.bot.config_path)
+            fresh = await asyncio.to_thread(self.bot.read_settings)
         except ConfigError as exc:
             raise InvalidRequestError(f"The config wasn't reloaded: {exc.user_message}"[:1900]) from None
         self.bot.reload_settings(fresh)

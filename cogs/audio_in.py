@@ -19,10 +19,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.client import EncoreBot
-from bot.discord.replies import discord_text
+from bot.discord.replies import discord_text, reply_privately, server_locale
 from bot.errors import BotError, InvalidRequestError
 from bot.jobs.recipes import MAX_EXTEND_S
 from bot.jobs.tickets import ClipSource
+from bot.locales import text as say
 from bot.records import Job, JobOrigin
 from bot.text import inert, quoted
 from cogs._common import (
@@ -40,11 +41,6 @@ from cogs.views import EXTEND_S
 log = logging.getLogger(__name__)
 
 _SECONDS = re.compile(r"(?<![\w.])\+?(\d{1,3})\s*(?:s|sec|secs|seconds)\b", re.IGNORECASE)
-NO_AUDIO = "That message has no audio or video attached."
-HIDDEN_AUDIO = (
-    "I can't see the audio in that message: Discord only shows bots attachments in their own messages. "
-    "Use the message's menu instead: **Apps → Continue this track**."
-)
 
 
 def parse_reply(text: str) -> tuple[str, int]:
@@ -63,28 +59,31 @@ def _seconds(value: str, *, default: int) -> int:
     if not text:
         return default
     if not text.isdigit():
-        raise InvalidRequestError(f"Seconds must be a whole number, like 10 (not {quoted(value, 20)}).")
+        raise InvalidRequestError.keyed("refusals.seconds_whole", value=quoted(value, 20))
     return int(text)
 
 
 class _AudioModal(discord.ui.Modal):
     """Asks for a prompt (and a length) before taking a message's audio."""
 
-    def __init__(self, cog: AudioIn, message: discord.Message, *, title: str, continuing: bool) -> None:
-        super().__init__(title=title, timeout=600)
+    def __init__(self, cog: AudioIn, message: discord.Message, *, locale: object, continuing: bool) -> None:
+        def words(key: str, **params: Any) -> str:
+            return say(locale, f"dialogs.{key}", **params)
+
+        super().__init__(title=words("continue_title" if continuing else "melody_title"), timeout=600)
         self.cog = cog
         self.message = message
         self.continuing = continuing
         self.prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Prompt" + (" (optional)" if continuing else ""),
-            placeholder="e.g. add strings and a driving beat" if continuing else "e.g. orchestral, cinematic",
+            label=words("prompt_optional" if continuing else "prompt"),
+            placeholder=words("continue_example" if continuing else "melody_example"),
             required=not continuing,
             max_length=500,
         )
         self.seconds: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label=f"Seconds to add (1-{MAX_EXTEND_S})" if continuing else "Length in seconds",
+            label=words("seconds_to_add", max=MAX_EXTEND_S) if continuing else words("length"),
             default=str(EXTEND_S) if continuing else None,
-            placeholder=None if continuing else "empty: your default length (/music prefer), else 8",
+            placeholder=None if continuing else words("length_placeholder"),
             required=False,
             max_length=3,
         )
@@ -99,13 +98,14 @@ class _AudioModal(discord.ui.Modal):
         await self.cog.take_audio(interaction, self.message, self.prompt.value, seconds, continuing=self.continuing)
 
     async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        message = discord_text(error) if isinstance(error, BotError) else "Sorry, something went wrong on my side."
+        message = (
+            discord_text(error, interaction.locale)
+            if isinstance(error, BotError)
+            else say(interaction.locale, "replies.oops")
+        )
         if not isinstance(error, BotError):
             log.error("audio modal failed", exc_info=error)
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
+        await reply_privately(interaction, message)  # after the download's public defer too
 
 
 class AudioIn(commands.Cog):
@@ -133,11 +133,11 @@ class AudioIn(commands.Cog):
     async def continue_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         if await self._encore_track(message) is None:  # a card of Encore's has no audio, but its job does
             self._require_audio(message)
-        await interaction.response.send_modal(_AudioModal(self, message, title="Continue this track", continuing=True))
+        await interaction.response.send_modal(_AudioModal(self, message, locale=interaction.locale, continuing=True))
 
     async def melody_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         self._require_audio(message)
-        await interaction.response.send_modal(_AudioModal(self, message, title="Use as melody", continuing=False))
+        await interaction.response.send_modal(_AudioModal(self, message, locale=interaction.locale, continuing=False))
 
     async def stems_menu(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         attachment = self._require_audio(message)
@@ -154,7 +154,7 @@ class AudioIn(commands.Cog):
     def _require_audio(message: discord.Message) -> discord.Attachment:
         attachment = audio_attachment(message)
         if attachment is None:
-            raise InvalidRequestError(NO_AUDIO)
+            raise InvalidRequestError.keyed("refusals.no_audio_attached")
         return attachment
 
     async def _encore_track(self, message: discord.Message) -> Job | None:
@@ -241,17 +241,20 @@ class AudioIn(commands.Cog):
                 parent = await self._encore_track(source)
         if attachment is None and parent is None:
             hidden = source is not None and source.author.id != me.id and not source.attachments
-            await self._reply(message, HIDDEN_AUDIO if hidden else NO_AUDIO)
+            refusal = "refusals.hidden_audio" if hidden else "refusals.no_audio_attached"
+            await self._reply(message, say(server_locale(message.guild), refusal))
             return
         prompt, seconds = parse_reply(message.content)
         guild_id = message.guild.id if message.guild else None
         try:
             await self.bot.service.check_text([("prompt", prompt)], guild_id)  # before the card shows it
         except BotError as exc:
-            await self._reply(message, discord_text(exc))
+            await self._reply(message, discord_text(exc, server_locale(message.guild)))
             return
-        title = inert(prompt) if prompt else "Continuing your track"
-        card = await self._reply(message, embed=discord.Embed(title=title[:256], description="⏳ Preparing…"))
+        locale = server_locale(message.guild)
+        title = inert(prompt) if prompt else say(locale, "dialogs.continuing")
+        preparing = say(locale, "dialogs.preparing")
+        card = await self._reply(message, embed=discord.Embed(title=title[:256], description=preparing))
         if card is None:
             return
         job_origin = JobOrigin(
@@ -265,7 +268,7 @@ class AudioIn(commands.Cog):
         async def fetch() -> Path:  # called once every check that needs no download has passed
             nonlocal downloaded
             if attachment is None:
-                raise InvalidRequestError(NO_AUDIO)
+                raise InvalidRequestError.keyed("refusals.no_audio_attached")
             downloaded = await save_attachment(self.bot, attachment)
             return downloaded
 
@@ -282,7 +285,7 @@ class AudioIn(commands.Cog):
         except BotError as exc:
             if downloaded is not None:
                 await asyncio.to_thread(downloaded.unlink, missing_ok=True)
-            await card.edit(content=discord_text(exc), embed=None)
+            await card.edit(content=discord_text(exc, server_locale(message.guild)), embed=None)
             return
         card_job, phase, members = await self.bot.service.card(job.id)
         delivery_of(self.bot).register_interaction(card_job, phase, members, None)

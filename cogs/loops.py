@@ -21,16 +21,21 @@ from bot.discord.loops import make_and_send, message_link
 from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError
 from bot.jobs.loops import Posted
-from cogs._common import DiscordActor
+from bot.locales import ENGLISH
+from bot.locales import text as say
+from cogs._common import DiscordActor, card_locale
 
 log = logging.getLogger(__name__)
 
 
 class LoopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"encore:loop:(?P<job_id>[a-z0-9]{1,32})"):
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Make it loop", emoji="🔂", style=discord.ButtonStyle.secondary, custom_id=f"encore:loop:{job_id}"
+                label=say(locale, "buttons.loop"),
+                emoji="🔂",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"encore:loop:{job_id}",
             )
         )
         self.job_id = job_id
@@ -45,18 +50,18 @@ class LoopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"enco
         try:
             await make_it_loop(interaction, self.job_id)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
         except Exception:
             reference = secrets.token_hex(4)
             log.exception("Make it loop failed on %s (ref %s)", self.job_id, reference)
-            await reply_privately(interaction, f"Sorry, something went wrong on my side (reference `{reference}`).")
+            await reply_privately(interaction, say(interaction.locale, "replies.apology", reference=reference))
 
 
 async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = interaction.client
     assert isinstance(bot, EncoreBot)
     if interaction.channel_id is None:
-        raise BotError("I can't tell where to post the loop.")
+        raise BotError.keyed("refusals.loop_where")
     service, actor = bot.service, DiscordActor(interaction)
     job = await service.get(job_id)
     bars = int(job.context.get("loop_bars") or DEFAULT_BARS)
@@ -69,7 +74,8 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
             job_id, actor, bars=bars, channel_id=interaction.channel_id, guild_id=interaction.guild_id
         )
     if isinstance(claim, Posted):
-        await interaction.response.send_message(f"That loop is already here: {message_link(claim)}", ephemeral=True)
+        here = say(interaction.locale, "loops.already_here", link=message_link(claim))
+        await interaction.response.send_message(here, ephemeral=True)
         return
     await interaction.response.defer(thinking=True)
 
@@ -79,7 +85,9 @@ async def make_it_loop(interaction: discord.Interaction[Any], job_id: str) -> No
         )
         return message.id
 
-    await make_and_send(service, claim, send)  # a claim that fails is given up, so asking again tries again
+    await make_and_send(
+        service, claim, send, locale=card_locale(interaction)
+    )  # a claim that fails is given up, so asking again tries again
 
 
 async def _still_there(bot: EncoreBot, posted: Posted) -> bool:

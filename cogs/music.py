@@ -33,17 +33,21 @@ from bot.catalog import (
 )
 from bot.discord.client import EncoreBot
 from bot.discord.delivery import DiscordDelivery
-from bot.discord.render import build_card
+from bot.discord.render import build_card, phase_text
+from bot.discord.translator import choice
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action
 from bot.jobs.defaults import Default
 from bot.jobs.loops import check_bars
 from bot.jobs.phase import phase_of
 from bot.jobs.tickets import ClipSource
+from bot.locales import ENGLISH, localized
+from bot.locales import text as say
 from bot.preferences import FORMATS, OUTPUT_FORMAT, Preferences, describe, narrowed_here
 from bot.records import Job, JobRequest
 from cogs._common import (
     DiscordActor,
+    card_locale,
     defer_card,
     delivery_of,
     melody_jobs,
@@ -61,7 +65,7 @@ log = logging.getLogger(__name__)
 _MODEL_CHOICES = [app_commands.Choice(name=spec.display_name, value=spec.key) for spec in TEXT_MODELS]
 _VERSION_CHOICES = [app_commands.Choice(name=version, value=version) for version in MUSICGEN_VERSIONS]
 _SEED_IMAGE_CHOICES = [app_commands.Choice(name=name, value=name) for name in RIFFUSION_SEED_IMAGES]
-_LOOP_CHOICES = [app_commands.Choice(name=f"{n} bar{'s' if n > 1 else ''}", value=n) for n in BAR_CHOICES]
+_LOOP_CHOICES = [choice(f"{n} bar{'s' if n > 1 else ''}", n, f"loop.{n}") for n in BAR_CHOICES]
 _OPTIONS_HELP = "Advanced settings as name=value pairs, e.g. temperature=1.2 top_k=200 (see /music models)"
 
 
@@ -71,7 +75,7 @@ def _params(options: str | None, **common: Any) -> dict[str, Any]:
     for name, value in common.items():
         if value is not None:
             if name in params:
-                raise InvalidRequestError(f"`{name}` is given twice (as an option and in `options`).")
+                raise InvalidRequestError.keyed("refusals.option_twice_both", name=name)
             params[name] = value
     return params
 
@@ -81,11 +85,11 @@ def _unset(**missing: bool) -> frozenset[Default]:
     return frozenset(Default(name) for name, absent in missing.items() if absent)
 
 
-def defaults_text(prefs: Preferences) -> str:
+def defaults_text(prefs: Preferences, locale: object = ENGLISH) -> str:
     """A person's defaults on one line, for /music usage."""
     if prefs.empty:
-        return "None set: `/music prefer` sets your own model, length, format and variations."
-    return " · ".join(f"{what}: {value}" for what, value in describe(prefs))
+        return say(locale, "usage.no_defaults")
+    return " · ".join(f"{what}: {value}" for what, value in describe(prefs, locale))
 
 
 def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
@@ -189,7 +193,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         version = model_version.value if model_version else None
         params = _params(options, model_version=version)
         if version is not None and model is not None and get_model(model.value) is not MUSICGEN:
-            raise InvalidRequestError("`model_version` only applies to MusicGen.")
+            raise InvalidRequestError.keyed("refusals.model_version_musicgen")
         # No model named: the person's default, else the server's (a MusicGen version names MusicGen).
         key = model.value if model else MUSICGEN.key
         unset = _unset(
@@ -313,9 +317,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
 
     @app_commands.command(name="stems", description="Split a track into stems (vocals, drums, bass…).")
     @app_commands.describe(audio="The track to split", stems="Two (vocals + the rest) or six (default)")
-    @app_commands.choices(
-        stems=[app_commands.Choice(name="two", value="two"), app_commands.Choice(name="six", value="six")]
-    )
+    @app_commands.choices(stems=[choice("two", "two", "stems.two"), choice("six", "six", "stems.six")])
     async def music_stems(
         self,
         interaction: discord.Interaction[Any],
@@ -362,20 +364,18 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
             prefs = await service.save_preferences(user_id, prefs.model_copy(update=changes))
             log.info("user %s set preferences %s (cleared first: %s)", user_id, changes, clear)
         notes = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
+        locale = interaction.locale
         if clear and prefs.empty:
-            title = "Your defaults are cleared"
+            title = say(locale, "prefer.cleared")
         else:
-            title = "Your defaults are saved" if clear or changes else "Your defaults"
+            title = say(locale, "prefer.saved") if clear or changes else say(locale, "prefer.title")
         embed = discord.Embed(title=title, colour=discord.Colour.blurple())
-        for what, value in describe(prefs):
+        for what, value in describe(prefs, locale):
             embed.add_field(name=what, value=value, inline=True)
         if notes:
-            embed.add_field(name="On this server", value="\n".join(f"• {note}" for note in notes)[:1024], inline=False)
-        embed.set_footer(
-            text="Used when you leave an option out: /music generate, melody, song, blend (and Use as melody). "
-            "Buttons keep the settings of their track. They're yours in every server; each server's rules "
-            "still apply. /music prefer clear:True forgets them."
-        )
+            here = "\n".join(f"• {localized(locale, note)}" for note in notes)[:1024]
+            embed.add_field(name=say(locale, "prefer.on_this_server"), value=here, inline=False)
+        embed.set_footer(text=say(locale, "prefer.footer"))
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="usage", description="How much music you have left today.")
@@ -384,53 +384,49 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         limits = self.bot.settings.limits
         service = self.bot.service
         usage = await service.usage(interaction.user.id, interaction.guild_id)
+        locale = interaction.locale
 
         def of(used: float, limit: float, unit: str = "") -> str:
-            return f"{used:g}{unit} of {limit:g}{unit}" if limit else f"{used:g}{unit} (no limit)"
+            if limit:
+                return say(locale, "usage.of", used=f"{used:g}{unit}", limit=f"{limit:g}{unit}")
+            return say(locale, "usage.no_limit", used=f"{used:g}{unit}")
 
-        embed = discord.Embed(title="Your music today", colour=discord.Colour.blurple())
+        def name(key: str) -> str:
+            return say(locale, f"usage.{key}")
+
+        embed = discord.Embed(title=name("title"), colour=discord.Colour.blurple())
         if service.paused:
-            embed.description = "⏸️ Encore is paused by its operator: new requests are refused for now."
-        embed.add_field(name="Tracks", value=of(usage.user_jobs, limits.user_daily_jobs), inline=True)
+            embed.description = name("paused")
+        embed.add_field(name=name("tracks"), value=of(usage.user_jobs, limits.user_daily_jobs), inline=True)
         embed.add_field(
-            name="Seconds", value=of(round(usage.user_audio_s), limits.user_daily_audio_s, " s"), inline=True
+            name=name("seconds"), value=of(round(usage.user_audio_s), limits.user_daily_audio_s, " s"), inline=True
         )
-        embed.add_field(name="In progress", value=of(usage.user_in_flight, limits.user_jobs_in_flight), inline=True)
+        in_flight = of(usage.user_in_flight, limits.user_jobs_in_flight)
+        embed.add_field(name=name("in_progress"), value=in_flight, inline=True)
         prefs = await service.preferences(interaction.user.id)
         narrowed = narrowed_here(prefs, await service.guild_settings(interaction.guild_id), self.bot.settings)
-        mine = defaults_text(prefs) + "".join(f"\n• {note}" for note in narrowed)
-        embed.add_field(name="Your defaults", value=mine[:1024], inline=False)
+        mine = defaults_text(prefs, locale) + "".join(f"\n• {localized(locale, note)}" for note in narrowed)
+        embed.add_field(name=name("defaults"), value=mine[:1024], inline=False)
         permissions = interaction.permissions
         if interaction.guild_id is not None and (permissions.manage_guild or permissions.administrator):
-            embed.add_field(name="Server tracks", value=of(usage.guild_jobs, limits.guild_daily_jobs), inline=True)
+            embed.add_field(name=name("server_tracks"), value=of(usage.guild_jobs, limits.guild_daily_jobs))
             embed.add_field(
-                name="Server seconds",
+                name=name("server_seconds"),
                 value=of(round(usage.guild_audio_s), limits.guild_daily_audio_s, " s"),
                 inline=True,
             )
-            spent = f"${usage.guild_cost_usd:.2f}" + (
-                f" of ${limits.guild_daily_budget_usd:.2f}" if limits.guild_daily_budget_usd else ""
-            )
-            embed.add_field(name="Server budget", value=spent, inline=True)
-        embed.set_footer(text="Failed and canceled tracks don't count. Limits reset at midnight UTC.")
+            spent = f"${usage.guild_cost_usd:.2f}"
+            if limits.guild_daily_budget_usd:
+                spent = say(locale, "usage.of", used=spent, limit=f"${limits.guild_daily_budget_usd:.2f}")
+            embed.add_field(name=name("server_budget"), value=spent, inline=True)
+        embed.set_footer(text=name("footer"))
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="help", description="A short guide to Encore.")
     async def music_help(self, interaction: discord.Interaction[Any]) -> None:
-        embed = discord.Embed(title="Encore: music from words and sounds", colour=discord.Colour.blurple())
-        embed.description = (
-            "**/music generate** a description → a track (MusicGen, Stable Audio, Riffusion; `count` for variations)\n"
-            "**/music song** a full song with vocals (ElevenLabs) · **/music plan** plan it section by section first\n"
-            "**/music melody** music that follows a clip you hum · **/music blend** mix two prompts\n"
-            "**/music stems** split a track into vocals, drums, bass…\n"
-            "Reply to a track with **@Encore +10s** to continue it, or use a message's **Apps** menu: "
-            "*Continue this track*, *Use as melody*, *Split stems*.\n"
-            "Cards have buttons: Regenerate, Variations, Extend, Info, Delete, Stems, Make it loop, Cancel.\n"
-            "**loop:** on /music generate (or **Make it loop**): a seamless loop in bars, cut on the beat\n"
-            "**/music history** your tracks · **/music show** post a card again\n"
-            "**/music usage** what you have left today · **/music models** every setting\n"
-            "**/music prefer** your own default model, length, format and variations"
-        )
+        locale = interaction.locale
+        embed = discord.Embed(title=say(locale, "help.title"), colour=discord.Colour.blurple())
+        embed.description = say(locale, "help.body")
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="models", description="What each model can do, and every setting it takes.")
@@ -455,13 +451,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         if job is None:
             active = await service.jobs_of(interaction.user.id, active_only=True, limit=1)
             if not active:
-                await interaction.followup.send("You have no jobs in progress.", ephemeral=True)
+                await interaction.followup.send(say(interaction.locale, "replies.no_jobs"), ephemeral=True)
                 return
             job = active[0].id
         canceled = await service.cancel(job.strip().lower(), DiscordActor(interaction))
-        await interaction.followup.send(
-            f"Canceled job `{canceled.id}` ({phase_of(canceled.status).value.lower()}).", ephemeral=True
-        )
+        phase = phase_text(phase_of(canceled.status), interaction.locale).lower()
+        text = say(interaction.locale, "replies.canceled", id=canceled.id, phase=phase)
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="show", description="Post a job's card again, with working buttons.")
     @app_commands.describe(job="The job id (from the card or /music history)")
@@ -469,8 +465,10 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         job_id = job.strip().lower()
         await self.bot.service.job_for(job_id, DiscordActor(interaction), Action.SHOW)
         card_job, phase, members = await self.bot.service.card(job_id)
+        locale = card_locale(interaction)
         await interaction.response.send_message(
-            embed=build_card(card_job, phase, members), view=card_view_with_variations(card_job, phase, members)
+            embed=build_card(card_job, phase, members, locale=locale),
+            view=card_view_with_variations(card_job, phase, members, locale=locale),
         )
 
     @app_commands.command(name="history", description="Your recent tracks.")
@@ -478,7 +476,7 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     async def music_history(
         self, interaction: discord.Interaction[Any], page: app_commands.Range[int, 1, 10000] = 1
     ) -> None:
-        embed, view = await history_page(self.bot, interaction.user.id, page - 1)
+        embed, view = await history_page(self.bot, interaction.user.id, page - 1, locale=interaction.locale)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
 
     # -- autocomplete ---------------------------------------------------------------------------

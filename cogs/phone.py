@@ -21,20 +21,22 @@ from bot.discord.replies import discord_text, reply_privately
 from bot.discord.voice import is_track
 from bot.errors import BotError
 from bot.jobs.access import Action
+from bot.locales import ENGLISH
+from bot.locales import text as say
 from bot.records import Job
 from cogs._common import DiscordActor, delivery_of
 
 
-def phone_button(job: Job, members: Sequence[Job]) -> PhoneButton | None:
+def phone_button(job: Job, members: Sequence[Job], locale: object = ENGLISH) -> PhoneButton | None:
     """The button for a finished card of one track (not stems, not a batch of variations)."""
-    return PhoneButton(job.id) if len(members) <= 1 and is_track(job) else None
+    return PhoneButton(job.id, locale) if len(members) <= 1 and is_track(job) else None
 
 
 class PhoneButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"encore:phone:(?P<job_id>[a-z0-9]{1,32})"):
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Play on phone",
+                label=say(locale, "buttons.phone"),
                 emoji="📱",
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"encore:phone:{job_id}",
@@ -60,12 +62,10 @@ class PhoneButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"enc
 
             message_id = await voice.post(job, starting=working)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
             return
-        await interaction.followup.send(
-            f"Posted as a voice message: {voice.jump_url(job, message_id)} (it plays right in the chat on phones).",
-            ephemeral=True,
-        )
+        posted = say(interaction.locale, "voice.posted", link=voice.jump_url(job, message_id))
+        await interaction.followup.send(posted, ephemeral=True)
 
 
 class Phone(commands.Cog):

@@ -35,45 +35,45 @@ from bot.discord.replies import discord_text, reply_privately
 from bot.errors import BotError, JobStateError
 from bot.jobs.access import Action
 from bot.jobs.phase import Phase
+from bot.locales import ENGLISH, Said, Stored
+from bot.locales import text as say
 from bot.records import Job, JobStatus
-from bot.text import inert
 from cogs._common import DiscordActor
-from cogs.views import RESULT_ACTIONS, ResultButton, card_view
+from cogs.views import EXTEND_S, RESULT_ACTIONS, ResultButton, card_view
 
 ROWS = 5  # Discord's action rows per message
 assert MAX_BATCH < ROWS, "a batch's variations and the card's own row must fit in Discord's 5 rows"
 
 #: What each variation's row offers, in order, and the right each needs (the single track's buttons').
 VARIATION_ACTIONS = {"extend": Action.EXTEND, "vary": Action.VARY, "stems": Action.STEMS, "info": Action.INFO}
-_NOTHING_TO = {
-    "extend": "extend",
-    "vary": "make variations of",
-    "stems": "split into stems",
-    "info": "show",
-}
+NO_TRACK_ACTIONS = ("extend", "vary", "stems", "info")  # variations.<state>.<action> in the catalogues
 
 
-def card_view_with_variations(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui.View:
-    """The card's buttons (``cogs.views.card_view``) and, on a finished batch, a row per variation."""
-    view = card_view(job, phase, members)
+def card_view_with_variations(
+    job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: object = ENGLISH
+) -> discord.ui.View:
+    """The card's buttons (``cogs.views.card_view``) and, on a finished batch, a row per variation; labelled in
+    ``locale`` (the server's, like the card)."""
+    view = card_view(job, phase, members, locale=locale)
     if phase == Phase.DONE and len(members) > 1:
         for row, member in enumerate(members[:MAX_BATCH], start=ROWS - min(len(members), MAX_BATCH)):
-            for button in variation_row(member, row):
+            for button in variation_row(member, row, locale):
                 view.add_item(button)
     return view
 
 
-def variation_row(member: Job, row: int) -> list[VariationButton]:
+def variation_row(member: Job, row: int, locale: object = ENGLISH) -> list[VariationButton]:
     """One variation's buttons: Extend (models that continue), Variations, Stems, Info; one disabled button
     saying so when it has no track."""
     number = member.batch_index + 1
     if member.status != JobStatus.DELIVERED:
         what = "canceled" if member.status == JobStatus.CANCELED else "failed"
-        return [VariationButton("info", member.id, number=number, row=row, label=f"{number} · {what}", disabled=True)]
+        label = f"{number} · {say(locale, f'buttons.variation_{what}')}"
+        return [VariationButton("info", member.id, number=number, row=row, label=label, disabled=True)]
     spec = MODELS.get(member.model)
     extends = spec is not None and Capability.CONTINUATION in spec.capabilities
     return [
-        VariationButton(action, member.id, number=number, row=row)
+        VariationButton(action, member.id, number=number, row=row, locale=locale)
         for action in VARIATION_ACTIONS
         if action != "extend" or extends
     ]
@@ -94,8 +94,9 @@ class VariationButton(
         row: int | None = None,
         label: str | None = None,
         disabled: bool = False,
+        locale: object = ENGLISH,
     ) -> None:
-        name, emoji = RESULT_ACTIONS[action]
+        name, emoji = say(locale, f"buttons.{action}", seconds=EXTEND_S), RESULT_ACTIONS[action]
         super().__init__(
             discord.ui.Button(
                 label=label or f"{number} · {name}",
@@ -121,23 +122,24 @@ class VariationButton(
         try:
             job = await client.service.job_for(self.job_id, DiscordActor(interaction), VARIATION_ACTIONS[self.action])
             if job.status != JobStatus.DELIVERED:
-                raise JobStateError(_no_track(job, self.action))
+                raise _no_track(job, self.action)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
             return
         # The very button a single track's card has, on this variation.
         await ResultButton(self.action, self.job_id).callback(interaction)
 
 
-def _no_track(job: Job, action: str) -> str:
+def _no_track(job: Job, action: str) -> JobStateError:
     """Why a variation that has no track can't be acted on (a click on a disabled or missing button)."""
-    which = f"Variation {job.batch_index + 1} of this batch" if job.batch_id else "This track"
+    which = Said("variations.which", index=job.batch_index + 1) if job.batch_id else Said("variations.this_track")
     if not job.status.is_terminal:
-        return f"{which} isn't finished yet, so there is nothing to {_NOTHING_TO[action]} yet."
+        return JobStateError.keyed(f"variations.unfinished.{action}", which=which)
     if job.status == JobStatus.CANCELED:
-        return f"{which} was canceled, so there is no track to {_NOTHING_TO[action]}."
-    why = f" {inert(job.error)}" if job.error else ""
-    return f"{which} failed, so there is no track to {_NOTHING_TO[action]}.{why}"
+        return JobStateError.keyed(f"variations.canceled.{action}", which=which)
+    if job.error:
+        return JobStateError.keyed(f"variations.failed_why.{action}", which=which, reason=Stored(job.error))
+    return JobStateError.keyed(f"variations.failed.{action}", which=which)
 
 
 class Variations(commands.Cog):

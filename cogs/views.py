@@ -19,10 +19,14 @@ from bot.jobs.access import Action
 from bot.jobs.limits import cost_is_actual
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.locales import ENGLISH
+from bot.locales import text as say
+from bot.providers.plugins import Registry
 from bot.records import Job
 from bot.text import inert
-from cogs._common import DiscordActor, defer_card, delivery_of, origin, post_card
+from cogs._common import DiscordActor, card_locale, defer_card, delivery_of, origin, post_card
 from cogs.loops import LoopButton
+from cogs.lyrics import lyrics_button
 from cogs.phone import phone_button
 from cogs.plans import post_plan
 
@@ -38,10 +42,10 @@ def service_of(interaction: discord.Interaction[Any]) -> JobService:
 class CancelButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"encore:cancel:(?P<job_id>[a-z0-9]{1,32})"
 ):
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, locale: object = ENGLISH) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel",
+                label=say(locale, "buttons.cancel"),
                 style=discord.ButtonStyle.secondary,
                 emoji="🛑",
                 custom_id=f"encore:cancel:{job_id}",
@@ -60,29 +64,30 @@ class CancelButton(
         try:
             await service_of(interaction).job_for(self.job_id, actor, Action.CANCEL)
         except BotError as exc:
-            await interaction.response.send_message(discord_text(exc), ephemeral=True)
+            await interaction.response.send_message(discord_text(exc, interaction.locale), ephemeral=True)
             return
         # Acknowledge at once; the card update follows from the job service.
         await interaction.response.defer()
         try:
             await service_of(interaction).cancel(self.job_id, actor)
         except BotError as exc:
-            await interaction.followup.send(discord_text(exc), ephemeral=True)
+            await interaction.followup.send(discord_text(exc, interaction.locale), ephemeral=True)
 
 
-def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui.View:
-    """The buttons a card shows in each phase: Cancel while it runs, the result actions once done."""
+def card_view(job: Job, phase: Phase, members: Sequence[Job] = (), *, locale: object = ENGLISH) -> discord.ui.View:
+    """The buttons a card shows in each phase: Cancel while it runs, the result actions once done; labelled in
+    ``locale`` (the server's, like the card)."""
     view = discord.ui.View(timeout=None)
     if phase not in TERMINAL_PHASES and phase != Phase.UPLOADING:
-        view.add_item(CancelButton(job.id))
+        view.add_item(CancelButton(job.id, locale))
     elif phase == Phase.FAILED and len(members) <= 1:
-        view.add_item(ResultButton("retry", job.id))
+        view.add_item(ResultButton("retry", job.id, locale))
     elif phase == Phase.DONE:
         single = len(members) <= 1
         spec = MODELS.get(job.model)
         if spec is not None and Capability.STEMS in spec.capabilities:
             for action in ("info", "delete"):
-                view.add_item(ResultButton(action, job.id))
+                view.add_item(ResultButton(action, job.id, locale))
             return view
         actions = ["regen"]
         if single:
@@ -97,26 +102,29 @@ def card_view(job: Job, phase: Phase, members: Sequence[Job] = ()) -> discord.ui
         if single and spec is not None and Capability.VOCALS in spec.capabilities and job.result.get("plan"):
             actions.append("plan")
         for action in actions:
-            view.add_item(ResultButton(action, job.id))
-        if (phone := phone_button(job, members)) is not None:
+            view.add_item(ResultButton(action, job.id, locale))
+        if (phone := phone_button(job, members, locale)) is not None:
             view.add_item(phone)
         if single:
-            view.add_item(LoopButton(job.id))
+            view.add_item(LoopButton(job.id, locale))
+        if (lyrics := lyrics_button(job, members, locale)) is not None:
+            view.add_item(lyrics)
     return view
 
 
 # -- result cards -----------------------------------------------------------------------------------
 
+# Each action's emoji; its label is the catalogue's ``buttons.<action>``.
 RESULT_ACTIONS = {
-    "regen": ("Regenerate", "🔁"),
-    "vary": ("Variations", "🎲"),
-    "extend": (f"Extend +{EXTEND_S}s", "⏩"),
-    "info": ("Info", "📋"),
-    "delete": ("Delete", "🗑️"),
-    "full": ("Full track", "🎼"),
-    "retry": ("Retry", "🔄"),
-    "stems": ("Stems", "🎚️"),
-    "plan": ("Edit plan", "📝"),
+    "regen": "🔁",
+    "vary": "🎲",
+    "extend": "⏩",
+    "info": "📋",
+    "delete": "🗑️",
+    "full": "🎼",
+    "retry": "🔄",
+    "stems": "🎚️",
+    "plan": "📝",
 }
 VARIATIONS = 3
 
@@ -127,8 +135,8 @@ class ResultButton(
 ):
     """A finished card's actions. The custom id carries the job; everything else is read from SQLite."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = RESULT_ACTIONS[action]
+    def __init__(self, action: str, job_id: str, locale: object = ENGLISH) -> None:
+        label, emoji = say(locale, f"buttons.{action}", seconds=EXTEND_S), RESULT_ACTIONS[action]
         style = discord.ButtonStyle.danger if action == "delete" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=f"encore:{action}:{job_id}")
@@ -146,7 +154,7 @@ class ResultButton(
         try:
             await _ACTIONS[self.action](interaction, self.job_id)
         except BotError as exc:
-            await reply_privately(interaction, discord_text(exc))
+            await reply_privately(interaction, discord_text(exc, interaction.locale))
 
 
 async def _regenerate(interaction: discord.Interaction[Any], job_id: str, count: int = 1) -> None:
@@ -168,7 +176,7 @@ async def _stems(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.STEMS)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to split yet.")
+        raise JobStateError.keyed("refusals.unfinished_split")
     await interaction.response.defer(thinking=True)
     new = await bot.service.split_stems(
         Path(job.output_path), origin(interaction), name=job.prompt, parent=job, actor=actor
@@ -191,7 +199,7 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
     actor = DiscordActor(interaction)
     job = await bot.service.job_for(job_id, actor, Action.EXTEND)  # answered privately before the defer
     if not job.output_path:
-        raise JobStateError("That track isn't finished, so there is nothing to extend yet.")
+        raise JobStateError.keyed("refusals.unfinished_extend")
     await interaction.response.defer(thinking=True)
     new = await bot.service.continue_track(
         Path(job.output_path), origin(interaction), extra_s=EXTEND_S, parent=job, actor=actor
@@ -202,7 +210,8 @@ async def _extend(interaction: discord.Interaction[Any], job_id: str) -> None:
 async def _info(interaction: discord.Interaction[Any], job_id: str) -> None:
     bot = _bot(interaction)
     job = await bot.service.job_for(job_id, DiscordActor(interaction), Action.INFO)
-    await interaction.response.send_message(embed=info_embed(job, bot.settings.limits), ephemeral=True)
+    embed = info_embed(job, bot.settings.limits, bot.registry, locale=interaction.locale)
+    await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
 async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -222,7 +231,7 @@ async def _delete(interaction: discord.Interaction[Any], job_id: str) -> None:
                 await channel.get_partial_message(message_id).delete()
         for loop in loops:
             await bot.service.forget_loop(loop)
-    await interaction.followup.send("Deleted.", ephemeral=True)
+    await interaction.followup.send(say(interaction.locale, "replies.deleted"), ephemeral=True)
 
 
 async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
@@ -232,7 +241,8 @@ async def _full(interaction: discord.Interaction[Any], job_id: str) -> None:
     files = await delivery_of(bot).files_for([latest], limit=interaction.filesize_limit)
     total = latest.context.get("total_s")
     length = f" · {int(float(total)) // 60}:{int(float(total)) % 60:02d}" if total else ""
-    await interaction.followup.send(f"The whole track: part {latest.part}{length}.", files=files)
+    text = say(card_locale(interaction), "replies.whole_track", part=latest.part, length=length)
+    await interaction.followup.send(text, files=files)
 
 
 _ACTIONS = {
@@ -254,34 +264,42 @@ def _bot(interaction: discord.Interaction[Any]) -> EncoreBot:
     return client
 
 
-def info_embed(job: Job, limits: LimitsSettings) -> discord.Embed:
-    """Every parameter, the seed, timings and cost of a job (shown privately)."""
+def info_embed(job: Job, limits: LimitsSettings, registry: Registry, *, locale: object = ENGLISH) -> discord.Embed:
+    """Every parameter, the seed, timings and cost of a job (shown privately, in the reader's ``locale``);
+    whether the cost is what it ran for is its provider's rule (``registry``)."""
+
+    def words(key: str, **params: Any) -> str:
+        return say(locale, f"info.{key}", **params)
+
     spec = MODELS.get(job.model)
-    embed = discord.Embed(title=f"Job {job.id}", description=inert(job.prompt)[:4000] or None)
-    embed.add_field(name="Model", value=f"{spec.display_name if spec else job.model} (`{job.model_ref}`)", inline=False)
+    embed = discord.Embed(title=words("title", id=job.id), description=inert(job.prompt)[:4000] or None)
+    model = f"{spec.display_name if spec else job.model} (`{job.model_ref}`)"
+    embed.add_field(name=say(locale, "card.fields.model"), value=model, inline=False)
     settings = {k: v for k, v in job.input.items() if k not in ("prompt", "prompt_a", "input_audio")}
     if "input_audio" in job.input:
-        settings["input_audio"] = "(your clip)"
+        settings["input_audio"] = words("your_clip")
     lines = [f"`{key}` = {inert(str(value))}" for key, value in sorted(settings.items())]
-    embed.add_field(name="Settings", value="\n".join(lines)[:1024] or "defaults", inline=False)
+    embed.add_field(name=words("settings"), value="\n".join(lines)[:1024] or words("defaults"), inline=False)
     if job.seed is not None:
-        embed.add_field(name="Seed", value=str(job.seed), inline=True)
-    embed.add_field(name="Status", value=job.status.value, inline=True)
+        embed.add_field(name=say(locale, "card.fields.seed"), value=str(job.seed), inline=True)
+    embed.add_field(name=say(locale, "card.fields.status"), value=words(f"status.{job.status.value}"), inline=True)
     timings = []
     if job.running_at and job.submitted_at:
-        timings.append(f"waited {max(0.0, job.running_at - job.submitted_at):.1f} s")
+        timings.append(words("waited", seconds=f"{max(0.0, job.running_at - job.submitted_at):.1f}"))
     if job.predict_time_s is not None:
-        timings.append(f"generated in {job.predict_time_s:.1f} s")
+        timings.append(words("generated", seconds=f"{job.predict_time_s:.1f}"))
     if job.finished_at:
-        timings.append(f"{job.finished_at - job.created_at:.1f} s in all")
+        timings.append(words("in_all", seconds=f"{job.finished_at - job.created_at:.1f}"))
     if timings:
-        embed.add_field(name="Timings", value=", ".join(timings), inline=False)
-    if cost_is_actual(job, limits):
-        embed.add_field(name="Cost", value=f"${job.cost_usd:.4f} (actual)", inline=True)
+        embed.add_field(name=words("timings"), value=", ".join(timings), inline=False)
+    if cost_is_actual(job, limits, registry):
+        embed.add_field(name=words("cost"), value=words("cost_actual", cost=f"${job.cost_usd:.4f}"), inline=True)
     else:
-        embed.add_field(name="Cost", value=f"about ${job.cost_usd:.3f} (estimated)", inline=True)
+        embed.add_field(name=words("cost"), value=words("cost_estimated", cost=f"${job.cost_usd:.3f}"), inline=True)
     if job.part > 1:
-        embed.add_field(name="Lineage", value=f"part {job.part}, continuing `{job.context.get('parent') or 'a clip'}`")
+        parent = job.context.get("parent")
+        lineage = words("lineage_of", part=job.part, parent=parent) if parent else words("lineage_clip", part=job.part)
+        embed.add_field(name=words("lineage"), value=lineage)
     return embed
 
 
@@ -316,30 +334,41 @@ class HistoryButton(
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.user.id != self.user_id:
-            await interaction.response.send_message("That's someone else's history.", ephemeral=True)
+            await interaction.response.send_message(
+                say(interaction.locale, "replies.someone_elses_history"), ephemeral=True
+            )
             return False
         return True
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        embed, view = await history_page(_bot(interaction), self.user_id, self.page)
+        embed, view = await history_page(_bot(interaction), self.user_id, self.page, locale=interaction.locale)
         await interaction.response.edit_message(embed=embed, view=view)
 
 
-async def history_page(bot: EncoreBot, user_id: int, page: int) -> tuple[discord.Embed, discord.ui.View]:
+async def history_page(
+    bot: EncoreBot, user_id: int, page: int, *, locale: object = ENGLISH
+) -> tuple[discord.Embed, discord.ui.View]:
+    """A page of someone's tracks, newest first, in their ``locale`` (they alone see it)."""
+
+    def words(key: str, **params: Any) -> str:
+        return say(locale, f"history.{key}", **params)
+
     jobs, total = await bot.service.history(user_id, page=page, per_page=HISTORY_PAGE)
     pages = max(1, -(-total // HISTORY_PAGE))
-    embed = discord.Embed(title="Your tracks")
+    embed = discord.Embed(title=words("title"))
     if not jobs:
-        embed.description = "Nothing yet. Try `/music generate`!" if total == 0 else "No more tracks."
+        embed.description = words("nothing_yet") if total == 0 else words("no_more")
     lines = []
     for job in jobs:
-        what = f"{job.batch_size} variations of " if job.batch_size > 1 else ""
         prompt = inert(job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…")
-        lines.append(f"`{job.id}` · {job.status.value} · {what}{prompt} · <t:{int(job.created_at)}:R>")
+        if job.batch_size > 1:
+            prompt = words("variations_of", count=job.batch_size, prompt=prompt)
+        status = say(locale, f"info.status.{job.status.value}")
+        lines.append(f"`{job.id}` · {status} · {prompt} · <t:{int(job.created_at)}:R>")
     if lines:
-        embed.description = "\n".join(lines) + "\n\nRe-post any of them with `/music show job:<id>`."
-    embed.set_footer(text=f"Page {min(page, pages - 1) + 1} of {pages} · {total} in all")
+        embed.description = "\n".join(lines) + "\n\n" + words("repost")
+    embed.set_footer(text=words("footer", page=min(page, pages - 1) + 1, pages=pages, total=total))
     view = discord.ui.View(timeout=None)
-    view.add_item(HistoryButton(user_id, max(page - 1, 0), label="◀ Newer", disabled=page <= 0))
-    view.add_item(HistoryButton(user_id, page + 1, label="Older ▶", disabled=page + 1 >= pages))
+    view.add_item(HistoryButton(user_id, max(page - 1, 0), label=words("newer"), disabled=page <= 0))
+    view.add_item(HistoryButton(user_id, page + 1, label=words("older"), disabled=page + 1 >= pages))
     return embed, view

@@ -20,6 +20,8 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from bot.config import Settings
+from bot.providers.plugins import Registry
+from bot.providers.registry import PROVIDERS
 from bot.storage.backend import Backend
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
@@ -50,8 +52,9 @@ NO_LIMITS: dict[str, Any] = {
 }
 
 
-def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
-    """Settings for tests: fast polling, no card throttle, data under ``data_dir``."""
+def make_settings(data_dir: Path, providers: Registry = PROVIDERS, /, **sections: dict[str, Any]) -> Settings:
+    """Settings for tests: fast polling, no card throttle, data under ``data_dir``; the sections of the
+    ``providers`` registry's (Encore's own unless told)."""
     base: dict[str, dict[str, Any]] = {
         "storage": {"dir": str(data_dir)},
         "jobs": {
@@ -66,7 +69,7 @@ def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
-    return Settings.model_validate(base)
+    return providers.settings(base)
 
 
 BACKENDS = ("sqlite", "postgres")

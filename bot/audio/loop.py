@@ -62,7 +62,7 @@ _PHASE_SEARCH_S = 0.005  # how much the loop's end may move to meet its start in
 
 
 class LoopTooShortError(InvalidRequestError):
-    default_message = "That track is too short to loop."
+    default_key = "refusals.loop_short"
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ def make_loop(src: Path, dest: Path, *, bars: int, max_s: float, tags: Mapping[s
     Reads at most ``min(WINDOW_S, max_s)`` seconds. LoopTooShortError if the track is shorter than
     :data:`MIN_SOURCE_S` or holds no whole bar at its tempo; StorageFullError if there is no room for it."""
     if bars not in BAR_CHOICES:
-        raise InvalidRequestError(f"A loop is {', '.join(map(str, BAR_CHOICES))} bars long.")
+        raise InvalidRequestError.keyed("refusals.loop_bars_any", choices=", ".join(map(str, BAR_CHOICES)))
     try:
         with open_input(src) as container:
             codec = container.streams.audio[0].codec_context
@@ -300,13 +300,11 @@ def make_loop(src: Path, dest: Path, *, bars: int, max_s: float, tags: Mapping[s
             channels = min(max(codec.channels, 1), 2)
         pcm = decode(src, rate=rate, channels=channels, until_s=min(WINDOW_S, max_s))
     except (av.error.FFmpegError, IndexError, ValueError) as exc:
-        raise InvalidRequestError("I couldn't read that track's audio to loop it.", detail=str(exc)) from None
+        raise InvalidRequestError(key="refusals.loop_unreadable", detail=str(exc)) from None
     samples = np.frombuffer(pcm.data, dtype="<i2").reshape(-1, channels).astype(np.float64) / 32768.0
     seconds = len(samples) / rate
     if seconds < MIN_SOURCE_S:
-        raise LoopTooShortError(
-            f"That track is only {seconds:.1f} s long: a loop needs at least {MIN_SOURCE_S:g} s of audio."
-        )
+        raise LoopTooShortError.keyed("refusals.loop_source_short", seconds=f"{seconds:.1f}", least=f"{MIN_SOURCE_S:g}")
     mono = samples.mean(axis=1)
     tempo = find_tempo(mono, rate)
     cut = None
@@ -314,12 +312,12 @@ def make_loop(src: Path, dest: Path, *, bars: int, max_s: float, tags: Mapping[s
         fade = round(min(BEAT_FADE_S, 15 / tempo.bpm / 8) * rate)
         cut = _beat_cut(mono, rate, tempo, bars, fade)
         if cut is None:
-            raise LoopTooShortError(f"That track is too short to loop a whole bar at its tempo ({tempo.bpm:.0f} BPM).")
+            raise LoopTooShortError.keyed("refusals.loop_no_bar", bpm=f"{tempo.bpm:.0f}")
     else:
         fade = round(FREE_FADE_S * rate)
         cut = _free_cut(len(samples), rate, bars, fade)
         if cut is None:
-            raise LoopTooShortError(f"That track is too short to loop ({seconds:.1f} s).")
+            raise LoopTooShortError.keyed("refusals.loop_too_short", seconds=f"{seconds:.1f}")
         fade = min(fade, cut.frames // 10)
     reach = round(_PHASE_SEARCH_S * rate)
     # On the beat the end only moves earlier (never into the next beat's attack); the tempo is what it makes.

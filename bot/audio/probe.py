@@ -36,50 +36,44 @@ class AudioInfo:
 
 
 def too_long(max_s: float) -> InvalidRequestError:
-    return InvalidRequestError(f"That audio is too long: the limit is {max_s:g} s.")
+    return InvalidRequestError.keyed("refusals.audio_too_long", seconds=f"{max_s:g}")
 
 
 def _probe(path: Path, max_s: float) -> AudioInfo:
     try:
         with open_input(path) as container:
             if not container.streams.audio:
-                raise InvalidRequestError("That file has no audio in it.")
+                raise InvalidRequestError.keyed("refusals.no_audio_stream")
             stream = container.streams.audio[0]
             if stream.codec_context is None:  # FFmpeg found a stream but has no decoder for it
-                raise InvalidRequestError("I can't decode the audio in that file. WAV, MP3, OGG or FLAC work.")
+                raise InvalidRequestError.keyed("refusals.cant_decode")
             seconds = 0.0
             values = 0
             rate = stream.codec_context.sample_rate or 0
             loud = False
             for packets, packet in enumerate(container.demux(stream), start=1):
                 if packets > _PACKETS_SLACK + MAX_PACKETS_PER_S * seconds:
-                    raise InvalidRequestError(
-                        "That file is cut into far more pieces than audio normally is, so I won't decode it. "
-                        "Please export it again (MP3, OGG or WAV)."
-                    )
+                    raise InvalidRequestError.keyed("refusals.too_many_packets")
                 for frame in packet.decode():
                     rate = frame.sample_rate or rate
                     if rate <= 0:
-                        raise InvalidRequestError("I couldn't read that file as audio. Is it damaged, or not audio?")
+                        raise InvalidRequestError.keyed("refusals.unreadable")
                     seconds += frame.samples / rate
                     values += frame.samples * max(frame.layout.nb_channels, 1)
                     if seconds > max_s:
                         raise too_long(max_s)
                     if values > MAX_VALUES_PER_S * max_s:
-                        raise InvalidRequestError(
-                            "That audio has more channels at a higher sample rate than I can take. "
-                            "Please export it as stereo at 48 kHz."
-                        )
+                        raise InvalidRequestError.keyed("refusals.too_many_channels")
                     if not loud:
                         loud = any(bytes(plane).count(0) != plane.buffer_size for plane in frame.planes)
             channels = stream.codec_context.channels
             codec = stream.codec_context.name
     except av.error.FFmpegError:
-        raise InvalidRequestError("I couldn't read that file as audio. Is it damaged, or not audio?") from None
+        raise InvalidRequestError.keyed("refusals.unreadable") from None
     if seconds == 0 or rate == 0:
-        raise InvalidRequestError("That audio file is empty.")
+        raise InvalidRequestError.keyed("refusals.empty_audio")
     if not loud:
-        raise InvalidRequestError("That audio is completely silent.")
+        raise InvalidRequestError.keyed("refusals.silent_audio")
     return AudioInfo(duration_s=seconds, sample_rate=rate, channels=channels, codec=codec)
 
 

@@ -39,11 +39,9 @@ class VoiceClip:
 
 
 def too_long(max_s: float, duration_s: float | None = None) -> InvalidRequestError:
-    what = "This track" if duration_s is None else f"This track ({clock(duration_s)})"
-    return InvalidRequestError(
-        f"{what} is too long for a voice message: Encore posts voice messages of up to {clock(max_s)}. "
-        "Its audio file still plays in Discord's desktop and web apps."
-    )
+    if duration_s is None:
+        return InvalidRequestError.keyed("refusals.voice_too_long", limit=clock(max_s))
+    return InvalidRequestError.keyed("refusals.voice_too_long_of", length=clock(duration_s), limit=clock(max_s))
 
 
 def waveform_of(samples: bytes, duration_s: float) -> bytes:
@@ -66,7 +64,7 @@ def voice_clip(src: Path, dest: Path, *, max_s: float, max_bytes: int, tags: Map
     if duration_s > max_s:
         raise too_long(max_s)
     if not samples:
-        raise InvalidRequestError("This track has no audio to post.")
+        raise InvalidRequestError.keyed("refusals.voice_no_audio")
     bitrate = min(VOICE_BITRATE, int(max_bytes * 8 * _HEADROOM / duration_s))
     if bitrate < MIN_VOICE_BITRATE:
         raise too_long(max_bytes * 8 * _HEADROOM / MIN_VOICE_BITRATE, duration_s)

@@ -9,7 +9,7 @@ input and how to read the provider's output. One module per model family (``musi
 
 from bot.catalog.demucs import DEMUCS
 from bot.catalog.elevenlabs import ELEVENLABS_STEMS, SONG, SONG_FORMATS, STEM_VARIATIONS
-from bot.catalog.models import MODELS, TEXT_MODELS, all_params, get_model
+from bot.catalog.models import MODELS, TEXT_MODELS, all_params, get_model, stems_model
 from bot.catalog.musicgen import MELODY_VERSIONS, MUSICGEN, MUSICGEN_MAX_PROMPT_S, MUSICGEN_VERSIONS
 from bot.catalog.params import Capability, Param, ParamType
 from bot.catalog.requests import MAX_BATCH, SEED_MAX, clean_prompt, parse_options, validate_request
@@ -49,5 +49,6 @@ __all__ = [
     "duration_range",
     "get_model",
     "parse_options",
+    "stems_model",
     "validate_request",
 ]

@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from bot.catalog.params import Capability, Param, ParamType
 from bot.catalog.spec import ModelSpec
-from bot.config import ModelRoute, SongOutputFormat
+from bot.config import ModelRoute
+
+# ElevenLabs output formats (codec_samplerate_bitrate). Stem separation takes MP3 and Opus ones below (and PCM
+# and telephony formats, which its stems can't be delivered in); not "auto" or mp3_48000_* (a 422).
+StemsOutputFormat = Literal[
+    "mp3_22050_32",
+    "mp3_24000_48",
+    "mp3_44100_32",
+    "mp3_44100_64",
+    "mp3_44100_96",
+    "mp3_44100_128",
+    "mp3_44100_192",
+    "opus_48000_32",
+    "opus_48000_64",
+    "opus_48000_96",
+    "opus_48000_128",
+    "opus_48000_192",
+]
+# Songs take those, "auto" (mp3_44100_128 on music_v1, mp3_48000_192 on later models), mp3_48000_*, and raw PCM,
+# which Encore delivers as WAV. (u-law and A-law, for telephony, are left out.)
+SongOutputFormat = Literal[
+    StemsOutputFormat,
+    "auto",
+    "mp3_48000_128",
+    "mp3_48000_192",
+    "mp3_48000_240",
+    "mp3_48000_320",
+    "pcm_8000",
+    "pcm_16000",
+    "pcm_22050",
+    "pcm_24000",
+    "pcm_32000",
+    "pcm_44100",
+    "pcm_48000",
+]
 
 # The `format:` choices of /music song; raw PCM arrives without a header and is delivered as WAV.
 SONG_FORMATS: tuple[SongOutputFormat, ...] = (

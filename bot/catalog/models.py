@@ -9,6 +9,7 @@ from bot.catalog.params import Capability, Param
 from bot.catalog.riffusion import RIFFUSION
 from bot.catalog.spec import ModelSpec
 from bot.catalog.stable_audio import STABLE_AUDIO
+from bot.config import Settings
 from bot.errors import InvalidRequestError
 from bot.text import quoted
 
@@ -34,4 +35,13 @@ def get_model(key: str) -> ModelSpec:
         return MODELS[key]
     except KeyError:
         known = ", ".join(sorted(MODELS))
-        raise InvalidRequestError(f"I don't know the model {quoted(key)}. Choose one of: {known}.") from None
+        raise InvalidRequestError.keyed("refusals.unknown_model", name=quoted(key), known=known) from None
+
+
+def stems_model(settings: Settings) -> ModelSpec:
+    """The model that splits stems here: the one ``[stems] provider`` runs (ElevenLabs' or Demucs)."""
+    return next(
+        spec
+        for spec in MODELS.values()
+        if Capability.STEMS in spec.capabilities and spec.route(settings).provider == settings.stems.provider
+    )

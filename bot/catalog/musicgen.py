@@ -14,25 +14,27 @@ MELODY_VERSIONS = ("stereo-melody-large", "melody-large")
 def _musicgen_check(request: ValidatedRequest) -> None:
     version = request.spec.effective(request, "model_version")
     if request.params.get("multi_band_diffusion") and "stereo" in version:
-        raise InvalidRequestError("`multi_band_diffusion` only works with the mono models (`melody-large` or `large`).")
+        raise InvalidRequestError.keyed("refusals.mbd_mono")
     start, end = request.params.get("continuation_start"), request.params.get("continuation_end")
     if start is not None and end is not None and start > end:
-        raise InvalidRequestError("`continuation_start` must not be after `continuation_end`.")
+        raise InvalidRequestError.keyed("refusals.continuation_order")
     if request.audio_s is None and not request.clip_pending:
         if request.params.get("continuation"):
-            raise InvalidRequestError("`continuation` needs an audio clip to continue: use `/music melody` with one.")
+            raise InvalidRequestError.keyed("refusals.continuation_needs_clip")
         return
     if version in ("stereo-large", "large") and not request.params.get("continuation"):
-        raise InvalidRequestError("Following a melody needs a melody model: `stereo-melody-large` or `melody-large`.")
+        raise InvalidRequestError.keyed("refusals.melody_model")
     if request.params.get("continuation") and request.audio_s is not None:
         # The output includes the clip segment: its length counts towards the total duration.
         segment = min(end if end is not None else request.audio_s, request.audio_s) - (start or 0)
         if segment <= 0:
-            raise InvalidRequestError("`continuation_start` is past the end of the clip.")
+            raise InvalidRequestError.keyed("refusals.continuation_past_end")
         if segment > MUSICGEN_MAX_PROMPT_S or segment >= request.duration_s:
-            raise InvalidRequestError(
-                f"The part of the clip to continue is {segment:.0f} s long: it must be under {MUSICGEN_MAX_PROMPT_S} s "
-                f"and shorter than `duration` ({_fmt(request.duration_s)} s, which includes it)."
+            raise InvalidRequestError.keyed(
+                "refusals.continuation_too_long",
+                segment=f"{segment:.0f}",
+                limit=MUSICGEN_MAX_PROMPT_S,
+                duration=_fmt(request.duration_s),
             )
 
 

@@ -68,13 +68,29 @@ class Param:
             return f"up to {self.max_length} characters"
         return self.type.value
 
+    def out_of_range(self, value: Any) -> InvalidRequestError:
+        """The refusal of ``value``, naming this parameter and what it takes (as :meth:`range_text` says)."""
+        given = {"name": self.name, "value": quoted(str(value))}
+        if self.type == ParamType.CHOICE:
+            return InvalidRequestError.keyed("refusals.param_choice", choices=", ".join(self.choices), **given)
+        if self.type == ParamType.BOOLEAN:
+            return InvalidRequestError.keyed("refusals.param_boolean", **given)
+        if self.minimum is not None and self.maximum is not None:
+            low, high = _fmt(self.minimum), _fmt(self.maximum)
+            return InvalidRequestError.keyed("refusals.param_between", low=low, high=high, **given)
+        if self.minimum is not None:
+            return InvalidRequestError.keyed("refusals.param_at_least", low=_fmt(self.minimum), **given)
+        if self.type == ParamType.STRING and self.max_length:
+            return InvalidRequestError.keyed("refusals.param_up_to", limit=self.max_length, **given)
+        return InvalidRequestError.keyed("refusals.param_kind", kind=self.type.value, **given)
+
     def help_line(self) -> str:
         default = "" if self.default is None else f"; default {_fmt(self.default)}"
         return f"`{self.name}`: {self.description} ({self.range_text()}{default})"
 
     def coerce(self, value: Any) -> Any:
         """Parse (from text if needed) and check one value; InvalidRequestError names the parameter."""
-        bad = InvalidRequestError(f"`{self.name}` must be {self.range_text()} (you gave {quoted(str(value))}).")
+        bad = self.out_of_range(value)
         if self.type == ParamType.BOOLEAN:
             if isinstance(value, bool):
                 return value
@@ -90,8 +106,8 @@ class Param:
         if self.type == ParamType.STRING:
             text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", str(value))).split())
             if self.max_length is not None and len(text) > self.max_length:
-                raise InvalidRequestError(
-                    f"`{self.name}` is {len(text)} characters long; the limit is {self.max_length}."
+                raise InvalidRequestError.keyed(
+                    "refusals.param_too_long", name=self.name, length=len(text), limit=self.max_length
                 )
             return text
         number: float

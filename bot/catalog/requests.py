@@ -21,11 +21,9 @@ def clean_prompt(prompt: str, *, max_chars: int, name: str = "prompt") -> str:
     """Normalise a prompt, refusing empty or over-long ones with a message that says why."""
     text = " ".join(_CONTROL.sub(" ", unicodedata.normalize("NFC", prompt)).split())
     if not text:
-        raise InvalidRequestError(f"Please describe the music you want: the {name} is empty.")
+        raise InvalidRequestError.keyed("refusals.empty_prompt", name=name)
     if len(text) > max_chars:
-        raise InvalidRequestError(
-            f"That {name} is {len(text)} characters long; the limit is {max_chars}. Please shorten it."
-        )
+        raise InvalidRequestError.keyed("refusals.prompt_too_long", name=name, length=len(text), limit=max_chars)
     return text
 
 
@@ -37,9 +35,9 @@ def parse_options(text: str) -> dict[str, str]:
             continue
         name, sep, value = part.partition("=")
         if not sep or not name or not value:
-            raise InvalidRequestError(f"Write options as `name=value`, e.g. `temperature=1.2` (not {quoted(part)}).")
+            raise InvalidRequestError.keyed("refusals.options_syntax", part=quoted(part))
         if name in options:
-            raise InvalidRequestError(f"{quoted(name)} is given twice.")
+            raise InvalidRequestError.keyed("refusals.option_twice", name=quoted(name))
         options[name] = value
     return options
 
@@ -56,7 +54,9 @@ def validate_request(request: JobRequest, settings: Settings, *, clip_pending: b
         duration: float = request.audio_s or 0.0
     elif spec.fixed_duration_s is not None:
         if request.duration_s is not None and request.duration_s != spec.fixed_duration_s:
-            raise InvalidRequestError(f"{spec.display_name} always makes about {_fmt(spec.fixed_duration_s)} s.")
+            raise InvalidRequestError.keyed(
+                "refusals.fixed_duration", model=spec.display_name, seconds=_fmt(spec.fixed_duration_s)
+            )
         duration = spec.fixed_duration_s
     else:
         requested = request.duration_s
@@ -70,11 +70,11 @@ def validate_request(request: JobRequest, settings: Settings, *, clip_pending: b
     seed = request.seed
     if seed is not None:
         if spec.seed_key is None:
-            raise InvalidRequestError(f"{spec.display_name} doesn't take a seed: every run is a surprise.")
+            raise InvalidRequestError.keyed("refusals.no_seed", model=spec.display_name)
         if not 1 <= seed <= SEED_MAX:
-            raise InvalidRequestError(f"`seed` must be between 1 and {SEED_MAX}; leave it out for a random seed.")
+            raise InvalidRequestError.keyed("refusals.seed_range", max=SEED_MAX)
     if not 1 <= request.count <= MAX_BATCH:
-        raise InvalidRequestError(f"`count` must be between 1 and {MAX_BATCH}.")
+        raise InvalidRequestError.keyed("refusals.count_range", max=MAX_BATCH)
     validated = ValidatedRequest(
         spec=spec,
         prompt=prompt,

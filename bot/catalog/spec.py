@@ -94,7 +94,7 @@ class ModelSpec:
             if param.name == name:
                 return param
         known = ", ".join(p.name for p in self.params)
-        raise InvalidRequestError(f"{self.display_name} has no parameter {quoted(name)}. It takes: {known}.")
+        raise InvalidRequestError.keyed("refusals.no_param", model=self.display_name, name=quoted(name), known=known)
 
     @property
     def advanced_params(self) -> tuple[Param, ...]:
@@ -183,9 +183,9 @@ def check_duration(spec: ModelSpec, settings: Settings, seconds: float, *, name:
     low, high = duration_range(spec, settings)
     if low <= seconds <= high:
         return
-    narrowed = (low, high) != (spec.min_duration_s, spec.max_duration_s)
-    why = f"; this bot's limit, the model makes {spec.min_duration_s}-{spec.max_duration_s} s" if narrowed else ""
-    raise InvalidRequestError(
-        f"`{name}` must be between {low} and {high} seconds for {spec.display_name} "
-        f"(you asked for {_fmt(seconds)}{why})."
+    asked = {"name": name, "low": low, "high": high, "model": spec.display_name, "seconds": _fmt(seconds)}
+    if (low, high) == (spec.min_duration_s, spec.max_duration_s):
+        raise InvalidRequestError.keyed("refusals.duration_range", **asked)
+    raise InvalidRequestError.keyed(
+        "refusals.duration_range_bot", model_low=spec.min_duration_s, model_high=spec.max_duration_s, **asked
     )

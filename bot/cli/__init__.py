@@ -18,9 +18,10 @@ from bot.catalog import MODELS
 from bot.cli.db import backup_command, migrate_command, stats_command
 from bot.cli.generate import CONTINUE_S, flag_params, generate_command, settings_for
 from bot.cli.render import EXIT_INTERRUPTED, EXIT_JOB_FAILED, EXIT_OK, EXIT_USAGE, terminal_message
-from bot.config import Secrets, describe, load_settings
+from bot.config import describe
 from bot.errors import BotError, ConfigError, InvalidRequestError
 from bot.jobs.recipes import MAX_EXTEND_S
+from bot.providers import registry
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,9 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    secrets = Secrets.from_env()
+    secrets = registry.secrets_from_env()
     try:
-        settings = load_settings(args.config)
+        settings = registry.load_settings(args.config)
         if args.command == "generate":
             settings = settings_for(args, settings, secrets)
     except ConfigError as exc:

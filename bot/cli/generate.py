@@ -12,12 +12,13 @@ from typing import Any, TextIO
 
 from bot.app import Core
 from bot.catalog import MUSICGEN, Param, all_params, get_model, parse_options
-from bot.cli.listener import CliListener
+from bot.cli.listener import QUIET_S, CliListener
 from bot.cli.render import EXIT_JOB_FAILED, EXIT_OK, human_size
 from bot.config import Secrets, Settings
 from bot.errors import BotError, ConfigError, InvalidRequestError
 from bot.jobs.access import Person
 from bot.jobs.service import JobService
+from bot.providers import registry
 from bot.records import Job, JobOrigin, JobRequest
 
 CLI_USER_ID = 0
@@ -71,17 +72,19 @@ def _request_from(args: argparse.Namespace) -> JobRequest:
 
 def settings_for(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> Settings:
     """The settings for this run: ``--model stems`` / ``demucs`` pick who splits stems ([stems] provider),
-    and a model whose provider has no key set is refused here, naming the key."""
+    and a model whose provider's key is not set is refused here, naming the key."""
     if args.command != "generate":
         return settings
     stems_provider = _STEM_MODELS.get(args.model)
     if stems_provider is not None:
         settings = settings.model_copy(update={"stems": settings.stems.model_copy(update={"provider": stems_provider})})
     spec = get_model(args.model)
-    if spec.route(settings).provider == "elevenlabs" and secrets.elevenlabs_api_key is None:
+    provider = registry.spec(spec.route(settings).provider)
+    if provider.key_env is not None and secrets.get(provider.key_env) is None:
+        key = provider.key_env
         raise ConfigError(
-            f"{spec.display_name} runs on ElevenLabs: set ELEVENLABS_API_KEY in the environment "
-            "(a paid ElevenLabs plan)" + (", or use --model demucs" if stems_provider else "")
+            f"{key} is not set: {spec.display_name} runs on {provider.title}; set {key} in the environment"
+            + (", or use --model demucs" if stems_provider else "")
         )
     return settings
 
@@ -206,7 +209,11 @@ async def generate_command(args: argparse.Namespace, settings: Settings, secrets
         )
         try:
             async with asyncio.timeout(args.timeout):
-                await listener.finished.wait()
+                while not listener.finished.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(QUIET_S):
+                            await listener.finished.wait()
+                    listener.tick()
         except (TimeoutError, asyncio.CancelledError) as exc:
             await asyncio.shield(_cancel_quietly(core, lead.id))
             if isinstance(exc, asyncio.CancelledError):

@@ -1,11 +1,19 @@
 """The CLI's job listener: progress lines on stderr, and the finished files written where asked, tagged as
-Discord's are and named the same way (``bot.naming``)."""
+Discord's are and named the same way (``bot.naming``).
+
+A line for each phase, then while the model runs the card's progress (``Generating ▓▓▓▓▓░░░░░ 52% · about
+14 s left``, a song's bytes and time so far): a line for every tenth of the bar or MiB received, and one at
+least every :data:`QUIET_S` seconds so a long wait shows it is still alive.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import shutil
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -14,15 +22,36 @@ from bot.audio.fit import tag_copy
 from bot.audio.loop import loop_label, make_loop
 from bot.cli.render import failure_hint
 from bot.errors import BotError, DeliveryError
-from bot.jobs.phase import Phase
+from bot.jobs.phase import Phase, card_progress
+from bot.jobs.progress import Progress, progress_text
 from bot.naming import audio_filename, loop_filename, loop_tags, output_files, track_tags
 from bot.records import Job
+
+QUIET_S = 15.0  # a running job's line comes at least this often
+_RUNNING = (Phase.STARTING, Phase.GENERATING)
+
+
+def _step(progress: Progress | None) -> tuple[int | None, int | None]:
+    """What earns a new line: another tenth of the bar, another MiB received."""
+    if progress is None:
+        return (None, None)
+    cells = None if progress.fraction is None else math.floor(progress.fraction * 10)
+    received = None if progress.received_bytes is None else progress.received_bytes // (1024 * 1024)
+    return (cells, received)
 
 
 class CliListener:
     """Reports progress on stderr and writes the finished files, tagged as delivered files are."""
 
-    def __init__(self, out: Path | None, stream: TextIO, *, verbose: bool = False, max_input_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        out: Path | None,
+        stream: TextIO,
+        *,
+        verbose: bool = False,
+        max_input_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """``max_input_s``: the most of a track a loop (``--loop``) reads ([audio] max_input_s)."""
         self.out = out
         self.max_input_s = max_input_s
@@ -32,23 +61,59 @@ class CliListener:
         self.finished = asyncio.Event()
         self.final: list[Job] = []
         self.written: list[Path] = []
+        self._clock = clock
         self._last: Phase | None = Phase.QUEUED  # the "Queued: ..." line says so already
+        self._phase_at = clock()
+        self._printed_at = clock()
+        self._step: tuple[int | None, int | None] = (None, None)
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+        self._printed_at = self._clock()
+
+    def _progress(self, phase: Phase, members: Sequence[Job]) -> Progress | None:
+        """The card's progress, with the time so far (since the model started, or since this phase began)."""
+        progress = card_progress(members) if phase in _RUNNING else None
+        if progress is None or progress.elapsed_s is not None:
+            return progress
+        started = min((m.running_at for m in members if m.running_at), default=None) or self._phase_at
+        return dataclasses.replace(progress, elapsed_s=max(0.0, self._clock() - started))
+
+    @staticmethod
+    def _with(line: str, progress: Progress | None) -> str:
+        shown = progress_text(progress, elapsed=True) if progress is not None else ""
+        if not shown:
+            return line
+        return line + (" " if progress is not None and progress.fraction is not None else " · ") + shown
 
     async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         if job.card_key != self.card:
             return
+        progress = self._progress(phase, members)
         if phase != self._last:
-            self._last = phase
+            self._last, self._phase_at = phase, self._clock()
             line = f"[{job.card_key}] {phase.value}"
             errors = {m.error for m in members if m.error}
             if phase in (Phase.FAILED, Phase.CANCELED) and errors:
                 line += ": " + "; ".join(sorted(errors))
-            print(line, file=self.stream, flush=True)
+            self._say(self._with(line, progress))
+            self._step = _step(progress)
             if phase == Phase.FAILED and (hint := failure_hint(members, verbose=self.verbose)):
                 print(f"error: {hint}", file=self.stream, flush=True)
+        elif progress is not None and (_step(progress) != self._step or self._clock() - self._printed_at >= QUIET_S):
+            self._step = _step(progress)
+            self._say(self._with(f"[{job.card_key}] {phase.value}", progress))
         if phase in (Phase.DONE, Phase.FAILED, Phase.CANCELED):
             self.final = list(members)
             self.finished.set()
+
+    def tick(self) -> None:
+        """Called now and then while waiting: a running job that has been quiet a while says how long so far."""
+        phase = self._last
+        if self.card is None or phase is None or phase not in _RUNNING or self._clock() - self._printed_at < QUIET_S:
+            return
+        elapsed = self._clock() - self._phase_at
+        self._say(f"[{self.card}] {phase.value} · {progress_text(Progress(elapsed_s=elapsed), elapsed=True)}")
 
     async def deliver(self, jobs: Sequence[Job]) -> int | None:
         if not jobs or jobs[0].card_key != self.card:

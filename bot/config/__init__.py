@@ -1,25 +1,17 @@
 """Settings: a TOML file, overridden by ``ENCORE_<SECTION>__<KEY>`` environment variables.
 
-Secrets never live in the file: they come only from the environment (``DISCORD_TOKEN``,
-``REPLICATE_API_TOKEN``, ``REPLICATE_WEBHOOK_SECRET``) and are held as ``SecretStr`` so that
-they never show up in ``repr``, logs or ``check-config`` output.
+Secrets never live in the file: they come only from the environment (``DISCORD_TOKEN``, and the variables
+each provider declares, such as ``REPLICATE_API_TOKEN``) and are held as ``SecretStr`` so that they never
+show up in ``repr``, logs or ``check-config`` output.
 
-``sections`` and ``providers`` hold the tables of the file, ``secrets`` the environment-only secrets, and
-``settings`` all of them together: :class:`Settings`, :func:`load_settings` and :func:`describe`.
+``sections`` and ``routes`` hold Encore's own tables of the file (each provider declares its own, in its
+module), ``secrets`` the environment-only secrets, and ``settings`` all of them together: :class:`Settings`,
+:func:`load_settings` and :func:`describe`. The provider registry (``bot.providers.registry``) adds the
+providers' sections: load the settings through it.
 """
 
 from bot.config.database import database_url, mask_url
-from bot.config.providers import (
-    CogSettings,
-    ElevenLabsSettings,
-    ModelRoute,
-    ModelSettings,
-    ProviderName,
-    ReplicateSettings,
-    SongOutputFormat,
-    StemsOutputFormat,
-    StemsSettings,
-)
+from bot.config.routes import ModelRoute, ModelSettings, StemsSettings
 from bot.config.secrets import Secrets, require_secret
 from bot.config.sections import (
     AudioSettings,
@@ -28,6 +20,7 @@ from bot.config.sections import (
     LimitsSettings,
     LoggingSettings,
     SafetySettings,
+    Section,
     StorageSettings,
     WebhookSettings,
 )
@@ -44,21 +37,16 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "AudioSettings",
-    "CogSettings",
     "DiscordSettings",
-    "ElevenLabsSettings",
     "JobSettings",
     "LimitsSettings",
     "LoggingSettings",
     "ModelRoute",
     "ModelSettings",
-    "ProviderName",
-    "ReplicateSettings",
     "SafetySettings",
     "Secrets",
+    "Section",
     "Settings",
-    "SongOutputFormat",
-    "StemsOutputFormat",
     "StemsSettings",
     "StorageSettings",
     "WebhookSettings",

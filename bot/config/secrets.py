@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from collections.abc import Iterable, Mapping
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bot.config.database import URL_ENV
 from bot.errors import ConfigError
 
 
 class Secrets(BaseModel):
-    """Secrets from the environment only."""
+    """Secrets from the environment only: Encore's own (Discord's token, the database URL) and the providers'
+    by variable name."""
 
     model_config = ConfigDict(frozen=True)
 
     discord_token: SecretStr | None = None
-    replicate_api_token: SecretStr | None = None
-    replicate_webhook_secret: SecretStr | None = None
-    elevenlabs_api_key: SecretStr | None = None
     # The PostgreSQL URL with its password (bot/config/database.py); wins over [storage] url.
     database_url: SecretStr | None = None
+    # The providers' secrets by environment variable (REPLICATE_API_TOKEN, ...): each one the registry declares,
+    # None when it is not set.
+    env: dict[str, SecretStr | None] = Field(default_factory=dict)
 
-    # The environment variable of each field, where it is not the field's name in capitals.
-    ENV_NAMES: ClassVar[dict[str, str]] = {"database_url": URL_ENV}
+    def get(self, name: str) -> SecretStr | None:
+        """The provider secret in environment variable ``name``, if it is set."""
+        return self.env.get(name)
+
+    def by_variable(self) -> dict[str, SecretStr | None]:
+        """Every secret by the environment variable it comes from (what ``check-config`` lists)."""
+        return {"DISCORD_TOKEN": self.discord_token, URL_ENV: self.database_url, **self.env}
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Secrets:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, names: Iterable[str] = ()) -> Secrets:
+        """Encore's own secrets and the variables ``names`` (the registry's: ``PROVIDERS.secrets_from_env``)."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> SecretStr | None:
@@ -35,16 +42,8 @@ class Secrets(BaseModel):
             return SecretStr(value) if value else None
 
         return cls(
-            discord_token=get("DISCORD_TOKEN"),
-            replicate_api_token=get("REPLICATE_API_TOKEN"),
-            replicate_webhook_secret=get("REPLICATE_WEBHOOK_SECRET"),
-            elevenlabs_api_key=get("ELEVENLABS_API_KEY"),
-            database_url=get(URL_ENV),
+            discord_token=get("DISCORD_TOKEN"), database_url=get(URL_ENV), env={name: get(name) for name in names}
         )
-
-    @classmethod
-    def env_name(cls, field: str) -> str:
-        return cls.ENV_NAMES.get(field, field.upper())
 
 
 def require_secret(secret: SecretStr | None, name: str) -> str:

@@ -11,11 +11,14 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, f
 from bot.config.database import url_problem
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A table of ``config.toml``: unknown keys refused, values frozen. A provider's own section (``[<name>]``)
+    is one too, declared in its module (``ProviderSpec.settings``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DiscordSettings(_Section):
+class DiscordSettings(Section):
     # Guild ids to sync commands to instantly on startup (empty: global sync only).
     dev_guild_ids: list[int] = Field(default_factory=list)
     # Sync at startup when the commands changed since the last sync (their hash is kept in the database).
@@ -49,7 +52,7 @@ class DiscordSettings(_Section):
         return sorted(value)
 
 
-class WebhookSettings(_Section):
+class WebhookSettings(Section):
     # Public HTTPS base URL that reaches the webhook server; empty disables webhooks (poll only).
     public_url: AnyHttpUrl | None = None
     host: str = "0.0.0.0"  # noqa: S104 - the server is meant to be reachable behind a proxy
@@ -74,7 +77,7 @@ class WebhookSettings(_Section):
         return value
 
 
-class JobSettings(_Section):
+class JobSettings(Section):
     # Poll backoff: first poll after poll_initial_s, growing by poll_factor up to poll_max_s.
     poll_initial_s: float = Field(default=1.0, gt=0, le=60)
     poll_max_s: float = Field(default=15.0, gt=0, le=300)
@@ -97,9 +100,25 @@ class JobSettings(_Section):
     # output, delivering its card, making its long call) for this long and renews it while it works; if it
     # dies, another process takes the job over once this much time has passed.
     lease_s: float = Field(default=30.0, gt=0, le=3600)
+    # Several processes on one database: each looks at the queue this often for jobs another process admitted or
+    # made room for (and says it is alive); one not heard from for process_timeout_s is taken as gone, and the
+    # jobs it was starting are started by another. process_timeout_s is at least three looks.
+    queue_check_s: float = Field(default=1.0, gt=0, le=60)
+    process_timeout_s: float = Field(default=15.0, gt=0, le=3600)
+
+    @field_validator("process_timeout_s")
+    @classmethod
+    def _several_looks(cls, value: float, info: ValidationInfo) -> float:
+        check = info.data.get("queue_check_s")
+        if check is not None and value < 3 * check - 1e-9:
+            raise ValueError(
+                f"must be at least three times queue_check_s ({3 * check:g} s), or a live process "
+                "looks gone between two of its looks"
+            )
+        return value
 
 
-class AudioSettings(_Section):
+class AudioSettings(Section):
     """Limits on audio people hand in (a melody to follow, a clip to continue)."""
 
     max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
@@ -127,7 +146,7 @@ class AudioSettings(_Section):
         return value
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(Section):
     """Fairness and cost. 0 turns a limit off. Days are UTC days. Failed and canceled jobs don't count."""
 
     user_jobs_in_flight: int = Field(default=3, ge=0, le=1000)
@@ -148,7 +167,7 @@ class LimitsSettings(_Section):
     elevenlabs_usd_per_s: float = Field(default=0.0075, ge=0)
 
 
-class SafetySettings(_Section):
+class SafetySettings(Section):
     """Prompt rules for every guild (admins can add their own words)."""
 
     blocked_words: list[str] = Field(default_factory=list)
@@ -170,7 +189,7 @@ class SafetySettings(_Section):
         return value
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     dir: Path = Path("data")
     # Where the audio lives (finished tracks, clips people handed in, Cog uploads): empty for `dir`. Several
     # processes share it: a volume every one of them mounts at the same path.
@@ -180,7 +199,7 @@ class StorageSettings(_Section):
     url: str = ""
     # PostgreSQL only: how many connections this process keeps to it at most.
     pool_size: int = Field(default=10, ge=1, le=1000)
-    # Output downloads are capped in size and time.
+    # Output downloads are capped in size (a file fetched, a song as it streams in, a ZIP of stems) and time.
     max_output_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
@@ -234,7 +253,7 @@ class StorageSettings(_Section):
         return self.files_root / "uploads"
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: str = "INFO"
     # "text" for people, "json" (one object per line) for log collectors. Either way lines carry job=<id>.
     format: Literal["text", "json"] = "text"

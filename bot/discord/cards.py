@@ -1,14 +1,19 @@
 """Card upkeep: each job's card follows its job in Discord.
 
-Edits are coalesced to at most one per ``card_edit_interval_s`` per card; one Discord could not take (5xx,
-429) is tried again with backoff, so a card never stays behind its job. While the interaction token lives the
-card is edited through it, after that (long queues, restarts) as a channel message. A card an earlier process
-posted but never stored is found again in the channel's history. What the card shows is ``render``'s.
+Edits are coalesced to at most one per ``card_edit_interval_s`` per card, posting the card over the command's
+"thinking…" included (a job that ends within it goes from Queued straight to Done); news that is only how far
+along the jobs are (a bar, the time left, the place in line) waits longer: :data:`PROGRESS_EDIT_S` through the
+interaction, :data:`CHANNEL_PROGRESS_EDIT_S` as a channel message (Discord's bucket for those is the whole
+channel's). One edit Discord could not take (5xx, 429) is tried again with backoff, so a card never stays
+behind its job. While the interaction token lives the card is edited through it, after that (long queues,
+restarts) as a channel message. A card an earlier process posted but never stored is found again in the
+channel's history. What the card shows is ``render``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -26,6 +31,7 @@ from bot.config import Settings
 from bot.discord.render import ViewFactory, build_card
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
+from bot.locales import ENGLISH
 from bot.naming import image_filename, waveform_filename
 from bot.records import Job
 
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 60.0
 # Messages looked through after a job's card for what an earlier process posted and never heard back about.
 HISTORY_LIMIT = 1000
+# A card whose news is only progress is edited at most this often (through its interaction; as a channel message).
+PROGRESS_EDIT_S = 3.0
+CHANNEL_PROGRESS_EDIT_S = 15.0
 
 
 def token_dead(exc: discord.HTTPException) -> bool:
@@ -64,6 +73,15 @@ class _CardState:
     version: int = 0
     last_edit: float = 0.0
     task: asyncio.Task[None] | None = None
+    news: bool = True  # something besides progress is waiting to be shown (a phase, an outcome)
+    news_came: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _only_progress(before: tuple[Job, Phase, Sequence[Job]] | None, phase: Phase, members: Sequence[Job]) -> bool:
+    """The card would change only in how far along its jobs are: same phase, same jobs in the same states."""
+    if before is None or before[1] != phase:
+        return False
+    return [(m.id, m.status, m.error) for m in before[2]] == [(m.id, m.status, m.error) for m in members]
 
 
 @dataclass
@@ -88,7 +106,7 @@ class Cards:
         self._cards: dict[str, _CardState] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.view_factory: ViewFactory = lambda _job, _phase, _members: None
+        self.view_factory: ViewFactory = lambda _job, _phase, _members, **_: None
 
     def apply_settings(self, settings: Settings) -> None:
         """The job rules of a reloaded config (``/encore reload``): attempts and delay of card edits."""
@@ -107,9 +125,10 @@ class Cards:
         of the two is newer.
         """
         key = job.card_key
+        state = self._cards.setdefault(key, _CardState())
         if interaction is not None:
             self._live[key] = _Live(interaction, expires_at=interaction.expires_at.timestamp())
-        state = self._cards.setdefault(key, _CardState())
+            state.last_edit = time.monotonic()  # posting the card was its first edit: news waits its turn
         newest = max(m.updated_at for m in members)
         if state.latest is None or max(m.updated_at for m in state.latest[2]) < newest:
             state.latest = (job, phase, members)
@@ -138,6 +157,17 @@ class Cards:
         """Discord's clock wins: the card's interaction token no longer works, whatever ours said."""
         self._live.pop(card_key, None)
 
+    def locale_of(self, job: Job) -> str:
+        """The language of a job's card and of the message with its audio, which everyone in its channel sees:
+        its server's preferred locale; in a DM its requester's, while their interaction is known; else English."""
+        guild = self._bot.get_guild(job.guild_id) if job.guild_id is not None else None
+        if guild is not None:
+            return str(guild.preferred_locale)
+        live = self._live.get(job.card_key)
+        if live is not None:
+            return str(live.interaction.guild_locale or live.interaction.locale)
+        return ENGLISH
+
     def card_id(self, job: Job) -> int | None:
         """The card's message id: stored with the job, or found after a restart."""
         return job.card_message_id or self._recovered.get(job.card_key)
@@ -156,9 +186,19 @@ class Cards:
 
     async def job_updated(self, job: Job, phase: Phase, members: Sequence[Job]) -> None:
         state = self._cards.setdefault(job.card_key, _CardState())
+        if not _only_progress(state.latest, phase, members):
+            state.news = True
+            state.news_came.set()
         state.latest = (job, phase, members)
         state.version += 1
         self._kick(job.card_key, state)
+
+    def _interval_for(self, key: str, state: _CardState) -> float:
+        if state.news:
+            return self._interval_s
+        live = self._live.get(key)
+        through_interaction = live is not None and time.time() < live.expires_at - TOKEN_MARGIN_S
+        return max(self._interval_s, PROGRESS_EDIT_S if through_interaction else CHANNEL_PROGRESS_EDIT_S)
 
     def _kick(self, key: str, state: _CardState) -> None:
         if state.task is None or state.task.done():
@@ -172,13 +212,21 @@ class Cards:
         applied = -1
         failures = 0
         while state.version != applied and state.latest is not None:
-            wait = state.last_edit + self._interval_s - time.monotonic()
+            wait = state.last_edit + self._interval_for(key, state) - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
-            applied = state.version
+                if state.news:
+                    await asyncio.sleep(wait)
+                else:  # only progress: wait longer, unless real news comes meanwhile
+                    state.news_came.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await state.news_came.wait()
+                    continue
+            applied, was_news, state.news = state.version, state.news, False
             job, phase, members = state.latest
             try:
                 if not await self._edit_card(job, phase, members):
+                    state.news = state.news or was_news
                     return  # no card yet: register_interaction will kick again
                 failures = 0
                 if phase in TERMINAL_PHASES and self._service is not None:
@@ -188,6 +236,7 @@ class Cards:
                 if failures < self._edit_attempts:
                     log.warning("job %s: card edit failed (%s), attempt %d", job.id, exc.status, failures)
                     applied = -1  # not shown: apply the newest state again
+                    state.news = state.news or was_news
                     await asyncio.sleep(min(self._edit_retry_s * 2 ** (failures - 1), 300.0))
                 else:
                     log.warning("job %s: card edit failed %d times (%s); giving up", job.id, failures, exc.status)
@@ -201,8 +250,9 @@ class Cards:
 
     async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
-        kwargs: dict[str, Any] = {"embed": build_card(job, phase, members)}
-        view = self.view_factory(job, phase, members)
+        locale = self.locale_of(job)
+        kwargs: dict[str, Any] = {"embed": build_card(job, phase, members, locale=locale)}
+        view = self.view_factory(job, phase, members, locale=locale)
         if view is not None:
             kwargs["view"] = view
         if phase == Phase.DONE:

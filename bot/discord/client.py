@@ -20,13 +20,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import locales
 from bot.app import Core
 from bot.config import Settings
 from bot.discord.delivery import DiscordDelivery
 from bot.discord.replies import discord_text, reply_privately
 from bot.discord.shards import IdentifyGate, shard_states
+from bot.discord.translator import CatalogueTranslator
 from bot.errors import BotError, StorageError
 from bot.jobs.service import JobService
+from bot.locales import text as say
+from bot.providers.plugins import Registry
 from bot.text import quoted
 from bot.web.ops import ShardState
 
@@ -42,6 +46,7 @@ EXTENSIONS = (
     "cogs.phone",
     "cogs.loops",
     "cogs.variations",
+    "cogs.lyrics",
 )
 
 
@@ -52,12 +57,13 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
         cause: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             cause = error.original
+        locale = interaction.locale
         if isinstance(cause, BotError):
-            message = discord_text(cause)
+            message = discord_text(cause, locale)
         elif isinstance(cause, app_commands.CheckFailure):
-            message = getattr(cause, "user_message", None) or "You can't use that command here."
+            message = getattr(cause, "user_message", None) or say(locale, "replies.check_failed")
         elif isinstance(cause, app_commands.TransformerError):
-            message = f"I couldn't understand {quoted(str(cause.value))} there."
+            message = say(locale, "replies.not_understood", value=quoted(str(cause.value)))
         else:
             reference = secrets.token_hex(4)
             command = interaction.command.qualified_name if interaction.command else "?"
@@ -70,7 +76,7 @@ class EncoreTree(app_commands.CommandTree["EncoreBot"]):
                 interaction.namespace,
                 exc_info=cause,
             )
-            message = f"Sorry, something went wrong on my side (reference `{reference}`)."
+            message = say(locale, "replies.apology", reference=reference)
         try:
             await reply_privately(interaction, message)
         except discord.HTTPException as exc:
@@ -82,7 +88,8 @@ def commands_digest(tree: app_commands.CommandTree[Any], guild: discord.abc.Snow
     payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
     payload.sort(key=lambda command: (command.get("type", 1), command["name"]))
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    # Their translations are synced with them: a changed catalogue is changed commands.
+    return hashlib.sha256(text.encode() + locales.digest().encode()).hexdigest()
 
 
 class EncoreBot(commands.AutoShardedBot):
@@ -122,6 +129,15 @@ class EncoreBot(commands.AutoShardedBot):
         """The settings in use (``/encore reload`` replaces some sections)."""
         return self.core.settings
 
+    @property
+    def registry(self) -> Registry:
+        """The providers' declarations (what a job's provider does, costs, is called)."""
+        return self.core.registry
+
+    def read_settings(self) -> Settings:
+        """The settings as the config file (``config_path``) and the environment say now (blocking: a thread)."""
+        return self.core.registry.load_settings(self.config_path)
+
     def reload_settings(self, fresh: Settings) -> None:
         """``/encore reload``: the reloadable sections of ``fresh`` reach the core and card delivery."""
         settings = self.core.reload(fresh)
@@ -135,6 +151,7 @@ class EncoreBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         self.delivery = DiscordDelivery(self, self.settings, service=lambda: self.service, voice=self.core.voice)
+        await self.tree.set_translator(CatalogueTranslator())  # commands in each person's language
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.sync_only:

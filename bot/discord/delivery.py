@@ -37,10 +37,11 @@ class DiscordDelivery:
         self._bot = bot
         self._service = service
         self._cards = Cards(bot, settings, service)
-        self._sender = Sender(bot, self._cards, settings.storage.dir / "deliveries")
 
         async def rules(guild_id: int | None) -> GuildSettings:
             return await service().guild_settings(guild_id) if service is not None else GuildSettings()
+
+        self._sender = Sender(bot, self._cards, settings.storage.dir / "deliveries", rules)
 
         self.voice = VoiceMessages(bot, voice, settings, rules)
         self._closed = False

@@ -17,11 +17,14 @@ from typing import Any
 
 import discord
 
-from bot.audio.loop import Loop, loop_label
+from bot.audio.loop import Loop
+from bot.discord.replies import discord_text, server_locale
 from bot.errors import BotError
 from bot.jobs.access import Person
 from bot.jobs.loops import LoopClaim, Posted
 from bot.jobs.service import JobService
+from bot.locales import ENGLISH
+from bot.locales import text as say
 from bot.naming import audio_filename, loop_filename, loop_tags
 from bot.records import Job
 
@@ -35,20 +38,29 @@ def message_link(posted: Posted) -> str:
     return f"https://discord.com/channels/{posted.guild_id or '@me'}/{posted.channel_id}/{posted.message_id}"
 
 
-def loop_text(job: Job, made: Loop) -> str:
-    return f"🔁 A loop of `{job.id}`: {loop_label(made)}. It loops as it is: samplers read its loop points" + (
-        ", DAWs its tempo." if made.bpm is not None else "."
-    )
+def loop_words(made: Loop, locale: object = ENGLISH) -> str:
+    """A loop in words, in ``locale``: what :func:`bot.audio.loop.loop_label` says in English."""
+    seconds = f"{made.seconds:.1f}"
+    if made.bpm is None:
+        return say(locale, "loops.no_beat", seconds=seconds, bars=made.bars)
+    key = "loops.one_bar" if made.bars == 1 else "loops.bars"
+    return say(locale, key, bars=made.bars, bpm=f"{made.bpm:.1f}", seconds=seconds)
 
 
-async def make_and_send(service: JobService, claim: LoopClaim, send: Send) -> Loop:
-    """Make the claimed loop and post it with ``send``; the claim is then recorded as posted (or given up, if
-    anything failed, so asking again tries again)."""
+def loop_text(job: Job, made: Loop, locale: object = ENGLISH) -> str:
+    """The line the loop's file comes with, in ``locale`` (the server's: everyone there sees it)."""
+    key = "loops.posted_tempo" if made.bpm is not None else "loops.posted"
+    return say(locale, key, id=job.id, loop=loop_words(made, locale))
+
+
+async def make_and_send(service: JobService, claim: LoopClaim, send: Send, *, locale: object = ENGLISH) -> Loop:
+    """Make the claimed loop and post it with ``send``, its line in ``locale``; the claim is then recorded as
+    posted (or given up, if anything failed, so asking again tries again)."""
     made = await service.make_loop(claim, tags=loop_tags(claim.job))
     try:
         data = await asyncio.to_thread(made.path.read_bytes)
         message_id = await send(
-            loop_text(claim.job, made),
+            loop_text(claim.job, made, locale),
             discord.File(io.BytesIO(data), loop_filename(Path(audio_filename(claim.job)).stem, made)),
         )
     except BaseException:
@@ -70,6 +82,7 @@ async def post_delivered_loops(
         if not bars or job.channel_id is None:
             continue
         channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        locale = server_locale(bot.get_guild(job.guild_id) if job.guild_id is not None else None)
 
         send = _reply_in(channel, job, int(bars), delivery_message_id)
         try:
@@ -79,12 +92,12 @@ async def post_delivered_loops(
             )
             if isinstance(claim, Posted):
                 continue  # an earlier attempt of this delivery posted it
-            await make_and_send(service, claim, send)
+            await make_and_send(service, claim, send, locale=locale)
         except BotError as exc:
             log.info("job %s: no loop (%s)", job.id, exc)
             try:
                 await channel.send(
-                    f"I couldn't make a loop of `{job.id}`: {exc.user_message}",
+                    say(locale, "loops.failed", id=job.id, reason=discord_text(exc, locale)),
                     allowed_mentions=discord.AllowedMentions.none(),
                 )
             except discord.HTTPException as failed:

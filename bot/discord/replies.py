@@ -10,6 +10,7 @@ import discord
 
 from bot.errors import BotError
 from bot.jobs.limits import LimitError
+from bot.locales import ENGLISH, text
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,22 @@ async def reply_privately(interaction: discord.Interaction[Any], text: str) -> N
     await interaction.followup.send(text, ephemeral=True)
 
 
+def server_locale(guild: discord.Guild | None) -> str:
+    """The language of what Encore posts for everyone in a server: its preferred locale (English in DMs)."""
+    return str(guild.preferred_locale) if guild is not None else ENGLISH
+
+
 def discord_moment(moment: datetime) -> str:
     """A moment as Discord shows it: relative ("in 5 hours"), in each reader's own time zone."""
     return f"<t:{int(moment.timestamp())}:R>"
 
 
-def discord_text(error: BotError) -> str:
-    """What a known error says in Discord: its message, with any moment (a quota's reset) shown live."""
-    return error.render(discord_moment) if isinstance(error, LimitError) else error.user_message
+def discord_text(error: BotError, locale: object = None) -> str:
+    """What a known error says in Discord, in ``locale`` (the reader's, ``Interaction.locale``) when it is one
+    of the catalogue's (English otherwise, and for errors that have only English): any moment (a quota's
+    reset) shown live."""
+    if isinstance(error, LimitError):
+        return error.render(discord_moment, locale)
+    if error.key is not None:
+        return text(locale, error.key, **error.params)
+    return error.user_message

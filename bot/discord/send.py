@@ -25,8 +25,10 @@ import discord
 from bot.audio import off_loop
 from bot.audio.fit import fit_audio
 from bot.discord.cards import Cards, find_message, token_dead
+from bot.discord.explicit import REFUSED, Rules, Showing, showing
 from bot.discord.render import delivery_text
-from bot.errors import DeliveryError
+from bot.errors import BotError, DeliveryError
+from bot.locales import text
 from bot.naming import audio_filename, image_filename, output_files, track_tags, waveform_filename
 from bot.records import Job
 
@@ -114,10 +116,11 @@ class UploadLimits:
 class Sender:
     """Posts finished jobs' audio, through the card's interaction while it lives, else in its channel."""
 
-    def __init__(self, bot: discord.Client, cards: Cards, work_dir: Path) -> None:
+    def __init__(self, bot: discord.Client, cards: Cards, work_dir: Path, rules: Rules) -> None:
         self._bot = bot
         self._cards = cards
         self._work_dir = work_dir
+        self._rules = rules  # a server's own settings (explicit_songs)
         self._limits = UploadLimits(bot)
 
     async def _upload_limit(self, job: Job, interaction: discord.Interaction[Any] | None) -> int:
@@ -137,10 +140,18 @@ class Sender:
         if lead.delivery_attempts > 0 and (posted := await self._earlier_delivery(lead)) is not None:
             log.info("job %s: an earlier attempt posted it as message %s", lead.id, posted)
             return posted
+        show = await self._showing(lead)
+        if show is Showing.REFUSED:
+            raise DeliveryError(REFUSED, detail="explicit song, channel not age-restricted", retryable=False)
         interaction = self._cards.live_interaction(lead.card_key)
         limit = await self._upload_limit(lead, interaction)
         files, reencoded = await fit_files(jobs, limit=limit, work_dir=self._work_dir)
-        content = delivery_text(jobs, files=len(files), refit_limit=limit if reencoded else None)
+        locale = self._cards.locale_of(lead)
+        content = delivery_text(jobs, files=len(files), refit_limit=limit if reencoded else None, locale=locale)
+        if show is Showing.SPOILER:
+            for file in files:
+                file.spoiler = True  # sent as SPOILER_<name>: Discord hides it until it is clicked
+            content += "\n" + text(locale, "delivery.explicit_spoiler")
         # Ping the requester only: not roles or everyone, and not the card's author (the bot itself).
         mentions = discord.AllowedMentions(
             everyone=False, roles=False, users=[discord.Object(lead.user_id)], replied_user=False
@@ -152,6 +163,13 @@ class Sender:
             live = self._cards.live_interaction(lead.card_key)
             await self._send(lead, live, f"(part {index})", chunk, mentions, index)
         return message_id
+
+    async def _showing(self, lead: Job) -> Showing:
+        """How the song may be shown in its channel (``bot.discord.explicit``); a failed look is retried."""
+        try:
+            return await showing(self._bot, self._rules, lead, channel_id=lead.channel_id, guild_id=lead.guild_id)
+        except BotError as exc:
+            raise DeliveryError(detail=f"age restriction unknown: {exc}") from None
 
     async def _earlier_delivery(self, lead: Job) -> int | None:
         """A message an earlier attempt posted with the lead job's audio, whose answer never came back.

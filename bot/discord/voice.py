@@ -37,6 +37,7 @@ from discord.http import Route
 from bot.audio import off_loop
 from bot.audio.voice import VoiceClip, voice_clip
 from bot.config import Settings
+from bot.discord.explicit import Showing, showing
 from bot.discord.send import upload_limit
 from bot.errors import BotError, DeliveryError, InvalidRequestError, JobStateError
 from bot.guild_settings import GuildSettings
@@ -97,16 +98,19 @@ class VoiceMessages:
         is no longer kept, it is too long, or Discord refuses it.
         """
         if self._repo is None or job.channel_id is None:
-            raise BotError("Voice messages aren't available on this bot.")
+            raise BotError.keyed("refusals.voice_unavailable")
         if not is_track(job):
-            raise JobStateError("Only a finished track can be posted as a voice message.")
+            raise JobStateError.keyed("refusals.voice_unfinished")
+        where = {"channel_id": job.channel_id, "guild_id": job.guild_id}
+        if await showing(self._bot, self._rules, job, **where) is not Showing.NORMAL:
+            raise InvalidRequestError.keyed("refusals.voice_explicit")
         await self._check_not_posted(job)
         source = Path(str(job.output_path))
         if not await asyncio.to_thread(source.is_file):
-            raise JobStateError(self._gone_text())
+            raise self._gone()
         claimed_at = time.time()
         if not await self._repo.claim(job.id, now=claimed_at, stale_before=claimed_at - CLAIM_STALE_S):
-            raise JobStateError("This track is being posted as a voice message right now.")
+            raise JobStateError.keyed("refusals.voice_posting")
         try:
             if starting is not None:
                 await starting()
@@ -150,12 +154,13 @@ class VoiceMessages:
         except discord.HTTPException as exc:  # can't look (no history, Discord's trouble): it was posted
             log.info("job %s: can't see its voice message %s: %s", job.id, record.message_id, exc.status)
         link = self.jump_url(job, record.message_id)
-        raise JobStateError(f"This track is posted as a voice message already: {link}")
+        raise JobStateError.keyed("refusals.voice_posted", link=link)
 
-    def _gone_text(self) -> str:
+    def _gone(self) -> JobStateError:
         days = self._settings.storage.keep_files_days
-        kept = f" (Encore keeps tracks for {days:g} days)" if days > 0 else ""
-        return f"This track's audio is no longer kept{kept}, so I can't make a voice message of it."
+        if days > 0:
+            return JobStateError.keyed("refusals.voice_gone_days", days=f"{days:g}")
+        return JobStateError.keyed("refusals.voice_gone")
 
     async def _make(self, job: Job, source: Path) -> VoiceClip:
         dest = self._work_dir / job.id / FILENAME
@@ -171,10 +176,10 @@ class VoiceMessages:
                     tags=track_tags(job),
                 )
             except FileNotFoundError:
-                raise JobStateError(self._gone_text()) from None
+                raise self._gone() from None
             except (av.error.FFmpegError, ValueError, IndexError) as exc:
                 await asyncio.to_thread(dest.unlink, missing_ok=True)
-                raise DeliveryError("I couldn't make a voice message of this track.", detail=str(exc)) from None
+                raise DeliveryError(key="refusals.voice_failed", detail=str(exc)) from None
 
     async def _send(self, job: Job, clip: VoiceClip, reply_to: int | None) -> int:
         """The voice message, as Discord's create-message endpoint takes one (see the module's docstring)."""
@@ -208,17 +213,12 @@ class VoiceMessages:
         try:
             message = await self._bot.http.request(route, form=form, files=[file])
         except discord.Forbidden as exc:
-            raise DeliveryError(
-                "I can't post voice messages in that channel: a server admin needs to give me Send Voice Messages "
-                "there.",
-                detail=f"forbidden: {exc.code}",
-            ) from None
+            raise DeliveryError(key="refusals.voice_forbidden", detail=f"forbidden: {exc.code}") from None
         except discord.NotFound as exc:
-            raise DeliveryError("The channel of this track no longer exists.", detail=f"{exc.code}") from None
+            raise DeliveryError(key="refusals.voice_channel_gone", detail=f"{exc.code}") from None
         except discord.HTTPException as exc:
             raise DeliveryError(
-                "Discord didn't take the voice message. Please try again later.",
-                detail=f"Discord HTTP {exc.status} ({exc.code}): {exc.text}"[:500],
+                key="refusals.voice_refused", detail=f"Discord HTTP {exc.status} ({exc.code}): {exc.text}"[:500]
             ) from None
         return int(message["id"])
 

@@ -12,6 +12,7 @@ server*, never where they happen to be:
   someone else's job is carried into another server or a DM.
 - play on phone: the same (a member who can see the job's channel, acting in the job's server); the voice
   message is posted in the job's own channel, as a reply to its track.
+- lyrics: the same; they are shown privately, to whoever asked.
 
 A job made in a DM is its requester's alone. The core decides; the cogs only gather the facts
 (:meth:`Actor.standing`) from Discord.
@@ -24,6 +25,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.errors import NotAllowedError
+from bot.locales import Phrase
 from bot.records import Job
 
 
@@ -39,6 +41,7 @@ class Action(StrEnum):
     FULL = "full"
     PHONE = "phone"
     LOOP = "loop"
+    LYRICS = "lyrics"
     INFO = "info"
     SHOW = "show"
 
@@ -48,21 +51,7 @@ MODERATED = frozenset({Action.CANCEL, Action.DELETE, Action.RETRY})
 #: ...and these a moderator may use from outside the job's server (they post nothing there).
 FROM_ANYWHERE = frozenset({Action.CANCEL, Action.DELETE})
 
-_WHAT = {
-    Action.CANCEL: "cancel it",
-    Action.DELETE: "delete it",
-    Action.RETRY: "retry it",
-    Action.REGENERATE: "regenerate it",
-    Action.VARY: "make variations of it",
-    Action.EXTEND: "extend it",
-    Action.STEMS: "split it into stems",
-    Action.PLAN: "edit its plan",
-    Action.FULL: "post the full track",
-    Action.PHONE: "post it as a voice message",
-    Action.LOOP: "make a loop of it",
-    Action.INFO: "see its details",
-    Action.SHOW: "show it",
-}
+_WHAT = {action: Phrase(f"access.actions.{action.value}") for action in Action}
 
 
 @dataclass(frozen=True)
@@ -109,20 +98,19 @@ async def authorize(job: Job, actor: Actor, action: Action) -> None:
     """Return if ``actor`` may do ``action`` to ``job``; raise NotAllowedError (a private, clear line) if not."""
     if actor.user_id == job.user_id:
         return
-    only = f"Only the person who asked for this track can {_WHAT[action]}"
+    what = _WHAT[action]
     if job.guild_id is None:
-        raise NotAllowedError(f"{only}: it was made in a private chat.")
+        raise NotAllowedError.keyed("access.private_chat", action=what)
     here = actor.guild_id == job.guild_id
     if not here and action not in FROM_ANYWHERE:
-        raise NotAllowedError(f"{only} outside the server it was made in.")
+        raise NotAllowedError.keyed("access.other_server", action=what)
     standing = await actor.standing(job.guild_id, job.channel_id)
     if action in MODERATED:
         if standing.moderator:
             return
-        moderator = "a moderator" if here else "a moderator of the server it was made in"
-        raise NotAllowedError(f"Only the person who asked for this track (or {moderator}) can {_WHAT[action]}.")
+        raise NotAllowedError.keyed("access.moderator_here" if here else "access.moderator_there", action=what)
     if not standing.can_view:
-        raise NotAllowedError(f"{only}: it was made in a channel you can't see.")
+        raise NotAllowedError.keyed("access.hidden_channel", action=what)
 
 
 async def allowed(job: Job, actor: Actor, action: Action) -> bool:

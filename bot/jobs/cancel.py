@@ -17,17 +17,14 @@ from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.submit import Submitter
+from bot.locales import Phrase
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
 
-_ALREADY = {
-    JobStatus.SUCCEEDED: "finished and being posted",
-    JobStatus.DELIVERED: "finished",
-    JobStatus.FAILED: "over (it failed)",
-    JobStatus.CANCELED: "canceled",
-}
+# What a job is already, when there is nothing left to cancel: refusals.already_state.<status> in the catalogues
+_ALREADY = frozenset({JobStatus.SUCCEEDED, JobStatus.DELIVERED, JobStatus.FAILED, JobStatus.CANCELED})
 
 
 class Canceller:
@@ -68,7 +65,8 @@ class Canceller:
         if not canceled:
             current = await self._repo.get(job.id)
             status = current.status if current is not None else job.status
-            raise JobStateError(f"That job is already {_ALREADY.get(status, status.value)}.")
+            state = Phrase(f"refusals.already_state.{status.value}") if status in _ALREADY else status.value
+            raise JobStateError.keyed("refusals.already", state=state)
         log.info("job %s canceled by %s (%d job(s))", job.id, by, len(canceled))
         for member in canceled:
             await self._outcomes.released(member.id, "canceled")

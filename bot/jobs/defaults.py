@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.catalog import SONG, ModelSpec, duration_range, get_model
+from bot.catalog import ModelSpec, duration_range, get_model
 from bot.config import Settings
 from bot.errors import BotError
 from bot.guild_settings import GuildSettings
+from bot.locales import Said
 from bot.preferences import OUTPUT_FORMAT, Preferences, checked, format_setting, formats_of, server_default
 from bot.records import JobOrigin, JobRequest
 from bot.storage.prefs_repo import PreferencesRepo
@@ -49,12 +50,15 @@ class Defaults:
         repo: PreferencesRepo | None,
         rules: Callable[[int | None], Awaitable[GuildSettings]],
         settings: Callable[[], Settings],
+        configured_format: Callable[[ModelSpec], str | None] = lambda spec: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``rules(guild_id)``: a server's own rules (none outside a server)."""
+        """``rules(guild_id)``: a server's own rules (none outside a server); ``configured_format(spec)``: the
+        format the model's provider makes when a request names none (a setting of its own), if it has one."""
         self._repo = repo
         self._rules = rules
         self._settings = settings
+        self._configured_format = configured_format
         self._clock = clock
 
     async def of(self, user_id: int) -> Preferences:
@@ -63,7 +67,7 @@ class Defaults:
     async def save(self, user_id: int, prefs: Preferences) -> Preferences:
         """Store ``prefs`` (checked first: InvalidRequestError says what doesn't fit) as the person's."""
         if self._repo is None:
-            raise BotError("Preferences aren't available on this bot.")
+            raise BotError.keyed("refusals.prefs_unavailable")
         checked(prefs, self._settings())
         if prefs.empty:
             await self._repo.clear(user_id)
@@ -93,7 +97,7 @@ class Defaults:
         if Default.LENGTH in unset and prefs.duration_s is not None and spec.fixed_duration_s is None:
             update["duration_s"] = _length(prefs.duration_s, spec, rules, settings, notes)
         if Default.FORMAT in unset and prefs.format is not None:
-            value = _format(prefs.format, spec, settings, notes)
+            value = _format(prefs.format, spec, self._configured_format(spec), notes)
             if value is not None:
                 update["params"] = {**request.params, OUTPUT_FORMAT: value}
         if Default.COUNT in unset and prefs.count is not None:
@@ -106,10 +110,8 @@ def _model(prefs: Preferences, rules: GuildSettings, notes: list[str]) -> str:
     if prefs.model is None:
         return fallback
     if rules.allowed_models is not None and prefs.model not in rules.allowed_models:
-        notes.append(
-            f"Your default model, {get_model(prefs.model).display_name}, isn't enabled on this server: this uses "
-            f"{get_model(fallback).display_name}."
-        )
+        model, instead = get_model(prefs.model).display_name, get_model(fallback).display_name
+        notes.append(Said("notes.model_not_enabled", model=model, instead=instead))
         return fallback
     return prefs.model
 
@@ -119,20 +121,19 @@ def _length(preferred: int, spec: ModelSpec, rules: GuildSettings, settings: Set
     length = preferred
     if rules.max_duration_s is not None and length > rules.max_duration_s:
         length = rules.max_duration_s
-        notes.append(f"Your default length ({preferred} s) is over this server's limit: this one is {length} s.")
+        notes.append(Said("notes.length_over_server", preferred=preferred, length=length))
     if length > high:
         length = high
-        notes.append(f"Your default length ({preferred} s) is more than {spec.display_name} makes here: {high} s.")
+        notes.append(Said("notes.length_over_model", preferred=preferred, model=spec.display_name, high=high))
     if length < low:  # a longer track than asked, never one over a limit (the gate still checks the server's)
         length = low
-        notes.append(f"{spec.display_name} makes at least {low} s: this one is {low} s, not {preferred} s.")
+        notes.append(Said("notes.length_under_model", model=spec.display_name, low=low, preferred=preferred))
     return length
 
 
-def _format(kind: str, spec: ModelSpec, settings: Settings, notes: list[str]) -> str | None:
+def _format(kind: str, spec: ModelSpec, configured: str | None, notes: list[str]) -> str | None:
     if kind not in formats_of(spec):
         kinds = ", ".join(formats_of(spec))
-        notes.append(f"{spec.display_name} doesn't make {kind} (it makes {kinds}): your default format is left out.")
+        notes.append(Said("notes.format_not_made", model=spec.display_name, kind=kind, kinds=kinds))
         return None
-    configured = settings.elevenlabs.output_format if spec is SONG else None  # the bot's own default
-    return format_setting(spec, kind, configured)
+    return format_setting(spec, kind, configured)  # the bot's own default if it makes that kind

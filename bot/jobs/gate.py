@@ -13,10 +13,16 @@ same order, so that what is cheap and needs no download refuses first:
 5. only then **inputs**: a person's clip is downloaded (bounded, by the entry point's fetch) and decoded
    (bounded by ``[audio] max_input_s``, one file at a time per person, in threads of their own), and the
    ticket's recipe shapes it into the request to store;
-6. **the insert**: with a clip, steps 2 to 4 again on what will be stored (its length is known now), then under
-   the admission lock the quotas once more and the insert, so two requests can't both take the last slot.
+6. **the insert**: with a clip, steps 2 and 3 again on what will be stored (its length is known now); then one
+   database transaction, alone for this person and this server in every process sharing the database
+   (``JobsRepo.admitting``: advisory locks on PostgreSQL, SQLite's write lock), checks the quotas once more
+   and inserts the jobs, so two requests can't both take the last slot, even in two processes.
 
-No entry point calls a step itself: recipes (``bot.jobs.recipes``) and plans only build tickets.
+Step 4 before the inputs is a first look that holds nothing: a download or a decode takes seconds and holds no
+transaction or lock, and nothing is reserved, so a request that dies between the two (a crash, a cancel, a
+refused file) leaves nothing to give back. The price: two requests racing for the last slot may both read
+their files, and the second is refused at step 6. No entry point calls a step itself: recipes
+(``bot.jobs.recipes``) and plans only build tickets.
 """
 
 from __future__ import annotations
@@ -32,17 +38,17 @@ from typing import Any
 from bot.audio import AudioPool
 from bot.audio.probe import probe
 from bot.catalog import SEED_MAX, Capability, ModelRoute, ValidatedRequest, validate_request
-from bot.config import Settings
-from bot.errors import BotError, InvalidRequestError, NotAllowedError
+from bot.catalog.plans import texts as plan_texts
+from bot.config import LimitsSettings, Settings
+from bot.errors import BotError, InvalidRequestError, NotAllowedError, StorageError
 from bot.guild_settings import GuildSettings
 from bot.jobs.limits import LimitError, check_texts, check_usage, day_start
 from bot.jobs.pause import PauseSwitch
 from bot.jobs.phase import CardFeed
-from bot.jobs.plans import texts as plan_texts
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.tasks import Tasks
 from bot.jobs.tickets import Clip, Shaped, Ticket
-from bot.logs import COG_TOKEN_PREFIX
+from bot.logs import CALLBACK_TOKEN_PREFIX
 from bot.records import Job, JobOrigin, JobRequest, new_job_id
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.job_rows import NewJob
@@ -79,14 +85,15 @@ def _check_guild_rules(rules: GuildSettings, origin: JobOrigin, model: str, dura
     """A guild's own rules: where, who, which models and how long."""
     if rules.channels and origin.channel_id not in rules.channels:
         places = ", ".join(f"<#{c}>" for c in rules.channels[:5])
-        raise NotAllowedError(f"Encore isn't used in this channel here. Try {places}.")
+        raise NotAllowedError.keyed("gate.channels", places=places)
     if rules.roles and not set(origin.role_ids) & set(rules.roles):
-        raise NotAllowedError("On this server, Encore is for members with certain roles. Ask an admin.")
+        raise NotAllowedError.keyed("gate.roles")
     if rules.allowed_models is not None and model not in rules.allowed_models:
-        allowed = ", ".join(rules.allowed_models) or "none"
-        raise NotAllowedError(f"That model isn't enabled on this server. Enabled: {allowed}.")
+        if rules.allowed_models:
+            raise NotAllowedError.keyed("gate.model", allowed=", ".join(rules.allowed_models))
+        raise NotAllowedError.keyed("gate.no_models")
     if rules.max_duration_s is not None and duration_s > rules.max_duration_s:
-        raise InvalidRequestError(f"On this server tracks are at most {rules.max_duration_s} seconds long.")
+        raise InvalidRequestError.keyed("gate.max_duration", seconds=rules.max_duration_s)
 
 
 def _plan_input(context: dict[str, Any], request: ValidatedRequest) -> dict[str, Any] | None:
@@ -127,9 +134,7 @@ class Gate:
         self._pool = pool
         self._settings = settings
         self._clock = clock
-        # Quotas are checked and jobs inserted under one lock: two requests can't both take the last slot.
-        self._admission = asyncio.Lock()
-        self._reading: set[int] = set()  # people whose file is being read
+        self._reading: set[int] = set()  # people whose file is being read (in this process)
 
     async def admit(self, ticket: Ticket) -> list[Job]:
         """Take ``ticket`` through every step, in order; the jobs it made (queued), or the first refusal."""
@@ -154,31 +159,35 @@ class Gate:
             self._settings().safety,
             screened.rules.blocked_words,
         )
-        async with self._admission:
-            now = await self._quotas(screened)  # 4
-            if clip_pending:
-                return []
+        if clip_pending:
+            await self._quotas(screened)  # 4: a first look, holding nothing while the clip is read
+            return []
+        origin, limits = screened.origin, self._limits(screened)
+        async with self._repo.admitting(
+            user_id=origin.user_id, guild_id=origin.guild_id, everyone=bool(limits.daily_budget_usd)
+        ):
+            now = await self._quotas(screened)  # 4, alone for this person and server until the insert commits
             jobs = await self._insert(screened, now=now)  # 6
-        self._queue(jobs)
+        await self._queue(jobs)
         return jobs
 
     # -- 2: where and when ------------------------------------------------------------------------------
 
     async def _where(self, request: JobRequest, origin: JobOrigin, *, clip_pending: bool) -> _Screened:
         if not self._tasks.accepting:
-            raise BotError("Encore is restarting and not taking new jobs right now. Please try again shortly.")
+            raise BotError.keyed("gate.restarting")
         settings = self._settings()
         validated = validate_request(request, settings, clip_pending=clip_pending)
         spec = validated.spec
         if Capability.STEMS in spec.capabilities and not request.files and not clip_pending:
-            raise InvalidRequestError(f"{spec.display_name} needs a track to split.")
+            raise InvalidRequestError.keyed("gate.needs_track", model=spec.display_name)
         route = spec.route(settings)
         if route.provider not in self._available:
-            raise BotError(f"{spec.display_name} isn't available on this bot right now.")
+            raise BotError.keyed("gate.unavailable", model=spec.display_name)
         if self._pause.paused:
-            raise BotError("Encore is paused by its operator for now. Please try again later.")
+            raise BotError.keyed("gate.paused")
         if origin.guild_id is None and not settings.safety.allow_dms and origin.user_id != CLI_USER:
-            raise NotAllowedError("Encore isn't available in direct messages here. Try it in a server channel.")
+            raise NotAllowedError.keyed("gate.no_dms")
         rules = await self.rules_for(origin.guild_id)
         _check_guild_rules(rules, origin, spec.key, validated.duration_s)
         return _Screened(request, origin, validated, route, rules)
@@ -200,16 +209,19 @@ class Gate:
 
     # -- 4: quotas and budget ---------------------------------------------------------------------------
 
-    async def _quotas(self, screened: _Screened) -> float:
-        """Refuse what would break a limit; returns the moment it was checked at."""
-        rules, validated, origin = screened.rules, screened.validated, screened.origin
-        limits = self._settings().limits.model_copy(
+    def _limits(self, screened: _Screened) -> LimitsSettings:
+        """The limits that apply: the settings', with the server's own quotas and budget where it set them."""
+        return self._settings().limits.model_copy(
             update={
                 key: value
                 for key in ("user_daily_jobs", "guild_daily_jobs", "guild_daily_budget_usd")
-                if (value := getattr(rules, key)) is not None
+                if (value := getattr(screened.rules, key)) is not None
             }
         )
+
+    async def _quotas(self, screened: _Screened) -> float:
+        """Refuse what would break a limit; returns the moment it was checked at."""
+        validated, origin, limits = screened.validated, screened.origin, self._limits(screened)
         now = self._clock()
         usage = await self._repo.usage(user_id=origin.user_id, guild_id=origin.guild_id, since=day_start(now))
         check_usage(
@@ -233,7 +245,7 @@ class Gate:
             path, info = clip.source, await probe(clip.source, max_s=max_s, pool=self._pool)
         else:
             if origin.user_id in self._reading:
-                raise LimitError("I'm still reading your last file. Please wait until it's done, then try again.")
+                raise LimitError.keyed("gate.still_reading")
             self._reading.add(origin.user_id)
             try:
                 path = await clip.source()
@@ -269,17 +281,27 @@ class Gate:
                     request={**variant.as_record(), "context": dict(request.context)},
                     input={**(_plan_input(request.context, variant) or spec.build_input(variant)), **signing},
                     batch=(batch_id, index, validated.count) if batch_id else None,
-                    callback_token=COG_TOKEN_PREFIX + secrets.token_urlsafe(24),
+                    callback_token=CALLBACK_TOKEN_PREFIX + secrets.token_urlsafe(24),
                     input_files=request.files,
                     cost_usd=cost_each,
+                    reserved_for=self._scheduler.reserved_for,
                 )
             )
         # One statement: a batch is stored whole or (storage refusing it) not at all.
         return await self._repo.insert_many(rows, now=now)
 
-    def _queue(self, jobs: list[Job]) -> None:
+    async def _queue(self, jobs: list[Job]) -> None:
+        """The jobs are stored: a round of claims starts what fits now; a job that has to wait has its card say
+        where it is. (Stored is admitted: trouble here is only logged, the scheduler looks again shortly.)"""
         for job in jobs:
             log.info("job %s queued: model=%s user=%s batch=%s", job.id, job.model, job.user_id, job.batch_id)
-            self._scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
-            if self._scheduler.position(job.id) is not None:  # it has to wait: its card says where it is
+        provider = jobs[0].provider
+        await self._scheduler.dispatch(provider)
+        try:
+            waiting = set(await self._scheduler.order(provider))
+        except StorageError as exc:
+            log.warning("could not tell the cards of waiting jobs their place (%s)", exc)
+            return
+        for job in jobs:
+            if job.id in waiting:  # it has to wait: its card says where it is
                 self._tasks.spawn(self._cards.notify(job.id), name=f"queued:{job.id}")

@@ -2,14 +2,18 @@
 
 Every report goes through :meth:`Intake.apply`, which is safe to call any number of times in any order: each
 move is a conditional UPDATE and only its winner acts. A finished prediction starts the output pipeline
-(one at a time per job). Webhooks are taken once per id; a Cog server's webhook must carry its job's token.
+(one at a time per job). A running one tells how far along it is (its logs' progress bar, see
+``bot.jobs.progress``): the card shows it and the poller plans the next poll by it. Signed webhooks that finish a
+prediction are taken once per id; those that only report progress (``start``, ``logs``) change nothing twice,
+so they take no row, and at most one a second per prediction is read at all (the newest of those that came
+meanwhile, a second after the last). A webhook to a job's own URL must carry its job's token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from bot.config import Settings
 from bot.errors import PredictionLostError, ProviderError, ProviderNotFoundError, ProviderRateLimitError
@@ -17,20 +21,24 @@ from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import MAX_RESUBMITS, Outputs
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
+from bot.jobs.progress import Forecast, Throttle
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
 from bot.logs import job_context
-from bot.providers import registry
-from bot.providers.base import Prediction, PredictionProvider, PredictionStatus, WebhookRoute
+from bot.providers.base import Prediction, PredictionStatus, WebhookRoute
+from bot.providers.plugins import Providers
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 from bot.tokens import same_secret
 
 log = logging.getLogger(__name__)
 
-
-def _reports_per_job(job: Job) -> bool:
-    return registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
+# Progress-only webhooks are read at most this often per prediction (Replicate sends `logs` at most every 0.5 s;
+# of a flood, only the newest is read, once the time has come).
+PROGRESS_WEBHOOK_EVERY_S = 1.0
+_TYPICAL_FOR_S = 60.0  # a model's recent run time is read from the database at most this often
+_NO_TYPICAL_FOR_S = 5.0  # (or this often while it has none: its first jobs are about to end)
+_MAX_HELD = 10_000  # predictions whose newest progress waits for its turn (more: dropped, a flood)
 
 
 def _friendly_failure(prediction: Prediction) -> str:
@@ -44,7 +52,7 @@ class Intake:
         self,
         *,
         repo: JobsRepo,
-        providers: Mapping[str, PredictionProvider],
+        providers: Providers,
         cards: CardFeed,
         outcomes: Outcomes,
         outputs: Outputs,
@@ -53,9 +61,11 @@ class Intake:
         tasks: Tasks,
         settings: Callable[[], Settings],
         clock: Callable[[], float],
+        forecast: Forecast | None = None,
     ) -> None:
         self._repo = repo
-        self._providers = providers
+        self._registry = providers.registry
+        self._providers = providers.predictions()
         self._cards = cards
         self._outcomes = outcomes
         self._outputs = outputs
@@ -64,7 +74,14 @@ class Intake:
         self._tasks = tasks
         self._settings = settings
         self._clock = clock
-        self._lost_once: set[str] = set()  # jobs an idle Cog server has not reported, seen once
+        self._lost_once: set[str] = set()  # jobs whose provider said once that it lost them
+        self._forecast = forecast or Forecast()
+        self._progress_webhooks = Throttle(PROGRESS_WEBHOOK_EVERY_S)
+        self._held: dict[str, Prediction] = {}  # the newest progress-only webhook waiting for its turn, by prediction
+        self._typical: dict[str, tuple[float, float | None]] = {}  # model -> (read at, recent run time)
+
+    def _reports_per_job(self, job: Job) -> bool:
+        return self._registry.spec(job.provider).webhook is WebhookRoute.PER_JOB
 
     # -- webhooks -------------------------------------------------------------------------------------
 
@@ -77,7 +94,17 @@ class Intake:
         await self.apply(job, prediction)
 
     async def accept_webhook(self, webhook_id: str, prediction: Prediction) -> bool:
-        """Handle a verified webhook once per ``webhook-id``. False for a redelivery (dropped)."""
+        """Handle a verified webhook once per ``webhook-id``. False for a redelivery (dropped).
+
+        One that only reports progress leaves no trace (handling it twice would change nothing) and is read at
+        most once a second per prediction: of those that come sooner, only the newest is read, when its time
+        comes."""
+        if not prediction.status.is_terminal:
+            if self._take_progress(prediction):
+                await self.handle_prediction(prediction)
+            return True
+        self._progress_webhooks.forget(prediction.id)
+        self._held.pop(prediction.id, None)
         if not await self._repo.remember_webhook(webhook_id, now=self._clock()):
             log.debug("dropping redelivered webhook %s", webhook_id)
             return False
@@ -90,21 +117,44 @@ class Intake:
         return True
 
     async def accept_job_webhook(self, job_id: str, token: str, prediction: Prediction) -> bool:
-        """A webhook to a job's own URL (a Cog server's): True if the path's token is the job's (else refused)."""
+        """A webhook to a job's own URL (a provider reporting per job): True if the path's token is the job's (else
+        refused)."""
         job = await self._repo.get(job_id)
         if job is None or job.callback_token is None or not same_secret(token, job.callback_token):
             return False
-        if _reports_per_job(job) and prediction.id == job.prediction_id:
-            await self.apply(job, prediction)
+        if self._reports_per_job(job) and prediction.id == job.prediction_id:
+            if prediction.status.is_terminal:
+                self._held.pop(prediction.id, None)
+            if prediction.status.is_terminal or self._take_progress(prediction):
+                await self.apply(job, prediction)
         else:
             log.debug("job %s: ignoring a webhook for prediction %s", job.id, prediction.id)
         return True
 
+    def _take_progress(self, prediction: Prediction) -> bool:
+        """Whether a progress-only webhook is read now: the first in a second; a later one waits out the second
+        (only the newest of those that came meanwhile is read then)."""
+        wait = self._progress_webhooks.wait_s(prediction.id, self._clock())
+        if wait <= 0:
+            return self._progress_webhooks.allow(prediction.id, self._clock())
+        if prediction.id not in self._held:
+            if len(self._held) >= _MAX_HELD:
+                return False
+            self._tasks.spawn(self._read_held(prediction.id, wait), name="held-progress:")
+        self._held[prediction.id] = prediction
+        return False
+
+    async def _read_held(self, prediction_id: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        prediction = self._held.pop(prediction_id, None)
+        if prediction is not None and self._progress_webhooks.allow(prediction_id, self._clock()):
+            await self.handle_prediction(prediction)
+
     async def expects_upload(self, prediction_id: str) -> bool:
-        """Whether an active job is waiting for this prediction's files (a provider reporting to a URL of its
-        own per job, a Cog server, uploads them)."""
+        """Whether an active job is waiting for this prediction's files (a provider reporting per job that
+        uploads its outputs to Encore)."""
         job = await self._repo.get_by_prediction(prediction_id)
-        return job is not None and _reports_per_job(job) and job.status.is_active_at_provider
+        return job is not None and self._reports_per_job(job) and job.status.is_active_at_provider
 
     # -- applying a report ------------------------------------------------------------------------------
 
@@ -116,13 +166,21 @@ class Intake:
         if not job.status.is_active_at_provider:
             return  # finished, or already being fetched and delivered
         status = prediction.status
-        if status == PredictionStatus.PROCESSING:
+        if not status.is_terminal:
+            shows_more = await self._watch(job, prediction)
             # Only a job read as submitted can move: every poll of a running job would otherwise take the write lock.
-            if job.status == JobStatus.SUBMITTED and await self._repo.transition(
-                job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED], now=self._clock()
-            ):
+            moved = (
+                status == PredictionStatus.PROCESSING
+                and job.status == JobStatus.SUBMITTED
+                and await self._repo.transition(
+                    job.id, JobStatus.RUNNING, expect_from=[JobStatus.SUBMITTED], now=self._clock()
+                )
+            )
+            if moved or shows_more:
                 await self._cards.notify(job.id)
-        elif status == PredictionStatus.SUCCEEDED:
+            return
+        self._forecast.ended(job.id, now=self._clock(), succeeded=status == PredictionStatus.SUCCEEDED)
+        if status == PredictionStatus.SUCCEEDED:
             self._tasks.pipeline(job.id, self._outputs.fetch(job.id, prediction))
         elif status in (PredictionStatus.FAILED, PredictionStatus.ABORTED):
             await self._outcomes.fail(job.id, _friendly_failure(prediction), detail=f"provider: {prediction.error!r}")
@@ -132,6 +190,31 @@ class Intake:
             await self._outcomes.released(job.id, "canceled")
             self._poller.unschedule(job.id)
             await self._cards.notify(job.id)
+
+    async def _watch(self, job: Job, prediction: Prediction) -> bool:
+        """A running prediction: how far along it is and when it should end, for the card and the poller.
+        True if the card would show something new."""
+        now = self._clock()
+        typical = await self._typical_run_s(job.model, now)
+        outlook = self._forecast.observe(
+            job.id,
+            job.model,
+            processing=prediction.status == PredictionStatus.PROCESSING,
+            logs=prediction.logs,
+            now=now,
+            submitted_at=job.submitted_at,
+            typical_run_s=typical,
+        )
+        self._poller.expect(job.id, outlook.window)
+        return self._cards.set_progress(job.id, outlook.progress)
+
+    async def _typical_run_s(self, model: str, now: float) -> float | None:
+        """How long the model's recent jobs took (read again at most every minute)."""
+        read_at, value = self._typical.get(model, (float("-inf"), None))
+        if now - read_at >= (_TYPICAL_FOR_S if value is not None else _NO_TYPICAL_FOR_S):
+            value = await self._repo.typical_run_s(model)
+            self._typical[model] = (now, value)
+        return value
 
     # -- polling ----------------------------------------------------------------------------------------
 
@@ -152,8 +235,8 @@ class Intake:
             return False
         try:
             prediction = await self._providers[job.provider].get(job.prediction_id)
-        except PredictionLostError:
-            return await self._lost(job)
+        except PredictionLostError as exc:
+            return await self._lost(job, exc)
         except ProviderNotFoundError:
             await self._outcomes.fail(job.id, "The music service lost track of this job. Please try again.")
             return False
@@ -166,8 +249,9 @@ class Intake:
         await self.apply(job, prediction)
         return not prediction.status.is_terminal
 
-    async def _lost(self, job: Job) -> bool:
-        """An idle server that never reported the job: believe it on the second look in a row."""
+    async def _lost(self, job: Job, lost: PredictionLostError) -> bool:
+        """The provider says it lost the job (an idle server that never reported it): believe it on the second
+        look in a row, then run it again (once more at most)."""
         if job.id not in self._lost_once:
             self._lost_once.add(job.id)
             return True
@@ -176,5 +260,5 @@ class Intake:
             log.warning("job %s: the server lost prediction %s; running it again", job.id, job.prediction_id)
             await self._submitter.resubmit(job)
             return False
-        await self._outcomes.fail(job.id, "The self-hosted model server lost this job twice. Please try again.")
+        await self._outcomes.fail(job.id, f"{lost.user_message} Please try again.", detail=str(lost))
         return False

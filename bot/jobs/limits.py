@@ -9,15 +9,16 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any, Self
 
 from bot.config import LimitsSettings, SafetySettings
 from bot.errors import BotError, InvalidRequestError
-from bot.providers.registry import cost_usd as provider_cost_usd
+from bot.locales import ENGLISH
+from bot.locales import text as say
+from bot.providers.plugins import Registry
 from bot.records import Job
 from bot.storage.jobs_repo import Usage
 from bot.text import normalise
-
-RESETS = "{resets}"  # where a refusal's text names the moment the limit resets
 
 
 def plain_moment(moment: datetime) -> str:
@@ -28,23 +29,38 @@ def plain_moment(moment: datetime) -> str:
 class LimitError(BotError):
     """A quota, cooldown or budget applies.
 
-    ``resets_at`` is when it lifts (daily quotas and budgets); each front end shows it its own way through
-    :meth:`render` (Discord a live relative timestamp, a terminal the time and how long until then), and
-    ``user_message`` has it as :func:`plain_moment`.
+    ``resets_at`` is when it lifts (daily quotas and budgets): the catalogue text's ``{resets}``. Each front end
+    shows it its own way through :meth:`render` (Discord a live relative timestamp, a terminal the time and how
+    long until then), and ``user_message`` has it as :func:`plain_moment`.
     """
 
-    default_message = "You've reached a limit for now."
+    default_key = "limits.generic"
 
-    def __init__(self, text: str, *, resets_at: datetime | None = None) -> None:
-        self.text = text
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        resets_at: datetime | None = None,
+        key: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         self.resets_at = resets_at
-        super().__init__(self.render(plain_moment))
+        if resets_at is not None:
+            params = {**(params or {}), "resets": plain_moment(resets_at)}
+        super().__init__(user_message, key=key, params=params)
 
-    def render(self, moment: Callable[[datetime], str]) -> str:
-        """The message with the reset moment written by ``moment``."""
-        if self.resets_at is None:
-            return self.text
-        return self.text.replace(RESETS, moment(self.resets_at))
+    @classmethod
+    def keyed(cls, key: str, *, resets_at: datetime | None = None, **params: Any) -> Self:
+        return cls(key=key, params=params, resets_at=resets_at)
+
+    def render(self, moment: Callable[[datetime], str], locale: object = ENGLISH) -> str:
+        """The message in ``locale`` with the reset moment written by ``moment``."""
+        if self.key is None:
+            return self.user_message
+        params = dict(self.params)
+        if self.resets_at is not None:
+            params["resets"] = moment(self.resets_at)
+        return say(locale, self.key, **params)
 
 
 def day_start(now: float | None = None) -> float:
@@ -80,13 +96,11 @@ def check_texts(texts: Iterable[tuple[str, str]], safety: SafetySettings, extra_
     for what, text in texts:
         plain = normalise(text)
         if words is not None and words.search(plain):
-            raise InvalidRequestError(f"That {what} uses a word this server doesn't allow. Please rephrase it.")
+            raise InvalidRequestError.keyed("safety.blocked_word", what=what)
         if any(pattern.search(text) or pattern.search(plain) for pattern in patterns):
-            raise InvalidRequestError(f"That {what} isn't allowed here. Please rephrase it.")
+            raise InvalidRequestError.keyed("safety.blocked_pattern", what=what)
         if artists is not None and artists.search(plain):
-            raise InvalidRequestError(
-                "Please describe the style instead of naming an artist: models shouldn't imitate real people."
-            )
+            raise InvalidRequestError.keyed("safety.artist_name")
 
 
 def check_usage(
@@ -101,44 +115,30 @@ def check_usage(
 ) -> None:
     """Raise LimitError if these ``count`` jobs (``audio_s`` seconds, ``cost_usd``) would break a limit."""
     if limits.user_jobs_in_flight and usage.user_in_flight >= limits.user_jobs_in_flight:
-        raise LimitError(
-            f"You already have {usage.user_in_flight} request(s) in progress (the limit is "
-            f"{limits.user_jobs_in_flight}). Please wait for one to finish."
-        )
+        raise LimitError.keyed("limits.in_flight", count=usage.user_in_flight, limit=limits.user_jobs_in_flight)
     if limits.user_cooldown_s and usage.user_last_at is not None:
         wait = usage.user_last_at + limits.user_cooldown_s - now
         if wait > 0:
-            raise LimitError(f"Please wait {wait:.0f} more second(s) before your next request.")
+            raise LimitError.keyed("limits.cooldown", seconds=f"{wait:.0f}")
     if limits.user_daily_jobs and usage.user_jobs + count > limits.user_daily_jobs:
-        raise LimitError(
-            f"You've made {usage.user_jobs} of your {limits.user_daily_jobs} tracks today. More {RESETS}.",
-            resets_at=_next_day(now),
+        raise LimitError.keyed(
+            "limits.user_daily_jobs", made=usage.user_jobs, limit=limits.user_daily_jobs, resets_at=_next_day(now)
         )
     if limits.user_daily_audio_s and usage.user_audio_s + audio_s > limits.user_daily_audio_s:
         left = max(0, limits.user_daily_audio_s - usage.user_audio_s)
-        raise LimitError(
-            f"That's more music than you have left today ({left:.0f} s). More {RESETS}.", resets_at=_next_day(now)
-        )
+        raise LimitError.keyed("limits.user_daily_audio", seconds=f"{left:.0f}", resets_at=_next_day(now))
     if in_guild:
         if limits.guild_daily_jobs and usage.guild_jobs + count > limits.guild_daily_jobs:
-            raise LimitError(
-                f"This server has made its {limits.guild_daily_jobs} tracks for today. More {RESETS}.",
-                resets_at=_next_day(now),
-            )
+            raise LimitError.keyed("limits.guild_daily_jobs", limit=limits.guild_daily_jobs, resets_at=_next_day(now))
         if limits.guild_daily_audio_s and usage.guild_audio_s + audio_s > limits.guild_daily_audio_s:
-            raise LimitError(f"This server has used today's music time. More {RESETS}.", resets_at=_next_day(now))
+            raise LimitError.keyed("limits.guild_daily_audio", resets_at=_next_day(now))
         if limits.guild_daily_budget_usd and usage.guild_cost_usd + cost_usd > limits.guild_daily_budget_usd:
-            raise LimitError(f"This server's budget for today is spent. More {RESETS}.", resets_at=_next_day(now))
+            raise LimitError.keyed("limits.guild_budget", resets_at=_next_day(now))
     if limits.daily_budget_usd and usage.total_cost_usd + cost_usd > limits.daily_budget_usd:
-        raise LimitError(f"Encore's budget for today is spent. More {RESETS}.", resets_at=_next_day(now))
+        raise LimitError.keyed("limits.budget", resets_at=_next_day(now))
 
 
-def run_cost_usd(job: Job, predict_time_s: float | None, limits: LimitsSettings) -> float | None:
-    """What running ``job`` cost, by its provider's declared rule (Replicate's GPU seconds, a song's length on
-    ElevenLabs, nothing on your own GPUs with Cog). None when there is no such figure: the estimate stands."""
-    return provider_cost_usd(job, predict_time_s, limits)
-
-
-def cost_is_actual(job: Job, limits: LimitsSettings) -> bool:
-    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider gave a figure), not the estimate."""
-    return job.succeeded_at is not None and run_cost_usd(job, job.predict_time_s, limits) is not None
+def cost_is_actual(job: Job, limits: LimitsSettings, registry: Registry) -> bool:
+    """Whether ``job.cost_usd`` is what the job cost (it ran and its provider's declared rule gave a figure:
+    GPU seconds, a song's length, nothing on your own GPUs), not the estimate."""
+    return job.succeeded_at is not None and registry.cost_usd(job, job.predict_time_s, limits) is not None

@@ -35,7 +35,7 @@ class Lineage:
     async def kept_track(job: Job) -> Path | None:
         """``job``'s whole track on our disk, to continue it from (None: no longer kept)."""
         if job.status not in (JobStatus.SUCCEEDED, JobStatus.DELIVERED) or not job.output_path:
-            raise JobStateError("That track isn't finished, so there is nothing to continue yet.")
+            raise JobStateError.keyed("refusals.unfinished_continue")
         path = Path(job.output_path)
         return path if await asyncio.to_thread(path.is_file) else None
 
@@ -52,5 +52,5 @@ class Lineage:
                 break
             job = finished[-1]
         if job.status != JobStatus.DELIVERED or not job.output_path:
-            raise JobStateError("That track isn't finished yet.")
+            raise JobStateError.keyed("refusals.unfinished")
         return job

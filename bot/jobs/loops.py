@@ -40,7 +40,7 @@ _HOUR_S = 3600.0
 
 
 class LoopBusyError(JobStateError):
-    default_message = "That loop is being made right now; it will be posted in a moment."
+    default_key = "refusals.loop_in_making"
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class LoopClaim:
 
 def check_bars(bars: int) -> int:
     if bars not in BAR_CHOICES:
-        raise InvalidRequestError(f"A loop is {', '.join(map(str, BAR_CHOICES))} bars long, not {bars}.")
+        raise InvalidRequestError.keyed("refusals.loop_bars", choices=", ".join(map(str, BAR_CHOICES)), bars=bars)
     return bars
 
 
@@ -141,7 +141,7 @@ class Loops:
         person = claim.record.user_id if claim.one_at_a_time else None
         if person in self._making:
             await self.release(claim)
-            raise LoopBusyError("You have a loop in the making already; ask again once it is posted.")
+            raise LoopBusyError.keyed("refusals.loop_busy")
         if person is not None:
             self._making.add(person)
         dest = self.work_dir / f"{claim.job.id}-{claim.bars}-{claim.record.token}.wav"
@@ -185,22 +185,21 @@ class Loops:
 
     def _available(self) -> LoopsRepo:
         if self._repo is None:
-            raise BotError("Loops aren't available on this bot.")
+            raise BotError.keyed("refusals.loops_unavailable")
         return self._repo
 
     @staticmethod
     async def _track(job: Job) -> Path:
         if job.result.get("files"):
-            raise JobStateError("Those are stems: make a loop of the track they were split from.")
+            raise JobStateError.keyed("refusals.loop_stems")
         if job.status not in (JobStatus.SUCCEEDED, JobStatus.DELIVERED) or not job.output_path:
-            raise JobStateError("That track isn't finished, so there is nothing to loop yet.")
+            raise JobStateError.keyed("refusals.unfinished_loop")
         path = Path(job.output_path)
         if not await asyncio.to_thread(path.is_file):
-            raise JobStateError("That track's audio is no longer kept, so I can't make a loop of it.")
+            raise JobStateError.keyed("refusals.loop_not_kept")
         return path
 
     async def _check_rate(self, user_id: int, now: float) -> None:
         limit = self._settings().limits.user_loops_per_hour
         if limit and await self._available().made_since(user_id, now - _HOUR_S) >= limit:
-            loops = f"{limit} loop{'s' if limit != 1 else ''}"
-            raise LimitError(f"You've asked for {loops} in the last hour, the most I make for one person. Try later.")
+            raise LimitError.keyed("limits.loops_per_hour" if limit != 1 else "limits.loop_per_hour", limit=limit)

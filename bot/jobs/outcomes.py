@@ -70,8 +70,9 @@ class Outcomes:
         self._poller.unschedule(job_id)
 
     async def released(self, job_id: str, outcome: str) -> None:
-        """A job stopped using its provider (succeeded, failed or canceled): count it, free its slot."""
-        self._scheduler.released(job_id)
+        """A job stopped using its provider (succeeded, failed or canceled): count it; its slot (free in the
+        database already) may start another job."""
         job = await self._repo.get(job_id)
         if job is not None:
+            self._scheduler.released(job.provider)
             metrics.record_job_finished(job.model, outcome, self._clock() - job.created_at)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
 from bot.providers.base import DownloadedFile, Prediction, PredictionProvider
+from bot.providers.plugins import Providers
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
@@ -63,7 +63,7 @@ class Outputs:
         self,
         *,
         repo: JobsRepo,
-        providers: Mapping[str, PredictionProvider],
+        providers: Providers,
         cards: CardFeed,
         outcomes: Outcomes,
         tasks: Tasks,
@@ -77,7 +77,8 @@ class Outputs:
         """``resubmit(job)`` runs a job's prediction again; ``pick_up(job_id)`` takes a job up again from what
         the database says (after storage trouble)."""
         self._repo = repo
-        self._providers = providers
+        self._registry = providers.registry
+        self._providers = providers.predictions()
         self._cards = cards
         self._outcomes = outcomes
         self._tasks = tasks
@@ -245,7 +246,7 @@ class Outputs:
         return won
 
     def actual_cost(self, job: Job, predict_time_s: float | None) -> float:
-        """What a finished job cost, by its provider's rule (see ``bot.providers.registry``); the estimate if the
-        provider gave no figure."""
-        cost = registry.cost_usd(job, predict_time_s, self._settings().limits)
+        """What a finished job cost, by its provider's rule (its declaration); the estimate if the provider gave
+        no figure."""
+        cost = self._registry.cost_usd(job, predict_time_s, self._settings().limits)
         return job.cost_usd if cost is None else cost

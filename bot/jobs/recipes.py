@@ -22,7 +22,7 @@ from typing import Any
 from bot.audio import AudioPool
 from bot.audio.prepare import prepare_clip
 from bot.audio.probe import AudioInfo
-from bot.catalog import DEMUCS, ELEVENLABS_STEMS, MUSICGEN, STEM_VARIATIONS, get_model
+from bot.catalog import DEMUCS, MUSICGEN, STEM_VARIATIONS, get_model, stems_model
 from bot.config import Settings
 from bot.errors import InvalidRequestError
 from bot.jobs.access import Action, Actor
@@ -36,7 +36,7 @@ MAX_EXTEND_S = 20
 
 def check_extend(extra_s: int) -> None:
     if not 1 <= extra_s <= MAX_EXTEND_S:
-        raise InvalidRequestError(f"You can add between 1 and {MAX_EXTEND_S} seconds at a time.")
+        raise InvalidRequestError.keyed("refusals.extend_range", max=MAX_EXTEND_S)
 
 
 class Recipes:
@@ -187,17 +187,24 @@ class Recipes:
         """Split ``source`` into stems with the configured stem model. With ``parent`` and ``actor`` (a card's
         Stems), the actor must be allowed to split the parent."""
         if stems not in STEM_VARIATIONS:
-            raise InvalidRequestError("`stems` must be two or six.")
-        context = {"kind": "stems", "parent": parent.id if parent else None, "source_message": source_message_id}
+            raise InvalidRequestError.keyed("refusals.stems_two_or_six")
+        context: dict[str, Any] = {
+            "kind": "stems",
+            "parent": parent.id if parent else None,
+            "source_message": source_message_id,
+        }
+        if parent is not None and parent.result.get("metadata", {}).get("is_explicit") is True:
+            context["explicit"] = True  # its vocals are the song's: shown as the song is (bot.discord.explicit)
         prompt = f"Stems of {name}"[:200]
         settings = self._settings()
-        if ELEVENLABS_STEMS.route(settings).provider == settings.stems.provider:
-            before = JobRequest(model=ELEVENLABS_STEMS.key, prompt=prompt, params={"stems": stems}, context=context)
-            key = "file"
-        else:
+        splitter = stems_model(settings)
+        if splitter is DEMUCS:
             model = "htdemucs_6s" if stems == "six" else "htdemucs"
             before = JobRequest(model=DEMUCS.key, prompt=prompt, params={"model": model}, context=context)
             key = "audio"
+        else:
+            before = JobRequest(model=splitter.key, prompt=prompt, params={"stems": stems}, context=context)
+            key = "file"
 
         async def shape(path: Path, info: AudioInfo) -> Shaped:
             return Shaped(before.model_copy(update={"files": {key: str(path)}, "audio_s": info.duration_s}))

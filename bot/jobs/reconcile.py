@@ -1,8 +1,8 @@
 """Taking jobs up again from what the database says: at startup, after storage trouble, and when another
 process sharing the database stopped.
 
-Every unfinished job is resumed by its state: queued, it waits for its turn again; at a provider that keeps
-predictions, it is polled (and counted against the provider's cap); succeeded, it is delivered from the stored
+Every unfinished job is resumed by its state: queued, it waits for its turn again (the queue is in the database:
+the scheduler looks); at a provider that keeps predictions, it is polled; succeeded, it is delivered from the stored
 file. A long call died with the process and isn't run again by itself (it costs money): it fails as
 *interrupted*, with Retry. CardFeed of jobs that ended just before a crash are brought up to date.
 
@@ -25,8 +25,8 @@ from bot.jobs.poller import Poller
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
 from bot.providers.base import OnRestart
+from bot.providers.plugins import Registry
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
@@ -45,6 +45,7 @@ class Reconcile:
         self,
         *,
         repo: JobsRepo,
+        registry: Registry,
         scheduler: Scheduler,
         poller: Poller,
         cards: CardFeed,
@@ -58,6 +59,7 @@ class Reconcile:
     ) -> None:
         """``polled``: the prediction providers this process can poll."""
         self._repo = repo
+        self._registry = registry
         self._scheduler = scheduler
         self._poller = poller
         self._cards = cards
@@ -68,7 +70,7 @@ class Reconcile:
         self._clock = clock
         self._leases = leases
         self._polled = [name for name in sorted(polled) if registry.spec(name).on_restart is OnRestart.POLL]
-        self._called = [name for name in registry.PROVIDERS if registry.spec(name).on_restart is OnRestart.INTERRUPTED]
+        self._called = [name for name in registry if registry.spec(name).on_restart is OnRestart.INTERRUPTED]
 
     async def resume_all(self) -> None:
         """At startup: resume every unfinished job (those at a provider whose lease this process wins), and bring
@@ -87,14 +89,13 @@ class Reconcile:
             self._tasks.spawn(self._cards.notify(job.id), name=f"card:{job.id}")
 
     def resume(self, job: Job) -> None:
-        if registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
+        if self._registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
             # The call died with its process; running it again would cost money again: ask first.
             self._tasks.spawn(self._interrupted(job.id), name=f"interrupted:{job.id}")
             return
         if job.status == JobStatus.QUEUED:
-            self._scheduler.add(job.id, provider=job.provider, user_id=job.user_id)
+            self._scheduler.kick(job.provider)
         elif job.status.is_active_at_provider:
-            self._scheduler.adopt(job.id, provider=job.provider, user_id=job.user_id)
             self._poller.schedule(job.id, due=self._clock())
         elif job.status == JobStatus.SUCCEEDED:
             self._dispatch.kick(job)
@@ -142,6 +143,7 @@ class Reconcile:
         if job is None or job.status.is_terminal:
             self._tasks.storage_ok(job_id)
         elif job.status == JobStatus.QUEUED:
-            self._submitter.start(job.id)  # it keeps its scheduler slot
+            self._submitter.start(job.id)  # it keeps its turn, if it had one here (else submit leaves it)
+            self._scheduler.kick(job.provider)
         else:
             self.resume(job)

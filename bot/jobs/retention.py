@@ -2,12 +2,12 @@
 
 Once an hour (``[storage] cleanup_interval_s``) the janitor
 - forgets handled webhook ids older than ``keep_webhook_ids_hours`` (they only guard against redeliveries,
-  and Replicate's signatures are valid for five minutes);
+  and a signed webhook's signature is valid for five minutes);
 - deletes audio files (finished tracks, stems, images, clips people handed in) that no job needs any more: a
   file is kept while a job made in the last ``keep_files_days`` or an unfinished job names it, so Extend,
   Full track, Stems and Retry keep working for that long; ``0`` keeps files forever;
-- deletes Cog uploads that no job took (a server that uploaded more than its outputs, or for a job that
-  ended) an hour after they arrived.
+- deletes files a provider uploaded (a Cog server's outputs) that no job took (a server that uploaded more
+  than its outputs, or for a job that ended) an hour after they arrived.
 
 Files are judged by the database and by their age on disk together: a file written in the last hour is
 never touched, so one that a job is about to record can't be swept away in between. Job rows stay: they
@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +52,13 @@ class Janitor:
         repo: JobsRepo,
         settings: StorageSettings,
         *,
-        uploads_dir: Path | None = None,
+        uploads_dirs: Sequence[Path] = (),
         expects_upload: UploadCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._repo = repo
         self._settings = settings
-        self._uploads_dir = uploads_dir
+        self._uploads_dirs = tuple(uploads_dirs)  # where providers' uploads are kept
         self._expects_upload = expects_upload
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -101,14 +101,13 @@ class Janitor:
             in_use = await self._repo.paths_in_use(made_since=made_since)
             roots = [self._settings.outputs_dir, self._settings.inputs_dir]
             files, size = await asyncio.to_thread(_delete_old, roots, made_since, in_use)
-        if self._uploads_dir is not None:
-            more, more_size = await self._sweep_uploads(now - _GRACE_S)
+        for uploads_dir in self._uploads_dirs:
+            more, more_size = await self._sweep_uploads(uploads_dir, now - _GRACE_S)
             files, size = files + more, size + more_size
         return Swept(files=files, bytes=size, webhook_ids=webhook_ids)
 
-    async def _sweep_uploads(self, older_than: float) -> tuple[int, int]:
-        assert self._uploads_dir is not None
-        folders = await asyncio.to_thread(_folders, self._uploads_dir)
+    async def _sweep_uploads(self, uploads_dir: Path, older_than: float) -> tuple[int, int]:
+        folders = await asyncio.to_thread(_folders, uploads_dir)
         files = size = 0
         for folder in folders:
             if self._expects_upload is not None and await self._expects_upload(folder.name):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from bot.audio import AudioPool
+from bot.catalog import SONG
 from bot.config import Settings
 from bot.jobs.calls import Calls
 from bot.jobs.cancel import Canceller
@@ -34,20 +35,23 @@ from bot.jobs.pause import PauseSwitch
 from bot.jobs.phase import CardFeed, JobListener
 from bot.jobs.plans_service import JobFor, PlanBook
 from bot.jobs.poller import Poller
+from bot.jobs.progress import Forecast
 from bot.jobs.recipes import Recipes
 from bot.jobs.reconcile import Reconcile
 from bot.jobs.scheduler import Scheduler
 from bot.jobs.submit import Submitter
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
-from bot.providers.base import CallProvider, Prediction, PredictionProvider
+from bot.providers.base import Prediction
+from bot.providers.plugins import Providers
 from bot.records import Job
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.notify import Notifier
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
 from bot.storage.state_repo import StateRepo
 
 # Downloads and uploads in progress at once: each holds up to a few MB (a batch of the file in memory, a
@@ -84,26 +88,30 @@ class Rooms:
 def build_rooms(
     *,
     repo: JobsRepo,
-    providers: Mapping[str, PredictionProvider],
+    providers: Providers,
     settings: Callable[[], Settings],
     listener: JobListener,
-    webhook_url: str | None,
-    per_job_webhook_base: str | None,
-    call_provider: CallProvider | None,
+    signed_webhooks: Mapping[str, str],
     plans: PlansRepo | None,
     guilds: GuildRepo | None,
     preferences: PreferencesRepo | None,
     state: StateRepo | None,
+    queue: QueueRepo,
+    instances: InstancesRepo,
     clock: Callable[[], float],
     job_for: JobFor,
     leases_repo: LeasesRepo,
     holder: str,
     notifier: Notifier,
 ) -> Rooms:
-    """Every room of the engine, wired. ``settings()`` is the settings in use (``/encore reload`` changes it);
-    ``job_for(job_id, actor, action)`` is the job if the actor may do that to it; ``holder`` names this process's
-    leases; ``notifier`` carries notices between processes (a pause, for one)."""
+    """Every room of the engine, wired. ``providers``: the providers built for this run, and their declarations;
+    ``settings()`` is the settings in use (``/encore reload`` changes it); ``signed_webhooks``: the URL of each
+    provider whose signed webhooks can be checked, by name; ``job_for(job_id, actor, action)`` is the job if the
+    actor may do that to it; ``queue`` and ``instances``: the scheduler's queue and the processes sharing the
+    database; ``holder`` names this process's leases; ``notifier`` carries notices between processes (a pause,
+    for one)."""
     first = settings()
+    registry = providers.registry
 
     def retry_delay(attempt: int) -> float:
         return min(settings().jobs.retry_s * 2 ** max(0, attempt - 1), 300.0)
@@ -140,10 +148,20 @@ def build_rooms(
 
     tasks = Tasks(retry_delay=retry_delay)
     leases = Leases(leases_repo, holder=holder, lease_s=lambda: settings().jobs.lease_s, clock=clock, notifier=notifier)
-    scheduler = Scheduler(registry.capacity_caps(first), start=start_job, on_moved=queue_moved)
-    poller = Poller(poll, first.jobs, webhooks_on=webhook_url is not None, clock=clock)
+    scheduler = Scheduler(
+        queue,
+        instances,
+        registry.capacity_caps(first),
+        start_job,
+        settings=lambda: settings().jobs,
+        clock=clock,
+        on_moved=queue_moved,
+        instance=holder,  # the process's one name: its turns, its leases
+    )
+    poller = Poller(poll, first.jobs, webhooks_on=bool(signed_webhooks), clock=clock)
     leases.track(Kind.POLL, uses=lambda job_id: job_id in poller, on_lost=poller.unschedule)
-    cards = CardFeed(repo, listener, scheduler)
+    forecast = Forecast()  # how far along each running job is, and when it should end
+    cards = CardFeed(repo, listener, scheduler, forecast=forecast, clock=clock)
     outcomes = Outcomes(
         repo=repo, cards=cards, scheduler=scheduler, poller=poller, tasks=tasks, clock=clock, on_ended=deliver
     )
@@ -173,7 +191,8 @@ def build_rooms(
         leases=leases,
     )
     calls = Calls(
-        client=call_provider,
+        clients=providers.calls(),
+        titles=lambda name: registry.spec(name).title,
         repo=repo,
         cards=cards,
         outcomes=outcomes,
@@ -191,11 +210,12 @@ def build_rooms(
         tasks=tasks,
         settings=settings,
         clock=clock,
-        webhook_url=webhook_url,
-        per_job_webhook_base=per_job_webhook_base,
+        public_url=str(first.webhooks.public_url) if first.webhooks.public_url else None,
+        signed_webhooks=signed_webhooks,
         on_prediction=on_prediction,
         pick_up=pick_up,
         leases=leases,
+        instance=scheduler.instance,
     )
     intake = Intake(
         repo=repo,
@@ -208,9 +228,11 @@ def build_rooms(
         tasks=tasks,
         settings=settings,
         clock=clock,
+        forecast=forecast,
     )
     reconcile = Reconcile(
         repo=repo,
+        registry=registry,
         scheduler=scheduler,
         poller=poller,
         cards=cards,
@@ -224,7 +246,7 @@ def build_rooms(
     )
     canceller = Canceller(
         repo=repo,
-        predictions=frozenset(providers),
+        predictions=frozenset(providers.predictions()),
         cards=cards,
         outcomes=outcomes,
         poller=poller,
@@ -234,13 +256,14 @@ def build_rooms(
         clock=clock,
     )
     pause = PauseSwitch(state, clock, notifier)
+    songs = SONG.route(first).provider  # composition plans are made where songs are
     # People's files are decoded in threads of their own, one file at a time per person.
     pool = AudioPool(first.audio.decode_threads)
     gate = Gate(
         repo=repo,
         guilds=guilds,
         pause=pause,
-        available=frozenset(providers) | ({call_provider.name} if call_provider is not None else frozenset()),
+        available=frozenset(providers),
         scheduler=scheduler,
         cards=cards,
         tasks=tasks,
@@ -265,8 +288,21 @@ def build_rooms(
         pause=pause,
         pool=pool,
         gate=gate,
-        defaults=Defaults(repo=preferences, rules=gate.rules_for, settings=settings, clock=clock),
+        defaults=Defaults(
+            repo=preferences,
+            rules=gate.rules_for,
+            settings=settings,
+            configured_format=lambda spec: providers.output_format(spec.route(settings()).provider),
+            clock=clock,
+        ),
         recipes=Recipes(gate=gate, pool=pool, settings=settings),
         lineage=Lineage(repo),
-        plans=PlanBook(client=call_provider, repo=plans, gate=gate, job_for=job_for, settings=settings),
+        plans=PlanBook(
+            client=providers.planner(songs),
+            title=registry.spec(songs).title,
+            repo=plans,
+            gate=gate,
+            job_for=job_for,
+            settings=settings,
+        ),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -25,16 +25,17 @@ from bot.jobs.loops import LoopClaim, Loops, Posted
 from bot.jobs.phase import JobListener, Phase
 from bot.jobs.rooms import build_rooms
 from bot.jobs.tickets import Ticket
-from bot.providers import registry
-from bot.providers.base import CallProvider, PredictionProvider
+from bot.providers.plugins import Providers
 from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
+from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.loops_repo import LoopsRepo
 from bot.storage.notify import LocalNotifier, Notifier
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
+from bot.storage.queue_repo import QueueRepo
 from bot.storage.state_repo import StateRepo
 
 
@@ -43,28 +44,30 @@ class JobService:
         self,
         *,
         repo: JobsRepo,
-        providers: dict[str, PredictionProvider],
+        providers: Providers,
         settings: Settings,
         listener: JobListener,
-        webhook_url: str | None = None,
-        per_job_webhook_base: str | None = None,
-        call_provider: CallProvider | None = None,
+        signed_webhooks: Mapping[str, str] | None = None,
         plans: PlansRepo | None = None,
         guilds: GuildRepo | None = None,
         preferences: PreferencesRepo | None = None,
         state: StateRepo | None = None,
         attachments: aiohttp.ClientSession | None = None,
         loops: LoopsRepo | None = None,
+        queue: QueueRepo,
+        instances: InstancesRepo,
         leases: LeasesRepo,
         holder: str | None = None,
         notifier: Notifier | None = None,
         sole_process: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``leases``: who does what to a job among the processes sharing the database, this one's named
-        ``holder``; ``notifier``: notices between them (default: this process only); ``sole_process``: no other
-        bot process shares the database (SQLite), so the leases left by a previous run are void at startup."""
+        """``queue`` and ``instances``: the scheduler's queue and the processes sharing the database; ``leases``:
+        who does what to a job among those processes, this one's named ``holder``; ``notifier``: notices between
+        them (default: this process only); ``sole_process``: no other bot process shares the database (SQLite),
+        so the leases left by a previous run are void at startup."""
         self.repo = repo
+        self._providers = providers
         self._attachments = attachments  # people's files, from Discord's CDN
         self._guilds = guilds
         self.settings = settings
@@ -74,13 +77,13 @@ class JobService:
             providers=providers,
             settings=lambda: self.settings,
             listener=listener,
-            webhook_url=webhook_url,
-            per_job_webhook_base=per_job_webhook_base,
-            call_provider=call_provider,
+            signed_webhooks=signed_webhooks or {},
             plans=plans,
             guilds=guilds,
             preferences=preferences,
             state=state,
+            queue=queue,
+            instances=instances,
             clock=clock,
             job_for=self.job_for,
             leases_repo=leases,
@@ -112,7 +115,7 @@ class JobService:
         # Progress from providers: webhooks (the web server) and polls.
         self.handle_prediction = rooms.intake.handle_prediction
         self.accept_webhook = rooms.intake.accept_webhook
-        self.accept_cog_webhook = rooms.intake.accept_job_webhook
+        self.accept_job_webhook = rooms.intake.accept_job_webhook
         self.expects_upload = rooms.intake.expects_upload
         self.poll = rooms.intake.poll
         # Loops of delivered tracks: made here, not jobs (see bot/jobs/loops.py).
@@ -142,7 +145,7 @@ class JobService:
         """Use ``settings`` from now on (``/encore reload``): limits, safety and job rules for new requests,
         the scheduler's caps for jobs waiting their turn, the poller's intervals for jobs being polled."""
         self.settings = settings
-        self.scheduler.set_capacities(registry.capacity_caps(settings))
+        self.scheduler.set_capacities(self._providers.registry.capacity_caps(settings))
         self.poller.configure(settings.jobs)
 
     async def pause_jobs(self, *, by: int) -> Pause:
@@ -159,17 +162,20 @@ class JobService:
         return self._rooms.leases.holder
 
     async def start(self, *, resume: bool = True) -> None:
-        """Resume every unfinished job (unless ``resume`` is false: then other processes' jobs are left alone and
-        none is taken over), then start polling and keeping this process's leases."""
+        """Resume every unfinished job (unless ``resume`` is false: then this process starts only the jobs it
+        admits itself, as a terminal run sharing the bot's database does, and takes over none of another
+        process's), then start polling and keeping this process's leases."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
         await self._rooms.pause.load()
         if resume and self._sole_process:
             # The only bot on this database: every lease but a CLI run's is its previous run's (a crash).
             await self._leases_repo.clear_except(CLI_HOLDER)
         self._rooms.tasks.open()
+        await self.scheduler.start(any_job=resume)
         if resume:
             await self._rooms.reconcile.resume_all()
         self.poller.start()
+        self._rooms.cards.start()
         self._rooms.leases.start(self._rooms.reconcile.adopt_orphans if resume else None)
 
     async def adopt_orphans(self) -> int:
@@ -183,9 +189,12 @@ class JobService:
         Whatever is left resumes at the next start; recorded outcomes are never cut off half-written.
         """
         self._rooms.tasks.begin_stop()
+        await self.scheduler.stop()
         await self._rooms.leases.halt()
         await self.poller.stop()
+        await self._rooms.cards.stop()
         await self._rooms.tasks.stop(grace_s=grace_s)
+        await self.scheduler.leave()  # the turns of jobs it was starting go back to the queue
         await self._rooms.leases.stop()  # given up: another process takes the jobs left over at once
         self._rooms.pool.close()
 
@@ -259,7 +268,7 @@ class JobService:
 
     async def save_guild_settings(self, guild_id: int, settings: GuildSettings, *, by: int) -> None:
         if self._guilds is None:
-            raise BotError("Server settings aren't available on this bot.")
+            raise BotError.keyed("refusals.settings_unavailable")
         await self._guilds.save(guild_id, settings, by=by)
 
     async def jobs_of(self, user_id: int, *, active_only: bool = False, limit: int = 25) -> list[Job]:
@@ -274,7 +283,7 @@ class JobService:
         """Fetch a person's file (already checked: Discord's CDN only) to ``dest``: no redirect followed, cut
         off while streaming past ``[audio] max_input_bytes``. Raises TooLargeError or OutputError."""
         if self._attachments is None:
-            raise BotError("This bot can't take files right now.")
+            raise BotError.keyed("refusals.files_unavailable")
         audio = self.settings.audio
         await fetch_to_file(
             self._attachments, url, dest, max_bytes=audio.max_input_bytes, timeout_s=audio.download_timeout_s

@@ -1,10 +1,14 @@
 """Starting a queued job at its provider, when the scheduler gives it a turn.
 
-A long-call provider's job is handed to ``bot.jobs.calls``. A prediction provider's job (Replicate, a Cog
-server) is created there, with our webhook URL and an id of our own, and recorded as submitted. Creating
-costs money, so a job that tried before (a lost answer, a crash) is never created twice: the provider's own
-list is searched first, and a create whose outcome is unknown is looked for before it is tried again. A busy
-Cog server made nothing: the job keeps its place and asks again later.
+A long-call provider's job is handed to ``bot.jobs.calls``. A prediction provider's job is created there,
+with our webhook URL and an id of our own, and recorded as submitted. Creating costs money, so a job that
+tried before (a lost answer, a crash) is never created twice: the provider's own list is searched first, and
+a create whose outcome is unknown is looked for before it is tried again. A busy provider
+(``ProviderBusyError``) made nothing: the job keeps its place and asks again when it said.
+
+Only the process whose scheduler gave the job its turn starts it (``job.claimed_by``): every step that changes
+the queued job is conditional on that claim, so a process that was taken for gone (and whose turn another took
+over) backs off.
 """
 
 from __future__ import annotations
@@ -15,15 +19,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import Settings
-from bot.errors import CogBusyError, ProviderError, StorageError, SubmissionUncertainError
+from bot.errors import ProviderBusyError, ProviderError, StorageError, SubmissionUncertainError
 from bot.jobs.calls import Calls
 from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
 from bot.jobs.tasks import Tasks
-from bot.providers import registry
-from bot.providers.base import Prediction, PredictionProvider, PredictionStatus, ProviderProtocol, WebhookRoute
+from bot.providers.base import (
+    Prediction,
+    PredictionProvider,
+    PredictionStatus,
+    ProviderProtocol,
+    WebhookRoute,
+    job_webhooks_path,
+)
+from bot.providers.plugins import Providers
 from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
@@ -37,7 +48,7 @@ class Submitter:
         self,
         *,
         repo: JobsRepo,
-        providers: Mapping[str, PredictionProvider],
+        providers: Providers,
         calls: Calls,
         cards: CardFeed,
         outcomes: Outcomes,
@@ -45,16 +56,22 @@ class Submitter:
         tasks: Tasks,
         settings: Callable[[], Settings],
         clock: Callable[[], float],
-        webhook_url: str | None,
-        per_job_webhook_base: str | None,
+        public_url: str | None,
+        signed_webhooks: Mapping[str, str],
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
         leases: Leases,
+        instance: str,
     ) -> None:
-        """``on_prediction`` hears a prediction that was already under way when created (progress intake);
-        ``pick_up(job_id)`` takes a job up again from the database after storage trouble."""
+        """``public_url``: where providers reach Encore's web server (a provider reporting per job gets a URL of
+        its job's own under it); ``signed_webhooks``: the URL of each provider whose webhooks are signed and can
+        be checked, by name. ``on_prediction`` hears a prediction that was already under way when created
+        (progress intake); ``pick_up(job_id)`` takes a job up again from the database after storage trouble;
+        ``instance`` is this process (its scheduler's claims)."""
+        self._instance = instance
         self._repo = repo
-        self._providers = providers
+        self._registry = providers.registry
+        self._providers = providers.predictions()
         self._calls = calls
         self._cards = cards
         self._outcomes = outcomes
@@ -62,10 +79,8 @@ class Submitter:
         self._tasks = tasks
         self._settings = settings
         self._clock = clock
-        self._webhook_url = webhook_url
-        # e.g. "https://encore.example.com/cog/webhooks": a job of a provider reporting to a URL of its own (a Cog
-        # server) gets /<job id>/<token> on it.
-        self._per_job_webhook_base = per_job_webhook_base
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._signed_webhooks = dict(signed_webhooks)
         self._on_prediction = on_prediction
         self._pick_up = pick_up
         self._leases = leases
@@ -93,7 +108,10 @@ class Submitter:
         job = await self._repo.get(job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return
-        if registry.spec(job.provider).protocol is ProviderProtocol.CALL:
+        if job.claimed_by != self._instance or job.claimed_at is None:
+            log.info("job %s: its turn isn't this process's (%s); leaving it", job.id, job.claimed_by)
+            return
+        if self._registry.spec(job.provider).protocol is ProviderProtocol.CALL:
             await self._calls.run(job)
         else:
             await self._create(job)
@@ -128,18 +146,23 @@ class Submitter:
         # process takes it for one whose process is gone (and before the create, not between its answer and the
         # record of it: a fast provider's news may come at once).
         await self._leases.take(Kind.POLL, job.id)
-        if not await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts + 1):
-            return  # canceled meanwhile
+        if not await self._repo.update_fields(
+            job.id, when_status=[JobStatus.QUEUED], when_claimed_by=self._instance, attempts=job.attempts + 1
+        ):
+            await self._leases.release(Kind.POLL, job.id)
+            return  # canceled meanwhile, or its turn taken over
         job = job.model_copy(update={"attempts": job.attempts + 1})
         try:
             prediction = await provider.submit(
                 job.model_ref, job.input, webhook_url=self._webhook_for(job), prediction_id=f"{job.id}-{job.attempts}"
             )
-        except CogBusyError as exc:
-            # Nothing was created: the job keeps its place and its attempts, and asks again later.
+        except ProviderBusyError as exc:
+            # Nothing was created: the job keeps its place and its attempts, and asks again when the provider said.
             log.info("job %s: %s; waiting", job.id, exc)
-            await self._repo.update_fields(job.id, when_status=[JobStatus.QUEUED], attempts=job.attempts - 1)
-            self.start(job.id, delay_s=self._settings().cog.retry_s)
+            await self._repo.update_fields(
+                job.id, when_status=[JobStatus.QUEUED], when_claimed_by=self._instance, attempts=job.attempts - 1
+            )
+            self.start(job.id, delay_s=exc.retry_after_s)
             return
         except SubmissionUncertainError as exc:
             # The create may still be in flight: give it time to land before looking for it.
@@ -171,7 +194,13 @@ class Submitter:
         if not self._leases.holds(Kind.POLL, job.id):  # a create that took long, or a submission found by listing
             await self._leases.take(Kind.POLL, job.id)
         won = await self._repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self._clock())
-        if not won:  # canceled while the create was in flight: don't leave it running upstream
+        if not won:
+            current = await self._repo.get(job.id)
+            if current is not None and current.prediction_id == prediction.id:
+                # Another process found this very prediction and recorded it: it is the job's, and that process's.
+                await self._leases.release(Kind.POLL, job.id)
+                return
+            # Canceled while the create was in flight: don't leave it running upstream.
             await self.cancel_upstream(job.provider, prediction.id)
             return
         log.info("job %s submitted as prediction %s", job.id, prediction.id)
@@ -205,11 +234,13 @@ class Submitter:
             log.warning("could not cancel prediction %s: %s", prediction_id, exc)
 
     def _webhook_for(self, job: Job) -> str | None:
-        if registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
-            if self._per_job_webhook_base is None or job.callback_token is None:
+        """Where ``job``'s provider reports on it: a URL of the job's own (with its token), or the provider's
+        signed-webhook URL; None: it is polled."""
+        if self._registry.spec(job.provider).webhook is WebhookRoute.PER_JOB:
+            if self._public_url is None or job.callback_token is None:
                 return None
-            return f"{self._per_job_webhook_base}/{job.id}/{job.callback_token}"
-        return self._webhook_url
+            return f"{self._public_url}{job_webhooks_path(job.provider)}/{job.id}/{job.callback_token}"
+        return self._signed_webhooks.get(job.provider)
 
     def _schedule_poll(self, job: Job) -> None:
         grace = self._providers[job.provider].poll_grace_s

@@ -68,7 +68,7 @@ class OwnPlan:
 
     async def check(self) -> None:
         if self.owner_id != self.user_id:
-            raise NotAllowedError("Only the person who made this plan can compose it.")
+            raise NotAllowedError.keyed("refusals.plan_not_yours_compose")
 
 
 @dataclass(frozen=True)

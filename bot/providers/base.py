@@ -3,17 +3,19 @@ they report in.
 
 - :class:`PredictionProvider`: asynchronous predictions (Replicate, a Cog server). Submit, then learn the
   outcome by webhook or poll; get, cancel, find a submission whose answer was lost, move files in and out.
+  A provider that is busy raises :class:`~bot.errors.ProviderBusyError` (the job waits its turn), one that
+  lost a prediction :class:`~bot.errors.PredictionLostError` (the job runs again).
 - :class:`CallProvider`: one long synchronous call is the job (ElevenLabs Music). Cancel = abort the call
-  (cancel the task that owns it).
+  (cancel the task that owns it). One that also makes composition plans is a :class:`Planner`.
 
-Each provider module declares a :class:`ProviderSpec` (its protocol, capacity, cost rule, webhook route,
-what a restart does to its jobs, how it is built from the settings); :mod:`bot.providers.registry` lists
-them.
+Each provider module declares a :class:`ProviderSpec` (its settings section and secrets, its protocol,
+capacity, cost rule, webhook route, what a restart does to its jobs, how it is built from the settings);
+:mod:`bot.providers.registry` lists them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -22,10 +24,13 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.providers.ratelimit import LimitFactory, local_limit
+
 if TYPE_CHECKING:
     import aiohttp
 
-    from bot.config import LimitsSettings, Secrets, Settings
+    from bot.config import LimitsSettings, Secrets, Section, Settings
+    from bot.providers.uploads import UploadStore
 
 
 class PredictionStatus(StrEnum):
@@ -80,9 +85,18 @@ class DownloadedFile:
     content_type: str
 
 
+@dataclass(frozen=True)
+class WordTime:
+    """When a sung word is heard in a song (ElevenLabs' ``WordTimestamp``), in ms from its start."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
 @dataclass
 class Song:
-    """A song a :class:`CallProvider` made: its audio (written to the path asked for) and what came with it."""
+    """Audio a :class:`CallProvider` made (written where it was asked to), and what came with it."""
 
     path: Path
     size: int
@@ -90,6 +104,15 @@ class Song:
     metadata: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
     song_id: str | None = None
+    model: str | None = None  # the provider's own model that made it (ElevenLabs' music_v1...), for its tags
+    words: list[WordTime] | None = None  # asked for with_timestamps: each sung word, as the provider sent them
+
+
+@dataclass
+class Stems:
+    """Stems a :class:`CallProvider` split a track into: each one's file, by stem name."""
+
+    files: dict[str, Path]
 
 
 # Bytes of the answer received so far (a long call's progress).
@@ -141,28 +164,35 @@ class CallProvider(Protocol):
 
     name: str
 
-    async def compose(
+    async def call(
         self,
-        body: dict[str, Any],
-        dest: Path,
+        model: str,
+        input: dict[str, Any],
         *,
-        output_format: str,
+        files: Mapping[str, str],
         length_s: float,
+        dest: Path,
+        max_bytes: int,
         on_bytes: ProgressCallback | None = None,
-    ) -> Song:
-        """A song (its audio written to ``dest``), progress reported as bytes arrive."""
+    ) -> Song | Stems:
+        """Run catalog ``model`` on ``input`` (and the local ``files`` it names) in one call; progress reported
+        as bytes arrive. What it writes starts with ``dest`` (``<dest>.mp3``, ``<dest>-stems/...``), none of it
+        over ``max_bytes``."""
         ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """A provider that makes composition plans (free): a song's sections, styles and lyrics, to edit, then
+    compose by a :class:`CallProvider` call with ``composition_plan`` in its input."""
+
+    # The model its plans are shaped for (stored with each plan: the shape depends on it).
+    plan_model: str
 
     async def plan(
-        self, prompt: str, *, model_id: str, length_ms: int | None = None, source: dict[str, Any] | None = None
+        self, prompt: str, *, length_ms: int | None = None, source: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """A composition plan for ``prompt`` (free)."""
-        ...
-
-    async def separate_stems(
-        self, path: Path, *, variation: str, output_format: str, sign_with_c2pa: bool = False
-    ) -> bytes:
-        """A ZIP of the stems of the audio at ``path`` (signed with C2PA content credentials if asked: MP3 only)."""
+        """A composition plan for ``prompt``."""
         ...
 
 
@@ -173,6 +203,23 @@ class SignsWebhooks(Protocol):
     async def webhook_secret(self) -> str | None:
         """The signing secret (configured, or asked of the provider); None if it can't be had (poll only)."""
         ...
+
+
+@runtime_checkable
+class FormatDefault(Protocol):
+    """A provider whose output format, when a request names none, is a setting of its own (``[elevenlabs]
+    output_format``): what a person's preferred kind of file is matched against."""
+
+    output_format: str
+
+
+@runtime_checkable
+class TakesUploads(Protocol):
+    """A provider that hands its output files back by uploading them to Encore (a Cog server): the web server
+    mounts its upload target (:func:`uploads_path`). ``uploads`` None: it isn't set up to, and uploads are
+    refused."""
+
+    uploads: UploadStore | None
 
 
 # -- declarations ------------------------------------------------------------------------------------
@@ -193,11 +240,22 @@ class OnRestart(StrEnum):
 
 
 class WebhookRoute(StrEnum):
-    """How a provider reports back to Encore's web server."""
+    """How a provider reports back to Encore's web server (which mounts a route for each built provider)."""
 
     NONE = "none"  # it doesn't: the answer to the call is the outcome
-    SIGNED = "signed"  # one URL for every job (``[webhooks] path``), each webhook signed (Replicate)
-    PER_JOB = "per_job"  # a URL per job carrying the job's unguessable token: /cog/webhooks/<job>/<token> (Cog)
+    SIGNED = "signed"  # one URL for all its jobs (ProviderSpec.webhook_path), each webhook signed (Replicate)
+    PER_JOB = "per_job"  # a URL per job carrying the job's token: /<provider>/webhooks/<job>/<token> (Cog)
+
+
+def job_webhooks_path(provider: str) -> str:
+    """Where ``provider``'s per-job webhooks come (``WebhookRoute.PER_JOB``): this, then ``/<job id>/<token>``."""
+    return f"/{provider}/webhooks"
+
+
+def uploads_path(provider: str) -> str:
+    """Where ``provider`` uploads output files (an :class:`~bot.providers.uploads.UploadStore`): this, then
+    ``/<secret>/<file name>``."""
+    return f"/{provider}/uploads"
 
 
 class Costed(Protocol):
@@ -232,11 +290,13 @@ class SessionFactory(Protocol):
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a provider's factory builds itself from."""
+    """What a provider's factory builds itself from. ``rate_limit`` makes the limiters it waits on before calls
+    (shared with the other processes on the same account when the wiring has a shared database)."""
 
     settings: Settings
     secrets: Secrets
     session: SessionFactory
+    rate_limit: LimitFactory = local_limit
 
 
 ClientT = TypeVar("ClientT", covariant=True)
@@ -246,6 +306,7 @@ ClientT = TypeVar("ClientT", covariant=True)
 class ProviderSpec(Generic[ClientT]):
     """What the core needs to know of one provider, declared by its module.
 
+    - ``name``: how the settings name it (``[models.*] provider``), and its own section, ``[name]``.
     - ``title``, ``key_env``: how messages to the operator name it, and the variable of its API key.
     - ``protocol``: :class:`PredictionProvider` or :class:`CallProvider` (the built client is one).
     - ``capacity``: jobs it may run at once, from the settings (0: no cap); the scheduler's cap.
@@ -257,6 +318,13 @@ class ProviderSpec(Generic[ClientT]):
       given the places in the settings that route work to it (none: it isn't used).
     - ``build``: the client, from the settings, the secrets and a session factory; None when it is not used
       or not set up (e.g. an optional API key is missing).
+    - ``settings``: the model of its ``[name]`` section (a :class:`~bot.config.Section`, every key with a
+      default); ``settings.section(name, Model)`` reads it. None: it has no section.
+    - ``secrets``: the other environment variables it reads secrets from (besides ``key_env``); they are read
+      at startup, shown masked by ``check-config`` and masked in the logs.
+    - ``webhook_path``: where its signed webhooks come (``WebhookRoute.SIGNED``), from the settings; None:
+      ``/<name>/webhooks``.
+    - ``label``: how the tags of a file it made name where it was made; None: its ``title``.
     """
 
     name: str
@@ -269,3 +337,16 @@ class ProviderSpec(Generic[ClientT]):
     on_restart: OnRestart
     check: Callable[[Settings, Sequence[ProviderRoute]], None]
     build: Callable[[BuildContext, Sequence[ProviderRoute]], ClientT | None]
+    settings: type[Section] | None = None
+    secrets: tuple[str, ...] = ()
+    webhook_path: Callable[[Settings], str] | None = None
+    label: str | None = None
+
+    @property
+    def secret_envs(self) -> tuple[str, ...]:
+        """Every environment variable it reads a secret from."""
+        return ((self.key_env,) if self.key_env else ()) + self.secrets
+
+    def signed_webhook_path(self, settings: Settings) -> str:
+        """Where its signed webhooks come (``WebhookRoute.SIGNED``)."""
+        return self.webhook_path(settings) if self.webhook_path is not None else job_webhooks_path(self.name)

@@ -14,24 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from yarl import URL
 
 from bot import metrics
 from bot.audio.download import data_url, guess_content_type, save_data_url
+from bot.config import Section, Settings
 from bot.errors import (
     NO_UPLOAD_TARGET,
-    CogBusyError,
     ConfigError,
     OutputError,
     PredictionLostError,
+    ProviderBusyError,
     ProviderError,
     ProviderInputError,
     ProviderUnavailableError,
@@ -49,16 +49,19 @@ from bot.providers.base import (
     ProviderRoute,
     ProviderSpec,
     WebhookRoute,
+    uploads_path,
 )
+from bot.providers.uploads import UploadStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bot.config import LimitsSettings, Settings
+    from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_BUSY = "The self-hosted model server is busy. Your job is waiting its turn."
+_LOST = "The self-hosted model server lost this job."
 
 
 class _Health(BaseModel):
@@ -67,34 +70,29 @@ class _Health(BaseModel):
     status: str
 
 
-class UploadStore:
-    """Files Cog PUT to Encore's upload target, by prediction id, under ``<data>/uploads``."""
+class CogSettings(Section):
+    """``[cog]``: a self-hosted Cog model server (the container Replicate models run in)."""
 
-    def __init__(self, root: Path, *, public_prefix: str) -> None:
-        self.root = root
-        # e.g. "https://encore.example.com/cog/uploads/<secret>/": what Cog is told to upload to.
-        self.public_prefix = public_prefix if public_prefix.endswith("/") else public_prefix + "/"
+    # e.g. "http://gpu-box:5000"; empty: no cog provider.
+    base_url: AnyHttpUrl | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Predictions the server runs at once (cog.yaml concurrency.max); more wait in Encore's queue.
+    max_concurrency: int = Field(default=1, ge=1, le=64)
+    # How often to ask a busy or starting server again.
+    retry_s: float = Field(default=5.0, gt=0, le=600)
+    # With no webhook, a job is considered lost this long after the server went idle without reporting it.
+    lost_after_s: float = Field(default=360.0, gt=0, le=86_400)
+    # Secret path segment of the upload target Cog PUTs output files to. Environment only
+    # (ENCORE_COG__UPLOAD_SECRET), never in the file; at least 16 characters.
+    upload_secret: SecretStr | None = Field(default=None, min_length=16)
+    # Output files one prediction may upload; more are refused (a model's outputs: audio, maybe an image).
+    max_uploads_per_prediction: int = Field(default=8, ge=1, le=256)
 
-    @staticmethod
-    def valid_name(name: str) -> bool:
-        return bool(_SAFE_NAME.match(name)) and ".." not in name
-
-    def path_for(self, prediction_id: str, filename: str) -> Path:
-        if not (self.valid_name(prediction_id) and self.valid_name(filename)):
-            raise OutputError(detail="unsafe upload name")
-        return self.root / prediction_id / filename
-
-    def public_url(self, prediction_id: str, filename: str) -> str:
-        return f"{self.public_prefix}{prediction_id}/{filename}"
-
-    def local_path(self, url: str) -> Path | None:
-        """The stored file behind one of our own upload URLs, or None if ``url`` is not ours."""
-        if not url.startswith(self.public_prefix):
-            return None
-        rest = URL(url).path.rsplit("/", 2)[-2:]
-        if len(rest) != 2:
-            return None
-        return self.path_for(rest[0], rest[1])
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 def _status_kind(status: int) -> str:
@@ -116,9 +114,15 @@ def _parse(data: Any, prediction_id: str) -> Prediction:
         raise ProviderUnavailableError(detail="Cog sent a malformed prediction") from None
 
 
+def _settings(settings: Settings) -> CogSettings:
+    return settings.section("cog", CogSettings)
+
+
 class CogClient:
-    name = "cog"
-    # Cog has no GET: the poller only checks, after this long, whether an idle server lost the job.
+    """A client of one Cog server; ``name`` is the provider it serves as (``cog``, or another provider that
+    runs its models on a Cog server of its own)."""
+
+    # Cog has no GET: the poller only checks, after ``poll_grace_s``, whether an idle server lost the job.
     supports_get: bool = False
 
     def __init__(
@@ -128,8 +132,12 @@ class CogClient:
         base_url: str,
         uploads: UploadStore | None,
         lost_after_s: float = 360.0,
+        retry_s: float = 5.0,
+        name: str = "cog",
     ) -> None:
+        self.name = name
         self._session = session
+        self._retry_s = retry_s  # how long a busy or starting server is left before it is asked again
         self._base = URL(base_url.rstrip("/"))
         self.uploads = uploads
         self.poll_grace_s: float | None = lost_after_s
@@ -141,15 +149,15 @@ class CogClient:
         if not routes:
             return None
         settings = context.settings
-        cfg = settings.cog
+        cfg = _settings(settings)
         assert cfg.base_url is not None
         assert settings.webhooks.public_url is not None
-        public = str(settings.webhooks.public_url).rstrip("/")
-        secret = cfg.upload_secret.get_secret_value() if cfg.upload_secret else None
-        uploads = (
-            UploadStore(settings.storage.uploads_dir, public_prefix=f"{public}/cog/uploads/{secret}/")
-            if secret
-            else None
+        uploads = upload_store(
+            settings,
+            PROVIDER.name,
+            cfg.upload_secret,
+            root=settings.storage.uploads_dir,  # under [storage] files_dir: every process reads what lands
+            max_files=cfg.max_uploads_per_prediction,
         )
         if uploads is None:
             log.warning(
@@ -158,7 +166,14 @@ class CogClient:
             )
         # Cog runs hold no connection open (async predictions), so ordinary timeouts apply.
         session = context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s)
-        return cls(session, base_url=str(cfg.base_url), uploads=uploads, lost_after_s=cfg.lost_after_s)
+        return cls(
+            session,
+            base_url=str(cfg.base_url),
+            uploads=uploads,
+            lost_after_s=cfg.lost_after_s,
+            retry_s=cfg.retry_s,
+            name=PROVIDER.name,
+        )
 
     async def _json(
         self, method: str, path: str, *, operation: str, ok: tuple[int, ...] = (200,), **kwargs: Any
@@ -203,7 +218,7 @@ class CogClient:
             raise ProviderError(detail="cog predictions need a webhook")
         state = await self.health()
         if state in ("STARTING", "BUSY"):
-            raise CogBusyError(detail=f"server {state}")
+            raise ProviderBusyError(_BUSY, detail=f"server {state}", retry_after_s=self._retry_s)
         if state != "READY":
             raise ProviderUnavailableError(
                 "The self-hosted model server isn't working right now.", detail=f"server {state}"
@@ -212,7 +227,7 @@ class CogClient:
             "id": prediction_id,
             "input": input,
             "webhook": webhook_url,
-            "webhook_events_filter": ["start", "completed"],
+            "webhook_events_filter": ["start", "logs", "completed"],  # logs: the model's progress bar
         }
         try:
             status, data = await self._json(
@@ -229,7 +244,7 @@ class CogClient:
             # PUT is idempotent by id: trying the same id again is safe while it runs.
             raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
         if status == 409:
-            raise CogBusyError(detail="409 busy")
+            raise ProviderBusyError(_BUSY, detail="409 busy", retry_after_s=self._retry_s)
         if status == 422:
             fields = sorted(
                 {str(e.get("loc", ["", "", ""])[-1]) for e in (data or {}).get("detail", []) if isinstance(e, dict)}
@@ -245,7 +260,7 @@ class CogClient:
         state = await self.health()
         if state in ("BUSY", "STARTING"):
             return Prediction(id=prediction_id, status=PredictionStatus.PROCESSING)
-        raise PredictionLostError(detail=f"server {state} and no word of {prediction_id}")
+        raise PredictionLostError(_LOST, detail=f"server {state} and no word of {prediction_id}")
 
     async def cancel(self, prediction_id: str) -> Prediction | None:
         try:
@@ -293,12 +308,25 @@ class CogClient:
 # -- what the core needs to know (see bot/providers/registry.py) ---------------------------------------
 
 
+def upload_store(
+    settings: Settings, provider: str, secret: SecretStr | None, *, root: Path, max_files: int
+) -> UploadStore | None:
+    """Where ``provider``'s Cog server uploads its outputs (``--upload-url``, under ``[webhooks] public_url``),
+    kept under ``root``; None without a secret (it can't upload, and is refused)."""
+    if secret is None or settings.webhooks.public_url is None:
+        return None
+    public = str(settings.webhooks.public_url).rstrip("/")
+    key = secret.get_secret_value()
+    prefix = f"{public}{uploads_path(provider)}/{key}/"
+    return UploadStore(root, public_prefix=prefix, secret=key, max_files=max_files)
+
+
 def check_settings(settings: Settings, routes: Sequence[ProviderRoute]) -> None:
     """Models on a Cog server need its address, and a public URL for its webhooks (its only way back)."""
     if not routes:
         return
     models = ", ".join(route.model for route in routes)
-    if settings.cog.base_url is None:
+    if _settings(settings).base_url is None:
         raise ConfigError(
             f"invalid configuration: {models} run on a Cog server, but [cog] base_url is not set (ENCORE_COG__BASE_URL)"
         )
@@ -319,10 +347,12 @@ PROVIDER = ProviderSpec[CogClient](
     title="the Cog server ([cog] base_url)",
     key_env=None,
     protocol=ProviderProtocol.PREDICTIONS,
-    capacity=lambda settings: settings.cog.max_concurrency,
+    capacity=lambda settings: _settings(settings).max_concurrency,
     cost_usd=cost_usd,
     webhook=WebhookRoute.PER_JOB,
     on_restart=OnRestart.POLL,
     check=check_settings,
     build=CogClient.from_settings,
+    settings=CogSettings,
+    label="a self-hosted Cog server",
 )

@@ -3,13 +3,37 @@
 Replicate allows 600 creates a minute and 3,000 other API calls a minute per account; past that it answers
 429 and, when credit runs low, less. Retrying after a 429 is safe, but a backlog of hundreds of jobs would
 otherwise spend most of its requests being refused. :class:`RateLimit` spreads calls out instead.
+
+The limits are per account, so processes sharing one account must share one budget: a provider takes its
+limiters from a :data:`LimitFactory` the wiring passes in (``BuildContext.rate_limit``). Alone, that is
+:func:`local_limit` (this process's own bucket); with a database several processes share, the wiring passes
+buckets kept in it (``bot.storage.rate_limits``), wrapped in :class:`SharedOrLocal`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+class Limiter(Protocol):
+    """A rate limit a provider waits on before each call."""
+
+    async def acquire(self) -> None:
+        """Wait until a call may go out now."""
+        ...
+
+
+# (key, per_minute, burst) -> the limiter for that budget. ``key`` names it for every process sharing it
+# ("replicate:<account>:create"); calls with the same key share one budget.
+LimitFactory = Callable[[str, int, int], Limiter]
 
 
 class RateLimit:
@@ -48,3 +72,32 @@ class RateLimit:
                     self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self._sleep((1.0 - self._tokens) / self._rate)
+
+
+def local_limit(key: str, per_minute: int, burst: int) -> Limiter:
+    """This process's own bucket (one process per account)."""
+    return RateLimit(per_minute, burst=burst)
+
+
+class SharedOrLocal:
+    """The budget every process shares (``shared``), or, while storage refuses it, this process's own
+    (``local``): a call never fails for want of the database, and once it answers again the shared one counts."""
+
+    def __init__(self, shared: Limiter, local: Limiter, *, what: str) -> None:
+        self._shared = shared
+        self._local = local
+        self._what = what
+        self._trouble: StorageError | None = None
+
+    async def acquire(self) -> None:
+        try:
+            await self._shared.acquire()
+        except StorageError as exc:
+            if self._trouble is None:
+                log.warning("the shared rate limit %s can't be read (%s); this process counts alone", self._what, exc)
+            self._trouble = exc
+            await self._local.acquire()
+            return
+        if self._trouble is not None:
+            log.info("the shared rate limit %s is counted again", self._what)
+            self._trouble = None

@@ -10,6 +10,7 @@ reached Replicate (connection refused, or a 429); a create that timed out is rep
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import re
@@ -23,7 +24,7 @@ from yarl import URL
 
 from bot import logs, metrics
 from bot.audio.download import data_url, fetch_to_file, guess_content_type, host_allowed, save_data_url
-from bot.config import require_secret
+from bot.config import Settings, require_secret
 from bot.errors import (
     ConfigError,
     OutputError,
@@ -45,24 +46,27 @@ from bot.providers.base import (
     ProviderSpec,
     WebhookRoute,
 )
-from bot.providers.ratelimit import RateLimit
+from bot.providers.ratelimit import LimitFactory, local_limit
 from bot.providers.replicate_api import (
     FileObject,
     ModelRef,
     PredictionPage,
     PredictionRequest,
     Problem,
+    ReplicateSettings,
     WebhookSecret,
     error_for,
+    replicate_settings,
 )
 from bot.providers.retry import RetryPolicy, retry_after_s
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from bot.config import LimitsSettings, Settings
+    from bot.config import LimitsSettings
 
 log = logging.getLogger(__name__)
+
 
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_LIST_PAGES = 5
@@ -101,7 +105,10 @@ class ReplicateClient:
         creates_per_minute: int = 600,
         requests_per_minute: int = 3000,
         webhook_secret: str | None = None,
+        rate_limit: LimitFactory = local_limit,
     ) -> None:
+        """``rate_limit`` makes the limiters of the account's two budgets (shared by every process using this
+        token when the wiring passes shared ones)."""
         self._session = session
         self._base = URL(api_base.rstrip("/"))
         self._token = token
@@ -113,9 +120,15 @@ class ReplicateClient:
         self._auth_hosts = (api_host, "replicate.delivery", "*.replicate.delivery")
         self._download_hosts = (api_host, *delivery_hosts)
         self._download_timeout_s = download_timeout_s
-        # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused.
-        self._create_limit = RateLimit(creates_per_minute * 95 // 100, burst=max(1, creates_per_minute // 30))
-        self._api_limit = RateLimit(requests_per_minute * 95 // 100, burst=max(1, requests_per_minute // 30))
+        # 5% under each limit, and bursts of a few seconds' worth: a backlog is spread out, not refused. The
+        # limits are the account's: its budgets are named by the token's hash, never by the token.
+        account = hashlib.sha256(token.encode()).hexdigest()[:16]
+        self._create_limit = rate_limit(
+            f"replicate:{account}:create", creates_per_minute * 95 // 100, max(1, creates_per_minute // 30)
+        )
+        self._api_limit = rate_limit(
+            f"replicate:{account}:requests", requests_per_minute * 95 // 100, max(1, requests_per_minute // 30)
+        )
         self._webhook_secret = webhook_secret  # REPLICATE_WEBHOOK_SECRET, else asked of Replicate when needed
 
     @classmethod
@@ -123,9 +136,9 @@ class ReplicateClient:
         """The client for ``[replicate]`` with REPLICATE_API_TOKEN; None when no setting routes work here."""
         if not routes:
             return None
-        secrets, cfg = context.secrets, context.settings.replicate
-        token = require_secret(secrets.replicate_api_token, "REPLICATE_API_TOKEN")
-        signing = secrets.replicate_webhook_secret
+        secrets, cfg = context.secrets, replicate_settings(context.settings)
+        token = require_secret(secrets.get("REPLICATE_API_TOKEN"), "REPLICATE_API_TOKEN")
+        signing = secrets.get("REPLICATE_WEBHOOK_SECRET")
         return cls(
             context.session(connect_s=cfg.connect_timeout_s, read_s=cfg.read_timeout_s),
             api_base=str(cfg.api_base),
@@ -138,6 +151,7 @@ class ReplicateClient:
             creates_per_minute=cfg.creates_per_minute,
             requests_per_minute=cfg.requests_per_minute,
             webhook_secret=signing.get_secret_value() if signing is not None else None,
+            rate_limit=context.rate_limit,
         )
 
     # -- HTTP plumbing -------------------------------------------------------------------------
@@ -210,7 +224,8 @@ class ReplicateClient:
         request = PredictionRequest(
             input=input,
             webhook=webhook_url or None,
-            webhook_events_filter=["start", "completed"] if webhook_url else None,
+            # `logs` too: progress arrives without polling (Replicate sends at most two a second; intake reads one).
+            webhook_events_filter=["start", "logs", "completed"] if webhook_url else None,
         )
         if ref.version is not None:
             url = self._url("/predictions")
@@ -382,4 +397,7 @@ PROVIDER = ProviderSpec[ReplicateClient](
     on_restart=OnRestart.POLL,
     check=check_settings,
     build=ReplicateClient.from_settings,
+    settings=ReplicateSettings,
+    secrets=("REPLICATE_WEBHOOK_SECRET",),
+    webhook_path=lambda settings: settings.webhooks.path,  # [webhooks] path
 )

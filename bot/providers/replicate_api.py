@@ -1,5 +1,5 @@
-"""Replicate's HTTP API as data: model references, request and response bodies, and how an error answer
-becomes a typed error (once, here: messages for people never carry Replicate's raw text)."""
+"""Replicate's HTTP API as data: its settings section, model references, request and response bodies, and how
+an error answer becomes a typed error (once, here: messages for people never carry Replicate's raw text)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from bot.config import Section, Settings
 from bot.errors import (
     ProviderAuthError,
     ProviderError,
@@ -18,6 +19,29 @@ from bot.errors import (
     ProviderUnavailableError,
 )
 from bot.providers.base import Prediction
+
+
+class ReplicateSettings(Section):
+    """``[replicate]``: Replicate's API (REPLICATE_API_TOKEN, REPLICATE_WEBHOOK_SECRET in the environment)."""
+
+    api_base: AnyHttpUrl = AnyHttpUrl("https://api.replicate.com/v1")
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_retries: int = Field(default=4, ge=0, le=10)
+    retry_base_s: float = Field(default=0.5, gt=0, le=60)
+    # Cancel a prediction on Replicate's side if it has not finished by then (Cancel-After).
+    prediction_deadline_s: int = Field(default=1200, ge=5, le=7200)
+    # Hosts allowed for output downloads besides api_base's own host.
+    delivery_hosts: list[str] = Field(default_factory=lambda: ["replicate.delivery", "*.replicate.delivery"])
+    # Replicate's documented rate limits per account; Encore spreads its calls to stay under them.
+    creates_per_minute: int = Field(default=600, ge=10, le=100_000)
+    requests_per_minute: int = Field(default=3000, ge=10, le=100_000)
+
+
+def replicate_settings(settings: Settings) -> ReplicateSettings:
+    """``[replicate]`` of ``settings``."""
+    return settings.section("replicate", ReplicateSettings)
+
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

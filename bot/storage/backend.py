@@ -6,10 +6,18 @@ sharing one database). The repositories (``*_repo.py``) talk to either through :
 
 - ``read(sql, params)`` / ``read_one``: every row of a query, read whole (no statement stays open);
 - ``write(sql, params)``: one statement that changes data, applied whole or not at all; returns how many rows it
-  changed, so a conditional ``UPDATE ... WHERE status IN (...)`` tells its caller whether it won;
+  changed, so a conditional ``UPDATE ... WHERE status IN (...)`` tells its caller whether it won. A refused write
+  makes the database unhealthy (``write_problem``) until a write changes rows again; ``quiet=True`` (bookkeeping
+  that runs whatever the jobs do: a heartbeat, a rate limit) tells health nothing either way;
 - ``transaction()``: ``async with db.transaction():`` runs every read and write the *current task* makes
   through this backend (repositories included) in one transaction, committed at the end or rolled back on an
   exception. Keep it short, and start no task inside it (a task started there would share it).
+- ``lock(*names)``: inside a transaction, wait until no other transaction holds one of ``names`` (such as
+  ``("user", 42)``), and hold them until this one ends, so transactions that lock a name run one at a time,
+  in every process. PostgreSQL takes transaction-scoped advisory locks (:func:`lock_key`); SQLite's transaction
+  already holds the whole database (``BEGIN IMMEDIATE``), so there is nothing more to take.
+- ``shared``: whether several processes may use the database at once (PostgreSQL), so what they share (rate
+  limits) must be kept in it.
 
 SQL is written once with SQLite's parameters (``?`` or ``:name``); the PostgreSQL backend numbers them
 (:func:`bot.storage.sql.numbered`). Storage trouble is one of the :class:`~bot.errors.StorageError` classes on
@@ -19,6 +27,7 @@ failing (I/O, a lost connection); anything else (bad SQL, a broken constraint) i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from contextlib import AbstractAsyncContextManager
@@ -37,10 +46,23 @@ log = logging.getLogger(__name__)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+# A name a transaction may lock: what it is ("user", "guild", "queue"...) and which one.
+LockName = tuple[str, int | str]
+
+
+def lock_key(name: LockName) -> int:
+    """The advisory lock key of ``name``: a stable signed 64-bit number (the same in every process and release),
+    its first eight bytes of BLAKE2b. Two names sharing a key only wait for each other more than they must."""
+    kind, which = name
+    digest = hashlib.blake2b(f"encore:{kind}:{which}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class Backend(Protocol):
     """What the repositories, the web server's health check, the CLI and the wiring use of a database."""
 
     dialect: Dialect
+    shared: bool  # several processes may use it at once
 
     @property
     def write_problem(self) -> StorageError | None:
@@ -67,9 +89,11 @@ class Backend(Protocol):
 
     async def read_one(self, sql: str, parameters: Params = ()) -> Row | None: ...
 
-    async def write(self, sql: str, parameters: Params = ()) -> int: ...
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int: ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def lock(self, *names: LockName) -> None: ...
 
     async def schema_version(self) -> int: ...
 

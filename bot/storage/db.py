@@ -45,7 +45,7 @@ from bot.errors import (
     StorageError,
     StorageFullError,
 )
-from bot.storage.backend import BackendBase, Migration, load_migrations
+from bot.storage.backend import BackendBase, LockName, Migration, load_migrations
 from bot.storage.sql import SQLITE, Params
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class Database(BackendBase):
     """The SQLite backend. Owns the connection. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
     dialect = SQLITE
+    shared = False  # one process (the bot; a terminal run may share it a while)
     _repair_advice = "restore it from a backup (python -m bot db backup) or recover it with sqlite3's .recover"
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, integrity_check_s: float = 0.0) -> None:
@@ -205,14 +206,14 @@ class Database(BackendBase):
         rows = await self.read(sql, parameters)
         return rows[0] if rows else None
 
-    async def write(self, sql: str, parameters: Params = ()) -> int:
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int:
         """Run one statement that changes data (no ``RETURNING``); it is stored whole or not at all
         (autocommit). Returns how many rows it changed.
 
         SQLite waits up to the busy timeout for another program's write lock. Storage trouble raises a
         :class:`StorageError` (locked past the timeout, disk or database full, I/O failing) with a message
-        fit for users; the first one is logged as an error for the operator, and a later write that works
-        says so.
+        fit for users; the first one is logged as an error for the operator, and a later write that changes
+        rows says so. A ``quiet`` write (bookkeeping: a heartbeat, a rate limit) tells health nothing.
         """
         await self._turn()
         try:
@@ -222,9 +223,11 @@ class Database(BackendBase):
             problem = storage_error(exc)
             if problem is None:
                 raise
-            self._write_refused(problem, exc)
+            if not quiet:
+                self._write_refused(problem, exc)
             raise problem from exc
-        self._write_worked()
+        if changed > 0 and not quiet:
+            self._write_worked()
         return changed
 
     @asynccontextmanager
@@ -254,6 +257,12 @@ class Database(BackendBase):
             finally:
                 self._in_transaction.reset(token)
                 self._no_transaction.set()
+
+    async def lock(self, *names: LockName) -> None:
+        """Nothing to take: the transaction holds SQLite's write lock (``BEGIN IMMEDIATE``), so transactions
+        already run one at a time, in every process using the file. Only inside :meth:`transaction`."""
+        if not self._in_transaction.get():
+            raise RuntimeError("lock() holds its names until the transaction ends: call it inside transaction()")
 
     async def _rollback(self) -> None:
         if self._conn is not None and self._conn.in_transaction:

@@ -37,14 +37,16 @@ _UPDATABLE = frozenset(
 _INSERT = """
 INSERT INTO jobs (id, user_id, guild_id, channel_id, interaction_id, token_expires_at, provider, model,
                   model_ref, request_json, input_json, status, created_at, updated_at,
-                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id, cost_usd)
+                  batch_id, batch_index, batch_size, callback_token, input_files_json, card_message_id, cost_usd,
+                  claimed_by)
 VALUES """
-_INSERT_ROW = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?"
+_INSERT_ROW = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """A job to insert (queued). ``batch`` is (batch id, index, size) for one of several variations."""
+    """A job to insert (queued). ``batch`` is (batch id, index, size) for one of several variations;
+    ``reserved_for``: the instance that alone may start it (a terminal run's own jobs), None for any."""
 
     job_id: str
     origin: JobOrigin
@@ -57,6 +59,7 @@ class NewJob:
     callback_token: str | None = None
     input_files: Mapping[str, str] | None = None
     cost_usd: float = 0.0
+    reserved_for: str | None = None
 
     def values(self, now: float) -> tuple[Any, ...]:
         origin = self.origin
@@ -79,6 +82,7 @@ class NewJob:
             json.dumps(dict(self.input_files or {})),
             origin.card_message_id,
             self.cost_usd,
+            self.reserved_for,
         )
 
 

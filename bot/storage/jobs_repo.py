@@ -4,9 +4,10 @@ How a job maps to a row is in ``job_rows``; the counts for metrics and ``db stat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from bot.records import (
     JobOrigin,
     JobStatus,
 )
-from bot.storage.backend import Backend
+from bot.storage.backend import Backend, LockName
 from bot.storage.job_rows import _INSERT, _INSERT_ROW, _UPDATABLE, NewJob, _row_to_job
 
 
@@ -74,6 +75,21 @@ class JobsRepo:
             now=now,
         )
         return job
+
+    @contextlib.asynccontextmanager
+    async def admitting(self, *, user_id: int, guild_id: int | None, everyone: bool = False) -> AsyncIterator[None]:
+        """One admission: every read and write in the block (the quotas read, the jobs inserted) is one
+        transaction, and it runs alone for this person and this server (and for everyone with ``everyone``: an
+        Encore-wide budget applies), in every process sharing the database, so the usage it reads can't change
+        before its insert commits. An exception (or a lost connection) rolls it all back."""
+        names: list[LockName] = [("user", user_id)]
+        if guild_id is not None:
+            names.append(("guild", guild_id))
+        if everyone:
+            names.append(("everyone", 0))
+        async with self._db.transaction():
+            await self._db.lock(*names)
+            yield
 
     async def insert_many(self, jobs: Sequence[NewJob], *, now: float | None = None) -> list[Job]:
         """Insert queued jobs in one statement: every variation of a batch is stored, or none is."""
@@ -174,8 +190,11 @@ class JobsRepo:
         changed = await self._db.write(sql, (*values, job_id, *(s.value for s in allowed)))
         return changed == 1
 
-    async def update_fields(self, job_id: str, *, when_status: Iterable[JobStatus], **fields: Any) -> bool:
-        """Set fields without changing status, only while the job is in one of ``when_status``."""
+    async def update_fields(
+        self, job_id: str, *, when_status: Iterable[JobStatus], when_claimed_by: str | None = None, **fields: Any
+    ) -> bool:
+        """Set fields without changing status, only while the job is in one of ``when_status`` (and, with
+        ``when_claimed_by``, while that process holds its turn: another may have taken it over)."""
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -183,7 +202,11 @@ class JobsRepo:
         assignments = [f"{column} = ?" for column in fields] + ["updated_at = ?"]
         placeholders = ", ".join("?" for _ in statuses)
         sql = f"UPDATE jobs SET {', '.join(assignments)} WHERE id = ? AND status IN ({placeholders})"  # noqa: S608
-        changed = await self._db.write(sql, (*fields.values(), time.time(), job_id, *statuses))
+        values = [*fields.values(), time.time(), job_id, *statuses]
+        if when_claimed_by is not None:
+            sql += " AND claimed_by = ?"
+            values.append(when_claimed_by)
+        changed = await self._db.write(sql, values)
         return changed == 1
 
     async def replace_prediction(self, job_id: str, *, old: str | None, new: str) -> bool:
@@ -240,8 +263,11 @@ class JobsRepo:
         return [_row_to_job(r) for r in rows]
 
     async def usage(self, *, user_id: int, guild_id: int | None, since: float) -> Usage:
-        """What a user, their guild and everyone have used since ``since`` (failed and canceled jobs don't count)."""
+        """What a user, their guild and everyone have used since ``since``. Failed and canceled jobs don't count
+        against the quotas; what a job that ran cost (it has an output) counts against the budgets even if it
+        failed after (it was paid for: say a song not posted because it is explicit)."""
         counted = "status NOT IN ('failed', 'canceled')"
+        spent = "(status NOT IN ('failed', 'canceled') OR succeeded_at IS NOT NULL)"
         seconds = f"COALESCE(SUM({self._db.dialect.json_number('request_json', 'duration_s')}), 0)"
         sql = f"""
             SELECT
@@ -253,8 +279,8 @@ class JobsRepo:
               (SELECT COUNT(*) FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
               (SELECT {seconds} FROM jobs WHERE guild_id = :guild AND created_at >= :since AND {counted}),
               (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE guild_id = :guild
-                 AND created_at >= :since AND {counted}),
-              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {counted})
+                 AND created_at >= :since AND {spent}),
+              (SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE created_at >= :since AND {spent})
         """  # noqa: S608 - only fixed fragments are spliced in
         row = await self._db.read_one(sql, {"user": user_id, "guild": guild_id, "since": since})
         assert row is not None

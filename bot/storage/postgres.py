@@ -46,7 +46,7 @@ from bot.errors import (
     StorageFullError,
 )
 from bot.logs import register_secret
-from bot.storage.backend import BackendBase, load_migrations
+from bot.storage.backend import BackendBase, LockName, load_migrations, lock_key
 from bot.storage.sql import POSTGRES, Params, arguments
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ class PostgresDatabase(BackendBase):
     """The PostgreSQL backend. Use :meth:`open` and :meth:`close` (or ``async with``)."""
 
     dialect = POSTGRES
+    shared = True  # several Encore processes may share it
     _repair_advice = "see the server's log; REINDEX a damaged index, or restore from a backup (pg_dump)"
 
     def __init__(
@@ -309,9 +310,11 @@ class PostgresDatabase(BackendBase):
         rows = await self.read(sql, parameters)
         return rows[0] if rows else None
 
-    async def write(self, sql: str, parameters: Params = ()) -> int:
+    async def write(self, sql: str, parameters: Params = (), *, quiet: bool = False) -> int:
         """Run one statement that changes data; it is stored whole or not at all. Returns how many rows it
-        changed. Storage trouble raises a :class:`StorageError`, logged once for the operator."""
+        changed. Storage trouble raises a :class:`StorageError`, logged once for the operator; a later write
+        that changes rows says writes work again. A ``quiet`` write (bookkeeping: a heartbeat, a rate limit)
+        tells health nothing."""
         query, args = _arguments(sql, parameters)
         try:
             async with self._statement_connection() as connection:
@@ -320,12 +323,15 @@ class PostgresDatabase(BackendBase):
             problem = storage_error(exc)
             if problem is None:
                 raise
-            self._lost = connection_lost(exc)
-            self._write_refused(problem, exc)
+            if not quiet:
+                self._lost = connection_lost(exc)
+                self._write_refused(problem, exc)
             raise problem from exc
-        self._write_worked()
-        self._lost = False
-        return _rows_changed(status)
+        changed = _rows_changed(status)
+        if changed > 0 and not quiet:
+            self._write_worked()
+            self._lost = False
+        return changed
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -354,6 +360,16 @@ class PostgresDatabase(BackendBase):
                 raise
             self._write_refused(problem, exc)
             raise problem from exc
+
+    async def lock(self, *names: LockName) -> None:
+        """Take a transaction-scoped advisory lock on each of ``names`` (:func:`~bot.storage.backend.lock_key`),
+        in the order of their keys, so transactions locking overlapping names never wait for each other in a
+        circle; each is held until the transaction ends (a lost connection ends it too). A wait past the busy
+        timeout (``lock_timeout``) is refused as busy. Only inside :meth:`transaction`."""
+        if self._connection.get() is None:
+            raise RuntimeError("lock() holds its names until the transaction ends: call it inside transaction()")
+        for key in sorted({lock_key(name) for name in names}):
+            await self.read("SELECT 1 FROM pg_advisory_xact_lock(?)", (key,))
 
     async def schema_version(self) -> int:
         """The newest migration applied (0: none, not even the ``schema_version`` table)."""

@@ -55,6 +55,23 @@ class Dialect:
             return self.json_text(column, *path)  # json_extract keeps a number's type
         return f"{self.json_text(column, *path)}::double precision"
 
+    @property
+    def now_s(self) -> str:
+        """The database's own clock, in Unix epoch seconds: one clock for every process sharing the database,
+        whatever their own say (one value through a statement)."""
+        if self.name == "sqlite":
+            return "((julianday('now') - 2440587.5) * 86400.0)"
+        return "extract(epoch FROM statement_timestamp())::double precision"
+
+    def skip_locked(self, table: str) -> str:
+        """What ends a ``SELECT`` that picks rows of ``table`` (a name or alias) to change in this transaction:
+        PostgreSQL locks the rows it picks and passes over rows another transaction holds; SQLite's transaction
+        holds the whole database already, so nothing."""
+        if self.name == "sqlite":
+            return ""
+        _checked(table, ())
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
+
 
 SQLITE = Dialect("sqlite")
 POSTGRES = Dialect("postgres")

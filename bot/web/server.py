@@ -1,4 +1,5 @@
-"""The bot's one HTTP server: provider webhooks, Cog uploads, ``/healthz`` and ``/metrics``."""
+"""The bot's one HTTP server: the providers' webhooks and uploads (:mod:`bot.web.routes`), ``/healthz`` and
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import ConfigError
-from bot.web.cog_server import CogRoutes
 from bot.web.limits import BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S
 from bot.web.ops import OpsRoutes
-from bot.web.webhooks import ReplicateWebhookView
 
 log = logging.getLogger(__name__)
 # aiohttp's own log of each connection (requests it could not parse, handlers that crashed).
@@ -44,23 +43,18 @@ async def _healthz(_: web.Request) -> web.Response:
 
 def create_app(
     *,
-    webhook_path: str,
-    replicate_webhook: ReplicateWebhookView | None,
     max_body_bytes: int,
-    cog: CogRoutes | None = None,
     ops: OpsRoutes | None = None,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
+    """The app with ``/healthz`` (and ``/metrics`` with ``ops``); the providers' routes are added by
+    :func:`bot.web.routes.mount`."""
     app = web.Application(client_max_size=max_body_bytes)
     app[BODY_TIMEOUT_S] = body_timeout_s
     if ops is not None:
         ops.add_to(app)
     else:
         app.router.add_get("/healthz", _healthz)
-    if replicate_webhook is not None:
-        app.router.add_post(webhook_path, replicate_webhook.handle)
-    if cog is not None:
-        cog.add_to(app)
     return app
 
 

@@ -13,8 +13,10 @@ import pytest
 from pydantic import SecretStr
 
 from bot.app import Core
-from bot.config import Secrets, Settings, load_settings
+from bot.config import Secrets, Settings
 from bot.discord.client import EncoreBot
+from bot.providers.plugins import Registry
+from bot.providers.registry import PROVIDERS
 from tests.conftest import StorageBackend, make_settings
 from tests.fakes.cog import FakeCog
 from tests.fakes.discord import DiscordSimulator, InteractionHandle
@@ -81,6 +83,7 @@ class Encore:
         self.fake = fake
         self.data_dir = data_dir
         self.backend = backend or StorageBackend("sqlite")
+        self.providers: Registry = PROVIDERS  # the provider registry (a test may add one of its own)
         # Settings sections fixtures add to every configure(); the database is the backend's.
         self.defaults: dict[str, dict[str, Any]] = {"storage": dict(self.backend.storage)}
         self.config_path: Path | None = None
@@ -107,7 +110,7 @@ class Encore:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         self.config_path = path
-        self.settings = load_settings(path)
+        self.settings = self.providers.load_settings(path)
         return self.settings
 
     def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
@@ -123,7 +126,7 @@ class Encore:
             webhooks |= {"public_url": f"http://127.0.0.1:{port}", "port": port}
             sections["jobs"] = {"webhook_grace_s": 60.0, **sections.get("jobs", {})}
         self.settings = make_settings(
-            self.data_dir, replicate=replicate, discord=discord, webhooks=webhooks, **sections
+            self.data_dir, self.providers, replicate=replicate, discord=discord, webhooks=webhooks, **sections
         )
         self.config_path = None
         return self.settings
@@ -131,10 +134,12 @@ class Encore:
     async def start(self) -> EncoreBot:
         stack = contextlib.AsyncExitStack()
         secrets = Secrets(
-            replicate_api_token=SecretStr(self.fake.token),
-            elevenlabs_api_key=SecretStr(self.elevenlabs_key) if self.elevenlabs_key else None,
+            env={
+                "REPLICATE_API_TOKEN": SecretStr(self.fake.token),
+                "ELEVENLABS_API_KEY": SecretStr(self.elevenlabs_key) if self.elevenlabs_key else None,
+            }
         )
-        core = Core(self.settings, secrets)
+        core = Core(self.settings, secrets, self.providers)
         await core.open()
         stack.push_async_callback(core.close)
         bot = EncoreBot(core, config_path=self.config_path, **self.sim.client_kwargs())

@@ -204,6 +204,7 @@ NOT_ENTRY_POINTS: dict[str, str] = {
     "encore:full": "posts the newest part of a chain, already made",
     "encore:loop": "makes a loop of a delivered track here, on Encore's CPU: no provider, no job (bot/jobs/loops.py)",
     "encore:phone": "posts a finished track again as a voice message",
+    "encore:lyrics": "shows a finished song's lyrics privately, from what was stored with it",
     "encore:var:info": "shows a variation's details",
     "encore:planadd": "adds a section to a plan",
     "encore:planedit": "edits a plan's section",

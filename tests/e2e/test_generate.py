@@ -144,3 +144,22 @@ async def test_card_is_edited_at_most_once_per_interval(
     assert edits
     assert all(gap >= interval * 0.95 for gap in gaps), gaps
     assert "Done" in card_status(await handle.wait_original())  # the last news is never lost
+
+
+async def test_posting_the_card_counts_as_its_first_edit(
+    encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
+) -> None:
+    """The card that replaces "thinking…" is an edit too: the job's news waits out the interval after it, so
+    a job that ends within the interval costs one edit (Done) instead of one for each phase it went through."""
+    interval = 0.5
+    encore.configure(discord={"card_edit_interval_s": interval})
+    await encore.start()
+    handle = await sim.user("alice").slash("music generate", prompt="quick one")
+    pid = await fake.wait_for_prediction()  # Starting, as soon as the prediction exists
+    await fake.succeed(pid)
+    await handle.wait_file()
+    await handle.wait_original(status_is("Done"))
+    edits = [c for c in handle.calls if c.method == "PATCH" and c.path.endswith("/messages/@original")]
+    gaps = [later.wall_s - earlier.wall_s for earlier, later in itertools.pairwise(edits)]
+    assert len(edits) >= 2  # the card posted, then its news
+    assert all(gap >= interval * 0.95 for gap in gaps), gaps

@@ -62,7 +62,9 @@ def routed_to(sim: DiscordSimulator, interaction_id: int) -> tuple[int, int] | N
 async def refused_start(encore: Encore, *, shard_count: int) -> str:
     """Run the bot as ``python -m bot run`` does, with ``shard_count``; the one line its refused start says."""
     settings = encore.configure(discord={"shard_count": shard_count})
-    secrets = Secrets(discord_token=SecretStr(encore.sim.token), replicate_api_token=SecretStr(encore.fake.token))
+    secrets = Secrets(
+        discord_token=SecretStr(encore.sim.token), env={"REPLICATE_API_TOKEN": SecretStr(encore.fake.token)}
+    )
     with pytest.raises(StartupError) as caught:
         await run_bot(settings, secrets, **encore.sim.client_kwargs())
     message = caught.value.user_message

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.providers.elevenlabs_api import ElevenLabsSettings
 from tests.e2e.conftest import Encore, accepted, card_field, card_status, job_id_of, status_is
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.elevenlabs import FakeElevenLabs
@@ -90,7 +91,8 @@ async def test_cancel_with_the_shipped_config(shipped: Encore, sim: DiscordSimul
 
 async def test_song_with_the_shipped_config(eleven: FakeElevenLabs, shipped: Encore, sim: DiscordSimulator) -> None:
     assert shipped.config_path == EXAMPLE  # still the shipped file, with ElevenLabs pointed at the fake
-    assert str(shipped.settings.elevenlabs.api_base).rstrip("/") == eleven.base_url.rstrip("/")
+    elevenlabs = shipped.settings.section("elevenlabs", ElevenLabsSettings)
+    assert str(elevenlabs.api_base).rstrip("/") == eleven.base_url.rstrip("/")
     await shipped.start()
     handle = await sim.user("alice").slash("music song", prompt="a shanty about shipping on time", length=10)
     await accepted(handle)

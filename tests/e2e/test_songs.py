@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.catalog import SONG_FORMATS
+from bot.providers.elevenlabs_api import ElevenLabsSettings
 from tests.e2e.conftest import (
     Encore,
     card_field,
@@ -251,6 +252,18 @@ async def test_a_pcm_default_format_is_delivered_as_wav(
     assert eleven.generations[0].output_format == "pcm_24000"
 
 
+async def test_a_song_larger_than_encore_takes_fails_clearly_and_keeps_nothing(
+    encore: Encore, sim: DiscordSimulator, eleven: FakeElevenLabs
+) -> None:
+    encore.configure(storage={"max_output_bytes": 8192})  # a 3 s song is about 50 KB
+    await encore.start()
+    handle = await sim.user("alice").slash("music song", prompt="a song too big to keep", length=3)
+    card = await handle.wait_original(status_is("Failed"))
+    assert "larger than Encore can take" in card_status(card)
+    assert [eleven.generations[0].endpoint] == ["detailed"]  # it was made (and streamed) once, then refused
+    assert list(encore.settings.storage.outputs_dir.iterdir()) == []  # no song, no partial file
+
+
 async def test_the_song_id_header_is_read_in_any_case(encore: Encore, sim: DiscordSimulator) -> None:
     async with FakeElevenLabs(default_length_ms=5000, song_id_header="Song-ID") as eleven:
         use_elevenlabs(encore, eleven)
@@ -270,7 +283,7 @@ async def test_an_api_base_with_a_path_keeps_it(encore: Encore, sim: DiscordSimu
     """ElevenLabs behind a proxy at http://proxy/elevenlabs: songs, plans and stems all go under that path."""
     async with FakeElevenLabs(default_length_ms=5000, prefix="/elevenlabs") as eleven:
         use_elevenlabs(encore, eleven)
-        assert encore.settings.elevenlabs.api_base.path == "/elevenlabs"
+        assert encore.settings.section("elevenlabs", ElevenLabsSettings).api_base.path == "/elevenlabs"
         await encore.start()
         alice = sim.user("alice")
         song = await alice.slash("music song", prompt="a song through a proxy", length=3)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.errors import DeliveryError
-from bot.jobs.phase import Phase
+from bot.jobs.phase import Phase, card_progress
+from bot.jobs.progress import Progress
 from bot.records import Job
 
 FINAL = (Phase.DONE, Phase.FAILED, Phase.CANCELED)
@@ -34,6 +35,7 @@ class RecordingListener:
     delivered: list[Delivered] = field(default_factory=list)
     messages: list[list[str]] = field(default_factory=list)  # job ids posted together, per message
     places: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # queue places shown
+    progress: dict[str, list[Progress]] = field(default_factory=lambda: defaultdict(list))  # progress shown, by card
     # Each entry is raised by one delivery attempt before deliveries succeed.
     delivery_failures: list[DeliveryError] = field(default_factory=list)
     delivery_attempts: int = 0
@@ -45,6 +47,8 @@ class RecordingListener:
             for member in members:
                 if member.result.get("queue_position"):
                     self.places[member.id].append(int(member.result["queue_position"]))
+            if (shown := card_progress(members)) is not None:
+                self.progress[job.card_key].append(shown)
             self._changed.notify_all()
 
     async def deliver(self, jobs: Sequence[Job]) -> int | None:
@@ -72,6 +76,15 @@ class RecordingListener:
                 for phase in self.phases[job_id]:
                     if phase in wanted:
                         return phase
+                await self._changed.wait()
+
+    async def wait_for_progress(self, job_id: str, fraction: float, timeout: float = 10.0) -> Progress:
+        """Wait until the job's card (``job.card_key``) has shown at least ``fraction`` of its bar."""
+        async with asyncio.timeout(timeout), self._changed:
+            while True:
+                for shown in self.progress[job_id]:
+                    if shown.fraction is not None and shown.fraction >= fraction:
+                        return shown
                 await self._changed.wait()
 
     async def wait_for_delivery_attempts(self, count: int, timeout: float = 10.0) -> None:

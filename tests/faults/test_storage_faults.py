@@ -97,11 +97,12 @@ async def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(
     statements = StatementWatch()
     await statements.attach(sqlite_db(harness))
     async with watching_logs() as logs:
-        # Queued while locked: the INSERT has started (so it waits), and nothing else moves until the lock goes.
+        # Queued while locked: the admission's transaction has begun (so it waits for the lock before it checks
+        # the quotas and inserts), and nothing else moves until the lock goes.
         await lock.acquire()
         since = statements.mark()
         creating = asyncio.create_task(harness.submit(duration_s=2))
-        await statements.wait_for(r"^\s*INSERT INTO jobs", since=since)
+        await statements.wait_for(r"^\s*BEGIN IMMEDIATE", since=since)
         assert not creating.done()
         await lock.release()
         job = await creating

@@ -55,10 +55,10 @@ class Harness:
 
     @property
     def secrets(self) -> Secrets:
-        return Secrets(
-            replicate_api_token=SecretStr(self.token or self.fake.token),
-            elevenlabs_api_key=SecretStr(self.elevenlabs_key) if self.elevenlabs_key else None,
-        )
+        env: dict[str, SecretStr | None] = {"REPLICATE_API_TOKEN": SecretStr(self.token or self.fake.token)}
+        if self.elevenlabs_key:
+            env["ELEVENLABS_API_KEY"] = SecretStr(self.elevenlabs_key)
+        return Secrets(env=env)
 
     async def start(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
         if self.settings is None or with_webhooks or sections:

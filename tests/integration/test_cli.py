@@ -469,3 +469,47 @@ async def test_scripts_run_works_where_the_user_stands(fake: FakeReplicate, tmp_
     assert backed_up.code == 0, backed_up.stderr
     assert (tmp_path / "copy.sqlite3").is_file()
     assert set(ROOT.iterdir()) == before
+
+
+async def stderr_until(process: asyncio.subprocess.Process, pattern: str, *, timeout_s: float = 30) -> list[str]:
+    """The CLI's stderr lines, read as they come, up to the first that matches ``pattern``."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            line = (await process.stderr.readline()).decode()
+            if not line:
+                raise AssertionError(f"the CLI ended before {pattern!r}: {lines}")
+            lines.append(line)
+            if re.search(pattern, line):
+                return lines
+
+
+async def test_generate_shows_the_models_progress(fake: FakeReplicate, tmp_path: Path) -> None:
+    process = await run_cli(tmp_path, "generate", "slow build", "--duration", "30", env=fake_env(fake, tmp_path))
+    pid = await fake.wait_for_prediction(timeout=20)
+    await fake.begin(pid)
+    await fake.progress(pid, 780, 1503, rate=500.0)  # " 52%|█████▏    | 780/1503 [00:01<00:01, 500.00it/s]"
+    lines = await stderr_until(process, r"Generating ▓▓▓▓▓░░░░░ 52%")
+    assert re.search(r"\] Generating ▓▓▓▓▓░░░░░ 52% · \d:\d\d elapsed · (about \d s left|almost done)$", lines[-1])
+    await fake.progress(pid, 1503, 1503, rate=500.0)
+    await fake.succeed(pid)
+    result = await finish(process)
+    assert result.code == 0, result.stderr
+    assert "Done" in result.stderr
+    assert sum("%" in line for line in lines + result.stderr.splitlines()) <= 12  # a line a tenth, not a flood
+
+
+async def test_a_song_shows_what_has_arrived_and_the_time_so_far(
+    fake: FakeReplicate, eleven: FakeElevenLabs, tmp_path: Path
+) -> None:
+    hold = eleven.hold(path="/v1/music/detailed", after_chunks=2)
+    # Raw PCM costs the fake no encoding: 2 MB in 4 pieces, two of them out before the hold.
+    args = ("generate", "a long ballad", "--model", "song", "--duration", "24", "--set", "output_format=pcm_44100")
+    process = await run_cli(tmp_path, *args, env=eleven_env(fake, eleven, tmp_path))
+    await hold.wait_held()
+    lines = await stderr_until(process, r"MiB received")
+    assert re.search(r"\] Generating · \d+\.\d MiB received · \d:\d\d elapsed$", lines[-1]), lines
+    hold.release()
+    result = await finish(process)
+    assert result.code == 0, result.stderr

@@ -13,11 +13,12 @@ import pytest
 from bot.errors import NO_UPLOAD_TARGET
 from bot.jobs.access import Person
 from bot.jobs.phase import Phase
+from bot.jobs.progress import progress_text
 from bot.records import JobStatus
 from tests.fakes.audio import audio_info, make_mp3, make_wav
 from tests.fakes.cog import FakeCog
 from tests.fakes.models import OutputFile
-from tests.fakes.replicate import FakeReplicate
+from tests.fakes.replicate import FakeReplicate, tqdm_line
 from tests.integration.conftest import Harness
 
 SECRET = "upload-secret-0123456789"
@@ -232,3 +233,17 @@ async def test_uploaded_executable_fails_the_job(harness: Harness, cog: FakeCog)
     assert await harness.listener.wait_for_phase(job.id) == Phase.FAILED
     assert "isn't audio" in ((await harness.job(job.id)).error or "")
     assert harness.listener.delivered == []
+
+
+async def test_a_cog_servers_progress_reaches_the_card_by_its_logs_webhooks(harness: Harness, cog: FakeCog) -> None:
+    await start(harness, cog)
+    job = await harness.submit("progress on my own gpu", duration_s=3)
+    key = await cog.wait_for_prediction()
+    created = await cog.next_request("PUT", "/predictions/")
+    assert created.json is not None
+    assert created.json["webhook_events_filter"] == ["start", "logs", "completed"]
+    await cog.log(key, "Using seed 5\n\r" + tqdm_line(780, 1503, 15.4, 50.6))  # as the model's tqdm prints it
+    shown = await harness.listener.wait_for_progress(job.id, 0.5)
+    assert progress_text(shown).startswith("▓▓▓▓▓░░░░░ 52% · about ")
+    await cog.complete(key)
+    assert await harness.listener.wait_for_phase(job.id) == Phase.DONE

@@ -63,7 +63,7 @@ async def test_webhook_mode_needs_no_polling(harness: Harness, fake: FakeReplica
     body = fake.requests[-1].json
     assert body is not None
     assert body["webhook"].endswith("/webhooks/replicate")
-    assert body["webhook_events_filter"] == ["start", "completed"]
+    assert body["webhook_events_filter"] == ["start", "logs", "completed"]
     await fake.succeed(pid)
     assert await harness.listener.wait_for_phase(job.id) == Phase.DONE
     assert fake.count("GET", "/v1/predictions/") == 0

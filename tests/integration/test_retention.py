@@ -151,7 +151,7 @@ async def test_uploads_no_job_took_are_deleted_after_an_hour(harness: Harness, c
     sweeper = Janitor(
         harness.core.repo,
         harness.settings.storage,
-        uploads_dir=harness.settings.storage.dir / "uploads",
+        uploads_dirs=[harness.settings.storage.dir / "uploads"],
         expects_upload=harness.service.expects_upload,
     )
     await sweeper.sweep()

@@ -93,10 +93,15 @@ BODY_TIMEOUT_S = 0.4
 MARGIN_S = 3.0  # a loaded 2-core machine; the point is that the connection does close, not how fast
 
 
-async def drip(writer: asyncio.StreamWriter, data: bytes, *, every_s: float = 0.05) -> None:
-    """The slow client: ``data`` one byte at a time (the pause is the client's pace, not a synchronisation)."""
+async def drip(
+    writer: asyncio.StreamWriter, data: bytes, *, every_s: float = 0.05, quiet_after_s: float | None = None
+) -> None:
+    """The slow client: ``data`` one byte at a time (the pause is the client's pace, not a synchronisation),
+    going quiet after ``quiet_after_s`` (then the server has read every byte sent before it closes, so its
+    answer arrives whole instead of being lost to a reset, whatever the machine's load)."""
+    started = time.monotonic()
     for byte in data:
-        if writer.is_closing():
+        if writer.is_closing() or (quiet_after_s is not None and time.monotonic() - started >= quiet_after_s):
             return
         writer.write(bytes([byte]))
         try:
@@ -106,13 +111,15 @@ async def drip(writer: asyncio.StreamWriter, data: bytes, *, every_s: float = 0.
         await asyncio.sleep(every_s)
 
 
-async def answer_then_close(port: int, head: bytes, slow: bytes, *, within_s: float) -> tuple[bytes, float]:
+async def answer_then_close(
+    port: int, head: bytes, slow: bytes, *, within_s: float, quiet_after_s: float | None = None
+) -> tuple[bytes, float]:
     """Send ``head`` at once and ``slow`` byte by byte; the server's whole answer once it closes the
     connection, and how long that took. Fails unless it closes within ``within_s``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     writer.write(head)
-    client = asyncio.create_task(drip(writer, slow))
+    client = asyncio.create_task(drip(writer, slow, quiet_after_s=quiet_after_s))
     try:
         async with asyncio.timeout(within_s):
             answer = await reader.read()  # b"" ... until the server closes
@@ -158,8 +165,13 @@ async def test_bodies_sent_slowly_are_cut_off(slow_bounds: Harness, cog: FakeCog
         "cog upload": f"PUT /cog/uploads/{SECRET}/out.wav HTTP/1.1\r\nX-Prediction-ID: {key}\r\n".encode(),
     }[route]
     head += b"Host: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    # Still sending when half the time is gone, then quiet: the body is late either way.
     answer, took = await answer_then_close(
-        web_port(slow_bounds), head, b"{" + b" " * 99_999, within_s=2 * BODY_TIMEOUT_S + MARGIN_S
+        web_port(slow_bounds),
+        head,
+        b"{" + b" " * 99_999,
+        within_s=2 * BODY_TIMEOUT_S + MARGIN_S,
+        quiet_after_s=BODY_TIMEOUT_S / 2,
     )
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"request body too slow" in answer

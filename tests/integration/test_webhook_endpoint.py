@@ -89,7 +89,12 @@ async def test_secret_from_the_environment_wins(harness: Harness, fake: FakeRepl
     settings = harness.configure(with_webhooks=True)
     core = Core(
         settings,
-        Secrets(replicate_api_token=SecretStr(fake.token), replicate_webhook_secret=SecretStr(fake.webhook_secret)),
+        Secrets(
+            env={
+                "REPLICATE_API_TOKEN": SecretStr(fake.token),
+                "REPLICATE_WEBHOOK_SECRET": SecretStr(fake.webhook_secret),
+            }
+        ),
     )
     await core.open()
     try:

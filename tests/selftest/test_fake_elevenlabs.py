@@ -22,6 +22,7 @@ from tests.fakes.elevenlabs import (
     Separation,
     Transfer,
     plan_length_ms,
+    plan_lyrics,
     read_manifest,
     validate_generation,
 )
@@ -784,6 +785,44 @@ async def test_detailed_with_timestamps(el: FakeElevenLabs, http: aiohttp.Client
     assert [w["word"] for w in words] == ["rain", "on", "the", "window", "coffee", "gone", "cold"]
     assert all(3000 <= w["start_ms"] < w["end_ms"] <= 7000 for w in words)
     assert meta["song_metadata"]["languages"] == ["en"]
+
+
+async def test_word_timestamps_of_a_long_song_lie_within_it(el: FakeElevenLabs, http: aiohttp.ClientSession) -> None:
+    body = {"prompt": "a long folk ballad", "music_length_ms": 200_000, "with_timestamps": True}
+    raw, content_type, gen = await detailed(el, http, body)
+    words = check_detailed(raw, content_type, gen)["words_timestamps"]
+    assert [w["word"] for w in words] == [w for line in plan_lyrics(gen.plan) for w in line.split()]
+    assert all(set(w) == {"word", "start_ms", "end_ms"} for w in words)  # the SDK's WordTimestamp
+    starts = [w["start_ms"] for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w["start_ms"] < w["end_ms"] <= gen.length_ms for w in words)
+    assert audio_info(gen.audio).duration_s == 200.0  # the audio is as long as the timestamps say
+
+
+async def test_word_timestamps_can_be_tampered_with(el: FakeElevenLabs, http: aiohttp.ClientSession) -> None:
+    el.tamper_words = lambda words: [{**w, "start_ms": 10**9} for w in words]
+    raw, content_type, gen = await detailed(el, http, {"composition_plan": V1_PLAN, "with_timestamps": True})
+    assert {w["start_ms"] for w in check_detailed(raw, content_type, gen)["words_timestamps"]} == {10**9}
+
+
+@pytest.mark.parametrize(
+    ("body", "explicit"),
+    [
+        ({"prompt": "a gentle lullaby", "music_length_ms": 3000}, False),
+        ({"prompt": "an EXPLICIT rap", "music_length_ms": 3000}, True),
+        ({"prompt": "inexplicitly calm", "music_length_ms": 3000}, False),  # a whole word only
+        ({"composition_plan": V1_PLAN}, False),
+        ({"composition_plan": with_plan(V1_PLAN, ["sections", 1, "lines", 0], "an explicit line")}, True),
+        ({"composition_plan": with_plan(V2_PLAN, ["chunks", 1, "text"], "[Verse]\nexplicit words")}, True),
+    ],
+)
+async def test_songs_are_explicit_by_the_marker(
+    el: FakeElevenLabs, http: aiohttp.ClientSession, body: dict[str, Any], explicit: bool
+) -> None:
+    if "chunks" in body.get("composition_plan", {}):
+        body = {**body, "model_id": "music_v2"}
+    raw, content_type, gen = await detailed(el, http, body)
+    assert check_detailed(raw, content_type, gen)["song_metadata"]["is_explicit"] is explicit
 
 
 async def test_detailed_audio_trap(http: aiohttp.ClientSession) -> None:

@@ -10,6 +10,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,7 +24,15 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tests.fakes.audio import make_wav, wav_info
-from tests.fakes.replicate import DEFAULT_WEBHOOK_SECRET, SPEC_PATH, FakeReplicate, RecordedRequest, sign_webhook
+from tests.fakes.replicate import (
+    DEFAULT_WEBHOOK_SECRET,
+    SPEC_PATH,
+    FakeReplicate,
+    RecordedRequest,
+    RunTiming,
+    sign_webhook,
+    tqdm_line,
+)
 from tests.selftest.conftest import call, serve
 
 V_NEW = "671ac645ce5e552cc63a54a2bbff63fcf798043055d2dac5fc9e36a837eedcfb"
@@ -722,3 +731,111 @@ async def test_list_filters(fake: FakeReplicate, http: aiohttp.ClientSession) ->
         assert status == 200
         assert [p["id"] for p in page["results"]] == expected
     assert (await call(http, "GET", url, params={"created_after": "yesterday"}))[0] == 400
+
+
+# ---------------------------------------------------------------- runs that take time, progress in the logs
+
+QUICK_RUNS = RunTiming(
+    seed=3, queue_s=(0.02, 0.05), setup_s=(0.02, 0.05), rate_it_s=400.0, after_bar_s=0.05, update_s=0.02
+)
+
+
+async def test_timed_runs_print_tqdm_bars_and_end_by_themselves(http: aiohttp.ClientSession) -> None:
+    async with FakeReplicate(timing=QUICK_RUNS) as fake:
+        preds = [await create(http, fake, input={"prompt": f"p{i}", "duration": 2, "seed": 5}) for i in range(3)]
+        assert {p["status"] for p in preds} == {"starting"}
+        done = [await fake.wait_for_status(p["id"], timeout=20) for p in preds]
+        assert {d.status for d in done} == {"succeeded"}
+        runs = []
+        for pred in done:
+            _, body, _ = await call(http, "GET", f"{fake.base_url}/predictions/{pred.id}")
+            logs = body["logs"]
+            prelude, _, bar = logs.partition("\r")
+            assert "Using seed 5" in prelude  # the model's own lines come first
+            assert logs.endswith("]\n")  # a newline after the last update, as tqdm closes a bar
+            updates = bar.rstrip("\n").split("\r")
+            assert updates[0] == "  0%|          | 0/103 [00:00<?, ?it/s]"  # 50 steps a second of audio, + 3
+            assert updates[-1].startswith("100%|██████████| 103/103 [")
+            counts = [int(match[1]) for u in updates if (match := re.search(r"\| (\d+)/103 \[", u))]
+            assert len(counts) == len(updates)
+            assert counts == sorted(counts)
+            meter = r"\s*\d+%\|.{10}\| \d+/103 \[\d\d:\d\d<(\d\d:\d\d|\?), [ \d.?]+it/s\]"
+            assert all(re.fullmatch(meter, u) for u in updates)
+            runs.append(body["metrics"]["predict_time"])
+        assert len(set(runs)) == 3  # each prediction its own time
+    # The same seed gives the same plans, in the same order of creation.
+    plans = [QUICK_RUNS.plan(seq, fake.models["meta/musicgen"], {"duration": 2}) for seq in (1, 2, 1)]
+    assert plans[0].rate_it_s == plans[2].rate_it_s != plans[1].rate_it_s
+    assert plans[0].after_bar_s == plans[2].after_bar_s
+
+
+async def test_logs_webhooks_at_most_every_500_ms_and_none_after_completed(
+    http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    async with FakeReplicate() as fake:
+        pred = await create(http, fake, webhook=receiver.url, webhook_events_filter=["start", "logs", "completed"])
+        await fake.begin(pred["id"])
+        for n in range(0, 103, 5):  # a flood of progress: 21 updates at once
+            await fake.progress(pred["id"], n, 103, rate=50.0)
+        sent = await fake.wait_for_webhook_deliveries(pred["id"], 3)  # start, the first logs, a later one
+        assert [d.event for d in sent] == ["start", "logs", "logs"]
+        assert sent[2].at - sent[1].at >= 0.45  # held back to 500 ms after the first
+        assert json.loads(sent[2].body)["logs"].endswith(tqdm_line(100, 103, 2.0, 50.0))  # carrying the newest
+        await fake.progress(pred["id"], 103, 103, rate=50.0)  # a logs webhook is due in 500 ms...
+        await fake.succeed(pred["id"])  # ...but the prediction ends first
+        await fake.drain_webhooks()
+        events = [d.event for d in fake.webhook_deliveries]
+        assert events == ["start", "logs", "logs", "completed"]
+        final = json.loads(fake.webhook_deliveries[-1].body)
+        assert final["logs"].startswith("Loading model")
+        assert final["logs"].endswith("| 103/103 [00:02<00:00, 50.00it/s]\n")
+    async with FakeReplicate() as fake:  # without `logs` in the filter, progress sends nothing
+        pred = await create(http, fake, webhook=receiver.url, webhook_events_filter=["completed"])
+        await fake.begin(pred["id"])
+        await fake.progress(pred["id"], 10, 103, rate=50.0)
+        await fake.drain_webhooks()
+        assert fake.webhook_deliveries == []
+        with pytest.raises(RuntimeError, match="expected one of"):
+            await fake.progress((await create(http, fake))["id"], 1, 103)  # still starting: no bar yet
+
+
+# ---------------------------------------------------------------- the account's rate limits, predictions at once
+
+
+async def test_the_account_s_rate_limits_are_enforced(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    assert fake.rate_limits == {"create": 600, "other": 3000}  # Replicate's documented limits, by default
+    fake.rate_limits = {"create": 2, "other": 3}
+    first = await create(http, fake)
+    await create(http, fake)
+    status, body, _ = await call(http, "POST", f"{fake.base_url}/predictions", json={"version": V_NEW, "input": {}})
+    assert (status, body) == (429, {"detail": "Request was throttled. Your rate limit resets in ~30s."})
+    assert len(fake.predictions) == 2  # the refused create made nothing
+    for _ in range(3):  # other calls have a budget of their own
+        assert (await call(http, "GET", f"{fake.base_url}/predictions/{first['id']}"))[0] == 200
+    assert (await call(http, "GET", f"{fake.base_url}/predictions"))[0] == 429
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer r8_someone_else"}) as stranger:
+        assert (await call(stranger, "GET", f"{fake.base_url}/predictions"))[0] == 401  # auth first: not counted
+    assert fake.throttled == {"create": 1, "other": 1}
+    assert (fake.most_in_any_window("create"), fake.most_in_any_window("other")) == (2, 3)
+
+
+async def test_predictions_unfinished_at_once_are_counted(fake: FakeReplicate, http: aiohttp.ClientSession) -> None:
+    one, two = await create(http, fake), await create(http, fake)
+    assert (fake.in_flight, fake.max_in_flight) == (2, 2)
+    await fake.fail(one["id"])
+    await call(http, "POST", f"{fake.base_url}/predictions/{two['id']}/cancel")
+    await call(http, "POST", f"{fake.base_url}/predictions/{two['id']}/cancel")  # twice: counted once
+    await create(http, fake)
+    assert (fake.in_flight, fake.max_in_flight) == (1, 2)
+
+
+async def test_an_answer_can_be_held_after_the_prediction_is_made(
+    fake: FakeReplicate, http: aiohttp.ClientSession
+) -> None:
+    release = asyncio.Event()
+    fake.inject(method="POST", path="^/v1/predictions$", status=None, answer_when=release)
+    answer = asyncio.create_task(create(http, fake))
+    pid = await fake.wait_for_prediction()  # made before its answer leaves
+    assert not answer.done()
+    release.set()
+    assert (await answer)["id"] == pid

@@ -9,6 +9,7 @@ from bot.discord.render import build_card
 from bot.discord.send import delivery_nonce
 from bot.jobs.phase import Phase
 from bot.naming import audio_filename
+from bot.providers.registry import PROVIDERS
 from bot.records import Job, JobStatus
 from cogs.views import card_view, info_embed
 
@@ -132,7 +133,7 @@ def test_a_waiting_card_shows_its_place_and_wait() -> None:
 )
 def test_info_says_whether_the_cost_is_actual_or_estimated(fields: dict[str, object], shown: str) -> None:
     job = make_job(status=JobStatus.DELIVERED, **fields)
-    assert fields_of(info_embed(job, LimitsSettings()))["Cost"] == shown
+    assert fields_of(info_embed(job, LimitsSettings(), PROVIDERS))["Cost"] == shown
 
 
 def test_info_shows_peoples_text_inertly() -> None:
@@ -140,6 +141,21 @@ def test_info_shows_peoples_text_inertly() -> None:
         request={"prompt": "[x](https://evil.example)", "params": {"prompt_b": "**b**"}},
         input={"prompt_b": "[y](https://evil.example)"},
     )
-    embed = info_embed(job, LimitsSettings())
+    embed = info_embed(job, LimitsSettings(), PROVIDERS)
     assert embed.description == r"\[x\](https://evil.example)"
     assert fields_of(embed)["Settings"] == r"`prompt_b` = \[y\](https://evil.example)"
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en-US", "🎛️ Generating ▓▓▓▓▓░░░░░ 52% · about 14 s left"),
+        ("de", "▓▓▓▓▓░░░░░ 52% · noch etwa 14 s"),
+        ("ja", "▓▓▓▓▓░░░░░ 52% · 残り約 14 秒"),
+    ],
+)
+def test_a_running_card_shows_its_bar_and_time_left_in_the_servers_language(locale: str, expected: str) -> None:
+    job = make_job(result={"progress": {"fraction": 780 / 1503, "left_s": 14.2}})
+    [status] = [value for value in fields_of(build_card(job, Phase.GENERATING, locale=locale)).values() if "▓" in value]
+    assert expected in status
+    assert "<t:" not in status  # the bar says more than the time since it started

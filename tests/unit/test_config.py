@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.config import Secrets, Settings, describe, load_settings
+from bot.config import Secrets, describe
 from bot.errors import ConfigError
+from bot.providers.cog_server import CogSettings
+from bot.providers.registry import PROVIDERS, load_settings
+from bot.providers.replicate_api import ReplicateSettings
+
+# The config with Encore's providers' sections (each declared in its provider's module).
+Settings = PROVIDERS.settings_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +46,7 @@ def test_example_config_documents_exactly_the_defaults() -> None:
 
 def test_defaults_without_any_file() -> None:
     settings = load_settings(None)
-    assert str(settings.replicate.api_base) == "https://api.replicate.com/v1"
+    assert str(settings.section("replicate", ReplicateSettings).api_base) == "https://api.replicate.com/v1"
     assert settings.webhooks.public_url is None
 
 
@@ -56,8 +62,9 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ENCORE_WEBHOOKS__PORT", "8443")
     monkeypatch.setenv("ENCORE_STORAGE__DIR", "/srv/encore")
     settings = load_settings(path)
-    assert str(settings.replicate.api_base) == "http://127.0.0.1:9999/v1"
-    assert settings.replicate.max_retries == 2  # the file's other keys survive
+    replicate = settings.section("replicate", ReplicateSettings)
+    assert str(replicate.api_base) == "http://127.0.0.1:9999/v1"
+    assert replicate.max_retries == 2  # the file's other keys survive
     assert str(settings.webhooks.public_url) == "https://hooks.example.com/"
     assert settings.webhooks.port == 8443
     assert settings.storage.dir == Path("/srv/encore")
@@ -114,8 +121,8 @@ def test_secrets_come_only_from_the_environment_and_are_masked(tmp_path: Path) -
     # A token in the file is an unknown key, not a secret source.
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(write(tmp_path, '[replicate]\napi_token = "r8_secret"\n'))
-    secrets = Secrets.from_env({"DISCORD_TOKEN": "discord-secret-token", "REPLICATE_API_TOKEN": "r8_abcdef"})
-    assert isinstance(secrets.replicate_api_token, SecretStr)
+    secrets = PROVIDERS.secrets_from_env({"DISCORD_TOKEN": "discord-secret-token", "REPLICATE_API_TOKEN": "r8_abcdef"})
+    assert isinstance(secrets.get("REPLICATE_API_TOKEN"), SecretStr)
     text = describe(Settings(), secrets) + repr(secrets) + str(secrets)
     assert "discord-secret-token" not in text
     assert "r8_abcdef" not in text
@@ -130,10 +137,10 @@ def test_cog_upload_secret_only_from_the_environment(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError, match="ENCORE_COG__UPLOAD_SECRET in the environment"):
         load_settings(in_file)
     monkeypatch.setenv("ENCORE_COG__UPLOAD_SECRET", "s3cret-s3cret-s3cret")
-    settings = load_settings(None)
-    assert settings.cog.upload_secret is not None
-    assert settings.cog.upload_secret.get_secret_value() == "s3cret-s3cret-s3cret"
-    text = describe(settings, Secrets())
+    cog = load_settings(None).section("cog", CogSettings)
+    assert cog.upload_secret is not None
+    assert cog.upload_secret.get_secret_value() == "s3cret-s3cret-s3cret"
+    text = describe(load_settings(None), Secrets())
     assert "s3cret" not in text
     assert 'upload_secret = "set (hidden)"' in text
     monkeypatch.setenv("ENCORE_COG__UPLOAD_SECRET", "short")

@@ -166,7 +166,7 @@ def test_interaction_and_cog_webhook_tokens_are_masked_by_shape() -> None:
     masker = logs.SecretMasker()  # no secrets from the environment: these are recognised by their shape
     interaction = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OnNlY3JldA.x-y_z"
     odd = "not-base64-but-still-a-token-1234567890"
-    cog = logs.COG_TOKEN_PREFIX + "Zm9vYmFyLWJhei1xdXV4LTEyMzQ1Njc4"
+    cog = logs.CALLBACK_TOKEN_PREFIX + "Zm9vYmFyLWJhei1xdXV4LTEyMzQ1Njc4"
     lines = [
         f"POST https://discord.com/api/v10/interactions/1234/{odd}/callback with None has returned 204",
         f"PATCH https://discord.com/api/v10/webhooks/5678/{odd}/messages/@original has returned 200",

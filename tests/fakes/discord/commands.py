@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
 from .errors import field_error, merge_errors
+from .validation import schema
 from .waiting import Journal
 
 CHAT_INPUT, USER, MESSAGE = 1, 2, 3
@@ -15,6 +18,72 @@ SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 STRING, INTEGER, BOOLEAN, USER_OPTION, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = 3, 4, 5, 6, 7, 8, 9, 10, 11
 _PER_TYPE_LIMIT = {CHAT_INPUT: 100, USER: 15, MESSAGE: 15}
 _NAME = re.compile(r"^[-_'\w]{1,32}$")
+# Scripts Discord's name rule names besides letters and numbers (``\p{sc=Deva}``, ``\p{sc=Thai}``): their
+# vowel signs and viramas are marks, not letters. Devanagari, Devanagari Extended, Devanagari Extended-A; Thai.
+_NAME_SCRIPTS = ((0x0900, 0x097F), (0xA8E0, 0xA8FF), (0x11B00, 0x11B5F), (0x0E00, 0x0E7F))
+
+
+def _name_char(char: str) -> bool:
+    code = ord(char)
+    return (
+        char in "-_" or unicodedata.category(char)[0] in "LN" or any(low <= code <= high for low, high in _NAME_SCRIPTS)
+    )
+
+
+def localized_name_ok(name: str) -> bool:
+    r"""Discord's rule for a slash command's or option's (localized) name: ``^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]
+    {1,32}$``, in lowercase wherever a letter has a lowercase form."""
+    return 1 <= len(name) <= 32 and all(_name_char(c) for c in name) and name == name.lower()
+
+
+@functools.cache
+def discord_locales() -> frozenset[str]:
+    """The locales Discord takes as keys of ``*_localizations`` (the official spec's ``AvailableLocalesEnum``)."""
+    enum = schema("AvailableLocalesEnum")["oneOf"]
+    return frozenset(item["const"] for item in enum)
+
+
+def _localization_rules(item: dict[str, Any], path: list[str | int], *, slash: bool) -> dict[str, Any]:
+    """What Discord enforces on ``name_localizations`` / ``description_localizations`` beyond the spec's
+    lengths: keys are Discord locales; a slash command's or option's localized names follow its name rule."""
+    problems: dict[str, Any] = {}
+    for what in ("name_localizations", "description_localizations"):
+        table = item.get(what)
+        if not isinstance(table, dict):
+            continue
+        for locale, value in table.items():
+            here = [*path, what, locale]
+            if locale not in discord_locales():
+                merge_errors(
+                    problems,
+                    field_error(here, "BASE_TYPE_CHOICES", f"Value must be one of {sorted(discord_locales())}."),
+                )
+            elif what == "name_localizations" and slash and not localized_name_ok(str(value)):
+                merge_errors(problems, field_error(here, "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
+    return problems
+
+
+def _localized_clashes(options: list[Any], path: list[str | int]) -> dict[str, Any]:
+    """Two options (or subcommands) of one command with the same name in some locale (a localized name, or the
+    default name where a locale has none)."""
+    problems: dict[str, Any] = {}
+    items = [o for o in options if isinstance(o, dict)]
+    locales = {loc for o in items for loc in (o.get("name_localizations") or {})}
+    for locale in sorted(locales):
+        seen: set[str] = set()
+        for i, opt in enumerate(items):
+            name = str((opt.get("name_localizations") or {}).get(locale) or opt.get("name", ""))
+            if name in seen:
+                merge_errors(
+                    problems,
+                    field_error(
+                        [*path, i, "name_localizations", locale],
+                        "APPLICATION_COMMAND_OPTION_NAME_ALREADY_EXISTS",
+                        "Option name exists",
+                    ),
+                )
+            seen.add(name)
+    return problems
 
 
 @dataclass(frozen=True)
@@ -143,6 +212,7 @@ def _option_rules(options: list[Any], path: list[str | int], depth: int) -> dict
             field_error([*path], "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Subcommands cannot mix with options"),
         )
     names: set[str] = set()
+    merge_errors(problems, _localized_clashes(options, path))
     for i, opt in enumerate(options):
         if not isinstance(opt, dict):
             continue
@@ -159,6 +229,10 @@ def _option_rules(options: list[Any], path: list[str | int], depth: int) -> dict
                 field_error([*here, "name"], "APPLICATION_COMMAND_OPTION_NAME_ALREADY_EXISTS", "Option name exists"),
             )
         names.add(name)
+        merge_errors(problems, _localization_rules(opt, here, slash=True))
+        for c, choice in enumerate(opt.get("choices") or []):
+            if isinstance(choice, dict):
+                merge_errors(problems, _localization_rules(choice, [*here, "choices", c], slash=False))
         if opt.get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
             if depth >= 2 or (opt.get("type") == SUB_COMMAND_GROUP and depth >= 1):
                 merge_errors(
@@ -214,12 +288,15 @@ def command_rules(body: Any, file_count: int = 0) -> dict[str, Any]:
                     problems,
                     field_error([i, "description"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."),
                 )
+            merge_errors(problems, _localization_rules(item, [i], slash=True))
             merge_errors(problems, _option_rules(item.get("options") or [], [i, "options"], 0))
         elif item.get("options"):
             merge_errors(
                 problems,
                 field_error([i, "options"], "APPLICATION_COMMAND_OPTIONS_INVALID", "Context menus take no options"),
             )
+        else:  # a context menu: its localized names may have spaces and capitals (1-32, the spec's lengths)
+            merge_errors(problems, _localization_rules(item, [i], slash=False))
     for type_, limit in _PER_TYPE_LIMIT.items():
         if counts.get(type_, 0) > limit:
             merge_errors(

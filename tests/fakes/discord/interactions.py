@@ -161,7 +161,7 @@ class InteractionService:
             "channel_id": str(channel.id),
             "channel": s.channel_payload(channel),
             "app_permissions": str(rec.app_permissions),
-            "locale": "en-US",
+            "locale": s.accounts[user_id].locale,
             "entitlements": [],
             "attachment_size_limit": rec.size_limit,
             "context": 0 if guild is not None else 1,
@@ -171,8 +171,8 @@ class InteractionService:
             member["permissions"] = str(guild.channel_permissions(user_id, channel))
             payload.update(
                 guild_id=str(guild.id),
-                guild={"id": str(guild.id), "locale": "en-US", "features": []},
-                guild_locale="en-US",
+                guild={"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
+                guild_locale=guild.preferred_locale,
                 member=member,
                 authorizing_integration_owners={"0": str(guild.id)},
             )

@@ -122,6 +122,8 @@ class MemberConfig:
     global_name: str | None = None
     roles: list[str] = field(default_factory=list)
     dms_open: bool = True
+    #: the language their Discord client is set to (an interaction's ``locale``)
+    locale: str = "en-US"
 
 
 @dataclass
@@ -136,6 +138,8 @@ class GuildConfig:
     roles: list[RoleConfig] = field(default_factory=list)
     bot_permissions: int = DEFAULT_BOT_PERMISSIONS
     everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS
+    #: the server's language (Community servers set it; ``guild_locale`` of its interactions)
+    preferred_locale: str = "en-US"
 
 
 @dataclass
@@ -147,6 +151,7 @@ class Account:
     global_name: str | None = None
     bot: bool = False
     dms_open: bool = True
+    locale: str = "en-US"
 
     @property
     def mention(self) -> str:
@@ -196,6 +201,7 @@ class SimGuild:
     #: member user id -> role ids (the bot included)
     member_roles: dict[int, list[int]] = field(default_factory=dict)
     joined_at: float = 0.0
+    preferred_locale: str = "en-US"
 
     @property
     def upload_limit(self) -> int:
@@ -250,6 +256,12 @@ class SimAttachment:
     @property
     def size(self) -> int:
         return len(self.data)
+
+    @property
+    def spoiler(self) -> bool:
+        """Discord's clients hide it until clicked: its name starts ``SPOILER_`` (how discord.py and Discord's own
+        clients mark one; Discord then sets the attachment's IS_SPOILER flag)."""
+        return self.filename.startswith("SPOILER_")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class SimState:
         bot_role = SimRole(self.ids.next(), self.bot.username, bot_perms, position=1, managed=True)
         guild = SimGuild(gid, config.name, config.premium_tier, owner, bot_role.id, bot_perms)
         guild.joined_at = self.clock.now()
+        guild.preferred_locale = config.preferred_locale
         guild.roles = [SimRole(gid, "@everyone", int(config.everyone_permissions)), bot_role]
         by_name: dict[str, int] = {}
         for pos, rc in enumerate(config.roles, start=2):
@@ -93,7 +94,13 @@ class SimState:
     def account_for(self, member: MemberConfig) -> Account:
         if member.id is not None and member.id in self.accounts:
             return self.accounts[member.id]
-        account = Account(member.id or self.ids.next(), member.username, member.global_name, dms_open=member.dms_open)
+        account = Account(
+            member.id or self.ids.next(),
+            member.username,
+            member.global_name,
+            dms_open=member.dms_open,
+            locale=member.locale,
+        )
         self.accounts[account.id] = account
         return account
 
@@ -308,7 +315,7 @@ class SimState:
             "system_channel_id": None,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
-            "preferred_locale": "en-US",
+            "preferred_locale": guild.preferred_locale,
             "application_id": None,
             "max_members": 500000,
         }

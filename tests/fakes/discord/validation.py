@@ -45,6 +45,11 @@ def _spec() -> dict[str, Any]:
     return spec
 
 
+def schema(name: str) -> dict[str, Any]:
+    """One of the spec's named schemas (``components/schemas/<name>``)."""
+    return _spec()["components"]["schemas"][name]
+
+
 @functools.cache
 def _registry() -> Registry[Any]:
     resource = Resource.from_contents(_spec(), default_specification=DRAFT202012)

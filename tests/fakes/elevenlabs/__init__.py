@@ -63,7 +63,12 @@ Contract: tests/specs/elevenlabs-music.md. Guesses and deliberate differences:
   ``data: {...}`` line and a blank line. ``sse_noise=True`` adds a comment line, an unknown event and a
   non-JSON ``data:`` line before the audio.
 * Song metadata, plans, lyrics and word timestamps are derived deterministically from the prompt or plan
-  (see ``derive_plan``/``song_metadata``). ``/plan`` with ``source_composition_plan`` returns that plan,
+  (see ``derive_plan``/``song_metadata``). Word timestamps (``{word, start_ms, end_ms}``, the SDK's
+  ``WordTimestamp``) come only with ``with_timestamps`` (detailed endpoints), one per lyric word in order,
+  spread over its section, so they always lie within the song; ``tamper_words`` rewrites them (a test's
+  broken ones). A song is explicit (``song_metadata.is_explicit``, the SDK's ``SongMetadata``) when its
+  prompt or a lyric line has the word ``EXPLICIT_MARKER`` ("explicit"), else not (guess: ElevenLabs doesn't
+  say how it judges). ``/plan`` with ``source_composition_plan`` returns that plan,
   durations rescaled to ``music_length_ms`` when given (422 ``fake:`` if a section would leave 3000..120000).
 * Two-stem names are ``vocals`` and ``accompaniment`` (reported, undocumented). Stems are tones at
   different pitches, not a real separation. An undecodable upload is 400 ``invalid_request``/
@@ -101,9 +106,11 @@ from .formats import (
 )
 from .music import MusicRoutes
 from .plans import (
+    EXPLICIT_MARKER,
     GENRES,
     derive_plan,
     fit_plan,
+    is_explicit,
     plan_length_ms,
     plan_lyrics,
     plan_negative_styles,
@@ -143,6 +150,7 @@ __all__ = [
     "ENDPOINTS",
     "ENDPOINT_FIELDS",
     "ERRORS",
+    "EXPLICIT_MARKER",
     "GENERATION_FORMATS",
     "GENRES",
     "MAX_LENGTH_MS",
@@ -185,6 +193,7 @@ __all__ = [
     "encode_audio",
     "error_detail",
     "fit_plan",
+    "is_explicit",
     "plan_length_ms",
     "plan_lyrics",
     "plan_negative_styles",

@@ -88,7 +88,7 @@ class MusicRoutes(ResponseWriter):
             finetune_id=parsed.finetune_id,
             sign_with_c2pa=bool(parsed.sign_with_c2pa),
             metadata=song_metadata(parsed.prompt, plan),
-            words_timestamps=word_timestamps(plan) if parsed.with_timestamps else None,
+            words_timestamps=self._words(plan) if parsed.with_timestamps else None,
         )
         self.songs[gen.song_id] = gen
         self._log(self.generations, self._new_generations, gen)
@@ -113,6 +113,10 @@ class MusicRoutes(ResponseWriter):
         gen.audio = audio
         headers["Content-Type"] = "text/event-stream"
         return await self._send(request, gen, self._events(gen, audio), headers, chunked=True)
+
+    def _words(self, plan: dict[str, Any]) -> list[dict[str, Any]]:
+        words = word_timestamps(plan)
+        return words if self.tamper_words is None else self.tamper_words(words)
 
     # ------------------------------------------------------------ plan
 

@@ -37,6 +37,10 @@ GENRES = (
     "indie",
 )
 _LOCAL_STYLES = {"Intro": ["sparse", "building"], "Chorus": ["full", "anthemic"], "Outro": ["fading out"]}
+# A song is explicit (``is_explicit``) when its prompt or a lyric line has this word: the fake's stand-in for
+# whatever ElevenLabs judges by, deterministic so that tests can drive it.
+EXPLICIT_MARKER = "explicit"
+_EXPLICIT = re.compile(rf"\b{EXPLICIT_MARKER}\b", re.IGNORECASE)
 
 
 def plan_length_ms(plan: Mapping[str, Any]) -> int:
@@ -158,6 +162,11 @@ def _title(words: list[str]) -> str:
     return " ".join(w[:1].upper() + w[1:] for w in words[:4])[:100] or "Untitled"
 
 
+def is_explicit(prompt: str | None, plan: Mapping[str, Any]) -> bool:
+    """Whether the fake marks the song explicit: :data:`EXPLICIT_MARKER` in its prompt or in a lyric line."""
+    return any(_EXPLICIT.search(text) for text in [prompt or "", *plan_lyrics(plan)])
+
+
 def song_metadata(prompt: str | None, plan: Mapping[str, Any]) -> dict[str, Any]:
     """SongMetadata derived from the prompt (or the plan's styles when there is no prompt)."""
     if "sections" in plan:
@@ -177,7 +186,7 @@ def song_metadata(prompt: str | None, plan: Mapping[str, Any]) -> dict[str, Any]
         "description": f"{title}: a {seconds}-second {kind} track {'with vocals' if vocal else '(instrumental)'}.",
         "genres": genres,
         "languages": ["en"] if vocal else [],
-        "is_explicit": False,
+        "is_explicit": is_explicit(prompt, plan),
     }
 
 

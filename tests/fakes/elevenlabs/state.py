@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from tests.fakes._http import FakeServer
 
@@ -48,6 +50,9 @@ class ElevenLabsState(FakeServer[Fault]):
         self.prefix = prefix.rstrip("/")  # served under this path, as behind a proxy (e.g. "/elevenlabs")
         self.song_id_header = song_id_header  # the song-id header's spelling (names are case-insensitive)
         self.on_chunk: ChunkHook | None = None  # awaited before each body piece is written
+        # Rewrites the word timestamps of a song asked for them (a test's broken ones: out of order, beyond
+        # the song's end); None sends them as derived from the plan, within the song's length.
+        self.tamper_words: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
         self.generations: list[Generation] = []
         self.separations: list[Separation] = []
         self.plans: list[PlanRecord] = []

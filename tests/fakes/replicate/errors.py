@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -43,6 +44,8 @@ class Fault(_http.Fault):
     """An injected failure; see ``FakeReplicate.inject``. ``hits`` counts the requests it answered."""
 
     drop_after_create: bool
+    # Run the real handler (the prediction is created), then hold the answer until this is set.
+    answer_when: asyncio.Event | None = field(default=None, kw_only=True)
 
     def response(self, status: int) -> web.Response:
         body = self.body

@@ -1,14 +1,20 @@
-"""The prediction state machine (starting -> processing -> succeeded/failed/canceled/aborted) and how tests drive it."""
+"""The prediction state machine (starting -> processing -> succeeded/failed/canceled/aborted) and how tests drive it.
+
+Tests drive it step by step (``begin``, ``progress``, ``succeed``...), or let each prediction run by itself for
+as long as a real one does (``timing``: see timing.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.models import FetchError, InputFile, ModelError, OutputFile, fetch_url, resolve_inputs
 
 from .records import TERMINAL, Prediction, _now
+from .timing import Meter, RunPlan, tqdm_line, updates
 from .webhooks import WebhookSender
 
 
@@ -48,6 +54,26 @@ class PredictionEngine(WebhookSender):
             return InputFile(url, stored.content, stored.content_type)
         return await fetch_url(self._http, url)
 
+    async def _run_model(self, pred: Prediction, duplicates: int = 0) -> tuple[Any, str] | None:
+        """Fetch the file inputs and run the model in a thread: (output, logs), or None when it failed (the
+        prediction is then failed, if nothing else ended it meanwhile)."""
+        pred.running = True
+        try:
+            inp = await resolve_inputs(pred.model, dict(pred.input), self._fetch)
+            return await asyncio.to_thread(pred.model.run, inp)
+        except FetchError as exc:
+            if pred.status == "processing":
+                pred.logs = f"{exc}\n"
+                self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
+            return None
+        except ModelError as exc:
+            if pred.status == "processing":
+                pred.logs = f"{exc.logs}{exc.exc_type}: {exc}\n"
+                self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
+            return None
+        finally:
+            pred.running = False
+
     async def _succeed(self, pred: Prediction, duplicates: int = 0) -> None:
         """Fetch file inputs, run the model in a thread, publish the output (or fail by the model's rules).
 
@@ -58,30 +84,82 @@ class PredictionEngine(WebhookSender):
         self._require(pred, "processing")
         if pred.running:
             raise RuntimeError(f"prediction {pred.id} is already running")
-        pred.running = True
-        try:
-            try:
-                inp = await resolve_inputs(pred.model, dict(pred.input), self._fetch)
-                output, logs = await asyncio.to_thread(pred.model.run, inp)
-            except FetchError as exc:
-                if pred.status == "processing":
-                    pred.logs = f"{exc}\n"
-                    self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
-                return
-            except ModelError as exc:
-                if pred.status == "processing":
-                    pred.logs = f"{exc.logs}{exc.exc_type}: {exc}\n"
-                    self._finish(pred, "failed", error=str(exc), duplicates=duplicates)
-                return
-        finally:
-            pred.running = False
-        if pred.status != "processing":
+        result = await self._run_model(pred, duplicates)
+        if result is None or pred.status != "processing":
             return
+        output, logs = result
+        # The model's own lines come first; a bar a test printed (``progress``) follows them, ended.
+        pred.logs = logs + (pred.logs + "\n" if pred.logs else "")
+        self._complete(pred, output, duplicates)
+
+    def _complete(self, pred: Prediction, output: Any, duplicates: int = 0) -> None:
         files: dict[str, OutputFile] = {}
-        pred.logs = logs
         pred.output = self._publish(pred.id, output, files)
         self._outputs[pred.id] = files
         self._finish(pred, "succeeded", duplicates=duplicates)
+
+    # ------------------------------------------------------------ predictions that run by themselves
+
+    def _drive(self, pred: Prediction, plan: RunPlan) -> None:
+        task = asyncio.create_task(self._run_timed(pred, plan), name=f"fake-run:{pred.id}")
+        self._drivers.add(task)
+        task.add_done_callback(self._drivers.discard)
+
+    async def _run_timed(self, pred: Prediction, plan: RunPlan) -> None:
+        """starting for ``queue_s``; processing: set up (the model runs meanwhile), the bar, the time after it;
+        then succeeded. Stops as soon as something else ends the prediction (a cancel, a deadline)."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(plan.queue_s)
+        if pred.status != "starting":
+            return
+        self._begin(pred)
+        began = loop.time()
+        result = await self._run_model(pred)
+        if result is None or pred.status != "processing":
+            return
+        output, prelude = result
+        await asyncio.sleep(max(0.0, plan.setup_s - (loop.time() - began)))
+        if pred.status != "processing":
+            return
+        pred.logs = prelude
+        self._log_updated(pred)
+        meter = Meter(plan.steps, plan.timing.smoothing)
+        pred.logs += "\r" + meter.line()
+        for seconds, steps in updates(plan):
+            before = loop.time()
+            await asyncio.sleep(seconds)
+            if pred.status != "processing":
+                return
+            meter.advance(steps, loop.time() - before)  # the time it really took, as tqdm measures it
+            pred.logs += "\r" + meter.line()
+            self._log_updated(pred)
+        pred.logs += "\n"
+        self._log_updated(pred)
+        await asyncio.sleep(plan.after_bar_s)
+        if pred.status == "processing":
+            self._complete(pred, output)
+
+    def _log_updated(self, pred: Prediction) -> None:
+        """The prediction's logs grew: wake waiters, and send a ``logs`` webhook if it asked for them (at most
+        one every 500 ms, carrying the newest logs, as Replicate does)."""
+        self._notify()
+        if pred.webhook is None or "logs" not in (pred.events_filter or ()) or pred.logs_webhook_due is not None:
+            return
+        wait = pred.logs_webhook_at + self.logs_webhook_every_s - time.monotonic()
+        if wait <= 0:
+            pred.logs_webhook_at = time.monotonic()
+            self._emit(pred, "logs")
+            return
+        pred.logs_webhook_due = asyncio.get_running_loop().create_task(self._logs_webhook_later(pred, wait))
+        self._webhook_tasks.add(pred.logs_webhook_due)
+        pred.logs_webhook_due.add_done_callback(self._webhook_tasks.discard)
+
+    async def _logs_webhook_later(self, pred: Prediction, wait: float) -> None:
+        await asyncio.sleep(wait)
+        pred.logs_webhook_due = None
+        if not pred.terminal:
+            pred.logs_webhook_at = time.monotonic()
+            self._emit(pred, "logs")
 
     def _publish(self, pid: str, value: Any, files: dict[str, OutputFile]) -> Any:
         """Replace OutputFile values (at any depth) with their download URLs."""
@@ -97,7 +175,13 @@ class PredictionEngine(WebhookSender):
         return value
 
     def _finish(self, pred: Prediction, status: str, *, error: str | None = None, duplicates: int = 0) -> None:
+        if pred.status not in TERMINAL:
+            self.in_flight -= 1
         pred.status, pred.error, pred.completed_at = status, error, _now()
+        pred.ended_perf = time.perf_counter()
+        if pred.logs_webhook_due is not None:
+            pred.logs_webhook_due.cancel()  # nothing after the final webhook
+            pred.logs_webhook_due = None
         pred.done.set()
         self._emit(pred, "completed", duplicates=duplicates)
         for msg in pred.held_webhooks:
@@ -119,6 +203,27 @@ class PredictionEngine(WebhookSender):
         ``duplicate_webhook`` re-sends the ``completed`` webhook that many extra times with the same id.
         """
         await self._succeed(self.prediction(prediction_id), duplicate_webhook)
+
+    async def progress(
+        self, prediction_id: str, n: int, total: int, *, elapsed_s: float | None = None, rate: float | None = None
+    ) -> None:
+        """The model prints a tqdm update (``\\r`` then the line, as tqdm does) into the logs of a processing
+        prediction; a ``logs`` webhook follows if it asked for them. ``rate`` (steps a second) defaults to what
+        ``elapsed_s`` gives; without either, the bar shows ``?`` as tqdm's first update does."""
+        pred = self.prediction(prediction_id)
+        self._require(pred, "processing")
+        if rate is None and elapsed_s and n:
+            rate = n / elapsed_s
+        if elapsed_s is None:
+            elapsed_s = n / rate if rate else 0.0
+        pred.logs += "\r" + tqdm_line(n, total, elapsed_s, rate)
+        self._log_updated(pred)
+
+    def write_logs(self, prediction_id: str, text: str) -> None:
+        """The model prints ``text`` (anything: other output, ANSI colours, junk) into a prediction's logs."""
+        pred = self.prediction(prediction_id)
+        pred.logs += text
+        self._log_updated(pred)
 
     async def fail(self, prediction_id: str, error: str = "fake: prediction failed") -> None:
         pred = self.prediction(prediction_id)

@@ -75,6 +75,9 @@ class Prediction:
     running: bool = False  # fetching inputs or running the model
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     held_webhooks: list[_Message] = field(default_factory=list, repr=False)
+    ended_perf: float | None = None  # when it reached a terminal status (perf_counter; for the benchmark)
+    logs_webhook_at: float = float("-inf")  # when the last `logs` webhook went (monotonic)
+    logs_webhook_due: asyncio.Task[None] | None = field(default=None, repr=False)  # the next one, held back
 
     @property
     def terminal(self) -> bool:

@@ -16,11 +16,18 @@ from aiohttp.typedefs import Handler
 from tests.fakes._http import RecordedRequest, drop_connection
 from tests.fakes.models import FakeModel, invalid_fields
 
-from .errors import Fault, Problem, _bad_request, _not_found, _validation_problem
+from .errors import PROBLEM, Fault, Problem, _bad_request, _not_found, _validation_problem
 from .files import FileRoutes
 from .predictions import PredictionEngine
 from .records import Prediction, _new_id
 from .validation import _parse_cancel_after, _parse_prefer, _webhook_url_ok, spec_validator
+
+_CREATE_PATHS = re.compile(r"^/v1/(predictions|models/[^/]+/[^/]+/predictions|deployments/[^/]+/[^/]+/predictions)$")
+
+
+def _rate_kind(request: web.Request) -> str:
+    """Which of the account's limits a call counts against: creating a prediction, or any other call."""
+    return "create" if request.method == "POST" and _CREATE_PATHS.match(request.path) else "other"
 
 
 class FakeReplicate(PredictionEngine, FileRoutes):
@@ -51,9 +58,9 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         await self._serve(routes, client_max_size=256 * 1024 * 1024)
 
     async def close(self) -> None:
-        for task in list(self._webhook_tasks):
+        for task in [*self._drivers, *self._webhook_tasks]:
             task.cancel()
-        await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        await asyncio.gather(*self._drivers, *self._webhook_tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -66,12 +73,20 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         if fault.drop_after_create:
             await self._dispatch(request, handler)
             return drop_connection(request)
+        if fault.answer_when is not None:
+            response = await self._dispatch(request, handler)
+            await fault.answer_when.wait()
+            return response
         return await super()._answer_fault(fault, request, handler)
 
     async def _dispatch(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise Problem(401, "Unauthenticated", "You did not pass a valid authentication token")
+            if request.path.startswith("/v1/") and self._over_limit(_rate_kind(request)):
+                # Replicate's own answer (its body has no title; no Retry-After is documented).
+                detail = "Request was throttled. Your rate limit resets in ~30s."
+                return web.json_response({"detail": detail}, status=429, content_type=PROBLEM)
             return await handler(request)
         except Problem as problem:
             return problem.response()
@@ -132,8 +147,12 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         if cancel_after is not None:
             pred.deadline = pred.created_at + timedelta(seconds=cancel_after)
         self.predictions[pred.id] = pred
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._new_predictions.append(pred.id)
         self._notify()
+        if self.timing is not None:
+            self._drive(pred, self.timing.plan(pred.seq, model, pred.input))
         if wait_s is not None:
             if self.auto_advance:
                 await self._step(pred, to_end=True)
@@ -250,18 +269,30 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         drop: bool = False,
         drop_after_create: bool = False,
         when: Callable[[RecordedRequest], bool] | None = None,
+        answer_when: asyncio.Event | None = None,
     ) -> Fault:
         """Answer the next ``times`` matching requests (None: forever) with a failure.
 
         ``path`` is a regex searched in the request path. ``status=None`` with ``delay_s`` delays and then
         answers normally (a ``delay_s`` past the client's timeout is a hang: the client gives up, and a create
         still lands when the delay ends). ``drop`` closes the connection unanswered; ``drop_after_create`` runs
-        the real handler (the prediction is created) and then closes the connection unanswered. ``when``, asked
+        the real handler (the prediction is created) and then closes the connection unanswered; ``answer_when``
+        (with ``status=None``) runs it and holds its answer until the event is set (a slow answer). ``when``, asked
         with each request (as recorded) that matches the other filters, picks the ones that fail, e.g. a seeded
         random share; faults are tried in the order they were injected and the first that matches answers.
         """
         fault = Fault(
-            method, path, status, body, dict(headers or {}), times, delay_s, drop, drop_after_create, when=when
+            method,
+            path,
+            status,
+            body,
+            dict(headers or {}),
+            times,
+            delay_s,
+            drop,
+            drop_after_create,
+            when=when,
+            answer_when=answer_when,
         )
         self.faults.append(fault)
         return fault

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from bot.jobs.plans import instrumental
+from bot.catalog.plans import instrumental
 
 
 def test_instrumental_chunks_keep_headings_and_directions_only() -> None:

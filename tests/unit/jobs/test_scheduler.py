@@ -1,76 +1,235 @@
-"""Round-robin between people within a provider's cap."""
+"""Turns between people within a provider's cap, kept in the database: on SQLite and on a real PostgreSQL, with
+one scheduler or several sharing the database (as several processes do)."""
 
 from __future__ import annotations
 
-from bot.jobs.scheduler import Scheduler
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.config import JobSettings
+from bot.jobs.scheduler import Scheduler, queue_order
+from bot.records import JobOrigin, JobStatus
+from bot.storage.backend import Backend
+from bot.storage.instances_repo import InstancesRepo
+from bot.storage.job_rows import NewJob
+from bot.storage.jobs_repo import JobsRepo
+from bot.storage.queue_repo import QueueRepo
+
+pytestmark = pytest.mark.both_backends
+
+P = "replicate"
 
 
-def make(capacity: int) -> tuple[Scheduler, list[str], list[list[str]]]:
-    started: list[str] = []
-    moved: list[list[str]] = []
-    return Scheduler({"p": capacity}, start=started.append, on_moved=moved.append), started, moved
+class Engine:
+    """One scheduler (one process's), recording the jobs it started."""
+
+    def __init__(
+        self, db: Backend, capacity: int, *, settings: JobSettings | None = None, journal: list[str] | None = None
+    ) -> None:
+        self.repo = JobsRepo(db)
+        self.started: list[str] = []
+        self.journal = journal if journal is not None else []  # what every engine sharing it started, in order
+        self.moved: list[list[str]] = []
+        self._started = asyncio.Event()
+        self.settings = settings or JobSettings(queue_check_s=60.0, process_timeout_s=180.0)
+        self.scheduler = Scheduler(
+            QueueRepo(db),
+            InstancesRepo(db),
+            {P: capacity},
+            self._start,
+            settings=lambda: self.settings,
+            clock=time.time,
+            on_moved=self.moved.append,
+        )
+
+    def _start(self, job_id: str) -> None:
+        self.started.append(job_id)
+        self.journal.append(job_id)
+        self._started.set()
+
+    async def wait_started(self, timeout_s: float = 10.0) -> list[str]:
+        """What it has started, once it has started something."""
+        async with asyncio.timeout(timeout_s):
+            await self._started.wait()
+        return self.started
+
+    async def add(self, job_id: str, user_id: int, *, reserved: bool = False) -> None:
+        """A job admitted by this process, then a round of claims (as the gate does)."""
+        origin = JobOrigin(user_id=user_id, guild_id=1, channel_id=2)
+        job = NewJob(job_id, origin, P, "musicgen", "meta/musicgen", {"prompt": job_id}, {"prompt": job_id})
+        if reserved:
+            job = NewJob(**{**job.__dict__, "reserved_for": self.scheduler.reserved_for})
+        await self.repo.insert_many([job])
+        await self.scheduler.dispatch(P)
+
+    async def finish(self, job_id: str) -> None:
+        """The job leaves the provider (here: canceled), and its slot is offered again."""
+        assert await self.repo.transition(job_id, JobStatus.CANCELED, error="done")
+        self.scheduler.released(P)
+        await self.scheduler.dispatch(P)
+
+    async def places(self, *job_ids: str) -> list[int | None]:
+        places = []
+        for job_id in job_ids:
+            job = await self.repo.get(job_id)
+            assert job is not None
+            places.append(await self.scheduler.position(job))
+        return places
 
 
-def test_people_take_turns_not_one_fifo() -> None:
-    scheduler, started, _ = make(1)
+@pytest.fixture
+async def engines(db: Backend) -> AsyncIterator[list[Engine]]:
+    made: list[Engine] = []
+    yield made
+    for engine in made:
+        await engine.scheduler.stop()
+
+
+async def start(
+    engines: list[Engine],
+    db: Backend,
+    capacity: int,
+    *,
+    settings: JobSettings | None = None,
+    journal: list[str] | None = None,
+) -> Engine:
+    engine = Engine(db, capacity, settings=settings, journal=journal)
+    engines.append(engine)
+    await engine.scheduler.start()
+    return engine
+
+
+def test_the_order_is_least_served_first_then_longest_waiting() -> None:
+    waiting = [("a2", 1), ("a3", 1), ("b1", 2), ("c1", 3), ("b2", 2)]
+    assert queue_order(waiting, {1: 1}) == ["b1", "c1", "a2", "b2", "a3"]
+    assert queue_order(waiting, {}) == ["a2", "b1", "c1", "a3", "b2"]
+
+
+async def test_people_take_turns_not_one_fifo(db: Backend, engines: list[Engine]) -> None:
+    engine = await start(engines, db, 1)
     for job in ("a1", "a2", "a3"):
-        scheduler.add(job, provider="p", user_id=1)
-    scheduler.add("b1", provider="p", user_id=2)
-    scheduler.add("c1", provider="p", user_id=3)
-    assert started == ["a1"]
+        await engine.add(job, 1)
+    await engine.add("b1", 2)
+    await engine.add("c1", 3)
+    assert engine.started == ["a1"]
     # a has been served once: b and c, who haven't, go first.
-    assert [scheduler.position(j) for j in ("b1", "c1", "a2", "a3")] == [1, 2, 3, 4]
+    assert await engine.places("b1", "c1", "a2", "a3") == [1, 2, 3, 4]
     for job in ("a1", "b1", "c1", "a2"):
-        scheduler.released(job)
-    assert started == ["a1", "b1", "c1", "a2", "a3"]
+        await engine.finish(job)
+    assert engine.started == ["a1", "b1", "c1", "a2", "a3"]
+    assert engine.moved[0] == ["c1", "a2", "a3"]  # when b1 started, the cards behind it moved up
 
 
-def test_cap_and_release() -> None:
-    scheduler, started, _moved = make(2)
+async def test_cap_and_release(db: Backend, engines: list[Engine]) -> None:
+    engine = await start(engines, db, 2)
     for n in range(4):
-        scheduler.add(f"j{n}", provider="p", user_id=n)
-    assert started == ["j0", "j1"]
-    assert scheduler.waiting("p") == 2
-    scheduler.released("j3")  # canceled while waiting: leaves the queue, frees nothing
-    assert started == ["j0", "j1"]
-    scheduler.released("j0")
-    assert started == ["j0", "j1", "j2"]
-    assert scheduler.position("j2") is None  # running, not waiting
-    scheduler.add("j0", provider="p", user_id=0)  # ids are never queued twice
-    assert scheduler.waiting("p") == 1
+        await engine.add(f"j{n}", n)
+    assert engine.started == ["j0", "j1"]
+    assert await engine.scheduler.in_flight(P) == ["j0", "j1"]
+    await engine.finish("j3")  # canceled while waiting: leaves the queue, frees nothing
+    assert engine.started == ["j0", "j1"]
+    await engine.finish("j0")
+    assert engine.started == ["j0", "j1", "j2"]
+    assert await engine.places("j2") == [None]  # started, not waiting
 
 
-def test_adopted_jobs_hold_their_slot() -> None:
-    scheduler, started, _ = make(1)
-    scheduler.adopt("old", provider="p", user_id=9)  # found at the provider after a restart
-    scheduler.add("new", provider="p", user_id=1)
-    assert started == []
-    scheduler.released("old")
-    assert started == ["new"]
+async def test_jobs_at_the_provider_hold_their_slot(db: Backend, engines: list[Engine]) -> None:
+    repo = JobsRepo(db)
+    await repo.insert_many([NewJob("old", JobOrigin(user_id=9), P, "musicgen", "meta/musicgen", {}, {})])
+    assert await repo.transition("old", JobStatus.SUBMITTED, prediction_id="p-old")  # at the provider at startup
+    engine = await start(engines, db, 1)
+    await engine.add("new", 1)
+    assert engine.started == []
+    assert await engine.repo.transition("old", JobStatus.FAILED, error="x")
+    await engine.scheduler.dispatch(P)
+    assert engine.started == ["new"]
 
 
-def test_no_cap_means_everything_starts() -> None:
-    scheduler, started, _ = make(0)
-    for n in range(5):
-        scheduler.add(f"j{n}", provider="p", user_id=1)
-    assert len(started) == 5
+async def test_no_cap_means_everything_starts(db: Backend, engines: list[Engine]) -> None:
+    engine = await start(engines, db, 0)
+    for n in range(20):  # more than one transaction's worth of claims
+        await engine.repo.insert_many(
+            [NewJob(f"j{n:02d}", JobOrigin(user_id=1), P, "musicgen", "meta/musicgen", {}, {})]
+        )
+    await engine.scheduler.dispatch(P)
+    assert engine.started == [f"j{n:02d}" for n in range(20)]
 
 
-def test_new_caps_apply_to_jobs_already_waiting() -> None:
-    scheduler, started, _ = make(1)
+async def test_new_caps_apply_to_jobs_already_waiting(db: Backend, engines: list[Engine]) -> None:
+    engine = await start(engines, db, 1)
     for n in range(4):
-        scheduler.add(f"j{n}", provider="p", user_id=n)
-    assert started == ["j0"]
-    scheduler.set_capacities({"p": 3})  # raised: two waiting jobs start at once
-    assert started == ["j0", "j1", "j2"]
-    assert scheduler.capacity("p") == 3
-    scheduler.set_capacities({"p": 1})  # lowered: running jobs finish, nothing new starts until under the cap
-    scheduler.released("j0")
-    scheduler.released("j1")
-    assert started == ["j0", "j1", "j2"]
-    scheduler.released("j2")
-    assert started == ["j0", "j1", "j2", "j3"]
-    scheduler.set_capacities({"p": 0})  # 0: no cap
-    for n in range(4, 7):
-        scheduler.add(f"j{n}", provider="p", user_id=n)
-    assert started[-3:] == ["j4", "j5", "j6"]
+        await engine.add(f"j{n}", n)
+    assert engine.started == ["j0"]
+    engine.scheduler.set_capacities({P: 3})  # raised: two waiting jobs start at once
+    await engine.scheduler.dispatch(P)
+    assert engine.started == ["j0", "j1", "j2"]
+    assert engine.scheduler.capacity(P) == 3
+    engine.scheduler.set_capacities({P: 1})  # lowered: running jobs finish, nothing new starts until under the cap
+    await engine.finish("j0")
+    await engine.finish("j1")
+    assert engine.started == ["j0", "j1", "j2"]
+    await engine.finish("j2")
+    assert engine.started == ["j0", "j1", "j2", "j3"]
+
+
+async def test_two_processes_share_one_cap_and_one_set_of_turns(db: Backend, engines: list[Engine]) -> None:
+    journal: list[str] = []
+    first = await start(engines, db, 1, journal=journal)
+    second = await start(engines, db, 1, journal=journal)
+    for job in ("a1", "a2", "a3"):
+        await first.add(job, 1)
+    await second.add("b1", 2)  # admitted by the other process: it waits for the one slot too
+    assert journal == ["a1"]  # (claimed by whichever process looked first)
+    assert await second.places("b1", "a2", "a3") == [1, 2, 3]  # b, served least, goes next in either process
+    await first.finish("a1")
+    assert journal == ["a1", "b1"]
+    await second.finish("b1")
+    await first.finish("a2")
+    assert journal == ["a1", "b1", "a2", "a3"]
+    assert sorted(first.started + second.started) == sorted(journal)  # each started once, by one of them
+
+
+async def test_a_gone_process_s_turn_is_taken_over_and_a_live_one_s_is_not(db: Backend, engines: list[Engine]) -> None:
+    quick = JobSettings(queue_check_s=0.1, process_timeout_s=0.5)
+    alive = await start(engines, db, 1, settings=quick)
+    await alive.add("a1", 1)  # alive claims it and is starting it
+    other = await start(engines, db, 1, settings=quick)
+    await other.scheduler.dispatch(P)
+    assert (alive.started, other.started) == (["a1"], [])  # alive beats: its turn stays its own
+    await alive.scheduler.stop()  # it dies without handing its turn back
+    # The other process's own looks (every 0.1 s) find it gone once it has been silent for 0.5 s.
+    assert await other.wait_started() == ["a1"]
+    job = await other.repo.get("a1")
+    assert job is not None
+    assert (job.status, job.claimed_by) == (JobStatus.QUEUED, other.scheduler.instance)
+
+
+async def test_a_terminal_run_s_jobs_wait_for_it_alone(db: Backend, engines: list[Engine]) -> None:
+    bot = await start(engines, db, 1)
+    terminal = Engine(db, 1)
+    engines.append(terminal)
+    await terminal.scheduler.start(any_job=False)
+    await bot.add("busy", 1)  # the bot's job takes the one slot
+    await terminal.add("mine", 0, reserved=True)
+    await bot.add("b1", 2)
+    await bot.finish("busy")
+    assert (bot.started, terminal.started) == (["busy", "b1"], [])  # the bot passes the terminal's job by
+    await bot.finish("b1")
+    await terminal.scheduler.dispatch(P)
+    assert terminal.started == ["mine"]
+
+
+async def test_leaving_hands_back_the_turns_it_had(db: Backend, engines: list[Engine]) -> None:
+    first = await start(engines, db, 1)
+    await first.add("a1", 1)
+    await first.scheduler.stop()
+    await first.scheduler.leave()  # a graceful stop: its submission was cut off before the job was created
+    job = await first.repo.get("a1")
+    assert job is not None
+    assert (job.claimed_by, job.claimed_at) == (None, None)
+    second = await start(engines, db, 1)
+    await second.scheduler.dispatch(P)
+    assert second.started == ["a1"]  # at once, without waiting for the first to look gone

@@ -4,7 +4,6 @@ protocol, webhook route) come from each provider's declaration."""
 
 from __future__ import annotations
 
-import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.catalog import DEMUCS, ELEVENLABS_STEMS, SONG
-from bot.config import LimitsSettings, ModelRoute, ProviderName, Secrets, load_settings
+from bot.config import LimitsSettings, ModelRoute, Secrets
 from bot.errors import ConfigError
 from bot.providers import registry
 from bot.providers.base import (
@@ -64,8 +63,10 @@ async def sessions() -> AsyncIterator[Sessions]:
 
 def secrets(replicate: FakeReplicate | None = None, eleven: FakeElevenLabs | None = None) -> Secrets:
     return Secrets(
-        replicate_api_token=SecretStr(replicate.token) if replicate else None,
-        elevenlabs_api_key=SecretStr(eleven.api_key) if eleven else None,
+        env={
+            "REPLICATE_API_TOKEN": SecretStr(replicate.token) if replicate else None,
+            "ELEVENLABS_API_KEY": SecretStr(eleven.api_key) if eleven else None,
+        }
     )
 
 
@@ -122,7 +123,7 @@ async def test_every_configured_provider_builds_from_its_settings_and_reaches_it
         assert set(providers.predictions()) == {"replicate", "cog"}
         assert isinstance(providers["replicate"], PredictionProvider)
         assert isinstance(providers["cog"], PredictionProvider)
-        assert isinstance(providers.call_provider(), CallProvider)
+        assert isinstance(providers.calls()["elevenlabs"], CallProvider)
         # Each built itself from its own section: its own session and timeouts, its address, its secret.
         assert sorted(sessions.made) == [(3.0, 31.0), (4.0, 32.0), (10.0, 300.0)]
         made = await providers.predictions()["replicate"].submit(
@@ -132,26 +133,26 @@ async def test_every_configured_provider_builds_from_its_settings_and_reaches_it
         cog_client = providers["cog"]
         assert isinstance(cog_client, CogClient)
         assert await cog_client.health() == "READY"
-        uploads = providers.uploads()
+        uploads = providers.upload_targets()["cog"]
         assert uploads is not None
         assert uploads.public_prefix == f"https://encore.example.com/cog/uploads/{UPLOAD_SECRET}/"
         assert uploads.root == settings.storage.dir / "uploads"
-        client = providers.call_provider()
+        client = providers.planner("elevenlabs")
         assert client is not None
-        plan = await client.plan("warm lofi beat", model_id="music_v1", length_ms=10_000)
+        plan = await client.plan("warm lofi beat", length_ms=10_000)
         assert plan.get("sections")  # the API key was the fake's
-        assert providers.signing() is providers["replicate"]
+        assert providers.signing() == {"replicate": providers["replicate"]}
         assert providers.with_webhook(WebhookRoute.PER_JOB) == ["cog"]
 
 
 async def test_a_provider_nothing_routes_to_is_not_built(tmp_path: Path, sessions: Sessions) -> None:
     settings = make_settings(tmp_path / "data")  # Replicate models and songs; no ELEVENLABS_API_KEY, no Cog
 
-    providers = registry.build(settings, Secrets(replicate_api_token=SecretStr("r8_test")), sessions)
+    providers = registry.build(settings, Secrets(env={"REPLICATE_API_TOKEN": SecretStr("r8_test")}), sessions)
 
     assert providers.configured() == {"replicate": True, "cog": False, "elevenlabs": False}
-    assert providers.call_provider() is None
-    assert providers.uploads() is None
+    assert providers.calls() == {}
+    assert providers.upload_targets() == {}
     assert len(sessions.made) == 1
 
 
@@ -160,14 +161,14 @@ async def test_the_replicate_webhook_secret_comes_from_the_environment_else_from
 ) -> None:
     async with FakeReplicate() as replicate:
         settings = make_settings(tmp_path / "data", replicate={"api_base": replicate.base_url})
-        asked = registry.build(settings, secrets(replicate), sessions).signing()
-        assert asked is not None
+        asked = registry.build(settings, secrets(replicate), sessions).signing()["replicate"]
         assert await asked.webhook_secret() == replicate.webhook_secret
         assert [r.path for r in replicate.requests] == ["/v1/webhooks/default/secret"]
 
-        configured = Secrets(replicate_api_token=SecretStr(replicate.token), replicate_webhook_secret=SecretStr("s3"))
-        given = registry.build(settings, configured, sessions).signing()
-        assert given is not None
+        configured = Secrets(
+            env={"REPLICATE_API_TOKEN": SecretStr(replicate.token), "REPLICATE_WEBHOOK_SECRET": SecretStr("s3")}
+        )
+        given = registry.build(settings, configured, sessions).signing()["replicate"]
         assert await given.webhook_secret() == "s3"
         assert len(replicate.requests) == 1  # not asked again
 
@@ -178,14 +179,21 @@ async def test_the_replicate_webhook_secret_comes_from_the_environment_else_from
 def test_an_unknown_provider_in_the_config_file_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENCORE_MODELS__MUSICGEN__PROVIDER", "elsewhere")
     with pytest.raises(ConfigError) as refused:
-        load_settings(None)
+        registry.load_settings(None)
     message = refused.value.user_message
     assert "[models] musicgen.provider" in message
     assert all(name in message for name in registry.PROVIDERS)  # it says which names would do
 
 
-def test_the_configs_provider_names_are_the_registrys() -> None:
-    assert set(typing.get_args(ProviderName)) == set(registry.PROVIDERS)
+def test_the_configs_provider_names_and_sections_are_the_registrys() -> None:
+    settings = registry.PROVIDERS.settings()
+    assert {name for name in registry.PROVIDERS if registry.PROVIDERS[name].settings} <= set(
+        type(settings).model_fields
+    )
+    for name, provider in registry.PROVIDERS.items():
+        if provider.settings is not None:
+            assert settings.section(name, provider.settings) == provider.settings()  # its own model, its defaults
+    assert {route.provider for _, route in settings.models} <= set(registry.PROVIDERS)  # shipped routes are known
 
 
 def test_a_route_to_a_provider_the_registry_lacks_is_refused_before_anything_opens(tmp_path: Path) -> None:
@@ -228,7 +236,7 @@ def test_settings_a_provider_cant_run_with_are_refused_in_its_words(
     token = None if not sections else SecretStr("r8_test")
 
     with pytest.raises(ConfigError) as refused:
-        registry.build(settings, Secrets(replicate_api_token=token), sessions)
+        registry.build(settings, Secrets(env={"REPLICATE_API_TOKEN": token}), sessions)
     assert refused.value.user_message.startswith(message)
     assert sessions.made == []  # refused before any connection was set up
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.providers.base import Prediction
-from bot.web.webhooks import ReplicateWebhookView, WebhookVerifier
+from bot.web.webhooks import SignedWebhookView, WebhookVerifier
 from tests.fakes.replicate import sign_webhook
 
 SECRET = "whsec_" + base64.b64encode(b"fuzz-key-fuzz-key-fuzz-key-0123").decode()
@@ -79,7 +79,7 @@ def endpoint() -> Iterator[Endpoint]:
 
     async def start() -> tuple[web.AppRunner, str, aiohttp.ClientSession]:
         app = web.Application(client_max_size=64 * 1024)
-        app.router.add_post("/hook", ReplicateWebhookView(WebhookVerifier(SECRET), handler).handle)
+        SignedWebhookView(WebhookVerifier(SECRET), handler, source="replicate", path="/hook").add_to(app)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

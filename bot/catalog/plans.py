@@ -1,4 +1,5 @@
-"""Composition plans: fetched from ElevenLabs, edited section by section, composed into songs.
+"""Composition plans: a song's sections, styles and lyrics (ElevenLabs Music's format), edited section by
+section, composed into songs.
 
 A plan's shape follows the configured model: ``music_v1`` takes styles and sections
 (``positive_global_styles``, ``sections[{section_name, positive_local_styles, negative_local_styles,
@@ -71,13 +72,13 @@ def global_styles(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 def _check(section: Section) -> None:
     if not 1 <= len(section.name) <= 100:
-        raise InvalidRequestError("A section needs a name of 1 to 100 characters.")
+        raise InvalidRequestError.keyed("refusals.plan_section_name")
     if not MIN_SECTION_MS <= section.duration_ms <= MAX_SECTION_MS:
-        raise InvalidRequestError("A section lasts between 3 and 120 seconds.")
+        raise InvalidRequestError.keyed("refusals.plan_section_length")
     if len(section.styles) > MAX_STYLES or len(section.avoid) > MAX_STYLES:
-        raise InvalidRequestError(f"A section takes at most {MAX_STYLES} styles.")
+        raise InvalidRequestError.keyed("refusals.plan_styles", max=MAX_STYLES)
     if len(section.lines) > MAX_LINES or any(len(line) > MAX_LINE_CHARS for line in section.lines):
-        raise InvalidRequestError(f"A section takes at most {MAX_LINES} lyric lines of {MAX_LINE_CHARS} characters.")
+        raise InvalidRequestError.keyed("refusals.plan_lines", max=MAX_LINES, chars=MAX_LINE_CHARS)
 
 
 def _write(plan: dict[str, Any], items: list[Section]) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def _write(plan: dict[str, Any], items: list[Section]) -> dict[str, Any]:
 def edit_section(plan: dict[str, Any], index: int, section: Section) -> dict[str, Any]:
     items = sections(plan)
     if not 0 <= index < len(items):
-        raise InvalidRequestError("That section isn't in the plan any more.")
+        raise InvalidRequestError.keyed("refusals.plan_section_gone")
     _check(section)
     items[index] = section
     return _write(plan, items)
@@ -120,7 +121,7 @@ def edit_section(plan: dict[str, Any], index: int, section: Section) -> dict[str
 def add_section(plan: dict[str, Any], section: Section) -> dict[str, Any]:
     items = sections(plan)
     if len(items) >= MAX_SECTIONS:
-        raise InvalidRequestError(f"A plan takes at most {MAX_SECTIONS} sections.")
+        raise InvalidRequestError.keyed("refusals.plan_max_sections", max=MAX_SECTIONS)
     _check(section)
     return _write(plan, [*items, section])
 
@@ -128,9 +129,9 @@ def add_section(plan: dict[str, Any], section: Section) -> dict[str, Any]:
 def remove_section(plan: dict[str, Any], index: int) -> dict[str, Any]:
     items = sections(plan)
     if len(items) <= 1:
-        raise InvalidRequestError("A plan needs at least one section.")
+        raise InvalidRequestError.keyed("refusals.plan_one_section")
     if not 0 <= index < len(items):
-        raise InvalidRequestError("That section isn't in the plan any more.")
+        raise InvalidRequestError.keyed("refusals.plan_section_gone")
     del items[index]
     return _write(plan, items)
 
@@ -166,6 +167,11 @@ def _avoid_vocals(styles: list[str] | None) -> list[str]:
     if len(styles) < MAX_STYLES and not any(style.strip().lower() == "vocals" for style in styles):
         styles.append("vocals")
     return styles
+
+
+def without_directions(line: str) -> str:
+    """A lyric line without its ``{directions}`` (later models' chunks mix them into the text): what is sung."""
+    return _DIRECTIONS.sub("", line).strip()
 
 
 def total_ms(plan: dict[str, Any]) -> int:
