@@ -1,147 +1,248 @@
-"""Fair scheduling: queued jobs go to each provider round-robin between people, within a cap per provider.
+"""Fair scheduling: queued jobs go to each provider by turns between people, within a cap per provider, across
+every process sharing the database.
 
-A plain FIFO lets one person's batch hold everyone else up. Here each provider has a queue per person;
-when a slot is free the scheduler takes the next person in turn and submits their oldest job. Slots are
-jobs at the provider (submitted, running, being fetched). The database is the truth: at startup the
-queues are rebuilt from the queued jobs, oldest first.
+A plain FIFO lets one person's batch hold everyone else up. Here, when a provider has a free slot, the person
+who has been served least there goes next (among equals, whoever has waited longest) with their oldest job.
+Slots are jobs at the provider (submitted, running, being fetched) and jobs being started there.
+
+The database is the queue: a job takes its turn by a claim (``bot.storage.queue_repo``), one transaction per
+provider at a time in every process, which counts the jobs in every process against the cap and claims the
+next job by the rule above (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL). The process that claims a
+job starts it (``start``). A round of claims runs when this process admits a job or one of its jobs leaves its
+provider, and every ``[jobs] queue_check_s`` in case another process did (or a process is gone: a job whose
+turn a gone process had is taken over). Each look also says this process is alive (``instances``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+
+from bot.config import JobSettings
+from bot.errors import StorageError
+from bot.records import Job, JobStatus
+from bot.storage.instances_repo import InstancesRepo
+from bot.storage.queue_repo import QueueRepo
 
 log = logging.getLogger(__name__)
 
 MOVED_NOTICES = 10  # waiting jobs whose cards are told they moved up (the rest learn when they get closer)
+CLAIMS_PER_TRANSACTION = 16  # a backlog is claimed this many at a time
+FORGET_GONE_S = 7 * 86_400.0  # processes gone this long are forgotten
 
 
-@dataclass
-class _ProviderQueue:
-    capacity: int  # 0: unlimited
-    # person -> their queued job ids, oldest first, in order of arrival.
-    people: OrderedDict[int, deque[str]]
-    in_flight: set[str]
-    # jobs started per person while they have had jobs waiting or running: the least served goes next.
-    served: dict[int, int]
+def new_instance_id() -> str:
+    """This process's name among those sharing the database: host, pid and a random part (a restart, or a
+    second engine in one process, is another instance)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def _next_person(people: OrderedDict[int, deque[str]], served: dict[int, int]) -> int:
-    """Whoever has been served least goes next; among equals, whoever has waited longest."""
-    return min(people, key=lambda person: served.get(person, 0))
+def queue_order(waiting: Sequence[tuple[str, int]], served: Mapping[int, int]) -> list[str]:
+    """The order waiting jobs would start in: ``waiting`` is (job id, person), oldest first; whoever has been
+    served least goes next, among equals whoever has waited longest, each with their oldest job."""
+    people: OrderedDict[int, deque[str]] = OrderedDict()
+    for job_id, person in waiting:
+        people.setdefault(person, deque()).append(job_id)
+    turns = dict(served)
+    order: list[str] = []
+    while people:
+        person = min(people, key=lambda p: turns.get(p, 0))
+        order.append(people[person].popleft())
+        turns[person] = turns.get(person, 0) + 1
+        if not people[person]:
+            del people[person]
+    return order
 
 
 class Scheduler:
     def __init__(
         self,
+        queue: QueueRepo,
+        instances: InstancesRepo,
         capacities: dict[str, int],
         start: Callable[[str], None],
+        *,
+        settings: Callable[[], JobSettings],
+        clock: Callable[[], float],
         on_moved: Callable[[list[str]], None] = lambda _: None,
+        instance: str | None = None,
     ) -> None:
-        """``start(job_id)`` submits a job (the caller owns the task); ``on_moved`` hears which waiting
-        jobs moved up the queue."""
-        self._capacities = capacities
+        """``start(job_id)`` starts a job this process claimed (the caller owns the task); ``on_moved`` hears
+        which waiting jobs moved up the queue."""
+        self._queue = queue
+        self._instances = instances
+        self._capacities = dict(capacities)
         self._start = start
+        self._settings = settings
+        self._clock = clock
         self._on_moved = on_moved
-        self._queues: dict[str, _ProviderQueue] = {}
-        self._owner: dict[str, tuple[str, int]] = {}  # job id -> (provider, person)
+        self.instance = instance or new_instance_id()
+        self.any_job = True  # this process starts anyone's jobs (the bot), or only its own (a terminal run)
+        self._rounds: dict[str, asyncio.Future[None]] = {}  # per provider: the next round asked for
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._running = False
 
-    def _queue(self, provider: str) -> _ProviderQueue:
-        if provider not in self._queues:
-            self._queues[provider] = _ProviderQueue(self._capacities.get(provider, 0), OrderedDict(), set(), {})
-        return self._queues[provider]
+    @property
+    def reserved_for(self) -> str | None:
+        """Who alone may start the jobs this process admits: itself when it starts only its own, else anyone."""
+        return None if self.any_job else self.instance
+
+    # -- life ------------------------------------------------------------------------------------------
+
+    async def start(self, *, any_job: bool = True) -> None:
+        """Say this process is alive and start looking at the queue; ``any_job``: start anyone's jobs, not only
+        the ones this process admits (a terminal run's)."""
+        self.any_job = any_job
+        self._running = True
+        try:
+            await self._instances.beat(self.instance)
+            await self._instances.forget_gone(older_than_s=FORGET_GONE_S)
+        except StorageError as exc:
+            log.warning("can't record this process in the database yet (%s); trying again shortly", exc)
+        log.info("scheduler started as instance %s (%s jobs)", self.instance, "anyone's" if any_job else "its own")
+        # The first look is over when start returns: what was waiting is claimed (and starting) by then.
+        await asyncio.gather(*(self.dispatch(provider) for provider in self._capacities))
+        self._ticker = asyncio.create_task(self._tick(), name="queue:")
+
+    async def stop(self) -> None:
+        """Stop claiming jobs (what this process claimed stays claimed until :meth:`leave`)."""
+        self._running = False
+        tasks = [task for task in (self._ticker, *self._runners.values()) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._ticker = None
+        for round_ in self._rounds.values():
+            if not round_.done():
+                round_.set_result(None)
+        self._rounds.clear()
+
+    async def leave(self) -> None:
+        """This process stops (after its submissions stopped): the queued jobs whose turn it had wait for any
+        process's turn again at once, and it is no longer counted alive. Storage trouble leaves them to be taken
+        over once this process looks gone."""
+        try:
+            released = await self._queue.release(self.instance)
+            await self._instances.leave(self.instance)
+        except Exception as exc:  # storage trouble, or the database closed already: best effort
+            log.warning("could not hand back this process's turns (%s); others take them over shortly", exc)
+            return
+        if released:
+            log.info("handed back the turn of %d queued job(s)", released)
+
+    # -- rounds ----------------------------------------------------------------------------------------
+
+    def kick(self, provider: str) -> asyncio.Future[None]:
+        """Ask for a round of claims at ``provider``; the future is done when a round that began after this
+        call has ended (rounds asked for while one runs are one more round)."""
+        round_ = self._rounds.get(provider)
+        if round_ is None:
+            round_ = self._rounds[provider] = asyncio.get_running_loop().create_future()
+        if not self._running:
+            self._rounds.pop(provider, None)
+            round_.set_result(None)
+        elif provider not in self._runners:
+            self._runners[provider] = asyncio.create_task(self._run(provider), name=f"queue[{provider}]:")
+        return round_
+
+    async def dispatch(self, provider: str) -> None:
+        """Run a round of claims at ``provider`` now (joining one asked for already) and wait until it ends."""
+        await asyncio.shield(self.kick(provider))
+
+    def released(self, provider: str) -> None:
+        """A job left ``provider`` (done, failed, canceled) or the queue: its slot may start another."""
+        self.kick(provider)
+
+    async def _run(self, provider: str) -> None:
+        try:
+            while (round_ := self._rounds.pop(provider, None)) is not None:
+                try:
+                    await self._round(provider)
+                except Exception:
+                    log.exception("a round of claims at %s failed", provider)
+                finally:
+                    round_.set_result(None)
+        finally:
+            self._runners.pop(provider, None)
+
+    async def _round(self, provider: str) -> None:
+        started = 0
+        while True:
+            settings = self._settings()
+            try:
+                claims = await self._queue.claim(
+                    provider,
+                    owner=self.instance,
+                    cap=self.capacity(provider),
+                    limit=CLAIMS_PER_TRANSACTION,
+                    any_job=self.any_job,
+                    gone_after_s=settings.process_timeout_s,
+                    now=self._clock(),
+                )
+            except StorageError as exc:
+                log.warning("can't look at the %s queue now (%s); trying again shortly", provider, exc)
+                return
+            for claim in claims:
+                if claim.gone is not None:
+                    log.info("job %s: taking over its turn from instance %s, which is gone", claim.job_id, claim.gone)
+                self._start(claim.job_id)
+            started += len(claims)
+            if len(claims) < CLAIMS_PER_TRANSACTION:
+                break
+        if started:
+            with contextlib.suppress(StorageError):  # only cards' places: they are told next time
+                if moved := (await self.order(provider))[:MOVED_NOTICES]:
+                    self._on_moved(moved)
+
+    async def _tick(self) -> None:
+        """Every ``queue_check_s``: say this process is alive, and claim what another process left to claim."""
+        while True:
+            await asyncio.sleep(self._settings().queue_check_s)  # (start made the first look)
+            settings = self._settings()
+            try:
+                await self._instances.beat(self.instance)
+                providers = await self._queue.providers_with_work(
+                    owner=self.instance, any_job=self.any_job, gone_after_s=settings.process_timeout_s
+                )
+            except StorageError as exc:
+                log.warning("can't look at the queue now (%s); trying again shortly", exc)
+            except Exception:
+                log.exception("looking at the queue failed; trying again shortly")
+            else:
+                for provider in providers:
+                    self.kick(provider)
+
+    # -- caps and places -------------------------------------------------------------------------------
 
     def set_capacities(self, capacities: dict[str, int]) -> None:
         """New caps (``/encore reload``): a raised cap starts waiting jobs now; under a lowered one the jobs at
         the provider finish, and no new one starts until they are under it."""
         self._capacities = dict(capacities)
-        for provider, queue in self._queues.items():
-            queue.capacity = self._capacities.get(provider, 0)
-            self._dispatch(provider)
-
-    def add(self, job_id: str, *, provider: str, user_id: int) -> None:
-        """Queue a job (idempotent) and submit what fits."""
-        if job_id in self._owner:
-            return
-        queue = self._queue(provider)
-        queue.people.setdefault(user_id, deque()).append(job_id)
-        self._owner[job_id] = (provider, user_id)
-        self._dispatch(provider)
-
-    def adopt(self, job_id: str, *, provider: str, user_id: int) -> None:
-        """Count a job already at the provider (found at startup) against its provider's cap."""
-        if job_id not in self._owner:
-            self._owner[job_id] = (provider, user_id)
-            self._queue(provider).in_flight.add(job_id)
-
-    def released(self, job_id: str) -> None:
-        """The job left the provider (done, failed, canceled) or was dropped from the queue."""
-        owner = self._owner.pop(job_id, None)
-        if owner is None:
-            return
-        provider, user_id = owner
-        queue = self._queue(provider)
-        queue.in_flight.discard(job_id)
-        waiting = queue.people.get(user_id)
-        if waiting is not None and job_id in waiting:
-            waiting.remove(job_id)
-            if not waiting:
-                del queue.people[user_id]
-        if user_id not in queue.people and not any(
-            self._owner.get(job) == (provider, user_id) for job in queue.in_flight
-        ):
-            queue.served.pop(user_id, None)  # nothing waiting or running: a fresh start next time
-        self._dispatch(provider)
-
-    def position(self, job_id: str) -> int | None:
-        """1 for the next job the provider takes; None when the job isn't waiting."""
-        owner = self._owner.get(job_id)
-        if owner is None:
-            return None
-        provider, _ = owner
-        queue = self._queue(provider)
-        if job_id in queue.in_flight:
-            return None
-        for place, queued in enumerate(self._order(queue), start=1):
-            if queued == job_id:
-                return place
-        return None
+        for provider in self._capacities:
+            self.kick(provider)
 
     def capacity(self, provider: str) -> int:
         return self._capacities.get(provider, 0)
 
-    def waiting(self, provider: str | None = None) -> int:
-        queues = [self._queue(provider)] if provider else list(self._queues.values())
-        return sum(len(jobs) for queue in queues for jobs in queue.people.values())
+    async def order(self, provider: str) -> list[str]:
+        """``provider``'s waiting jobs in the order they would start in (across every process)."""
+        waiting = await self._queue.waiting(provider)
+        return queue_order(waiting.jobs, waiting.served)
 
-    @staticmethod
-    def _order(queue: _ProviderQueue) -> list[str]:
-        """The order the waiting jobs would be started in, by the same rule as :meth:`_dispatch`."""
-        people = OrderedDict((person, deque(jobs)) for person, jobs in queue.people.items())
-        served = dict(queue.served)
-        order: list[str] = []
-        while people:
-            person = _next_person(people, served)
-            order.append(people[person].popleft())
-            served[person] = served.get(person, 0) + 1
-            if not people[person]:
-                del people[person]
-        return order
+    async def position(self, job: Job) -> int | None:
+        """1 for the next job its provider takes; None when the job isn't waiting."""
+        if job.status != JobStatus.QUEUED or job.claimed_at is not None:
+            return None
+        order = await self.order(job.provider)
+        return order.index(job.id) + 1 if job.id in order else None
 
-    def _dispatch(self, provider: str) -> None:
-        queue = self._queue(provider)
-        started = False
-        while queue.people and (queue.capacity == 0 or len(queue.in_flight) < queue.capacity):
-            user_id = _next_person(queue.people, queue.served)
-            jobs = queue.people[user_id]
-            job_id = jobs.popleft()
-            queue.served[user_id] = queue.served.get(user_id, 0) + 1
-            if not jobs:
-                del queue.people[user_id]
-            queue.in_flight.add(job_id)
-            started = True
-            self._start(job_id)
-        if started and queue.people:
-            self._on_moved(self._order(queue)[:MOVED_NOTICES])
+    async def in_flight(self, provider: str) -> list[str]:
+        """The jobs holding ``provider``'s slots now, in every process."""
+        return await self._queue.in_flight(provider)

@@ -81,6 +81,10 @@ class LogLine(logging.Handler):
         assert await asyncio.to_thread(self._seen.wait, WAIT_S), f"no log line with {self._text!r}"
 
 
+# A process that looks at the shared queue only every half minute: it leaves the jobs another admits to that one.
+SELDOM_LOOKS = {"queue_check_s": 30.0, "process_timeout_s": 90.0}
+
+
 @dataclass
 class Cluster:
     """Processes on one database, in this loop (each a core of its own), stopped at the end of the test."""
@@ -94,11 +98,15 @@ class Cluster:
     async def start(
         self, *, listener: RecordingListener | None = None, with_webhooks: bool = False, **sections: dict[str, Any]
     ) -> Harness:
-        """One more process: its own data directory, the shared files directory."""
+        """One more process: its own data directory, the shared files directory. Any process may take a waiting
+        job's turn (the fair scheduler), so that the one a test submits to starts its jobs, the others look at the
+        queue only rarely (what these tests are about comes after the start)."""
         harness = Harness(self.fake, self.tmp_path / f"process-{len(self.started)}", self.backend)
         if listener is not None:
             harness.listener = listener
         storage = {"files_dir": str(self.shared_files), **sections.pop("storage", {})}
+        if self.started:
+            sections["jobs"] = {**SELDOM_LOOKS, **sections.get("jobs", {})}
         self.started.append(harness)
         await harness.start(with_webhooks=with_webhooks, storage=storage, **sections)
         return harness
@@ -207,10 +215,10 @@ async def test_a_job_waiting_for_its_webhook_stays_with_its_process(cluster: Clu
     """With webhooks on, A polls a new job only after a grace period: it holds the job's poll lease from its
     submission on, so B's rounds don't take it for one whose process is gone."""
     a = await cluster.start(with_webhooks=True)
-    b = await cluster.start()
     job = await a.submit()
     await fake.wait_for_prediction()
     await a.listener.wait_for_phase(job.id, Phase.STARTING, timeout=WAIT_S)  # submitted; first poll a minute away
+    b = await cluster.start()  # (after A took the job's turn: either process may take a waiting job's)
     assert await b.service.adopt_orphans() == 0
 
 
@@ -304,7 +312,7 @@ async def test_jobs_of_a_process_that_dies_are_polled_and_delivered_by_another_o
     a.harness.listener = stuck = StuckListener()
     try:
         await a.call(a.harness.start(**settings))
-        await b.call(b.harness.start(**settings))
+        await b.call(b.harness.start(**{**settings, "jobs": {**settings["jobs"], **SELDOM_LOOKS}}))
         posting = await a.call(a.harness.submit("posting when A dies", duration_s=2))
         first = await fake.wait_for_prediction()
         await fake.succeed(first)
