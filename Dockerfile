@@ -1,5 +1,6 @@
 # Encore: slim Python image, locked dependencies installed before the source, a numeric non-root user,
-# the data directory as a volume, the webhook port exposed, a health check on /healthz.
+# the data directory as a volume, the webhook port exposed, a health check on /healthz. /files is where replicas
+# sharing PostgreSQL mount their shared audio volume (docker-compose.postgres.example.yml), owned by the user.
 # Runs with a read-only root filesystem (only /data and a /tmp tmpfs are written): see docker-compose.example.yml.
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -14,7 +15,7 @@ RUN /opt/venv/bin/pip install --no-deps /src
 FROM python:3.11-slim
 RUN groupadd --gid 10001 encore \
  && useradd --create-home --uid 10001 --gid 10001 encore \
- && mkdir -p /data && chown 10001:10001 /data
+ && mkdir -p /data /files && chown 10001:10001 /data /files
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

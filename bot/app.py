@@ -1,18 +1,29 @@
 """Wiring: the database, one HTTP session per provider, the web server and the job service.
 
 :class:`Core` is everything except who listens to jobs; the Discord bot (``bot.discord``) and the CLI each
-bring their own listener. Start order: database, provider sessions, web server, job service (which resumes
-unfinished jobs). Stop order is the reverse. Nothing here imports discord.py.
+bring their own listener. Start order: database, notices between processes, provider sessions, web server, job
+service (which resumes unfinished jobs). Stop order is the reverse. Nothing here imports discord.py.
+
+Several processes may share one PostgreSQL database: the notifier (``bot.storage.notify``) tells each of them
+what another changed (a pause, a server's settings, a reload: :meth:`Core.announce_reload`), and the job service's
+leases decide which process does what to a job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
 from bot import __version__
 from bot.config import Secrets, Settings, database_url
+from bot.errors import ConfigError, StorageError
+from bot.jobs.leases import new_holder
 from bot.jobs.phase import JobListener
 from bot.jobs.retention import Janitor
 from bot.jobs.service import JobService
@@ -24,7 +35,9 @@ from bot.storage.databases import database_for
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.leases_repo import LeasesRepo
 from bot.storage.loops_repo import LoopsRepo
+from bot.storage.notify import Notice, notifier_for
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.queue_repo import QueueRepo
@@ -44,20 +57,39 @@ STOP_GRACE_S = 5.0
 USER_AGENT = f"Encore/{__version__} (+https://github.com/encore-bot)"
 # The sections /encore reload reads again; the others (connections, storage, Discord) need a restart.
 RELOADABLE = ("limits", "safety", "jobs")
+RELOAD_CHANNEL = "reload"  # notices: a process reloaded its config (/encore reload)
+_RELOAD_KEY = "config_reloaded"  # in bot_state: the last reload (when, by whom, in which process)
 
 
 class Core:
-    def __init__(self, settings: Settings, secrets: Secrets, providers: Registry = registry.PROVIDERS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        providers: Registry = registry.PROVIDERS,
+        *,
+        config_path: Path | None = None,
+    ) -> None:
         """``providers``: the provider registry (Encore's own, unless a test adds one); ``settings`` are its
-        (``providers.load_settings``)."""
+        (``providers.load_settings``); ``config_path``: the config file, read again when another process reloads
+        its own."""
         self.settings = settings
         self.secrets = secrets
         self.registry = providers
+        self.config_path = config_path
+        self.process_id = new_holder("process")[len("process:") :]  # host, process id, a random part
         # SQLite in [storage] dir, or PostgreSQL at [storage] url / ENCORE_DATABASE_URL (bot/storage/backend.py).
-        self.db = database_for(settings.storage, database_url(settings.storage.url, secrets.database_url))
+        self.db = database_for(
+            settings.storage,
+            database_url(settings.storage.url, secrets.database_url),
+            name=f"encore {self.process_id}",  # pg_stat_activity shows which process holds a connection
+        )
+        # Notices between the processes sharing the database (in this process only on SQLite).
+        self.notifier = notifier_for(self.db, self.process_id, recheck_s=settings.storage.recheck_s)
         self.repo = JobsRepo(self.db)
+        self.leases = LeasesRepo(self.db)
         self.plans = PlansRepo(self.db)
-        self.guilds = GuildRepo(self.db)
+        self.guilds = GuildRepo(self.db, self.notifier)
         self.preferences = PreferencesRepo(self.db)
         self.state = StateRepo(self.db)
         self.stats = StatsRepo(self.db)
@@ -71,13 +103,20 @@ class Core:
         self.service: JobService | None = None
         self.janitor: Janitor | None = None
         self.attachments: aiohttp.ClientSession | None = None  # people's files, from Discord's CDN
+        # What applies a reloaded config (the Discord client sets its own, which reaches card delivery too).
+        self.on_reload: Callable[[Settings], object] = self.reload
+        self._reload_seen: str | None = None
+        self.notifier.subscribe(RELOAD_CHANNEL, self._heard_reload)
 
     async def open(self) -> None:
         # Each provider the settings use checks them and builds itself (ConfigError before anything opens).
         self.providers = self.registry.build(self.settings, self.secrets, self._session, self._rate_limit)
         try:
             await self.db.open()
+            self._reload_seen = await self.state.get(_RELOAD_KEY)
+            await self.notifier.start()
         except BaseException:
+            await self.notifier.stop()
             await self._close_sessions()
             raise
         audio = self.settings.audio
@@ -145,6 +184,10 @@ class Core:
             loops=self.loops,
             queue=self.queue,
             instances=self.instances,
+            leases=self.leases,
+            holder=f"{'bot' if resume else 'cli'}:{self.process_id}",
+            notifier=self.notifier,
+            sole_process=self.db.dialect.name == "sqlite",
         )
         self.service = service
         if serve_web or signed or per_job:
@@ -181,6 +224,34 @@ class Core:
             self.service.apply_settings(self.settings)
         return self.settings
 
+    async def announce_reload(self, *, by: int) -> None:
+        """``/encore reload`` was done in this process: the others read their config again (the reload is
+        stored, so one that missed the notice catches up at its next check)."""
+        stamp = json.dumps({"at": time.time(), "by": by, "process": self.process_id})
+        try:
+            await self.state.put(_RELOAD_KEY, stamp, now=time.time())
+            self._reload_seen = stamp
+            await self.notifier.publish(RELOAD_CHANNEL)
+        except StorageError as exc:
+            log.warning("the other processes won't hear of this reload: %s", exc)
+
+    async def _heard_reload(self, notice: Notice) -> None:
+        """Another process reloaded its config (or notices may have been lost): read this one's again."""
+        del notice
+        stamp = await self.state.get(_RELOAD_KEY)
+        if stamp is None or stamp == self._reload_seen:
+            return
+        self._reload_seen = stamp
+        try:
+            fresh = await asyncio.to_thread(self.registry.load_settings, self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "another process reloaded its config, but this one's doesn't load (%s): keeping it as it was", exc
+            )
+            return
+        self.on_reload(fresh)
+        log.warning("config reloaded, as another process did (limits, safety and job rules)")
+
     async def stop_service(self, *, grace_s: float = STOP_GRACE_S) -> None:
         """Stop taking webhooks and jobs, giving downloads and deliveries in flight ``grace_s`` to finish;
         unfinished jobs resume at the next start. Idempotent."""
@@ -195,6 +266,7 @@ class Core:
 
     async def close(self) -> None:
         await self.stop_service()
+        await self.notifier.stop()
         await self._close_sessions()
         await self.db.close()
 

@@ -206,9 +206,11 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
         self.bot.reload_settings(fresh)
         log.warning("config reloaded by %s", interaction.user.id)
         await interaction.response.send_message(
-            "Reloaded limits, safety and job rules (polling and queue caps too). Other settings need a restart.",
+            "Reloaded limits, safety and job rules (polling and queue caps too); other Encore processes sharing "
+            "the database read their config again. Other settings need a restart.",
             ephemeral=True,
         )
+        await self.bot.core.announce_reload(by=interaction.user.id)  # the other processes read theirs again
 
     @app_commands.command(name="sync", description="Sync Encore's slash commands with Discord.")
     async def encore_sync(self, interaction: discord.Interaction[Any]) -> None:

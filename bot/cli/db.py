@@ -98,7 +98,7 @@ async def stats_command(args: argparse.Namespace, settings: Settings, secrets: S
     for model, status, count in counts:
         by_status[status.value] = by_status.get(status.value, 0) + count
         by_model[model] = by_model.get(model, 0) + count
-    dirs = {name: storage.dir / name for name in ("outputs", "inputs", "uploads")}
+    dirs = {"outputs": storage.outputs_dir, "inputs": storage.inputs_dir, "uploads": storage.uploads_dir}
     usage = {name: await asyncio.to_thread(_dir_usage, where) for name, where in dirs.items()}
     stats: dict[str, Any] = {
         "database": {

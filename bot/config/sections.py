@@ -96,6 +96,10 @@ class JobSettings(Section):
     # The length made when a command gives none, on every model (within its range); 0: each model's own
     # default (MusicGen and Stable Audio 8 s, songs 30 s; `python -m bot models` lists them).
     default_duration_s: int = Field(default=0, ge=0, le=600)
+    # Several processes sharing PostgreSQL: a process holds what it does to a job (polling it, fetching its
+    # output, delivering its card, making its long call) for this long and renews it while it works; if it
+    # dies, another process takes the job over once this much time has passed.
+    lease_s: float = Field(default=30.0, gt=0, le=3600)
     # Several processes on one database: each looks at the queue this often for jobs another process admitted or
     # made room for (and says it is alive); one not heard from for process_timeout_s is taken as gone, and the
     # jobs it was starting are started by another. process_timeout_s is at least three looks.
@@ -187,6 +191,9 @@ class SafetySettings(Section):
 
 class StorageSettings(Section):
     dir: Path = Path("data")
+    # Where the audio lives (finished tracks, clips people handed in, Cog uploads): empty for `dir`. Several
+    # processes share it: a volume every one of them mounts at the same path.
+    files_dir: Path | None = None
     # The database: empty for SQLite in `dir` (the default), or a PostgreSQL URL without a password (see
     # bot/config/database.py: the password, or the whole URL, comes from the environment).
     url: str = ""
@@ -205,6 +212,14 @@ class StorageSettings(Section):
     cleanup_interval_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)
     # SQLite's quick integrity check of the database file: at startup, then at most this often (0: never).
     integrity_check_s: float = Field(default=3600.0, ge=0, le=86_400 * 7)
+    # PostgreSQL: a pause, a server's settings and a reload reach the other processes at once (LISTEN/NOTIFY);
+    # each also reads them again this often, in case a notice was lost.
+    recheck_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("files_dir", mode="before")
+    @classmethod
+    def _empty_is_dir(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("url")
     @classmethod
@@ -220,12 +235,22 @@ class StorageSettings(Section):
         return self.dir / "encore.sqlite3"
 
     @property
+    def files_root(self) -> Path:
+        """Where the audio lives: ``files_dir``, else ``dir``."""
+        return self.files_dir if self.files_dir is not None else self.dir
+
+    @property
     def outputs_dir(self) -> Path:
-        return self.dir / "outputs"
+        return self.files_root / "outputs"
 
     @property
     def inputs_dir(self) -> Path:
-        return self.dir / "inputs"
+        return self.files_root / "inputs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files a Cog server uploaded (by prediction id)."""
+        return self.files_root / "uploads"
 
 
 class LoggingSettings(Section):

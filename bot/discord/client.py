@@ -117,6 +117,7 @@ class EncoreBot(commands.AutoShardedBot):
         )
         self.core = core
         self.config_path = config_path  # what /encore reload reads again
+        core.on_reload = self.reload_settings  # another process's reload, heard: here as if asked here
         self.sync_only = sync_only
         # Set in setup_hook, once the client can talk to Discord.
         self.delivery: DiscordDelivery | None = None

@@ -112,7 +112,7 @@ async def run_bot(
     a damaged or locked database, a port in use, a shard Discord refuses).
     """
     token = require_secret(secrets.discord_token, "DISCORD_TOKEN")
-    async with GracefulStop() as stop, Core(settings, secrets) as core:
+    async with GracefulStop() as stop, Core(settings, secrets, config_path=config_path) as core:
         bot = EncoreBot(core, config_path=config_path, **client_options)
         async with bot:
             stop.close = bot.close

@@ -2,9 +2,10 @@
 
 The call is owned by the task that makes it: canceling the job cancels that task, which aborts the request.
 A call dies with the process, so at a restart the job isn't run again by itself (it costs money): it fails
-as *interrupted* and offers Retry (see ``bot.jobs.reconcile``). A song's card shows how much has arrived.
-What the request looks like is the provider's business (:class:`~bot.providers.base.CallProvider`); this room
-only runs it, records the outcome and tells the card.
+as *interrupted* and offers Retry (see ``bot.jobs.reconcile``). While it runs, its process holds the job's call
+lease, so other processes leave it alone; if the process dies, another fails it as interrupted once the lease
+has run out. A song's card shows how much has arrived. What the request looks like is the provider's business
+(:class:`~bot.providers.base.CallProvider`); this room only runs it, records the outcome and tells the card.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bot.catalog.lyrics import line_times, lyric_lines
 from bot.catalog.plans import total_ms
 from bot.config import Settings
 from bot.errors import OutputError, PromptRefusedError, ProviderError, StorageError
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import Outputs
 from bot.jobs.phase import CardFeed
@@ -54,6 +56,7 @@ class Calls:
         outcomes: Outcomes,
         outputs: Outputs,
         settings: Callable[[], Settings],
+        leases: Leases,
     ) -> None:
         """``clients``: the built call providers by name; ``titles(name)``: how a provider is named to people."""
         self._clients = clients
@@ -63,6 +66,7 @@ class Calls:
         self._outcomes = outcomes
         self._outputs = outputs
         self._settings = settings
+        self._leases = leases
         self._calls: dict[str, asyncio.Task[Any]] = {}  # calls in flight, by job
 
     def abort(self, job_id: str) -> None:
@@ -73,9 +77,19 @@ class Calls:
 
     async def run(self, job: Job) -> None:
         """Make a queued job's call, in this task (canceling the job cancels it), and record what it made."""
+        try:
+            await self._run(job)
+        finally:
+            await self._leases.release(Kind.CALL, job.id)
+
+    async def _run(self, job: Job) -> None:
         client = self._clients.get(job.provider)
         if client is None:
             await self._outcomes.fail(job.id, f"{self._titles(job.provider)} isn't set up on this bot.")
+            return
+        # Held while the call runs (taken before the job shows as at the provider, so no other process takes it
+        # for one whose process is gone).
+        if not await self._leases.take(Kind.CALL, job.id):
             return
         if not await self._repo.transition(
             job.id, JobStatus.SUBMITTED, prediction_id=f"{job.id}-{job.attempts + 1}", attempts=job.attempts + 1

@@ -1,9 +1,12 @@
 """Delivery: finished files handed to the listener, one loop per card unit, retried, never posted twice.
 
 A card unit is a job, or a batch of variations (delivered together once none is still running). One loop
-per unit runs at a time; news that arrives while it runs makes it look again. Each attempt is counted in
-the database before it is made, so a crash can't retry without limit; Discord's nonce (the listener's
-business) keeps a retry after a crash from posting twice.
+per unit runs at a time, in one process: the loop holds the card's delivery lease (``bot.jobs.leases``), so a
+webhook heard by one process and a poll made by another never deliver it twice; news that arrives while it
+runs makes it look again, and another process's news makes the holder look once more before it lets go. Each
+attempt is counted in the database before it is made, so a crash can't retry without limit; Discord's nonce
+(the listener's business) keeps a retry after a crash, here or in the process that takes over, from posting
+twice.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from functools import partial
 
 from bot.config import Settings
 from bot.errors import DeliveryError, StorageError
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed, JobListener
 from bot.jobs.tasks import Tasks
@@ -36,6 +40,7 @@ class Dispatch:
         settings: Callable[[], Settings],
         clock: Callable[[], float],
         outcomes: Outcomes,
+        leases: Leases,
     ) -> None:
         self._repo = repo
         self._listener = listener
@@ -45,6 +50,7 @@ class Dispatch:
         self._settings = settings
         self._clock = clock
         self._outcomes = outcomes
+        self._leases = leases
         self._dirty: set[str] = set()  # delivery units with news since their last look
 
     def kick(self, job: Job) -> None:
@@ -58,33 +64,53 @@ class Dispatch:
             self._tasks.pipeline(key, self._loop(key, job.id))
 
     async def _loop(self, key: str, job_id: str) -> None:
+        card = key.removeprefix("deliver:")
         while key in self._dirty:
             self._dirty.discard(key)
             try:
-                await self._deliver(job_id)
+                async with self._leases.claim(Kind.DELIVER, card) as mine:
+                    if not mine:  # another process delivers this card (and looks again before it lets go)
+                        log.debug("card %s is being delivered by another process", card)
+                        return
+                    waiting = await self._deliver(job_id)
+                # A variation may have finished in another process while we held the card, its news refused by
+                # our lease: look once more now that we don't.
+                if waiting and not await self._running(job_id):
+                    self._dirty.add(key)
             except StorageError as exc:
                 if await self._tasks.wait_for_storage(job_id, exc):
                     self._dirty.add(key)  # look again
 
-    async def _deliver(self, job_id: str) -> None:
+    async def _members(self, job_id: str) -> list[Job] | None:
+        job = await self._repo.get(job_id)
+        if job is None:
+            return None
+        return await self._repo.list_batch(job.batch_id) if job.batch_id else [job]
+
+    async def _running(self, job_id: str) -> bool:
+        """Whether a variation of the job's card is still being made."""
+        members = await self._members(job_id) or []
+        return any(m.status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING) for m in members)
+
+    async def _deliver(self, job_id: str) -> bool:
+        """Deliver the card of ``job_id`` if it is ready; True if it waits for variations still being made."""
         while True:
-            job = await self._repo.get(job_id)
-            if job is None:
-                return
-            members = await self._repo.list_batch(job.batch_id) if job.batch_id else [job]
+            members = await self._members(job_id)
+            if members is None:
+                return False
             if any(m.status in (JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING) for m in members):
-                return  # variations still running: the last one to finish delivers them all
+                return True  # variations still running: the last one to finish delivers them all
             ready = [m for m in members if m.status == JobStatus.SUCCEEDED]
             if not ready:
-                return
+                return False
             lead = ready[0]
             attempt = await self._repo.count_delivery_attempt(lead.id)
             if attempt == 0:
-                return
+                return False
             if await self._attempt(ready, attempt):
-                return
+                return False
             if not await self._tasks.nap(self._tasks.retry_delay(attempt)):
-                return  # stopping: the next start delivers it from the stored file
+                return False  # stopping: the next start delivers it from the stored file
 
     async def _attempt(self, ready: list[Job], attempt: int) -> bool:
         """One delivery attempt of ``ready`` (the ``attempt``-th); True when it is over (delivered, or failed

@@ -226,6 +226,8 @@ class Intake:
     async def _poll(self, job_id: str) -> bool:
         job = await self._repo.get(job_id)
         if job is None or not job.status.is_active_at_provider or job.prediction_id is None:
+            if job is not None and job.status != JobStatus.QUEUED:
+                self._outcomes.left(job.id)  # it may have ended in another process: its slot here is free
             return False
         if self._clock() - job.created_at > self._settings().jobs.timeout_s:
             if await self._outcomes.fail(job.id, "The job took too long and was stopped. Please try again."):

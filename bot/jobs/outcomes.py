@@ -63,6 +63,12 @@ class Outcomes:
         await self.released(job.id, "succeeded")
         self._on_ended(job)
 
+    def left(self, job_id: str) -> None:
+        """The job is no longer at its provider, which another process may have seen first (a webhook it heard):
+        its slot here is free and its polls stop."""
+        self._scheduler.released(job_id)
+        self._poller.unschedule(job_id)
+
     async def released(self, job_id: str, outcome: str) -> None:
         """A job stopped using its provider (succeeded, failed or canceled): count it; its slot (free in the
         database already) may start another job."""

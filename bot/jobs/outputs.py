@@ -3,7 +3,8 @@
 Nothing reaches delivery that isn't real audio (or, for Riffusion, a real image): each file is checked by
 decoding it and named for the format found. A continuation is stitched back onto the part of the track the
 model never saw, so the result is always the whole track. Once the file is on our disk the job moves to
-succeeded, and only the winner of that move hands it on.
+succeeded, and only the winner of that move hands it on. One process fetches a job's output at a time (it
+holds the job's fetch lease): a webhook heard by one process and a poll made by another download it once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bot.audio.verify import OutputKind, OutputRejectedError, verify_output
 from bot.catalog import get_model
 from bot.config import Settings
 from bot.errors import BotError, OutputError, StorageError
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.tasks import Tasks
@@ -70,6 +72,7 @@ class Outputs:
         clock: Callable[[], float],
         resubmit: Callable[[Job], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
+        leases: Leases,
     ) -> None:
         """``resubmit(job)`` runs a job's prediction again; ``pick_up(job_id)`` takes a job up again from what
         the database says (after storage trouble)."""
@@ -84,6 +87,7 @@ class Outputs:
         self._clock = clock
         self._resubmit = resubmit
         self._pick_up = pick_up
+        self._leases = leases
 
     @property
     def outputs_dir(self) -> Path:
@@ -92,7 +96,11 @@ class Outputs:
     async def fetch(self, job_id: str, prediction: Prediction) -> None:
         """Download (and stitch) a finished output, then deliver. Any crash ends the job with a reason."""
         try:
-            await self._fetch_once(job_id, prediction)
+            async with self._leases.claim(Kind.FETCH, job_id) as mine:
+                if not mine:
+                    log.debug("job %s: another process is fetching its output", job_id)
+                    return
+                await self._fetch_once(job_id, prediction)
         except StorageError as exc:  # the output is fetched again (the provider keeps it for a while)
             if await self._tasks.wait_for_storage(job_id, exc):
                 await self._pick_up(job_id)

@@ -75,6 +75,9 @@ class Poller:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._entries
+
     def schedule(self, job_id: str, *, due: float | None = None) -> None:
         """Poll ``job_id`` at ``due`` (default: after the first interval, or the webhook grace)."""
         now = self._clock()

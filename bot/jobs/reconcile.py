@@ -1,9 +1,15 @@
-"""Taking jobs up again from what the database says: at startup, and after storage trouble.
+"""Taking jobs up again from what the database says: at startup, after storage trouble, and when another
+process sharing the database stopped.
 
 Every unfinished job is resumed by its state: queued, it waits for its turn again (the queue is in the database:
 the scheduler looks); at a provider that keeps predictions, it is polled; succeeded, it is delivered from the stored
 file. A long call died with the process and isn't run again by itself (it costs money): it fails as
 *interrupted*, with Retry. CardFeed of jobs that ended just before a crash are brought up to date.
+
+With several processes, a job at its provider belongs to the process that holds its lease (``bot.jobs.leases``):
+this one takes up only those whose lease it wins, at startup and then at every round of the lease keeper
+(:meth:`Reconcile.adopt_orphans`), which also delivers finished cards nobody is delivering. So a process that
+dies loses nothing: its jobs are taken over once their leases run out.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from bot.jobs.dispatch import Dispatch
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
@@ -24,6 +31,8 @@ from bot.records import Job, JobStatus
 from bot.storage.jobs_repo import JobsRepo
 
 log = logging.getLogger(__name__)
+
+_ADOPT_AT_ONCE = 500  # jobs taken over in one round of the lease keeper (the next round takes more)
 
 INTERRUPTED = (
     "Interrupted: Encore restarted while this was being made. It wasn't run again by itself because it costs "
@@ -45,7 +54,10 @@ class Reconcile:
         submitter: Submitter,
         tasks: Tasks,
         clock: Callable[[], float],
+        leases: Leases,
+        polled: frozenset[str],
     ) -> None:
+        """``polled``: the prediction providers this process can poll."""
         self._repo = repo
         self._registry = registry
         self._scheduler = scheduler
@@ -56,22 +68,30 @@ class Reconcile:
         self._submitter = submitter
         self._tasks = tasks
         self._clock = clock
+        self._leases = leases
+        self._polled = [name for name in sorted(polled) if registry.spec(name).on_restart is OnRestart.POLL]
+        self._called = [name for name in registry if registry.spec(name).on_restart is OnRestart.INTERRUPTED]
 
     async def resume_all(self) -> None:
-        """At startup: resume every unfinished job, and bring up to date the cards behind their jobs."""
+        """At startup: resume every unfinished job (those at a provider whose lease this process wins), and bring
+        up to date the cards behind their jobs."""
         jobs = await self._repo.list_active()
         if jobs:
             log.info("resuming %d unfinished job(s)", len(jobs))
         for job in jobs:
-            self.resume(job)
+            if not job.status.is_active_at_provider:
+                self.resume(job)  # queued: a turn; succeeded: delivery (under the card's lease)
+        # At a provider: only those no other process holds.
+        while await self.adopt_orphans(deliveries=False) >= _ADOPT_AT_ONCE:
+            pass
         # Jobs that ended just before the last stop (a crash) may have cards that never showed it.
         for job in await self._repo.list_cards_behind():
             self._tasks.spawn(self._cards.notify(job.id), name=f"card:{job.id}")
 
     def resume(self, job: Job) -> None:
         if self._registry.spec(job.provider).on_restart is OnRestart.INTERRUPTED and job.status.is_active_at_provider:
-            # The call died with the process; running it again would cost money again: ask first.
-            self._tasks.spawn(self._outcomes.fail(job.id, INTERRUPTED), name=f"interrupted:{job.id}")
+            # The call died with its process; running it again would cost money again: ask first.
+            self._tasks.spawn(self._interrupted(job.id), name=f"interrupted:{job.id}")
             return
         if job.status == JobStatus.QUEUED:
             self._scheduler.kick(job.provider)
@@ -79,6 +99,43 @@ class Reconcile:
             self._poller.schedule(job.id, due=self._clock())
         elif job.status == JobStatus.SUCCEEDED:
             self._dispatch.kick(job)
+
+    async def adopt_orphans(self, *, deliveries: bool = True) -> int:
+        """Take over jobs no live lease covers (their process stopped, or died and its leases ran out): jobs at a
+        provider, and (``deliveries``) finished cards not changed for a lease's time. Returns how many."""
+        lease_s = self._leases.lease_s
+        adopted = 0
+        # Polled jobs (unless being fetched) and long calls.
+        for kinds, providers, kind in (
+            ((Kind.POLL, Kind.FETCH), self._polled, Kind.POLL),
+            ((Kind.CALL,), self._called, Kind.CALL),
+        ):
+            for job in await self._leases.repo.unleased_at_provider(
+                kinds, providers, now=self._clock(), limit=_ADOPT_AT_ONCE
+            ):
+                if not await self._leases.take(kind, job.id):
+                    continue  # another process took it first
+                log.info("job %s: taking it up (no process held it)", job.id)
+                adopted += 1
+                if kind is Kind.CALL:
+                    self._tasks.spawn(self._interrupted(job.id), name=f"interrupted:{job.id}")
+                else:
+                    self.resume(job)
+        if deliveries:
+            now = self._clock()
+            for job in await self._leases.repo.undelivered(
+                Kind.DELIVER, now=now, quiet_since=now - lease_s(), limit=_ADOPT_AT_ONCE
+            ):
+                log.info("job %s: delivering it (no process was)", job.id)
+                adopted += 1
+                self._dispatch.kick(job)
+        return adopted
+
+    async def _interrupted(self, job_id: str) -> None:
+        try:
+            await self._outcomes.fail(job_id, INTERRUPTED)
+        finally:
+            await self._leases.release(Kind.CALL, job_id)
 
     async def pick_up(self, job_id: str) -> None:
         """Take a job up again from what the database says, as a restart would (after storage trouble)."""

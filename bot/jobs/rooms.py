@@ -4,13 +4,17 @@ Each room gets the rooms below it; a call that goes up (the poller asking intake
 delivery, outputs asking submit to run a prediction again, submit and outputs asking reconcile to pick a job
 up) is a callback, bound here. The order, lowest first::
 
-    tasks, scheduler, poller, cards (phase) -> outcomes -> dispatch -> outputs -> calls -> submit -> intake
-    -> reconcile, cancel -> gate -> recipes, plans (and a person's defaults, filled in before the gate)
+    tasks, leases, scheduler, poller, cards (phase) -> outcomes -> dispatch -> outputs -> calls -> submit
+    -> intake -> reconcile, cancel -> gate -> recipes, plans (and a person's defaults, filled in before the gate)
+
+Who polls a job is the poller's business only through its ``poll`` callback: it polls a job only while this
+process holds the job's poll lease (``bot.jobs.leases``), and a lease another process took unschedules it here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +27,7 @@ from bot.jobs.defaults import Defaults
 from bot.jobs.dispatch import Dispatch
 from bot.jobs.gate import Gate
 from bot.jobs.intake import Intake
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.lineage import Lineage
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.outputs import Outputs
@@ -42,6 +47,8 @@ from bot.records import Job
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo
+from bot.storage.leases_repo import LeasesRepo
+from bot.storage.notify import Notifier
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.queue_repo import QueueRepo
@@ -51,10 +58,13 @@ from bot.storage.state_repo import StateRepo
 # file being posted), so a thousand jobs finishing together must queue, not all go at once.
 _PARALLEL_TRANSFERS = 8
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Rooms:
     tasks: Tasks
+    leases: Leases
     scheduler: Scheduler
     poller: Poller
     cards: CardFeed
@@ -90,11 +100,16 @@ def build_rooms(
     instances: InstancesRepo,
     clock: Callable[[], float],
     job_for: JobFor,
+    leases_repo: LeasesRepo,
+    holder: str,
+    notifier: Notifier,
 ) -> Rooms:
     """Every room of the engine, wired. ``providers``: the providers built for this run, and their declarations;
     ``settings()`` is the settings in use (``/encore reload`` changes it); ``signed_webhooks``: the URL of each
     provider whose signed webhooks can be checked, by name; ``job_for(job_id, actor, action)`` is the job if the
-    actor may do that to it."""
+    actor may do that to it; ``queue`` and ``instances``: the scheduler's queue and the processes sharing the
+    database; ``holder`` names this process's leases; ``notifier`` carries notices between processes (a pause,
+    for one)."""
     first = settings()
     registry = providers.registry
 
@@ -113,7 +128,14 @@ def build_rooms(
         dispatch.kick(job)
 
     async def poll(job_id: str) -> bool:
-        return await intake.poll(job_id)
+        # Only the holder of the job's poll lease polls it; another process's lease ends the job's polls here.
+        if not await leases.hold(Kind.POLL, job_id):
+            log.debug("job %s is polled by another process", job_id)
+            return False
+        again = await intake.poll(job_id)
+        if not again:
+            leases.forget(Kind.POLL, job_id)
+        return again
 
     async def on_prediction(prediction: Prediction) -> None:
         await intake.handle_prediction(prediction)
@@ -125,6 +147,7 @@ def build_rooms(
         await reconcile.pick_up(job_id)
 
     tasks = Tasks(retry_delay=retry_delay)
+    leases = Leases(leases_repo, holder=holder, lease_s=lambda: settings().jobs.lease_s, clock=clock, notifier=notifier)
     scheduler = Scheduler(
         queue,
         instances,
@@ -133,8 +156,10 @@ def build_rooms(
         settings=lambda: settings().jobs,
         clock=clock,
         on_moved=queue_moved,
+        instance=holder,  # the process's one name: its turns, its leases
     )
     poller = Poller(poll, first.jobs, webhooks_on=bool(signed_webhooks), clock=clock)
+    leases.track(Kind.POLL, uses=lambda job_id: job_id in poller, on_lost=poller.unschedule)
     forecast = Forecast()  # how far along each running job is, and when it should end
     cards = CardFeed(repo, listener, scheduler, forecast=forecast, clock=clock)
     outcomes = Outcomes(
@@ -150,6 +175,7 @@ def build_rooms(
         settings=settings,
         clock=clock,
         outcomes=outcomes,
+        leases=leases,
     )
     outputs = Outputs(
         repo=repo,
@@ -162,6 +188,7 @@ def build_rooms(
         clock=clock,
         resubmit=resubmit,
         pick_up=pick_up,
+        leases=leases,
     )
     calls = Calls(
         clients=providers.calls(),
@@ -171,6 +198,7 @@ def build_rooms(
         outcomes=outcomes,
         outputs=outputs,
         settings=settings,
+        leases=leases,
     )
     submitter = Submitter(
         repo=repo,
@@ -186,6 +214,7 @@ def build_rooms(
         signed_webhooks=signed_webhooks,
         on_prediction=on_prediction,
         pick_up=pick_up,
+        leases=leases,
         instance=scheduler.instance,
     )
     intake = Intake(
@@ -212,6 +241,8 @@ def build_rooms(
         submitter=submitter,
         tasks=tasks,
         clock=clock,
+        leases=leases,
+        polled=frozenset(providers),
     )
     canceller = Canceller(
         repo=repo,
@@ -224,7 +255,7 @@ def build_rooms(
         dispatch=dispatch,
         clock=clock,
     )
-    pause = PauseSwitch(state, clock)
+    pause = PauseSwitch(state, clock, notifier)
     songs = SONG.route(first).provider  # composition plans are made where songs are
     # People's files are decoded in threads of their own, one file at a time per person.
     pool = AudioPool(first.audio.decode_threads)
@@ -242,6 +273,7 @@ def build_rooms(
     )
     return Rooms(
         tasks=tasks,
+        leases=leases,
         scheduler=scheduler,
         poller=poller,
         cards=cards,

@@ -107,9 +107,9 @@ class Scheduler:
         except StorageError as exc:
             log.warning("can't record this process in the database yet (%s); trying again shortly", exc)
         log.info("scheduler started as instance %s (%s jobs)", self.instance, "anyone's" if any_job else "its own")
+        # The first look is over when start returns: what was waiting is claimed (and starting) by then.
+        await asyncio.gather(*(self.dispatch(provider) for provider in self._capacities))
         self._ticker = asyncio.create_task(self._tick(), name="queue:")
-        for provider in self._capacities:
-            self.kick(provider)
 
     async def stop(self) -> None:
         """Stop claiming jobs (what this process claimed stays claimed until :meth:`leave`)."""
@@ -204,6 +204,7 @@ class Scheduler:
     async def _tick(self) -> None:
         """Every ``queue_check_s``: say this process is alive, and claim what another process left to claim."""
         while True:
+            await asyncio.sleep(self._settings().queue_check_s)  # (start made the first look)
             settings = self._settings()
             try:
                 await self._instances.beat(self.instance)
@@ -217,7 +218,6 @@ class Scheduler:
             else:
                 for provider in providers:
                     self.kick(provider)
-            await asyncio.sleep(settings.queue_check_s)
 
     # -- caps and places -------------------------------------------------------------------------------
 

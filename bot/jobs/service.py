@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.errors import BotError, JobNotFoundError
 from bot.guild_settings import GuildSettings
 from bot.jobs.access import Action, Actor, authorize
+from bot.jobs.leases import CLI_HOLDER, new_holder
 from bot.jobs.limits import day_start
 from bot.jobs.loops import LoopClaim, Loops, Posted
 from bot.jobs.phase import JobListener, Phase
@@ -29,7 +30,9 @@ from bot.records import Job, JobOrigin, JobRequest, JobStatus, Pause
 from bot.storage.guild_repo import GuildRepo
 from bot.storage.instances_repo import InstancesRepo
 from bot.storage.jobs_repo import JobsRepo, Usage
+from bot.storage.leases_repo import LeasesRepo
 from bot.storage.loops_repo import LoopsRepo
+from bot.storage.notify import LocalNotifier, Notifier
 from bot.storage.plans_repo import PlansRepo
 from bot.storage.prefs_repo import PreferencesRepo
 from bot.storage.queue_repo import QueueRepo
@@ -53,9 +56,16 @@ class JobService:
         loops: LoopsRepo | None = None,
         queue: QueueRepo,
         instances: InstancesRepo,
+        leases: LeasesRepo,
+        holder: str | None = None,
+        notifier: Notifier | None = None,
+        sole_process: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``queue`` and ``instances``: the scheduler's queue and the processes sharing the database."""
+        """``queue`` and ``instances``: the scheduler's queue and the processes sharing the database; ``leases``:
+        who does what to a job among those processes, this one's named ``holder``; ``notifier``: notices between
+        them (default: this process only); ``sole_process``: no other bot process shares the database (SQLite),
+        so the leases left by a previous run are void at startup."""
         self.repo = repo
         self._providers = providers
         self._attachments = attachments  # people's files, from Discord's CDN
@@ -76,7 +86,12 @@ class JobService:
             instances=instances,
             clock=clock,
             job_for=self.job_for,
+            leases_repo=leases,
+            holder=holder or new_holder(),
+            notifier=notifier or LocalNotifier(holder or ""),
         )
+        self._leases_repo = leases
+        self._sole_process = sole_process
         self.scheduler, self.poller, self.gate = rooms.scheduler, rooms.poller, rooms.gate
         # The rooms' own methods that callers use as they are.
         self.continue_track = rooms.recipes.continue_track
@@ -141,17 +156,32 @@ class JobService:
         """Take new jobs again; returns the pause that ended (None: there was none)."""
         return await self._rooms.pause.resume()
 
+    @property
+    def holder(self) -> str:
+        """What names this process's leases (``bot.jobs.leases``)."""
+        return self._rooms.leases.holder
+
     async def start(self, *, resume: bool = True) -> None:
         """Resume every unfinished job (unless ``resume`` is false: then this process starts only the jobs it
-        admits itself, as a terminal run sharing the bot's database does), then start polling."""
+        admits itself, as a terminal run sharing the bot's database does, and takes over none of another
+        process's), then start polling and keeping this process's leases."""
         await asyncio.to_thread(self.outputs_dir.mkdir, parents=True, exist_ok=True)
         await self._rooms.pause.load()
+        if resume and self._sole_process:
+            # The only bot on this database: every lease but a CLI run's is its previous run's (a crash).
+            await self._leases_repo.clear_except(CLI_HOLDER)
         self._rooms.tasks.open()
         await self.scheduler.start(any_job=resume)
         if resume:
             await self._rooms.reconcile.resume_all()
         self.poller.start()
         self._rooms.cards.start()
+        self._rooms.leases.start(self._rooms.reconcile.adopt_orphans if resume else None)
+
+    async def adopt_orphans(self) -> int:
+        """Take over now the work no live lease covers (a stopped process's jobs); the lease keeper does this every
+        third of ``[jobs] lease_s``. Returns how many jobs it took up."""
+        return await self._rooms.reconcile.adopt_orphans()
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Stop taking jobs, give downloads and deliveries in flight ``grace_s`` to finish, cancel the rest.
@@ -160,10 +190,12 @@ class JobService:
         """
         self._rooms.tasks.begin_stop()
         await self.scheduler.stop()
+        await self._rooms.leases.halt()
         await self.poller.stop()
         await self._rooms.cards.stop()
         await self._rooms.tasks.stop(grace_s=grace_s)
         await self.scheduler.leave()  # the turns of jobs it was starting go back to the queue
+        await self._rooms.leases.stop()  # given up: another process takes the jobs left over at once
         self._rooms.pool.close()
 
     # -- new jobs: every one through the gate ---------------------------------------------------------

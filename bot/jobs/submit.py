@@ -21,6 +21,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.errors import ProviderBusyError, ProviderError, StorageError, SubmissionUncertainError
 from bot.jobs.calls import Calls
+from bot.jobs.leases import Kind, Leases
 from bot.jobs.outcomes import Outcomes
 from bot.jobs.phase import CardFeed
 from bot.jobs.poller import Poller
@@ -59,6 +60,7 @@ class Submitter:
         signed_webhooks: Mapping[str, str],
         on_prediction: Callable[[Prediction], Awaitable[None]],
         pick_up: Callable[[str], Awaitable[None]],
+        leases: Leases,
         instance: str,
     ) -> None:
         """``public_url``: where providers reach Encore's web server (a provider reporting per job gets a URL of
@@ -81,6 +83,7 @@ class Submitter:
         self._signed_webhooks = dict(signed_webhooks)
         self._on_prediction = on_prediction
         self._pick_up = pick_up
+        self._leases = leases
 
     def start(self, job_id: str, *, delay_s: float = 0.0) -> None:
         """Submit ``job_id`` in a task of its own (after ``delay_s``)."""
@@ -139,9 +142,14 @@ class Submitter:
             if resolved is None:
                 return
             job = resolved
+        # This process will poll it: its lease is taken before the job shows as at the provider, so no other
+        # process takes it for one whose process is gone (and before the create, not between its answer and the
+        # record of it: a fast provider's news may come at once).
+        await self._leases.take(Kind.POLL, job.id)
         if not await self._repo.update_fields(
             job.id, when_status=[JobStatus.QUEUED], when_claimed_by=self._instance, attempts=job.attempts + 1
         ):
+            await self._leases.release(Kind.POLL, job.id)
             return  # canceled meanwhile, or its turn taken over
         job = job.model_copy(update={"attempts": job.attempts + 1})
         try:
@@ -183,11 +191,15 @@ class Submitter:
         return job.model_copy(update={"input": data})
 
     async def _record_submission(self, job: Job, prediction: Prediction) -> None:
+        if not self._leases.holds(Kind.POLL, job.id):  # a create that took long, or a submission found by listing
+            await self._leases.take(Kind.POLL, job.id)
         won = await self._repo.transition(job.id, JobStatus.SUBMITTED, prediction_id=prediction.id, now=self._clock())
         if not won:
             current = await self._repo.get(job.id)
             if current is not None and current.prediction_id == prediction.id:
-                return  # another process found this very prediction and recorded it: it is the job's
+                # Another process found this very prediction and recorded it: it is the job's, and that process's.
+                await self._leases.release(Kind.POLL, job.id)
+                return
             # Canceled while the create was in flight: don't leave it running upstream.
             await self.cancel_upstream(job.provider, prediction.id)
             return

@@ -156,7 +156,7 @@ class CogClient:
             settings,
             PROVIDER.name,
             cfg.upload_secret,
-            root=settings.storage.dir / "uploads",
+            root=settings.storage.uploads_dir,  # under [storage] files_dir: every process reads what lands
             max_files=cfg.max_uploads_per_prediction,
         )
         if uploads is None:

@@ -171,11 +171,14 @@ class PostgresDatabase(BackendBase):
         pool_size: int = 10,
         busy_timeout_ms: int = 5000,
         connect_timeout_s: float = 10.0,
+        application_name: str = "encore",
     ) -> None:
         """``busy_timeout_ms`` is PostgreSQL's ``lock_timeout``: how long a statement waits for a row or table
-        lock that another connection holds before it is refused as busy (as SQLite's busy timeout)."""
+        lock that another connection holds before it is refused as busy (as SQLite's busy timeout).
+        ``application_name``: what ``pg_stat_activity`` shows for this process's connections."""
         super().__init__()
         self.url = url
+        self.application_name = application_name[:63]
         self.pool_size = pool_size
         self.busy_timeout_ms = busy_timeout_ms
         self.connect_timeout_s = connect_timeout_s
@@ -209,7 +212,10 @@ class PostgresDatabase(BackendBase):
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.connect_timeout_s,
-                server_settings={"application_name": "encore", "lock_timeout": f"{max(1, self.busy_timeout_ms)}ms"},
+                server_settings={
+                    "application_name": self.application_name,
+                    "lock_timeout": f"{max(1, self.busy_timeout_ms)}ms",
+                },
             )
         except Exception as exc:
             raise self._unusable(exc) from None

@@ -34,6 +34,7 @@ class Harness:
         self.core: Core | None = None
         self.settings: Settings | None = None
         self.token: str | None = None  # the API token the bot uses (default: the fake's)
+        self.elevenlabs_key: str | None = None  # set (with an [elevenlabs] section) to make songs
 
     def configure(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> Settings:
         replicate = {
@@ -54,7 +55,10 @@ class Harness:
 
     @property
     def secrets(self) -> Secrets:
-        return Secrets(env={"REPLICATE_API_TOKEN": SecretStr(self.token or self.fake.token)})
+        env: dict[str, SecretStr | None] = {"REPLICATE_API_TOKEN": SecretStr(self.token or self.fake.token)}
+        if self.elevenlabs_key:
+            env["ELEVENLABS_API_KEY"] = SecretStr(self.elevenlabs_key)
+        return Secrets(env=env)
 
     async def start(self, *, with_webhooks: bool = False, **sections: dict[str, Any]) -> JobService:
         if self.settings is None or with_webhooks or sections:

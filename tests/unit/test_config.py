@@ -158,3 +158,21 @@ def test_models_route_to_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENCORE_MODELS__MUSICGEN__PROVIDER", "elsewhere")
     with pytest.raises(ConfigError, match=r"\[models\] musicgen.provider"):
         load_settings(None)
+
+
+def test_the_audio_lives_in_files_dir_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several processes share one files directory (a volume each mounts); the database and scratch stay in dir."""
+    storage = Settings().storage
+    assert (storage.outputs_dir, storage.inputs_dir, storage.uploads_dir) == (
+        Path("data/outputs"),
+        Path("data/inputs"),
+        Path("data/uploads"),
+    )
+    monkeypatch.setenv("ENCORE_STORAGE__FILES_DIR", "/shared/encore")
+    storage = load_settings(write(tmp_path, '[storage]\ndir = "/var/lib/encore"\n')).storage
+    assert (storage.outputs_dir, storage.inputs_dir, storage.uploads_dir) == (
+        Path("/shared/encore/outputs"),
+        Path("/shared/encore/inputs"),
+        Path("/shared/encore/uploads"),
+    )
+    assert storage.database_path == Path("/var/lib/encore/encore.sqlite3")

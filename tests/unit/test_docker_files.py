@@ -1,9 +1,14 @@
-"""The Dockerfile, docker-compose.example.yml and the README's ``docker run`` keep their promises (issue 12).
+"""The Dockerfile, docker-compose.example.yml and the README's ``docker run`` keep their promises (issue 12), and
+so does docker-compose.postgres.example.yml, the recipe for two replicas on PostgreSQL (issue 14).
 
 Docker can't run where the tests run, so the files are read as Docker and Compose read them: the final image
 runs as a numeric non-root user, has a Python health check on /healthz (which is run here, for real, against
 a server answering 200 and 503), starts Python in exec form so SIGTERM reaches it, and the Compose service is
 read-only with a /tmp in memory, no capabilities and no privilege gain, its port published on loopback only.
+The replicas' recipe: a PostgreSQL service with a health check the replicas wait for, its password from the
+environment (never in the file), no published port; replicas hardened alike, each with its own data volume,
+web port and shards (every shard held exactly once), one files volume shared at the path their settings name;
+and each replica's environment, with Compose's variables filled in, is a configuration Encore accepts.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from bot.config import load_settings
+from bot.config.database import url_password
 from tests.integration.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,9 +92,13 @@ def healthcheck_command() -> tuple[dict[str, str], list[str]]:
     return options, exec_form(command)
 
 
+def compose_file(name: str = "docker-compose.example.yml") -> dict[str, Any]:
+    """A Compose file as Compose reads it (YAML, with its anchors and ``<<`` merges)."""
+    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+
+
 def compose_service() -> dict[str, Any]:
-    compose = yaml.safe_load((ROOT / "docker-compose.example.yml").read_text(encoding="utf-8"))
-    return compose["services"]["encore"]
+    return compose_file()["services"]["encore"]
 
 
 def test_the_image_runs_as_a_numeric_non_root_user() -> None:
@@ -168,7 +179,10 @@ async def test_the_healthcheck_passes_on_200_and_fails_otherwise(healthz: tuple[
 
 
 def test_compose_is_hardened() -> None:
-    service = compose_service()
+    assert_hardened(compose_service())
+
+
+def assert_hardened(service: dict[str, Any]) -> None:
     assert service["read_only"] is True
     tmpfs = service["tmpfs"]
     assert "/tmp" in ([tmpfs] if isinstance(tmpfs, str) else [entry.split(":")[0] for entry in tmpfs])  # noqa: S108
@@ -191,3 +205,93 @@ def test_the_port_is_published_on_loopback_only() -> None:
         published = re.findall(r"(?:-p|--publish)[ =](\S+)", command)
         assert published, command
         assert all(port.startswith("127.0.0.1:") for port in published), command
+
+
+# -- two replicas on PostgreSQL (issue 14) ------------------------------------------------------------------------
+
+REPLICAS_FILE = "docker-compose.postgres.example.yml"
+
+
+def replicas() -> dict[str, dict[str, Any]]:
+    services = compose_file(REPLICAS_FILE)["services"]
+    return {name: service for name, service in services.items() if name.startswith("encore")}
+
+
+def filled(value: str) -> str:
+    """A value with Compose's ``${NAME:?message}`` variables filled in as Compose would, from a made-up .env."""
+    return re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda match: f"<{match.group(1).lower()}>", value)
+
+
+def test_postgres_is_healthchecked_private_and_its_password_comes_from_the_environment() -> None:
+    compose = compose_file(REPLICAS_FILE)
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert "ports" not in postgres  # only the replicas reach it
+    test = postgres["healthcheck"]["test"]
+    assert test[0] in ("CMD", "CMD-SHELL")
+    assert "pg_isready" in " ".join(test)
+    password = postgres["environment"]["POSTGRES_PASSWORD"]
+    assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", password), "the password must come from .env"
+    assert any(str(volume).split(":")[1] == "/var/lib/postgresql/data" for volume in postgres["volumes"])
+    for service in replicas().values():
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["environment"]["PGPASSWORD"] == password  # the same secret, from the same place
+
+
+def test_the_replicas_are_hardened_and_each_has_its_own_data_and_port() -> None:
+    services = replicas()
+    assert len(services) == 2
+    ports, data_volumes = [], []
+    for service in services.values():
+        assert_hardened(service)
+        assert service["stop_grace_period"]
+        assert "healthcheck" not in service or not service["healthcheck"].get("disable")  # the image's
+        [published] = service["ports"]
+        assert published.startswith("127.0.0.1:")
+        ports.append(published.split(":")[1])
+        data_volumes += [volume.split(":")[0] for volume in service["volumes"] if volume.endswith(":/data")]
+    assert len(set(ports)) == 2
+    assert len(set(data_volumes)) == 2
+
+
+def test_the_replicas_share_one_files_volume_where_their_settings_say() -> None:
+    volumes = compose_file(REPLICAS_FILE)["volumes"]
+    shared = None
+    for service in replicas().values():
+        files_dir = service["environment"]["ENCORE_STORAGE__FILES_DIR"]
+        mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"]}
+        assert files_dir in mounted
+        assert mounted[files_dir] in volumes  # a named volume, not a host path one replica alone has
+        assert shared in (None, (mounted[files_dir], files_dir))
+        shared = (mounted[files_dir], files_dir)
+    assert shared is not None
+    # The image makes the mount point, owned by its user, so a fresh volume is writable by it.
+    created = " ".join(ins.arguments for ins in final_stage(ROOT / "Dockerfile") if ins.keyword == "RUN")
+    assert shared[1] in created
+
+
+def test_each_replicas_environment_is_a_configuration_encore_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    held: list[int] = []
+    counts = set()
+    for name, service in replicas().items():
+        environment = {key: filled(str(value)) for key, value in service["environment"].items()}
+        with monkeypatch.context() as env:
+            for key in [key for key in os.environ if key.startswith("ENCORE_")]:
+                env.delenv(key)
+            for key, value in environment.items():
+                env.setenv(key, value)
+            settings = load_settings(None)
+        assert settings.storage.url == "postgresql://encore@postgres:5432/encore", name  # no password in it
+        assert url_password(settings.storage.url) is None
+        assert environment["PGPASSWORD"] == "<postgres_password>"
+        assert str(settings.storage.files_dir) == environment["ENCORE_STORAGE__FILES_DIR"]
+        counts.add(settings.discord.shard_count)
+        held += settings.discord.shard_ids
+    [count] = counts
+    assert sorted(held) == list(range(count))  # every shard held, by exactly one replica
+
+
+def test_the_readme_tells_how_to_run_more_than_one_process() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "## Running more than one process" in readme
+    assert REPLICAS_FILE in readme

@@ -234,10 +234,22 @@ class FakeReplicate(PredictionEngine, FileRoutes):
         return web.json_response({"key": self.webhook_secret})
 
     async def _h_delivery(self, request: web.Request) -> web.Response:
+        if (gate := self._download_gates.get(request.match_info["pid"])) is not None:
+            await gate.wait()
         out = self._outputs.get(request.match_info["pid"], {}).get(request.match_info["name"])
         if out is None:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=out.data, headers={"Content-Type": out.content_type})
+
+    def hold_downloads(self, prediction_id: str) -> None:
+        """Keep every download of ``prediction_id``'s outputs waiting (a slow file server) until
+        ``release_downloads``: the request is recorded when it arrives, answered when released."""
+        self._download_gates.setdefault(prediction_id, asyncio.Event())
+
+    def release_downloads(self, prediction_id: str) -> None:
+        gate = self._download_gates.pop(prediction_id, None)
+        if gate is not None:
+            gate.set()
 
     def add_model(self, model: FakeModel) -> None:
         self.models[model.ref] = model

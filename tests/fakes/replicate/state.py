@@ -86,6 +86,7 @@ class ReplicateState(FakeServer[Fault]):
         self._new_predictions: deque[str] = deque()
         self._new_deliveries: deque[WebhookDelivery] = deque()
         self._webhook_gates: dict[str, asyncio.Event] = {}  # predictions whose webhooks are held back
+        self._download_gates: dict[str, asyncio.Event] = {}  # predictions whose output downloads are held back
         self._output_swap: Callable[[OutputFile], OutputFile] | None = None
         self._drivers: set[asyncio.Task[None]] = set()  # predictions running by themselves (``timing``)
 
