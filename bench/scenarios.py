@@ -382,10 +382,21 @@ class Tracked:
 
 
 async def _seed_predictions(world: World, count: int) -> list[str]:
-    """``count`` predictions created at the fake through its real API, then started (processing)."""
+    """``count`` predictions created at the fake through its real API, then started (processing). They stand for
+    predictions made over the hours before a restart, so the account's per-minute limits are lifted while they are
+    made (and these creates are not counted against the minutes that follow)."""
     version = musicgen_version()
     headers = {"Authorization": f"Bearer {world.fake.token}"}
     pids: list[str] = []
+    limits, world.fake.rate_limits = world.fake.rate_limits, None
+    try:
+        await _create_started(world, count, version, headers, pids)
+    finally:
+        world.fake.rate_limits = limits
+    return pids
+
+
+async def _create_started(world: World, count: int, version: str, headers: dict[str, str], pids: list[str]) -> None:
     async with aiohttp.ClientSession(headers=headers) as session:
 
         async def create(i: int) -> None:
@@ -397,7 +408,6 @@ async def _seed_predictions(world: World, count: int) -> list[str]:
             pids.append(pid)
 
         await for_each(range(count), create, workers=32)
-    return pids
 
 
 async def _seed_jobs(db_path: Path, pids: list[str], *, channel_id: int, guild_id: int, users: list[int]) -> None:

@@ -56,6 +56,10 @@ STAGES = {
     "Cards._flush_card": "card edits",
     "DiscordDelivery._flush_card": "card edits",
     "run_bot": "gateway: discord.py reading events",
+    "Shard.worker": "gateway: discord.py reading events",  # (AutoShardedBot: one worker per shard)
+    "Scheduler._tick": "queue: looks and heartbeats (every queue_check_s)",
+    "Scheduler._run": "queue: claims",
+    "Leases._run": "leases: keeper",
     "ClientRequest.write_bytes": "sockets: request bodies written",
 }
 _READS = "sockets: responses read"

@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import StrEnum
 
 from bot.errors import StorageError
@@ -103,6 +103,19 @@ class Leases:
             self._held[(kind, key)] = until
         else:
             self._held.pop((kind, key), None)
+        return won
+
+    async def take_all(self, kind: Kind, keys: Sequence[str]) -> set[str]:
+        """Take (or renew) many leases at once, in as few statements as the database allows (a restart taking up
+        thousands of jobs); returns the keys this process now holds."""
+        now = self._clock()
+        until = now + self._lease_s()
+        won = await self._repo.take(kind, keys, holder=self.holder, until=until, now=now)
+        for key in keys:
+            if key in won:
+                self._held[(kind, key)] = until
+            else:
+                self._held.pop((kind, key), None)
         return won
 
     async def hold(self, kind: Kind, key: str) -> bool:

@@ -110,12 +110,14 @@ class Reconcile:
             ((Kind.POLL, Kind.FETCH), self._polled, Kind.POLL),
             ((Kind.CALL,), self._called, Kind.CALL),
         ):
-            for job in await self._leases.repo.unleased_at_provider(
+            jobs = await self._leases.repo.unleased_at_provider(
                 kinds, providers, now=self._clock(), limit=_ADOPT_AT_ONCE
-            ):
-                if not await self._leases.take(kind, job.id):
+            )
+            won = await self._leases.take_all(kind, [job.id for job in jobs]) if jobs else set()
+            for job in jobs:
+                if job.id not in won:
                     continue  # another process took it first
-                log.info("job %s: taking it up (no process held it)", job.id)
+                log.debug("job %s: taking it up (no process held it)", job.id)
                 adopted += 1
                 if kind is Kind.CALL:
                     self._tasks.spawn(self._interrupted(job.id), name=f"interrupted:{job.id}")
@@ -129,6 +131,8 @@ class Reconcile:
                 log.info("job %s: delivering it (no process was)", job.id)
                 adopted += 1
                 self._dispatch.kick(job)
+        if adopted:
+            log.info("took up %d job(s) no process held", adopted)
         return adopted
 
     async def _interrupted(self, job_id: str) -> None:
