@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import io
 import logging
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ from bot.errors import (
     OutputError,
     ProviderError,
     ProviderNotFoundError,
-    ProviderRateLimitError,
     ProviderUnavailableError,
     SubmissionUncertainError,
     cause,
@@ -48,6 +46,7 @@ from bot.providers.base import (
 )
 from bot.providers.ratelimit import LimitFactory, local_limit
 from bot.providers.replicate_api import (
+    PREDICTION_ID,
     FileObject,
     ModelRef,
     PredictionPage,
@@ -56,7 +55,10 @@ from bot.providers.replicate_api import (
     ReplicateSettings,
     WebhookSecret,
     error_for,
+    nothing_created,
+    parse_prediction,
     replicate_settings,
+    transient,
 )
 from bot.providers.retry import RetryPolicy, retry_after_s
 
@@ -68,21 +70,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-_PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _MAX_LIST_PAGES = 5
 # Replicate's guidance: inline files of 256 KB or less as data URLs; upload larger ones.
 DATA_URL_MAX_BYTES = 256 * 1024
-
-
-def _transient(error: BaseException) -> bool:
-    """A read or a cancel may be tried again after a 429, a 5xx, a timeout or a dropped connection."""
-    return isinstance(error, ProviderRateLimitError | ProviderUnavailableError | TimeoutError | aiohttp.ClientError)
-
-
-def _nothing_created(error: BaseException) -> bool:
-    """A create (or upload) may be tried again only if its answer proves nothing was made: Replicate refused
-    it (429), or the connection never opened. A 5xx, a timeout or a connection lost mid-request may not."""
-    return isinstance(error, ProviderRateLimitError | aiohttp.ClientConnectorError)
 
 
 class ReplicateClient:
@@ -203,7 +193,7 @@ class ReplicateClient:
         try:
             return await self._retry.call(
                 lambda: self._send(method, url, operation=operation),
-                retry_if=_transient,
+                retry_if=transient,
                 what=f"Replicate {method} {url.path}",
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -237,7 +227,7 @@ class ReplicateClient:
         try:
             data = await self._retry.call(
                 lambda: self._send("POST", url, operation="create", json=body, headers=headers),
-                retry_if=_nothing_created,
+                retry_if=nothing_created,
                 what="Replicate create",
             )
         except aiohttp.ClientConnectorError as exc:
@@ -247,15 +237,15 @@ class ReplicateClient:
             raise SubmissionUncertainError(detail=str(exc)) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SubmissionUncertainError(detail=f"create interrupted: {type(exc).__name__}") from None
-        return self._parse(data)
+        return parse_prediction(data)
 
     async def get(self, prediction_id: str) -> Prediction:
-        return self._parse(await self._idempotent("GET", self._prediction_url(prediction_id), operation="get"))
+        return parse_prediction(await self._idempotent("GET", self._prediction_url(prediction_id), operation="get"))
 
     async def cancel(self, prediction_id: str) -> Prediction | None:
         # Canceling twice is harmless, so the cancel call is retried like a GET.
         data = await self._idempotent("POST", self._prediction_url(prediction_id) / "cancel", operation="cancel")
-        return self._parse(data) if isinstance(data, dict) and data.get("id") else None
+        return parse_prediction(data) if isinstance(data, dict) and data.get("id") else None
 
     async def find_submitted(
         self, model_ref: str, input: dict[str, Any], *, created_after: datetime
@@ -300,20 +290,13 @@ class ReplicateClient:
         return secret
 
     def _prediction_url(self, prediction_id: str) -> URL:
-        if not _PREDICTION_ID.match(prediction_id):
+        if not PREDICTION_ID.match(prediction_id):
             raise ProviderNotFoundError(detail=f"malformed prediction id {prediction_id!r}")
         return self._url(f"/predictions/{prediction_id}")
 
     def _is_api_url(self, url: str) -> bool:
         parsed = URL(url)
         return parsed.origin() == self._base.origin() and parsed.path.startswith(self._base.path)
-
-    @staticmethod
-    def _parse(data: Any) -> Prediction:
-        try:
-            return Prediction.model_validate(data)
-        except ValidationError:
-            raise ProviderUnavailableError(detail="Replicate sent a malformed prediction") from None
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -333,7 +316,7 @@ class ReplicateClient:
         try:
             body = await self._retry.call(
                 lambda: self._send("POST", self._url("/files"), operation="upload", data=form()),
-                retry_if=_nothing_created,
+                retry_if=nothing_created,
                 what="Replicate file upload",
             )
         except aiohttp.ClientConnectorError as exc:

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+import aiohttp
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
 
 from bot.config import Section, Settings
 from bot.errors import (
@@ -133,3 +134,25 @@ def error_for(status: int, problem: Problem, retry_after_s: float | None) -> Pro
     if status >= 500:
         return ProviderUnavailableError(detail=detail)
     return ProviderError(detail=detail)
+
+
+PREDICTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")  # what a prediction id may be (it goes into a URL path)
+
+
+def parse_prediction(data: Any) -> Prediction:
+    """A prediction Replicate sent; one that doesn't parse is the service misbehaving (unavailable)."""
+    try:
+        return Prediction.model_validate(data)
+    except ValidationError:
+        raise ProviderUnavailableError(detail="Replicate sent a malformed prediction") from None
+
+
+def transient(error: BaseException) -> bool:
+    """A read or a cancel may be tried again after a 429, a 5xx, a timeout or a dropped connection."""
+    return isinstance(error, ProviderRateLimitError | ProviderUnavailableError | TimeoutError | aiohttp.ClientError)
+
+
+def nothing_created(error: BaseException) -> bool:
+    """A create (or upload) may be tried again only if its answer proves nothing was made: Replicate refused
+    it (429), or the connection never opened. A 5xx, a timeout or a connection lost mid-request may not."""
+    return isinstance(error, ProviderRateLimitError | aiohttp.ClientConnectorError)

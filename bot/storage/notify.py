@@ -32,7 +32,8 @@ from typing import Any, Protocol
 import asyncpg
 
 from bot.storage.backend import Backend
-from bot.storage.postgres import PostgresDatabase, connection_lost
+from bot.storage.postgres import PostgresDatabase
+from bot.storage.postgres_values import connection_lost
 
 log = logging.getLogger(__name__)
 

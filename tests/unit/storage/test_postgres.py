@@ -19,7 +19,8 @@ from bot.records import JobOrigin, JobStatus
 from bot.storage.backend import load_migrations
 from bot.storage.job_rows import NewJob
 from bot.storage.jobs_repo import JobsRepo
-from bot.storage.postgres import PostgresDatabase, storage_error
+from bot.storage.postgres import PostgresDatabase
+from bot.storage.postgres_values import storage_error
 from tests.conftest import StorageBackend
 from tests.faults._storage import mount_tmpfs
 from tests.postgres import PostgresServer
