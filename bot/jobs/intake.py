@@ -5,14 +5,16 @@ move is a conditional UPDATE and only its winner acts. A finished prediction sta
 (one at a time per job). A running one tells how far along it is (its logs' progress bar, see
 ``bot.jobs.progress``): the card shows it and the poller plans the next poll by it. Signed webhooks that finish a
 prediction are taken once per id; those that only report progress (``start``, ``logs``) change nothing twice,
-so they take no row, and at most one a second per prediction is read at all (the newest of those that came
-meanwhile, a second after the last). A webhook to a job's own URL must carry its job's token.
+so they take no row (their ids are remembered in memory, the newest 10,000, so a replay is still answered as a
+duplicate), and at most one a second per prediction is read at all (the newest of those that came meanwhile, a
+second after the last). A webhook to a job's own URL must carry its job's token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 from bot.config import Settings
@@ -39,6 +41,7 @@ PROGRESS_WEBHOOK_EVERY_S = 1.0
 _TYPICAL_FOR_S = 60.0  # a model's recent run time is read from the database at most this often
 _NO_TYPICAL_FOR_S = 5.0  # (or this often while it has none: its first jobs are about to end)
 _MAX_HELD = 10_000  # predictions whose newest progress waits for its turn (more: dropped, a flood)
+_PROGRESS_IDS_KEPT = 10_000  # ids of progress-only webhooks remembered (in memory) to answer replays as duplicates
 
 
 def _friendly_failure(prediction: Prediction) -> str:
@@ -78,6 +81,7 @@ class Intake:
         self._forecast = forecast or Forecast()
         self._progress_webhooks = Throttle(PROGRESS_WEBHOOK_EVERY_S)
         self._held: dict[str, Prediction] = {}  # the newest progress-only webhook waiting for its turn, by prediction
+        self._progress_ids: OrderedDict[str, None] = OrderedDict()  # progress-only webhooks seen, oldest first
         self._typical: dict[str, tuple[float, float | None]] = {}  # model -> (read at, recent run time)
 
     def _reports_per_job(self, job: Job) -> bool:
@@ -100,6 +104,11 @@ class Intake:
         most once a second per prediction: of those that come sooner, only the newest is read, when its time
         comes."""
         if not prediction.status.is_terminal:
+            if webhook_id in self._progress_ids:
+                return False  # a redelivery or a replay: it would change nothing
+            self._progress_ids[webhook_id] = None
+            if len(self._progress_ids) > _PROGRESS_IDS_KEPT:
+                self._progress_ids.popitem(last=False)
             if self._take_progress(prediction):
                 await self.handle_prediction(prediction)
             return True
