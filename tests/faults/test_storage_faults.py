@@ -112,12 +112,15 @@ async def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(
 
         # Running and succeeded, each recorded while another program holds the lock. (The card shows the
         # write went through before the lock is taken again: SQLite's busy handler polls, so a program that
-        # takes the lock right back can starve it.)
-        for advance, status, phase in ((fake.begin, "running", Phase.GENERATING), (fake.succeed, "succeeded", None)):
+        # takes the lock right back can starve it.) The first write a finished prediction makes is the fetch
+        # lease its process takes (so that one process downloads it), then the status.
+        running = rf"SET status = 'running'.* WHERE id = '{job.id}'"
+        fetching = rf"INSERT INTO leases .*'fetch', '{job.id}'"
+        for advance, first_write, phase in ((fake.begin, running, Phase.GENERATING), (fake.succeed, fetching, None)):
             await lock.acquire()
             since = statements.mark()
             await advance(pid)
-            await statements.wait_for(rf"SET status = '{status}'.* WHERE id = '{job.id}'", since=since)
+            await statements.wait_for(first_write, since=since)
             if phase is not None:
                 assert phase not in listener.phases[job.id]  # the card waits for the write
             await lock.release()
@@ -143,8 +146,8 @@ async def test_a_lock_shorter_than_the_busy_timeout_is_waited_out(
     assert sorted(changes) == sorted(lock.changes)  # the other program's changes are all there too
     reliability.record(
         jobs=1,
-        faults=f"BEGIN {mode} from a second connection held across 4 writes (insert, running, succeeded, "
-        f"delivered), {lock.held_s:.2f} s in all; busy timeout 5 s",
+        faults=f"BEGIN {mode} from a second connection held across 4 writes (insert, running, the output's fetch "
+        f"lease, delivered), {lock.held_s:.2f} s in all; busy timeout 5 s",
         outcomes=Counter({"delivered once": 1}),
     )
 
