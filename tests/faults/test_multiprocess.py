@@ -512,6 +512,8 @@ async def check(deployment: Deployment) -> tuple[Counter[str], list[str], dict[s
         card = reply if reply is not None and reply.embeds else None
         outcome, broken = job_ended(asked, job, audio=audio.get(job["id"], []), card=card, interaction_id=handle.id)
         problems += broken
+        if job["status"] == "canceled":  # nobody cancels anything here
+            problems.append(f"command #{index} (job {job['id']}): canceled ({job['error']}), though nobody canceled it")
         if outcome is not None:
             outcomes[outcome] += 1
 
