@@ -229,8 +229,11 @@ class Cards:
                     state.news = state.news or was_news
                     return  # no card yet: register_interaction will kick again
                 failures = 0
-                if phase in TERMINAL_PHASES and self._service is not None:
-                    await self._service().card_final(members)
+                if self._service is not None:
+                    if phase in TERMINAL_PHASES:
+                        await self._service().card_final(members)
+                    else:
+                        await self._overtaken(state, members)
             except discord.HTTPException as exc:  # Discord's trouble (5xx, 429): the card would stay stale
                 failures += 1
                 if failures < self._edit_attempts:
@@ -247,6 +250,25 @@ class Cards:
         if state.latest is not None and state.latest[1] in TERMINAL_PHASES and state.version == applied:
             self._cards.pop(key, None)
             self._live.pop(key, None)
+
+    async def _overtaken(self, state: _CardState, members: Sequence[Job]) -> None:
+        """After an edit that shows the card's jobs still under way: if the database says another process moved
+        them on meanwhile, show what they are now.
+
+        Several processes edit one card: the one that took the command (its place in line, its progress) and
+        whichever finishes or delivers the job. An edit made from what was read before another process's final
+        edit can reach Discord after it, and the card would go back to Queued or Generating for good. Read after
+        this edit landed, the database shows every change whose card edit this one may have overtaken, so the
+        newest state is always shown last."""
+        assert self._service is not None
+        service = self._service()
+        if not await service.card_moved_on(members):
+            return
+        lead, phase, fresh = await service.card(members[0].id)
+        if state.latest is None or max(m.updated_at for m in state.latest[2]) <= max(m.updated_at for m in fresh):
+            state.latest = (lead, phase, fresh)
+        state.version += 1
+        state.news = True
 
     async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
