@@ -102,6 +102,17 @@ class Cluster:
         assert self._db is not None, "jobs() reads PostgreSQL"
         return [dict(row) for row in await self._db.fetch("SELECT * FROM jobs")]
 
+    async def leases(self) -> dict[str, list[str]]:
+        """Every lease row, by its key (a job id, mostly): kind, holder, and how long it has to run."""
+        assert self._db is not None, "leases() reads PostgreSQL"
+        rows = await self._db.fetch(
+            "SELECT kind, key, holder, expires_at - extract(epoch FROM clock_timestamp()) AS left_s FROM leases"
+        )
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            found.setdefault(row["key"], []).append(f"{row['kind']} by {row['holder']} ({row['left_s']:.1f} s left)")
+        return found
+
     def log_lines(self, *needles: str) -> list[str]:
         """Lines of every process's logs containing any of ``needles``, each prefixed with its process."""
         return [f"node-{n} {line}" for n, node in enumerate(self.nodes) for line in node.log_lines(*needles)]

@@ -222,6 +222,7 @@ class Deployment:
         self._tasks: list[asyncio.Task[Any]] = []
         self.tripwire = Tripwire(self.progress)  # kills from inside the simulator
         self._cards: set[int] = set()
+        self._shown: dict[int, list[str]] = defaultdict(list)  # card -> each status it showed, in order
         sim.state.listeners.append(self._on_message)
 
     @property
@@ -257,6 +258,8 @@ class Deployment:
     async def _on_message(self, event: MessageEvent) -> None:
         """The simulator's listener, called while it handles the bot's request, before it answers."""
         message = event.message
+        if event.kind in ("create", "edit") and message.embeds:
+            self._shown[message.id].append(card_status(message).split(" · ")[0])
         if event.kind == "create" and any(is_audio(a.filename) for a in message.attachments):
             self.progress.bump("audio")
         elif (
@@ -442,9 +445,27 @@ class Deployment:
         return True
 
     async def unfinished(self) -> list[str]:
+        """Each job not yet ended (its status, claim and leases), then each ended job whose card is not final
+        (what it shows, and which message the job stored as its card)."""
         with contextlib.suppress(Exception):
             jobs = await self.cluster.jobs()
-            return [f"job {j['id']} is {j['status']}" for j in jobs if j["status"] not in TERMINAL]
+            leases = await self.cluster.leases()
+            lines = [
+                f"job {j['id']} is {j['status']} (claimed by {j.get('claimed_by')!r}; leases {leases.get(j['id'], [])})"
+                for j in jobs
+                if j["status"] not in TERMINAL
+            ]
+            by_interaction = {job["interaction_id"]: job for job in jobs}
+            for item in self.sent:
+                job, card = by_interaction.get(item.handle.id), item.handle.original
+                if job is None or card is None or card.deleted or final(card):
+                    continue
+                lines.append(
+                    f"job {job['id']} is {job['status']}, but its card {card.id} (stored: {job['card_message_id']}) "
+                    f"shows {card_status(card)!r} (command #{item.planned.index}, node-{item.node}; "
+                    f"it showed {' > '.join(self._shown[card.id][-6:])})"
+                )
+            return lines
         return ["(the database could not be read)"]
 
     async def close(self) -> None:
