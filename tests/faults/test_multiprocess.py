@@ -259,7 +259,8 @@ class Deployment:
         """The simulator's listener, called while it handles the bot's request, before it answers."""
         message = event.message
         if event.kind in ("create", "edit") and message.embeds:
-            self._shown[message.id].append(card_status(message).split(" · ")[0])
+            footer = message.embeds[0].get("footer", {}).get("text", "")
+            self._shown[message.id].append(f"{card_status(message).split(' · ')[0]} ({footer})")
         if event.kind == "create" and any(is_audio(a.filename) for a in message.attachments):
             self.progress.bump("audio")
         elif (
