@@ -7,7 +7,10 @@ interaction, :data:`CHANNEL_PROGRESS_EDIT_S` as a channel message (Discord's buc
 channel's). One edit Discord could not take (5xx, 429) is tried again with backoff, so a card never stays
 behind its job. While the interaction token lives the card is edited through it, after that (long queues,
 restarts) as a channel message. A card an earlier process posted but never stored is found again in the
-channel's history. What the card shows is ``render``'s.
+channel's history, and so is one another process posted and has not stored when the job ends here (it may have
+died in between). Several processes edit one card: after an edit that shows a job still under way, the database
+is read again, so an edit that overtook another process's final one is made good. What the card shows is
+``render``'s.
 """
 
 from __future__ import annotations
@@ -176,6 +179,13 @@ class Cards:
         """The job's card, if any, was posted by an earlier process that died before storing it."""
         return job.card_message_id is None and job.interaction_id is not None and job.created_at < self._started_at
 
+    def unstored(self, job: Job) -> bool:
+        """The job's card was posted (or is being posted) by another process, which has not stored it yet.
+
+        That process may have died between posting it and storing it, while this one lives on (several processes
+        share the jobs): the job ended here, and only here can its card be told, so it is looked up."""
+        return job.card_message_id is None and job.interaction_id is not None and job.card_key not in self._live
+
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
@@ -292,7 +302,7 @@ class Cards:
                     for file in kwargs.get("attachments", []):
                         file.reset()
             card_id = job.card_message_id
-            if self.posted_earlier(job):
+            if self.posted_earlier(job) or (phase in TERMINAL_PHASES and self.unstored(job)):
                 card_id = await self.recover_card(job)
                 if card_id is None:
                     return True  # the process that took the command died before answering: no card, ever
