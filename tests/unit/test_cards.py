@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -248,3 +250,67 @@ async def test_an_edit_that_lands_after_another_process_s_final_edit_is_made_goo
     finally:
         await slow.close()
         await fast.close()
+
+
+async def test_a_card_another_process_posted_and_never_stored_is_found_when_the_job_ends_here() -> None:
+    """The process that took the command posted the card and died before storing it; the job was taken over and
+    delivered by a process that was running all along (no restart would look the card up): it finds the card."""
+    bot_user, interaction_id, card_id = 1, 3, 77
+    edited: list[tuple[int, str]] = []
+    stored: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    class Message:
+        def __init__(self, message_id: int) -> None:
+            self.id = message_id
+            self.author = SimpleNamespace(id=bot_user)
+            self.interaction_metadata = SimpleNamespace(id=interaction_id)
+
+        async def edit(self, **kwargs: Any) -> None:
+            edited.append((self.id, fields_of(kwargs["embed"])["Status"].split(" ")[1]))
+            done.set()
+
+    class Client:
+        user = SimpleNamespace(id=bot_user)
+
+        def get_guild(self, _guild_id: int) -> None:
+            return None
+
+        def get_partial_messageable(self, _channel_id: int, *, guild_id: int | None = None) -> Any:
+            return self
+
+        def get_partial_message(self, message_id: int) -> Message:
+            return Message(message_id)
+
+        async def history(self, **_kwargs: Any) -> AsyncIterator[Message]:
+            for message_id in (card_id - 1, card_id):
+                message = Message(message_id)
+                if message_id != card_id:
+                    message.interaction_metadata = SimpleNamespace(id=interaction_id + 1)
+                yield message
+
+    class Service:
+        async def set_card(self, job_id: str, message_id: int) -> None:
+            stored.append((job_id, message_id))
+
+        async def card_final(self, _members: Sequence[Job]) -> None:
+            return None
+
+    delivered = make_job(
+        status=JobStatus.DELIVERED,
+        interaction_id=interaction_id,
+        card_message_id=None,
+        output_path=None,
+        created_at=time.time() + 60,  # after this process started
+    )
+    service: Any = Service()
+    client: Any = Client()
+    cards = Cards(client, Settings(), lambda: service)
+    try:
+        await cards.job_updated(delivered, Phase.DONE, [delivered])
+        async with asyncio.timeout(5):
+            await done.wait()
+    finally:
+        await cards.close()
+    assert edited == [(card_id, "Done")]
+    assert stored == [(delivered.id, card_id)]
