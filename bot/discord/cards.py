@@ -32,6 +32,7 @@ from bot.audio import off_loop
 from bot.audio.waveform import render_waveform
 from bot.config import Settings
 from bot.discord.render import ViewFactory, build_card
+from bot.errors import StorageError
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
 from bot.locales import ENGLISH
@@ -235,6 +236,8 @@ class Cards:
             applied, was_news, state.news = state.version, state.news, False
             job, phase, members = state.latest
             try:
+                if phase not in TERMINAL_PHASES and await self._overtaken(state, members):
+                    continue  # read a while ago (a place in line waits its turn): show what the jobs are now
                 if not await self._edit_card(job, phase, members):
                     state.news = state.news or was_news
                     return  # no card yet: register_interaction will kick again
@@ -243,7 +246,7 @@ class Cards:
                     if phase in TERMINAL_PHASES:
                         await self._service().card_final(members)
                     else:
-                        await self._overtaken(state, members)
+                        await self._overtaken(state, members)  # a final edit elsewhere may have come first
             except discord.HTTPException as exc:  # Discord's trouble (5xx, 429): the card would stay stale
                 failures += 1
                 if failures < self._edit_attempts:
@@ -261,24 +264,30 @@ class Cards:
             self._cards.pop(key, None)
             self._live.pop(key, None)
 
-    async def _overtaken(self, state: _CardState, members: Sequence[Job]) -> None:
-        """After an edit that shows the card's jobs still under way: if the database says another process moved
-        them on meanwhile, show what they are now.
+    async def _overtaken(self, state: _CardState, members: Sequence[Job]) -> bool:
+        """Before and after an edit that shows the card's jobs still under way: if the database says they have
+        moved on (another process moved them), the card's state becomes what they are now; True if it did.
 
-        Several processes edit one card: the one that took the command (its place in line, its progress) and
-        whichever finishes or delivers the job. An edit made from what was read before another process's final
-        edit can reach Discord after it, and the card would go back to Queued or Generating for good. Read after
-        this edit landed, the database shows every change whose card edit this one may have overtaken, so the
-        newest state is always shown last."""
-        assert self._service is not None
+        Several processes edit one card: the one that took the command, any that tells waiting cards their place
+        in line, and whichever runs, finishes or delivers the job. A state read a while ago (a place in line
+        waits up to :data:`CHANNEL_PROGRESS_EDIT_S` for its edit) is read again before it is shown; and an edit
+        can still reach Discord after another process's final edit: read after this edit landed, the database
+        shows every change whose card edit this one may have overtaken, so the newest state is shown last."""
+        if self._service is None:
+            return False
         service = self._service()
-        if not await service.card_moved_on(members):
-            return
+        try:
+            if not await service.card_moved_on(members):
+                return False
+        except StorageError as exc:  # the edit goes on as it was: only a race with another process is left open
+            log.warning("job %s: could not read whether its card is behind: %s", members[0].id, exc)
+            return False
         lead, phase, fresh = await service.card(members[0].id)
         if state.latest is None or max(m.updated_at for m in state.latest[2]) <= max(m.updated_at for m in fresh):
             state.latest = (lead, phase, fresh)
         state.version += 1
         state.news = True
+        return True
 
     async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
