@@ -237,14 +237,8 @@ class JobService:
         return await self._rooms.cards.show(await self.get(job_id))
 
     async def card_moved_on(self, members: Sequence[Job]) -> bool:
-        """Whether a job of a card (``members``, as read for its last edit) is in another state in the database
-        now: another process moved it on, and may have edited the card meanwhile."""
-        lead = members[0]
-        if lead.batch_id:
-            fresh = await self.repo.list_batch(lead.batch_id)
-        else:
-            fresh = [job for job in [await self.repo.get(lead.id)] if job is not None]
-        return {job.id: job.status for job in fresh} != {job.id: job.status for job in members}
+        """Whether a job of a card is in another state in the database than ``members`` show (moved elsewhere)."""
+        return await self.repo.moved_on(members)
 
     async def set_card(self, job_id: str, message_id: int) -> None:
         await self.repo.update_fields(job_id, when_status=list(JobStatus), card_message_id=message_id)
