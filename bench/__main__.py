@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -16,8 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import encoding, scenarios
+from bench import encoding, scaling, scenarios
 from bench.world import World
+from tests.postgres import INSTALL_HINT, PostgresServer, find_bindir
 
 TARGETS = {
     "overhead_p99_ms_without_reencode": 50.0,
@@ -26,7 +28,12 @@ TARGETS = {
     "peak_rss_mb_10k_tracked": 200.0,
     "encoding_times_real_time": 100.0,
     "provider_requests_per_min": 3000,
+    "scaling_3_processes_vs_1": 2.5,
+    "postgres_1_process_vs_sqlite_within": 0.2,
 }
+SCENARIOS = ["encoding", "overhead", "official", "throughput", "tracked", "scaling"]
+# One process on SQLite, then one, two and three on PostgreSQL: (label, processes, on PostgreSQL).
+DEPLOYMENTS = [("sqlite-1", 1, False), ("postgres-1", 1, True), ("postgres-2", 2, True), ("postgres-3", 3, True)]
 
 
 def machine() -> dict[str, Any]:
@@ -59,7 +66,7 @@ def show(title: str, figures: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     quick = args.quick
     report: dict[str, Any] = {"machine": machine(), "quick": quick, "targets": TARGETS}
-    wanted = set(args.only or ["encoding", "overhead", "official", "throughput", "tracked"])
+    wanted = set(args.only or SCENARIOS)
 
     if "encoding" in wanted:
         results = encoding.run(duration_s=60.0, runs=1 if quick else 5)
@@ -116,15 +123,45 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
         report["tracked"] = result.summary()
         show("tracked jobs (poll mode, after a restart)", result.summary())
+
+    if "scaling" in wanted:
+        report["scaling"] = await run_scaling(workdir, jobs=100 if quick else 1000)
     return report
+
+
+async def run_scaling(workdir: Path, *, jobs: int) -> dict[str, Any]:
+    """Issue 14: deliveries per second with 1, 2 and 3 processes on PostgreSQL, and 1 on SQLite."""
+    bindir = find_bindir()
+    if bindir is None:
+        print(f"\n== scaling: skipped. {INSTALL_HINT}", flush=True)
+        return {"skipped": INSTALL_HINT}
+    server = PostgresServer(bindir)
+    await asyncio.to_thread(server.start)
+    runs: list[dict[str, Any]] = []
+    try:
+        for label, processes, on_postgres in DEPLOYMENTS:
+            with contextlib.ExitStack() as stack:
+                url = server.url(stack.enter_context(server.fresh_database())) if on_postgres else None
+                async with World.open(workdir / f"scaling-{label}", users=60, shards=scaling.SHARDS) as world:
+                    result = await scaling.scaling(world, label=label, processes=processes, database_url=url, jobs=jobs)
+            runs.append(result.summary())
+            show(f"scaling: {label} ({processes} process(es), {result.database})", result.summary())
+    finally:
+        await asyncio.to_thread(server.stop)
+    rate = {run["label"]: run["deliveries_per_s"] for run in runs}
+    figures = {
+        "three_processes_vs_one": round(rate["postgres-3"] / rate["postgres-1"], 2),
+        "two_processes_vs_one": round(rate["postgres-2"] / rate["postgres-1"], 2),
+        "postgres_1_vs_sqlite_1": round(rate["postgres-1"] / rate["sqlite-1"], 2),
+    }
+    show("scaling: side by side", figures)
+    return {"runs": runs, **figures}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer jobs: check that the benchmark works")
-    parser.add_argument(
-        "--only", action="append", choices=["encoding", "overhead", "official", "throughput", "tracked"]
-    )
+    parser.add_argument("--only", action="append", choices=SCENARIOS)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp:

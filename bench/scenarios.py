@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.records import JobOrigin, JobRequest, JobStatus
 from bot.storage.db import Database
 from bot.storage.jobs_repo import JobsRepo
+from tests.fakes._http import RecordedRequest
 from tests.fakes.audio import make_wav
 from tests.fakes.discord.handles import InteractionHandle
 from tests.fakes.discord.models import SimMessage
@@ -314,6 +315,38 @@ def max_per_minute(times: list[float]) -> int:
     return best
 
 
+def provider_load(requests: list[RecordedRequest]) -> tuple[Counter[str], int, int]:
+    """Requests by kind, and the most creates and the most other API calls in any 60 s (Replicate's limits:
+    creates 600 a minute, every other API call 3,000; output downloads come from replicate.delivery, outside
+    the API)."""
+    kinds = [(classify(r.path, r.method), r.at) for r in requests]
+    creates = max_per_minute([at for kind, at in kinds if kind == "create"])
+    others = max_per_minute([at for kind, at in kinds if kind not in ("create", "download")])
+    return Counter(kind for kind, _ in kinds), creates, others
+
+
+async def fill_and_drain(
+    world: World, *, label: str, jobs: int, files_from: int, submit_concurrency: int
+) -> tuple[float, float]:
+    """``jobs`` commands until every prediction exists at the provider, then all finish at once. Returns the
+    seconds the commands took to be in flight, and the seconds until every audio message was in Discord."""
+    started = time.perf_counter()
+    pids: list[str] = []
+
+    async def submit(i: int) -> None:
+        prompt = f"{label} {i}"
+        handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=5)
+        await handle.wait_response(timeout_s=60)
+        pids.append(await world.prediction_for(prompt, timeout_s=600))
+
+    await for_each(range(jobs), submit, workers=submit_concurrency)
+    submit_s = time.perf_counter() - started
+    drain_from = time.perf_counter()
+    await for_each(pids, world.fake.succeed, workers=32)
+    await world.wait_for_files(files_from + jobs, timeout_s=900)
+    return submit_s, time.perf_counter() - drain_from
+
+
 async def throughput(world: World, *, jobs: int, submit_concurrency: int = 16) -> Throughput:
     """``jobs`` commands until all are in flight at the provider, then all finish at once: deliveries per second."""
     result = Throughput(jobs)
@@ -324,28 +357,14 @@ async def throughput(world: World, *, jobs: int, submit_concurrency: int = 16) -
     bot = world.bot
     assert bot is not None
     req_from, cpu_from, files_from = len(world.fake.requests), bot.cpu_s(), len(world.files)
-    started = time.perf_counter()
-    pids: list[str] = []
-
-    async def submit(i: int) -> None:
-        prompt = f"throughput {i}"
-        handle = await world.users[i % len(world.users)].slash("music generate", prompt=prompt, duration=5)
-        await handle.wait_response(timeout_s=30)
-        pids.append(await world.prediction_for(prompt))
-
-    await for_each(range(jobs), submit, workers=submit_concurrency)
-    result.submit_s = time.perf_counter() - started
-    drain_from = time.perf_counter()
-    await for_each(pids, world.fake.succeed, workers=32)
-    await world.wait_for_files(files_from + jobs, timeout_s=900)
-    result.drain_s = time.perf_counter() - drain_from
+    result.submit_s, result.drain_s = await fill_and_drain(
+        world, label="throughput", jobs=jobs, files_from=files_from, submit_concurrency=submit_concurrency
+    )
     result.cpu_ms_per_job = (bot.cpu_s() - cpu_from) * 1000 / jobs
     result.peak_rss_mb = bot.peak_rss_mb()
-    requests = world.fake.requests[req_from:]
-    result.requests = Counter(classify(r.path, r.method) for r in requests)
-    kinds = [(classify(r.path, r.method), r.at) for r in requests]
-    result.max_creates_per_min = max_per_minute([at for kind, at in kinds if kind == "create"])
-    result.max_api_calls_per_min = max_per_minute([at for kind, at in kinds if kind not in ("create", "download")])
+    result.requests, result.max_creates_per_min, result.max_api_calls_per_min = provider_load(
+        world.fake.requests[req_from:]
+    )
     await world.stop_bot()
     return result
 

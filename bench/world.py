@@ -27,6 +27,7 @@ from tests.conftest import NO_LIMITS
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.handles import InteractionHandle
 from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, MessageEvent
+from tests.fakes.discord.sharding import guild_id_on_shard
 from tests.fakes.discord.users import SimUser
 from tests.fakes.models import OutputFile
 from tests.fakes.replicate import FakeReplicate
@@ -36,6 +37,7 @@ from tests.integration.conftest import free_port
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".mp3")
+USER_ID_BASE = 4_000_000_000_000_000
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -45,6 +47,12 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     rank = max(1, -(-len(ordered) * pct // 100))
     return ordered[int(rank) - 1]
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
 @dataclass
@@ -72,8 +80,7 @@ class BotProcess:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the bot process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+        return cpu_s(self.pid)
 
     def _status_kb(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -139,17 +146,24 @@ class World:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, workdir: Path, *, users: int = 20) -> AsyncIterator[World]:
-        guild = GuildConfig(
-            name="Encore Bench",
-            channels=[ChannelConfig("general")],
-            members=[MemberConfig(f"user{i}") for i in range(users)],
-        )
+    async def open(cls, workdir: Path, *, users: int = 20, shards: int = 0) -> AsyncIterator[World]:
+        """``shards``: a server on each of that many gateway shards, the users spread over them in turn (0: one
+        server, as an unsharded bot sees it)."""
+        members = [MemberConfig(f"user{i}", id=USER_ID_BASE + i) for i in range(users)]
+        guilds = [
+            GuildConfig(
+                name=f"Encore Bench {shard}",
+                id=guild_id_on_shard(shard, shards, shard) if shards else None,
+                channels=[ChannelConfig("general")],
+                members=members[shard :: max(1, shards)],
+            )
+            for shard in range(max(1, shards))
+        ]
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        async with DiscordSimulator([guild]) as sim, FakeReplicate() as fake:
+        async with DiscordSimulator(guilds, max_concurrency=max(1, shards)) as sim, FakeReplicate() as fake:
             fake.webhook_retries = 0
             world = cls(sim, fake, workdir)
-            world.users = [sim.user(f"user{i}") for i in range(users)]
+            world.users = [sim.user(f"user{i}", guild_id=guilds[i % len(guilds)].id) for i in range(users)]
             sim.state.listeners.append(world._on_message)
             world._dispatcher = asyncio.create_task(world._dispatch_predictions())
             try:

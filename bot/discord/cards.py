@@ -7,7 +7,10 @@ interaction, :data:`CHANNEL_PROGRESS_EDIT_S` as a channel message (Discord's buc
 channel's). One edit Discord could not take (5xx, 429) is tried again with backoff, so a card never stays
 behind its job. While the interaction token lives the card is edited through it, after that (long queues,
 restarts) as a channel message. A card an earlier process posted but never stored is found again in the
-channel's history. What the card shows is ``render``'s.
+channel's history, and so is one another process posted and has not stored when the job ends here (it may have
+died in between). Several processes edit one card: after an edit that shows a job still under way, the database
+is read again, so an edit that overtook another process's final one is made good. What the card shows is
+``render``'s.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from bot.audio import off_loop
 from bot.audio.waveform import render_waveform
 from bot.config import Settings
 from bot.discord.render import ViewFactory, build_card
+from bot.errors import StorageError
 from bot.jobs.phase import TERMINAL_PHASES, Phase
 from bot.jobs.service import JobService
 from bot.locales import ENGLISH
@@ -176,6 +180,13 @@ class Cards:
         """The job's card, if any, was posted by an earlier process that died before storing it."""
         return job.card_message_id is None and job.interaction_id is not None and job.created_at < self._started_at
 
+    def unstored(self, job: Job) -> bool:
+        """The job's card was posted (or is being posted) by another process, which has not stored it yet.
+
+        That process may have died between posting it and storing it, while this one lives on (several processes
+        share the jobs): the job ended here, and only here can its card be told, so it is looked up."""
+        return job.card_message_id is None and job.interaction_id is not None and job.card_key not in self._live
+
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
@@ -225,12 +236,17 @@ class Cards:
             applied, was_news, state.news = state.version, state.news, False
             job, phase, members = state.latest
             try:
+                if phase not in TERMINAL_PHASES and await self._overtaken(state, members):
+                    continue  # read a while ago (a place in line waits its turn): show what the jobs are now
                 if not await self._edit_card(job, phase, members):
                     state.news = state.news or was_news
                     return  # no card yet: register_interaction will kick again
                 failures = 0
-                if phase in TERMINAL_PHASES and self._service is not None:
-                    await self._service().card_final(members)
+                if self._service is not None:
+                    if phase in TERMINAL_PHASES:
+                        await self._service().card_final(members)
+                    else:
+                        await self._overtaken(state, members)  # a final edit elsewhere may have come first
             except discord.HTTPException as exc:  # Discord's trouble (5xx, 429): the card would stay stale
                 failures += 1
                 if failures < self._edit_attempts:
@@ -247,6 +263,31 @@ class Cards:
         if state.latest is not None and state.latest[1] in TERMINAL_PHASES and state.version == applied:
             self._cards.pop(key, None)
             self._live.pop(key, None)
+
+    async def _overtaken(self, state: _CardState, members: Sequence[Job]) -> bool:
+        """Before and after an edit that shows the card's jobs still under way: if the database says they have
+        moved on (another process moved them), the card's state becomes what they are now; True if it did.
+
+        Several processes edit one card: the one that took the command, any that tells waiting cards their place
+        in line, and whichever runs, finishes or delivers the job. A state read a while ago (a place in line
+        waits up to :data:`CHANNEL_PROGRESS_EDIT_S` for its edit) is read again before it is shown; and an edit
+        can still reach Discord after another process's final edit: read after this edit landed, the database
+        shows every change whose card edit this one may have overtaken, so the newest state is shown last."""
+        if self._service is None:
+            return False
+        service = self._service()
+        try:
+            if not await service.card_moved_on(members):
+                return False
+        except StorageError as exc:  # the edit goes on as it was: only a race with another process is left open
+            log.warning("job %s: could not read whether its card is behind: %s", members[0].id, exc)
+            return False
+        lead, phase, fresh = await service.card(members[0].id)
+        if state.latest is None or max(m.updated_at for m in state.latest[2]) <= max(m.updated_at for m in fresh):
+            state.latest = (lead, phase, fresh)
+        state.version += 1
+        state.news = True
+        return True
 
     async def _edit_card(self, job: Job, phase: Phase, members: Sequence[Job]) -> bool:
         """Edit the card; False if there is no card to edit yet."""
@@ -270,7 +311,7 @@ class Cards:
                     for file in kwargs.get("attachments", []):
                         file.reset()
             card_id = job.card_message_id
-            if self.posted_earlier(job):
+            if self.posted_earlier(job) or (phase in TERMINAL_PHASES and self.unstored(job)):
                 card_id = await self.recover_card(job)
                 if card_id is None:
                     return True  # the process that took the command died before answering: no card, ever

@@ -135,7 +135,7 @@ class Sender:
 
     async def deliver(self, jobs: Sequence[Job]) -> int | None:
         lead = jobs[0]
-        if self._cards.posted_earlier(lead):
+        if self._cards.posted_earlier(lead) or self._cards.unstored(lead):
             await self._cards.recover_card(lead)  # to reply to it
         if lead.delivery_attempts > 0 and (posted := await self._earlier_delivery(lead)) is not None:
             log.info("job %s: an earlier attempt posted it as message %s", lead.id, posted)

@@ -236,6 +236,10 @@ class JobService:
         """What the card of ``job_id`` shows: its first job, its phase, and every job on it."""
         return await self._rooms.cards.show(await self.get(job_id))
 
+    async def card_moved_on(self, members: Sequence[Job]) -> bool:
+        """Whether a job of a card is in another state in the database than ``members`` show (moved elsewhere)."""
+        return await self.repo.moved_on(members)
+
     async def set_card(self, job_id: str, message_id: int) -> None:
         await self.repo.update_fields(job_id, when_status=list(JobStatus), card_message_id=message_id)
 

@@ -116,6 +116,13 @@ class JobsRepo:
         rows = await self._db.read("SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,))
         return [_row_to_job(row) for row in rows]
 
+    async def moved_on(self, jobs: Sequence[Job]) -> bool:
+        """Whether any of ``jobs`` (a card's: one job, or a whole batch) is in another state in the database now."""
+        ids = [job.id for job in jobs]
+        placeholders = ", ".join("?" for _ in ids)
+        rows = await self._db.read(f"SELECT id, status FROM jobs WHERE id IN ({placeholders})", tuple(ids))  # noqa: S608
+        return {str(row[0]): str(row[1]) for row in rows} != {job.id: str(job.status) for job in jobs}
+
     async def set_input(self, job_id: str, input: Mapping[str, Any]) -> bool:
         """Replace a queued job's provider input (after its files were uploaded)."""
         changed = await self._db.write(

@@ -189,9 +189,15 @@ class QueueRepo:
         return sorted(str(row[0]) for row in rows)
 
     async def release(self, owner: str) -> int:
-        """Process ``owner`` stops: the queued jobs whose turn it had (or that waited for it) wait again for
-        any process's turn. Returns how many."""
+        """Process ``owner`` stops: the queued jobs whose turn it had (or that waited for it) and that never
+        tried the provider wait again for any process's turn. Returns how many.
+
+        A job that tried (``attempts``: counted before each create) may have a prediction at the provider that
+        the stop cut off before it was recorded: it keeps its turn, and with it its place under the provider's
+        cap, until the next round anywhere takes it over from the gone process; the taker looks for that
+        prediction before creating one. Handed back, its slot would go to another job while it runs."""
         return await self._db.write(
-            "UPDATE jobs SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ? AND status = 'queued'",
+            "UPDATE jobs SET claimed_by = NULL, claimed_at = NULL "
+            "WHERE claimed_by = ? AND status = 'queued' AND attempts = 0",
             (owner,),
         )

@@ -238,6 +238,12 @@ class FakeServer(ABC, Generic[FaultT]):
 
         return await self._wait(check, timeout, f"request {method or '*'} {path_prefix or ''}")
 
+    async def request_at(self, index: int, timeout: float = 5.0) -> RecordedRequest:
+        """The ``index``-th request recorded (from 0), once it has arrived: to read every request in order."""
+        return await self._wait(
+            lambda: self.requests[index] if index < len(self.requests) else None, timeout, f"request #{index}"
+        )
+
     def count(self, method: str | None = None, path_prefix: str = "") -> int:
         """How many requests were recorded with this method and a path starting with ``path_prefix``."""
         return sum(

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ class BotProcess:
         self.config_path = work_dir / "config.toml"
         self.config_path.write_text(toml_text(config))
         self.database_path = Path(config["storage"]["dir"]) / "encore.sqlite3"
+        # The gateway shards this process holds (None: all of them, however many; one READY is enough then).
+        self.shard_ids: list[int] | None = config.get("discord", {}).get("shard_ids") or None
         self.process: asyncio.subprocess.Process | None = None
         self.incarnation = -1
         self.logs: list[Path] = []
@@ -143,9 +145,7 @@ class BotProcess:
         process = await spawn_bot(self.config_path, self.work_dir, bot_environment(self.sim, self.fake))
         self.process = process
         self._reader = asyncio.create_task(self._copy_log(process, log_path))
-        ready = asyncio.create_task(
-            self.sim.gateway.events.wait(lambda e: e.kind == "ready", since=mark, timeout_s=START_TIMEOUT_S)
-        )
+        ready = asyncio.create_task(self._ready(since=mark))
         exited = asyncio.create_task(process.wait())
         try:
             await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,6 +156,19 @@ class BotProcess:
         if not ready.done() or ready.cancelled() or ready.exception() is not None:
             raise AssertionError(f"bot incarnation {self.incarnation} did not come up\n{self.tail()}")
         self.up.set()
+
+    async def _ready(self, *, since: int) -> None:
+        """Until every shard of this process has had its READY from the gateway (since ``since``)."""
+        events = self.sim.gateway.events
+        async with asyncio.timeout(START_TIMEOUT_S):
+            for shard_id in self.shard_ids or [None]:
+                await events.wait(
+                    lambda e, shard_id=shard_id: (
+                        e.kind == "ready" and (shard_id is None or (e.shard is not None and e.shard[0] == shard_id))
+                    ),
+                    since=since,
+                    timeout_s=START_TIMEOUT_S,
+                )
 
     async def _copy_log(self, process: asyncio.subprocess.Process, path: Path) -> None:
         assert process.stderr is not None
@@ -202,8 +215,9 @@ class BotProcess:
         process = self.process
         assert process is not None, "no running incarnation"
         assert process.returncode is None, "the incarnation has exited already"
-        self.up.clear()
-        process.send_signal(sig)
+        async with self.issuing:  # as a kill: once no command is being sent to it
+            self.up.clear()
+            process.send_signal(sig)
         try:
             async with asyncio.timeout(timeout_s):
                 code = await process.wait()
@@ -235,3 +249,45 @@ class BotProcess:
             return "(no bot log)"
         text = self.logs[-1].read_text(errors="replace").splitlines()[-lines:]
         return f"--- {self.logs[-1].name} (last {len(text)} lines) ---\n" + "\n".join(text)
+
+
+class Tripwire:
+    """A SIGKILL that goes off inside a simulator listener: once ``counter`` of ``progress`` reaches the target,
+    the process is killed there and then, before the simulator answers the request it is handling (so the
+    process never learns that Discord took it)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._armed: tuple[str, int, BotProcess, asyncio.Event] | None = None
+
+    def arm(self, counter: str, target: int, bot: BotProcess) -> asyncio.Event:
+        """Kill ``bot`` once ``counter`` reaches ``target``; the event is set when it has."""
+        fired = asyncio.Event()
+        self._armed = (counter, target, bot, fired)
+        return fired
+
+    def check(self) -> None:
+        """From the listener, once it has counted what it saw."""
+        armed = self._armed
+        if armed is not None and self._progress.counts[armed[0]] >= armed[1]:
+            self._armed = None
+            armed[2].signal_kill()
+            armed[3].set()
+
+
+@contextlib.asynccontextmanager
+async def step(what: str, *, timeout_s: float, describe: Callable[[], Awaitable[str]]) -> AsyncIterator[None]:
+    """One wait of a scenario, at most ``timeout_s``; past that, an AssertionError that says what was awaited and
+    what ``describe()`` reports of the state (counters, unfinished jobs, logs)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError:
+        raise AssertionError(f"timed out: {what}\n{await describe()}") from None
+
+
+def crashed(tasks: Iterable[asyncio.Task[Any]]) -> list[str]:
+    """The scenario's background tasks that ended with an exception, and the exception."""
+    return [
+        f"{t.get_name()} crashed: {t.exception()!r}" for t in tasks if t.done() and not t.cancelled() and t.exception()
+    ]

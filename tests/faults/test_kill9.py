@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import re
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,14 +33,14 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import NO_LIMITS
-from tests.e2e.conftest import card_status, job_id_of
-from tests.fakes.audio import audio_info
+from tests.e2e.conftest import card_status
 from tests.fakes.discord import DiscordSimulator
 from tests.fakes.discord.handles import InteractionHandle
-from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, MessageEvent, SimMessage
+from tests.fakes.discord.models import ChannelConfig, GuildConfig, MemberConfig, MessageEvent
 from tests.fakes.discord.users import SimUser
 from tests.fakes.replicate import FakeReplicate
-from tests.faults._process import BotProcess, Progress, listen_port
+from tests.faults._outcomes import TERMINAL, Asked, audio_messages, is_audio, job_ended, prompt_index
+from tests.faults._process import BotProcess, Progress, Tripwire, crashed, listen_port, step
 from tests.faults.conftest import Reliability
 
 T = TypeVar("T")
@@ -57,8 +55,6 @@ ALL = 10**9  # released at the end: every prediction, re-runs included
 FAILING = 8  # held predictions that fail at the model on purpose
 MODEL_ERROR = "fake: CUDA out of memory"
 STEP_TIMEOUT_S = 120.0  # any one wait; generous for a loaded 2-core machine
-TERMINAL = frozenset({"delivered", "failed", "canceled"})
-PROMPT_INDEX = re.compile(r"#(\d{3}) ")
 # Counted by a simulator listener, inline: a kill on these lands before Discord's answer leaves the simulator.
 INLINE_COUNTERS = frozenset({"card", "audio", "followup"})
 
@@ -109,16 +105,6 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute("SELECT * FROM jobs")]
 
 
-def prompt_index(prompt: str) -> int:
-    match = PROMPT_INDEX.search(prompt)
-    assert match is not None, prompt
-    return int(match.group(1))
-
-
-def is_audio(filename: str) -> bool:
-    return filename.endswith((".wav", ".ogg", ".opus", ".mp3"))
-
-
 class Kill9:
     """The scenario: the bot process, the users, the fake's operator, and what every counter saw."""
 
@@ -156,7 +142,7 @@ class Kill9:
         self.released = 0  # held predictions the operator may finish
         self.kills: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._armed: tuple[str, int, asyncio.Event] | None = None  # inline kill: counter, target, fired
+        self.tripwire = Tripwire(self.progress)  # kills from inside the simulator
         self._cards: set[int] = set()  # messages already counted as a job card
         sim.state.listeners.append(self._on_message)
 
@@ -216,11 +202,7 @@ class Kill9:
             self._cards.add(message.id)
             kind = "card"
         self.progress.bump(kind)
-        armed = self._armed
-        if armed is not None and self.progress.counts[armed[0]] >= armed[1]:
-            self._armed = None
-            self.bot.signal_kill()
-            armed[2].set()
+        self.tripwire.check()
 
     # -- the fake Replicate's operator: start at once, finish when released ---------------------------
 
@@ -322,20 +304,13 @@ class Kill9:
 
     # -- driving the scenario ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def step(self, what: str) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(STEP_TIMEOUT_S):
-                yield
-        except TimeoutError:
+    def step(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        async def describe() -> str:
             counts = dict(sorted(self.progress.counts.items()))
-            ended = [task for task in self._tasks if task.done() and not task.cancelled() and task.exception()]
-            crashed = [f"{task.get_name()} crashed: {task.exception()!r}" for task in ended]
-            raise AssertionError(
-                f"timed out: {what}\ncounters: {counts}\nkills so far: {self.kills}\n"
-                + "\n".join([*crashed, *self.unfinished()[:20]])
-                + f"\n{self.bot.tail()}"
-            ) from None
+            lines = [*crashed(self._tasks), *self.unfinished()[:20]]
+            return f"counters: {counts}\nkills so far: {self.kills}\n" + "\n".join(lines) + f"\n{self.bot.tail()}"
+
+        return step(what, timeout_s=STEP_TIMEOUT_S, describe=describe)
 
     def unfinished(self) -> list[str]:
         """Jobs not in a final state, and cards not showing one (for timeout messages)."""
@@ -365,8 +340,7 @@ class Kill9:
             k = self.rng.randint(*point.k_range)
             target = self.progress.counts[point.counter] + k
             if point.counter in INLINE_COUNTERS:
-                fired = asyncio.Event()
-                self._armed = (point.counter, target, fired)
+                fired = self.tripwire.arm(point.counter, target, self.bot)
                 async with self.step(f"event {k} of {point.counter!r} ({point.phase})"):
                     await fired.wait()
                 await self.bot.reap()
@@ -416,25 +390,12 @@ async def fake() -> AsyncIterator[FakeReplicate]:
         yield server
 
 
-def _audio_messages(sim: DiscordSimulator, job_ids: list[str]) -> dict[str, list[SimMessage]]:
-    """The bot's messages carrying each job's audio (the job id is in every delivered file's name)."""
-    found: dict[str, list[SimMessage]] = defaultdict(list)
-    for message in sim.messages:
-        if message.author_id != sim.bot_id:
-            continue
-        names = [a.filename for a in message.attachments if is_audio(a.filename)]
-        for job_id in job_ids:
-            if any(job_id in name for name in names):
-                found[job_id].append(message)
-    return found
-
-
 def check_outcomes(scenario: Kill9) -> tuple[Counter[str], list[str]]:
     """How every command and job ended, and every way one broke the rules (none lost, none duplicated)."""
     sim, fake = scenario.sim, scenario.fake
     jobs = read_jobs(scenario.bot.database_path)
     by_interaction = {job["interaction_id"]: job for job in jobs}
-    audio = _audio_messages(sim, [job["id"] for job in jobs])
+    audio = audio_messages(sim, [job["id"] for job in jobs])
     runs: dict[int, list[str]] = defaultdict(list)
     for pid in scenario.predictions:
         runs[prompt_index(fake.prediction(pid).input["prompt"])].append(pid)
@@ -458,55 +419,13 @@ def check_outcomes(scenario: Kill9) -> tuple[Counter[str], list[str]]:
             else:  # sent just before a kill: on Discord the user sees "The application did not respond"
                 outcomes["unanswered: bot killed before replying"] += 1
             continue
-        name = f"command #{index} (job {job['id']}, {job['status']})"
-        if prompt_index(json.loads(job["request_json"])["prompt"]) != index:
-            problems.append(f"{name}: the job has another command's prompt")
         if len(runs[index]) > 1:
-            problems.append(f"{name}: {len(runs[index])} predictions at Replicate: {runs[index]}")
-        mine = audio.get(job["id"], [])
-        status, error = job["status"], job["error"]
-        if status == "delivered":
-            if len(mine) != 1:
-                problems.append(f"{name}: its audio was posted {len(mine)} times")
-                continue
-            message = mine[0]
-            [attachment] = [a for a in message.attachments if is_audio(a.filename)]
-            seconds = audio_info(attachment.data).duration_s
-            if round(seconds) != 1 + index % 2:
-                problems.append(f"{name}: {seconds:.2f} s of audio, asked for {1 + index % 2}")
-            if command.user.id not in message.mentions:
-                problems.append(f"{name}: the audio does not mention {command.user.username}")
-            if index in scenario.failing:
-                problems.append(f"{name}: its prediction failed, yet audio was posted")
-        elif status in ("failed", "canceled"):
-            if mine:
-                problems.append(f"{name}: its audio was posted {len(mine)} times anyway")
-            if not error:
-                problems.append(f"{name}: it ended without a reason")
-        else:
-            problems.append(f"{name}: never finished: lost")
-            continue
-        if card is None:
-            # The bot died after storing the job, before answering: the user saw the command fail, and the
-            # job ran anyway. It must still end once, like any other.
-            outcomes[f"unanswered, yet {status} once: bot killed after storing the job"] += 1
-            continue
-        shown = card_status(card)
-        if job_id_of(card) != job["id"]:
-            problems.append(f"{name}: its card shows job {job_id_of(card)}")
-        if job["card_message_id"] != card.id:
-            problems.append(f"{name}: card {card.id} was never stored with the job ({job['card_message_id']})")
-        if status == "delivered":
-            if "Done" not in shown:
-                problems.append(f"{name}: its card still shows {shown!r}")
-            elif mine[0].interaction_id != handle.id and mine[0].reply_to != card.id:
-                problems.append(f"{name}: the audio neither answers the command nor replies to the card")
-            outcomes["delivered once"] += 1
-        else:
-            if status.capitalize() not in shown or error not in shown:
-                problems.append(f"{name}: {error!r}, but its card shows {shown!r}")
-            reason = "the model failed (on purpose)" if index in scenario.failing else error
-            outcomes[f"{status}, reason on its card: {reason}"] += 1
+            problems.append(f"command #{index} (job {job['id']}): {len(runs[index])} predictions: {runs[index]}")
+        asked = Asked(index, command.user.id, command.user.username, 1 + index % 2, index in scenario.failing)
+        outcome, broken = job_ended(asked, job, audio=audio.get(job["id"], []), card=card, interaction_id=handle.id)
+        problems += broken
+        if outcome is not None:
+            outcomes[outcome] += 1
     return outcomes, problems
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
-from bot.config import LimitsSettings
+from bot.config import LimitsSettings, Settings
+from bot.discord.cards import Cards
 from bot.discord.render import build_card
 from bot.discord.send import delivery_nonce
 from bot.jobs.phase import Phase
@@ -159,3 +166,151 @@ def test_a_running_card_shows_its_bar_and_time_left_in_the_servers_language(loca
     [status] = [value for value in fields_of(build_card(job, Phase.GENERATING, locale=locale)).values() if "▓" in value]
     assert expected in status
     assert "<t:" not in status  # the bar says more than the time since it started
+
+
+class _Discord:
+    """One card in Discord, edited by two processes: each edit lands (is shown) when its call returns."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.edited = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def client(self, gate: asyncio.Event | None = None) -> Any:
+        discord_ = self
+
+        class Message:
+            async def edit(self, **kwargs: Any) -> None:
+                discord_.started.set()
+                if gate is not None:
+                    await gate.wait()
+                discord_.shown.append(fields_of(kwargs["embed"])["Status"].split(" ")[1])
+                discord_.edited.set()
+
+        class Client:
+            user = None
+
+            def get_guild(self, _guild_id: int) -> None:
+                return None
+
+            def get_partial_messageable(self, _channel_id: int, *, guild_id: int | None = None) -> Any:
+                return self
+
+            def get_partial_message(self, _message_id: int) -> Message:
+                return Message()
+
+        return Client()
+
+    async def shows(self, count: int) -> list[str]:
+        async with asyncio.timeout(5):
+            while len(self.shown) < count:
+                self.edited.clear()
+                await self.edited.wait()
+        return self.shown
+
+
+class _Database:
+    """The job as every process reads it (the job service's side of the cards)."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    async def card_moved_on(self, members: Sequence[Job]) -> bool:
+        return {m.id: m.status for m in members} != {self.job.id: self.job.status}
+
+    async def card(self, _job_id: str) -> tuple[Job, Phase, list[Job]]:
+        phase = Phase.DONE if self.job.status == JobStatus.DELIVERED else Phase.QUEUED
+        return self.job, phase, [self.job]
+
+    async def card_final(self, _members: Sequence[Job]) -> None:
+        return None
+
+
+async def test_an_edit_that_lands_after_another_process_s_final_edit_is_made_good() -> None:
+    """The process that took the command edits the card (Queued, its place in line) slowly; meanwhile another
+    process delivers the job and edits the card to Done. The slow edit lands last: the card must not stay Queued."""
+    queued = make_job(status=JobStatus.QUEUED, updated_at=100.0, output_path=None)
+    database, card = _Database(queued), _Discord()
+    settings = Settings()
+    settings = settings.model_copy(update={"discord": settings.discord.model_copy(update={"card_edit_interval_s": 0})})
+    service: Any = database
+    gate = asyncio.Event()
+    slow = Cards(card.client(gate), settings, lambda: service)
+    fast = Cards(card.client(), settings, lambda: service)
+
+    await slow.job_updated(queued, Phase.QUEUED, [queued])
+    await card.started.wait()  # the Queued edit is on its way
+    delivered = queued.model_copy(update={"status": JobStatus.DELIVERED, "updated_at": 101.0})
+    database.job = delivered
+    await fast.job_updated(delivered, Phase.DONE, [delivered])
+    assert await card.shows(1) == ["Done"]
+    gate.set()  # the Queued edit lands after Done
+    try:
+        assert await card.shows(3) == ["Done", "Queued", "Done"]
+    finally:
+        await slow.close()
+        await fast.close()
+
+
+async def test_a_card_another_process_posted_and_never_stored_is_found_when_the_job_ends_here() -> None:
+    """The process that took the command posted the card and died before storing it; the job was taken over and
+    delivered by a process that was running all along (no restart would look the card up): it finds the card."""
+    bot_user, interaction_id, card_id = 1, 3, 77
+    edited: list[tuple[int, str]] = []
+    stored: list[tuple[str, int]] = []
+    done = asyncio.Event()
+
+    class Message:
+        def __init__(self, message_id: int) -> None:
+            self.id = message_id
+            self.author = SimpleNamespace(id=bot_user)
+            self.interaction_metadata = SimpleNamespace(id=interaction_id)
+
+        async def edit(self, **kwargs: Any) -> None:
+            edited.append((self.id, fields_of(kwargs["embed"])["Status"].split(" ")[1]))
+            done.set()
+
+    class Client:
+        user = SimpleNamespace(id=bot_user)
+
+        def get_guild(self, _guild_id: int) -> None:
+            return None
+
+        def get_partial_messageable(self, _channel_id: int, *, guild_id: int | None = None) -> Any:
+            return self
+
+        def get_partial_message(self, message_id: int) -> Message:
+            return Message(message_id)
+
+        async def history(self, **_kwargs: Any) -> AsyncIterator[Message]:
+            for message_id in (card_id - 1, card_id):
+                message = Message(message_id)
+                if message_id != card_id:
+                    message.interaction_metadata = SimpleNamespace(id=interaction_id + 1)
+                yield message
+
+    class Service:
+        async def set_card(self, job_id: str, message_id: int) -> None:
+            stored.append((job_id, message_id))
+
+        async def card_final(self, _members: Sequence[Job]) -> None:
+            return None
+
+    delivered = make_job(
+        status=JobStatus.DELIVERED,
+        interaction_id=interaction_id,
+        card_message_id=None,
+        output_path=None,
+        created_at=time.time() + 60,  # after this process started
+    )
+    service: Any = Service()
+    client: Any = Client()
+    cards = Cards(client, Settings(), lambda: service)
+    try:
+        await cards.job_updated(delivered, Phase.DONE, [delivered])
+        async with asyncio.timeout(5):
+            await done.wait()
+    finally:
+        await cards.close()
+    assert edited == [(card_id, "Done")]
+    assert stored == [(delivered.id, card_id)]

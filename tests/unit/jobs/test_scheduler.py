@@ -233,3 +233,21 @@ async def test_leaving_hands_back_the_turns_it_had(db: Backend, engines: list[En
     second = await start(engines, db, 1)
     await second.scheduler.dispatch(P)
     assert second.started == ["a1"]  # at once, without waiting for the first to look gone
+
+
+async def test_leaving_keeps_the_turn_of_a_job_whose_create_may_have_reached_the_provider(
+    db: Backend, engines: list[Engine]
+) -> None:
+    first = await start(engines, db, 1)
+    await first.add("a1", 1)
+    # Its create was on its way when the stop cut the submission off: the prediction may run at the provider.
+    assert await first.repo.update_fields("a1", when_status=[JobStatus.QUEUED], attempts=1)
+    await first.scheduler.stop()
+    await first.scheduler.leave()
+    job = await first.repo.get("a1")
+    assert job is not None
+    assert job.claimed_by == first.scheduler.instance  # still counted under the cap of one
+    second = await start(engines, db, 1)
+    await second.add("b1", 2)
+    await second.scheduler.dispatch(P)
+    assert second.started == ["a1"]  # taken over at once (the first is gone); b1 waits for the one slot
