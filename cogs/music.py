@@ -27,6 +27,7 @@ from bot.catalog import (
     TEXT_MODELS,
     ModelSpec,
     ParamType,
+    Translate,
     get_model,
     parse_options,
     validate_request,
@@ -90,6 +91,11 @@ def defaults_text(prefs: Preferences, locale: object = ENGLISH) -> str:
     if prefs.empty:
         return say(locale, "usage.no_defaults")
     return " · ".join(f"{what}: {value}" for what, value in describe(prefs, locale))
+
+
+def in_locale(locale: object) -> Translate:
+    """The catalog's help words (``models.*``) in ``locale``."""
+    return lambda key, params: say(locale, key, **params)
 
 
 def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
@@ -436,10 +442,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         self, interaction: discord.Interaction[Any], model: app_commands.Choice[str] | None = None
     ) -> None:
         specs = [get_model(model.value)] if model else list(MODELS.values())
+        settings, locale = self.bot.settings, interaction.locale
+        translate = in_locale(locale)
         embeds = []
         for spec in specs:
-            embed = discord.Embed(title=spec.display_name, description=spec.help_text(self.bot.settings)[:4096])
-            embed.set_footer(text="Use the settings in `options:`, e.g. options: temperature=1.2 top_k=200")
+            help_text = spec.help_text(settings, host=self.bot.registry.host(spec, settings), translate=translate)
+            embed = discord.Embed(title=spec.display_name, description=help_text[:4096])
+            embed.set_footer(text=say(locale, "models.footer"))
             embeds.append(embed)
         await interaction.response.send_message(embeds=embeds, ephemeral=True)
 
