@@ -98,8 +98,10 @@ def in_locale(locale: object) -> Translate:
     return lambda key, params: say(locale, key, **params)
 
 
-def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for ``options``: the text so far, completed with a parameter name or one of its values."""
+def option_suggestions(spec: ModelSpec, current: str, locale: object = ENGLISH) -> list[app_commands.Choice[str]]:
+    """Autocomplete for ``options``: the text so far, completed with a parameter name or one of its values; what
+    a parameter takes in ``locale`` (the catalog's help words, as /music models says them)."""
+    translate = in_locale(locale)
     head, _, last = current.rpartition(" ")
     prefix = f"{head} " if head else ""
     used = {part.partition("=")[0] for part in head.split()}
@@ -119,7 +121,7 @@ def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choic
                 choices.append(app_commands.Choice(name=text[-100:], value=text[:100]))
         if not choices:
             text = current.strip() or f"{name}="
-            label = f"{text} — {param.name}: {param.range_text()}"
+            label = f"{text} — {param.name}: {param.range_text(translate)}"
             choices.append(app_commands.Choice(name=label[:100], value=text[:100]))
         return choices[:25]
     for param in spec.advanced_params:
@@ -127,7 +129,7 @@ def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choic
             continue
         default = "" if param.default is None else f"={param.default}"
         text = f"{prefix}{param.name}{default}"
-        label = f"{prefix}{param.name}=… ({param.range_text()})"
+        label = f"{prefix}{param.name}=… ({param.range_text(translate)})"
         choices.append(app_commands.Choice(name=label[-100:], value=text[:100]))
     return choices[:25]
 
@@ -519,13 +521,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     ) -> list[app_commands.Choice[str]]:
         model = interaction.namespace.model
         spec = MODELS.get(model) if isinstance(model, str) else None
-        return option_suggestions(spec or MUSICGEN, current)
+        return option_suggestions(spec or MUSICGEN, current, interaction.locale)
 
     @music_melody.autocomplete("options")
     async def _melody_options_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        return option_suggestions(MUSICGEN, current)
+        return option_suggestions(MUSICGEN, current, interaction.locale)
 
     # -- audio in -------------------------------------------------------------------------------
 

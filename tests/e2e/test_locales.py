@@ -155,7 +155,7 @@ async def test_a_german_member_gets_german_private_replies(
 
 async def test_a_german_member_reads_music_models_in_german(encore: Encore, sim: DiscordSimulator) -> None:
     """/music models: the frame, the description and every help line in German for hans; parameter names,
-    formats and numbers as they are. English for alice."""
+    formats and numbers as they are. English for alice. The options autocomplete's hints too."""
     await encore.start()
     german = await (await sim.user("hans").slash("music models", model="musicgen")).wait_original()
     [embed] = german.embeds
@@ -168,6 +168,11 @@ async def test_a_german_member_reads_music_models_in_german(encore: Encore, sim:
     assert embed["footer"]["text"].startswith("Nutze die Einstellungen in `options:`")
     english = await (await sim.user("alice").slash("music models", model="musicgen")).wait_original()
     assert "• `temperature`: higher is more adventurous (0 to 5; default 1)" in english.embeds[0]["description"]
+    # the options autocomplete says what a setting takes in the same words
+    hints = await (await sim.user("hans").autocomplete("music generate", "options", "temp")).wait_choices()
+    assert [c["name"] for c in hints] == ["temperature=… (0 bis 5)"]
+    hints = await (await sim.user("hans").autocomplete("music generate", "options", "top_k=")).wait_choices()
+    assert [c["name"] for c in hints] == ["top_k= — top_k: 0 bis 2048"]
 
 
 async def test_a_japanese_server_gets_japanese_cards(
