@@ -17,7 +17,6 @@ from bot.errors import BotError, ConfigError, InvalidRequestError, NotAllowedErr
 from bot.guild_settings import KEYS, GuildSettings, changed, hint, shown
 from bot.locales import ENGLISH, localized
 from bot.locales import text as say
-from bot.records import Pause
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +149,12 @@ class MusicAdmin(commands.GroupCog, group_name="musicadmin", group_description="
         )
 
 
-def paused_text(pause: Pause) -> str:
-    """Since when and by whom, in Discord markup."""
-    return f"paused since <t:{int(pause.at)}:f> by <@{pause.by}>"
-
-
 class OperatorOnly(app_commands.CheckFailure):
-    user_message = "Only Encore's operator can do that."
+    """Not the operator: said in the reader's language (the command tree shows ``user_message``)."""
+
+    def __init__(self, locale: object = ENGLISH) -> None:
+        self.user_message = say(locale, "encore.operator_only")
+        super().__init__(self.user_message)
 
 
 @app_commands.default_permissions(administrator=True)  # hidden from members; the owner check still decides
@@ -172,7 +170,7 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if not await self.bot.is_owner(interaction.user):
-            raise OperatorOnly()
+            raise OperatorOnly(interaction.locale)
         return True
 
     @app_commands.command(name="pause", description="Stop taking new jobs (jobs in progress finish).")
@@ -181,11 +179,12 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
         service = self.bot.service
         earlier = service.pause
         pause = await service.pause_jobs(by=interaction.user.id)
+        locale = interaction.locale
         if earlier is not None:
-            text = f"Already {paused_text(pause)}; `/encore resume` takes new jobs again."
+            text = say(locale, "encore.already_paused", at=int(pause.at), by=pause.by)
         else:
             log.warning("generation paused by %s", interaction.user.id)
-            text = "Paused: new jobs are refused until you resume, restarts included."
+            text = say(locale, "encore.paused")
         await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="resume", description="Take new jobs again.")
@@ -194,7 +193,7 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
         ended = await self.bot.service.resume_jobs()
         if ended is not None:
             log.warning("generation resumed by %s", interaction.user.id)
-        text = "Resumed: new jobs are welcome again." if ended else "Encore wasn't paused; new jobs are welcome."
+        text = say(interaction.locale, "encore.resumed" if ended else "encore.not_paused")
         await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="reload", description="Read the config again (limits, safety and job rules).")
@@ -202,21 +201,17 @@ class Owner(commands.GroupCog, group_name="encore", group_description="For Encor
         try:
             fresh = await asyncio.to_thread(self.bot.read_settings)
         except ConfigError as exc:
-            raise InvalidRequestError(f"The config wasn't reloaded: {exc.user_message}"[:1900]) from None
+            raise InvalidRequestError.keyed("encore.not_reloaded", reason=exc.user_message[:1800]) from None
         self.bot.reload_settings(fresh)
         log.warning("config reloaded by %s", interaction.user.id)
-        await interaction.response.send_message(
-            "Reloaded limits, safety and job rules (polling and queue caps too); other Encore processes sharing "
-            "the database read their config again. Other settings need a restart.",
-            ephemeral=True,
-        )
+        await interaction.response.send_message(say(interaction.locale, "encore.reloaded"), ephemeral=True)
         await self.bot.core.announce_reload(by=interaction.user.id)  # the other processes read theirs again
 
     @app_commands.command(name="sync", description="Sync Encore's slash commands with Discord.")
     async def encore_sync(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         count = await self.bot.sync_commands()
-        await interaction.followup.send(f"Synced {count} command(s).", ephemeral=True)
+        await interaction.followup.send(say(interaction.locale, "encore.synced", count=count), ephemeral=True)
 
 
 async def setup(bot: commands.Bot) -> None:

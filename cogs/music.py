@@ -27,6 +27,7 @@ from bot.catalog import (
     TEXT_MODELS,
     ModelSpec,
     ParamType,
+    Translate,
     get_model,
     parse_options,
     validate_request,
@@ -92,8 +93,15 @@ def defaults_text(prefs: Preferences, locale: object = ENGLISH) -> str:
     return " · ".join(f"{what}: {value}" for what, value in describe(prefs, locale))
 
 
-def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for ``options``: the text so far, completed with a parameter name or one of its values."""
+def in_locale(locale: object) -> Translate:
+    """The catalog's help words (``models.*``) in ``locale``."""
+    return lambda key, params: say(locale, key, **params)
+
+
+def option_suggestions(spec: ModelSpec, current: str, locale: object = ENGLISH) -> list[app_commands.Choice[str]]:
+    """Autocomplete for ``options``: the text so far, completed with a parameter name or one of its values; what
+    a parameter takes in ``locale`` (the catalog's help words, as /music models says them)."""
+    translate = in_locale(locale)
     head, _, last = current.rpartition(" ")
     prefix = f"{head} " if head else ""
     used = {part.partition("=")[0] for part in head.split()}
@@ -113,7 +121,7 @@ def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choic
                 choices.append(app_commands.Choice(name=text[-100:], value=text[:100]))
         if not choices:
             text = current.strip() or f"{name}="
-            label = f"{text} — {param.name}: {param.range_text()}"
+            label = f"{text} — {param.name}: {param.range_text(translate)}"
             choices.append(app_commands.Choice(name=label[:100], value=text[:100]))
         return choices[:25]
     for param in spec.advanced_params:
@@ -121,7 +129,7 @@ def option_suggestions(spec: ModelSpec, current: str) -> list[app_commands.Choic
             continue
         default = "" if param.default is None else f"={param.default}"
         text = f"{prefix}{param.name}{default}"
-        label = f"{prefix}{param.name}=… ({param.range_text()})"
+        label = f"{prefix}{param.name}=… ({param.range_text(translate)})"
         choices.append(app_commands.Choice(name=label[-100:], value=text[:100]))
     return choices[:25]
 
@@ -436,10 +444,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
         self, interaction: discord.Interaction[Any], model: app_commands.Choice[str] | None = None
     ) -> None:
         specs = [get_model(model.value)] if model else list(MODELS.values())
+        settings, locale = self.bot.settings, interaction.locale
+        translate = in_locale(locale)
         embeds = []
         for spec in specs:
-            embed = discord.Embed(title=spec.display_name, description=spec.help_text(self.bot.settings)[:4096])
-            embed.set_footer(text="Use the settings in `options:`, e.g. options: temperature=1.2 top_k=200")
+            help_text = spec.help_text(settings, host=self.bot.registry.host(spec, settings), translate=translate)
+            embed = discord.Embed(title=spec.display_name, description=help_text[:4096])
+            embed.set_footer(text=say(locale, "models.footer"))
             embeds.append(embed)
         await interaction.response.send_message(embeds=embeds, ephemeral=True)
 
@@ -510,13 +521,13 @@ class Music(commands.GroupCog, group_name="music", group_description="Make music
     ) -> list[app_commands.Choice[str]]:
         model = interaction.namespace.model
         spec = MODELS.get(model) if isinstance(model, str) else None
-        return option_suggestions(spec or MUSICGEN, current)
+        return option_suggestions(spec or MUSICGEN, current, interaction.locale)
 
     @music_melody.autocomplete("options")
     async def _melody_options_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        return option_suggestions(MUSICGEN, current)
+        return option_suggestions(MUSICGEN, current, interaction.locale)
 
     # -- audio in -------------------------------------------------------------------------------
 

@@ -11,10 +11,18 @@ from bot.catalog.demucs import DEMUCS
 from bot.catalog.elevenlabs import ELEVENLABS_STEMS, SONG, SONG_FORMATS, STEM_VARIATIONS
 from bot.catalog.models import MODELS, TEXT_MODELS, all_params, get_model, stems_model
 from bot.catalog.musicgen import MELODY_VERSIONS, MUSICGEN, MUSICGEN_MAX_PROMPT_S, MUSICGEN_VERSIONS
-from bot.catalog.params import Capability, Param, ParamType
+from bot.catalog.params import Capability, Param, ParamType, Translate
 from bot.catalog.requests import MAX_BATCH, SEED_MAX, clean_prompt, parse_options, validate_request
 from bot.catalog.riffusion import RIFFUSION, RIFFUSION_SEED_IMAGES
-from bot.catalog.spec import ModelSpec, Outputs, ValidatedRequest, check_duration, default_duration, duration_range
+from bot.catalog.spec import (
+    Host,
+    ModelSpec,
+    Outputs,
+    ValidatedRequest,
+    check_duration,
+    default_duration,
+    duration_range,
+)
 from bot.catalog.stable_audio import STABLE_AUDIO
 from bot.config import ModelRoute  # where a model runs (ModelSpec.route); importable from here as before
 
@@ -36,11 +44,13 @@ __all__ = [
     "STEM_VARIATIONS",
     "TEXT_MODELS",
     "Capability",
+    "Host",
     "ModelRoute",
     "ModelSpec",
     "Outputs",
     "Param",
     "ParamType",
+    "Translate",
     "ValidatedRequest",
     "all_params",
     "check_duration",

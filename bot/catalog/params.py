@@ -5,12 +5,23 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from bot.errors import InvalidRequestError
+from bot.locales import english
 from bot.text import quoted
+
+# Renders a catalogue key (``models.frame.can``) with its placeholders: in the reader's language at the Discord
+# edge; by default the English source (the CLI, logs).
+Translate = Callable[[str, Mapping[str, Any]], str]
+
+
+def in_english(key: str, params: Mapping[str, Any]) -> str:
+    return english(key, **params)
+
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _TRUE = {"true", "yes", "on", "1"}
@@ -55,18 +66,19 @@ class Param:
     def key(self) -> str:
         return self.input_key or self.name
 
-    def range_text(self) -> str:
+    def range_text(self, translate: Translate | None = None) -> str:
+        say = translate or in_english
         if self.type == ParamType.CHOICE:
-            return "one of " + ", ".join(self.choices)
+            return say("models.range.one_of", {"choices": ", ".join(self.choices)})
         if self.type == ParamType.BOOLEAN:
-            return "true or false"
+            return say("models.range.true_false", {})
         if self.minimum is not None and self.maximum is not None:
-            return f"{_fmt(self.minimum)} to {_fmt(self.maximum)}"
+            return say("models.range.between", {"low": _fmt(self.minimum), "high": _fmt(self.maximum)})
         if self.minimum is not None:
-            return f"at least {_fmt(self.minimum)}"
+            return say("models.range.at_least", {"low": _fmt(self.minimum)})
         if self.type == ParamType.STRING and self.max_length:
-            return f"up to {self.max_length} characters"
-        return self.type.value
+            return say("models.range.up_to", {"limit": self.max_length})
+        return say(f"models.kinds.{self.type.name.lower()}", {})
 
     def out_of_range(self, value: Any) -> InvalidRequestError:
         """The refusal of ``value``, naming this parameter and what it takes (as :meth:`range_text` says)."""
@@ -84,9 +96,14 @@ class Param:
             return InvalidRequestError.keyed("refusals.param_up_to", limit=self.max_length, **given)
         return InvalidRequestError.keyed("refusals.param_kind", kind=self.type.value, **given)
 
-    def help_line(self) -> str:
-        default = "" if self.default is None else f"; default {_fmt(self.default)}"
-        return f"`{self.name}`: {self.description} ({self.range_text()}{default})"
+    def help_line(self, translate: Translate | None = None, *, description: str | None = None) -> str:
+        """``name``: what it does (what it takes; its default). ``description``: this parameter's in the reader's
+        language (its own English by default)."""
+        say = translate or in_english
+        what = self.range_text(translate)
+        if self.default is not None:
+            what = say("models.with_default", {"range": what, "default": _fmt(self.default)})
+        return f"`{self.name}`: {description or self.description} ({what})"
 
     def coerce(self, value: Any) -> Any:
         """Parse (from text if needed) and check one value; InvalidRequestError names the parameter."""

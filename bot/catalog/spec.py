@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.catalog.params import Capability, Param, _fmt
+from bot.catalog.params import Capability, Param, Translate, _fmt, in_english
 from bot.config import ModelRoute, Settings
 from bot.errors import InvalidRequestError
 from bot.text import quoted
@@ -21,6 +21,15 @@ class Outputs:
     audio: str
     image: str | None = None
     files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where a model runs, as its help says it: the provider's ``title`` and whether a run there is billed
+    (not on your own server). The caller finds it in the provider registry."""
+
+    title: str
+    billed: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,34 +142,54 @@ class ModelSpec:
                 data[self.seed_key] = seed
         return data
 
-    def help_text(self, settings: Settings | None = None) -> str:
-        """What the model does and takes; with ``settings``, the lengths this bot allows (see ``duration_range``),
-        where it runs and roughly what a run costs there."""
+    def help_text(
+        self, settings: Settings | None = None, *, host: Host | None = None, translate: Translate | None = None
+    ) -> str:
+        """What the model does and takes; with ``settings``, the lengths this bot allows (see ``duration_range``);
+        with ``host``, where it runs and roughly what a run costs there. ``translate`` says the words (catalogue
+        keys under ``models.``) in the reader's language; by default in English."""
+        say = translate or in_english
         if self.fixed_duration_s == 0.0:
-            length = "as long as the track"
+            length = say("models.frame.track_length", {})
         elif self.fixed_duration_s:
-            length = f"about {_fmt(self.fixed_duration_s)} s"
+            length = say("models.frame.about", {"seconds": _fmt(self.fixed_duration_s)})
         else:
             if settings is None:
                 low, high, default = self.min_duration_s, self.max_duration_s, self.default_duration_s
             else:
                 (low, high), default = duration_range(self, settings), default_duration(self, settings)
-            length = f"{low}-{high} s (default {default})"
+            length = say("models.frame.range", {"low": low, "high": high, "default": default})
         seconds = self.fixed_duration_s or self.default_duration_s
         cost = self.cost_per_run_usd + self.cost_per_output_s_usd * seconds
-        provider = self.route(settings).provider if settings is not None else None
-        if provider == "cog":
-            where = "Runs on your own Cog server: no per-run cost."
+        if host is not None and not host.billed:
+            where = say("models.frame.own_server", {})
         else:
-            name = {"replicate": "Replicate", "elevenlabs": "ElevenLabs"}.get(provider or "", provider)
-            where = f"Roughly ${cost:.3f} for {_fmt(seconds)} s" + (f" on {name}." if name else ".")
+            costs = {"cost": f"${cost:.3f}", "seconds": _fmt(seconds)}
+            if host is None:
+                where = say("models.frame.cost", costs)
+            else:
+                where = say("models.frame.cost_on", {**costs, "provider": host.title})
+        can = ", ".join(say(f"models.can.{c.name.lower()}", {}) for c in sorted(self.capabilities, key=str))
+        description = _own(say, f"models.{self.key}.about", self.description)
         lines = [
-            f"**{self.display_name}** (`{self.key}`): {self.description}",
-            f"Can: {', '.join(sorted(c.value for c in self.capabilities))}. Length: {length}. "
-            f"Formats: {', '.join(self.output_formats)}. {where}",
+            f"**{self.display_name}** (`{self.key}`): {description}",
+            say("models.frame.summary", {"can": can, "length": length, "formats": ", ".join(self.output_formats)})
+            + f" {where}",
         ]
-        lines += [f"• {p.help_line()}" for p in self.params]
+        lines += [
+            f"• {p.help_line(translate, description=_own(say, f'models.{self.key}.params.{p.name}', p.description))}"
+            for p in self.params
+        ]
         return "\n".join(lines)
+
+
+def _own(say: Translate, key: str, english: str) -> str:
+    """A model's own words (its description, a parameter's help) as ``key`` says them; its English when the
+    catalogues lack the key (a model added without them)."""
+    try:
+        return say(key, {})
+    except KeyError:
+        return english
 
 
 def duration_range(spec: ModelSpec, settings: Settings) -> tuple[int, int]:

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "models":
-        print("\n\n".join(spec.help_text(settings).replace("**", "") for spec in MODELS.values()))
+        helps = (spec.help_text(settings, host=registry.PROVIDERS.host(spec, settings)) for spec in MODELS.values())
+        print("\n\n".join(text.replace("**", "") for text in helps))
         return EXIT_OK
     if args.command == "check-config":
         print(describe(settings, secrets))

@@ -325,6 +325,7 @@ class ProviderSpec(Generic[ClientT]):
     - ``webhook_path``: where its signed webhooks come (``WebhookRoute.SIGNED``), from the settings; None:
       ``/<name>/webhooks``.
     - ``label``: how the tags of a file it made name where it was made; None: its ``title``.
+    - ``billed``: a run there is billed per run (False: your own server; ``/music models`` says so).
     """
 
     name: str
@@ -341,6 +342,7 @@ class ProviderSpec(Generic[ClientT]):
     secrets: tuple[str, ...] = ()
     webhook_path: Callable[[Settings], str] | None = None
     label: str | None = None
+    billed: bool = True
 
     @property
     def secret_envs(self) -> tuple[str, ...]:

@@ -345,6 +345,7 @@ def cost_usd(job: Costed, predict_time_s: float | None, limits: LimitsSettings) 
 PROVIDER = ProviderSpec[CogClient](
     name="cog",
     title="the Cog server ([cog] base_url)",
+    billed=False,
     key_env=None,
     protocol=ProviderProtocol.PREDICTIONS,
     capacity=lambda settings: _settings(settings).max_concurrency,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import logs
-from bot.catalog import DEMUCS, stems_model
+from bot.catalog import DEMUCS, Host, ModelSpec, stems_model
 from bot.config import LimitsSettings, Secrets, Settings, load_settings
 from bot.errors import ConfigError
 from bot.providers.base import (
@@ -75,6 +75,11 @@ class Registry(Mapping[str, ProviderSpec[Any]]):
         except KeyError:
             known = ", ".join(sorted(self._specs))
             raise ConfigError(f"invalid configuration: unknown provider {name!r} (known: {known})") from None
+
+    def host(self, model: ModelSpec, settings: Settings) -> Host:
+        """Where ``model`` runs with ``settings``, as its help (``/music models``, ``python -m bot models``) says it."""
+        provider = self.spec(model.route(settings).provider)
+        return Host(title=provider.title, billed=provider.billed)
 
     # -- settings and secrets ------------------------------------------------------------------------------
 

@@ -153,6 +153,28 @@ async def test_a_german_member_gets_german_private_replies(
     assert fake.predictions  # alice's job is untouched by the refusal
 
 
+async def test_a_german_member_reads_music_models_in_german(encore: Encore, sim: DiscordSimulator) -> None:
+    """/music models: the frame, the description and every help line in German for hans; parameter names,
+    formats and numbers as they are. English for alice. The options autocomplete's hints too."""
+    await encore.start()
+    german = await (await sim.user("hans").slash("music models", model="musicgen")).wait_original()
+    [embed] = german.embeds
+    assert (
+        "Kann: setzt einen Clip fort, folgt der Melodie eines Clips, Text zu Musik. Länge: 1-30 s"
+        in embed["description"]
+    )
+    assert "Formate: wav, mp3. Etwa $0.018 für 8 s bei Replicate." in embed["description"]
+    assert "• `temperature`: höher ist abenteuerlicher (0 bis 5; Standard 1)" in embed["description"]
+    assert embed["footer"]["text"].startswith("Nutze die Einstellungen in `options:`")
+    english = await (await sim.user("alice").slash("music models", model="musicgen")).wait_original()
+    assert "• `temperature`: higher is more adventurous (0 to 5; default 1)" in english.embeds[0]["description"]
+    # the options autocomplete says what a setting takes in the same words
+    hints = await (await sim.user("hans").autocomplete("music generate", "options", "temp")).wait_choices()
+    assert [c["name"] for c in hints] == ["temperature=… (0 bis 5)"]
+    hints = await (await sim.user("hans").autocomplete("music generate", "options", "top_k=")).wait_choices()
+    assert [c["name"] for c in hints] == ["top_k= — top_k: 0 bis 2048"]
+
+
 async def test_a_japanese_server_gets_japanese_cards(
     encore: Encore, sim: DiscordSimulator, fake: FakeReplicate
 ) -> None:

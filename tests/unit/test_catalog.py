@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.catalog import MODELS, SEED_MAX, ParamType, ValidatedRequest, parse_options, validate_request
+from bot.catalog import MODELS, MUSICGEN, SEED_MAX, Host, ParamType, ValidatedRequest, parse_options, validate_request
 from bot.config import Settings
 from bot.errors import InvalidRequestError
+from bot.locales import ENGLISH, catalogues, text
 from bot.records import JobRequest
 
 
@@ -210,6 +211,26 @@ def test_help_lists_every_parameter_with_its_range() -> None:
         for param in spec.params:
             assert f"`{param.name}`" in text
             assert param.range_text() in text
+
+
+def test_the_english_catalogue_says_what_the_catalog_says() -> None:
+    """A model's description and its parameters' help lines are in en-US.toml too (``models.<key>.*``, the
+    source of the translations): the same words as in the catalog."""
+    english = catalogues()[ENGLISH]
+    for spec in MODELS.values():
+        assert english[f"models.{spec.key}.about"] == spec.description
+        for param in spec.params:
+            assert english[f"models.{spec.key}.params.{param.name}"] == param.description
+
+
+def test_help_says_where_it_runs_and_in_the_readers_language() -> None:
+    billed, own = Host("Replicate"), Host("the Cog server ([cog] base_url)", billed=False)
+    assert MUSICGEN.help_text(host=billed).splitlines()[1].endswith(" s on Replicate.")
+    assert "Runs on your own Cog server: no per-run cost." in MUSICGEN.help_text(host=own)
+    german = MUSICGEN.help_text(host=own, translate=lambda key, params: text("de", key, **params))
+    assert "Kann: setzt einen Clip fort, folgt der Melodie eines Clips, Text zu Musik." in german
+    assert "Läuft auf deinem eigenen Cog-Server: keine Kosten pro Lauf." in german
+    assert "• `temperature`: höher ist abenteuerlicher (0 bis 5; Standard 1)" in german
 
 
 @pytest.mark.parametrize(
