@@ -135,13 +135,18 @@ async def run_scaling(workdir: Path, *, jobs: int) -> dict[str, Any]:
     if bindir is None:
         print(f"\n== scaling: skipped. {INSTALL_HINT}", flush=True)
         return {"skipped": INSTALL_HINT}
-    server = PostgresServer(bindir)
+    # pg_stat_statements counts the SQL statements a job costs.
+    server = PostgresServer(bindir, settings="-c shared_preload_libraries=pg_stat_statements")
     await asyncio.to_thread(server.start)
     runs: list[dict[str, Any]] = []
     try:
         for label, processes, on_postgres in DEPLOYMENTS:
             with contextlib.ExitStack() as stack:
-                url = server.url(stack.enter_context(server.fresh_database())) if on_postgres else None
+                url = None
+                if on_postgres:
+                    database = stack.enter_context(server.fresh_database())
+                    server.execute(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    url = server.url(database)
                 async with World.open(workdir / f"scaling-{label}", users=60, shards=scaling.SHARDS) as world:
                     result = await scaling.scaling(world, label=label, processes=processes, database_url=url, jobs=jobs)
             runs.append(result.summary())

@@ -11,16 +11,24 @@ once every prediction exists, all finish at once, and the time until the last au
 deliveries per second. Replicate's account limits are per account, whatever the number of processes: the
 busiest minute of creates and of other API calls is compared with them. CPU is every Encore process's own
 (``/proc``), per job, from the first command to the last delivery; the database server's is not in it.
+
+The drain is also taken apart, to show what bounds it: how many cores the Encore processes, the database
+server and the benchmark's own process (the Discord simulator, the fake Replicate, the load balancer) kept busy,
+how busy the whole machine was, and (PostgreSQL, with ``pg_stat_statements`` loaded) how many SQL statements a
+job cost.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from bench.scenarios import WAV_5S, fill_and_drain, provider_load
-from bench.world import World, cpu_s
+from bench.world import World, cpu_s, cpu_s_named, machine_s
 from tests.conftest import NO_LIMITS
 from tests.faults._cluster import Cluster
 from tests.faults._process import Progress
@@ -44,6 +52,13 @@ class Scaling:
     max_creates_per_min: int = 0
     max_api_calls_per_min: int = 0
     webhooks_by_process: dict[str, int] = field(default_factory=dict)
+    # The drain alone: cores kept busy (CPU seconds over the drain's seconds) by each Encore process, the
+    # database server and the benchmark's process; the machine's busy share; SQL statements a job.
+    drain_cores_by_process: list[float] = field(default_factory=list)
+    drain_cores_database: float = 0.0
+    drain_cores_bench: float = 0.0
+    drain_machine_busy: float = 0.0
+    drain_statements_per_job: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,7 +77,62 @@ class Scaling:
             "max_other_api_calls_in_any_60s": self.max_api_calls_per_min,
             "requests_per_minute_limit": REQUESTS_PER_MINUTE,
             "webhooks_by_process": self.webhooks_by_process,
+            "drain_cores_by_process": [round(c, 2) for c in self.drain_cores_by_process],
+            "drain_cores_database": round(self.drain_cores_database, 2),
+            "drain_cores_bench": round(self.drain_cores_bench, 2),
+            "drain_machine_busy_pct": round(self.drain_machine_busy * 100),
+            "drain_sql_statements_per_job": (
+                None if self.drain_statements_per_job is None else round(self.drain_statements_per_job, 1)
+            ),
         }
+
+
+async def statements_so_far(url: str) -> int | None:
+    """SQL statements the database has run so far, by ``pg_stat_statements`` (None: not loaded there)."""
+    connection = await asyncpg.connect(url)
+    try:
+        if not await connection.fetchval("SELECT to_regclass('pg_stat_statements') IS NOT NULL"):
+            return None
+        return int(
+            await connection.fetchval(
+                "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+@dataclass
+class _Drain:
+    """CPU counters at the drain's start, to take apart at its end."""
+
+    pids: list[int]
+    database_url: str | None
+    processes: list[float] = field(default_factory=list)
+    database: float = 0.0
+    bench: float = 0.0
+    machine: tuple[float, float] = (0.0, 0.0)
+    statements: int | None = None
+
+    async def start(self) -> None:
+        self.statements = await statements_so_far(self.database_url) if self.database_url else None
+        self.processes = [cpu_s(pid) for pid in self.pids]
+        self.database, self.bench, self.machine = cpu_s_named("postgres"), cpu_s(os.getpid()), machine_s()
+
+    async def end(self, result: Scaling) -> None:
+        seconds = result.drain_s
+        result.drain_cores_by_process = [
+            (cpu_s(pid) - before) / seconds for pid, before in zip(self.pids, self.processes, strict=True)
+        ]
+        result.drain_cores_database = (cpu_s_named("postgres") - self.database) / seconds
+        result.drain_cores_bench = (cpu_s(os.getpid()) - self.bench) / seconds
+        all_s, idle_s = machine_s()
+        result.drain_machine_busy = 1 - (idle_s - self.machine[1]) / max(all_s - self.machine[0], 1e-9)
+        if self.database_url and self.statements is not None:
+            after = await statements_so_far(self.database_url)
+            if after is not None:
+                result.drain_statements_per_job = (after - self.statements) / result.jobs
 
 
 async def scaling(
@@ -90,9 +160,16 @@ async def scaling(
         pids = [node.process.pid for node in cluster.nodes if node.process is not None]
         req_from, files_from = len(world.fake.requests), len(world.files)
         cpu_from = [cpu_s(pid) for pid in pids]
+        drain = _Drain(pids, database_url)
         result.submit_s, result.drain_s = await fill_and_drain(
-            world, label=f"scaling {label}", jobs=jobs, files_from=files_from, submit_concurrency=submit_concurrency
+            world,
+            label=f"scaling {label}",
+            jobs=jobs,
+            files_from=files_from,
+            submit_concurrency=submit_concurrency,
+            at_drain=drain.start,
         )
+        await drain.end(result)
         result.cpu_s_by_process = [cpu_s(pid) - before for pid, before in zip(pids, cpu_from, strict=True)]
         result.cpu_s = sum(result.cpu_s_by_process)
         result.requests, result.max_creates_per_min, result.max_api_calls_per_min = provider_load(

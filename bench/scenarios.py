@@ -326,10 +326,17 @@ def provider_load(requests: list[RecordedRequest]) -> tuple[Counter[str], int, i
 
 
 async def fill_and_drain(
-    world: World, *, label: str, jobs: int, files_from: int, submit_concurrency: int
+    world: World,
+    *,
+    label: str,
+    jobs: int,
+    files_from: int,
+    submit_concurrency: int,
+    at_drain: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[float, float]:
-    """``jobs`` commands until every prediction exists at the provider, then all finish at once. Returns the
-    seconds the commands took to be in flight, and the seconds until every audio message was in Discord."""
+    """``jobs`` commands until every prediction exists at the provider, then all finish at once (``at_drain``
+    is awaited just before). Returns the seconds the commands took to be in flight, and the seconds until every
+    audio message was in Discord."""
     started = time.perf_counter()
     pids: list[str] = []
 
@@ -341,6 +348,8 @@ async def fill_and_drain(
 
     await for_each(range(jobs), submit, workers=submit_concurrency)
     submit_s = time.perf_counter() - started
+    if at_drain is not None:
+        await at_drain()
     drain_from = time.perf_counter()
     await for_each(pids, world.fake.succeed, workers=32)
     await world.wait_for_files(files_from + jobs, timeout_s=900)

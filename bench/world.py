@@ -55,6 +55,29 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
+def cpu_s_named(name: str) -> float:
+    """User + system CPU seconds used so far by every live process called ``name`` (e.g. ``postgres``: the
+    server and its backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
+            fields = stat.rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return total
+
+
+def machine_s() -> tuple[float, float]:
+    """The machine's CPU seconds so far over all its cores: (all, idle)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(ticks) / _CLOCK_TICKS, (ticks[3] + ticks[4]) / _CLOCK_TICKS  # idle, iowait
+
+
 @dataclass
 class BotProcess:
     """``python -m bot run`` in a child process (through ``tests.faults.botproc``)."""

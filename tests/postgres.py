@@ -91,8 +91,11 @@ class _AdminLoop:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, settings: str = "") -> None:
+        """``settings``: more ``-c name=value`` options for the server (the benchmark loads
+        pg_stat_statements)."""
         self.bindir = bindir
+        self.settings = settings
         self.run_as = "nobody" if os.geteuid() == 0 else None
         # A short path: a Unix socket's path must fit in about 100 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="encore-pg-"))
@@ -129,7 +132,7 @@ class PostgresServer:
         hba.write_text(f"local all {PASSWORD_USER} scram-sha-256\nlocal all all trust\n")
         settings = (
             f"-c listen_addresses='' -c unix_socket_directories={self.root} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB"
+            "-c full_page_writes=off -c max_connections=100 -c shared_buffers=32MB " + self.settings
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "120", "-o", settings, "start")
         self._started = True

@@ -70,6 +70,14 @@ def _close_for_good(connection: _Connection) -> None:
         connection.terminate()
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back, after asyncpg has rolled back any transaction left open:
+    nothing more. asyncpg's default resets the session (advisory locks, cursors, LISTEN, settings) with one
+    more round trip per release, which doubled the statements a job costs; Encore's pooled connections keep
+    no session state to reset: its advisory locks are transaction-scoped (:meth:`PostgresDatabase.lock`), it
+    listens on a connection of its own (``notify``), and it never changes a setting after connecting."""
+
+
 def _rows_changed(status: str) -> int:
     """How many rows a command changed, from its status (``UPDATE 3``, ``INSERT 0 1``, ``DELETE 0``)."""
     last = status.rsplit(" ", 1)[-1]
@@ -131,6 +139,7 @@ class PostgresDatabase(BackendBase):
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.connect_timeout_s,
+                reset=_keep_session,
                 server_settings={
                     "application_name": self.application_name,
                     "lock_timeout": f"{max(1, self.busy_timeout_ms)}ms",

@@ -126,6 +126,46 @@ async def test_refuses_a_database_newer_than_the_code(db: PostgresDatabase, pg: 
         await PostgresDatabase(pg.url).open()
 
 
+# -- the pool -----------------------------------------------------------------------------------------
+
+
+async def test_a_pooled_connection_comes_back_clean_without_a_reset_round_trip(pg: StorageBackend) -> None:
+    """A statement costs one round trip: the pool sends no reset when a connection comes back (asyncpg's
+    default would, doubling the statements a job costs). It comes back clean all the same: a transaction that
+    failed midway is rolled back, and its advisory locks end with it."""
+    assert pg.url is not None
+    db = PostgresDatabase(pg.url, pool_size=1)  # one connection: every use below is the same one
+    await db.open()
+    watcher = await asyncpg.connect(pg.url)
+    try:
+        backend = int((await db.read("SELECT pg_backend_pid()"))[0][0])
+        await db.read("SELECT 1 AS encore_marker")
+        last = await watcher.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", backend)
+        assert last == "SELECT 1 AS encore_marker"  # not asyncpg's RESET ALL and the rest
+
+        repo = JobsRepo(db)
+
+        async def fail_midway() -> None:
+            async with db.transaction():
+                await db.lock(("user", 42))
+                await repo.insert_many([new_job("midway0001")])
+                raise RuntimeError("midway")
+
+        with pytest.raises(RuntimeError, match="midway"):
+            await fail_midway()
+        assert await repo.get("midway0001") is None
+        assert int((await db.read("SELECT pg_backend_pid()"))[0][0]) == backend
+        locks = await watcher.fetchval(
+            "SELECT COUNT(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory'", backend
+        )
+        assert locks == 0
+        state = await watcher.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", backend)
+        assert state == "idle"  # not "idle in transaction"
+    finally:
+        await watcher.close()
+        await db.close()
+
+
 # -- storage trouble, met for real ------------------------------------------------------------------
 
 
