@@ -69,7 +69,7 @@ class Canceller:
             raise JobStateError.keyed("refusals.already", state=state)
         log.info("job %s canceled by %s (%d job(s))", job.id, by, len(canceled))
         for member in canceled:
-            await self._outcomes.released(member.id, "canceled")
+            self._outcomes.released(member, "canceled")
         for member in canceled:
             self._poller.unschedule(member.id)
             self._calls.abort(member.id)

@@ -196,7 +196,7 @@ class Intake:
         elif status == PredictionStatus.CANCELED and await self._repo.transition(
             job.id, JobStatus.CANCELED, error="The job was canceled at the music service.", now=self._clock()
         ):
-            await self._outcomes.released(job.id, "canceled")
+            self._outcomes.released(job, "canceled")
             self._poller.unschedule(job.id)
             await self._cards.notify(job.id)
 
@@ -236,7 +236,7 @@ class Intake:
         job = await self._repo.get(job_id)
         if job is None or not job.status.is_active_at_provider or job.prediction_id is None:
             if job is not None and job.status != JobStatus.QUEUED:
-                self._outcomes.left(job.id)  # it may have ended in another process: its slot here is free
+                self._outcomes.left(job)  # it may have ended in another process: its slot here is free
             return False
         if self._clock() - job.created_at > self._settings().jobs.timeout_s:
             if await self._outcomes.fail(job.id, "The job took too long and was stopped. Please try again."):

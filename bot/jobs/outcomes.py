@@ -47,11 +47,12 @@ class Outcomes:
         if won:
             log.info("job %s failed: %s", job_id, detail or reason)
             self._tasks.storage_ok(job_id)
-            await self.released(job_id, "failed")
+            job = await self._repo.get(job_id)
+            if job is not None:
+                self.released(job, "failed")
             self._poller.unschedule(job_id)
             self._cards.done_uploading(job_id)
             await self._cards.notify(job_id)
-            job = await self._repo.get(job_id)
             if job is not None and job.batch_id:
                 self._on_ended(job)  # the other variations may all be done now
         return won
@@ -60,19 +61,17 @@ class Outcomes:
         """The job's output is stored (it won the move to succeeded): free it and deliver it."""
         self._poller.unschedule(job.id)
         self._cards.done_uploading(job.id)
-        await self.released(job.id, "succeeded")
+        self.released(job, "succeeded")
         self._on_ended(job)
 
-    def left(self, job_id: str) -> None:
+    def left(self, job: Job) -> None:
         """The job is no longer at its provider, which another process may have seen first (a webhook it heard):
         its slot here is free and its polls stop."""
-        self._scheduler.released(job_id)
-        self._poller.unschedule(job_id)
+        self._scheduler.released(job.provider)
+        self._poller.unschedule(job.id)
 
-    async def released(self, job_id: str, outcome: str) -> None:
+    def released(self, job: Job, outcome: str) -> None:
         """A job stopped using its provider (succeeded, failed or canceled): count it; its slot (free in the
         database already) may start another job."""
-        job = await self._repo.get(job_id)
-        if job is not None:
-            self._scheduler.released(job.provider)
-            metrics.record_job_finished(job.model, outcome, self._clock() - job.created_at)
+        self._scheduler.released(job.provider)
+        metrics.record_job_finished(job.model, outcome, self._clock() - job.created_at)

@@ -11,6 +11,11 @@ next job by the rule above (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL)
 job starts it (``start``). A round of claims runs when this process admits a job or one of its jobs leaves its
 provider, and every ``[jobs] queue_check_s`` in case another process did (or a process is gone: a job whose
 turn a gone process had is taken over). Each look also says this process is alive (``instances``).
+
+A round is a locked transaction, and many jobs finish together: a round asked for because a job left is only
+run when one statement without a lock finds a job to claim at that provider. None is missed: a job admitted
+anywhere is in the database before its own process's round, which comes before this look or counts the slot
+still taken and leaves the job for this look to find.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class Scheduler:
         self.instance = instance or new_instance_id()
         self.any_job = True  # this process starts anyone's jobs (the bot), or only its own (a terminal run)
         self._rounds: dict[str, asyncio.Future[None]] = {}  # per provider: the next round asked for
+        self._sure: set[str] = set()  # providers whose next round runs without looking first
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._running = False
@@ -123,6 +129,7 @@ class Scheduler:
             if not round_.done():
                 round_.set_result(None)
         self._rounds.clear()
+        self._sure.clear()
 
     async def leave(self) -> None:
         """This process stops (after its submissions stopped): the queued jobs whose turn it had wait for any
@@ -139,9 +146,12 @@ class Scheduler:
 
     # -- rounds ----------------------------------------------------------------------------------------
 
-    def kick(self, provider: str) -> asyncio.Future[None]:
+    def kick(self, provider: str, *, if_work: bool = False) -> asyncio.Future[None]:
         """Ask for a round of claims at ``provider``; the future is done when a round that began after this
-        call has ended (rounds asked for while one runs are one more round)."""
+        call has ended (rounds asked for while one runs are one more round). ``if_work``: the round may end at
+        once when a look without a lock finds nothing to claim (unless another asked for it without)."""
+        if not if_work:
+            self._sure.add(provider)
         round_ = self._rounds.get(provider)
         if round_ is None:
             round_ = self._rounds[provider] = asyncio.get_running_loop().create_future()
@@ -156,21 +166,39 @@ class Scheduler:
         """Run a round of claims at ``provider`` now (joining one asked for already) and wait until it ends."""
         await asyncio.shield(self.kick(provider))
 
-    def released(self, provider: str) -> None:
-        """A job left ``provider`` (done, failed, canceled) or the queue: its slot may start another."""
-        self.kick(provider)
+    def released(self, provider: str) -> asyncio.Future[None]:
+        """A job left ``provider`` (done, failed, canceled) or the queue: its slot may start another (the future
+        is done when the round asked for has ended)."""
+        return self.kick(provider, if_work=True)
 
     async def _run(self, provider: str) -> None:
         try:
             while (round_ := self._rounds.pop(provider, None)) is not None:
+                sure = provider in self._sure
+                self._sure.discard(provider)
                 try:
-                    await self._round(provider)
+                    if sure or await self._has_work(provider):
+                        await self._round(provider)
                 except Exception:
                     log.exception("a round of claims at %s failed", provider)
                 finally:
                     round_.set_result(None)
         finally:
             self._runners.pop(provider, None)
+
+    async def _has_work(self, provider: str) -> bool:
+        """Whether ``provider`` has a job this process may claim (storage trouble: assume so)."""
+        try:
+            return bool(
+                await self._queue.providers_with_work(
+                    owner=self.instance,
+                    any_job=self.any_job,
+                    gone_after_s=self._settings().process_timeout_s,
+                    provider=provider,
+                )
+            )
+        except StorageError:
+            return True
 
     async def _round(self, provider: str) -> None:
         started = 0

@@ -175,16 +175,20 @@ class QueueRepo:
         turns = await self._db.read("SELECT user_id, served FROM queue_turns WHERE provider = ?", (provider,))
         return Waiting([(str(r[0]), int(r[1])) for r in jobs], {int(r[0]): int(r[1]) for r in turns})
 
-    async def providers_with_work(self, *, owner: str, any_job: bool, gone_after_s: float) -> list[str]:
-        """The providers with a job process ``owner`` may claim: one waiting for its turn, or (``any_job``) one
-        whose turn a gone process had."""
+    async def providers_with_work(
+        self, *, owner: str, any_job: bool, gone_after_s: float, provider: str | None = None
+    ) -> list[str]:
+        """The providers (``provider`` alone, if given) with a job process ``owner`` may claim: one waiting for
+        its turn, or (``any_job``) one whose turn a gone process had. One statement, no lock: a round of claims
+        costs a locked transaction, worth taking only when this says there is work."""
         found = f"j.claimed_at IS NULL AND {self._eligible('j', any_job=any_job)}"
         if any_job:
             found = f"({found}) OR ({self._abandoned('j')})"
+        only = "j.provider = :provider AND " if provider is not None else ""
         rows = await self._db.read(
-            f"SELECT DISTINCT j.provider FROM jobs AS j WHERE {_unfinished('j')} "  # noqa: S608
+            f"SELECT DISTINCT j.provider FROM jobs AS j WHERE {only}{_unfinished('j')} "  # noqa: S608
             f"AND j.status = 'queued' AND ({found})",
-            {"owner": owner, "gone_after_s": gone_after_s},
+            {"owner": owner, "gone_after_s": gone_after_s, "provider": provider},
         )
         return sorted(str(row[0]) for row in rows)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from bot.storage.instances_repo import InstancesRepo
 from bot.storage.job_rows import NewJob
 from bot.storage.jobs_repo import JobsRepo
 from bot.storage.queue_repo import QueueRepo
+from tests.conftest import StorageBackend
 
 pytestmark = pytest.mark.both_backends
 
@@ -134,6 +136,50 @@ async def test_cap_and_release(db: Backend, engines: list[Engine]) -> None:
     await engine.finish("j0")
     assert engine.started == ["j0", "j1", "j2"]
     assert await engine.places("j2") == [None]  # started, not waiting
+
+
+async def test_a_job_leaving_starts_one_another_process_admitted(db: Backend, engines: list[Engine]) -> None:
+    """The release alone starts the next job, whichever process admitted it (no look every minute helps here)."""
+    journal: list[str] = []
+    first = await start(engines, db, 1, journal=journal)
+    second = await start(engines, db, 1, journal=journal)
+    await first.add("a1", 1)
+    await second.add("b1", 2)  # waits: the one slot is a1's
+    assert journal == ["a1"]
+    assert await first.repo.transition("a1", JobStatus.CANCELED, error="done")
+    async with asyncio.timeout(10):
+        await first.scheduler.released(P)
+    assert journal == ["a1", "b1"]
+
+
+async def test_a_job_leaving_with_nothing_waiting_takes_no_lock(
+    db: Backend, backend: StorageBackend, engines: list[Engine], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thousand jobs finishing together don't queue for the claims' lock when nothing waits: the release
+    looks without it, and finds nothing to claim while another process holds it."""
+    engine = await start(engines, db, 1)
+    await engine.add("a1", 1)
+    assert await engine.repo.transition("a1", JobStatus.CANCELED, error="done")
+    holding, done = asyncio.Event(), asyncio.Event()
+    async with backend.opened(tmp_path / "test.sqlite3") as other:
+
+        async def hold_the_lock() -> None:  # another process's round of claims, a long one
+            async with other.transaction():
+                await other.lock(("queue", P))
+                await other.write("UPDATE jobs SET updated_at = updated_at WHERE id = 'a1'")  # SQLite: the write lock
+                holding.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold_the_lock())
+        try:
+            async with asyncio.timeout(30):
+                await holding.wait()
+                await engine.scheduler.released(P)  # a round would wait out the busy timeout, then give up
+        finally:
+            done.set()
+            await holder
+    assert "can't look at the" not in caplog.text
+    assert engine.started == ["a1"]
 
 
 async def test_jobs_at_the_provider_hold_their_slot(db: Backend, engines: list[Engine]) -> None:
