@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import encoding, scaling, scenarios
+from bench import cpu_budget, encoding, scaling, scenarios
 from bench.world import World
 from tests.postgres import INSTALL_HINT, PostgresServer, find_bindir
 
@@ -125,16 +125,22 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         show("tracked jobs (poll mode, after a restart)", result.summary())
 
     if "scaling" in wanted:
-        report["scaling"] = await run_scaling(workdir, jobs=100 if quick else 1000)
+        report["scaling"] = await run_scaling(
+            workdir, jobs=100 if quick else 1000, cpu_per_process=args.cpu_per_process
+        )
     return report
 
 
-async def run_scaling(workdir: Path, *, jobs: int) -> dict[str, Any]:
-    """Issue 14: deliveries per second with 1, 2 and 3 processes on PostgreSQL, and 1 on SQLite."""
+async def run_scaling(workdir: Path, *, jobs: int, cpu_per_process: float | None = None) -> dict[str, Any]:
+    """Issue 14: deliveries per second with 1, 2 and 3 processes on PostgreSQL, and 1 on SQLite (each process
+    held to ``cpu_per_process`` of a core, if given)."""
     bindir = find_bindir()
     if bindir is None:
         print(f"\n== scaling: skipped. {INSTALL_HINT}", flush=True)
         return {"skipped": INSTALL_HINT}
+    if cpu_per_process is not None and (why := cpu_budget.unavailable()) is not None:
+        print(f"\n== scaling: skipped. --cpu-per-process: {why}", flush=True)
+        return {"skipped": why}
     # pg_stat_statements counts the SQL statements a job costs.
     server = PostgresServer(bindir, settings="-c shared_preload_libraries=pg_stat_statements")
     await asyncio.to_thread(server.start)
@@ -148,7 +154,14 @@ async def run_scaling(workdir: Path, *, jobs: int) -> dict[str, Any]:
                     server.execute(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                     url = server.url(database)
                 async with World.open(workdir / f"scaling-{label}", users=60, shards=scaling.SHARDS) as world:
-                    result = await scaling.scaling(world, label=label, processes=processes, database_url=url, jobs=jobs)
+                    result = await scaling.scaling(
+                        world,
+                        label=label,
+                        processes=processes,
+                        database_url=url,
+                        jobs=jobs,
+                        cpu_per_process=cpu_per_process,
+                    )
             runs.append(result.summary())
             show(f"scaling: {label} ({processes} process(es), {result.database})", result.summary())
     finally:
@@ -168,6 +181,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer jobs: check that the benchmark works")
     parser.add_argument("--only", action="append", choices=SCENARIOS)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--cpu-per-process",
+        type=float,
+        metavar="CORES",
+        help="scaling: hold each Encore process to this much of a core (Linux control groups; as root), to see "
+        "how the processes scale with cores on a machine with fewer cores than processes",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="encore-bench-") as tmp:
         report = asyncio.run(run(args, Path(tmp)))

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.cpu_budget import CpuBudgets
 from bench.scenarios import WAV_5S, fill_and_drain, provider_load
 from bench.world import World, cpu_s, cpu_s_named, machine_s
 from tests.conftest import NO_LIMITS
@@ -59,6 +60,7 @@ class Scaling:
     drain_cores_bench: float = 0.0
     drain_machine_busy: float = 0.0
     drain_statements_per_job: float | None = None
+    cpu_per_process: float | None = None  # the budget each process had (None: the whole machine)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class Scaling:
             "processes": self.processes,
             "database": self.database,
             "jobs": self.jobs,
+            "cpu_per_process": self.cpu_per_process,
             "submit_s": round(self.submit_s, 1),
             "drain_s": round(self.drain_s, 2),
             "deliveries_per_s": round(self.jobs / self.drain_s, 1),
@@ -136,10 +139,19 @@ class _Drain:
 
 
 async def scaling(
-    world: World, *, label: str, processes: int, database_url: str | None, jobs: int, submit_concurrency: int = 16
+    world: World,
+    *,
+    label: str,
+    processes: int,
+    database_url: str | None,
+    jobs: int,
+    submit_concurrency: int = 16,
+    cpu_per_process: float | None = None,
 ) -> Scaling:
-    """``jobs`` commands until every prediction exists, then all finish at once: deliveries per second."""
+    """``jobs`` commands until every prediction exists, then all finish at once: deliveries per second.
+    ``cpu_per_process``: each Encore process may use at most this much of a core (``bench.cpu_budget``)."""
     result = Scaling(label, processes, "postgresql" if database_url else "sqlite", jobs)
+    result.cpu_per_process = cpu_per_process
     world.use_output(WAV_5S)
     limits = {**NO_LIMITS, "replicate_jobs_in_flight": 0}
     replicate = {"creates_per_minute": CREATES_PER_MINUTE, "requests_per_minute": REQUESTS_PER_MINUTE}
@@ -155,9 +167,13 @@ async def scaling(
         # Production's card edits (at most one every 2 s), not the tests' (every change).
         sections={"limits": limits, "replicate": replicate, "discord": {"card_edit_interval_s": 2.0}},
     )
+    budgets = CpuBudgets(cpu_per_process, label) if cpu_per_process is not None else None
     try:
         await cluster.start()
         pids = [node.process.pid for node in cluster.nodes if node.process is not None]
+        if budgets is not None:
+            for pid in pids:
+                budgets.limit(pid)
         req_from, files_from = len(world.fake.requests), len(world.files)
         cpu_from = [cpu_s(pid) for pid in pids]
         drain = _Drain(pids, database_url)
@@ -179,4 +195,6 @@ async def scaling(
             result.webhooks_by_process = dict(sorted(cluster.balancer.forwarded.items()))
     finally:
         await cluster.close()
+        if budgets is not None:
+            budgets.close()
     return result
