@@ -24,6 +24,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import StrEnum
 
+from bot.background import OwnedTask
 from bot.errors import StorageError
 from bot.storage.leases_repo import LeasesRepo
 from bot.storage.notify import Notice, Notifier
@@ -66,7 +67,7 @@ class Leases:
         self._uses: dict[Kind, Callable[[str], bool]] = {}
         self._lost: dict[Kind, Callable[[str], None]] = {}
         self._on_tick: Callable[[], Awaitable[object]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("leases")
         self._wake = asyncio.Event()
         self._notifier = notifier
         self._notifier_origin = notifier.origin if notifier is not None else ""
@@ -152,8 +153,7 @@ class Leases:
         """Renew the leases in use every third of the lease time; ``on_tick`` runs after each renewal (taking
         over work whose process is gone)."""
         self._on_tick = on_tick
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="leases")
+        self._task.start(self._run)
 
     def poke(self) -> None:
         """Run the keeper's next round now (after a takeover, there may be more)."""
@@ -161,10 +161,7 @@ class Leases:
 
     async def halt(self) -> None:
         """Stop the keeper (its takeovers too); the leases held stay held until :meth:`stop`."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._task.stop()
 
     async def stop(self) -> None:
         """Stop renewing and give up every lease of this process, so the others take its work over at once."""

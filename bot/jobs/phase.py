@@ -10,7 +10,6 @@ and the wait while queued (``queue_position``, ``eta_s``), how far along it is w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections import deque
@@ -19,6 +18,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from typing import Protocol
 
+from bot.background import OwnedTask
 from bot.jobs.progress import Forecast, Progress, combined
 from bot.jobs.scheduler import Scheduler
 from bot.records import Job, JobStatus
@@ -156,18 +156,14 @@ class CardFeed:
         self._progress: dict[str, Progress] = {}  # running jobs: how far along, as last shown
         self._turns: deque[str] = deque()  # running jobs whose cards move on by themselves, in turn
         self._in_turns: set[str] = set()
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = OwnedTask("progress")
 
     def start(self) -> None:
-        if self._ticker is None and self._clock is not None:
-            self._ticker = asyncio.create_task(self._move_on(), name="progress")
+        if self._clock is not None:
+            self._ticker.start(self._move_on)
 
     async def stop(self) -> None:
-        ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        await self._ticker.stop()
 
     async def _move_on(self) -> None:
         while True:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.background import OwnedTask
 from bot.config import JobSettings
 from bot.errors import StorageError
 from bot.jobs.progress import EndWindow
@@ -68,7 +69,7 @@ class Poller:
         self._windows: dict[str, EndWindow] = {}
         self._generation = 0
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("poller")
         self._inflight: set[asyncio.Task[None]] = set()
         self._not_before: dict[str, float] = {}  # the provider asked us to wait (429 Retry-After)
 
@@ -143,15 +144,14 @@ class Poller:
         return now + min(max(late / 2, _MIN_GAP_S), self._settings.poll_max_s), entry.interval, False
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="poller")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        tasks = [t for t in (task, *self._inflight) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._task.stop()
+        polls = list(self._inflight)
+        for poll in polls:
+            poll.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
 
     def _top(self, heap: list[tuple[float, int, str]]) -> float | None:
         """When the first live item of ``heap`` is due (stale items are dropped)."""

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.background import OwnedTask
 from bot.config import StorageSettings
 from bot.errors import StorageError
 from bot.storage.jobs_repo import JobsRepo
@@ -61,17 +62,13 @@ class Janitor:
         self._uploads_dirs = tuple(uploads_dirs)  # where providers' uploads are kept
         self._expects_upload = expects_upload
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("retention")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="retention")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:

@@ -29,6 +29,7 @@ import socket
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 
+from bot.background import OwnedTask
 from bot.config import JobSettings
 from bot.errors import StorageError
 from bot.records import Job, JobStatus
@@ -92,7 +93,7 @@ class Scheduler:
         self._rounds: dict[str, asyncio.Future[None]] = {}  # per provider: the next round asked for
         self._sure: set[str] = set()  # providers whose next round runs without looking first
         self._runners: dict[str, asyncio.Task[None]] = {}
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = OwnedTask("queue:")
         self._running = False
 
     @property
@@ -115,16 +116,16 @@ class Scheduler:
         log.info("scheduler started as instance %s (%s jobs)", self.instance, "anyone's" if any_job else "its own")
         # The first look is over when start returns: what was waiting is claimed (and starting) by then.
         await asyncio.gather(*(self.dispatch(provider) for provider in self._capacities))
-        self._ticker = asyncio.create_task(self._tick(), name="queue:")
+        self._ticker.start(self._tick)
 
     async def stop(self) -> None:
         """Stop claiming jobs (what this process claimed stays claimed until :meth:`leave`)."""
         self._running = False
-        tasks = [task for task in (self._ticker, *self._runners.values()) if task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._ticker = None
+        await self._ticker.stop()
+        runners = list(self._runners.values())
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
         for round_ in self._rounds.values():
             if not round_.done():
                 round_.set_result(None)

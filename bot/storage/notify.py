@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from bot.background import OwnedTask
 from bot.storage.backend import Backend
 from bot.storage.postgres import PostgresDatabase
 from bot.storage.postgres_values import connection_lost
@@ -84,7 +85,7 @@ class _Dispatcher:
         self.origin = origin
         self._handlers: dict[str, list[Handler]] = {}
         self._queue: asyncio.Queue[Notice] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask("notices")
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         """Call ``handler`` with every notice on ``channel`` (after the handlers that subscribed before it)."""
@@ -101,14 +102,10 @@ class _Dispatcher:
             self._queue.put_nowait(Notice(channel, missed=True))
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notices")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._task.stop()
 
     async def _run(self) -> None:
         while True:
@@ -145,7 +142,7 @@ class PostgresNotifier(_Dispatcher):
         self._connect_timeout_s = connect_timeout_s
         self._connection: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
-        self._supervisor: asyncio.Task[None] | None = None
+        self._supervisor = OwnedTask("notices-listen")
         self.reconnects = 0  # how often the listening connection was made again
 
     @property
@@ -170,13 +167,10 @@ class PostgresNotifier(_Dispatcher):
             if not _connection_trouble(exc):
                 raise
             log.warning("can't listen for other processes' notices yet (%s); trying again", exc)
-        self._supervisor = asyncio.create_task(self._supervise(), name="notices-listen")
+        self._supervisor.start(self._supervise)
 
     async def stop(self) -> None:
-        task, self._supervisor = self._supervisor, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._supervisor.stop()
         await self._close()
         await super().stop()
 
