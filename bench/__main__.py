@@ -141,8 +141,10 @@ async def run_scaling(workdir: Path, *, jobs: int, cpu_per_process: float | None
     if cpu_per_process is not None and (why := cpu_budget.unavailable()) is not None:
         print(f"\n== scaling: skipped. --cpu-per-process: {why}", flush=True)
         return {"skipped": why}
-    # pg_stat_statements counts the SQL statements a job costs.
-    server = PostgresServer(bindir, settings="-c shared_preload_libraries=pg_stat_statements")
+    # pg_stat_statements (PostgreSQL's contrib, in Debian's package) counts the SQL statements a job costs;
+    # without it the figure is left out.
+    counting = any((bindir.parent / "lib" / f"pg_stat_statements{ext}").exists() for ext in (".so", ".dylib"))
+    server = PostgresServer(bindir, settings="-c shared_preload_libraries=pg_stat_statements" if counting else "")
     await asyncio.to_thread(server.start)
     runs: list[dict[str, Any]] = []
     try:
@@ -151,7 +153,8 @@ async def run_scaling(workdir: Path, *, jobs: int, cpu_per_process: float | None
                 url = None
                 if on_postgres:
                     database = stack.enter_context(server.fresh_database())
-                    server.execute(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    if counting:
+                        server.execute(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
                     url = server.url(database)
                 async with World.open(workdir / f"scaling-{label}", users=60, shards=scaling.SHARDS) as world:
                     result = await scaling.scaling(
@@ -176,6 +179,14 @@ async def run_scaling(workdir: Path, *, jobs: int, cpu_per_process: float | None
     return {"runs": runs, **figures}
 
 
+def _cores(text: str) -> float:
+    """``--cpu-per-process``: a share of a core, at least 0.01 and at most the machine's cores."""
+    value = float(text)
+    if not 0.01 <= value <= (os.cpu_count() or 1):
+        raise argparse.ArgumentTypeError(f"{text} is not between 0.01 and the machine's {os.cpu_count()} cores")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer jobs: check that the benchmark works")
@@ -183,7 +194,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument(
         "--cpu-per-process",
-        type=float,
+        type=_cores,
         metavar="CORES",
         help="scaling: hold each Encore process to this much of a core (Linux control groups; as root), to see "
         "how the processes scale with cores on a machine with fewer cores than processes",

@@ -29,7 +29,7 @@ import asyncpg
 
 from bench.cpu_budget import CpuBudgets
 from bench.scenarios import WAV_5S, fill_and_drain, provider_load
-from bench.world import World, cpu_s, cpu_s_named, machine_s
+from bench.world import World, cpu_s, cpu_s_with_children, machine_s, parent_pid
 from tests.conftest import NO_LIMITS
 from tests.faults._cluster import Cluster
 from tests.faults._process import Progress
@@ -90,6 +90,15 @@ class Scaling:
         }
 
 
+async def server_pid(url: str) -> int:
+    """The database server's own process (its postmaster: the parent of every backend)."""
+    connection = await asyncpg.connect(url)
+    try:
+        return parent_pid(int(await connection.fetchval("SELECT pg_backend_pid()")))
+    finally:
+        await connection.close()
+
+
 async def statements_so_far(url: str) -> int | None:
     """SQL statements the database has run so far, by ``pg_stat_statements`` (None: not loaded there)."""
     connection = await asyncpg.connect(url)
@@ -117,18 +126,24 @@ class _Drain:
     bench: float = 0.0
     machine: tuple[float, float] = (0.0, 0.0)
     statements: int | None = None
+    server: int | None = None  # the database server's process (PostgreSQL)
+
+    def _database_cpu(self) -> float:
+        return cpu_s_with_children(self.server) if self.server is not None else 0.0
 
     async def start(self) -> None:
-        self.statements = await statements_so_far(self.database_url) if self.database_url else None
+        if self.database_url:
+            self.server = await server_pid(self.database_url)
+            self.statements = await statements_so_far(self.database_url)
         self.processes = [cpu_s(pid) for pid in self.pids]
-        self.database, self.bench, self.machine = cpu_s_named("postgres"), cpu_s(os.getpid()), machine_s()
+        self.database, self.bench, self.machine = self._database_cpu(), cpu_s(os.getpid()), machine_s()
 
     async def end(self, result: Scaling) -> None:
         seconds = result.drain_s
         result.drain_cores_by_process = [
             (cpu_s(pid) - before) / seconds for pid, before in zip(self.pids, self.processes, strict=True)
         ]
-        result.drain_cores_database = (cpu_s_named("postgres") - self.database) / seconds
+        result.drain_cores_database = (self._database_cpu() - self.database) / seconds
         result.drain_cores_bench = (cpu_s(os.getpid()) - self.bench) / seconds
         all_s, idle_s = machine_s()
         result.drain_machine_busy = 1 - (idle_s - self.machine[1]) / max(all_s - self.machine[0], 1e-9)
@@ -167,8 +182,10 @@ async def scaling(
         # Production's card edits (at most one every 2 s), not the tests' (every change).
         sections={"limits": limits, "replicate": replicate, "discord": {"card_edit_interval_s": 2.0}},
     )
-    budgets = CpuBudgets(cpu_per_process, label) if cpu_per_process is not None else None
+    budgets: CpuBudgets | None = None
     try:
+        if cpu_per_process is not None:
+            budgets = CpuBudgets(cpu_per_process, label)
         await cluster.start()
         pids = [node.process.pid for node in cluster.nodes if node.process is not None]
         if budgets is not None:
@@ -194,7 +211,9 @@ async def scaling(
         if cluster.balancer is not None:
             result.webhooks_by_process = dict(sorted(cluster.balancer.forwarded.items()))
     finally:
-        await cluster.close()
-        if budgets is not None:
-            budgets.close()
+        try:
+            await cluster.close()
+        finally:
+            if budgets is not None:
+                budgets.close()
     return result

@@ -55,20 +55,24 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
 
 
-def cpu_s_named(name: str) -> float:
-    """User + system CPU seconds used so far by every live process called ``name`` (e.g. ``postgres``: the
-    server and its backends)."""
-    total = 0.0
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def cpu_s_with_children(pid: int) -> float:
+    """User + system CPU seconds so far of process ``pid`` and of its children, live or ended (e.g. a database
+    server: its postmaster, and its backends, whose CPU the postmaster collects when they end)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    total = sum(int(v) for v in fields[11:15]) / _CLOCK_TICKS  # utime, stime, cutime, cstime
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            child = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:  # gone meanwhile
             continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
-            fields = stat.rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        if int(child[1]) == pid:
+            total += (int(child[11]) + int(child[12])) / _CLOCK_TICKS
     return total
 
 

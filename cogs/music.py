@@ -22,8 +22,8 @@ from cogs.views import CancelButton, HistoryButton, ResultButton
 @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
 class Music(
+    YoursCommands,  # (discord.py collects the bases' commands last base first: make, then yours, as before the split)
     MakeCommands,
-    YoursCommands,
     commands.GroupCog,
     group_name="music",
     group_description="Make music from words and sounds.",

@@ -147,10 +147,10 @@ class Poller:
         self._task.start(self._run)
 
     async def stop(self) -> None:
-        await self._task.stop()
         polls = list(self._inflight)
-        for poll in polls:
+        for poll in polls:  # cancelled with the loop, not after it
             poll.cancel()
+        await self._task.stop()
         await asyncio.gather(*polls, return_exceptions=True)
 
     def _top(self, heap: list[tuple[float, int, str]]) -> float | None:

@@ -121,10 +121,10 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop claiming jobs (what this process claimed stays claimed until :meth:`leave`)."""
         self._running = False
-        await self._ticker.stop()
         runners = list(self._runners.values())
-        for runner in runners:
+        for runner in runners:  # cancelled with the look, not after it
             runner.cancel()
+        await self._ticker.stop()
         await asyncio.gather(*runners, return_exceptions=True)
         for round_ in self._rounds.values():
             if not round_.done():
